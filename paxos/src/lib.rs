@@ -1,6 +1,46 @@
 //! The sans-IO Multi-Paxos core of Synod.
+//!
+//! A [`Replica`] is one node's acceptor, proposer and learner. It reads no
+//! clock, opens no socket and writes no file: the driver (the `synod` node
+//! runtime, or the simulator in `tests/`) feeds it time and messages and
+//! carries out what it asks for:
+//!
+//! ```
+//! use synod_paxos::{Config, DurableState, Instant, NodeId, Replica, Slot};
+//!
+//! let config = Config::new(NodeId(1), vec![NodeId(1)]);
+//! let mut replica = Replica::new(config, DurableState::default(), Slot(0), Instant::from_micros(0)).unwrap();
+//! // A single node elects itself once its election timeout passes.
+//! replica.tick(Instant::from_micros(2_000_000));
+//! replica.propose(Instant::from_micros(2_000_000), b"hello".to_vec()).unwrap();
+//! let ready = replica.ready();
+//! // 1. persist ready.persist, 2. send ready.messages, 3. apply ready.committed,
+//! // 4. serve ready.reads.
+//! assert!(replica.is_leader());
+//! assert!(!ready.committed.is_empty());
+//! ```
+//!
+//! Safety invariants are asserted where they could break: a promise never
+//! goes down, nothing is accepted above the promise, a chosen slot never
+//! changes, a leader proposes one value per slot, the commit index only
+//! grows.
+pub mod config;
+pub mod message;
+mod proposer;
+pub mod ready;
+mod replica;
+pub mod rng;
 pub mod storage;
+pub mod time;
 pub mod types;
 
+#[cfg(feature = "bug-injection")]
+pub use config::Bugs;
+pub use config::{Config, ConfigError};
+pub use message::{Envelope, Message};
+pub use ready::{ReadId, Ready};
+pub use replica::{Replica, Role, Status, Unavailable};
+pub use rng::Rng;
 pub use storage::{DurableState, MemStorage, Record, SlotState, Storage};
+pub use time::Instant;
 pub use types::{Ballot, Command, NodeId, Slot, Value};

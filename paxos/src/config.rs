@@ -1,0 +1,154 @@
+//! The knobs of one replica, with their checks.
+
+use std::time::Duration;
+
+use crate::types::NodeId;
+
+/// How one replica behaves. Every member of a cluster should use the same
+/// timing values; `id` and `rng_seed` differ per node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node.
+    pub id: NodeId,
+    /// Every member, this node included. A majority of them is a quorum.
+    pub members: Vec<NodeId>,
+    /// How often the leader sends heartbeats (and retransmits unacknowledged
+    /// accepts).
+    pub heartbeat_interval: Duration,
+    /// A follower that has not heard a leader for a random time in
+    /// `[election_timeout, 2 × election_timeout]` starts Phase 1.
+    pub election_timeout: Duration,
+    /// How long an acknowledgment of a leader binds the acceptor not to
+    /// promise another node; the leader's lease is derived from it.
+    pub lease: Duration,
+    /// Bound on clock rate error, in parts per million: a node's clock runs
+    /// between `1 − d` and `1 + d` times real time.
+    pub max_clock_drift_ppm: u32,
+    /// First backoff after a failed Phase 1; doubles per failure.
+    pub backoff_base: Duration,
+    /// Upper bound of the backoff.
+    pub backoff_cap: Duration,
+    /// Most slots the leader keeps in flight (proposed, not yet chosen).
+    pub max_inflight_slots: u64,
+    /// Most commands batched into one slot.
+    pub max_batch_commands: usize,
+    /// Most command bytes batched into one slot (a single larger command
+    /// still gets a slot of its own).
+    pub max_batch_bytes: usize,
+    /// Most commands waiting for a slot at the leader; beyond it `propose`
+    /// answers `Busy`.
+    pub max_pending_commands: usize,
+    /// Most reads waiting for a ReadIndex round; beyond it `read` answers
+    /// `Busy`.
+    pub max_pending_reads: usize,
+    /// Most chosen entries in one catch-up reply.
+    pub max_fetch_entries: usize,
+    /// Seed of this replica's random numbers (timeouts, jitter).
+    pub rng_seed: u64,
+    /// Deliberate protocol bugs, for showing that tests catch them.
+    #[cfg(feature = "bug-injection")]
+    pub bugs: crate::Bugs,
+}
+
+/// Deliberately broken rules. Only exists with the `bug-injection` feature,
+/// which only tests enable.
+#[cfg(feature = "bug-injection")]
+#[derive(Clone, Debug, Default)]
+pub struct Bugs {
+    /// A new leader ignores the values reported in promises and fills every
+    /// slot it recovers with a no-op.
+    pub ignore_promised_values: bool,
+    /// The leader serves lease reads without any lease.
+    pub read_without_lease: bool,
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid replica configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// A configuration with the defaults used by `synod` for a node `id` of
+    /// `members`.
+    pub fn new(id: NodeId, members: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            members,
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout: Duration::from_millis(500),
+            lease: Duration::from_millis(400),
+            max_clock_drift_ppm: 10_000,
+            backoff_base: Duration::from_millis(20),
+            backoff_cap: Duration::from_millis(1_000),
+            max_inflight_slots: 64,
+            max_batch_commands: 512,
+            max_batch_bytes: 1 << 20,
+            max_pending_commands: 100_000,
+            max_pending_reads: 100_000,
+            max_fetch_entries: 256,
+            rng_seed: u64::from(id.0),
+            #[cfg(feature = "bug-injection")]
+            bugs: crate::Bugs::default(),
+        }
+    }
+
+    /// Checks the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: &str| Err(ConfigError(m.to_string()));
+        let mut sorted = self.members.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != self.members.len() {
+            return err("a node id appears twice in members");
+        }
+        if !self.members.contains(&self.id) {
+            return err("members must include this node's id");
+        }
+        if self.heartbeat_interval.is_zero() {
+            return err("heartbeat interval must be positive");
+        }
+        if self.lease >= self.election_timeout {
+            return err("lease must be shorter than the election timeout");
+        }
+        if self.heartbeat_interval * 2 > self.lease {
+            return err("lease must last at least two heartbeat intervals");
+        }
+        if self.max_clock_drift_ppm >= 500_000 {
+            return err("clock drift bound must be below 50%");
+        }
+        if self.backoff_base.is_zero() || self.backoff_cap < self.backoff_base {
+            return err("backoff base must be positive and not above the cap");
+        }
+        if self.max_inflight_slots == 0
+            || self.max_batch_commands == 0
+            || self.max_pending_commands == 0
+            || self.max_pending_reads == 0
+            || self.max_fetch_entries == 0
+        {
+            return err("queue and batch limits must be positive");
+        }
+        Ok(())
+    }
+
+    /// Members needed for a quorum.
+    pub fn quorum(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+
+    /// How long after sending a heartbeat round that a majority acknowledged
+    /// the leader may still serve reads locally: `lease × (1 − d) / (1 + d)`,
+    /// so that even a fast leader clock and slow acceptor clocks keep the
+    /// leader's lease inside every acceptor's promise.
+    pub fn leader_lease(&self) -> Duration {
+        let d = u128::from(self.max_clock_drift_ppm);
+        let micros = self.lease.as_micros() * (1_000_000 - d) / (1_000_000 + d);
+        Duration::from_micros(micros as u64)
+    }
+}

@@ -1,0 +1,447 @@
+//! The proposer side: Phase 1 as a candidate, Phase 2, heartbeats, the
+//! lease and ReadIndex as a leader.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::message::Message;
+use crate::ready::ReadId;
+use crate::replica::{Replica, RoleState, Unavailable};
+use crate::storage::SlotState;
+use crate::time::Instant;
+use crate::types::{Ballot, Command, NodeId, Slot, Value};
+
+/// Heartbeat rounds remembered for lease and ReadIndex acknowledgments.
+const MAX_TRACKED_ROUNDS: usize = 32;
+
+/// A node running Phase 1.
+pub(crate) struct Candidate {
+    pub(crate) ballot: Ballot,
+    pub(crate) first_slot: Slot,
+    pub(crate) promises: BTreeMap<NodeId, Vec<(Slot, SlotState)>>,
+    /// Give up this attempt (and back off) at this time.
+    pub(crate) deadline: Instant,
+}
+
+/// A value proposed in a slot, waiting for a quorum of `Accepted`.
+struct Proposal {
+    value: Value,
+    acks: BTreeSet<NodeId>,
+    sent_at: Instant,
+}
+
+/// One heartbeat round, for lease and ReadIndex.
+struct HeartbeatRound {
+    sent_at: Instant,
+    acks: BTreeSet<NodeId>,
+}
+
+/// A read waiting for a heartbeat round that started after it arrived.
+pub(crate) struct PendingRead {
+    pub(crate) id: ReadId,
+    read_index: Slot,
+    round: u64,
+}
+
+/// A node that won Phase 1.
+pub(crate) struct Leader {
+    pub(crate) ballot: Ballot,
+    /// The next slot to propose in.
+    pub(crate) next_slot: Slot,
+    /// Slots through here were recovered from Phase 1 (the last one is
+    /// always proposed at our ballot); reads wait until they are chosen.
+    recovered_through: Slot,
+    proposals: BTreeMap<Slot, Proposal>,
+    /// Proposed in this step, not yet sent.
+    unsent: Vec<(Slot, Value)>,
+    pub(crate) pending: VecDeque<Command>,
+    next_heartbeat_at: Instant,
+    heartbeat_round: u64,
+    rounds: BTreeMap<u64, HeartbeatRound>,
+    /// Highest round a quorum acknowledged.
+    confirmed_round: u64,
+    /// Reads may be served locally until here (local clock).
+    lease_until: Option<Instant>,
+    pub(crate) reads: VecDeque<PendingRead>,
+    /// A read arrived that needs a new heartbeat round.
+    round_wanted: bool,
+}
+
+impl Leader {
+    fn propose_at(&mut self, now: Instant, slot: Slot, value: Value) {
+        assert!(slot >= self.next_slot, "slot {slot} proposed twice in one ballot");
+        self.proposals.insert(
+            slot,
+            Proposal {
+                value: value.clone(),
+                acks: BTreeSet::new(),
+                sent_at: now,
+            },
+        );
+        self.unsent.push((slot, value));
+        self.next_slot = slot.next();
+    }
+}
+
+impl Replica {
+    /// Begins Phase 1 with a ballot above every one seen.
+    pub(crate) fn start_phase1(&mut self, now: Instant) {
+        let round = self
+            .max_round_seen
+            .checked_add(1)
+            .expect("ballot rounds exhausted");
+        self.max_round_seen = round;
+        let ballot = Ballot::new(round, self.config.id);
+        let first_slot = self.commit.next();
+        tracing::info!(node = %self.config.id, %ballot, slot = %first_slot, "starting phase 1");
+        self.role = RoleState::Candidate(Candidate {
+            ballot,
+            first_slot,
+            promises: BTreeMap::new(),
+            deadline: now + self.config.election_timeout,
+        });
+        self.leader_hint = None;
+        self.broadcast(&Message::Prepare { ballot, first_slot });
+    }
+
+    pub(crate) fn on_promise(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        ballot: Ballot,
+        slots: Vec<(Slot, SlotState)>,
+    ) {
+        let quorum = self.config.quorum();
+        let RoleState::Candidate(candidate) = &mut self.role else {
+            return;
+        };
+        if candidate.ballot != ballot {
+            return;
+        }
+        candidate.promises.insert(from, slots);
+        if candidate.promises.len() >= quorum {
+            self.become_leader(now);
+        }
+    }
+
+    /// Phase 1 won: re-propose what the promises reported, fill holes with
+    /// no-ops, and start serving.
+    fn become_leader(&mut self, now: Instant) {
+        let RoleState::Candidate(candidate) = std::mem::replace(&mut self.role, RoleState::Follower)
+        else {
+            unreachable!("only a candidate becomes leader");
+        };
+        let ballot = candidate.ballot;
+        // For each slot: the chosen value if anyone knows it, else the value
+        // accepted at the highest ballot.
+        let mut recovered: BTreeMap<Slot, (Option<Ballot>, Value)> = BTreeMap::new();
+        for (slot, state) in candidate.promises.into_values().flatten() {
+            let entry = match state {
+                SlotState::Chosen(value) => (None, value),
+                SlotState::Accepted { ballot, value } => (Some(ballot), value),
+            };
+            match recovered.get(&slot) {
+                Some((None, chosen)) => {
+                    if entry.0.is_none() {
+                        assert_eq!(chosen, &entry.1, "safety violation: slot {slot} chosen twice");
+                    }
+                }
+                Some((Some(b), _)) if entry.0.is_some_and(|e| e <= *b) => {}
+                _ => {
+                    recovered.insert(slot, entry);
+                }
+            }
+        }
+        #[cfg(feature = "bug-injection")]
+        if self.config.bugs.ignore_promised_values {
+            for entry in recovered.values_mut() {
+                *entry = (Some(Ballot::ZERO), Value::Noop);
+            }
+        }
+        let last_known = [
+            recovered.keys().next_back().copied(),
+            self.log.keys().next_back().copied(),
+            Some(self.commit),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or_default();
+        let mut leader = Leader {
+            ballot,
+            next_slot: candidate.first_slot.max(self.commit.next()),
+            recovered_through: Slot(0),
+            proposals: BTreeMap::new(),
+            unsent: Vec::new(),
+            pending: VecDeque::new(),
+            next_heartbeat_at: now,
+            heartbeat_round: 0,
+            rounds: BTreeMap::new(),
+            confirmed_round: 0,
+            lease_until: None,
+            reads: VecDeque::new(),
+            round_wanted: false,
+        };
+        let mut learned = Vec::new();
+        for slot in (leader.next_slot.0..=last_known.0).map(Slot) {
+            if self.chosen(slot).is_some() {
+                leader.next_slot = slot.next();
+                continue;
+            }
+            match recovered.remove(&slot) {
+                Some((None, value)) => {
+                    learned.push((slot, value));
+                    leader.next_slot = slot.next();
+                }
+                Some((Some(_), value)) => leader.propose_at(now, slot, value),
+                None => leader.propose_at(now, slot, Value::Noop),
+            }
+        }
+        if leader.proposals.is_empty() {
+            // Reads need a value chosen at our own ballot.
+            let slot = leader.next_slot;
+            leader.propose_at(now, slot, Value::Noop);
+        }
+        leader.recovered_through = Slot(leader.next_slot.0 - 1);
+        tracing::info!(node = %self.config.id, %ballot, through = %leader.recovered_through, "elected leader");
+        self.role = RoleState::Leader(Box::new(leader));
+        self.leader_hint = Some(self.config.id);
+        self.failed_attempts = 0;
+        for (slot, value) in learned {
+            self.mark_chosen(slot, value);
+        }
+        self.advance_commit(now);
+        self.send_heartbeat_round(now);
+    }
+
+    pub(crate) fn on_accepted(&mut self, now: Instant, from: NodeId, ballot: Ballot, slots: Vec<Slot>) {
+        let quorum = self.config.quorum();
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if leader.ballot != ballot {
+            return;
+        }
+        let mut chosen = Vec::new();
+        for slot in slots {
+            if let Some(proposal) = leader.proposals.get_mut(&slot) {
+                proposal.acks.insert(from);
+                if proposal.acks.len() >= quorum {
+                    let proposal = leader.proposals.remove(&slot).expect("present");
+                    chosen.push((slot, proposal.value));
+                }
+            }
+        }
+        for (slot, value) in chosen {
+            self.mark_chosen(slot, value);
+        }
+        self.advance_commit(now);
+    }
+
+    pub(crate) fn on_reject(&mut self, now: Instant, ballot: Ballot, promised: Ballot) {
+        self.observe_ballot(promised);
+        let ours = match &self.role {
+            RoleState::Candidate(c) => c.ballot,
+            RoleState::Leader(l) => l.ballot,
+            RoleState::Follower => return,
+        };
+        if ours == ballot {
+            tracing::debug!(node = %self.config.id, %ballot, %promised, "rejected");
+            self.back_off(now);
+            self.leader_hint = None;
+        }
+    }
+
+    pub(crate) fn on_heartbeat_ack(&mut self, now: Instant, from: NodeId, ballot: Ballot, round: u64) {
+        let quorum = self.config.quorum();
+        let leader_lease = self.config.leader_lease();
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if leader.ballot != ballot {
+            return;
+        }
+        if let Some(r) = leader.rounds.get_mut(&round) {
+            r.acks.insert(from);
+            if r.acks.len() >= quorum {
+                leader.confirmed_round = leader.confirmed_round.max(round);
+                let until = r.sent_at + leader_lease;
+                leader.lease_until = Some(leader.lease_until.map_or(until, |u| u.max(until)));
+            }
+        }
+        self.release_reads(now);
+    }
+
+    /// Heartbeats, retransmissions of unacknowledged accepts.
+    pub(crate) fn leader_tick(&mut self, now: Instant) {
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if now >= leader.next_heartbeat_at {
+            self.send_heartbeat_round(now);
+        }
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let interval = self.config.heartbeat_interval;
+        let mut resend: BTreeMap<NodeId, Vec<(Slot, Value)>> = BTreeMap::new();
+        for (slot, proposal) in leader.proposals.iter_mut() {
+            if now < proposal.sent_at + interval {
+                continue;
+            }
+            proposal.sent_at = now;
+            for member in &self.config.members {
+                if !proposal.acks.contains(member) {
+                    resend
+                        .entry(*member)
+                        .or_default()
+                        .push((*slot, proposal.value.clone()));
+                }
+            }
+        }
+        let ballot = leader.ballot;
+        for (to, entries) in resend {
+            let commit = self.commit;
+            self.send(
+                to,
+                Message::Accept {
+                    ballot,
+                    entries,
+                    commit,
+                },
+            );
+        }
+    }
+
+    fn send_heartbeat_round(&mut self, now: Instant) {
+        let id = self.config.id;
+        self.grant_lease(now, id);
+        let commit = self.commit;
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        leader.heartbeat_round += 1;
+        leader.round_wanted = false;
+        leader.next_heartbeat_at = now + self.config.heartbeat_interval;
+        let round = leader.heartbeat_round;
+        leader.rounds.insert(
+            round,
+            HeartbeatRound {
+                sent_at: now,
+                acks: BTreeSet::new(),
+            },
+        );
+        while leader.rounds.len() > MAX_TRACKED_ROUNDS {
+            leader.rounds.pop_first();
+        }
+        let ballot = leader.ballot;
+        for to in self.config.members.clone() {
+            if to != id {
+                self.send(
+                    to,
+                    Message::Heartbeat {
+                        ballot,
+                        commit,
+                        round,
+                    },
+                );
+            }
+        }
+        self.on_heartbeat_ack(now, id, ballot, round);
+    }
+
+    /// True if the leader may answer a read from local state right now:
+    /// it holds the lease and everything recovered in Phase 1 is chosen.
+    pub(crate) fn may_read_locally(&self, now: Instant) -> bool {
+        let RoleState::Leader(leader) = &self.role else {
+            return false;
+        };
+        #[cfg(feature = "bug-injection")]
+        if self.config.bugs.read_without_lease {
+            return true;
+        }
+        self.commit >= leader.recovered_through && leader.lease_until.is_some_and(|u| now < u)
+    }
+
+    /// Holds a read until a heartbeat round sent after now is acknowledged.
+    pub(crate) fn queue_read_index(&mut self, id: ReadId) -> Result<(), Unavailable> {
+        let max = self.config.max_pending_reads;
+        let commit = self.commit;
+        let RoleState::Leader(leader) = &mut self.role else {
+            return Err(self.not_leader());
+        };
+        if leader.reads.len() >= max {
+            return Err(Unavailable::Busy);
+        }
+        leader.reads.push_back(PendingRead {
+            id,
+            read_index: commit,
+            round: leader.heartbeat_round + 1,
+        });
+        leader.round_wanted = true;
+        Ok(())
+    }
+
+    fn release_reads(&mut self, _now: Instant) {
+        let commit = self.commit;
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if commit < leader.recovered_through {
+            return;
+        }
+        while let Some(read) = leader.reads.front() {
+            if read.round > leader.confirmed_round || read.read_index > commit {
+                break;
+            }
+            self.ready.reads.push(read.id);
+            leader.reads.pop_front();
+        }
+    }
+
+    /// Called when the commit index moved: release reads, refill the window.
+    pub(crate) fn leader_after_commit(&mut self, now: Instant) {
+        self.release_reads(now);
+    }
+
+    /// Fills the pipeline window from pending commands and sends every new
+    /// proposal in one `Accept` per member; starts a wanted heartbeat round.
+    pub(crate) fn leader_flush(&mut self, now: Instant) {
+        let commit = self.commit;
+        let (max_inflight, max_cmds, max_bytes) = (
+            self.config.max_inflight_slots,
+            self.config.max_batch_commands,
+            self.config.max_batch_bytes,
+        );
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        while !leader.pending.is_empty() && leader.next_slot.0 - commit.0 - 1 < max_inflight {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(command) = leader.pending.front() {
+                let fits = batch.is_empty()
+                    || (batch.len() < max_cmds && bytes + command.len() <= max_bytes);
+                if !fits {
+                    break;
+                }
+                bytes += command.len();
+                batch.push(leader.pending.pop_front().expect("front exists"));
+            }
+            let slot = leader.next_slot;
+            leader.propose_at(now, slot, Value::Commands(batch));
+        }
+        let round_wanted = leader.round_wanted;
+        if !leader.unsent.is_empty() {
+            let entries = std::mem::take(&mut leader.unsent);
+            let message = Message::Accept {
+                ballot: leader.ballot,
+                entries,
+                commit,
+            };
+            self.broadcast(&message);
+        }
+        if round_wanted {
+            self.send_heartbeat_round(now);
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! The replica: acceptor, proposer and learner of one node, as a state
+//! machine driven by `tick`, `step`, `propose` and `read`.
+//!
+//! Leader and candidate logic live in [`crate::proposer`]; this module holds
+//! the acceptor and learner side and the public entry points.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError};
+use crate::message::{Envelope, Message};
+use crate::proposer::{Candidate, Leader};
+use crate::ready::{ReadId, Ready};
+use crate::rng::Rng;
+use crate::storage::{DurableState, Record, SlotState};
+use crate::time::Instant;
+use crate::types::{Ballot, Command, NodeId, Slot, Value};
+
+/// What a node currently does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Runs Phase 1 for its ballot.
+    Candidate,
+    /// Won Phase 1; proposes commands.
+    Leader,
+}
+
+/// Why a proposal or read was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// This node does not lead; `leader` is the node it believes leads.
+    NotLeader {
+        /// The believed leader, if any.
+        leader: Option<NodeId>,
+    },
+    /// The queue for this kind of request is full; retry later.
+    Busy,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::NotLeader { leader: Some(l) } => write!(f, "not the leader; try {l}"),
+            Unavailable::NotLeader { leader: None } => write!(f, "not the leader; none known"),
+            Unavailable::Busy => write!(f, "too many requests queued; retry later"),
+        }
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// A snapshot of a replica's state for status displays and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Highest ballot promised.
+    pub promised: Ballot,
+    /// The node believed to lead.
+    pub leader: Option<NodeId>,
+    /// Every slot up to here is chosen and known.
+    pub commit_index: Slot,
+}
+
+pub(crate) enum RoleState {
+    Follower,
+    Candidate(Candidate),
+    Leader(Box<Leader>),
+}
+
+/// One node's share of Multi-Paxos. See the crate docs for the loop that
+/// drives it.
+pub struct Replica {
+    pub(crate) config: Config,
+    pub(crate) rng: Rng,
+    /// Highest ballot promised (durable).
+    pub(crate) promised: Ballot,
+    /// Every slot this node holds a value for (durable).
+    pub(crate) log: BTreeMap<Slot, SlotState>,
+    /// Every slot through here is chosen and in `log`.
+    pub(crate) commit: Slot,
+    /// Committed slots through here were handed to the driver to apply.
+    pub(crate) delivered: Slot,
+    /// Highest commit index any leader told us of.
+    pub(crate) known_commit: Slot,
+    /// Highest round of any ballot seen; new ballots go above it.
+    pub(crate) max_round_seen: u32,
+    /// The node this acceptor acknowledged as leader most recently...
+    pub(crate) lease_holder: Option<NodeId>,
+    /// ...and until when (local clock) it refuses to promise anyone else.
+    pub(crate) lease_granted_until: Instant,
+    pub(crate) role: RoleState,
+    pub(crate) leader_hint: Option<NodeId>,
+    /// When a follower starts Phase 1 if no leader shows up.
+    pub(crate) election_deadline: Instant,
+    /// Phase 1 attempts that failed in a row (drives the backoff).
+    pub(crate) failed_attempts: u32,
+    pub(crate) next_fetch_at: Instant,
+    /// Messages from this node to itself, handled before the call returns.
+    loopback: VecDeque<Message>,
+    pub(crate) ready: Ready,
+}
+
+impl Replica {
+    /// A replica that (re)starts at `now` from its durable state, with its
+    /// state machine applied through `applied` (at most the durable commit
+    /// index; the replica re-delivers chosen values above it).
+    ///
+    /// A restarted acceptor does not remember to whom it granted a lease, so
+    /// it refuses every promise for one lease period.
+    pub fn new(
+        config: Config,
+        durable: DurableState,
+        applied: Slot,
+        now: Instant,
+    ) -> Result<Replica, ConfigError> {
+        config.validate()?;
+        let mut rng = Rng::new(config.rng_seed);
+        let election_deadline = now + random_election_timeout(&config, &mut rng);
+        let mut replica = Replica {
+            rng,
+            promised: durable.promised,
+            log: durable.slots,
+            commit: Slot(0),
+            delivered: applied,
+            known_commit: Slot(0),
+            max_round_seen: durable.promised.round(),
+            lease_holder: None,
+            lease_granted_until: now + config.lease,
+            role: RoleState::Follower,
+            leader_hint: None,
+            election_deadline,
+            failed_attempts: 0,
+            next_fetch_at: now,
+            loopback: VecDeque::new(),
+            ready: Ready::default(),
+            config,
+        };
+        while matches!(replica.log.get(&replica.commit.next()), Some(SlotState::Chosen(_))) {
+            replica.commit = replica.commit.next();
+        }
+        if applied > replica.commit {
+            return Err(ConfigError(format!(
+                "state machine applied through slot {applied} but only {} are known chosen",
+                replica.commit
+            )));
+        }
+        replica.deliver_committed();
+        Ok(replica)
+    }
+
+    /// Advances time: elections, heartbeats, retransmissions, catch-up.
+    pub fn tick(&mut self, now: Instant) {
+        match &self.role {
+            RoleState::Follower => {
+                if now >= self.election_deadline {
+                    self.start_phase1(now);
+                }
+            }
+            RoleState::Candidate(c) => {
+                if now >= c.deadline {
+                    self.back_off(now);
+                }
+            }
+            RoleState::Leader(_) => self.leader_tick(now),
+        }
+        self.maybe_fetch(now);
+        self.settle(now);
+    }
+
+    /// Handles one message from another node.
+    pub fn step(&mut self, now: Instant, envelope: Envelope) {
+        assert_eq!(envelope.to, self.config.id, "message for another node");
+        if envelope.from == self.config.id || !self.config.members.contains(&envelope.from) {
+            tracing::warn!(node = %self.config.id, from = %envelope.from, "message from a non-member dropped");
+            return;
+        }
+        self.handle(now, envelope.from, envelope.message);
+        self.settle(now);
+    }
+
+    /// Starts Phase 1 now, whatever the election timer says (used to force
+    /// a leader change, and by tests of dueling proposers).
+    pub fn campaign(&mut self, now: Instant) {
+        if !matches!(self.role, RoleState::Leader(_)) {
+            self.start_phase1(now);
+        }
+        self.settle(now);
+    }
+
+    /// Queues a command for the log. Only the leader takes commands; the
+    /// command's outcome shows up as a committed value (or, if leadership is
+    /// lost before it got a slot, in `Ready::unproposed`).
+    pub fn propose(&mut self, now: Instant, command: Command) -> Result<(), Unavailable> {
+        let max_pending = self.config.max_pending_commands;
+        let RoleState::Leader(leader) = &mut self.role else {
+            return Err(self.not_leader());
+        };
+        if leader.pending.len() >= max_pending {
+            return Err(Unavailable::Busy);
+        }
+        leader.pending.push_back(command);
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Asks to serve a linearizable read. Under a valid lease the read is
+    /// released in the very next `Ready` (no round trip); otherwise after a
+    /// heartbeat round confirms leadership (ReadIndex). Either way, the read
+    /// must be answered from the state machine right after applying that
+    /// `Ready`'s committed values.
+    pub fn read(&mut self, now: Instant, id: ReadId) -> Result<(), Unavailable> {
+        if !matches!(self.role, RoleState::Leader(_)) {
+            return Err(self.not_leader());
+        }
+        if self.may_read_locally(now) {
+            self.ready.reads.push(id);
+        } else {
+            self.queue_read_index(id)?;
+        }
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Takes everything the driver must do; see [`Ready`] for the order.
+    pub fn ready(&mut self) -> Ready {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// Every slot through this one is chosen and known here.
+    pub fn commit_index(&self) -> Slot {
+        self.commit
+    }
+
+    /// True while this node leads.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, RoleState::Leader(_))
+    }
+
+    /// The value chosen in `slot`, if this node knows it.
+    pub fn chosen(&self, slot: Slot) -> Option<&Value> {
+        match self.log.get(&slot) {
+            Some(SlotState::Chosen(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Role, ballot, leader and commit index.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.config.id,
+            role: match self.role {
+                RoleState::Follower => Role::Follower,
+                RoleState::Candidate(_) => Role::Candidate,
+                RoleState::Leader(_) => Role::Leader,
+            },
+            promised: self.promised,
+            leader: self.leader_hint,
+            commit_index: self.commit,
+        }
+    }
+
+    pub(crate) fn not_leader(&self) -> Unavailable {
+        Unavailable::NotLeader {
+            leader: self.leader_hint.filter(|l| *l != self.config.id),
+        }
+    }
+
+    // ----- plumbing -------------------------------------------------------
+
+    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+        if to == self.config.id {
+            self.loopback.push_back(message);
+        } else {
+            self.ready.messages.push(Envelope {
+                from: self.config.id,
+                to,
+                message,
+            });
+        }
+    }
+
+    /// Sends to every member, this node included.
+    pub(crate) fn broadcast(&mut self, message: &Message) {
+        for to in self.config.members.clone() {
+            self.send(to, message.clone());
+        }
+    }
+
+    pub(crate) fn persist(&mut self, record: Record) {
+        self.ready.persist.push(record);
+    }
+
+    /// Handles messages to self and flushes batched accepts until quiet.
+    fn settle(&mut self, now: Instant) {
+        loop {
+            self.leader_flush(now);
+            match self.loopback.pop_front() {
+                Some(message) => self.handle(now, self.config.id, message),
+                None => break,
+            }
+        }
+        self.check_invariants();
+    }
+
+    fn handle(&mut self, now: Instant, from: NodeId, message: Message) {
+        match message {
+            Message::Prepare { ballot, first_slot } => {
+                self.on_prepare(now, from, ballot, first_slot)
+            }
+            Message::Promise { ballot, slots } => self.on_promise(now, from, ballot, slots),
+            Message::Accept {
+                ballot,
+                entries,
+                commit,
+            } => self.on_accept(now, from, ballot, entries, commit),
+            Message::Accepted { ballot, slots } => self.on_accepted(now, from, ballot, slots),
+            Message::Reject { ballot, promised } => self.on_reject(now, ballot, promised),
+            Message::Heartbeat {
+                ballot,
+                commit,
+                round,
+            } => self.on_heartbeat(now, from, ballot, commit, round),
+            Message::HeartbeatAck { ballot, round } => {
+                self.on_heartbeat_ack(now, from, ballot, round)
+            }
+            Message::Fetch { first_slot } => self.on_fetch(from, first_slot),
+            Message::Chosen { entries } => self.on_chosen(now, entries),
+        }
+    }
+
+    fn check_invariants(&self) {
+        assert_eq!(self.delivered, self.commit, "committed values not delivered");
+        if let RoleState::Leader(leader) = &self.role {
+            assert!(leader.ballot <= self.promised, "leader above its own promise");
+            assert!(leader.next_slot > self.commit, "leader slot counter behind commit");
+        }
+    }
+
+    // ----- acceptor -------------------------------------------------------
+
+    pub(crate) fn observe_ballot(&mut self, ballot: Ballot) {
+        self.max_round_seen = self.max_round_seen.max(ballot.round());
+    }
+
+    /// Raises the promise (durably) to `ballot`.
+    fn promise(&mut self, ballot: Ballot) {
+        assert!(ballot >= self.promised, "promised ballot would go down");
+        if ballot > self.promised {
+            self.promised = ballot;
+            self.persist(Record::Promised(ballot));
+        }
+    }
+
+    /// True if a lease granted to another node forbids promising `candidate`.
+    fn lease_forbids(&self, now: Instant, candidate: NodeId) -> bool {
+        now < self.lease_granted_until && self.lease_holder != Some(candidate)
+    }
+
+    pub(crate) fn grant_lease(&mut self, now: Instant, leader: NodeId) {
+        self.lease_holder = Some(leader);
+        self.lease_granted_until = now + self.config.lease;
+    }
+
+    fn on_prepare(&mut self, now: Instant, from: NodeId, ballot: Ballot, first_slot: Slot) {
+        self.observe_ballot(ballot);
+        let refused = ballot < self.promised
+            || (ballot > self.promised && self.lease_forbids(now, ballot.node()));
+        if refused {
+            let promised = self.promised;
+            self.send(from, Message::Reject { ballot, promised });
+            return;
+        }
+        self.promise(ballot);
+        if from != self.config.id {
+            self.step_down(now);
+            self.leader_hint = None;
+        }
+        let slots = self
+            .log
+            .range(first_slot..)
+            .map(|(slot, state)| (*slot, state.clone()))
+            .collect();
+        self.send(from, Message::Promise { ballot, slots });
+    }
+
+    /// Accepts `ballot`'s leader as ours: resets the election timer and
+    /// grants it the lease.
+    fn follow(&mut self, now: Instant, ballot: Ballot) {
+        let leader = ballot.node();
+        if leader != self.config.id {
+            self.step_down(now);
+            self.failed_attempts = 0;
+            self.leader_hint = Some(leader);
+        }
+        self.grant_lease(now, leader);
+    }
+
+    fn on_accept(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        ballot: Ballot,
+        entries: Vec<(Slot, Value)>,
+        commit: Slot,
+    ) {
+        self.observe_ballot(ballot);
+        if ballot < self.promised {
+            let promised = self.promised;
+            self.send(from, Message::Reject { ballot, promised });
+            return;
+        }
+        self.promise(ballot);
+        self.follow(now, ballot);
+        let mut accepted = Vec::with_capacity(entries.len());
+        for (slot, value) in entries {
+            match self.log.get(&slot) {
+                Some(SlotState::Chosen(chosen)) => {
+                    assert_eq!(
+                        chosen, &value,
+                        "safety violation: ballot {ballot} proposed another value for chosen slot {slot}"
+                    );
+                }
+                _ => {
+                    assert!(ballot <= self.promised, "accepting above the promise");
+                    self.log.insert(
+                        slot,
+                        SlotState::Accepted {
+                            ballot,
+                            value: value.clone(),
+                        },
+                    );
+                    self.persist(Record::Accepted {
+                        slot,
+                        ballot,
+                        value,
+                    });
+                }
+            }
+            accepted.push(slot);
+        }
+        self.send(
+            from,
+            Message::Accepted {
+                ballot,
+                slots: accepted,
+            },
+        );
+        self.learn_commit(now, ballot, commit);
+    }
+
+    fn on_heartbeat(&mut self, now: Instant, from: NodeId, ballot: Ballot, commit: Slot, round: u64) {
+        self.observe_ballot(ballot);
+        if ballot < self.promised {
+            let promised = self.promised;
+            self.send(from, Message::Reject { ballot, promised });
+            return;
+        }
+        self.promise(ballot);
+        self.follow(now, ballot);
+        self.send(from, Message::HeartbeatAck { ballot, round });
+        self.learn_commit(now, ballot, commit);
+    }
+
+    // ----- learner --------------------------------------------------------
+
+    /// The leader of `ballot` says everything through `leader_commit` is
+    /// chosen: values we accepted at that same ballot are the chosen ones.
+    fn learn_commit(&mut self, now: Instant, ballot: Ballot, leader_commit: Slot) {
+        self.known_commit = self.known_commit.max(leader_commit);
+        if leader_commit <= self.commit {
+            return;
+        }
+        let learned: Vec<(Slot, Value)> = self
+            .log
+            .range(self.commit.next()..=leader_commit)
+            .filter_map(|(slot, state)| match state {
+                SlotState::Accepted { ballot: b, value } if *b == ballot => {
+                    Some((*slot, value.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (slot, value) in learned {
+            self.mark_chosen(slot, value);
+        }
+        self.advance_commit(now);
+        self.maybe_fetch(now);
+    }
+
+    /// Records that `value` is chosen in `slot`.
+    pub(crate) fn mark_chosen(&mut self, slot: Slot, value: Value) {
+        if let Some(SlotState::Chosen(chosen)) = self.log.get(&slot) {
+            assert_eq!(chosen, &value, "safety violation: chosen slot {slot} changed");
+            return;
+        }
+        self.log.insert(slot, SlotState::Chosen(value.clone()));
+        self.persist(Record::Chosen { slot, value });
+    }
+
+    /// Moves the commit index over every contiguous chosen slot and hands
+    /// them to the driver.
+    pub(crate) fn advance_commit(&mut self, now: Instant) {
+        let before = self.commit;
+        while matches!(self.log.get(&self.commit.next()), Some(SlotState::Chosen(_))) {
+            self.commit = self.commit.next();
+        }
+        assert!(self.commit >= before, "commit index went down");
+        if self.commit > before {
+            self.deliver_committed();
+            self.leader_after_commit(now);
+        }
+    }
+
+    fn deliver_committed(&mut self) {
+        while self.delivered < self.commit {
+            let slot = self.delivered.next();
+            let value = self.chosen(slot).expect("committed slot is chosen").clone();
+            self.ready.committed.push((slot, value));
+            self.delivered = slot;
+        }
+    }
+
+    fn maybe_fetch(&mut self, now: Instant) {
+        let Some(leader) = self.leader_hint else {
+            return;
+        };
+        if leader != self.config.id && self.known_commit > self.commit && now >= self.next_fetch_at {
+            self.next_fetch_at = now + self.config.heartbeat_interval;
+            let first_slot = self.commit.next();
+            self.send(leader, Message::Fetch { first_slot });
+        }
+    }
+
+    fn on_fetch(&mut self, from: NodeId, first_slot: Slot) {
+        let entries: Vec<(Slot, Value)> = self
+            .log
+            .range(first_slot..)
+            .filter_map(|(slot, state)| match state {
+                SlotState::Chosen(value) => Some((*slot, value.clone())),
+                SlotState::Accepted { .. } => None,
+            })
+            .take(self.config.max_fetch_entries)
+            .collect();
+        if !entries.is_empty() {
+            self.send(from, Message::Chosen { entries });
+        }
+    }
+
+    fn on_chosen(&mut self, now: Instant, entries: Vec<(Slot, Value)>) {
+        for (slot, value) in entries {
+            self.mark_chosen(slot, value);
+        }
+        self.advance_commit(now);
+        self.next_fetch_at = now;
+        self.maybe_fetch(now);
+    }
+
+    // ----- timers ---------------------------------------------------------
+
+    /// Leaves any leader or candidate role; pending work is handed back.
+    pub(crate) fn step_down(&mut self, now: Instant) {
+        match std::mem::replace(&mut self.role, RoleState::Follower) {
+            RoleState::Leader(leader) => {
+                tracing::info!(node = %self.config.id, ballot = %leader.ballot, "stepping down");
+                self.ready.unproposed.extend(leader.pending);
+                self.ready
+                    .failed_reads
+                    .extend(leader.reads.iter().map(|r| r.id));
+            }
+            RoleState::Candidate(_) | RoleState::Follower => {}
+        }
+        self.election_deadline = now + random_election_timeout(&self.config, &mut self.rng);
+    }
+
+    /// A Phase 1 attempt failed: step back for a randomized, exponentially
+    /// growing, capped time.
+    pub(crate) fn back_off(&mut self, now: Instant) {
+        self.step_down(now);
+        self.failed_attempts = self.failed_attempts.saturating_add(1);
+        let exponent = self.failed_attempts.min(20) - 1;
+        let ceiling = self
+            .config
+            .backoff_base
+            .saturating_mul(1 << exponent)
+            .min(self.config.backoff_cap);
+        let delay = self.rng.duration_between(ceiling / 2, ceiling);
+        self.election_deadline = now + delay;
+        tracing::debug!(node = %self.config.id, attempts = self.failed_attempts, ?delay, "backing off");
+    }
+}
+
+fn random_election_timeout(config: &Config, rng: &mut Rng) -> Duration {
+    rng.duration_between(config.election_timeout, config.election_timeout * 2)
+}
