@@ -111,7 +111,8 @@ impl Replica {
     /// index; the replica re-delivers chosen values above it).
     ///
     /// A restarted acceptor does not remember to whom it granted a lease, so
-    /// it refuses every promise for one lease period.
+    /// it refuses every promise for one lease period (a node that never
+    /// promised anything has granted nothing and skips that wait).
     pub fn new(
         config: Config,
         durable: DurableState,
@@ -130,7 +131,11 @@ impl Replica {
             known_commit: Slot(0),
             max_round_seen: durable.promised.round(),
             lease_holder: None,
-            lease_granted_until: now + config.lease,
+            lease_granted_until: if durable.promised == Ballot::ZERO {
+                now
+            } else {
+                now + config.lease
+            },
             role: RoleState::Follower,
             leader_hint: None,
             election_deadline,

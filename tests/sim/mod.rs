@@ -1,0 +1,794 @@
+//! A deterministic simulator of whole Synod clusters.
+//!
+//! It runs the real [`synod_paxos::Replica`] on every node, on a simulated
+//! network (loss, duplication, reordering, delay, partitions) and clock
+//! (per-node drift within the configured bound), with crashes that keep only
+//! what the node persisted. Everything is drawn from one seed, so a failing
+//! run replays exactly: `SYNOD_SIM_SEED=<seed> cargo test --test simulation
+//! replay_one_seed -- --nocapture` prints its message trace.
+//!
+//! Oracles, checked as the run goes and at its end:
+//! - one value per slot, across all nodes and all time;
+//! - every node applies the same values in slot order (identical prefixes);
+//! - no acknowledged write is lost (all are in the chosen log at the end,
+//!   and every node has applied the whole log);
+//! - a lease read never misses a slot any node knows to be chosen;
+//! - the clients' history is linearizable;
+//! - after the faults heal, writes commit again within a bounded time.
+
+pub mod network;
+pub mod workload;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use synod_paxos::{
+    Config, Envelope, Instant, MemStorage, Message, NodeId, ReadId, Replica, Rng, Slot, Storage,
+    Unavailable, Value,
+};
+
+use crate::support::linearizability::{check_kv, KvOp, KvOutcome, Operation};
+use network::{FaultMix, Partitions};
+use workload::{Client, KvModel, Reply, Request, WriteCommand};
+
+/// Node ticks are this far apart (simulated).
+const TICK_US: u64 = 5_000;
+/// A client waits this long for an answer before trying another node.
+const ATTEMPT_TIMEOUT_US: u64 = 300_000;
+/// A client gives up on an operation after this long.
+const PATIENCE_US: u64 = 3_000_000;
+/// After the faults heal, clients keep going this long; a write must commit
+/// within it (the liveness bound).
+const AFTER_HEAL_US: u64 = 5_000_000;
+/// Then everything quiets down for this long before the final checks.
+const QUIESCE_US: u64 = 2_000_000;
+
+/// One simulation run's settings.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub nodes: usize,
+    pub mix: FaultMix,
+    pub clients: usize,
+    pub keys: usize,
+    /// How long faults are injected before everything heals.
+    pub fault_phase_us: u64,
+    /// Record a readable trace of every message and fault.
+    pub trace: bool,
+    /// Nodes that call `campaign` at time zero (dueling proposers).
+    pub campaign_at_start: Vec<usize>,
+    /// Deliberately broken protocol rules.
+    pub bugs: synod_paxos::Bugs,
+}
+
+impl SimOptions {
+    /// Default settings for `seed` on `nodes` nodes with `mix`.
+    pub fn new(seed: u64, nodes: usize, mix: FaultMix) -> SimOptions {
+        SimOptions {
+            seed,
+            nodes,
+            mix,
+            clients: 4,
+            keys: 3,
+            fault_phase_us: 6_000_000,
+            trace: false,
+            campaign_at_start: Vec::new(),
+            bugs: synod_paxos::Bugs::default(),
+        }
+    }
+}
+
+/// What a successful run measured.
+#[derive(Debug, Default)]
+pub struct SimReport {
+    pub simulated_us: u64,
+    /// Client commands chosen (each counted once, however many nodes).
+    pub committed_commands: u64,
+    pub history_len: usize,
+    /// Distinct ballots that ran Phase 1.
+    pub ballots_tried: usize,
+    /// From the heal to the first acknowledged write.
+    pub recovery_us: u64,
+    /// When the first slot was chosen.
+    pub first_commit_us: Option<u64>,
+    pub trace: Vec<String>,
+}
+
+/// A failed run: which oracle broke, and how to replay it.
+#[derive(Debug)]
+pub struct SimFailure {
+    pub seed: u64,
+    pub mix: &'static str,
+    pub nodes: usize,
+    pub message: String,
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "simulation failed: seed {} ({} nodes, mix {}): {}\nreplay: SYNOD_SIM_SEED={} SYNOD_SIM_NODES={} SYNOD_SIM_MIX={} cargo test --test simulation replay_one_seed -- --nocapture",
+            self.seed, self.nodes, self.mix, self.message, self.seed, self.nodes, self.mix
+        )
+    }
+}
+
+/// Runs one simulation; any oracle failure or core assertion becomes a
+/// `SimFailure`.
+pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
+    let mut sim = Simulation::new(options.clone());
+    let outcome = catch_unwind(AssertUnwindSafe(|| sim.run()));
+    let message = match outcome {
+        Ok(Ok(())) => return Ok(sim.into_report()),
+        Ok(Err(message)) => message,
+        Err(panic) => format!(
+            "panic: {}",
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        ),
+    };
+    Err(SimFailure {
+        seed: options.seed,
+        mix: options.mix.name,
+        nodes: options.nodes,
+        message,
+        trace: std::mem::take(&mut sim.trace),
+    })
+}
+
+#[derive(Debug)]
+enum Event {
+    Tick { node: usize, incarnation: u64 },
+    Deliver(Envelope),
+    Request { node: usize, client: usize, request: Request },
+    Reply { client: usize, reply: Reply },
+    ClientStart { client: usize },
+    ClientSend { client: usize, tag: u64, attempt: u64 },
+    ClientTimeout { client: usize, tag: u64, attempt: u64 },
+    Cut,
+    Heal,
+    Crash,
+    Restart(usize),
+    EndFaults,
+}
+
+struct Scheduled {
+    at_us: u64,
+    order: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_us, self.order) == (other.at_us, other.order)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at_us, other.order).cmp(&(self.at_us, self.order))
+    }
+}
+
+struct Node {
+    storage: MemStorage,
+    replica: Option<Replica>,
+    incarnation: u64,
+    kv: KvModel,
+    applied: Slot,
+    /// Writes this node proposed, answered when applied: (client, seq).
+    writes: BTreeSet<(u64, u64)>,
+    /// Reads waiting for the core: id → (client, attempt tag, key).
+    reads: BTreeMap<ReadId, (usize, u64, Vec<u8>)>,
+    next_read_id: ReadId,
+    clock_offset_us: u64,
+    drift_ppm: i64,
+}
+
+struct Simulation {
+    options: SimOptions,
+    rng: Rng,
+    now_us: u64,
+    queue: BinaryHeap<Scheduled>,
+    next_order: u64,
+    nodes: Vec<Node>,
+    clients: Vec<Client>,
+    partitions: Partitions,
+    faults_active: bool,
+    heal_at_us: u64,
+    /// Every value chosen, by slot, as first delivered anywhere.
+    chosen: BTreeMap<Slot, Value>,
+    acked_writes: BTreeSet<(u64, u64)>,
+    first_write_after_heal_us: Option<u64>,
+    ballots: BTreeSet<u64>,
+    first_commit_us: Option<u64>,
+    committed_commands: u64,
+    trace: Vec<String>,
+}
+
+impl Simulation {
+    fn new(options: SimOptions) -> Simulation {
+        let mut rng = Rng::new(options.seed);
+        let drift_bound = i64::from(Config::new(NodeId(1), vec![NodeId(1)]).max_clock_drift_ppm);
+        let nodes = (0..options.nodes)
+            .map(|_| Node {
+                storage: MemStorage::new(),
+                replica: None,
+                incarnation: 0,
+                kv: KvModel::default(),
+                applied: Slot(0),
+                writes: BTreeSet::new(),
+                reads: BTreeMap::new(),
+                next_read_id: 1,
+                clock_offset_us: rng.below(1_000_000_000),
+                drift_ppm: if options.mix.clock_drift {
+                    rng.below(2 * drift_bound as u64 + 1) as i64 - drift_bound
+                } else {
+                    0
+                },
+            })
+            .collect();
+        let clients = (0..options.clients)
+            .map(|c| Client::new(c as u64 + 1, options.nodes))
+            .collect();
+        Simulation {
+            heal_at_us: options.fault_phase_us,
+            options,
+            rng,
+            now_us: 0,
+            queue: BinaryHeap::new(),
+            next_order: 0,
+            nodes,
+            clients,
+            partitions: Partitions::default(),
+            faults_active: true,
+            chosen: BTreeMap::new(),
+            acked_writes: BTreeSet::new(),
+            first_write_after_heal_us: None,
+            ballots: BTreeSet::new(),
+            first_commit_us: None,
+            committed_commands: 0,
+            trace: Vec::new(),
+        }
+    }
+
+    fn schedule(&mut self, delay_us: u64, event: Event) {
+        self.next_order += 1;
+        self.queue.push(Scheduled {
+            at_us: self.now_us + delay_us,
+            order: self.next_order,
+            event,
+        });
+    }
+
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        if self.options.trace {
+            let t = self.now_us;
+            self.trace
+                .push(format!("[{:>4}.{:06}] {}", t / 1_000_000, t % 1_000_000, line()));
+        }
+    }
+
+    fn local_now(&self, node: usize) -> Instant {
+        let n = &self.nodes[node];
+        let elapsed = (self.now_us as i128 * (1_000_000 + n.drift_ppm as i128) / 1_000_000) as u64;
+        Instant::from_micros(n.clock_offset_us + elapsed)
+    }
+
+    fn config(&self, node: usize) -> Config {
+        let members = (1..=self.options.nodes as u32).map(NodeId).collect();
+        let mut config = Config::new(NodeId(node as u32 + 1), members);
+        config.rng_seed = self
+            .options
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(node as u64 * 7919 + self.nodes[node].incarnation);
+        config.bugs = self.options.bugs.clone();
+        config
+    }
+
+    fn start_node(&mut self, node: usize) -> Result<(), String> {
+        let durable = self.nodes[node].storage.load().expect("memory storage loads");
+        let now = self.local_now(node);
+        let replica =
+            Replica::new(self.config(node), durable, Slot(0), now).expect("valid configuration");
+        let n = &mut self.nodes[node];
+        n.replica = Some(replica);
+        n.kv = KvModel::default();
+        n.applied = Slot(0);
+        let incarnation = n.incarnation;
+        let first_tick = self.rng.below(TICK_US);
+        self.schedule(first_tick, Event::Tick { node, incarnation });
+        self.drive(node, &[])
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        for node in 0..self.options.nodes {
+            self.start_node(node)?;
+        }
+        for node in self.options.campaign_at_start.clone() {
+            let now = self.local_now(node);
+            self.nodes[node].replica.as_mut().expect("up").campaign(now);
+            self.drive(node, &[])?;
+        }
+        for client in 0..self.clients.len() {
+            let delay = 100_000 + self.rng.below(100_000);
+            self.schedule(delay, Event::ClientStart { client });
+        }
+        if self.options.mix.partitions {
+            let delay = 300_000 + self.rng.below(1_500_000);
+            self.schedule(delay, Event::Cut);
+        }
+        if self.options.mix.crashes {
+            let delay = 300_000 + self.rng.below(1_500_000);
+            self.schedule(delay, Event::Crash);
+        }
+        self.schedule(self.options.fault_phase_us, Event::EndFaults);
+        let end_us = self.heal_at_us + AFTER_HEAL_US + QUIESCE_US;
+        while let Some(next) = self.queue.pop() {
+            if next.at_us > end_us {
+                break;
+            }
+            self.now_us = next.at_us;
+            self.handle(next.event)?;
+        }
+        self.now_us = end_us;
+        self.final_checks()
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), String> {
+        match event {
+            Event::Tick { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some() {
+                    let now = self.local_now(node);
+                    self.nodes[node].replica.as_mut().expect("up").tick(now);
+                    self.drive(node, &[])?;
+                    let delay = TICK_US - 500 + self.rng.below(1_000);
+                    self.schedule(delay, Event::Tick { node, incarnation });
+                }
+            }
+            Event::Deliver(envelope) => {
+                let node = envelope.to.0 as usize - 1;
+                if self.nodes[node].replica.is_some() {
+                    self.note(|| format!("deliver {}", describe(&envelope)));
+                    let now = self.local_now(node);
+                    self.nodes[node].replica.as_mut().expect("up").step(now, envelope);
+                    self.drive(node, &[])?;
+                }
+            }
+            Event::Request { node, client, request } => self.on_request(node, client, request)?,
+            Event::Reply { client, reply } => self.on_reply(client, reply),
+            Event::ClientStart { client } => self.client_start(client),
+            Event::ClientSend { client, tag, attempt } => self.client_send(client, tag, attempt),
+            Event::ClientTimeout { client, tag, attempt } => {
+                let current = self.clients[client].current.as_ref();
+                if current.is_some_and(|c| c.tag == tag && c.attempt == attempt) {
+                    let guess = self.rng.below(self.options.nodes as u64) as usize;
+                    self.retry(client, Some(guess), 0);
+                }
+            }
+            Event::Cut => {
+                if self.faults_active {
+                    let what = self.partitions.cut_random(&mut self.rng, self.options.nodes);
+                    self.note(|| format!("partition: {what}"));
+                    let delay = 200_000 + self.rng.below(2_000_000);
+                    self.schedule(delay, Event::Heal);
+                }
+            }
+            Event::Heal => {
+                if self.faults_active {
+                    self.partitions.heal();
+                    self.note(|| "partition healed".to_string());
+                    let delay = 200_000 + self.rng.below(2_000_000);
+                    self.schedule(delay, Event::Cut);
+                }
+            }
+            Event::Crash => {
+                if self.faults_active {
+                    let node = self.rng.below(self.options.nodes as u64) as usize;
+                    if self.nodes[node].replica.is_some() {
+                        self.crash(node);
+                        let delay = 50_000 + self.rng.below(2_000_000);
+                        self.schedule(delay, Event::Restart(node));
+                    }
+                    let delay = 300_000 + self.rng.below(3_000_000);
+                    self.schedule(delay, Event::Crash);
+                }
+            }
+            Event::Restart(node) => {
+                if self.nodes[node].replica.is_none() {
+                    self.note(|| format!("restart n{}", node + 1));
+                    self.start_node(node)?;
+                }
+            }
+            Event::EndFaults => {
+                self.note(|| "faults end; network heals, crashed nodes restart".to_string());
+                self.faults_active = false;
+                self.partitions.heal();
+                for node in 0..self.options.nodes {
+                    if self.nodes[node].replica.is_none() {
+                        self.start_node(node)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn crash(&mut self, node: usize) {
+        self.note(|| format!("crash n{}", node + 1));
+        let n = &mut self.nodes[node];
+        n.replica = None;
+        n.incarnation += 1;
+        n.writes.clear();
+        n.reads.clear();
+    }
+
+    /// Carries out a node's `Ready`: persist, send, apply, serve reads.
+    /// `lease_reads` are reads released in the same call that asked for
+    /// them, i.e. served under the lease with no round trip.
+    fn drive(&mut self, node: usize, lease_reads: &[ReadId]) -> Result<(), String> {
+        let Some(replica) = self.nodes[node].replica.as_mut() else {
+            return Ok(());
+        };
+        let ready = replica.ready();
+        self.nodes[node]
+            .storage
+            .persist(&ready.persist)
+            .expect("memory storage persists");
+        for envelope in ready.messages {
+            self.send(envelope);
+        }
+        for (slot, value) in ready.committed {
+            self.apply(node, slot, value)?;
+        }
+        for id in ready.reads {
+            let (client, tag, key) = self.nodes[node].reads.remove(&id).expect("read known");
+            if lease_reads.contains(&id) {
+                let applied = self.nodes[node].applied;
+                let newest = self.chosen.keys().next_back().copied().unwrap_or_default();
+                if newest > applied {
+                    return Err(format!(
+                        "stale lease read at n{}: applied through slot {applied} but slot {newest} is chosen",
+                        node + 1
+                    ));
+                }
+            }
+            let value = self.nodes[node].kv.get(&key);
+            self.reply(node, client, Reply::Done { tag, outcome: KvOutcome::Get(value) });
+        }
+        for id in ready.failed_reads {
+            if let Some((client, tag, _)) = self.nodes[node].reads.remove(&id) {
+                self.reply(node, client, Reply::Redirect { tag, leader: None });
+            }
+        }
+        for command in ready.unproposed {
+            let command = WriteCommand::decode(&command);
+            if self.nodes[node].writes.remove(&(command.client, command.seq)) {
+                let client = command.client as usize - 1;
+                self.reply(node, client, Reply::Redirect { tag: command.seq, leader: None });
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, node: usize, slot: Slot, value: Value) -> Result<(), String> {
+        let n = &mut self.nodes[node];
+        if slot != n.applied.next() {
+            return Err(format!("n{} applied slot {slot} after {}", node + 1, n.applied));
+        }
+        n.applied = slot;
+        match self.chosen.get(&slot) {
+            Some(existing) if *existing != value => {
+                return Err(format!(
+                    "slot {slot} has two values: {} and {} (at n{})",
+                    describe_value(existing),
+                    describe_value(&value),
+                    node + 1
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.first_commit_us.get_or_insert(self.now_us);
+                if let Value::Commands(commands) = &value {
+                    self.committed_commands += commands.len() as u64;
+                }
+                self.chosen.insert(slot, value.clone());
+            }
+        }
+        if let Value::Commands(commands) = value {
+            for bytes in commands {
+                let command = WriteCommand::decode(&bytes);
+                let outcome = self.nodes[node].kv.apply(&command);
+                let key = (command.client, command.seq);
+                if let Some(outcome) = outcome {
+                    if self.nodes[node].writes.remove(&key) {
+                        let client = command.client as usize - 1;
+                        self.reply(node, client, Reply::Done { tag: command.seq, outcome });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, envelope: Envelope) {
+        if let Message::Prepare { ballot, .. } = envelope.message {
+            self.ballots.insert(ballot.0);
+        }
+        let (from, to) = (envelope.from.0 as usize - 1, envelope.to.0 as usize - 1);
+        if self.partitions.blocks(from, to) {
+            self.note(|| format!("cut    {}", describe(&envelope)));
+            return;
+        }
+        let copies = self.copies();
+        if copies == 0 {
+            self.note(|| format!("lost   {}", describe(&envelope)));
+        }
+        for _ in 0..copies {
+            let delay = self.delay();
+            self.schedule(delay, Event::Deliver(envelope.clone()));
+        }
+    }
+
+    /// How many copies of a message arrive: 0 (lost), 1, or 2 (duplicated).
+    fn copies(&mut self) -> usize {
+        if !self.faults_active {
+            return 1;
+        }
+        let mix = self.options.mix;
+        if self.rng.chance(mix.loss_per_mille, 1000) {
+            0
+        } else if self.rng.chance(mix.duplicate_per_mille, 1000) {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn delay(&mut self) -> u64 {
+        let mix = self.options.mix;
+        mix.min_delay_us + self.rng.below(mix.max_delay_us - mix.min_delay_us + 1)
+    }
+
+    fn reply(&mut self, _node: usize, client: usize, reply: Reply) {
+        for _ in 0..self.copies() {
+            let delay = self.delay();
+            self.schedule(delay, Event::Reply { client, reply: reply.clone() });
+        }
+    }
+
+    fn on_request(&mut self, node: usize, client: usize, request: Request) -> Result<(), String> {
+        let now = self.local_now(node);
+        let n = &mut self.nodes[node];
+        let Some(replica) = n.replica.as_mut() else {
+            return Ok(());
+        };
+        match request {
+            Request::Write(command) => {
+                let tag = command.seq;
+                match replica.propose(now, command.encode()) {
+                    Ok(()) => {
+                        n.writes.insert((command.client, command.seq));
+                        self.drive(node, &[])?;
+                    }
+                    Err(Unavailable::NotLeader { leader }) => {
+                        self.reply(node, client, Reply::Redirect { tag, leader })
+                    }
+                    Err(Unavailable::Busy) => {}
+                }
+            }
+            Request::Read { attempt, key, .. } => {
+                let id = n.next_read_id;
+                n.next_read_id += 1;
+                match replica.read(now, id) {
+                    Ok(()) => {
+                        n.reads.insert(id, (client, attempt, key));
+                        // Released within the same call means served under
+                        // the lease, with no round trip.
+                        self.drive(node, &[id])?;
+                    }
+                    Err(Unavailable::NotLeader { leader }) => self.reply(
+                        node,
+                        client,
+                        Reply::Redirect {
+                            tag: attempt,
+                            leader,
+                        },
+                    ),
+                    Err(Unavailable::Busy) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn client_start(&mut self, client: usize) {
+        if self.now_us >= self.heal_at_us + AFTER_HEAL_US {
+            return;
+        }
+        let keys = self.options.keys;
+        let now = self.now_us;
+        let request_tag = {
+            let c = &mut self.clients[client];
+            c.start(&mut self.rng, keys, now, PATIENCE_US);
+            c.current.as_ref().expect("started").tag
+        };
+        self.client_send(client, request_tag, 0);
+    }
+
+    fn client_send(&mut self, client: usize, tag: u64, attempt: u64) {
+        let c = &self.clients[client];
+        if !c.current.as_ref().is_some_and(|cur| cur.tag == tag && cur.attempt == attempt) {
+            return;
+        }
+        let node = c.leader_guess;
+        let request = c.request();
+        if self.faults_active && self.rng.chance(self.options.mix.loss_per_mille, 1000) {
+            // Lost on the way; the timeout below will retry.
+        } else {
+            let delay = self.delay();
+            self.schedule(delay, Event::Request { node, client, request });
+        }
+        self.schedule(ATTEMPT_TIMEOUT_US, Event::ClientTimeout { client, tag, attempt });
+    }
+
+    fn on_reply(&mut self, client: usize, reply: Reply) {
+        let Some(current) = self.clients[client].current.as_ref() else {
+            return;
+        };
+        match reply {
+            Reply::Done { tag, outcome } if tag == current.tag => {
+                let is_write = !matches!(current.op.op, KvOp::Get { .. });
+                let id = self.clients[client].id;
+                self.clients[client].finish(self.now_us, outcome);
+                if is_write {
+                    self.acked_writes.insert((id, tag));
+                    if self.now_us >= self.heal_at_us {
+                        self.first_write_after_heal_us.get_or_insert(self.now_us);
+                    }
+                }
+                let think = self.rng.below(10_000);
+                self.schedule(think, Event::ClientStart { client });
+            }
+            Reply::Redirect { tag, leader } if tag == current.tag => {
+                let guess = leader.map(|l| l.0 as usize - 1);
+                let pause = if guess.is_some() { 0 } else { 10_000 };
+                self.retry(client, guess, pause);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends the current operation again (to `guess`, or a random node),
+    /// or gives it up when the client's patience ran out.
+    fn retry(&mut self, client: usize, guess: Option<usize>, pause_us: u64) {
+        let now = self.now_us;
+        let nodes = self.options.nodes as u64;
+        let random = self.rng.below(nodes) as usize;
+        let c = &mut self.clients[client];
+        let current = c.current.as_mut().expect("in flight");
+        if now >= current.give_up_at {
+            c.abandon();
+            self.schedule(0, Event::ClientStart { client });
+            return;
+        }
+        current.attempt += 1;
+        let (tag, attempt) = (current.tag, current.attempt);
+        c.leader_guess = guess.unwrap_or(random);
+        self.schedule(pause_us, Event::ClientSend { client, tag, attempt });
+    }
+
+    fn final_checks(&mut self) -> Result<(), String> {
+        let newest = self.chosen.keys().next_back().copied().unwrap_or_default();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.applied != newest {
+                return Err(format!(
+                    "n{} applied through slot {} but slot {newest} is chosen (no convergence after heal)",
+                    i + 1,
+                    node.applied
+                ));
+            }
+        }
+        let logged: BTreeSet<(u64, u64)> = self
+            .chosen
+            .values()
+            .filter_map(|v| match v {
+                Value::Commands(c) => Some(c),
+                Value::Noop => None,
+            })
+            .flatten()
+            .map(|bytes| {
+                let c = WriteCommand::decode(bytes);
+                (c.client, c.seq)
+            })
+            .collect();
+        if let Some(lost) = self.acked_writes.difference(&logged).next() {
+            return Err(format!("acknowledged write {lost:?} (client, seq) is not in the log"));
+        }
+        let Some(first) = self.first_write_after_heal_us else {
+            return Err(format!(
+                "no write committed within {} ms after the faults healed",
+                AFTER_HEAL_US / 1000
+            ));
+        };
+        let _ = first;
+        let history = self.history();
+        let result = check_kv(&history);
+        if !result.is_linearizable() {
+            return Err(format!("history of {} operations: {result}", history.len()));
+        }
+        Ok(())
+    }
+
+    fn history(&self) -> Vec<Operation> {
+        let mut history = Vec::new();
+        for client in &self.clients {
+            history.extend(client.done.iter().cloned());
+            if let Some(current) = &client.current {
+                if !matches!(current.op.op, KvOp::Get { .. }) {
+                    history.push(current.op.clone());
+                }
+            }
+        }
+        history
+    }
+
+    fn into_report(self) -> SimReport {
+        SimReport {
+            simulated_us: self.now_us,
+            committed_commands: self.committed_commands,
+            history_len: self.history().len(),
+            ballots_tried: self.ballots.len(),
+            recovery_us: self
+                .first_write_after_heal_us
+                .map_or(0, |t| t - self.heal_at_us),
+            first_commit_us: self.first_commit_us,
+            trace: self.trace,
+        }
+    }
+}
+
+/// A one-line summary of a message for traces.
+pub fn describe(envelope: &Envelope) -> String {
+    let body = match &envelope.message {
+        Message::Prepare { ballot, first_slot } => format!("Prepare b={ballot} from slot {first_slot}"),
+        Message::Promise { ballot, slots } => format!("Promise b={ballot} {} slots", slots.len()),
+        Message::Accept {
+            ballot,
+            entries,
+            commit,
+        } => format!(
+            "Accept b={ballot} slots {:?} commit {commit}",
+            entries.iter().map(|(s, v)| format!("{s}:{}", describe_value(v))).collect::<Vec<_>>()
+        ),
+        Message::Accepted { ballot, slots } => format!("Accepted b={ballot} slots {slots:?}"),
+        Message::Reject { ballot, promised } => format!("Reject b={ballot} promised {promised}"),
+        Message::Heartbeat {
+            ballot,
+            commit,
+            round,
+        } => format!("Heartbeat b={ballot} commit {commit} round {round}"),
+        Message::HeartbeatAck { ballot, round } => format!("HeartbeatAck b={ballot} round {round}"),
+        Message::Fetch { first_slot } => format!("Fetch from {first_slot}"),
+        Message::Chosen { entries } => format!("Chosen {} entries", entries.len()),
+    };
+    format!("{} -> {} {body}", envelope.from, envelope.to)
+}
+
+fn describe_value(value: &Value) -> String {
+    match value {
+        Value::Noop => "noop".to_string(),
+        Value::Commands(commands) => format!("{} cmds", commands.len()),
+    }
+}

@@ -1,0 +1,135 @@
+//! The simulated network: delay, loss, duplication, reordering and
+//! partitions (asymmetric ones too), all drawn from the run's seed.
+
+use std::collections::BTreeSet;
+
+use synod_paxos::Rng;
+
+/// How hostile the network and the environment are in one run.
+#[derive(Clone, Copy, Debug)]
+pub struct FaultMix {
+    /// Name shown when a seed fails.
+    pub name: &'static str,
+    /// Messages lost, per thousand.
+    pub loss_per_mille: u64,
+    /// Messages delivered twice, per thousand.
+    pub duplicate_per_mille: u64,
+    /// One-way delay is uniform in `[min_delay_us, max_delay_us]`; a wide
+    /// range reorders messages.
+    pub min_delay_us: u64,
+    /// See `min_delay_us`.
+    pub max_delay_us: u64,
+    /// Nodes are cut off from each other now and then.
+    pub partitions: bool,
+    /// Nodes crash and restart with only their durable state.
+    pub crashes: bool,
+    /// Node clocks run at different rates within the configured bound.
+    pub clock_drift: bool,
+}
+
+/// The fault mixes the default test run cycles through.
+pub const FAULT_MIXES: [FaultMix; 5] = [
+    FaultMix {
+        name: "calm",
+        loss_per_mille: 0,
+        duplicate_per_mille: 0,
+        min_delay_us: 100,
+        max_delay_us: 400,
+        partitions: false,
+        crashes: false,
+        clock_drift: false,
+    },
+    FaultMix {
+        name: "lossy",
+        loss_per_mille: 100,
+        duplicate_per_mille: 50,
+        min_delay_us: 100,
+        max_delay_us: 5_000,
+        partitions: false,
+        crashes: false,
+        clock_drift: true,
+    },
+    FaultMix {
+        name: "partitions",
+        loss_per_mille: 10,
+        duplicate_per_mille: 10,
+        min_delay_us: 100,
+        max_delay_us: 2_000,
+        partitions: true,
+        crashes: false,
+        clock_drift: true,
+    },
+    FaultMix {
+        name: "crashes",
+        loss_per_mille: 10,
+        duplicate_per_mille: 10,
+        min_delay_us: 100,
+        max_delay_us: 2_000,
+        partitions: false,
+        crashes: true,
+        clock_drift: true,
+    },
+    FaultMix {
+        name: "chaos",
+        loss_per_mille: 50,
+        duplicate_per_mille: 30,
+        min_delay_us: 50,
+        max_delay_us: 10_000,
+        partitions: true,
+        crashes: true,
+        clock_drift: true,
+    },
+];
+
+/// Which directed links are cut.
+#[derive(Default)]
+pub struct Partitions {
+    cut: BTreeSet<(usize, usize)>,
+}
+
+impl Partitions {
+    /// True if a message from `from` to `to` is dropped.
+    pub fn blocks(&self, from: usize, to: usize) -> bool {
+        self.cut.contains(&(from, to))
+    }
+
+    /// Cuts a random set of links among `nodes`: one node isolated, a
+    /// minority split off, or one direction of one link.
+    pub fn cut_random(&mut self, rng: &mut Rng, nodes: usize) -> String {
+        self.cut.clear();
+        match rng.below(3) {
+            0 => {
+                let victim = rng.below(nodes as u64) as usize;
+                for other in (0..nodes).filter(|o| *o != victim) {
+                    self.cut.insert((victim, other));
+                    self.cut.insert((other, victim));
+                }
+                format!("isolate n{}", victim + 1)
+            }
+            1 => {
+                let minority: BTreeSet<usize> = (0..nodes)
+                    .filter(|_| rng.chance(1, 2))
+                    .take(nodes / 2)
+                    .collect();
+                for a in &minority {
+                    for b in (0..nodes).filter(|b| !minority.contains(b)) {
+                        self.cut.insert((*a, b));
+                        self.cut.insert((b, *a));
+                    }
+                }
+                format!("split off {:?}", minority.iter().map(|n| n + 1).collect::<Vec<_>>())
+            }
+            _ => {
+                let from = rng.below(nodes as u64) as usize;
+                let to = (from + 1 + rng.below(nodes as u64 - 1) as usize) % nodes;
+                self.cut.insert((from, to));
+                format!("cut n{} -> n{} only", from + 1, to + 1)
+            }
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+}
