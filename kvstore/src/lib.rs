@@ -1,1 +1,34 @@
-pub fn x(){}
+#![deny(missing_docs)]
+
+//! Durable state of a Synod node on redb: the replicated key-value state machine.
+//!
+//! - [`command`]: the requests clients send through the log ([`Request`], [`Op`]), protobuf
+//!   messages written with prost derives; [`Request::decode_validated`] turns untrusted bytes
+//!   into a checked request or a typed [`RequestError`], never a panic.
+//! - [`response`]: what each command answers ([`Response`]).
+//! - [`limits`]: every size and count bound on requests and on the state machine's tables.
+//! - [`StateMachine`]: applies chosen log slots to redb tables, atomically with the applied
+//!   index, deterministically, exactly once per client request; serves reads outside the log.
+
+pub mod command;
+mod dedup;
+pub mod error;
+mod exec;
+pub mod limits;
+mod range;
+pub mod response;
+mod state_machine;
+mod tables;
+mod validate;
+
+pub use command::{
+    Compare, CompareAndSwap, CompareOp, CompareTarget, Delete, DeleteRange, Expected, Get, Incr,
+    Op, Put, Request, Scan, Txn, TxnOp, TxnOpKind,
+};
+pub use error::{RequestError, StorageError};
+pub use response::{
+    CompareAndSwapResponse, DeleteRangeResponse, DeleteResponse, ErrorCode, ErrorResponse,
+    GetResponse, IncrResponse, KeyValue, Outcome, PutResponse, Response, ScanResponse,
+    TxnOpResponse, TxnOutcome, TxnResponse,
+};
+pub use state_machine::{Options, StateMachine};

@@ -1,0 +1,119 @@
+//! The exactly-once table: per client, its last sequence number and the response it got.
+//!
+//! Rule (see also [`crate::StateMachine`]): for a request from client `c` (not 0) with sequence
+//! `s`:
+//! - `c` remembered with last sequence `l`: `s == l` gets the recorded response (nothing is
+//!   applied again), `s < l` is refused as stale, `s > l` is applied and recorded;
+//! - `c` not remembered: `s == 1` is applied and recorded (a new client); `s > 1` is refused as an
+//!   unknown client, because the client was forgotten and a retry can no longer be told from a
+//!   new request.
+//!
+//! The table holds at most `max_clients` clients. Recording a client that is not remembered while
+//! the table is full first forgets the client whose last request was applied longest ago, i.e.
+//! the smallest (slot, position in batch) of `sm_dedup_age`. The order depends only on the log, so
+//! every node forgets the same clients, and each eviction costs O(log n).
+
+use prost::Message;
+use redb::{ReadableTable, ReadableTableMetadata, Table};
+
+use crate::error::{RequestError, StorageError};
+use crate::response::Response;
+use crate::tables::{decode_record, DedupRecord};
+
+/// What to do with a request, given the exactly-once table.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Apply it and record its response.
+    Fresh,
+    /// A retry of the client's last request: answer with the recorded response.
+    Replay(Response),
+    /// Refuse it (stale sequence, or unknown client).
+    Refused(RequestError),
+}
+
+/// Decide what to do with request `seq` of `client_id` (not 0, `seq >= 1`).
+pub(crate) fn admit(
+    dedup: &impl ReadableTable<u64, &'static [u8]>,
+    client_id: u64,
+    seq: u64,
+) -> Result<Admission, StorageError> {
+    debug_assert!(client_id != 0 && seq >= 1);
+    let Some(guard) = dedup.get(client_id)? else {
+        return Ok(if seq == 1 {
+            Admission::Fresh
+        } else {
+            Admission::Refused(RequestError::UnknownClient { client_id, seq })
+        });
+    };
+    let record: DedupRecord = decode_record("sm_dedup", guard.value())?;
+    Ok(match seq.cmp(&record.seq) {
+        std::cmp::Ordering::Greater => Admission::Fresh,
+        std::cmp::Ordering::Less => Admission::Refused(RequestError::StaleSequence {
+            client_id,
+            seq,
+            last_seq: record.seq,
+        }),
+        std::cmp::Ordering::Equal => match record.response {
+            Some(response) => Admission::Replay(response),
+            None => {
+                return Err(StorageError::Corrupt {
+                    table: "sm_dedup",
+                    reason: format!("client {client_id} has no recorded response"),
+                })
+            }
+        },
+    })
+}
+
+/// Where a request was applied: its slot and position in the slot's batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct AppliedAt {
+    pub slot: u64,
+    pub position: u64,
+}
+
+/// Record `response` as client `client_id`'s answer to `seq`, applied at `at`, forgetting the
+/// oldest clients first if the table is full.
+pub(crate) fn remember(
+    dedup: &mut Table<'_, u64, &'static [u8]>,
+    age: &mut Table<'_, (u64, u64), u64>,
+    max_clients: u64,
+    client_id: u64,
+    seq: u64,
+    at: AppliedAt,
+    response: &Response,
+) -> Result<(), StorageError> {
+    assert!(
+        max_clients >= 1,
+        "the dedup table must hold at least one client"
+    );
+    let previous = match dedup.get(client_id)? {
+        Some(guard) => Some(decode_record::<DedupRecord>("sm_dedup", guard.value())?),
+        None => None,
+    };
+    match previous {
+        Some(previous) => {
+            age.remove((previous.slot, previous.position))?;
+        }
+        None => {
+            while dedup.len()? >= max_clients {
+                let Some(oldest) = age.pop_first()?.map(|(_, client)| client.value()) else {
+                    return Err(StorageError::Corrupt {
+                        table: "sm_dedup_age",
+                        reason: "fewer entries than sm_dedup".to_string(),
+                    });
+                };
+                dedup.remove(oldest)?;
+            }
+        }
+    }
+    let record = DedupRecord {
+        seq,
+        slot: at.slot,
+        position: at.position,
+        response: Some(response.clone()),
+    };
+    dedup.insert(client_id, record.encode_to_vec().as_slice())?;
+    age.insert((at.slot, at.position), client_id)?;
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! Responses: the protobuf messages the state machine answers each command with.
+//!
+//! Written by hand with `prost` derives, like [`crate::command`]. Schema:
+//!
+//! ```text
+//! message Response          { uint64 revision = 1;
+//!                             oneof outcome { ErrorResponse error = 2; PutResponse put = 3;
+//!                               GetResponse get = 4; DeleteResponse delete = 5;
+//!                               DeleteRangeResponse delete_range = 6; ScanResponse scan = 7;
+//!                               CompareAndSwapResponse compare_and_swap = 8;
+//!                               TxnResponse txn = 9; IncrResponse incr = 10; } }
+//! message ErrorResponse     { ErrorCode code = 1; string message = 2; }
+//! message KeyValue          { bytes key = 1; bytes value = 2; uint64 create_revision = 3;
+//!                             uint64 mod_revision = 4; uint64 version = 5; }
+//! message PutResponse       { KeyValue prev = 1; }
+//! message GetResponse       { KeyValue kv = 1; }
+//! message DeleteResponse    { bool deleted = 1; KeyValue prev = 2; }
+//! message DeleteRangeResponse { uint64 deleted = 1; }
+//! message ScanResponse      { repeated KeyValue kvs = 1; bool more = 2; }
+//! message CompareAndSwapResponse { bool succeeded = 1; KeyValue current = 2; }
+//! message TxnResponse       { bool succeeded = 1; repeated TxnOpResponse responses = 2; }
+//! message TxnOpResponse     { oneof outcome { PutResponse put = 1; DeleteResponse delete = 2;
+//!                                             GetResponse get = 3; } }
+//! message IncrResponse      { sint64 value = 1; }
+//! ```
+//!
+//! [`ErrorCode`] numbers are listed on the enum.
+
+use crate::error::RequestError;
+
+/// The answer to one command.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Response {
+    /// The store revision once this command was applied (for a read served outside the log: the
+    /// revision of the state it read). A response replayed from the exactly-once table carries
+    /// the revision recorded when it was first applied.
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    /// What happened; always `Some` in responses this crate makes.
+    #[prost(oneof = "Outcome", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    pub outcome: Option<Outcome>,
+}
+
+/// The result of a command, one variant per [`Op`](crate::Op) plus the error case.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Outcome {
+    /// The command was refused and changed nothing.
+    #[prost(message, tag = "2")]
+    Error(ErrorResponse),
+    /// Result of [`Op::Put`](crate::Op::Put).
+    #[prost(message, tag = "3")]
+    Put(PutResponse),
+    /// Result of [`Op::Get`](crate::Op::Get).
+    #[prost(message, tag = "4")]
+    Get(GetResponse),
+    /// Result of [`Op::Delete`](crate::Op::Delete).
+    #[prost(message, tag = "5")]
+    Delete(DeleteResponse),
+    /// Result of [`Op::DeleteRange`](crate::Op::DeleteRange).
+    #[prost(message, tag = "6")]
+    DeleteRange(DeleteRangeResponse),
+    /// Result of [`Op::Scan`](crate::Op::Scan).
+    #[prost(message, tag = "7")]
+    Scan(ScanResponse),
+    /// Result of [`Op::CompareAndSwap`](crate::Op::CompareAndSwap).
+    #[prost(message, tag = "8")]
+    CompareAndSwap(CompareAndSwapResponse),
+    /// Result of [`Op::Txn`](crate::Op::Txn).
+    #[prost(message, tag = "9")]
+    Txn(TxnResponse),
+    /// Result of [`Op::Incr`](crate::Op::Incr).
+    #[prost(message, tag = "10")]
+    Incr(IncrResponse),
+}
+
+/// Why a command was refused: a stable code for programs and a message for people.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ErrorResponse {
+    /// An [`ErrorCode`].
+    #[prost(enumeration = "ErrorCode", tag = "1")]
+    pub code: i32,
+    /// The [`RequestError`]'s message.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// Stable codes of [`ErrorResponse`], one per [`RequestError`] variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ErrorCode {
+    /// Not set (never produced by this crate).
+    Unspecified = 0,
+    /// [`RequestError::RequestTooLarge`].
+    RequestTooLarge = 1,
+    /// [`RequestError::Malformed`].
+    Malformed = 2,
+    /// [`RequestError::MissingOp`].
+    MissingOp = 3,
+    /// [`RequestError::EmptyKey`].
+    EmptyKey = 4,
+    /// [`RequestError::KeyTooLarge`].
+    KeyTooLarge = 5,
+    /// [`RequestError::ValueTooLarge`].
+    ValueTooLarge = 6,
+    /// [`RequestError::TxnTooLarge`].
+    TxnTooLarge = 7,
+    /// [`RequestError::ScanLimitTooLarge`].
+    ScanLimitTooLarge = 8,
+    /// [`RequestError::InvalidEnum`].
+    InvalidEnum = 9,
+    /// [`RequestError::DuplicateTxnKey`].
+    DuplicateTxnKey = 10,
+    /// [`RequestError::ZeroSequence`].
+    ZeroSequence = 11,
+    /// [`RequestError::StaleSequence`].
+    StaleSequence = 12,
+    /// [`RequestError::UnknownClient`].
+    UnknownClient = 13,
+    /// [`RequestError::NotAnInteger`].
+    NotAnInteger = 14,
+    /// [`RequestError::IncrOverflow`].
+    IncrOverflow = 15,
+    /// [`RequestError::NotReadOnly`].
+    NotReadOnly = 16,
+}
+
+/// A key with its value and metadata.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct KeyValue {
+    /// The key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    /// The value (empty in a `keys_only` scan).
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+    /// The store revision of the command that created the key (since it was last absent).
+    #[prost(uint64, tag = "3")]
+    pub create_revision: u64,
+    /// The store revision of the command that last wrote the key.
+    #[prost(uint64, tag = "4")]
+    pub mod_revision: u64,
+    /// How many times the key was written since it was created (1 after the create).
+    #[prost(uint64, tag = "5")]
+    pub version: u64,
+}
+
+/// Result of a put.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PutResponse {
+    /// The previous value and metadata, if the key existed and `prev_kv` was asked for.
+    #[prost(message, optional, tag = "1")]
+    pub prev: Option<KeyValue>,
+}
+
+/// Result of a get.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetResponse {
+    /// The key's value and metadata; `None` if absent.
+    #[prost(message, optional, tag = "1")]
+    pub kv: Option<KeyValue>,
+}
+
+/// Result of a delete.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeleteResponse {
+    /// Whether the key existed (and so was removed).
+    #[prost(bool, tag = "1")]
+    pub deleted: bool,
+    /// The removed value and metadata, if `prev_kv` was asked for.
+    #[prost(message, optional, tag = "2")]
+    pub prev: Option<KeyValue>,
+}
+
+/// Result of a delete-range.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeleteRangeResponse {
+    /// How many keys were removed.
+    #[prost(uint64, tag = "1")]
+    pub deleted: u64,
+}
+
+/// Result of a scan.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ScanResponse {
+    /// The entries, in ascending key order.
+    #[prost(message, repeated, tag = "1")]
+    pub kvs: Vec<KeyValue>,
+    /// Whether the range holds more entries after the last one returned (continue with `start` =
+    /// last key + `\0`).
+    #[prost(bool, tag = "2")]
+    pub more: bool,
+}
+
+/// Result of a compare-and-swap.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CompareAndSwapResponse {
+    /// Whether the key matched and the new value was written (at the response's revision).
+    #[prost(bool, tag = "1")]
+    pub succeeded: bool,
+    /// On a mismatch, the key's current value and metadata (`None` if absent); `None` on success.
+    #[prost(message, optional, tag = "2")]
+    pub current: Option<KeyValue>,
+}
+
+/// Result of a transaction.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TxnResponse {
+    /// Whether every compare held (so `success` ran, else `failure`).
+    #[prost(bool, tag = "1")]
+    pub succeeded: bool,
+    /// One response per op of the branch that ran, in order.
+    #[prost(message, repeated, tag = "2")]
+    pub responses: Vec<TxnOpResponse>,
+}
+
+/// Result of one op of a transaction.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TxnOpResponse {
+    /// The op's result.
+    #[prost(oneof = "TxnOutcome", tags = "1, 2, 3")]
+    pub outcome: Option<TxnOutcome>,
+}
+
+/// The result of a [`TxnOpKind`](crate::TxnOpKind).
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum TxnOutcome {
+    /// Result of a put.
+    #[prost(message, tag = "1")]
+    Put(PutResponse),
+    /// Result of a delete.
+    #[prost(message, tag = "2")]
+    Delete(DeleteResponse),
+    /// Result of a get.
+    #[prost(message, tag = "3")]
+    Get(GetResponse),
+}
+
+/// Result of an incr.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct IncrResponse {
+    /// The key's value after the increment.
+    #[prost(sint64, tag = "1")]
+    pub value: i64,
+}
+
+impl Response {
+    /// A response refusing a command with `error`, at store revision `revision`.
+    pub fn error(revision: u64, error: &RequestError) -> Response {
+        Response {
+            revision,
+            outcome: Some(Outcome::Error(ErrorResponse {
+                code: error.code() as i32,
+                message: error.to_string(),
+            })),
+        }
+    }
+
+    /// The error carried by this response, if it is one.
+    pub fn as_error(&self) -> Option<&ErrorResponse> {
+        match &self.outcome {
+            Some(Outcome::Error(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether this response reports a refused command.
+    pub fn is_error(&self) -> bool {
+        self.as_error().is_some()
+    }
+}
+
+impl ErrorResponse {
+    /// The code as an [`ErrorCode`] ([`ErrorCode::Unspecified`] if unknown to this version).
+    pub fn error_code(&self) -> ErrorCode {
+        ErrorCode::try_from(self.code).unwrap_or(ErrorCode::Unspecified)
+    }
+}

@@ -1,0 +1,374 @@
+//! The replicated state machine: applies chosen log slots to redb tables.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::backends::InMemoryBackend;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
+
+use crate::command::{Op, Request};
+use crate::dedup::{self, Admission, AppliedAt};
+use crate::error::{RequestError, StorageError};
+use crate::exec::{self, ExecError};
+use crate::limits::MAX_DEDUP_CLIENTS;
+use crate::response::{Outcome, Response};
+use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
+use crate::validate::validate_op;
+
+/// Settings of a [`StateMachine`]. Part of the replicated state machine's definition: every node
+/// of a cluster must use the same values, or they would apply the same log differently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Most clients the exactly-once table remembers (at least 1). Default
+    /// [`MAX_DEDUP_CLIENTS`].
+    pub max_dedup_clients: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            max_dedup_clients: MAX_DEDUP_CLIENTS,
+        }
+    }
+}
+
+/// The replicated key-value state machine of one node, over a redb database.
+///
+/// # Applying
+/// [`apply`](StateMachine::apply) applies one chosen log slot (a batch of encoded [`Request`]s)
+/// in one redb write transaction that also records the slot as the applied index and the new
+/// revision, so the tables and the applied index always change together. Apply is a pure function
+/// of the state and the slot's bytes: no clock, no randomness, no iteration over hash maps. Every
+/// node applying the same log holds the same state.
+///
+/// # Durability
+/// Apply commits use [`Durability::None`]: no fsync. The log is durable, and replay from
+/// [`applied_index`](StateMachine::applied_index) is exact, so a crash only costs replaying the
+/// slots since the last durable commit. The pitfall: a `None` commit becomes durable only with a
+/// later `Immediate` commit (this crate's [`flush`](StateMachine::flush), or any `Immediate`
+/// commit on the same database, such as the acceptor's). Until then redb also keeps the freed
+/// pages of those commits in memory. So call `flush` now and then (e.g. every few thousand slots,
+/// or once a second), and always before truncating the log below `applied_index()`: after a
+/// crash the state machine may restart at the last flushed index, and the log must still hold
+/// every slot after it.
+///
+/// # Revisions
+/// The store revision counts commands that changed the kv table: it starts at 0 and goes up by
+/// exactly one per such command (a put; a delete, delete-range, compare-and-swap or incr that
+/// changed something; a transaction with at least one effective write, counted once however many
+/// keys it writes). Refused commands, reads and no-op writes leave it alone. Each key keeps
+/// `create_revision` (the revision that created it), `mod_revision` (the revision that last wrote
+/// it) and `version` (writes since creation: 1 after the create). Deleting a key forgets it: a
+/// re-created key starts again at version 1 with a new create revision.
+///
+/// # Exactly-once
+/// Per client id (not 0), the table `sm_dedup` keeps the client's last sequence number and the
+/// response it got. A request with that same sequence number (a retry) gets the recorded
+/// response without being applied again; a lower one is refused with
+/// [`RequestError::StaleSequence`]; a higher one is applied. Clients number requests from 1 and
+/// keep at most one outstanding. At most [`Options::max_dedup_clients`] clients are remembered:
+/// to record a new client in a full table, the client whose last request was applied longest ago
+/// (smallest slot, then position in the batch) is forgotten. A forgotten client's next request
+/// (sequence above 1) is refused with [`RequestError::UnknownClient`] rather than risk applying
+/// a retry twice; the client must start over with a new id. Requests with client id 0 bypass the
+/// table entirely: reads lose nothing by it, writes become at-least-once if retried.
+///
+/// Requests that fail to decode or validate are answered with an error and not recorded (there
+/// may be no client id to record them under, and a retry gets the same error anyway).
+pub struct StateMachine {
+    db: Arc<Database>,
+    options: Options,
+    applied_index: u64,
+    revision: u64,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("applied_index", &self.applied_index)
+            .field("revision", &self.revision)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateMachine {
+    /// Open (or create) the database file at `path` with default [`Options`].
+    ///
+    /// Creating the tables commits with fsync once.
+    pub fn open(path: impl AsRef<Path>) -> Result<StateMachine, StorageError> {
+        StateMachine::open_with(path, Options::default())
+    }
+
+    /// Open (or create) the database file at `path`.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: Options,
+    ) -> Result<StateMachine, StorageError> {
+        let db = Database::create(path)?;
+        StateMachine::from_database(Arc::new(db), options)
+    }
+
+    /// A state machine on a fresh in-memory database (redb's [`InMemoryBackend`]) with default
+    /// [`Options`]; for tests and simulation. Nothing survives dropping it.
+    pub fn in_memory() -> Result<StateMachine, StorageError> {
+        StateMachine::in_memory_with(Options::default())
+    }
+
+    /// A state machine on a fresh in-memory database.
+    pub fn in_memory_with(options: Options) -> Result<StateMachine, StorageError> {
+        let db = Database::builder().create_with_backend(InMemoryBackend::new())?;
+        StateMachine::from_database(Arc::new(db), options)
+    }
+
+    /// A state machine on an open database, which it may share with other users (such as the
+    /// acceptor's storage); its tables are named `sm_*`. Creates missing tables with one `Immediate`
+    /// commit and loads the applied index and revision.
+    pub fn from_database(
+        db: Arc<Database>,
+        options: Options,
+    ) -> Result<StateMachine, StorageError> {
+        assert!(
+            options.max_dedup_clients >= 1,
+            "max_dedup_clients must be at least 1"
+        );
+        let txn = db.begin_write()?;
+        let (applied_index, revision) = {
+            txn.open_table(KV)?;
+            txn.open_table(DEDUP)?;
+            txn.open_table(DEDUP_AGE)?;
+            let meta = txn.open_table(META)?;
+            (get_meta(&meta, APPLIED_INDEX)?, get_meta(&meta, REVISION)?)
+        };
+        txn.commit()?;
+        tracing::debug!(applied_index, revision, "state machine opened");
+        Ok(StateMachine {
+            db,
+            options,
+            applied_index,
+            revision,
+        })
+    }
+
+    /// The last applied slot (0 before the first).
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// The store revision after the last applied slot.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The settings this state machine applies with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Apply chosen log slot `slot`, whose value is the batch `commands` (empty for a no-op
+    /// slot), and return one response per command, in order.
+    ///
+    /// All of it commits in one redb transaction together with `applied_index = slot` and the new
+    /// revision, with [`Durability::None`] (no fsync; see the type docs). A command that does not
+    /// decode or validate gets an error response and the rest of the batch still applies: every
+    /// node does exactly the same.
+    ///
+    /// # Panics
+    /// If `slot != applied_index() + 1`: slots apply strictly in order, once each.
+    ///
+    /// # Errors
+    /// Only storage failures; the slot is then not applied (nothing changed) and `applied_index`
+    /// stays where it was.
+    pub fn apply(
+        &mut self,
+        slot: u64,
+        commands: &[Vec<u8>],
+    ) -> Result<Vec<Response>, StorageError> {
+        assert_eq!(
+            slot,
+            self.applied_index + 1,
+            "slots must be applied strictly in order"
+        );
+        let _span = tracing::trace_span!("apply", slot, commands = commands.len()).entered();
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let mut revision = self.revision;
+        let mut responses = Vec::with_capacity(commands.len());
+        {
+            let mut tables = WriteTables {
+                kv: txn.open_table(KV)?,
+                dedup: txn.open_table(DEDUP)?,
+                age: txn.open_table(DEDUP_AGE)?,
+                max_clients: self.options.max_dedup_clients,
+            };
+            for (position, bytes) in commands.iter().enumerate() {
+                let at = AppliedAt {
+                    slot,
+                    position: position as u64,
+                };
+                responses.push(tables.apply_one(at, bytes, &mut revision)?);
+            }
+            let mut meta = txn.open_table(META)?;
+            meta.insert(APPLIED_INDEX, slot)?;
+            meta.insert(REVISION, revision)?;
+        }
+        txn.commit()?;
+        assert!(revision >= self.revision, "the revision never goes down");
+        self.applied_index = slot;
+        self.revision = revision;
+        Ok(responses)
+    }
+
+    /// Make every applied slot durable: one empty `Immediate` commit (one fsync for a file
+    /// database). Blocks while another write transaction on the database is open.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Serve a read-only op ([`Op::Get`] or [`Op::Scan`]) from the committed state, outside the
+    /// log. The response's revision is that of the state read.
+    ///
+    /// This reads whatever was applied last; it is linearizable only if the caller has made sure
+    /// (leader lease or read index) that everything committed before the read arrived has been
+    /// applied. Other ops and invalid ones get an error response. Does not write or block on
+    /// writers (redb readers see the last commit).
+    pub fn read(&self, op: &Op) -> Result<Response, StorageError> {
+        let txn = self.db.begin_read()?;
+        let revision = get_meta(&txn.open_table(META)?, REVISION)?;
+        if !op.is_read_only() {
+            return Ok(Response::error(revision, &RequestError::NotReadOnly));
+        }
+        if let Err(e) = validate_op(op) {
+            return Ok(Response::error(revision, &e));
+        }
+        let kv = txn.open_table(KV)?;
+        let outcome = match op {
+            Op::Get(get) => Outcome::Get(exec::get(&kv, &get.key)?),
+            Op::Scan(scan) => Outcome::Scan(exec::scan(&kv, scan)?),
+            _ => return Ok(Response::error(revision, &RequestError::NotReadOnly)),
+        };
+        Ok(Response {
+            revision,
+            outcome: Some(outcome),
+        })
+    }
+
+    /// A 64-bit FNV-1a hash of every state machine table (kv, meta, dedup and its eviction
+    /// index) in key order. Equal states hash equal on every node and platform; different states
+    /// almost surely differ. For checking replicas against each other; not cryptographic.
+    /// Reads the whole state: O(size of the state).
+    pub fn state_hash(&self) -> Result<u64, StorageError> {
+        let txn = self.db.begin_read()?;
+        let mut hash = Fnv::default();
+        for entry in txn.open_table(META)?.iter()? {
+            let (k, v) = entry?;
+            hash.field(k.value().as_bytes());
+            hash.field(&v.value().to_be_bytes());
+        }
+        for entry in txn.open_table(KV)?.iter()? {
+            let (k, v) = entry?;
+            hash.field(k.value());
+            hash.field(v.value());
+        }
+        for entry in txn.open_table(DEDUP)?.iter()? {
+            let (k, v) = entry?;
+            hash.field(&k.value().to_be_bytes());
+            hash.field(v.value());
+        }
+        for entry in txn.open_table(DEDUP_AGE)?.iter()? {
+            let (k, v) = entry?;
+            let (slot, position) = k.value();
+            hash.field(&slot.to_be_bytes());
+            hash.field(&position.to_be_bytes());
+            hash.field(&v.value().to_be_bytes());
+        }
+        Ok(hash.0)
+    }
+}
+
+/// The tables one slot's commands write, open in its write transaction.
+struct WriteTables<'txn> {
+    kv: Table<'txn, &'static [u8], &'static [u8]>,
+    dedup: Table<'txn, u64, &'static [u8]>,
+    age: Table<'txn, (u64, u64), u64>,
+    max_clients: u64,
+}
+
+impl WriteTables<'_> {
+    /// Apply one command of a batch; only storage failures are errors.
+    fn apply_one(
+        &mut self,
+        at: AppliedAt,
+        bytes: &[u8],
+        revision: &mut u64,
+    ) -> Result<Response, StorageError> {
+        let request = match Request::decode_validated(bytes) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::debug!(position = at.position, error = %e, "refused command");
+                return Ok(Response::error(*revision, &e));
+            }
+        };
+        let Some(op) = &request.op else {
+            // Refused by validation already; kept panic-free.
+            return Ok(Response::error(
+                *revision,
+                &RequestError::MissingOp("request"),
+            ));
+        };
+        let exactly_once = request.client_id != 0;
+        if exactly_once {
+            match dedup::admit(&self.dedup, request.client_id, request.seq)? {
+                Admission::Fresh => {}
+                Admission::Replay(response) => return Ok(response),
+                Admission::Refused(e) => return Ok(Response::error(*revision, &e)),
+            }
+        }
+        let response = match exec::execute(&mut self.kv, op, revision) {
+            Ok(outcome) => Response {
+                revision: *revision,
+                outcome: Some(outcome),
+            },
+            Err(ExecError::Request(e)) => Response::error(*revision, &e),
+            Err(ExecError::Storage(e)) => return Err(e),
+        };
+        if exactly_once {
+            dedup::remember(
+                &mut self.dedup,
+                &mut self.age,
+                self.max_clients,
+                request.client_id,
+                request.seq,
+                at,
+                &response,
+            )?;
+        }
+        Ok(response)
+    }
+}
+
+/// FNV-1a, 64 bits, with length-prefixed fields so field boundaries count.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn field(&mut self, bytes: &[u8]) {
+        self.bytes(&(bytes.len() as u64).to_be_bytes());
+        self.bytes(bytes);
+    }
+}

@@ -1,0 +1,185 @@
+//! Decoding untrusted bytes into a [`Request`] and checking it against [`crate::limits`].
+//!
+//! Decoding never panics: prost checks every length against the input, and nested messages are
+//! bounded by prost's recursion limit (our messages nest at most four deep anyway). Validation is
+//! pure and deterministic, so every node refuses the same requests with the same error.
+
+use std::collections::BTreeSet;
+
+use prost::Message;
+
+use crate::command::{
+    Compare, CompareAndSwap, CompareOp, CompareTarget, Delete, DeleteRange, Expected, Get, Incr,
+    Op, Put, Request, Scan, Txn, TxnOp, TxnOpKind,
+};
+use crate::error::RequestError;
+use crate::limits::{
+    MAX_KEY_BYTES, MAX_REQUEST_BYTES, MAX_SCAN_LIMIT, MAX_TXN_OPS, MAX_VALUE_BYTES,
+};
+
+impl Request {
+    /// Decode `bytes` and [`validate`](Request::validate) the result.
+    ///
+    /// The one entry point for untrusted input: checks the size against
+    /// [`MAX_REQUEST_BYTES`] first, never panics, and returns a typed error for garbage.
+    pub fn decode_validated(bytes: &[u8]) -> Result<Request, RequestError> {
+        if bytes.len() > MAX_REQUEST_BYTES {
+            return Err(RequestError::RequestTooLarge {
+                size_bytes: bytes.len(),
+                limit_bytes: MAX_REQUEST_BYTES,
+            });
+        }
+        let request = Request::decode(bytes).map_err(|e| RequestError::Malformed(e.to_string()))?;
+        request.validate()?;
+        Ok(request)
+    }
+
+    /// Check the request against the limits and the rules of its op: an op is present, keys are
+    /// non-empty and within [`MAX_KEY_BYTES`], values within [`MAX_VALUE_BYTES`], enums known,
+    /// transaction lists within [`MAX_TXN_OPS`] and without duplicate writes per branch, scan
+    /// limits within [`MAX_SCAN_LIMIT`], and a non-zero client's `seq` at least 1.
+    ///
+    /// Requests built in Rust (not decoded) should be validated too: `apply` does.
+    pub fn validate(&self) -> Result<(), RequestError> {
+        if self.client_id != 0 && self.seq == 0 {
+            return Err(RequestError::ZeroSequence {
+                client_id: self.client_id,
+            });
+        }
+        match &self.op {
+            None => Err(RequestError::MissingOp("request")),
+            Some(op) => validate_op(op),
+        }
+    }
+}
+
+/// Check one op (see [`Request::validate`]).
+pub(crate) fn validate_op(op: &Op) -> Result<(), RequestError> {
+    match op {
+        Op::Put(put) => validate_put(put),
+        Op::Get(Get { key }) | Op::Incr(Incr { key, .. }) => check_key(key),
+        Op::Delete(Delete { key, .. }) => check_key(key),
+        Op::DeleteRange(DeleteRange { start, end, prefix }) => check_bounds(start, end, prefix),
+        Op::Scan(scan) => validate_scan(scan),
+        Op::CompareAndSwap(cas) => validate_cas(cas),
+        Op::Txn(txn) => validate_txn(txn),
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), RequestError> {
+    if key.is_empty() {
+        return Err(RequestError::EmptyKey);
+    }
+    check_bound(key)
+}
+
+/// A range bound or prefix: may be empty, at most [`MAX_KEY_BYTES`].
+fn check_bound(bound: &[u8]) -> Result<(), RequestError> {
+    if bound.len() > MAX_KEY_BYTES {
+        return Err(RequestError::KeyTooLarge {
+            size_bytes: bound.len(),
+            limit_bytes: MAX_KEY_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn check_bounds(start: &[u8], end: &[u8], prefix: &[u8]) -> Result<(), RequestError> {
+    check_bound(start)?;
+    check_bound(end)?;
+    check_bound(prefix)
+}
+
+fn check_value(value: &[u8]) -> Result<(), RequestError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(RequestError::ValueTooLarge {
+            size_bytes: value.len(),
+            limit_bytes: MAX_VALUE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn validate_put(put: &Put) -> Result<(), RequestError> {
+    check_key(&put.key)?;
+    check_value(&put.value)
+}
+
+fn validate_scan(scan: &Scan) -> Result<(), RequestError> {
+    check_bounds(&scan.start, &scan.end, &scan.prefix)?;
+    if scan.limit > MAX_SCAN_LIMIT {
+        return Err(RequestError::ScanLimitTooLarge {
+            limit: scan.limit,
+            max: MAX_SCAN_LIMIT,
+        });
+    }
+    Ok(())
+}
+
+fn validate_cas(cas: &CompareAndSwap) -> Result<(), RequestError> {
+    check_key(&cas.key)?;
+    if let Some(Expected::Value(expected)) = &cas.expected {
+        check_value(expected)?;
+    }
+    check_value(&cas.new_value)
+}
+
+fn check_count(list: &'static str, count: usize) -> Result<(), RequestError> {
+    if count > MAX_TXN_OPS {
+        return Err(RequestError::TxnTooLarge {
+            list,
+            count,
+            limit: MAX_TXN_OPS,
+        });
+    }
+    Ok(())
+}
+
+fn validate_txn(txn: &Txn) -> Result<(), RequestError> {
+    check_count("compares", txn.compares.len())?;
+    check_count("success ops", txn.success.len())?;
+    check_count("failure ops", txn.failure.len())?;
+    for compare in &txn.compares {
+        validate_compare(compare)?;
+    }
+    validate_branch("success", &txn.success)?;
+    validate_branch("failure", &txn.failure)
+}
+
+fn validate_compare(compare: &Compare) -> Result<(), RequestError> {
+    check_key(&compare.key)?;
+    CompareTarget::try_from(compare.target).map_err(|_| RequestError::InvalidEnum {
+        field: "compare target",
+        value: compare.target,
+    })?;
+    CompareOp::try_from(compare.op).map_err(|_| RequestError::InvalidEnum {
+        field: "compare op",
+        value: compare.op,
+    })?;
+    check_value(&compare.value)
+}
+
+fn validate_branch(branch: &'static str, ops: &[TxnOp]) -> Result<(), RequestError> {
+    let mut written: BTreeSet<&[u8]> = BTreeSet::new();
+    for txn_op in ops {
+        let key = match &txn_op.op {
+            None => return Err(RequestError::MissingOp("transaction op")),
+            Some(TxnOpKind::Get(get)) => {
+                check_key(&get.key)?;
+                continue;
+            }
+            Some(TxnOpKind::Put(put)) => {
+                validate_put(put)?;
+                &put.key
+            }
+            Some(TxnOpKind::Delete(delete)) => {
+                check_key(&delete.key)?;
+                &delete.key
+            }
+        };
+        if !written.insert(key.as_slice()) {
+            return Err(RequestError::DuplicateTxnKey { branch });
+        }
+    }
+    Ok(())
+}
