@@ -68,7 +68,10 @@ pub(crate) struct Leader {
 
 impl Leader {
     fn propose_at(&mut self, now: Instant, slot: Slot, value: Value) {
-        assert!(slot >= self.next_slot, "slot {slot} proposed twice in one ballot");
+        assert!(
+            slot >= self.next_slot,
+            "slot {slot} proposed twice in one ballot"
+        );
         self.proposals.insert(
             slot,
             Proposal {
@@ -126,7 +129,8 @@ impl Replica {
     /// Phase 1 won: re-propose what the promises reported, fill holes with
     /// no-ops, and start serving.
     fn become_leader(&mut self, now: Instant) {
-        let RoleState::Candidate(candidate) = std::mem::replace(&mut self.role, RoleState::Follower)
+        let RoleState::Candidate(candidate) =
+            std::mem::replace(&mut self.role, RoleState::Follower)
         else {
             unreachable!("only a candidate becomes leader");
         };
@@ -142,7 +146,10 @@ impl Replica {
             match recovered.get(&slot) {
                 Some((None, chosen)) => {
                     if entry.0.is_none() {
-                        assert_eq!(chosen, &entry.1, "safety violation: slot {slot} chosen twice");
+                        assert_eq!(
+                            chosen, &entry.1,
+                            "safety violation: slot {slot} chosen twice"
+                        );
                     }
                 }
                 Some((Some(b), _)) if entry.0.is_some_and(|e| e <= *b) => {}
@@ -213,7 +220,13 @@ impl Replica {
         self.send_heartbeat_round(now);
     }
 
-    pub(crate) fn on_accepted(&mut self, now: Instant, from: NodeId, ballot: Ballot, slots: Vec<Slot>) {
+    pub(crate) fn on_accepted(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        ballot: Ballot,
+        slots: Vec<Slot>,
+    ) {
         let quorum = self.config.quorum();
         let RoleState::Leader(leader) = &mut self.role else {
             return;
@@ -251,7 +264,13 @@ impl Replica {
         }
     }
 
-    pub(crate) fn on_heartbeat_ack(&mut self, now: Instant, from: NodeId, ballot: Ballot, round: u64) {
+    pub(crate) fn on_heartbeat_ack(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        ballot: Ballot,
+        round: u64,
+    ) {
         let quorum = self.config.quorum();
         let leader_lease = self.config.leader_lease();
         let RoleState::Leader(leader) = &mut self.role else {

@@ -145,7 +145,10 @@ impl Replica {
             ready: Ready::default(),
             config,
         };
-        while matches!(replica.log.get(&replica.commit.next()), Some(SlotState::Chosen(_))) {
+        while matches!(
+            replica.log.get(&replica.commit.next()),
+            Some(SlotState::Chosen(_))
+        ) {
             replica.commit = replica.commit.next();
         }
         if applied > replica.commit {
@@ -344,10 +347,19 @@ impl Replica {
     }
 
     fn check_invariants(&self) {
-        assert_eq!(self.delivered, self.commit, "committed values not delivered");
+        assert_eq!(
+            self.delivered, self.commit,
+            "committed values not delivered"
+        );
         if let RoleState::Leader(leader) = &self.role {
-            assert!(leader.ballot <= self.promised, "leader above its own promise");
-            assert!(leader.next_slot > self.commit, "leader slot counter behind commit");
+            assert!(
+                leader.ballot <= self.promised,
+                "leader above its own promise"
+            );
+            assert!(
+                leader.next_slot > self.commit,
+                "leader slot counter behind commit"
+            );
         }
     }
 
@@ -463,7 +475,14 @@ impl Replica {
         self.learn_commit(now, ballot, commit);
     }
 
-    fn on_heartbeat(&mut self, now: Instant, from: NodeId, ballot: Ballot, commit: Slot, round: u64) {
+    fn on_heartbeat(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        ballot: Ballot,
+        commit: Slot,
+        round: u64,
+    ) {
         self.observe_ballot(ballot);
         if ballot < self.promised {
             let promised = self.promised;
@@ -505,7 +524,10 @@ impl Replica {
     /// Records that `value` is chosen in `slot`.
     pub(crate) fn mark_chosen(&mut self, slot: Slot, value: Value) {
         if let Some(SlotState::Chosen(chosen)) = self.log.get(&slot) {
-            assert_eq!(chosen, &value, "safety violation: chosen slot {slot} changed");
+            assert_eq!(
+                chosen, &value,
+                "safety violation: chosen slot {slot} changed"
+            );
             return;
         }
         self.log.insert(slot, SlotState::Chosen(value.clone()));
@@ -516,7 +538,10 @@ impl Replica {
     /// them to the driver.
     pub(crate) fn advance_commit(&mut self, now: Instant) {
         let before = self.commit;
-        while matches!(self.log.get(&self.commit.next()), Some(SlotState::Chosen(_))) {
+        while matches!(
+            self.log.get(&self.commit.next()),
+            Some(SlotState::Chosen(_))
+        ) {
             self.commit = self.commit.next();
         }
         assert!(self.commit >= before, "commit index went down");
@@ -539,7 +564,8 @@ impl Replica {
         let Some(leader) = self.leader_hint else {
             return;
         };
-        if leader != self.config.id && self.known_commit > self.commit && now >= self.next_fetch_at {
+        if leader != self.config.id && self.known_commit > self.commit && now >= self.next_fetch_at
+        {
             self.next_fetch_at = now + self.config.heartbeat_interval;
             let first_slot = self.commit.next();
             self.send(leader, Message::Fetch { first_slot });

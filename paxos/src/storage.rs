@@ -79,7 +79,8 @@ impl DurableState {
             } => {
                 assert!(ballot <= self.promised, "accepted above the promise");
                 if !matches!(self.slots.get(&slot), Some(SlotState::Chosen(_))) {
-                    self.slots.insert(slot, SlotState::Accepted { ballot, value });
+                    self.slots
+                        .insert(slot, SlotState::Accepted { ballot, value });
                 }
             }
             Record::Chosen { slot, value } => {

@@ -143,13 +143,33 @@ pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
 
 #[derive(Debug)]
 enum Event {
-    Tick { node: usize, incarnation: u64 },
+    Tick {
+        node: usize,
+        incarnation: u64,
+    },
     Deliver(Envelope),
-    Request { node: usize, client: usize, request: Request },
-    Reply { client: usize, reply: Reply },
-    ClientStart { client: usize },
-    ClientSend { client: usize, tag: u64, attempt: u64 },
-    ClientTimeout { client: usize, tag: u64, attempt: u64 },
+    Request {
+        node: usize,
+        client: usize,
+        request: Request,
+    },
+    Reply {
+        client: usize,
+        reply: Reply,
+    },
+    ClientStart {
+        client: usize,
+    },
+    ClientSend {
+        client: usize,
+        tag: u64,
+        attempt: u64,
+    },
+    ClientTimeout {
+        client: usize,
+        tag: u64,
+        attempt: u64,
+    },
     Cut,
     Heal,
     Crash,
@@ -274,8 +294,12 @@ impl Simulation {
     fn note(&mut self, line: impl FnOnce() -> String) {
         if self.options.trace {
             let t = self.now_us;
-            self.trace
-                .push(format!("[{:>4}.{:06}] {}", t / 1_000_000, t % 1_000_000, line()));
+            self.trace.push(format!(
+                "[{:>4}.{:06}] {}",
+                t / 1_000_000,
+                t % 1_000_000,
+                line()
+            ));
         }
     }
 
@@ -298,7 +322,10 @@ impl Simulation {
     }
 
     fn start_node(&mut self, node: usize) -> Result<(), String> {
-        let durable = self.nodes[node].storage.load().expect("memory storage loads");
+        let durable = self.nodes[node]
+            .storage
+            .load()
+            .expect("memory storage loads");
         let now = self.local_now(node);
         let replica =
             Replica::new(self.config(node), durable, Slot(0), now).expect("valid configuration");
@@ -349,7 +376,8 @@ impl Simulation {
     fn handle(&mut self, event: Event) -> Result<(), String> {
         match event {
             Event::Tick { node, incarnation } => {
-                if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some() {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some()
+                {
                     let now = self.local_now(node);
                     self.nodes[node].replica.as_mut().expect("up").tick(now);
                     self.drive(node, &[])?;
@@ -362,15 +390,31 @@ impl Simulation {
                 if self.nodes[node].replica.is_some() {
                     self.note(|| format!("deliver {}", describe(&envelope)));
                     let now = self.local_now(node);
-                    self.nodes[node].replica.as_mut().expect("up").step(now, envelope);
+                    self.nodes[node]
+                        .replica
+                        .as_mut()
+                        .expect("up")
+                        .step(now, envelope);
                     self.drive(node, &[])?;
                 }
             }
-            Event::Request { node, client, request } => self.on_request(node, client, request)?,
+            Event::Request {
+                node,
+                client,
+                request,
+            } => self.on_request(node, client, request)?,
             Event::Reply { client, reply } => self.on_reply(client, reply),
             Event::ClientStart { client } => self.client_start(client),
-            Event::ClientSend { client, tag, attempt } => self.client_send(client, tag, attempt),
-            Event::ClientTimeout { client, tag, attempt } => {
+            Event::ClientSend {
+                client,
+                tag,
+                attempt,
+            } => self.client_send(client, tag, attempt),
+            Event::ClientTimeout {
+                client,
+                tag,
+                attempt,
+            } => {
                 let current = self.clients[client].current.as_ref();
                 if current.is_some_and(|c| c.tag == tag && c.attempt == attempt) {
                     let guess = self.rng.below(self.options.nodes as u64) as usize;
@@ -379,7 +423,9 @@ impl Simulation {
             }
             Event::Cut => {
                 if self.faults_active {
-                    let what = self.partitions.cut_random(&mut self.rng, self.options.nodes);
+                    let what = self
+                        .partitions
+                        .cut_random(&mut self.rng, self.options.nodes);
                     self.note(|| format!("partition: {what}"));
                     let delay = 200_000 + self.rng.below(2_000_000);
                     self.schedule(delay, Event::Heal);
@@ -465,7 +511,14 @@ impl Simulation {
                 }
             }
             let value = self.nodes[node].kv.get(&key);
-            self.reply(node, client, Reply::Done { tag, outcome: KvOutcome::Get(value) });
+            self.reply(
+                node,
+                client,
+                Reply::Done {
+                    tag,
+                    outcome: KvOutcome::Get(value),
+                },
+            );
         }
         for id in ready.failed_reads {
             if let Some((client, tag, _)) = self.nodes[node].reads.remove(&id) {
@@ -474,9 +527,19 @@ impl Simulation {
         }
         for command in ready.unproposed {
             let command = WriteCommand::decode(&command);
-            if self.nodes[node].writes.remove(&(command.client, command.seq)) {
+            if self.nodes[node]
+                .writes
+                .remove(&(command.client, command.seq))
+            {
                 let client = command.client as usize - 1;
-                self.reply(node, client, Reply::Redirect { tag: command.seq, leader: None });
+                self.reply(
+                    node,
+                    client,
+                    Reply::Redirect {
+                        tag: command.seq,
+                        leader: None,
+                    },
+                );
             }
         }
         Ok(())
@@ -485,7 +548,11 @@ impl Simulation {
     fn apply(&mut self, node: usize, slot: Slot, value: Value) -> Result<(), String> {
         let n = &mut self.nodes[node];
         if slot != n.applied.next() {
-            return Err(format!("n{} applied slot {slot} after {}", node + 1, n.applied));
+            return Err(format!(
+                "n{} applied slot {slot} after {}",
+                node + 1,
+                n.applied
+            ));
         }
         n.applied = slot;
         match self.chosen.get(&slot) {
@@ -514,7 +581,14 @@ impl Simulation {
                 if let Some(outcome) = outcome {
                     if self.nodes[node].writes.remove(&key) {
                         let client = command.client as usize - 1;
-                        self.reply(node, client, Reply::Done { tag: command.seq, outcome });
+                        self.reply(
+                            node,
+                            client,
+                            Reply::Done {
+                                tag: command.seq,
+                                outcome,
+                            },
+                        );
                     }
                 }
             }
@@ -564,7 +638,13 @@ impl Simulation {
     fn reply(&mut self, _node: usize, client: usize, reply: Reply) {
         for _ in 0..self.copies() {
             let delay = self.delay();
-            self.schedule(delay, Event::Reply { client, reply: reply.clone() });
+            self.schedule(
+                delay,
+                Event::Reply {
+                    client,
+                    reply: reply.clone(),
+                },
+            );
         }
     }
 
@@ -629,7 +709,11 @@ impl Simulation {
 
     fn client_send(&mut self, client: usize, tag: u64, attempt: u64) {
         let c = &self.clients[client];
-        if !c.current.as_ref().is_some_and(|cur| cur.tag == tag && cur.attempt == attempt) {
+        if !c
+            .current
+            .as_ref()
+            .is_some_and(|cur| cur.tag == tag && cur.attempt == attempt)
+        {
             return;
         }
         let node = c.leader_guess;
@@ -638,9 +722,23 @@ impl Simulation {
             // Lost on the way; the timeout below will retry.
         } else {
             let delay = self.delay();
-            self.schedule(delay, Event::Request { node, client, request });
+            self.schedule(
+                delay,
+                Event::Request {
+                    node,
+                    client,
+                    request,
+                },
+            );
         }
-        self.schedule(ATTEMPT_TIMEOUT_US, Event::ClientTimeout { client, tag, attempt });
+        self.schedule(
+            ATTEMPT_TIMEOUT_US,
+            Event::ClientTimeout {
+                client,
+                tag,
+                attempt,
+            },
+        );
     }
 
     fn on_reply(&mut self, client: usize, reply: Reply) {
@@ -686,7 +784,14 @@ impl Simulation {
         current.attempt += 1;
         let (tag, attempt) = (current.tag, current.attempt);
         c.leader_guess = guess.unwrap_or(random);
-        self.schedule(pause_us, Event::ClientSend { client, tag, attempt });
+        self.schedule(
+            pause_us,
+            Event::ClientSend {
+                client,
+                tag,
+                attempt,
+            },
+        );
     }
 
     fn final_checks(&mut self) -> Result<(), String> {
@@ -714,7 +819,9 @@ impl Simulation {
             })
             .collect();
         if let Some(lost) = self.acked_writes.difference(&logged).next() {
-            return Err(format!("acknowledged write {lost:?} (client, seq) is not in the log"));
+            return Err(format!(
+                "acknowledged write {lost:?} (client, seq) is not in the log"
+            ));
         }
         let Some(first) = self.first_write_after_heal_us else {
             return Err(format!(
@@ -762,7 +869,9 @@ impl Simulation {
 /// A one-line summary of a message for traces.
 pub fn describe(envelope: &Envelope) -> String {
     let body = match &envelope.message {
-        Message::Prepare { ballot, first_slot } => format!("Prepare b={ballot} from slot {first_slot}"),
+        Message::Prepare { ballot, first_slot } => {
+            format!("Prepare b={ballot} from slot {first_slot}")
+        }
         Message::Promise { ballot, slots } => format!("Promise b={ballot} {} slots", slots.len()),
         Message::Accept {
             ballot,
@@ -770,7 +879,10 @@ pub fn describe(envelope: &Envelope) -> String {
             commit,
         } => format!(
             "Accept b={ballot} slots {:?} commit {commit}",
-            entries.iter().map(|(s, v)| format!("{s}:{}", describe_value(v))).collect::<Vec<_>>()
+            entries
+                .iter()
+                .map(|(s, v)| format!("{s}:{}", describe_value(v)))
+                .collect::<Vec<_>>()
         ),
         Message::Accepted { ballot, slots } => format!("Accepted b={ballot} slots {slots:?}"),
         Message::Reject { ballot, promised } => format!("Reject b={ballot} promised {promised}"),

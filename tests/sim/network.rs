@@ -117,7 +117,10 @@ impl Partitions {
                         self.cut.insert((b, *a));
                     }
                 }
-                format!("split off {:?}", minority.iter().map(|n| n + 1).collect::<Vec<_>>())
+                format!(
+                    "split off {:?}",
+                    minority.iter().map(|n| n + 1).collect::<Vec<_>>()
+                )
             }
             _ => {
                 let from = rng.below(nodes as u64) as usize;
