@@ -1,0 +1,152 @@
+//! Helpers shared by the state machine's integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use prost::Message;
+use synod_kvstore::{
+    CompareAndSwap, Delete, DeleteRange, ErrorCode, Expected, Get, Incr, KeyValue, Op, Outcome,
+    Put, Request, Response, Scan, StateMachine,
+};
+
+/// A state machine plus the next slot to apply.
+pub struct Harness {
+    pub sm: StateMachine,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Harness {
+            sm: StateMachine::in_memory().unwrap(),
+        }
+    }
+
+    pub fn with(sm: StateMachine) -> Harness {
+        Harness { sm }
+    }
+
+    /// Apply raw commands as the next slot.
+    pub fn apply_raw(&mut self, commands: &[Vec<u8>]) -> Vec<Response> {
+        let slot = self.sm.applied_index() + 1;
+        self.sm.apply(slot, commands).unwrap()
+    }
+
+    /// Apply requests as the next slot.
+    pub fn apply(&mut self, requests: &[Request]) -> Vec<Response> {
+        let commands: Vec<Vec<u8>> = requests.iter().map(Message::encode_to_vec).collect();
+        self.apply_raw(&commands)
+    }
+
+    /// Apply one anonymous op as its own slot.
+    pub fn op(&mut self, op: Op) -> Response {
+        self.apply(&[Request::anonymous(op)]).remove(0)
+    }
+
+    /// Apply one client request as its own slot.
+    pub fn client(&mut self, client_id: u64, seq: u64, op: Op) -> Response {
+        self.apply(&[Request::from_client(client_id, seq, op)])
+            .remove(0)
+    }
+
+    /// Read a key outside the log.
+    pub fn get(&self, key: &[u8]) -> Option<KeyValue> {
+        match self.sm.read(&get(key)).unwrap().outcome {
+            Some(Outcome::Get(g)) => g.kv,
+            other => panic!("get answered {other:?}"),
+        }
+    }
+
+    /// Every key, in order, read outside the log.
+    pub fn all(&self) -> Vec<KeyValue> {
+        match self.sm.read(&scan(b"", b"", b"", 0)).unwrap().outcome {
+            Some(Outcome::Scan(s)) => s.kvs,
+            other => panic!("scan answered {other:?}"),
+        }
+    }
+}
+
+pub fn put(key: &[u8], value: &[u8]) -> Op {
+    Op::Put(Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        prev_kv: false,
+    })
+}
+
+pub fn put_prev(key: &[u8], value: &[u8]) -> Op {
+    Op::Put(Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        prev_kv: true,
+    })
+}
+
+pub fn get(key: &[u8]) -> Op {
+    Op::Get(Get { key: key.to_vec() })
+}
+
+pub fn delete(key: &[u8]) -> Op {
+    Op::Delete(Delete {
+        key: key.to_vec(),
+        prev_kv: true,
+    })
+}
+
+pub fn delete_range(start: &[u8], end: &[u8], prefix: &[u8]) -> Op {
+    Op::DeleteRange(DeleteRange {
+        start: start.to_vec(),
+        end: end.to_vec(),
+        prefix: prefix.to_vec(),
+    })
+}
+
+pub fn scan(start: &[u8], end: &[u8], prefix: &[u8], limit: u32) -> Op {
+    Op::Scan(Scan {
+        start: start.to_vec(),
+        end: end.to_vec(),
+        prefix: prefix.to_vec(),
+        limit,
+        keys_only: false,
+    })
+}
+
+pub fn cas(key: &[u8], expected: Option<Expected>, new_value: &[u8]) -> Op {
+    Op::CompareAndSwap(CompareAndSwap {
+        key: key.to_vec(),
+        expected,
+        new_value: new_value.to_vec(),
+    })
+}
+
+pub fn incr(key: &[u8], delta: i64) -> Op {
+    Op::Incr(Incr {
+        key: key.to_vec(),
+        delta,
+    })
+}
+
+/// The error code of a response, panicking if it is not an error.
+pub fn error_code(response: &Response) -> ErrorCode {
+    response
+        .as_error()
+        .unwrap_or_else(|| panic!("expected an error, got {response:?}"))
+        .error_code()
+}
+
+/// A file path in the temp dir, removed when dropped.
+pub struct TempPath(pub PathBuf);
+
+impl TempPath {
+    pub fn new(name: &str) -> TempPath {
+        let path =
+            std::env::temp_dir().join(format!("synod-kvstore-{}-{name}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempPath(path)
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
