@@ -73,8 +73,11 @@ impl Default for Options {
 /// a retry twice; the client must start over with a new id. Requests with client id 0 bypass the
 /// table entirely: reads lose nothing by it, writes become at-least-once if retried.
 ///
-/// Requests that fail to decode or validate are answered with an error and not recorded (there
-/// may be no client id to record them under, and a retry gets the same error anyway).
+/// Every request with a valid header (it decodes, and a non-zero client id comes with a sequence
+/// number of at least 1) consumes its sequence number, including one refused for its op (empty
+/// key, value too large, ...): the refusal is recorded and a retry gets it again. Bytes that do
+/// not decode, or a sequence number 0, are answered with an error and not recorded: there is no
+/// trustworthy client and sequence to record them under.
 pub struct StateMachine {
     db: Arc<Database>,
     options: Options,
@@ -305,19 +308,15 @@ impl WriteTables<'_> {
         bytes: &[u8],
         revision: &mut u64,
     ) -> Result<Response, StorageError> {
-        let request = match Request::decode_validated(bytes) {
+        let request = match Request::decode_bounded(bytes).and_then(|r| {
+            r.validate_header()?;
+            Ok(r)
+        }) {
             Ok(request) => request,
             Err(e) => {
                 tracing::debug!(position = at.position, error = %e, "refused command");
                 return Ok(Response::error(*revision, &e));
             }
-        };
-        let Some(op) = &request.op else {
-            // Refused by validation already; kept panic-free.
-            return Ok(Response::error(
-                *revision,
-                &RequestError::MissingOp("request"),
-            ));
         };
         let exactly_once = request.client_id != 0;
         if exactly_once {
@@ -327,7 +326,12 @@ impl WriteTables<'_> {
                 Admission::Refused(e) => return Ok(Response::error(*revision, &e)),
             }
         }
-        let response = match exec::execute(&mut self.kv, op, revision) {
+        let executed = match (&request.op, request.validate()) {
+            (Some(op), Ok(())) => exec::execute(&mut self.kv, op, revision),
+            (_, Err(e)) => Err(ExecError::Request(e)),
+            (None, Ok(())) => Err(ExecError::Request(RequestError::MissingOp("request"))),
+        };
+        let response = match executed {
             Ok(outcome) => Response {
                 revision: *revision,
                 outcome: Some(outcome),

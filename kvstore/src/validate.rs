@@ -23,15 +23,21 @@ impl Request {
     /// The one entry point for untrusted input: checks the size against
     /// [`MAX_REQUEST_BYTES`] first, never panics, and returns a typed error for garbage.
     pub fn decode_validated(bytes: &[u8]) -> Result<Request, RequestError> {
+        let request = Request::decode_bounded(bytes)?;
+        request.validate()?;
+        Ok(request)
+    }
+
+    /// Decode `bytes` after checking their size against [`MAX_REQUEST_BYTES`], without
+    /// validating the result. Never panics.
+    pub fn decode_bounded(bytes: &[u8]) -> Result<Request, RequestError> {
         if bytes.len() > MAX_REQUEST_BYTES {
             return Err(RequestError::RequestTooLarge {
                 size_bytes: bytes.len(),
                 limit_bytes: MAX_REQUEST_BYTES,
             });
         }
-        let request = Request::decode(bytes).map_err(|e| RequestError::Malformed(e.to_string()))?;
-        request.validate()?;
-        Ok(request)
+        Request::decode(bytes).map_err(|e| RequestError::Malformed(e.to_string()))
     }
 
     /// Check the request against the limits and the rules of its op: an op is present, keys are
@@ -41,15 +47,22 @@ impl Request {
     ///
     /// Requests built in Rust (not decoded) should be validated too: `apply` does.
     pub fn validate(&self) -> Result<(), RequestError> {
+        self.validate_header()?;
+        match &self.op {
+            None => Err(RequestError::MissingOp("request")),
+            Some(op) => validate_op(op),
+        }
+    }
+
+    /// The part of [`validate`](Request::validate) that concerns who sent the request: a
+    /// non-zero client's `seq` is at least 1.
+    pub fn validate_header(&self) -> Result<(), RequestError> {
         if self.client_id != 0 && self.seq == 0 {
             return Err(RequestError::ZeroSequence {
                 client_id: self.client_id,
             });
         }
-        match &self.op {
-            None => Err(RequestError::MissingOp("request")),
-            Some(op) => validate_op(op),
-        }
+        Ok(())
     }
 }
 
