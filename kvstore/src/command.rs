@@ -27,7 +27,7 @@
 //! enum CompareOp        { EQUAL = 0; NOT_EQUAL = 1; LESS = 2; GREATER = 3; }
 //! ```
 //!
-//! Decoding and validation live in [`crate::validate`]: use [`Request::decode_validated`] on
+//! Decoding and validation are methods of [`Request`]: use [`Request::decode_validated`] on
 //! untrusted bytes.
 //!
 //! ## Ranges

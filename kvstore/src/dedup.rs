@@ -1,7 +1,7 @@
 //! The exactly-once table: per client, its last sequence number and the response it got.
 //!
-//! Rule (see also [`crate::StateMachine`]): for a request from client `c` (not 0) with sequence
-//! `s`:
+//! Rule (see also [`crate::StateMachine`]): for a decoded request from client `c` (not 0) with
+//! sequence `s >= 1`, whether or not its op is valid:
 //! - `c` remembered with last sequence `l`: `s == l` gets the recorded response (nothing is
 //!   applied again), `s < l` is refused as stale, `s > l` is applied and recorded;
 //! - `c` not remembered: `s == 1` is applied and recorded (a new client); `s > 1` is refused as an
