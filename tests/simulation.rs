@@ -34,12 +34,13 @@ fn mix(name: &str) -> FaultMix {
 }
 
 /// Runs this mix's share of the seeds; panics with the first failure.
-fn run_mix(name: &str) {
+/// Returns how many snapshots lagging nodes installed.
+fn run_mix(name: &str) -> u64 {
     let total = env_u64("SYNOD_SIM_SEEDS", 300);
     let first = env_u64("SYNOD_SIM_FIRST_SEED", 1);
     let per_mix = total.div_ceil(FAULT_MIXES.len() as u64);
     let started = WallClock::now();
-    let (mut commands, mut simulated_us, mut worst_recovery_us) = (0, 0, 0);
+    let (mut commands, mut simulated_us, mut worst_recovery_us, mut snapshots) = (0, 0, 0, 0);
     for seed in first..first + per_mix {
         let nodes = if seed % 2 == 0 { 5 } else { 3 };
         let options = SimOptions::new(seed, nodes, mix(name));
@@ -48,6 +49,7 @@ fn run_mix(name: &str) {
                 commands += report.committed_commands;
                 simulated_us += report.simulated_us;
                 worst_recovery_us = worst_recovery_us.max(report.recovery_us);
+                snapshots += report.snapshots_installed;
             }
             Err(failure) => panic!("{failure}"),
         }
@@ -55,11 +57,13 @@ fn run_mix(name: &str) {
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!(
         "mix {name}: {per_mix} seeds, {commands} commands committed in {:.0} s simulated, \
-         {:.0} commands per real second, slowest recovery after heal {} ms",
+         {:.0} commands per real second, slowest recovery after heal {} ms, \
+         {snapshots} snapshots installed",
         simulated_us as f64 / 1e6,
         commands as f64 / elapsed,
         worst_recovery_us / 1000
     );
+    snapshots
 }
 
 #[test]
@@ -79,7 +83,8 @@ fn partitions_keep_every_oracle() {
 
 #[test]
 fn crashes_and_restarts_keep_every_oracle() {
-    run_mix("crashes");
+    let snapshots = run_mix("crashes");
+    assert!(snapshots > 0, "restarted nodes caught up by snapshot");
 }
 
 #[test]

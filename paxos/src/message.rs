@@ -30,6 +30,10 @@ pub enum Message {
     Promise {
         /// The ballot promised.
         ballot: Ballot,
+        /// The acceptor forgot slots through here (compacted into a
+        /// snapshot). A candidate that wanted any of them is behind and must
+        /// catch up before it may lead.
+        compacted_through: Slot,
         /// Accepted or chosen values, by slot.
         slots: Vec<(Slot, SlotState)>,
     },

@@ -111,6 +111,7 @@ impl Replica {
         now: Instant,
         from: NodeId,
         ballot: Ballot,
+        compacted_through: Slot,
         slots: Vec<(Slot, SlotState)>,
     ) {
         let quorum = self.config.quorum();
@@ -118,6 +119,17 @@ impl Replica {
             return;
         };
         if candidate.ballot != ballot {
+            return;
+        }
+        if compacted_through >= candidate.first_slot {
+            // The acceptor forgot chosen values we do not have, so we could
+            // not re-propose them. Catch up from it first, then try again.
+            tracing::info!(node = %self.config.id, %from, through = %compacted_through, "behind a compacted log; catching up");
+            self.back_off(now);
+            self.catch_up_from = Some(from);
+            self.known_commit = self.known_commit.max(compacted_through);
+            self.next_fetch_at = now;
+            self.maybe_fetch(now);
             return;
         }
         candidate.promises.insert(from, slots);

@@ -2,7 +2,7 @@
 
 use crate::message::Envelope;
 use crate::storage::Record;
-use crate::types::{Command, Slot, Value};
+use crate::types::{Command, NodeId, Slot, Value};
 
 /// Identifies one read the driver asked for with
 /// [`Replica::read`](crate::Replica::read).
@@ -18,7 +18,8 @@ pub type ReadId = u64;
 /// 4. answer `reads` from the state after step 3, with no wait between
 ///    taking this `Ready` and answering (a lease read is only valid now);
 /// 5. tell the clients of `failed_reads` and `unproposed` to retry
-///    elsewhere.
+///    elsewhere;
+/// 6. send a state-machine snapshot to each of `snapshots_to_send`.
 #[derive(Debug, Default)]
 pub struct Ready {
     /// Records to make durable before anything is sent.
@@ -34,6 +35,10 @@ pub struct Ready {
     /// Commands dropped before they got a slot (leadership lost); they were
     /// never proposed and may be sent to the new leader.
     pub unproposed: Vec<Command>,
+    /// Peers that need values this node compacted away: send each a
+    /// snapshot of the state machine (after applying `committed`); the peer
+    /// installs it and calls `Replica::install_snapshot`.
+    pub snapshots_to_send: Vec<NodeId>,
 }
 
 impl Ready {
@@ -45,5 +50,6 @@ impl Ready {
             && self.reads.is_empty()
             && self.failed_reads.is_empty()
             && self.unproposed.is_empty()
+            && self.snapshots_to_send.is_empty()
     }
 }

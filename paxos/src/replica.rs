@@ -64,6 +64,8 @@ pub struct Status {
     pub leader: Option<NodeId>,
     /// Every slot up to here is chosen and known.
     pub commit_index: Slot,
+    /// Log slots up to here are compacted into a snapshot.
+    pub compacted_through: Slot,
 }
 
 pub(crate) enum RoleState {
@@ -81,7 +83,11 @@ pub struct Replica {
     pub(crate) promised: Ballot,
     /// Every slot this node holds a value for (durable).
     pub(crate) log: BTreeMap<Slot, SlotState>,
-    /// Every slot through here is chosen and in `log`.
+    /// Slots through here are captured by a state-machine snapshot and gone
+    /// from `log` (durable).
+    pub(crate) compacted_through: Slot,
+    /// Every slot through here is chosen (and in `log` above
+    /// `compacted_through`).
     pub(crate) commit: Slot,
     /// Committed slots through here were handed to the driver to apply.
     pub(crate) delivered: Slot,
@@ -100,6 +106,11 @@ pub struct Replica {
     /// Phase 1 attempts that failed in a row (drives the backoff).
     pub(crate) failed_attempts: u32,
     pub(crate) next_fetch_at: Instant,
+    /// A node known to hold chosen values we lack (set when a promise showed
+    /// we are behind its compaction point); fetched from before the leader.
+    pub(crate) catch_up_from: Option<NodeId>,
+    /// When we last asked the driver to send each peer a snapshot.
+    snapshot_offered_at: BTreeMap<NodeId, Instant>,
     /// Messages from this node to itself, handled before the call returns.
     loopback: VecDeque<Message>,
     pub(crate) ready: Ready,
@@ -107,8 +118,11 @@ pub struct Replica {
 
 impl Replica {
     /// A replica that (re)starts at `now` from its durable state, with its
-    /// state machine applied through `applied` (at most the durable commit
-    /// index; the replica re-delivers chosen values above it).
+    /// state machine applied through `applied`. Everything the state machine
+    /// applied was chosen, so the commit index starts at least there; chosen
+    /// values above it are delivered again. `applied` must be at least the
+    /// durable compaction point (the driver makes its snapshot durable before
+    /// it compacts the log).
     ///
     /// A restarted acceptor does not remember to whom it granted a lease, so
     /// it refuses every promise for one lease period (a node that never
@@ -122,11 +136,18 @@ impl Replica {
         config.validate()?;
         let mut rng = Rng::new(config.rng_seed);
         let election_deadline = now + random_election_timeout(&config, &mut rng);
+        if applied < durable.compacted_through {
+            return Err(ConfigError(format!(
+                "state machine applied through slot {applied} but the log was compacted through {}",
+                durable.compacted_through
+            )));
+        }
         let mut replica = Replica {
             rng,
             promised: durable.promised,
             log: durable.slots,
-            commit: Slot(0),
+            compacted_through: durable.compacted_through,
+            commit: applied,
             delivered: applied,
             known_commit: Slot(0),
             max_round_seen: durable.promised.round(),
@@ -141,6 +162,8 @@ impl Replica {
             election_deadline,
             failed_attempts: 0,
             next_fetch_at: now,
+            catch_up_from: None,
+            snapshot_offered_at: BTreeMap::new(),
             loopback: VecDeque::new(),
             ready: Ready::default(),
             config,
@@ -150,12 +173,6 @@ impl Replica {
             Some(SlotState::Chosen(_))
         ) {
             replica.commit = replica.commit.next();
-        }
-        if applied > replica.commit {
-            return Err(ConfigError(format!(
-                "state machine applied through slot {applied} but only {} are known chosen",
-                replica.commit
-            )));
         }
         replica.deliver_committed();
         Ok(replica)
@@ -234,6 +251,50 @@ impl Replica {
         Ok(())
     }
 
+    /// Forgets log slots through `through`, which the driver has captured in
+    /// a durable state-machine snapshot. Peers that need them later get a
+    /// snapshot instead (see `Ready::snapshots_to_send`). `through` must be
+    /// applied already.
+    pub fn compact(&mut self, through: Slot) {
+        assert!(
+            through <= self.delivered,
+            "compacting slots not yet applied"
+        );
+        if through <= self.compacted_through {
+            return;
+        }
+        self.compacted_through = through;
+        self.log = self.log.split_off(&through.next());
+        self.persist(Record::Compacted(through));
+    }
+
+    /// The driver installed a snapshot of the state machine taken at
+    /// `through` (durably, before this call). Slots up to there count as
+    /// chosen and applied; later chosen slots are delivered as usual. The
+    /// driver must only install snapshots ahead of `commit_index()`; one
+    /// that is not is ignored and `false` returned.
+    pub fn install_snapshot(&mut self, now: Instant, through: Slot) -> bool {
+        if through <= self.commit {
+            return false;
+        }
+        tracing::info!(node = %self.config.id, slot = %through, "snapshot installed");
+        self.commit = through;
+        self.delivered = through;
+        self.known_commit = self.known_commit.max(through);
+        self.compact(through);
+        self.catch_up_from = None;
+        self.advance_commit(now);
+        self.next_fetch_at = now;
+        self.maybe_fetch(now);
+        self.settle(now);
+        true
+    }
+
+    /// Slots through this one are compacted away.
+    pub fn compacted_through(&self) -> Slot {
+        self.compacted_through
+    }
+
     /// Takes everything the driver must do; see [`Ready`] for the order.
     pub fn ready(&mut self) -> Ready {
         std::mem::take(&mut self.ready)
@@ -274,6 +335,7 @@ impl Replica {
             promised: self.promised,
             leader: self.leader_hint,
             commit_index: self.commit,
+            compacted_through: self.compacted_through,
         }
     }
 
@@ -325,7 +387,11 @@ impl Replica {
             Message::Prepare { ballot, first_slot } => {
                 self.on_prepare(now, from, ballot, first_slot)
             }
-            Message::Promise { ballot, slots } => self.on_promise(now, from, ballot, slots),
+            Message::Promise {
+                ballot,
+                compacted_through,
+                slots,
+            } => self.on_promise(now, from, ballot, compacted_through, slots),
             Message::Accept {
                 ballot,
                 entries,
@@ -341,7 +407,7 @@ impl Replica {
             Message::HeartbeatAck { ballot, round } => {
                 self.on_heartbeat_ack(now, from, ballot, round)
             }
-            Message::Fetch { first_slot } => self.on_fetch(from, first_slot),
+            Message::Fetch { first_slot } => self.on_fetch(now, from, first_slot),
             Message::Chosen { entries } => self.on_chosen(now, entries),
         }
     }
@@ -407,7 +473,15 @@ impl Replica {
             .range(first_slot..)
             .map(|(slot, state)| (*slot, state.clone()))
             .collect();
-        self.send(from, Message::Promise { ballot, slots });
+        let compacted_through = self.compacted_through;
+        self.send(
+            from,
+            Message::Promise {
+                ballot,
+                compacted_through,
+                slots,
+            },
+        );
     }
 
     /// Accepts `ballot`'s leader as ours: resets the election timer and
@@ -440,6 +514,11 @@ impl Replica {
         self.follow(now, ballot);
         let mut accepted = Vec::with_capacity(entries.len());
         for (slot, value) in entries {
+            if slot <= self.compacted_through {
+                // Chosen long ago and captured by our snapshot.
+                accepted.push(slot);
+                continue;
+            }
             match self.log.get(&slot) {
                 Some(SlotState::Chosen(chosen)) => {
                     assert_eq!(
@@ -523,6 +602,9 @@ impl Replica {
 
     /// Records that `value` is chosen in `slot`.
     pub(crate) fn mark_chosen(&mut self, slot: Slot, value: Value) {
+        if slot <= self.compacted_through {
+            return;
+        }
         if let Some(SlotState::Chosen(chosen)) = self.log.get(&slot) {
             assert_eq!(
                 chosen, &value,
@@ -560,19 +642,32 @@ impl Replica {
         }
     }
 
-    fn maybe_fetch(&mut self, now: Instant) {
-        let Some(leader) = self.leader_hint else {
+    pub(crate) fn maybe_fetch(&mut self, now: Instant) {
+        let Some(source) = self.catch_up_from.or(self.leader_hint) else {
             return;
         };
-        if leader != self.config.id && self.known_commit > self.commit && now >= self.next_fetch_at
+        if source != self.config.id && self.known_commit > self.commit && now >= self.next_fetch_at
         {
             self.next_fetch_at = now + self.config.heartbeat_interval;
             let first_slot = self.commit.next();
-            self.send(leader, Message::Fetch { first_slot });
+            self.send(source, Message::Fetch { first_slot });
         }
     }
 
-    fn on_fetch(&mut self, from: NodeId, first_slot: Slot) {
+    fn on_fetch(&mut self, now: Instant, from: NodeId, first_slot: Slot) {
+        if first_slot <= self.compacted_through {
+            // The values are gone; the driver sends our snapshot instead, at
+            // most once per election timeout per peer.
+            let due = self
+                .snapshot_offered_at
+                .get(&from)
+                .is_none_or(|at| now >= *at + self.config.election_timeout);
+            if due {
+                self.snapshot_offered_at.insert(from, now);
+                self.ready.snapshots_to_send.push(from);
+            }
+            return;
+        }
         let entries: Vec<(Slot, Value)> = self
             .log
             .range(first_slot..)

@@ -53,6 +53,9 @@ pub enum Record {
         /// The chosen value.
         value: Value,
     },
+    /// Every slot through this one is chosen and captured by a durable
+    /// state-machine snapshot: forget them.
+    Compacted(Slot),
 }
 
 /// Everything durable about one node, as loaded at start.
@@ -60,8 +63,11 @@ pub enum Record {
 pub struct DurableState {
     /// The highest ballot promised.
     pub promised: Ballot,
-    /// Every slot the node holds a value for.
+    /// Every slot the node holds a value for, above `compacted_through`.
     pub slots: BTreeMap<Slot, SlotState>,
+    /// Slots through here were dropped after a state-machine snapshot
+    /// captured them.
+    pub compacted_through: Slot,
 }
 
 impl DurableState {
@@ -78,7 +84,9 @@ impl DurableState {
                 value,
             } => {
                 assert!(ballot <= self.promised, "accepted above the promise");
-                if !matches!(self.slots.get(&slot), Some(SlotState::Chosen(_))) {
+                if slot > self.compacted_through
+                    && !matches!(self.slots.get(&slot), Some(SlotState::Chosen(_)))
+                {
                     self.slots
                         .insert(slot, SlotState::Accepted { ballot, value });
                 }
@@ -87,7 +95,15 @@ impl DurableState {
                 if let Some(SlotState::Chosen(old)) = self.slots.get(&slot) {
                     assert_eq!(old, &value, "chosen value of slot {slot} changed");
                 }
-                self.slots.insert(slot, SlotState::Chosen(value));
+                if slot > self.compacted_through {
+                    self.slots.insert(slot, SlotState::Chosen(value));
+                }
+            }
+            Record::Compacted(through) => {
+                if through > self.compacted_through {
+                    self.compacted_through = through;
+                    self.slots = self.slots.split_off(&through.next());
+                }
             }
         }
     }

@@ -217,6 +217,7 @@ fn chosen_slots_are_reported_as_chosen_in_promises() {
         ready.messages[0].message,
         Message::Promise {
             ballot: Ballot::new(1, NodeId(1)),
+            compacted_through: Slot(0),
             slots: vec![(Slot(1), SlotState::Chosen(Value::Noop))]
         }
     );

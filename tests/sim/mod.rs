@@ -3,13 +3,15 @@
 //! It runs the real [`synod_paxos::Replica`] on every node, on a simulated
 //! network (loss, duplication, reordering, delay, partitions) and clock
 //! (per-node drift within the configured bound), with crashes that keep only
-//! what the node persisted. Everything is drawn from one seed, so a failing
+//! what the node persisted. Nodes compact their logs every few dozen slots,
+//! so lagging and restarted nodes often catch up by snapshot. Everything is drawn from one seed, so a failing
 //! run replays exactly: `SYNOD_SIM_SEED=<seed> cargo test --test simulation
 //! replay_one_seed -- --nocapture` prints its message trace.
 //!
 //! Oracles, checked as the run goes and at its end:
 //! - one value per slot, across all nodes and all time;
 //! - every node applies the same values in slot order (identical prefixes);
+//! - every node ends with the same state (snapshots included);
 //! - no acknowledged write is lost (all are in the chosen log at the end,
 //!   and every node has applied the whole log);
 //! - a lease read never misses a slot any node knows to be chosen;
@@ -43,6 +45,11 @@ const PATIENCE_US: u64 = 3_000_000;
 const AFTER_HEAL_US: u64 = 5_000_000;
 /// Then everything quiets down for this long before the final checks.
 const QUIESCE_US: u64 = 2_000_000;
+/// A node snapshots its state and compacts its log once this many slots
+/// were applied since the last compaction...
+const COMPACT_EVERY_SLOTS: u64 = 40;
+/// ...keeping this many recent slots for followers that lag a little.
+const COMPACT_KEEP_SLOTS: u64 = 8;
 
 /// One simulation run's settings.
 #[derive(Clone, Debug)]
@@ -92,6 +99,8 @@ pub struct SimReport {
     pub recovery_us: u64,
     /// When the first slot was chosen.
     pub first_commit_us: Option<u64>,
+    /// Snapshots installed by lagging nodes.
+    pub snapshots_installed: u64,
     pub trace: Vec<String>,
 }
 
@@ -175,6 +184,12 @@ enum Event {
     Crash,
     Restart(usize),
     EndFaults,
+    /// A state-machine snapshot taken at `slot` arrives at `to`.
+    Snapshot {
+        to: usize,
+        slot: Slot,
+        state: KvModel,
+    },
 }
 
 struct Scheduled {
@@ -206,6 +221,9 @@ struct Node {
     incarnation: u64,
     kv: KvModel,
     applied: Slot,
+    /// The state machine as last made durable: it survives a crash, and the
+    /// log is never compacted past it.
+    durable_snapshot: (Slot, KvModel),
     /// Writes this node proposed, answered when applied: (client, seq).
     writes: BTreeSet<(u64, u64)>,
     /// Reads waiting for the core: id → (client, attempt tag, key).
@@ -233,6 +251,7 @@ struct Simulation {
     ballots: BTreeSet<u64>,
     first_commit_us: Option<u64>,
     committed_commands: u64,
+    snapshots_installed: u64,
     trace: Vec<String>,
 }
 
@@ -247,6 +266,7 @@ impl Simulation {
                 incarnation: 0,
                 kv: KvModel::default(),
                 applied: Slot(0),
+                durable_snapshot: (Slot(0), KvModel::default()),
                 writes: BTreeSet::new(),
                 reads: BTreeMap::new(),
                 next_read_id: 1,
@@ -278,6 +298,7 @@ impl Simulation {
             ballots: BTreeSet::new(),
             first_commit_us: None,
             committed_commands: 0,
+            snapshots_installed: 0,
             trace: Vec::new(),
         }
     }
@@ -327,12 +348,13 @@ impl Simulation {
             .load()
             .expect("memory storage loads");
         let now = self.local_now(node);
+        let (applied, kv) = self.nodes[node].durable_snapshot.clone();
         let replica =
-            Replica::new(self.config(node), durable, Slot(0), now).expect("valid configuration");
+            Replica::new(self.config(node), durable, applied, now).expect("valid configuration");
         let n = &mut self.nodes[node];
         n.replica = Some(replica);
-        n.kv = KvModel::default();
-        n.applied = Slot(0);
+        n.kv = kv;
+        n.applied = applied;
         let incarnation = n.incarnation;
         let first_tick = self.rng.below(TICK_US);
         self.schedule(first_tick, Event::Tick { node, incarnation });
@@ -457,6 +479,7 @@ impl Simulation {
                     self.start_node(node)?;
                 }
             }
+            Event::Snapshot { to, slot, state } => self.install_snapshot(to, slot, state)?,
             Event::EndFaults => {
                 self.note(|| "faults end; network heals, crashed nodes restart".to_string());
                 self.faults_active = false;
@@ -542,7 +565,63 @@ impl Simulation {
                 );
             }
         }
-        Ok(())
+        for peer in ready.snapshots_to_send {
+            self.send_snapshot(node, peer.0 as usize - 1);
+        }
+        self.maybe_compact(node)
+    }
+
+    /// Snapshots the state machine durably and compacts the log once enough
+    /// slots were applied since the last time.
+    fn maybe_compact(&mut self, node: usize) -> Result<(), String> {
+        let n = &mut self.nodes[node];
+        let Some(replica) = n.replica.as_mut() else {
+            return Ok(());
+        };
+        if n.applied.0 < replica.compacted_through().0 + COMPACT_EVERY_SLOTS + COMPACT_KEEP_SLOTS {
+            return Ok(());
+        }
+        n.durable_snapshot = (n.applied, n.kv.clone());
+        replica.compact(Slot(n.applied.0 - COMPACT_KEEP_SLOTS));
+        self.drive(node, &[])
+    }
+
+    fn send_snapshot(&mut self, from: usize, to: usize) {
+        let n = &self.nodes[from];
+        let (slot, state) = (n.applied, n.kv.clone());
+        self.note(|| {
+            format!(
+                "n{} sends a snapshot at slot {slot} to n{}",
+                from + 1,
+                to + 1
+            )
+        });
+        if self.partitions.blocks(from, to) || self.copies() == 0 {
+            return;
+        }
+        let delay = self.delay() * 4;
+        self.schedule(delay, Event::Snapshot { to, slot, state });
+    }
+
+    fn install_snapshot(&mut self, node: usize, slot: Slot, state: KvModel) -> Result<(), String> {
+        let now = self.local_now(node);
+        let n = &mut self.nodes[node];
+        let Some(replica) = n.replica.as_mut() else {
+            return Ok(());
+        };
+        if slot <= replica.commit_index() {
+            return Ok(());
+        }
+        n.kv = state.clone();
+        n.applied = slot;
+        n.durable_snapshot = (slot, state);
+        assert!(
+            replica.install_snapshot(now, slot),
+            "snapshot ahead of the commit index"
+        );
+        self.snapshots_installed += 1;
+        self.note(|| format!("n{} installed a snapshot at slot {slot}", node + 1));
+        self.drive(node, &[])
     }
 
     fn apply(&mut self, node: usize, slot: Slot, value: Value) -> Result<(), String> {
@@ -804,6 +883,12 @@ impl Simulation {
                     node.applied
                 ));
             }
+            if node.kv != self.nodes[0].kv {
+                return Err(format!(
+                    "n{} and n1 applied the same log but hold different states",
+                    i + 1
+                ));
+            }
         }
         let logged: BTreeSet<(u64, u64)> = self
             .chosen
@@ -861,6 +946,7 @@ impl Simulation {
                 .first_write_after_heal_us
                 .map_or(0, |t| t - self.heal_at_us),
             first_commit_us: self.first_commit_us,
+            snapshots_installed: self.snapshots_installed,
             trace: self.trace,
         }
     }
@@ -872,7 +958,9 @@ pub fn describe(envelope: &Envelope) -> String {
         Message::Prepare { ballot, first_slot } => {
             format!("Prepare b={ballot} from slot {first_slot}")
         }
-        Message::Promise { ballot, slots } => format!("Promise b={ballot} {} slots", slots.len()),
+        Message::Promise { ballot, slots, .. } => {
+            format!("Promise b={ballot} {} slots", slots.len())
+        }
         Message::Accept {
             ballot,
             entries,

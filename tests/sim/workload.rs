@@ -93,7 +93,7 @@ impl Reader<'_> {
 
 /// The replicated state of one simulated node: keys and the exactly-once
 /// table. Lost on crash and rebuilt by replaying the log.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct KvModel {
     data: BTreeMap<Vec<u8>, Vec<u8>>,
     last_seen: BTreeMap<u64, (u64, KvOutcome)>,
