@@ -1,5 +1,8 @@
 //! Synod: a Paxos-backed replicated key-value database.
 //!
-//! The server binary and node runtime live here; the consensus core is in
-//! [`synod_paxos`].
+//! This package holds the `synod` server: its configuration, the node
+//! runtime that drives the consensus core ([`synod_paxos`]) with the
+//! durable store ([`synod_kvstore`]) and the network, and the subcommands.
+pub mod config;
+
 pub use synod_paxos as paxos;

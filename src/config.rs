@@ -1,0 +1,298 @@
+//! Node configuration: a TOML file, command-line flags on top, and the
+//! checks that turn a bad configuration into a clear error before anything
+//! starts.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything one `synod` node needs to start.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id, unique in the cluster, at least 1.
+    pub id: u32,
+    /// Where peers reach this node (QUIC, UDP).
+    pub peer_addr: SocketAddr,
+    /// Where clients reach this node (QUIC, UDP).
+    pub client_addr: SocketAddr,
+    /// Where the Redis-protocol endpoint listens (TCP), if enabled.
+    #[serde(default)]
+    pub redis_addr: Option<SocketAddr>,
+    /// The directory holding this node's database.
+    pub data_dir: PathBuf,
+    /// Certificates and key.
+    pub tls: TlsFiles,
+    /// The other members.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Protocol timings.
+    #[serde(default)]
+    pub timing: Timing,
+}
+
+/// PEM files of the cluster CA and this node's certificate and key.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The cluster's CA certificate; peers and clients must present
+    /// certificates it signed.
+    pub ca: PathBuf,
+    /// This node's certificate.
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+}
+
+/// Another member of the cluster.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Its node id.
+    pub id: u32,
+    /// Its peer address.
+    pub addr: SocketAddr,
+}
+
+/// Protocol timings, in milliseconds.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timing {
+    /// Leader heartbeat period.
+    pub heartbeat_ms: u64,
+    /// Follower election timeout (randomized up to twice this).
+    pub election_timeout_ms: u64,
+    /// Leader lease.
+    pub lease_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat_ms: 50,
+            election_timeout_ms: 500,
+            lease_ms: 400,
+        }
+    }
+}
+
+/// A configuration that cannot work, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a node configuration.
+    #[error("invalid configuration file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// The values do not fit together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl NodeConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks ids, addresses, files and the data directory; creates the
+    /// data directory if missing.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.id == 0 {
+            return invalid("node id must be at least 1".into());
+        }
+        let mut ids = BTreeSet::from([self.id]);
+        for peer in &self.peers {
+            if !ids.insert(peer.id) {
+                return invalid(format!("node id {} appears twice", peer.id));
+            }
+        }
+        let mut addrs = BTreeSet::from([self.peer_addr, self.client_addr]);
+        if addrs.len() < 2 {
+            return invalid("peer_addr and client_addr must differ".into());
+        }
+        if let Some(redis) = self.redis_addr {
+            if !addrs.insert(redis) {
+                return invalid("redis_addr must differ from the other addresses".into());
+            }
+        }
+        for (what, path) in [
+            ("CA certificate", &self.tls.ca),
+            ("node certificate", &self.tls.cert),
+            ("node key", &self.tls.key),
+        ] {
+            if !path.is_file() {
+                return invalid(format!("{what} {} does not exist", path.display()));
+            }
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "data directory {} is unusable: {e}",
+                self.data_dir.display()
+            ))
+        })?;
+        let probe = self.data_dir.join(".synod-write-check");
+        std::fs::write(&probe, b"ok")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "data directory {} is not writable: {e}",
+                    self.data_dir.display()
+                ))
+            })?;
+        self.paxos_config(0)
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.0))?;
+        Ok(())
+    }
+
+    /// The consensus core's configuration for this node.
+    pub fn paxos_config(&self, rng_seed: u64) -> synod_paxos::Config {
+        let mut members: Vec<synod_paxos::NodeId> = self
+            .peers
+            .iter()
+            .map(|p| synod_paxos::NodeId(p.id))
+            .collect();
+        members.push(synod_paxos::NodeId(self.id));
+        members.sort();
+        let mut config = synod_paxos::Config::new(synod_paxos::NodeId(self.id), members);
+        config.heartbeat_interval = Duration::from_millis(self.timing.heartbeat_ms);
+        config.election_timeout = Duration::from_millis(self.timing.election_timeout_ms);
+        config.lease = Duration::from_millis(self.timing.lease_ms);
+        config.rng_seed = rng_seed;
+        config
+    }
+
+    /// The database file inside the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("synod.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_tls(dir: &Path) -> TlsFiles {
+        for f in ["ca.pem", "node.pem", "node.key"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("node.pem"),
+            key: dir.join("node.key"),
+        }
+    }
+
+    fn sample(dir: &Path) -> NodeConfig {
+        NodeConfig {
+            id: 1,
+            peer_addr: "127.0.0.1:7400".parse().unwrap(),
+            client_addr: "127.0.0.1:7401".parse().unwrap(),
+            redis_addr: None,
+            data_dir: dir.join("data"),
+            tls: write_tls(dir),
+            peers: vec![PeerConfig {
+                id: 2,
+                addr: "127.0.0.1:7410".parse().unwrap(),
+            }],
+            timing: Timing::default(),
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("synod-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_good_configuration_passes_and_creates_the_data_dir() {
+        let dir = temp_dir("good");
+        let config = sample(&dir);
+        config.validate().unwrap();
+        assert!(config.data_dir.is_dir());
+    }
+
+    #[test]
+    fn a_duplicate_node_id_is_refused() {
+        let dir = temp_dir("dup");
+        let mut config = sample(&dir);
+        config.peers[0].id = 1;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("appears twice"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_certificate_is_named() {
+        let dir = temp_dir("cert");
+        let mut config = sample(&dir);
+        config.tls.cert = dir.join("missing.pem");
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("missing.pem"), "{err}");
+    }
+
+    #[test]
+    fn an_unusable_data_dir_is_refused() {
+        let dir = temp_dir("datadir");
+        let mut config = sample(&dir);
+        let file = dir.join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        config.data_dir = file.join("sub");
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("data directory"), "{err}");
+    }
+
+    #[test]
+    fn toml_files_parse_and_unknown_keys_are_errors() {
+        let dir = temp_dir("toml");
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            r#"
+id = 1
+peer_addr = "127.0.0.1:7400"
+client_addr = "127.0.0.1:7401"
+data_dir = "d"
+[tls]
+ca = "ca.pem"
+cert = "n.pem"
+key = "n.key"
+[[peers]]
+id = 2
+addr = "127.0.0.1:7410"
+[timing]
+lease_ms = 300
+"#,
+        )
+        .unwrap();
+        let config = NodeConfig::from_file(&path).unwrap();
+        assert_eq!(config.timing.lease_ms, 300);
+        assert_eq!(config.timing.heartbeat_ms, 50);
+        std::fs::write(&path, "id = 1\nbogus = 2\n").unwrap();
+        let err = NodeConfig::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+}
