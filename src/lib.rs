@@ -4,5 +4,6 @@
 //! runtime that drives the consensus core ([`synod_paxos`]) with the
 //! durable store ([`synod_kvstore`]) and the network, and the subcommands.
 pub mod config;
+pub mod node;
 
 pub use synod_paxos as paxos;

@@ -1,0 +1,177 @@
+//! The node runtime: one tokio task owns the consensus core and the state
+//! machine and talks to everything else through bounded channels.
+//!
+//! ```text
+//! peer inbox ──┐
+//! client calls ┼─> core task: step/propose/read ─> Ready ─> persist (fsync) ─> send ─> apply ─> answer
+//! tick ────────┘
+//! ```
+//!
+//! Writes are answered through the shared [`WaitTable`]: the client task
+//! registers a waiter under `(client_id, seq)` before handing the request to
+//! the core, and the core completes it when the command's slot is applied.
+//! Reads are answered by the core itself once the Paxos core releases them
+//! (lease or ReadIndex), from the state right after applying.
+
+mod core_task;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use synod_kvstore::{Request, RequestError, Response};
+use synod_paxos::{Ballot, NodeId, Role, Slot};
+use synod_waiters::WaitTable;
+use tokio::sync::{mpsc, oneshot};
+
+pub use core_task::{spawn_core, CoreSetup, PeerOutbox};
+
+/// How many client calls may queue for the core before senders wait.
+pub const CLIENT_QUEUE: usize = 4096;
+/// How many peer messages may queue for the core before the transport
+/// drops them (Paxos tolerates loss; a blocked transport is worse).
+pub const PEER_QUEUE: usize = 8192;
+/// Most writes waiting for their slot at once on one node.
+pub const MAX_WAITING_WRITES: usize = 100_000;
+
+/// Why a request was not served.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NodeError {
+    /// Only the leader serves this; try `leader`.
+    #[error("not the leader{}", leader.map(|l| format!("; the leader is node {}", l.0)).unwrap_or_default())]
+    NotLeader {
+        /// The believed leader.
+        leader: Option<NodeId>,
+    },
+    /// Too much in flight; retry later.
+    #[error("the node is busy; retry later")]
+    Busy,
+    /// The request is malformed or breaks a limit.
+    #[error("invalid request: {0}")]
+    Invalid(#[from] RequestError),
+    /// The node is stopping.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The node's storage failed.
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+/// How a read may be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadConsistency {
+    /// Linearizable: by the leader, under its lease or after a ReadIndex
+    /// round.
+    #[default]
+    Linearizable,
+    /// From this node's applied state, possibly stale, any node.
+    Serializable,
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node.
+    pub id: NodeId,
+    /// Leader, candidate or follower.
+    pub role: Role,
+    /// Highest ballot promised.
+    pub ballot: Ballot,
+    /// The believed leader.
+    pub leader: Option<NodeId>,
+    /// Every slot through here is chosen.
+    pub commit_index: Slot,
+    /// The state machine applied through here.
+    pub applied_index: Slot,
+    /// The state machine's revision.
+    pub revision: u64,
+}
+
+/// The answer to one write: the state machine's response or why not.
+pub type WriteAnswer = Result<Response, NodeError>;
+
+/// The shared table of writes waiting for their slot, keyed by
+/// `(client_id, seq)`.
+pub type WriteWaiters = WaitTable<(u64, u64), WriteAnswer>;
+
+/// A request handed to the core task.
+pub enum CoreCall {
+    /// Propose a write; the answer goes to the waiter registered under
+    /// `(client_id, seq)`.
+    Write(Request),
+    /// Serve a read.
+    Read {
+        /// The read (`Get` or `Scan`).
+        request: Request,
+        /// How.
+        consistency: ReadConsistency,
+        /// Where the answer goes.
+        respond: oneshot::Sender<Result<Response, NodeError>>,
+    },
+    /// Report the node's status.
+    Status(oneshot::Sender<NodeStatus>),
+}
+
+/// What the rest of the node holds to talk to its core task.
+#[derive(Clone)]
+pub struct NodeHandle {
+    calls: mpsc::Sender<CoreCall>,
+    waiters: Arc<WriteWaiters>,
+    /// Numbers anonymous writes (client id 0, which skip exactly-once) so
+    /// each has its own waiter.
+    anonymous_seq: Arc<AtomicU64>,
+}
+
+impl NodeHandle {
+    /// Serves one key-value request: writes go through the log (leader
+    /// only), reads as `consistency` says. Waits for the answer.
+    pub async fn request(
+        &self,
+        request: Request,
+        consistency: ReadConsistency,
+    ) -> Result<Response, NodeError> {
+        if request.op.as_ref().is_some_and(|op| op.is_read_only()) {
+            let (respond, answer) = oneshot::channel();
+            self.call(CoreCall::Read {
+                request,
+                consistency,
+                respond,
+            })
+            .await?;
+            return answer.await.map_err(|_| NodeError::ShuttingDown)?;
+        }
+        let mut request = request;
+        if request.client_id == 0 {
+            request.seq = self.anonymous_seq.fetch_add(1, Ordering::Relaxed);
+        }
+        request.validate_header()?;
+        let key = (request.client_id, request.seq);
+        let (respond, answer) = oneshot::channel();
+        self.waiters
+            .register(
+                key,
+                Box::new(move |result: Option<WriteAnswer>| {
+                    let _ = respond.send(result.unwrap_or(Err(NodeError::ShuttingDown)));
+                }),
+            )
+            .map_err(|_| NodeError::Busy)?;
+        if let Err(e) = self.call(CoreCall::Write(request)).await {
+            self.waiters.cancel(&key);
+            return Err(e);
+        }
+        answer.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// The node's role, ballot, commit and applied index.
+    pub async fn status(&self) -> Result<NodeStatus, NodeError> {
+        let (respond, answer) = oneshot::channel();
+        self.call(CoreCall::Status(respond)).await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    async fn call(&self, call: CoreCall) -> Result<(), NodeError> {
+        self.calls
+            .send(call)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+}
