@@ -228,17 +228,11 @@ impl Replica {
         for (slot, value) in learned {
             self.mark_chosen(slot, value);
         }
-        self.advance_commit(now);
+        self.advance_commit();
         self.send_heartbeat_round(now);
     }
 
-    pub(crate) fn on_accepted(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        ballot: Ballot,
-        slots: Vec<Slot>,
-    ) {
+    pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slots: Vec<Slot>) {
         let quorum = self.config.quorum();
         let RoleState::Leader(leader) = &mut self.role else {
             return;
@@ -259,7 +253,7 @@ impl Replica {
         for (slot, value) in chosen {
             self.mark_chosen(slot, value);
         }
-        self.advance_commit(now);
+        self.advance_commit();
     }
 
     pub(crate) fn on_reject(&mut self, now: Instant, ballot: Ballot, promised: Ballot) {
@@ -276,13 +270,7 @@ impl Replica {
         }
     }
 
-    pub(crate) fn on_heartbeat_ack(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        ballot: Ballot,
-        round: u64,
-    ) {
+    pub(crate) fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, round: u64) {
         let quorum = self.config.quorum();
         let leader_lease = self.config.leader_lease();
         let RoleState::Leader(leader) = &mut self.role else {
@@ -299,7 +287,7 @@ impl Replica {
                 leader.lease_until = Some(leader.lease_until.map_or(until, |u| u.max(until)));
             }
         }
-        self.release_reads(now);
+        self.release_reads();
     }
 
     /// Heartbeats, retransmissions of unacknowledged accepts.
@@ -377,7 +365,7 @@ impl Replica {
                 );
             }
         }
-        self.on_heartbeat_ack(now, id, ballot, round);
+        self.on_heartbeat_ack(id, ballot, round);
     }
 
     /// True if the leader may answer a read from local state right now:
@@ -412,7 +400,9 @@ impl Replica {
         Ok(())
     }
 
-    fn release_reads(&mut self, _now: Instant) {
+    /// Releases waiting reads whose heartbeat round a quorum acknowledged
+    /// and whose read index is committed.
+    pub(crate) fn release_reads(&mut self) {
         let commit = self.commit;
         let RoleState::Leader(leader) = &mut self.role else {
             return;
@@ -427,11 +417,6 @@ impl Replica {
             self.ready.reads.push(read.id);
             leader.reads.pop_front();
         }
-    }
-
-    /// Called when the commit index moved: release reads, refill the window.
-    pub(crate) fn leader_after_commit(&mut self, now: Instant) {
-        self.release_reads(now);
     }
 
     /// Fills the pipeline window from pending commands and sends every new

@@ -283,7 +283,7 @@ impl Replica {
         self.known_commit = self.known_commit.max(through);
         self.compact(through);
         self.catch_up_from = None;
-        self.advance_commit(now);
+        self.advance_commit();
         self.next_fetch_at = now;
         self.maybe_fetch(now);
         self.settle(now);
@@ -397,16 +397,14 @@ impl Replica {
                 entries,
                 commit,
             } => self.on_accept(now, from, ballot, entries, commit),
-            Message::Accepted { ballot, slots } => self.on_accepted(now, from, ballot, slots),
+            Message::Accepted { ballot, slots } => self.on_accepted(from, ballot, slots),
             Message::Reject { ballot, promised } => self.on_reject(now, ballot, promised),
             Message::Heartbeat {
                 ballot,
                 commit,
                 round,
             } => self.on_heartbeat(now, from, ballot, commit, round),
-            Message::HeartbeatAck { ballot, round } => {
-                self.on_heartbeat_ack(now, from, ballot, round)
-            }
+            Message::HeartbeatAck { ballot, round } => self.on_heartbeat_ack(from, ballot, round),
             Message::Fetch { first_slot } => self.on_fetch(now, from, first_slot),
             Message::Chosen { entries } => self.on_chosen(now, entries),
         }
@@ -596,7 +594,7 @@ impl Replica {
         for (slot, value) in learned {
             self.mark_chosen(slot, value);
         }
-        self.advance_commit(now);
+        self.advance_commit();
         self.maybe_fetch(now);
     }
 
@@ -618,7 +616,7 @@ impl Replica {
 
     /// Moves the commit index over every contiguous chosen slot and hands
     /// them to the driver.
-    pub(crate) fn advance_commit(&mut self, now: Instant) {
+    pub(crate) fn advance_commit(&mut self) {
         let before = self.commit;
         while matches!(
             self.log.get(&self.commit.next()),
@@ -629,7 +627,7 @@ impl Replica {
         assert!(self.commit >= before, "commit index went down");
         if self.commit > before {
             self.deliver_committed();
-            self.leader_after_commit(now);
+            self.release_reads();
         }
     }
 
@@ -686,7 +684,7 @@ impl Replica {
         for (slot, value) in entries {
             self.mark_chosen(slot, value);
         }
-        self.advance_commit(now);
+        self.advance_commit();
         self.next_fetch_at = now;
         self.maybe_fetch(now);
     }
