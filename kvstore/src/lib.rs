@@ -9,12 +9,17 @@
 //! - [`limits`]: every size and count bound on requests and on the state machine's tables.
 //! - [`StateMachine`]: applies chosen log slots to redb tables, atomically with the applied
 //!   index, deterministically, exactly once per client request; serves reads outside the log.
+//! - [`RedbLog`]: the acceptor's promise and log on redb, the `synod_paxos::Storage` of a node;
+//!   one fsync per `persist`, however many records.
+//! - [`NodeStore`]: one database per node holding both, and the restart and compaction rules.
 
 pub mod command;
 mod dedup;
 pub mod error;
 mod exec;
 pub mod limits;
+mod log_store;
+mod node_store;
 mod range;
 pub mod response;
 mod state_machine;
@@ -26,6 +31,8 @@ pub use command::{
     Op, Put, Request, Scan, Txn, TxnOp, TxnOpKind,
 };
 pub use error::{RequestError, StorageError};
+pub use log_store::RedbLog;
+pub use node_store::NodeStore;
 pub use response::{
     CompareAndSwapResponse, DeleteRangeResponse, DeleteResponse, ErrorCode, ErrorResponse,
     GetResponse, IncrResponse, KeyValue, Outcome, PutResponse, Response, ScanResponse,
