@@ -12,16 +12,21 @@
 //! - [`RedbLog`]: the acceptor's promise and log on redb, the `synod_paxos::Storage` of a node;
 //!   one fsync per `persist`, however many records.
 //! - [`NodeStore`]: one database per node holding both, and the restart and compaction rules.
+//! - [`snapshot`]: a consistent snapshot of the state machine streamed in bounded chunks
+//!   ([`Snapshot`]), and its atomic installation on another node ([`SnapshotInstaller`]).
 
 pub mod command;
 mod dedup;
 pub mod error;
 mod exec;
+mod fnv;
+mod install;
 pub mod limits;
 mod log_store;
 mod node_store;
 mod range;
 pub mod response;
+pub mod snapshot;
 mod state_machine;
 mod tables;
 mod validate;
@@ -31,6 +36,7 @@ pub use command::{
     Op, Put, Request, Scan, Txn, TxnOp, TxnOpKind,
 };
 pub use error::{RequestError, StorageError};
+pub use install::{SnapshotError, SnapshotInstaller};
 pub use log_store::RedbLog;
 pub use node_store::NodeStore;
 pub use response::{
@@ -38,4 +44,5 @@ pub use response::{
     GetResponse, IncrResponse, KeyValue, Outcome, PutResponse, Response, ScanResponse,
     TxnOpResponse, TxnOutcome, TxnResponse,
 };
+pub use snapshot::{Snapshot, SnapshotChunk};
 pub use state_machine::{Options, StateMachine};

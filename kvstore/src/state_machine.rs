@@ -4,14 +4,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::backends::InMemoryBackend;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
+use redb::{Database, Durability, ReadableDatabase, Table};
 
 use crate::command::{Op, Request};
 use crate::dedup::{self, Admission, AppliedAt};
 use crate::error::{RequestError, StorageError};
 use crate::exec::{self, ExecError};
+use crate::fnv::Fnv;
+use crate::install::{reset_staging, SnapshotError, SnapshotInstaller};
 use crate::limits::MAX_DEDUP_CLIENTS;
 use crate::response::{Outcome, Response};
+use crate::snapshot::{read_entries, Snapshot, SnapshotChunk};
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
 use crate::validate::validate_op;
 
@@ -126,7 +129,8 @@ impl StateMachine {
 
     /// A state machine on an open database, which it may share with other users (such as the
     /// acceptor's storage); its tables are named `sm_*`. Creates missing tables with one `Immediate`
-    /// commit and loads the applied index and revision.
+    /// commit and loads the applied index and revision. Drops any half-received snapshot left by
+    /// a crash (see [`SnapshotInstaller`]).
     pub fn from_database(
         db: Arc<Database>,
         options: Options,
@@ -140,6 +144,7 @@ impl StateMachine {
             txn.open_table(KV)?;
             txn.open_table(DEDUP)?;
             txn.open_table(DEDUP_AGE)?;
+            reset_staging(&txn)?;
             let meta = txn.open_table(META)?;
             (get_meta(&meta, APPLIED_INDEX)?, get_meta(&meta, REVISION)?)
         };
@@ -262,33 +267,72 @@ impl StateMachine {
     /// A 64-bit FNV-1a hash of every state machine table (kv, meta, dedup and its eviction
     /// index) in key order. Equal states hash equal on every node and platform; different states
     /// almost surely differ. For checking replicas against each other; not cryptographic.
-    /// Reads the whole state: O(size of the state).
+    /// Reads the whole state: O(size of the state). A [`Snapshot`]'s last chunk carries the same
+    /// hash of the state it holds.
     pub fn state_hash(&self) -> Result<u64, StorageError> {
-        let txn = self.db.begin_read()?;
+        let (entries, _, _) = read_entries(&self.db)?;
         let mut hash = Fnv::default();
-        for entry in txn.open_table(META)?.iter()? {
-            let (k, v) = entry?;
-            hash.field(k.value().as_bytes());
-            hash.field(&v.value().to_be_bytes());
-        }
-        for entry in txn.open_table(KV)?.iter()? {
-            let (k, v) = entry?;
-            hash.field(k.value());
-            hash.field(v.value());
-        }
-        for entry in txn.open_table(DEDUP)?.iter()? {
-            let (k, v) = entry?;
-            hash.field(&k.value().to_be_bytes());
-            hash.field(v.value());
-        }
-        for entry in txn.open_table(DEDUP_AGE)?.iter()? {
-            let (k, v) = entry?;
-            let (slot, position) = k.value();
-            hash.field(&slot.to_be_bytes());
-            hash.field(&position.to_be_bytes());
-            hash.field(&v.value().to_be_bytes());
+        for entry in entries {
+            entry?.hash_into(&mut hash);
         }
         Ok(hash.0)
+    }
+
+    /// A consistent snapshot of every `sm_*` table as of the last applied slot (one redb read
+    /// transaction), streamed as bounded chunks; see [`Snapshot`] for the format and costs.
+    /// Takes no lock: applying continues while the snapshot is read.
+    ///
+    /// For a durable snapshot point (before [`Replica::compact`](synod_paxos::Replica::compact)),
+    /// [`flush`](StateMachine::flush) first: the snapshot itself writes nothing.
+    pub fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        Snapshot::new(&self.db)
+    }
+
+    /// Start receiving a snapshot: an installer that validates and stages chunks one at a time
+    /// (see [`SnapshotInstaller`]), to finish with
+    /// [`complete_install`](StateMachine::complete_install). Discards any snapshot staged
+    /// before (one write transaction, no fsync); an older installer of this database then fails
+    /// with [`SnapshotError::Superseded`].
+    pub fn snapshot_installer(&self) -> Result<SnapshotInstaller, StorageError> {
+        SnapshotInstaller::new(self.db.clone(), self.options.max_dedup_clients)
+    }
+
+    /// Replace the whole state by the snapshot `installer` received: one write transaction that
+    /// swaps every `sm_*` table for its staged copy, committed with [`Durability::Immediate`]
+    /// (one fsync). Returns the new applied index: the driver then calls
+    /// [`Replica::install_snapshot`](synod_paxos::Replica::install_snapshot) with it.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Incomplete`] before the last chunk, [`SnapshotError::Aborted`] if a push
+    /// failed, [`SnapshotError::Stale`] if the state machine applied the snapshot's slot
+    /// meanwhile, [`SnapshotError::Superseded`] if a newer installer started, or a storage
+    /// failure. On any error nothing changed.
+    pub fn complete_install(&mut self, installer: SnapshotInstaller) -> Result<u64, SnapshotError> {
+        let (applied_index, revision) = installer.commit(&self.db, self.applied_index)?;
+        tracing::info!(applied_index, revision, "snapshot installed");
+        self.applied_index = applied_index;
+        self.revision = revision;
+        Ok(applied_index)
+    }
+
+    /// Install a whole snapshot from its chunks, in order: [`snapshot_installer`], a
+    /// [`push`](SnapshotInstaller::push) per chunk, then [`complete_install`]. Fails with
+    /// [`SnapshotError::Incomplete`] if the chunks end before the last one, and leaves the state
+    /// as it was on every error.
+    ///
+    /// [`snapshot_installer`]: StateMachine::snapshot_installer
+    /// [`complete_install`]: StateMachine::complete_install
+    pub fn install_snapshot(
+        &mut self,
+        chunks: impl IntoIterator<Item = SnapshotChunk>,
+    ) -> Result<u64, SnapshotError> {
+        let mut installer = self.snapshot_installer()?;
+        for chunk in chunks {
+            if installer.push(&chunk)? {
+                return self.complete_install(installer);
+            }
+        }
+        Err(SnapshotError::Incomplete)
     }
 }
 
@@ -351,28 +395,5 @@ impl WriteTables<'_> {
             )?;
         }
         Ok(response)
-    }
-}
-
-/// FNV-1a, 64 bits, with length-prefixed fields so field boundaries count.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn field(&mut self, bytes: &[u8]) {
-        self.bytes(&(bytes.len() as u64).to_be_bytes());
-        self.bytes(bytes);
     }
 }

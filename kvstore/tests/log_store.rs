@@ -66,7 +66,10 @@ fn persisted_records_load_back() {
             value: Value::Commands(vec![])
         }
     );
-    assert_eq!((log.promised(), log.compacted_through()), (Ballot(5), Slot(0)));
+    assert_eq!(
+        (log.promised(), log.compacted_through()),
+        (Ballot(5), Slot(0))
+    );
 }
 
 #[test]
@@ -154,7 +157,11 @@ fn random_batches_keep_exactly_what_the_in_memory_reference_keeps() {
                 .collect();
             log.persist(&batch).unwrap();
             reference.persist(&batch).unwrap();
-            assert_eq!(log.load().unwrap(), reference.load().unwrap(), "seed {seed}");
+            assert_eq!(
+                log.load().unwrap(),
+                reference.load().unwrap(),
+                "seed {seed}"
+            );
         }
     }
 }
@@ -198,7 +205,9 @@ fn a_corrupt_slot_record_is_an_error_not_a_panic() {
         {
             let slots: TableDefinition<u64, &[u8]> = TableDefinition::new("log_slots");
             let mut table = txn.open_table(slots).unwrap();
-            table.insert(2, [2u8, 1, 0xff, 0xff, 0xff, 0xff].as_slice()).unwrap();
+            table
+                .insert(2, [2u8, 1, 0xff, 0xff, 0xff, 0xff].as_slice())
+                .unwrap();
         }
         txn.commit().unwrap();
     }
@@ -242,7 +251,10 @@ fn a_restarted_node_replays_chosen_slots_above_the_applied_index() {
     }
     let mut store = NodeStore::open(&path.0).unwrap();
     let (durable, applied) = store.recovery_state().unwrap();
-    assert!(applied >= Slot(3), "slots 1..=3 became durable with the later log commits");
+    assert!(
+        applied >= Slot(3),
+        "slots 1..=3 became durable with the later log commits"
+    );
     let config = Config::new(NodeId(1), vec![NodeId(1)]);
     let mut replica = Replica::new(config, durable, applied, Instant::from_micros(0)).unwrap();
     for (slot, value) in replica.ready().committed {
