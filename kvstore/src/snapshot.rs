@@ -40,7 +40,7 @@
 //! `SnapshotEntry` variant; installers refuse entries they do not know.
 
 use prost::Message;
-use redb::{Database, ReadableDatabase};
+use redb::{Database, ReadableDatabase, TableHandle};
 
 use crate::error::StorageError;
 use crate::fnv::Fnv;
@@ -182,10 +182,31 @@ impl Entry {
 /// Every entry of the `sm_*` tables in stream order, read from one read transaction.
 pub(crate) type Entries = Box<dyn Iterator<Item = Result<Entry, StorageError>> + Send>;
 
+/// Every `sm_*` table the stream carries. A table of the state machine missing here would be
+/// silently left out of snapshots and of the state hash, so reading one refuses a database that
+/// holds any other `sm_*` table.
+const SNAPSHOT_TABLES: [&str; 4] = ["sm_meta", "sm_kv", "sm_dedup", "sm_dedup_age"];
+
 /// The entries, applied index and revision of the last commit of `db`, all from one read
 /// transaction (the iterator keeps it open).
+///
+/// # Errors
+/// Storage failures, and [`StorageError::Corrupt`] if the database holds an `sm_*` table this
+/// code does not know (a newer version's table, or one added without extending the format).
 pub(crate) fn read_entries(db: &Database) -> Result<(Entries, u64, u64), StorageError> {
     let txn = db.begin_read()?;
+    for table in txn.list_tables()? {
+        let name = table.name();
+        if name.starts_with("sm_") && !SNAPSHOT_TABLES.contains(&name) {
+            return Err(StorageError::Corrupt {
+                table: "sm_*",
+                reason: format!(
+                    "table {name} is not in the snapshot format; add it to kvstore/src/snapshot.rs \
+                     and the installer"
+                ),
+            });
+        }
+    }
     let meta = txn.open_table(META)?;
     let applied_index = get_meta(&meta, APPLIED_INDEX)?;
     let revision = get_meta(&meta, REVISION)?;
@@ -339,5 +360,19 @@ impl Iterator for Snapshot {
         self.next_seq += 1;
         self.finished = last;
         Some(Ok(chunk))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::TableHandle;
+
+    use super::SNAPSHOT_TABLES;
+    use crate::tables::{DEDUP, DEDUP_AGE, KV, META};
+
+    #[test]
+    fn the_stream_names_the_state_machine_tables_in_stream_order() {
+        let names = [META.name(), KV.name(), DEDUP.name(), DEDUP_AGE.name()];
+        assert_eq!(names, SNAPSHOT_TABLES);
     }
 }

@@ -376,3 +376,19 @@ fn garbage_bytes_are_errors_not_panics() {
     ));
     assert_eq!(target.sm.applied_index(), 0);
 }
+
+#[test]
+fn an_unknown_state_machine_table_fails_the_snapshot_instead_of_being_left_out() {
+    let db = std::sync::Arc::new(
+        redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap(),
+    );
+    let txn = db.begin_write().unwrap();
+    txn.open_table(redb::TableDefinition::<u64, u64>::new("sm_future"))
+        .unwrap();
+    txn.commit().unwrap();
+    let sm = StateMachine::from_database(db, Default::default()).unwrap();
+    assert!(sm.snapshot().is_err());
+    assert!(sm.state_hash().is_err());
+}
