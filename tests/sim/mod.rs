@@ -32,7 +32,8 @@ use synod_paxos::{
 
 use crate::support::linearizability::{check_kv, KvOp, KvOutcome, Operation};
 use network::{FaultMix, Partitions};
-use workload::{Client, KvModel, Reply, Request, WriteCommand};
+use synod_kvstore::{Get, Op, SnapshotChunk, StateMachine};
+use workload::{read_value, write_outcome, Client, Reply, Request, WriteCommand};
 
 /// Node ticks are this far apart (simulated).
 const TICK_US: u64 = 5_000;
@@ -188,7 +189,7 @@ enum Event {
     Snapshot {
         to: usize,
         slot: Slot,
-        state: KvModel,
+        chunks: Vec<SnapshotChunk>,
     },
 }
 
@@ -219,11 +220,11 @@ struct Node {
     storage: MemStorage,
     replica: Option<Replica>,
     incarnation: u64,
-    kv: KvModel,
-    applied: Slot,
+    /// The real state machine, on redb's in-memory backend.
+    state_machine: StateMachine,
     /// The state machine as last made durable: it survives a crash, and the
     /// log is never compacted past it.
-    durable_snapshot: (Slot, KvModel),
+    durable_snapshot: (Slot, Vec<SnapshotChunk>),
     /// Writes this node proposed, answered when applied: (client, seq).
     writes: BTreeSet<(u64, u64)>,
     /// Reads waiting for the core: id → (client, attempt tag, key).
@@ -231,6 +232,21 @@ struct Node {
     next_read_id: ReadId,
     clock_offset_us: u64,
     drift_ppm: i64,
+}
+
+impl Node {
+    /// The slot the state machine applied through.
+    fn applied(&self) -> Slot {
+        Slot(self.state_machine.applied_index())
+    }
+}
+
+/// A snapshot of `state_machine`, all its chunks.
+fn snapshot_chunks(state_machine: &StateMachine) -> Result<Vec<SnapshotChunk>, String> {
+    let snapshot = state_machine.snapshot().map_err(|e| e.to_string())?;
+    snapshot
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())
 }
 
 struct Simulation {
@@ -264,9 +280,8 @@ impl Simulation {
                 storage: MemStorage::new(),
                 replica: None,
                 incarnation: 0,
-                kv: KvModel::default(),
-                applied: Slot(0),
-                durable_snapshot: (Slot(0), KvModel::default()),
+                state_machine: StateMachine::in_memory().expect("in-memory database"),
+                durable_snapshot: (Slot(0), Vec::new()),
                 writes: BTreeSet::new(),
                 reads: BTreeMap::new(),
                 next_read_id: 1,
@@ -348,13 +363,19 @@ impl Simulation {
             .load()
             .expect("memory storage loads");
         let now = self.local_now(node);
-        let (applied, kv) = self.nodes[node].durable_snapshot.clone();
+        // The state machine restarts from its last durable point.
+        let (applied, chunks) = self.nodes[node].durable_snapshot.clone();
+        let mut state_machine = StateMachine::in_memory().expect("in-memory database");
+        if applied > Slot(0) {
+            state_machine
+                .install_snapshot(chunks)
+                .map_err(|e| format!("n{} cannot restore its snapshot: {e}", node + 1))?;
+        }
         let replica =
             Replica::new(self.config(node), durable, applied, now).expect("valid configuration");
         let n = &mut self.nodes[node];
         n.replica = Some(replica);
-        n.kv = kv;
-        n.applied = applied;
+        n.state_machine = state_machine;
         let incarnation = n.incarnation;
         let first_tick = self.rng.below(TICK_US);
         self.schedule(first_tick, Event::Tick { node, incarnation });
@@ -479,7 +500,7 @@ impl Simulation {
                     self.start_node(node)?;
                 }
             }
-            Event::Snapshot { to, slot, state } => self.install_snapshot(to, slot, state)?,
+            Event::Snapshot { to, slot, chunks } => self.install_snapshot(to, slot, chunks)?,
             Event::EndFaults => {
                 self.note(|| "faults end; network heals, crashed nodes restart".to_string());
                 self.faults_active = false;
@@ -524,7 +545,7 @@ impl Simulation {
         for id in ready.reads {
             let (client, tag, key) = self.nodes[node].reads.remove(&id).expect("read known");
             if lease_reads.contains(&id) {
-                let applied = self.nodes[node].applied;
+                let applied = self.nodes[node].applied();
                 let newest = self.chosen.keys().next_back().copied().unwrap_or_default();
                 if newest > applied {
                     return Err(format!(
@@ -533,7 +554,11 @@ impl Simulation {
                     ));
                 }
             }
-            let value = self.nodes[node].kv.get(&key);
+            let response = self.nodes[node]
+                .state_machine
+                .read(&Op::Get(Get { key }))
+                .map_err(|e| e.to_string())?;
+            let value = read_value(&response);
             self.reply(
                 node,
                 client,
@@ -549,20 +574,13 @@ impl Simulation {
             }
         }
         for command in ready.unproposed {
-            let command = WriteCommand::decode(&command);
-            if self.nodes[node]
-                .writes
-                .remove(&(command.client, command.seq))
-            {
-                let client = command.client as usize - 1;
-                self.reply(
-                    node,
-                    client,
-                    Reply::Redirect {
-                        tag: command.seq,
-                        leader: None,
-                    },
-                );
+            let (client, seq) = WriteCommand::origin(&command);
+            if self.nodes[node].writes.remove(&(client, seq)) {
+                let redirect = Reply::Redirect {
+                    tag: seq,
+                    leader: None,
+                };
+                self.reply(node, Client::index_of(client), redirect);
             }
         }
         for peer in ready.snapshots_to_send {
@@ -578,17 +596,22 @@ impl Simulation {
         let Some(replica) = n.replica.as_mut() else {
             return Ok(());
         };
-        if n.applied.0 < replica.compacted_through().0 + COMPACT_EVERY_SLOTS + COMPACT_KEEP_SLOTS {
+        let applied = n.state_machine.applied_index();
+        if applied < replica.compacted_through().0 + COMPACT_EVERY_SLOTS + COMPACT_KEEP_SLOTS {
             return Ok(());
         }
-        n.durable_snapshot = (n.applied, n.kv.clone());
-        replica.compact(Slot(n.applied.0 - COMPACT_KEEP_SLOTS));
+        n.state_machine.flush().map_err(|e| e.to_string())?;
+        n.durable_snapshot = (Slot(applied), snapshot_chunks(&n.state_machine)?);
+        replica.compact(Slot(applied - COMPACT_KEEP_SLOTS));
         self.drive(node, &[])
     }
 
     fn send_snapshot(&mut self, from: usize, to: usize) {
         let n = &self.nodes[from];
-        let (slot, state) = (n.applied, n.kv.clone());
+        let slot = n.applied();
+        let Ok(chunks) = snapshot_chunks(&n.state_machine) else {
+            return;
+        };
         self.note(|| {
             format!(
                 "n{} sends a snapshot at slot {slot} to n{}",
@@ -600,10 +623,15 @@ impl Simulation {
             return;
         }
         let delay = self.delay() * 4;
-        self.schedule(delay, Event::Snapshot { to, slot, state });
+        self.schedule(delay, Event::Snapshot { to, slot, chunks });
     }
 
-    fn install_snapshot(&mut self, node: usize, slot: Slot, state: KvModel) -> Result<(), String> {
+    fn install_snapshot(
+        &mut self,
+        node: usize,
+        slot: Slot,
+        chunks: Vec<SnapshotChunk>,
+    ) -> Result<(), String> {
         let now = self.local_now(node);
         let n = &mut self.nodes[node];
         let Some(replica) = n.replica.as_mut() else {
@@ -612,9 +640,12 @@ impl Simulation {
         if slot <= replica.commit_index() {
             return Ok(());
         }
-        n.kv = state.clone();
-        n.applied = slot;
-        n.durable_snapshot = (slot, state);
+        let installed = n
+            .state_machine
+            .install_snapshot(chunks.clone())
+            .map_err(|e| format!("n{} cannot install a snapshot: {e}", node + 1))?;
+        assert_eq!(Slot(installed), slot, "snapshot slot");
+        n.durable_snapshot = (slot, chunks);
         assert!(
             replica.install_snapshot(now, slot),
             "snapshot ahead of the commit index"
@@ -625,15 +656,10 @@ impl Simulation {
     }
 
     fn apply(&mut self, node: usize, slot: Slot, value: Value) -> Result<(), String> {
-        let n = &mut self.nodes[node];
-        if slot != n.applied.next() {
-            return Err(format!(
-                "n{} applied slot {slot} after {}",
-                node + 1,
-                n.applied
-            ));
+        let applied = self.nodes[node].applied();
+        if slot != applied.next() {
+            return Err(format!("n{} applied slot {slot} after {applied}", node + 1));
         }
-        n.applied = slot;
         match self.chosen.get(&slot) {
             Some(existing) if *existing != value => {
                 return Err(format!(
@@ -652,23 +678,20 @@ impl Simulation {
                 self.chosen.insert(slot, value.clone());
             }
         }
-        if let Value::Commands(commands) = value {
-            for bytes in commands {
-                let command = WriteCommand::decode(&bytes);
-                let outcome = self.nodes[node].kv.apply(&command);
-                let key = (command.client, command.seq);
-                if let Some(outcome) = outcome {
-                    if self.nodes[node].writes.remove(&key) {
-                        let client = command.client as usize - 1;
-                        self.reply(
-                            node,
-                            client,
-                            Reply::Done {
-                                tag: command.seq,
-                                outcome,
-                            },
-                        );
-                    }
+        let commands = match value {
+            Value::Noop => Vec::new(),
+            Value::Commands(commands) => commands,
+        };
+        let responses = self.nodes[node]
+            .state_machine
+            .apply(slot.0, &commands)
+            .map_err(|e| e.to_string())?;
+        for (bytes, response) in commands.iter().zip(responses) {
+            let (client, seq) = WriteCommand::origin(bytes);
+            if let Some(outcome) = write_outcome(&response) {
+                if self.nodes[node].writes.remove(&(client, seq)) {
+                    let tag = seq;
+                    self.reply(node, Client::index_of(client), Reply::Done { tag, outcome });
                 }
             }
         }
@@ -827,7 +850,7 @@ impl Simulation {
         match reply {
             Reply::Done { tag, outcome } if tag == current.tag => {
                 let is_write = !matches!(current.op.op, KvOp::Get { .. });
-                let id = self.clients[client].id;
+                let id = self.clients[client].kv_client_id();
                 self.clients[client].finish(self.now_us, outcome);
                 if is_write {
                     self.acked_writes.insert((id, tag));
@@ -876,14 +899,15 @@ impl Simulation {
     fn final_checks(&mut self) -> Result<(), String> {
         let newest = self.chosen.keys().next_back().copied().unwrap_or_default();
         for (i, node) in self.nodes.iter().enumerate() {
-            if node.applied != newest {
+            if node.applied() != newest {
                 return Err(format!(
                     "n{} applied through slot {} but slot {newest} is chosen (no convergence after heal)",
                     i + 1,
-                    node.applied
+                    node.applied()
                 ));
             }
-            if node.kv != self.nodes[0].kv {
+            if node.state_machine.state_hash().ok() != self.nodes[0].state_machine.state_hash().ok()
+            {
                 return Err(format!(
                     "n{} and n1 applied the same log but hold different states",
                     i + 1
@@ -898,10 +922,7 @@ impl Simulation {
                 Value::Noop => None,
             })
             .flatten()
-            .map(|bytes| {
-                let c = WriteCommand::decode(bytes);
-                (c.client, c.seq)
-            })
+            .map(|bytes| WriteCommand::origin(bytes))
             .collect();
         if let Some(lost) = self.acked_writes.difference(&logged).next() {
             return Err(format!(

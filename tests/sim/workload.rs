@@ -1,8 +1,8 @@
 //! The simulated clients' side: key-value commands, the state machine the
 //! simulated nodes apply them to, and the clients that issue them.
 
-use std::collections::BTreeMap;
-
+use prost::Message;
+use synod_kvstore::{CompareAndSwap, Expected, Op, Outcome, Put, Request as KvRequest, Response};
 use synod_paxos::{NodeId, Rng};
 
 use crate::support::linearizability::{KvOp, KvOutcome, Operation};
@@ -17,122 +17,50 @@ pub struct WriteCommand {
 }
 
 impl WriteCommand {
-    /// Bytes for the log: `client seq tag key_len key [expected_flag expected_len expected] value_len value`.
+    /// The log bytes: the state machine's own `Request` encoding.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend(self.client.to_le_bytes());
-        out.extend(self.seq.to_le_bytes());
-        let put_bytes = |out: &mut Vec<u8>, bytes: &[u8]| {
-            out.extend((bytes.len() as u32).to_le_bytes());
-            out.extend(bytes);
-        };
-        match &self.op {
-            KvOp::Put { key, value } => {
-                out.push(1);
-                put_bytes(&mut out, key);
-                put_bytes(&mut out, value);
-            }
-            KvOp::Cas { key, expected, new } => {
-                out.push(2);
-                put_bytes(&mut out, key);
-                out.push(u8::from(expected.is_some()));
-                put_bytes(&mut out, expected.as_deref().unwrap_or_default());
-                put_bytes(&mut out, new);
-            }
+        let op = match &self.op {
+            KvOp::Put { key, value } => Op::Put(Put {
+                key: key.clone(),
+                value: value.clone(),
+                prev_kv: false,
+            }),
+            KvOp::Cas { key, expected, new } => Op::CompareAndSwap(CompareAndSwap {
+                key: key.clone(),
+                expected: Some(match expected {
+                    Some(value) => Expected::Value(value.clone()),
+                    None => Expected::ModRevision(0),
+                }),
+                new_value: new.clone(),
+            }),
             KvOp::Get { .. } => panic!("reads are not logged"),
-        }
-        out
-    }
-
-    /// The inverse of `encode`; the simulator only decodes its own bytes.
-    pub fn decode(bytes: &[u8]) -> WriteCommand {
-        let mut reader = Reader { bytes, at: 0 };
-        let client = reader.u64();
-        let seq = reader.u64();
-        let op = match reader.take(1)[0] {
-            1 => KvOp::Put {
-                key: reader.field(),
-                value: reader.field(),
-            },
-            _ => {
-                let key = reader.field();
-                let has_expected = reader.take(1)[0] == 1;
-                let expected = reader.field();
-                KvOp::Cas {
-                    key,
-                    expected: has_expected.then_some(expected),
-                    new: reader.field(),
-                }
-            }
         };
-        WriteCommand { client, seq, op }
+        KvRequest::from_client(self.client, self.seq, op).encode_to_vec()
+    }
+
+    /// Who sent the logged command `bytes` and its sequence number (the
+    /// simulator only logs its own, well-formed commands).
+    pub fn origin(bytes: &[u8]) -> (u64, u64) {
+        let request = KvRequest::decode(bytes).expect("the simulator logs valid requests");
+        (request.client_id, request.seq)
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> &[u8] {
-        let s = &self.bytes[self.at..self.at + n];
-        self.at += n;
-        s
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
-    }
-
-    fn field(&mut self) -> Vec<u8> {
-        let len = u32::from_le_bytes(self.take(4).try_into().expect("4 bytes")) as usize;
-        self.take(len).to_vec()
+/// What the client learns from the state machine's answer to its write;
+/// `None` for a refusal (a retry older than the client's last request).
+pub fn write_outcome(response: &Response) -> Option<KvOutcome> {
+    match &response.outcome {
+        Some(Outcome::Put(_)) => Some(KvOutcome::Put),
+        Some(Outcome::CompareAndSwap(cas)) => Some(KvOutcome::Cas(cas.succeeded)),
+        _ => None,
     }
 }
 
-/// The replicated state of one simulated node: keys and the exactly-once
-/// table. Lost on crash and rebuilt by replaying the log.
-#[derive(Default, Clone, Debug, PartialEq, Eq)]
-pub struct KvModel {
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
-    last_seen: BTreeMap<u64, (u64, KvOutcome)>,
-}
-
-impl KvModel {
-    /// Applies a logged write once per (client, seq); a retry gets the first
-    /// outcome. `None` for a sequence number older than the client's last.
-    pub fn apply(&mut self, command: &WriteCommand) -> Option<KvOutcome> {
-        if let Some((seq, outcome)) = self.last_seen.get(&command.client) {
-            if *seq == command.seq {
-                return Some(outcome.clone());
-            }
-            if *seq > command.seq {
-                return None;
-            }
-        }
-        let outcome = match &command.op {
-            KvOp::Put { key, value } => {
-                self.data.insert(key.clone(), value.clone());
-                KvOutcome::Put
-            }
-            KvOp::Cas { key, expected, new } => {
-                let ok = self.data.get(key) == expected.as_ref();
-                if ok {
-                    self.data.insert(key.clone(), new.clone());
-                }
-                KvOutcome::Cas(ok)
-            }
-            KvOp::Get { .. } => unreachable!("reads are not logged"),
-        };
-        self.last_seen
-            .insert(command.client, (command.seq, outcome.clone()));
-        Some(outcome)
-    }
-
-    /// The current value of `key`.
-    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.data.get(key).cloned()
+/// The value a get response carries.
+pub fn read_value(response: &Response) -> Option<Vec<u8>> {
+    match &response.outcome {
+        Some(Outcome::Get(get)) => get.kv.as_ref().map(|kv| kv.value.clone()),
+        other => panic!("a get answered with {other:?}"),
     }
 }
 
@@ -155,7 +83,13 @@ pub enum Reply {
 /// What one client is doing.
 pub struct Client {
     pub id: u64,
+    /// Bumped when the client abandons a write: the state machine's
+    /// exactly-once rule wants a client that gave up on a request to start
+    /// over under a new id.
+    generation: u64,
+    /// Sequence number of the next write under the current generation.
     next_seq: u64,
+    next_read_tag: u64,
     next_value: u64,
     /// The op in progress: its history entry (complete unset), the request
     /// tag replies must carry, the current attempt, and when to give up.
@@ -171,11 +105,30 @@ pub struct InFlight {
     pub give_up_at: u64,
 }
 
+/// Read tags live above this, apart from write sequence numbers.
+const READ_TAG: u64 = 1 << 62;
+
+/// Client ids in the state machine: `logical id × CLIENT_ID_STRIDE +
+/// generation`.
+const CLIENT_ID_STRIDE: u64 = 1_000_000;
+
 impl Client {
+    /// The id the state machine knows this client by now.
+    pub fn kv_client_id(&self) -> u64 {
+        self.id * CLIENT_ID_STRIDE + self.generation
+    }
+
+    /// The index (0-based) of the client that sent under `kv_client_id`.
+    pub fn index_of(kv_client_id: u64) -> usize {
+        (kv_client_id / CLIENT_ID_STRIDE) as usize - 1
+    }
+
     pub fn new(id: u64, nodes: usize) -> Client {
         Client {
             id,
+            generation: 0,
             next_seq: 1,
+            next_read_tag: READ_TAG,
             next_value: 1,
             current: None,
             leader_guess: (id as usize) % nodes,
@@ -204,8 +157,13 @@ impl Client {
                 new: value,
             }
         };
-        let tag = self.next_seq;
-        self.next_seq += 1;
+        let tag = if matches!(op, KvOp::Get { .. }) {
+            self.next_read_tag += 1;
+            self.next_read_tag
+        } else {
+            self.next_seq += 1;
+            self.next_seq - 1
+        };
         self.current = Some(InFlight {
             op: Operation {
                 client: self.id,
@@ -230,7 +188,7 @@ impl Client {
                 key: key.clone(),
             },
             op => Request::Write(WriteCommand {
-                client: self.id,
+                client: self.kv_client_id(),
                 seq: current.tag,
                 op: op.clone(),
             }),
@@ -252,6 +210,8 @@ impl Client {
         let current = self.current.take().expect("an operation in flight");
         if !matches!(current.op.op, KvOp::Get { .. }) {
             self.done.push(current.op);
+            self.generation += 1;
+            self.next_seq = 1;
         }
     }
 }
