@@ -55,6 +55,10 @@ pub struct PeerConfig {
     pub id: u32,
     /// Its peer address.
     pub addr: SocketAddr,
+    /// Its client address, so that followers can point clients at the
+    /// leader.
+    #[serde(default)]
+    pub client_addr: Option<SocketAddr>,
 }
 
 /// Protocol timings, in milliseconds.
@@ -217,6 +221,7 @@ mod tests {
             peers: vec![PeerConfig {
                 id: 2,
                 addr: "127.0.0.1:7410".parse().unwrap(),
+                client_addr: None,
             }],
             timing: Timing::default(),
         }

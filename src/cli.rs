@@ -1,0 +1,169 @@
+//! Command-line flags of `synod start`, merged over an optional TOML file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{ConfigError, NodeConfig, PeerConfig, Timing, TlsFiles};
+
+/// Flags of `synod start`. With `--config`, flags given override the file;
+/// without it, `--id`, `--peer-addr`, `--client-addr`, `--data-dir`,
+/// `--ca`, `--cert` and `--key` are required.
+#[derive(Args, Debug, Default)]
+pub struct StartFlags {
+    /// A TOML configuration file (see README.md for its keys).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// This node's id (at least 1).
+    #[arg(long)]
+    pub id: Option<u32>,
+    /// Address peers reach this node at (UDP).
+    #[arg(long)]
+    pub peer_addr: Option<SocketAddr>,
+    /// Address clients reach this node at (UDP).
+    #[arg(long)]
+    pub client_addr: Option<SocketAddr>,
+    /// Address of the Redis-protocol endpoint (TCP).
+    #[arg(long)]
+    pub redis_addr: Option<SocketAddr>,
+    /// Directory of this node's database.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Another member, as `ID=PEER_ADDR` or `ID=PEER_ADDR,CLIENT_ADDR`;
+    /// repeat for each.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    pub peers: Vec<PeerConfig>,
+    /// The cluster CA certificate (PEM).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// This node's certificate (PEM).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Leader heartbeat period in milliseconds.
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Election timeout in milliseconds.
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
+    /// Leader lease in milliseconds.
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+}
+
+fn parse_peer(text: &str) -> Result<PeerConfig, String> {
+    let (id, addrs) = text
+        .split_once('=')
+        .ok_or_else(|| format!("peer {text:?} is not ID=ADDR"))?;
+    let id = id
+        .parse()
+        .map_err(|_| format!("peer id {id:?} is not a number"))?;
+    let (peer, client) = match addrs.split_once(',') {
+        Some((peer, client)) => (peer, Some(client)),
+        None => (addrs, None),
+    };
+    let addr = peer
+        .parse()
+        .map_err(|_| format!("peer address {peer:?} is not HOST:PORT"))?;
+    let client_addr = client
+        .map(|c| {
+            c.parse()
+                .map_err(|_| format!("client address {c:?} is not HOST:PORT"))
+        })
+        .transpose()?;
+    Ok(PeerConfig {
+        id,
+        addr,
+        client_addr,
+    })
+}
+
+impl StartFlags {
+    /// The configuration these flags describe.
+    pub fn into_config(self) -> Result<NodeConfig, ConfigError> {
+        let missing =
+            |flag: &str| ConfigError::Invalid(format!("--{flag} is required without --config"));
+        let mut config = match &self.config {
+            Some(path) => NodeConfig::from_file(path)?,
+            None => NodeConfig {
+                id: self.id.ok_or_else(|| missing("id"))?,
+                peer_addr: self.peer_addr.ok_or_else(|| missing("peer-addr"))?,
+                client_addr: self.client_addr.ok_or_else(|| missing("client-addr"))?,
+                redis_addr: None,
+                data_dir: self.data_dir.clone().ok_or_else(|| missing("data-dir"))?,
+                tls: TlsFiles {
+                    ca: self.ca.clone().ok_or_else(|| missing("ca"))?,
+                    cert: self.cert.clone().ok_or_else(|| missing("cert"))?,
+                    key: self.key.clone().ok_or_else(|| missing("key"))?,
+                },
+                peers: Vec::new(),
+                timing: Timing::default(),
+            },
+        };
+        if let Some(id) = self.id {
+            config.id = id;
+        }
+        if let Some(addr) = self.peer_addr {
+            config.peer_addr = addr;
+        }
+        if let Some(addr) = self.client_addr {
+            config.client_addr = addr;
+        }
+        if self.redis_addr.is_some() {
+            config.redis_addr = self.redis_addr;
+        }
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if !self.peers.is_empty() {
+            config.peers = self.peers;
+        }
+        if let Some(ca) = self.ca {
+            config.tls.ca = ca;
+        }
+        if let Some(cert) = self.cert {
+            config.tls.cert = cert;
+        }
+        if let Some(key) = self.key {
+            config.tls.key = key;
+        }
+        if let Some(ms) = self.heartbeat_ms {
+            config.timing.heartbeat_ms = ms;
+        }
+        if let Some(ms) = self.election_timeout_ms {
+            config.timing.election_timeout_ms = ms;
+        }
+        if let Some(ms) = self.lease_ms {
+            config.timing.lease_ms = ms;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_with_and_without_a_client_address() {
+        let p = parse_peer("2=127.0.0.1:7410").unwrap();
+        assert_eq!((p.id, p.client_addr), (2, None));
+        let p = parse_peer("3=127.0.0.1:7420,127.0.0.1:7421").unwrap();
+        assert_eq!(p.client_addr, Some("127.0.0.1:7421".parse().unwrap()));
+        assert!(parse_peer("x=1").unwrap_err().contains("not a number"));
+        assert!(parse_peer("2").unwrap_err().contains("ID=ADDR"));
+    }
+
+    #[test]
+    fn flags_without_a_file_name_what_is_missing() {
+        let flags = StartFlags {
+            id: Some(1),
+            ..Default::default()
+        };
+        let err = flags.into_config().unwrap_err().to_string();
+        assert!(err.contains("--peer-addr"), "{err}");
+    }
+}
