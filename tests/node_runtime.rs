@@ -2,32 +2,81 @@
 //! instead of QUIC: leader election, writes answered when applied, reads
 //! linearizable or serializable, redirects, and a leader change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use synod::node::{spawn_core, CoreSetup, NodeError, NodeHandle, PeerOutbox, ReadConsistency};
-use synod_kvstore::{Get, Op, Outcome, Put, Request, StateMachine};
+use synod::node::{
+    spawn_core, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput, PeerOutbox,
+    ReadConsistency,
+};
+use synod_kvstore::{Get, Op, Outcome, Put, Request, Snapshot, StateMachine};
 use synod_paxos::{Config, Envelope, MemStorage, NodeId, Role};
 use tokio::sync::{mpsc, watch};
 
+/// Nodes cut off from the others.
+type Isolated = Arc<Mutex<BTreeSet<NodeId>>>;
+
 struct ChannelOutbox {
-    peers: BTreeMap<NodeId, mpsc::Sender<Envelope>>,
+    me: NodeId,
+    peers: BTreeMap<NodeId, mpsc::Sender<PeerInput>>,
+    isolated: Isolated,
+    snapshots_sent: Arc<AtomicU64>,
+}
+
+impl ChannelOutbox {
+    fn link_up(&self, to: NodeId) -> bool {
+        let isolated = self.isolated.lock().unwrap();
+        !isolated.contains(&self.me) && !isolated.contains(&to)
+    }
 }
 
 impl PeerOutbox for ChannelOutbox {
     fn send(&mut self, envelope: Envelope) {
         if let Some(peer) = self.peers.get(&envelope.to) {
-            let _ = peer.try_send(envelope);
+            if self.link_up(envelope.to) {
+                let _ = peer.try_send(PeerInput::Message(envelope));
+            }
         }
+    }
+
+    fn send_snapshot(&mut self, to: NodeId, snapshot: Snapshot) {
+        if !self.link_up(to) {
+            return;
+        }
+        self.snapshots_sent.fetch_add(1, Ordering::SeqCst);
+        let peer = self.peers[&to].clone();
+        let from = self.me;
+        tokio::spawn(async move {
+            for chunk in snapshot {
+                let chunk = chunk.expect("snapshot reads");
+                if peer
+                    .send(PeerInput::SnapshotChunk { from, chunk })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
     }
 }
 
 struct Cluster {
     handles: Vec<NodeHandle>,
     stops: Vec<watch::Sender<bool>>,
+    isolated: Isolated,
+    snapshots_sent: Arc<AtomicU64>,
 }
 
 fn start_cluster(n: u32) -> Cluster {
+    start_cluster_with(n, CompactionPolicy::default())
+}
+
+fn start_cluster_with(n: u32, compaction: CompactionPolicy) -> Cluster {
+    let isolated = Isolated::default();
+    let snapshots_sent = Arc::new(AtomicU64::new(0));
     let ids: Vec<NodeId> = (1..=n).map(NodeId).collect();
     let mut inboxes = BTreeMap::new();
     let mut senders = BTreeMap::new();
@@ -47,16 +96,25 @@ fn start_cluster(n: u32) -> Cluster {
             log: MemStorage::new(),
             state_machine: StateMachine::in_memory().unwrap(),
             outbox: Box::new(ChannelOutbox {
+                me: *id,
                 peers: senders.clone(),
+                isolated: isolated.clone(),
+                snapshots_sent: snapshots_sent.clone(),
             }),
             inbox: inboxes.remove(id).unwrap(),
+            compaction,
             shutdown,
         };
         let (handle, _task) = spawn_core(setup).unwrap();
         handles.push(handle);
         stops.push(stop);
     }
-    Cluster { handles, stops }
+    Cluster {
+        handles,
+        stops,
+        isolated,
+        snapshots_sent,
+    }
 }
 
 async fn leader(cluster: &Cluster, except: Option<usize>) -> usize {
@@ -180,4 +238,45 @@ async fn a_new_leader_takes_over_and_keeps_acknowledged_writes() {
         .await
         .unwrap();
     assert!(!write.is_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_missed_compacted_slots_catches_up_by_snapshot() {
+    let policy = CompactionPolicy {
+        every_slots: 10,
+        keep_slots: 2,
+    };
+    let cluster = start_cluster_with(3, policy);
+    let l = leader(&cluster, None).await;
+    let lagging = (l + 1) % 3;
+    cluster
+        .isolated
+        .lock()
+        .unwrap()
+        .insert(NodeId(lagging as u32 + 1));
+    for seq in 1..=60 {
+        let value = format!("v{seq}");
+        cluster.handles[l]
+            .request(put(3, seq, "key", &value), ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+    }
+    cluster.isolated.lock().unwrap().clear();
+    let mut seen = None;
+    for _ in 0..250 {
+        let read = cluster.handles[lagging]
+            .request(get("key"), ReadConsistency::Serializable)
+            .await
+            .unwrap();
+        seen = value_of(&read);
+        if seen.as_deref() == Some(b"v60".as_slice()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.as_deref(), Some(b"v60".as_slice()));
+    assert!(
+        cluster.snapshots_sent.load(Ordering::SeqCst) >= 1,
+        "caught up by snapshot"
+    );
 }

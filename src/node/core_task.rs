@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
-use synod_kvstore::{Request, Response, StateMachine};
-use synod_paxos::{Envelope, Instant, ReadId, Ready, Replica, Slot, Storage, Unavailable, Value};
+use synod_kvstore::{Request, Response, Snapshot, SnapshotChunk, SnapshotInstaller, StateMachine};
+use synod_paxos::{
+    Envelope, Instant, NodeId, ReadId, Ready, Replica, Slot, Storage, Unavailable, Value,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
@@ -26,6 +28,45 @@ const MAX_INPUTS_PER_ROUND: usize = 1024;
 pub trait PeerOutbox: Send + 'static {
     /// Queues `envelope` for its destination.
     fn send(&mut self, envelope: Envelope);
+
+    /// Streams `snapshot`'s chunks to `to`, off the core task. A lost chunk
+    /// only makes the peer ask again later.
+    fn send_snapshot(&mut self, to: NodeId, snapshot: Snapshot);
+}
+
+/// What peers send the core.
+#[derive(Debug)]
+pub enum PeerInput {
+    /// A protocol message.
+    Message(Envelope),
+    /// One chunk of a state-machine snapshot `from` streams to us.
+    SnapshotChunk {
+        /// The sender.
+        from: NodeId,
+        /// The chunk.
+        chunk: SnapshotChunk,
+    },
+}
+
+/// When the log is compacted: once `every_slots` slots were applied since
+/// the last compaction, the state machine is flushed (one fsync) and the
+/// log forgets all but the last `keep_slots` applied slots (followers that
+/// lag further catch up by snapshot).
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPolicy {
+    /// Applied slots between compactions.
+    pub every_slots: u64,
+    /// Applied slots kept in the log for lagging followers.
+    pub keep_slots: u64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        CompactionPolicy {
+            every_slots: 10_000,
+            keep_slots: 1_000,
+        }
+    }
 }
 
 /// What the core task starts from.
@@ -38,8 +79,10 @@ pub struct CoreSetup<S> {
     pub state_machine: StateMachine,
     /// Outgoing peer messages.
     pub outbox: Box<dyn PeerOutbox>,
-    /// Incoming peer messages.
-    pub inbox: mpsc::Receiver<Envelope>,
+    /// Incoming peer messages and snapshot chunks.
+    pub inbox: mpsc::Receiver<PeerInput>,
+    /// When to compact the log.
+    pub compaction: CompactionPolicy,
     /// Flips to true when the node should stop.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -67,6 +110,8 @@ where
         reads: BTreeMap::new(),
         next_read_id: 1,
         anonymous_seq: Arc::new(AtomicU64::new(1)),
+        compaction: setup.compaction,
+        installing: None,
     };
     let handle = NodeHandle {
         calls: calls_tx,
@@ -90,6 +135,9 @@ struct CoreTask<S> {
     reads: BTreeMap<ReadId, (Request, ReadReply)>,
     next_read_id: ReadId,
     anonymous_seq: Arc<AtomicU64>,
+    compaction: CompactionPolicy,
+    /// A snapshot being received, and from whom.
+    installing: Option<(NodeId, SnapshotInstaller)>,
 }
 
 impl<S: Storage> CoreTask<S> {
@@ -100,22 +148,22 @@ impl<S: Storage> CoreTask<S> {
     async fn run(
         mut self,
         mut calls: mpsc::Receiver<CoreCall>,
-        mut inbox: mpsc::Receiver<Envelope>,
+        mut inbox: mpsc::Receiver<PeerInput>,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                Some(envelope) = inbox.recv() => self.replica.step(self.now(), envelope),
+                Some(input) = inbox.recv() => self.on_peer_input(input),
                 Some(call) = calls.recv() => self.on_call(call),
                 _ = tick.tick() => self.replica.tick(self.now()),
                 _ = shutdown.changed() => break,
             }
             // Take what else is already queued, so one fsync covers it all.
             for _ in 0..MAX_INPUTS_PER_ROUND {
-                if let Ok(envelope) = inbox.try_recv() {
-                    self.replica.step(self.now(), envelope);
+                if let Ok(input) = inbox.try_recv() {
+                    self.on_peer_input(input);
                 } else if let Ok(call) = calls.try_recv() {
                     self.on_call(call);
                 } else {
@@ -129,6 +177,56 @@ impl<S: Storage> CoreTask<S> {
         self.process_ready()?;
         self.state_machine.flush()?;
         self.waiters.drain();
+        Ok(())
+    }
+
+    fn on_peer_input(&mut self, input: PeerInput) {
+        match input {
+            PeerInput::Message(envelope) => self.replica.step(self.now(), envelope),
+            PeerInput::SnapshotChunk { from, chunk } => {
+                if let Err(e) = self.receive_snapshot_chunk(from, chunk) {
+                    tracing::warn!(%from, error = %e, "snapshot transfer abandoned");
+                    self.installing = None;
+                }
+            }
+        }
+    }
+
+    /// Stages one chunk; on the last one, swaps the state machine's tables
+    /// (one fsync) and tells the core.
+    fn receive_snapshot_chunk(&mut self, from: NodeId, chunk: SnapshotChunk) -> anyhow::Result<()> {
+        if chunk.seq == 0 {
+            self.installing = Some((from, self.state_machine.snapshot_installer()?));
+        }
+        let Some((sender, installer)) = self.installing.as_mut() else {
+            return Ok(());
+        };
+        if *sender != from {
+            return Ok(());
+        }
+        if !installer.push(&chunk)? {
+            return Ok(());
+        }
+        let (_, installer) = self.installing.take().expect("installing");
+        if Slot(chunk.applied_index) <= self.replica.commit_index() {
+            return Ok(());
+        }
+        let through = self.state_machine.complete_install(installer)?;
+        let taken = self.replica.install_snapshot(self.now(), Slot(through));
+        assert!(taken, "a snapshot ahead of the commit index is taken");
+        Ok(())
+    }
+
+    /// Flushes the state machine and compacts the log when due.
+    fn maybe_compact(&mut self) -> anyhow::Result<()> {
+        let applied = self.state_machine.applied_index();
+        let compacted = self.replica.compacted_through().0;
+        let policy = self.compaction;
+        if applied < compacted + policy.every_slots + policy.keep_slots {
+            return Ok(());
+        }
+        tokio::task::block_in_place(|| self.state_machine.flush())?;
+        self.replica.compact(Slot(applied - policy.keep_slots));
         Ok(())
     }
 
@@ -220,7 +318,11 @@ impl<S: Storage> CoreTask<S> {
                     .complete(&key, Err(NodeError::NotLeader { leader }));
             }
         }
-        Ok(())
+        for peer in ready.snapshots_to_send {
+            self.outbox
+                .send_snapshot(peer, self.state_machine.snapshot()?);
+        }
+        self.maybe_compact()
     }
 
     fn apply(&mut self, slot: Slot, value: Value) -> anyhow::Result<()> {

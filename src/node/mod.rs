@@ -23,7 +23,7 @@ use synod_paxos::{Ballot, NodeId, Role, Slot};
 use synod_waiters::WaitTable;
 use tokio::sync::{mpsc, oneshot};
 
-pub use core_task::{spawn_core, CoreSetup, PeerOutbox};
+pub use core_task::{spawn_core, CompactionPolicy, CoreSetup, PeerInput, PeerOutbox};
 
 /// How many client calls may queue for the core before senders wait.
 pub const CLIENT_QUEUE: usize = 4096;
