@@ -8,7 +8,17 @@
 //!                         oneof op { Put put = 3; Get get = 4; Delete delete = 5;
 //!                                    DeleteRange delete_range = 6; Scan scan = 7;
 //!                                    CompareAndSwap compare_and_swap = 8; Txn txn = 9;
-//!                                    Incr incr = 10; } }
+//!                                    Incr incr = 10;
+//!                                    OpenSession open_session = 13; KeepAlive keep_alive = 14;
+//!                                    CloseSession close_session = 15;
+//!                                    ExpireSession expire_session = 16;
+//!                                    CheckpointSessions checkpoint_sessions = 17;
+//!                                    Lock lock = 18; Unlock unlock = 19;
+//!                                    ReleaseLockDelay release_lock_delay = 20;
+//!                                    LockHolder lock_holder = 21; Campaign campaign = 22;
+//!                                    Proclaim proclaim = 23; Resign resign = 24;
+//!                                    Leader leader = 25; }
+//!                         Fence fence = 11; uint64 session = 12; }
 //! message Put           { bytes key = 1; bytes value = 2; bool prev_kv = 3; }
 //! message Get           { bytes key = 1; }
 //! message Delete        { bytes key = 1; bool prev_kv = 2; }
@@ -27,8 +37,21 @@
 //! enum CompareOp        { EQUAL = 0; NOT_EQUAL = 1; LESS = 2; GREATER = 3; }
 //! ```
 //!
-//! Decoding and validation are methods of [`Request`]: use [`Request::decode_validated`] on
-//! untrusted bytes.
+//! The coordination messages (sessions, locks, elections, [`Fence`]) are in
+//! [`crate::coord_command`]. Decoding and validation are methods of [`Request`]: use
+//! [`Request::decode_validated`] on untrusted bytes.
+//!
+//! ## Fences and sessions
+//!
+//! A request may carry a [`Fence`]: it is applied only if the fence's token is the named lock's
+//! current token, else refused with
+//! [`RequestError::FencingTokenRejected`](crate::RequestError::FencingTokenRejected) and nothing
+//! changes. The fence is on the request rather than on each write op so that every op (put,
+//! delete, delete-range, compare-and-swap, transaction, incr, and the coordination ops too) is
+//! fenced the same way. A request may also name a `session`: every key it writes (put,
+//! compare-and-swap, incr, transaction puts) becomes ephemeral, owned by that session, and is
+//! deleted when the session closes or expires; a write without a session makes the key
+//! persistent again (as etcd's put without a lease).
 //!
 //! ## Ranges
 //!
@@ -39,6 +62,11 @@
 //! is the whole keyspace. An `end` at or below `start` selects nothing. This is etcd's
 //! `[key, range_end)` with its two special cases (`range_end == "\0"` for "to the end",
 //! `WithPrefix`) spelled as explicit fields.
+
+pub use crate::coord_command::{
+    Campaign, CheckpointEntry, CheckpointSessions, CloseSession, ExpireSession, Fence, KeepAlive,
+    Leader, Lock, LockHolder, OpenSession, Proclaim, ReleaseLockDelay, Resign, Unlock,
+};
 
 /// One client request: who sent it, its sequence number, and the operation.
 ///
@@ -54,8 +82,17 @@ pub struct Request {
     #[prost(uint64, tag = "2")]
     pub seq: u64,
     /// What to do. `None` (absent on the wire) is refused by validation.
-    #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(
+        oneof = "Op",
+        tags = "3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25"
+    )]
     pub op: Option<Op>,
+    /// Apply only if this lock token is current (see the module docs).
+    #[prost(message, optional, tag = "11")]
+    pub fence: Option<Fence>,
+    /// The session that owns every key this request writes; 0 = none (persistent keys).
+    #[prost(uint64, tag = "12")]
+    pub session: u64,
 }
 
 /// The operation of a [`Request`].
@@ -85,12 +122,65 @@ pub enum Op {
     /// Add to a key's integer value.
     #[prost(message, tag = "10")]
     Incr(Incr),
+    /// Open a session with a TTL.
+    #[prost(message, tag = "13")]
+    OpenSession(OpenSession),
+    /// Keep a session alive.
+    #[prost(message, tag = "14")]
+    KeepAlive(KeepAlive),
+    /// Close a session.
+    #[prost(message, tag = "15")]
+    CloseSession(CloseSession),
+    /// Leader-only: expire a session whose deadline passed.
+    #[prost(message, tag = "16")]
+    ExpireSession(ExpireSession),
+    /// Leader-only: record the sessions' remaining TTLs.
+    #[prost(message, tag = "17")]
+    CheckpointSessions(CheckpointSessions),
+    /// Acquire (or queue for) a lock.
+    #[prost(message, tag = "18")]
+    Lock(Lock),
+    /// Release a lock, or leave its queue.
+    #[prost(message, tag = "19")]
+    Unlock(Unlock),
+    /// Leader-only: end a lock's lock-delay.
+    #[prost(message, tag = "20")]
+    ReleaseLockDelay(ReleaseLockDelay),
+    /// Read a lock's holder, token and waiters.
+    #[prost(message, tag = "21")]
+    LockHolder(LockHolder),
+    /// Run for leader of an election.
+    #[prost(message, tag = "22")]
+    Campaign(Campaign),
+    /// Change the value of the election's leader.
+    #[prost(message, tag = "23")]
+    Proclaim(Proclaim),
+    /// Give up leadership or candidacy.
+    #[prost(message, tag = "24")]
+    Resign(Resign),
+    /// Read an election's leader and candidates.
+    #[prost(message, tag = "25")]
+    Leader(Leader),
 }
 
 impl Op {
-    /// Whether this op only reads (Get and Scan), so it may be served outside the log.
+    /// Whether this op only reads (Get, Scan, LockHolder and Leader), so it may be served
+    /// outside the log.
     pub fn is_read_only(&self) -> bool {
-        matches!(self, Op::Get(_) | Op::Scan(_))
+        matches!(
+            self,
+            Op::Get(_) | Op::Scan(_) | Op::LockHolder(_) | Op::Leader(_)
+        )
+    }
+
+    /// Whether only the leader's [`SessionClock`](crate::SessionClock) may propose this op
+    /// (ExpireSession, CheckpointSessions, ReleaseLockDelay). The state machine cannot tell who
+    /// proposed a command, so the client-facing service must refuse these from clients.
+    pub fn is_leader_only(&self) -> bool {
+        matches!(
+            self,
+            Op::ExpireSession(_) | Op::CheckpointSessions(_) | Op::ReleaseLockDelay(_)
+        )
     }
 }
 
@@ -313,6 +403,8 @@ impl Request {
             client_id: 0,
             seq: 0,
             op: Some(op),
+            fence: None,
+            session: 0,
         }
     }
 
@@ -322,6 +414,23 @@ impl Request {
             client_id,
             seq,
             op: Some(op),
+            fence: None,
+            session: 0,
         }
+    }
+
+    /// This request, applied only if `token` is lock `lock_name`'s current token.
+    pub fn fenced(mut self, lock_name: impl Into<Vec<u8>>, token: u64) -> Request {
+        self.fence = Some(Fence {
+            lock_name: lock_name.into(),
+            token,
+        });
+        self
+    }
+
+    /// This request, with every key it writes owned by `session` (ephemeral).
+    pub fn in_session(mut self, session: u64) -> Request {
+        self.session = session;
+        self
     }
 }

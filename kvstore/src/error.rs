@@ -112,9 +112,140 @@ pub enum RequestError {
     /// An incr's result does not fit an `i64`.
     #[error("increment or decrement would overflow")]
     IncrOverflow,
-    /// An op other than Get or Scan was given to [`StateMachine::read`](crate::StateMachine::read).
-    #[error("only get and scan can be served outside the log")]
+    /// An op that writes was given to [`StateMachine::read`](crate::StateMachine::read).
+    #[error("only get, scan, lock-holder and leader can be served outside the log")]
     NotReadOnly,
+    /// The session does not exist: never opened, closed, or expired (0 is never a session).
+    #[error("session {session} not found (expired or closed?)")]
+    SessionNotFound {
+        /// The session.
+        session: u64,
+    },
+    /// A session TTL outside [`MIN_SESSION_TTL_MS`](crate::limits::MIN_SESSION_TTL_MS) to
+    /// [`MAX_SESSION_TTL_MS`](crate::limits::MAX_SESSION_TTL_MS).
+    #[error("session ttl {ttl_ms} ms out of range {min_ms}..={max_ms} ms")]
+    TtlOutOfRange {
+        /// The TTL asked for.
+        ttl_ms: u64,
+        /// The smallest allowed.
+        min_ms: u64,
+        /// The largest allowed.
+        max_ms: u64,
+    },
+    /// [`MAX_SESSIONS`](crate::limits::MAX_SESSIONS) sessions are open already.
+    #[error("too many open sessions: limit {limit}")]
+    TooManySessions {
+        /// The limit.
+        limit: u64,
+    },
+    /// A lock or election name is empty.
+    #[error("{what} name is empty")]
+    EmptyName {
+        /// "lock" or "election".
+        what: &'static str,
+    },
+    /// A lock or election name exceeds [`MAX_NAME_BYTES`](crate::limits::MAX_NAME_BYTES).
+    #[error("{what} name too large: {size_bytes} bytes, limit {limit_bytes}")]
+    NameTooLarge {
+        /// "lock" or "election".
+        what: &'static str,
+        /// Size of the name.
+        size_bytes: usize,
+        /// The limit.
+        limit_bytes: usize,
+    },
+    /// The lock's or election's queue holds
+    /// [`MAX_QUEUE_WAITERS`](crate::limits::MAX_QUEUE_WAITERS) waiters already.
+    #[error("{what} {name} has too many waiters: limit {limit}")]
+    TooManyWaiters {
+        /// "lock" or "election".
+        what: &'static str,
+        /// The name, escaped for display.
+        name: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The session holds or waits for
+    /// [`MAX_SESSION_CLAIMS`](crate::limits::MAX_SESSION_CLAIMS) locks and elections already.
+    #[error("session {session} holds or waits for too many locks and elections: limit {limit}")]
+    TooManyClaims {
+        /// The session.
+        session: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The write would give the session more than
+    /// [`MAX_SESSION_KEYS`](crate::limits::MAX_SESSION_KEYS) ephemeral keys.
+    #[error("session {session} would own too many keys: limit {limit}")]
+    TooManySessionKeys {
+        /// The session.
+        session: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The request's fence names a token that is not the lock's current one: the writer's lock
+    /// was lost (released, or its session expired) and someone else may hold it now.
+    #[error("{}", fence_message(.lock, *.token, *.current))]
+    FencingTokenRejected {
+        /// The lock, escaped for display.
+        lock: String,
+        /// The token presented.
+        token: u64,
+        /// The lock's current token; `None` if nobody holds the lock.
+        current: Option<u64>,
+    },
+    /// Unlock by a session that neither holds nor waits for the lock.
+    #[error("session {session} neither holds nor waits for lock {lock}")]
+    NotLockHolder {
+        /// The lock, escaped for display.
+        lock: String,
+        /// The session.
+        session: u64,
+    },
+    /// Proclaim by a session that is not the election's leader.
+    #[error("session {session} is not the leader of election {election}")]
+    NotElectionLeader {
+        /// The election, escaped for display.
+        election: String,
+        /// The session.
+        session: u64,
+    },
+    /// Resign by a session that is neither leader nor candidate of the election.
+    #[error("session {session} is neither leader nor candidate of election {election}")]
+    NotCandidate {
+        /// The election, escaped for display.
+        election: String,
+        /// The session.
+        session: u64,
+    },
+    /// A checkpoint exceeds [`MAX_CHECKPOINT_ENTRIES`](crate::limits::MAX_CHECKPOINT_ENTRIES).
+    #[error("checkpoint too large: {count} entries, limit {limit}")]
+    CheckpointTooLarge {
+        /// Entries in the checkpoint.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+fn fence_message(lock: &str, token: u64, current: Option<u64>) -> String {
+    match current {
+        Some(current) => format!(
+            "fencing token {token} rejected for lock {lock}: the current token is {current}"
+        ),
+        None => format!("fencing token {token} rejected for lock {lock}: the lock is not held"),
+    }
+}
+
+/// A lock or election name (or key) as text for messages: printable ASCII kept, other bytes
+/// escaped, at most 64 input bytes shown.
+pub(crate) fn display_name(name: &[u8]) -> String {
+    const SHOWN: usize = 64;
+    let mut text = name[..name.len().min(SHOWN)].escape_ascii().to_string();
+    if name.len() > SHOWN {
+        text.push_str("...");
+    }
+    text
 }
 
 impl RequestError {
@@ -137,6 +268,19 @@ impl RequestError {
             RequestError::NotAnInteger => ErrorCode::NotAnInteger,
             RequestError::IncrOverflow => ErrorCode::IncrOverflow,
             RequestError::NotReadOnly => ErrorCode::NotReadOnly,
+            RequestError::SessionNotFound { .. } => ErrorCode::SessionNotFound,
+            RequestError::TtlOutOfRange { .. } => ErrorCode::TtlOutOfRange,
+            RequestError::TooManySessions { .. } => ErrorCode::TooManySessions,
+            RequestError::EmptyName { .. } => ErrorCode::EmptyName,
+            RequestError::NameTooLarge { .. } => ErrorCode::NameTooLarge,
+            RequestError::TooManyWaiters { .. } => ErrorCode::TooManyWaiters,
+            RequestError::TooManyClaims { .. } => ErrorCode::TooManyClaims,
+            RequestError::TooManySessionKeys { .. } => ErrorCode::TooManySessionKeys,
+            RequestError::FencingTokenRejected { .. } => ErrorCode::FencingTokenRejected,
+            RequestError::NotLockHolder { .. } => ErrorCode::NotLockHolder,
+            RequestError::NotElectionLeader { .. } => ErrorCode::NotElectionLeader,
+            RequestError::NotCandidate { .. } => ErrorCode::NotCandidate,
+            RequestError::CheckpointTooLarge { .. } => ErrorCode::CheckpointTooLarge,
         }
     }
 }

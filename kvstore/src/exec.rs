@@ -1,10 +1,14 @@
-//! Executing validated ops against the kv table.
+//! Executing validated ops against the kv and coordination tables.
 //!
 //! Reads ([`get`], [`scan`]) work on any readable table, so the same code serves `apply` (inside
 //! the write transaction) and `read` (in a read transaction). Writes go through [`execute`], which
 //! assumes a request that passed [`Request::validate`](crate::Request::validate) and checks every
-//! condition that can refuse the command before it writes anything, so a refused command leaves
-//! the table as it was.
+//! condition that can refuse the command (its fence, its session, the key's value for incr, ...)
+//! before it writes anything, so a refused command leaves every table as it was.
+//!
+//! Every key a command writes is owned by the request's session (0 = none); ownership changes
+//! are mirrored in `sm_session_owned` (see [`crate::session`]). Every change of a key records a
+//! watch [`Event`] in the slot's effects.
 
 use std::cmp::Ordering;
 
@@ -12,17 +16,21 @@ use prost::Message;
 use redb::{ReadableTable, Table};
 
 use crate::command::{
-    Compare, CompareAndSwap, CompareOp, CompareTarget, DeleteRange, Expected, Incr, Op, Scan, Txn,
-    TxnOpKind,
+    Compare, CompareAndSwap, CompareOp, CompareTarget, DeleteRange, Expected, Incr, Op, Request,
+    Scan, Txn, TxnOpKind,
 };
+use crate::coord_tables::CoordTables;
+use crate::effects::SlotEffects;
 use crate::error::{RequestError, StorageError};
-use crate::limits::{MAX_SCAN_LIMIT, MAX_SCAN_RESPONSE_BYTES};
+use crate::limits::{MAX_SCAN_LIMIT, MAX_SCAN_RESPONSE_BYTES, MAX_SESSION_KEYS};
 use crate::range::KeyInterval;
 use crate::response::{
     CompareAndSwapResponse, DeleteRangeResponse, DeleteResponse, GetResponse, IncrResponse,
     Outcome, PutResponse, ScanResponse, TxnOpResponse, TxnOutcome, TxnResponse,
 };
 use crate::tables::{decode_record, get_kv, KvRecord};
+use crate::watch::{Event, EventKind};
+use crate::{election, lock, session};
 
 /// The kv table as opened in a write transaction.
 pub(crate) type KvTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
@@ -103,13 +111,67 @@ pub(crate) fn scan(
 
 /// Writes of one command: every key written gets `revision` as its mod revision; `changed` says
 /// whether anything was written, i.e. whether the command consumes that revision.
-struct Writer<'a, 'txn> {
-    kv: &'a mut KvTable<'txn>,
-    revision: u64,
-    changed: bool,
+pub(crate) struct Writer<'a, 'txn> {
+    pub kv: &'a mut KvTable<'txn>,
+    pub coord: &'a mut CoordTables<'txn>,
+    pub effects: &'a mut SlotEffects,
+    /// The revision this command writes at: the store revision plus one.
+    pub revision: u64,
+    /// Whether the command changed the state (and so consumes `revision`).
+    pub changed: bool,
+    /// The session owning every key this command writes (0 = none).
+    session: u64,
 }
 
 impl Writer<'_, '_> {
+    /// Record a watch event at this command's revision.
+    pub fn event(
+        &mut self,
+        kind: EventKind,
+        key: &[u8],
+        (prev_value, prev_session): (Option<Vec<u8>>, u64),
+        (value, session): (Option<Vec<u8>>, u64),
+    ) {
+        self.effects.events.push(Event {
+            revision: self.revision,
+            kind: kind as i32,
+            key: key.to_vec(),
+            prev_value,
+            value,
+            session,
+            prev_session,
+        });
+    }
+
+    /// Refuse the command unless the request's session may own every key in `keys` (distinct):
+    /// the session exists and stays within [`MAX_SESSION_KEYS`].
+    fn check_owner<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> Result<(), ExecError> {
+        if self.session == 0 {
+            return Ok(());
+        }
+        let record = self
+            .coord
+            .session(self.session)?
+            .ok_or(RequestError::SessionNotFound {
+                session: self.session,
+            })?;
+        let mut added = 0u64;
+        for key in keys {
+            if get_kv(self.kv, key)?.is_none_or(|r| r.session != self.session) {
+                added += 1;
+            }
+        }
+        if record.keys + added > MAX_SESSION_KEYS {
+            return Err(RequestError::TooManySessionKeys {
+                session: self.session,
+                limit: MAX_SESSION_KEYS,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Write `key`, owned by the request's session; the caller checked [`Self::check_owner`].
     fn put(&mut self, key: &[u8], value: &[u8], prev_kv: bool) -> Result<PutResponse, ExecError> {
         let prev = get_kv(self.kv, key)?;
         let record = match &prev {
@@ -118,27 +180,69 @@ impl Writer<'_, '_> {
                 create_revision: p.create_revision,
                 mod_revision: self.revision,
                 version: p.version + 1,
+                session: self.session,
             },
             None => KvRecord {
                 value: value.to_vec(),
                 create_revision: self.revision,
                 mod_revision: self.revision,
                 version: 1,
+                session: self.session,
             },
         };
         self.kv.insert(key, record.encode_to_vec().as_slice())?;
+        let prev_session = prev.as_ref().map_or(0, |p| p.session);
+        if prev_session != self.session {
+            if prev_session != 0 {
+                session::detach_key(self.coord, prev_session, key)?;
+            }
+            if self.session != 0 {
+                session::attach_key(self.coord, self.session, key)?;
+            }
+        }
         self.changed = true;
+        let prev_value = prev.as_ref().map(|p| p.value.clone());
+        self.event(
+            EventKind::Put,
+            key,
+            (prev_value, prev_session),
+            (Some(value.to_vec()), self.session),
+        );
         Ok(PutResponse {
             prev: prev.filter(|_| prev_kv).map(|p| p.to_key_value(key, true)),
         })
     }
 
-    fn delete(&mut self, key: &[u8], prev_kv: bool) -> Result<DeleteResponse, ExecError> {
+    /// Remove `key` and record its deletion; `detach` also drops it from its owner's keys
+    /// (false while the owner itself is being ended).
+    pub fn remove_key(&mut self, key: &[u8], detach: bool) -> Result<Option<KvRecord>, ExecError> {
         let removed = match self.kv.remove(key)? {
             None => None,
             Some(guard) => Some(decode_record::<KvRecord>("sm_kv", guard.value())?),
         };
-        self.changed |= removed.is_some();
+        if let Some(record) = &removed {
+            self.deleted(key, record, detach)?;
+        }
+        Ok(removed)
+    }
+
+    /// Bookkeeping of a key just removed from the kv table.
+    fn deleted(&mut self, key: &[u8], record: &KvRecord, detach: bool) -> Result<(), ExecError> {
+        if detach && record.session != 0 {
+            session::detach_key(self.coord, record.session, key)?;
+        }
+        self.changed = true;
+        self.event(
+            EventKind::Delete,
+            key,
+            (Some(record.value.clone()), record.session),
+            (None, 0),
+        );
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8], prev_kv: bool) -> Result<DeleteResponse, ExecError> {
+        let removed = self.remove_key(key, true)?;
         Ok(DeleteResponse {
             deleted: removed.is_some(),
             prev: removed
@@ -148,15 +252,23 @@ impl Writer<'_, '_> {
     }
 
     fn delete_range(&mut self, range: &DeleteRange) -> Result<DeleteRangeResponse, ExecError> {
-        let mut deleted = 0u64;
+        let mut removed = Vec::new();
         if let Some(interval) = KeyInterval::new(&range.start, &range.end, &range.prefix) {
-            self.kv.retain_in::<&[u8], _>(interval.bounds(), |_, _| {
-                deleted += 1;
-                false
-            })?;
+            for row in self
+                .kv
+                .extract_from_if::<&[u8], _>(interval.bounds(), |_, _| true)?
+            {
+                let (key, value) = row?;
+                let record: KvRecord = decode_record("sm_kv", value.value())?;
+                removed.push((key.value().to_vec(), record));
+            }
         }
-        self.changed |= deleted > 0;
-        Ok(DeleteRangeResponse { deleted })
+        for (key, record) in &removed {
+            self.deleted(key, record, true)?;
+        }
+        Ok(DeleteRangeResponse {
+            deleted: removed.len() as u64,
+        })
     }
 
     fn compare_and_swap(
@@ -178,6 +290,7 @@ impl Writer<'_, '_> {
                 current: current.map(|c| c.to_key_value(&cas.key, true)),
             });
         }
+        self.check_owner([cas.key.as_slice()])?;
         self.put(&cas.key, &cas.new_value, false)?;
         Ok(CompareAndSwapResponse {
             succeeded: true,
@@ -193,6 +306,7 @@ impl Writer<'_, '_> {
         let value = current
             .checked_add(incr.delta)
             .ok_or(RequestError::IncrOverflow)?;
+        self.check_owner([incr.key.as_slice()])?;
         self.put(&incr.key, value.to_string().as_bytes(), false)?;
         Ok(IncrResponse { value })
     }
@@ -210,6 +324,10 @@ impl Writer<'_, '_> {
         } else {
             &txn.failure
         };
+        self.check_owner(branch.iter().filter_map(|op| match &op.op {
+            Some(TxnOpKind::Put(put)) => Some(put.key.as_slice()),
+            _ => None,
+        }))?;
         let mut responses = Vec::with_capacity(branch.len());
         for txn_op in branch {
             let outcome = match &txn_op.op {
@@ -265,6 +383,25 @@ fn compare_holds(
     })
 }
 
+/// Serve a coordination query (LockHolder or Leader) from a read transaction; `None` for other
+/// ops.
+pub(crate) fn read_coord(
+    txn: &redb::ReadTransaction,
+    op: &Op,
+) -> Result<Option<Outcome>, StorageError> {
+    Ok(match op {
+        Op::LockHolder(h) => Some(Outcome::LockHolder(lock::holder(
+            &txn.open_table(crate::coord_tables::LOCKS)?,
+            &h.name,
+        )?)),
+        Op::Leader(l) => Some(Outcome::Leader(election::leader(
+            &txn.open_table(crate::coord_tables::ELECTIONS)?,
+            &l.election,
+        )?)),
+        _ => None,
+    })
+}
+
 /// Parse a value stored as decimal ASCII in canonical form (what `i64::to_string` produces):
 /// optional `-`, no `+`, no leading zeros, no spaces, within `i64`.
 pub(crate) fn parse_canonical_i64(bytes: &[u8]) -> Option<i64> {
@@ -276,35 +413,82 @@ pub(crate) fn parse_canonical_i64(bytes: &[u8]) -> Option<i64> {
     (n.to_string().as_bytes() == bytes).then_some(n)
 }
 
-/// Execute a validated op in a write transaction. `revision` is the store revision; it goes up by
-/// one if the op changed the table.
+/// Execute the op of a validated `request` in a write transaction, after checking its fence.
+/// `revision` is the store revision; it goes up by one if the op changed the state. Watch and
+/// session events go to `effects`.
 ///
-/// On `Err(ExecError::Request)` nothing was written; on `Err(ExecError::Storage)` the caller
-/// must drop the transaction.
-pub(crate) fn execute(
-    kv: &mut KvTable<'_>,
+/// On `Err(ExecError::Request)` nothing was written (and no effect recorded); on
+/// `Err(ExecError::Storage)` the caller must drop the transaction.
+pub(crate) fn execute<'txn>(
+    kv: &mut KvTable<'txn>,
+    coord: &mut CoordTables<'txn>,
+    effects: &mut SlotEffects,
+    request: &Request,
     op: &Op,
     revision: &mut u64,
 ) -> Result<Outcome, ExecError> {
+    let (events_before, session_events_before) =
+        (effects.events.len(), effects.session_events.len());
     let mut writer = Writer {
         kv,
+        coord,
+        effects,
         revision: *revision + 1,
         changed: false,
+        session: request.session,
     };
-    let outcome = match op {
-        Op::Put(put) => Outcome::Put(writer.put(&put.key, &put.value, put.prev_kv)?),
-        Op::Get(g) => Outcome::Get(get(writer.kv, &g.key)?),
-        Op::Delete(delete) => Outcome::Delete(writer.delete(&delete.key, delete.prev_kv)?),
-        Op::DeleteRange(range) => Outcome::DeleteRange(writer.delete_range(range)?),
-        Op::Scan(s) => Outcome::Scan(scan(writer.kv, s)?),
-        Op::CompareAndSwap(cas) => Outcome::CompareAndSwap(writer.compare_and_swap(cas)?),
-        Op::Txn(txn) => Outcome::Txn(writer.txn(txn)?),
-        Op::Incr(incr) => Outcome::Incr(writer.incr(incr)?),
-    };
-    if writer.changed {
-        *revision = writer.revision;
+    match writer.run(request, op) {
+        Ok(outcome) => {
+            if writer.changed {
+                *revision = writer.revision;
+            } else {
+                debug_assert_eq!(writer.effects.events.len(), events_before);
+            }
+            Ok(outcome)
+        }
+        Err(e) => {
+            writer.effects.events.truncate(events_before);
+            writer
+                .effects
+                .session_events
+                .truncate(session_events_before);
+            Err(e)
+        }
     }
-    Ok(outcome)
+}
+
+impl Writer<'_, '_> {
+    fn run(&mut self, request: &Request, op: &Op) -> Result<Outcome, ExecError> {
+        if let Some(fence) = &request.fence {
+            lock::check_fence(&self.coord.locks, fence)?;
+        }
+        Ok(match op {
+            Op::Put(put) => {
+                self.check_owner([put.key.as_slice()])?;
+                Outcome::Put(self.put(&put.key, &put.value, put.prev_kv)?)
+            }
+            Op::Get(g) => Outcome::Get(get(self.kv, &g.key)?),
+            Op::Delete(delete) => Outcome::Delete(self.delete(&delete.key, delete.prev_kv)?),
+            Op::DeleteRange(range) => Outcome::DeleteRange(self.delete_range(range)?),
+            Op::Scan(s) => Outcome::Scan(scan(self.kv, s)?),
+            Op::CompareAndSwap(cas) => Outcome::CompareAndSwap(self.compare_and_swap(cas)?),
+            Op::Txn(txn) => Outcome::Txn(self.txn(txn)?),
+            Op::Incr(incr) => Outcome::Incr(self.incr(incr)?),
+            Op::OpenSession(open) => Outcome::OpenSession(session::open(self, open)?),
+            Op::KeepAlive(k) => Outcome::KeepAlive(session::keep_alive(self, k)?),
+            Op::CloseSession(c) => Outcome::CloseSession(session::close(self, c)?),
+            Op::ExpireSession(e) => Outcome::ExpireSession(session::expire(self, e)?),
+            Op::CheckpointSessions(c) => Outcome::CheckpointSessions(session::checkpoint(self, c)?),
+            Op::Lock(l) => Outcome::Lock(lock::lock(self, l)?),
+            Op::Unlock(u) => Outcome::Unlock(lock::unlock(self, u)?),
+            Op::ReleaseLockDelay(r) => Outcome::ReleaseLockDelay(lock::release_delay(self, r)?),
+            Op::LockHolder(h) => Outcome::LockHolder(lock::holder(&self.coord.locks, &h.name)?),
+            Op::Campaign(c) => Outcome::Campaign(election::campaign(self, c)?),
+            Op::Proclaim(p) => Outcome::Proclaim(election::proclaim(self, p)?),
+            Op::Resign(r) => Outcome::Resign(election::resign(self, r)?),
+            Op::Leader(l) => Outcome::Leader(election::leader(&self.coord.elections, &l.election)?),
+        })
+    }
 }
 
 #[cfg(test)]

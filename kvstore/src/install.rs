@@ -18,6 +18,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
+use crate::coord_tables::{coord_table_index, COORD_TABLES};
 use crate::error::StorageError;
 use crate::fnv::Fnv;
 use crate::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
@@ -114,6 +115,9 @@ pub(crate) fn reset_staging(txn: &WriteTransaction) -> Result<u64, StorageError>
     txn.delete_table(STAGE_KV)?;
     txn.delete_table(STAGE_DEDUP)?;
     txn.delete_table(STAGE_DEDUP_AGE)?;
+    for table in COORD_TABLES {
+        txn.delete_table(table.staged)?;
+    }
     let mut info = txn.open_table(STAGE_INFO)?;
     let id = get_meta(&info, INSTALL_ID)? + 1;
     info.insert(INSTALL_ID, id)?;
@@ -136,6 +140,8 @@ enum Position {
     Kv(Vec<u8>),
     Dedup(u64),
     DedupAge(u64, u64),
+    /// A coordination table (its index in `COORD_TABLES`) and key.
+    Coord(usize, Vec<u8>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -406,6 +412,16 @@ impl SnapshotInstaller {
                 self.dedup_age_count += 1;
                 Position::DedupAge(a.slot, a.position)
             }
+            Entry::Coord(c) => {
+                let Some(index) = coord_table_index(&c.table) else {
+                    return Err(invalid(format!("entry {n}: unknown table {:?}", c.table)));
+                };
+                // The longest coordination key: a session, a kind byte and a user key.
+                if c.key.is_empty() || c.key.len() > MAX_KEY_BYTES + 9 {
+                    return Err(invalid(format!("entry {n}: key of {} bytes", c.key.len())));
+                }
+                Position::Coord(index, c.key.clone())
+            }
         };
         // Positions order by table first (the variant order is the stream's table order), then
         // by key in each table's own order.
@@ -429,6 +445,10 @@ impl SnapshotInstaller {
             let mut kv = txn.open_table(STAGE_KV)?;
             let mut dedup = txn.open_table(STAGE_DEDUP)?;
             let mut age = txn.open_table(STAGE_DEDUP_AGE)?;
+            let mut coord = Vec::with_capacity(COORD_TABLES.len());
+            for table in COORD_TABLES {
+                coord.push(txn.open_table(table.staged)?);
+            }
             for entry in entries {
                 match entry {
                     Entry::Meta(m) => {
@@ -442,6 +462,12 @@ impl SnapshotInstaller {
                     }
                     Entry::DedupAge(a) => {
                         age.insert((a.slot, a.position), a.client_id)?;
+                    }
+                    Entry::Coord(c) => {
+                        let table = coord_table_index(&c.table)
+                            .and_then(|i| coord.get_mut(i))
+                            .ok_or_else(|| invalid(format!("unknown table {:?}", c.table)))?;
+                        table.insert(c.key.as_slice(), c.value.as_slice())?;
                     }
                 }
             }
@@ -532,6 +558,11 @@ impl SnapshotInstaller {
         txn.rename_table(STAGE_DEDUP, DEDUP)?;
         txn.delete_table(DEDUP_AGE)?;
         txn.rename_table(STAGE_DEDUP_AGE, DEDUP_AGE)?;
+        for table in COORD_TABLES {
+            txn.open_table(table.staged)?;
+            txn.delete_table(table.live)?;
+            txn.rename_table(table.staged, table.live)?;
+        }
         reset_staging(&txn)?;
         txn.commit()?;
         Ok((snapshot_index, revision))

@@ -14,35 +14,60 @@
 //! - [`NodeStore`]: one database per node holding both, and the restart and compaction rules.
 //! - [`snapshot`]: a consistent snapshot of the state machine streamed in bounded chunks
 //!   ([`Snapshot`]), and its atomic installation on another node ([`SnapshotInstaller`]).
+//! - Coordination ([`coord_command`], [`coord_response`]): sessions with TTLs and ephemeral keys
+//!   ([`session`]), locks with fencing tokens and lock-delay ([`lock`]), elections
+//!   ([`election`]), fenced writes; [`SessionClock`] ([`session_clock`]), the leader's pure
+//!   helper that decides when to expire sessions, end lock-delays and checkpoint TTLs;
+//!   [`watch`], the events of every change and their bounded history.
 
 pub mod command;
+pub mod coord_command;
+pub mod coord_response;
+mod coord_tables;
 mod dedup;
+mod effects;
+pub mod election;
 pub mod error;
 mod exec;
 mod fnv;
 mod install;
 pub mod limits;
+pub mod lock;
 mod log_store;
 mod node_store;
+mod queue;
 mod range;
 pub mod response;
+pub mod session;
+pub mod session_clock;
 pub mod snapshot;
 mod state_machine;
 mod tables;
 mod validate;
+pub mod watch;
 
 pub use command::{
-    Compare, CompareAndSwap, CompareOp, CompareTarget, Delete, DeleteRange, Expected, Get, Incr,
-    Op, Put, Request, Scan, Txn, TxnOp, TxnOpKind,
+    Campaign, CheckpointEntry, CheckpointSessions, CloseSession, Compare, CompareAndSwap,
+    CompareOp, CompareTarget, Delete, DeleteRange, Expected, ExpireSession, Fence, Get, Incr,
+    KeepAlive, Leader, Lock, LockHolder, Op, OpenSession, Proclaim, Put, ReleaseLockDelay, Request,
+    Resign, Scan, Txn, TxnOp, TxnOpKind, Unlock,
 };
+pub use effects::{SessionEvent, SlotEffects};
 pub use error::{RequestError, StorageError};
 pub use install::{SnapshotError, SnapshotInstaller};
+pub use lock::DelayedLock;
 pub use log_store::RedbLog;
 pub use node_store::NodeStore;
 pub use response::{
-    CompareAndSwapResponse, DeleteRangeResponse, DeleteResponse, ErrorCode, ErrorResponse,
-    GetResponse, IncrResponse, KeyValue, Outcome, PutResponse, Response, ScanResponse,
-    TxnOpResponse, TxnOutcome, TxnResponse,
+    CampaignResponse, CheckpointSessionsResponse, CloseSessionResponse, CompareAndSwapResponse,
+    DeleteRangeResponse, DeleteResponse, ElectionStatus, ErrorCode, ErrorResponse,
+    ExpireSessionResponse, GetResponse, IncrResponse, KeepAliveResponse, KeyValue, LeaderInfo,
+    LeaderResponse, LockHolderResponse, LockResponse, LockStatus, OpenSessionResponse, Outcome,
+    ProclaimResponse, PutResponse, ReleaseLockDelayResponse, ResignResponse, Response,
+    ScanResponse, TxnOpResponse, TxnOutcome, TxnResponse, UnlockResponse,
 };
+pub use session::SessionInfo;
+pub use session_clock::{SessionClock, SessionClockConfig};
 pub use snapshot::{Snapshot, SnapshotChunk};
 pub use state_machine::{Options, StateMachine};
+pub use watch::{Event, EventFilter, EventKind, EventSpace, WatchBatch, WatchError};

@@ -43,3 +43,49 @@ pub const MAX_SCAN_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// When a new client would exceed it, the client whose last request was applied longest ago is
 /// forgotten; see [`crate::StateMachine`] for the rule and what a forgotten client sees.
 pub const MAX_DEDUP_CLIENTS: u64 = 100_000;
+
+/// Shortest session TTL a client may ask for, in milliseconds (1 s).
+///
+/// Below this a session would need keep-alives more often than a loaded cluster can commit them
+/// reliably.
+pub const MIN_SESSION_TTL_MS: u64 = 1_000;
+
+/// Longest session TTL a client may ask for, in milliseconds (1 h).
+///
+/// Bounds how long an abandoned session (and its locks and ephemeral keys) can outlive its client.
+pub const MAX_SESSION_TTL_MS: u64 = 60 * 60 * 1_000;
+
+/// Most open sessions (100 000); opening one more is refused with
+/// [`RequestError::TooManySessions`](crate::RequestError::TooManySessions).
+pub const MAX_SESSIONS: u64 = 100_000;
+
+/// Most ephemeral keys one session may own (10 000). Closing or expiring a session deletes them
+/// all in one apply, so this bounds that apply's work.
+pub const MAX_SESSION_KEYS: u64 = 10_000;
+
+/// Most locks and elections one session may hold or wait for, together (1 024).
+pub const MAX_SESSION_CLAIMS: u64 = 1_024;
+
+/// Largest lock or election name, in bytes (256). Names must also be non-empty.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Largest value a candidate of an election may carry, in bytes (1 KiB).
+///
+/// Every waiter's value is stored in the election's record, so this and
+/// [`MAX_QUEUE_WAITERS`] bound that record to about 1 MiB.
+pub const MAX_ELECTION_VALUE_BYTES: usize = 1024;
+
+/// Most sessions waiting in one lock's or election's queue (1 024).
+pub const MAX_QUEUE_WAITERS: usize = 1_024;
+
+/// Most entries in one [`CheckpointSessions`](crate::CheckpointSessions) command (10 000); the
+/// leader splits a larger checkpoint into several commands.
+pub const MAX_CHECKPOINT_ENTRIES: usize = 10_000;
+
+/// Most events the watch history keeps (10 000): older events are dropped first, whole
+/// revisions at a time, and a subscriber asking for them is told they were compacted.
+pub const WATCH_HISTORY_EVENTS: u64 = 10_000;
+
+/// Most bytes (encoded events) the watch history keeps (64 MiB); the history is trimmed to the
+/// tighter of this and [`WATCH_HISTORY_EVENTS`].
+pub const WATCH_HISTORY_BYTES: u64 = 64 * 1024 * 1024;

@@ -8,10 +8,20 @@
 //!                               GetResponse get = 4; DeleteResponse delete = 5;
 //!                               DeleteRangeResponse delete_range = 6; ScanResponse scan = 7;
 //!                               CompareAndSwapResponse compare_and_swap = 8;
-//!                               TxnResponse txn = 9; IncrResponse incr = 10; } }
+//!                               TxnResponse txn = 9; IncrResponse incr = 10;
+//!                               OpenSessionResponse open_session = 13;
+//!                               KeepAliveResponse keep_alive = 14;
+//!                               CloseSessionResponse close_session = 15;
+//!                               ExpireSessionResponse expire_session = 16;
+//!                               CheckpointSessionsResponse checkpoint_sessions = 17;
+//!                               LockResponse lock = 18; UnlockResponse unlock = 19;
+//!                               ReleaseLockDelayResponse release_lock_delay = 20;
+//!                               LockHolderResponse lock_holder = 21;
+//!                               CampaignResponse campaign = 22; ProclaimResponse proclaim = 23;
+//!                               ResignResponse resign = 24; LeaderResponse leader = 25; } }
 //! message ErrorResponse     { ErrorCode code = 1; string message = 2; }
 //! message KeyValue          { bytes key = 1; bytes value = 2; uint64 create_revision = 3;
-//!                             uint64 mod_revision = 4; uint64 version = 5; }
+//!                             uint64 mod_revision = 4; uint64 version = 5; uint64 session = 6; }
 //! message PutResponse       { KeyValue prev = 1; }
 //! message GetResponse       { KeyValue kv = 1; }
 //! message DeleteResponse    { bool deleted = 1; KeyValue prev = 2; }
@@ -24,8 +34,16 @@
 //! message IncrResponse      { sint64 value = 1; }
 //! ```
 //!
-//! [`ErrorCode`] numbers are listed on the enum.
+//! Each outcome has the tag of its op in [`Request`](crate::Request) (tags 11 and 12 are unused
+//! here). The coordination responses are in [`crate::coord_response`]. [`ErrorCode`] numbers are
+//! listed on the enum.
 
+pub use crate::coord_response::{
+    CampaignResponse, CheckpointSessionsResponse, CloseSessionResponse, ElectionStatus,
+    ExpireSessionResponse, KeepAliveResponse, LeaderInfo, LeaderResponse, LockHolderResponse,
+    LockResponse, LockStatus, OpenSessionResponse, ProclaimResponse, ReleaseLockDelayResponse,
+    ResignResponse, UnlockResponse,
+};
 use crate::error::RequestError;
 
 /// The answer to one command.
@@ -37,7 +55,10 @@ pub struct Response {
     #[prost(uint64, tag = "1")]
     pub revision: u64,
     /// What happened; always `Some` in responses this crate makes.
-    #[prost(oneof = "Outcome", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(
+        oneof = "Outcome",
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25"
+    )]
     pub outcome: Option<Outcome>,
 }
 
@@ -71,6 +92,45 @@ pub enum Outcome {
     /// Result of [`Op::Incr`](crate::Op::Incr).
     #[prost(message, tag = "10")]
     Incr(IncrResponse),
+    /// Result of [`Op::OpenSession`](crate::Op::OpenSession).
+    #[prost(message, tag = "13")]
+    OpenSession(OpenSessionResponse),
+    /// Result of [`Op::KeepAlive`](crate::Op::KeepAlive).
+    #[prost(message, tag = "14")]
+    KeepAlive(KeepAliveResponse),
+    /// Result of [`Op::CloseSession`](crate::Op::CloseSession).
+    #[prost(message, tag = "15")]
+    CloseSession(CloseSessionResponse),
+    /// Result of [`Op::ExpireSession`](crate::Op::ExpireSession).
+    #[prost(message, tag = "16")]
+    ExpireSession(ExpireSessionResponse),
+    /// Result of [`Op::CheckpointSessions`](crate::Op::CheckpointSessions).
+    #[prost(message, tag = "17")]
+    CheckpointSessions(CheckpointSessionsResponse),
+    /// Result of [`Op::Lock`](crate::Op::Lock).
+    #[prost(message, tag = "18")]
+    Lock(LockResponse),
+    /// Result of [`Op::Unlock`](crate::Op::Unlock).
+    #[prost(message, tag = "19")]
+    Unlock(UnlockResponse),
+    /// Result of [`Op::ReleaseLockDelay`](crate::Op::ReleaseLockDelay).
+    #[prost(message, tag = "20")]
+    ReleaseLockDelay(ReleaseLockDelayResponse),
+    /// Result of [`Op::LockHolder`](crate::Op::LockHolder).
+    #[prost(message, tag = "21")]
+    LockHolder(LockHolderResponse),
+    /// Result of [`Op::Campaign`](crate::Op::Campaign).
+    #[prost(message, tag = "22")]
+    Campaign(CampaignResponse),
+    /// Result of [`Op::Proclaim`](crate::Op::Proclaim).
+    #[prost(message, tag = "23")]
+    Proclaim(ProclaimResponse),
+    /// Result of [`Op::Resign`](crate::Op::Resign).
+    #[prost(message, tag = "24")]
+    Resign(ResignResponse),
+    /// Result of [`Op::Leader`](crate::Op::Leader).
+    #[prost(message, tag = "25")]
+    Leader(LeaderResponse),
 }
 
 /// Why a command was refused: a stable code for programs and a message for people.
@@ -122,6 +182,32 @@ pub enum ErrorCode {
     IncrOverflow = 15,
     /// [`RequestError::NotReadOnly`].
     NotReadOnly = 16,
+    /// [`RequestError::SessionNotFound`].
+    SessionNotFound = 17,
+    /// [`RequestError::TtlOutOfRange`].
+    TtlOutOfRange = 18,
+    /// [`RequestError::TooManySessions`].
+    TooManySessions = 19,
+    /// [`RequestError::EmptyName`].
+    EmptyName = 20,
+    /// [`RequestError::NameTooLarge`].
+    NameTooLarge = 21,
+    /// [`RequestError::TooManyWaiters`].
+    TooManyWaiters = 22,
+    /// [`RequestError::TooManyClaims`].
+    TooManyClaims = 23,
+    /// [`RequestError::TooManySessionKeys`].
+    TooManySessionKeys = 24,
+    /// [`RequestError::FencingTokenRejected`].
+    FencingTokenRejected = 25,
+    /// [`RequestError::NotLockHolder`].
+    NotLockHolder = 26,
+    /// [`RequestError::NotElectionLeader`].
+    NotElectionLeader = 27,
+    /// [`RequestError::NotCandidate`].
+    NotCandidate = 28,
+    /// [`RequestError::CheckpointTooLarge`].
+    CheckpointTooLarge = 29,
 }
 
 /// A key with its value and metadata.
@@ -142,6 +228,9 @@ pub struct KeyValue {
     /// How many times the key was written since it was created (1 after the create).
     #[prost(uint64, tag = "5")]
     pub version: u64,
+    /// The session owning the key (an ephemeral key, deleted with its session); 0 if none.
+    #[prost(uint64, tag = "6")]
+    pub session: u64,
 }
 
 /// Result of a put.

@@ -22,13 +22,16 @@
 //! }
 //! // The entry stream: SnapshotEntry messages, each prefixed with its length as a varint
 //! // (protobuf's length-delimited framing), table by table in this order, each table in its
-//! // key order: sm_meta, sm_kv, sm_dedup, sm_dedup_age.
+//! // key order: sm_meta, sm_kv, sm_dedup, sm_dedup_age, then the coordination tables
+//! // sm_elections, sm_locks, sm_session_owned, sm_sessions, sm_watch_events.
 //! message SnapshotEntry { oneof entry { MetaEntry meta = 1; KvEntry kv = 2;
-//!                                       DedupEntry dedup = 3; DedupAgeEntry dedup_age = 4; } }
+//!                                       DedupEntry dedup = 3; DedupAgeEntry dedup_age = 4;
+//!                                       CoordEntry coord = 5; } }
 //! message MetaEntry     { string name = 1; uint64 value = 2; }
 //! message KvEntry       { bytes key = 1; bytes record = 2; }      // record: the stored KvRecord
 //! message DedupEntry    { uint64 client_id = 1; bytes record = 2; } // the stored DedupRecord
 //! message DedupAgeEntry { uint64 slot = 1; uint64 position = 2; uint64 client_id = 3; }
+//! message CoordEntry    { string table = 1; bytes key = 2; bytes value = 3; } // bytes as stored
 //! ```
 //!
 //! Records travel as the bytes stored, so an installed state is byte-for-byte the source's, and
@@ -42,6 +45,7 @@
 use prost::Message;
 use redb::{Database, ReadableDatabase, TableHandle};
 
+use crate::coord_tables::COORD_TABLES;
 use crate::error::StorageError;
 use crate::fnv::Fnv;
 use crate::limits::{MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES};
@@ -99,7 +103,7 @@ pub struct SnapshotChunk {
 /// One record of one `sm_*` table in the entry stream.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct SnapshotEntry {
-    #[prost(oneof = "Entry", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "Entry", tags = "1, 2, 3, 4, 5")]
     pub entry: Option<Entry>,
 }
 
@@ -114,6 +118,8 @@ pub(crate) enum Entry {
     Dedup(DedupEntry),
     #[prost(message, tag = "4")]
     DedupAge(DedupAgeEntry),
+    #[prost(message, tag = "5")]
+    Coord(CoordEntry),
 }
 
 /// A row of `sm_meta`.
@@ -154,6 +160,18 @@ pub(crate) struct DedupAgeEntry {
     pub client_id: u64,
 }
 
+/// A row of one of the coordination tables (bytes to bytes, see
+/// [`COORD_TABLES`]): the table's name, the key and the stored value.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct CoordEntry {
+    #[prost(string, tag = "1")]
+    pub table: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub value: Vec<u8>,
+}
+
 impl Entry {
     /// Feed this entry to the state hash, exactly as `StateMachine::state_hash` defines it.
     pub fn hash_into(&self, hash: &mut Fnv) {
@@ -175,6 +193,11 @@ impl Entry {
                 hash.field(&a.position.to_be_bytes());
                 hash.field(&a.client_id.to_be_bytes());
             }
+            Entry::Coord(c) => {
+                hash.field(c.table.as_bytes());
+                hash.field(&c.key);
+                hash.field(&c.value);
+            }
         }
     }
 }
@@ -185,7 +208,17 @@ pub(crate) type Entries = Box<dyn Iterator<Item = Result<Entry, StorageError>> +
 /// Every `sm_*` table the stream carries. A table of the state machine missing here would be
 /// silently left out of snapshots and of the state hash, so reading one refuses a database that
 /// holds any other `sm_*` table.
-const SNAPSHOT_TABLES: [&str; 4] = ["sm_meta", "sm_kv", "sm_dedup", "sm_dedup_age"];
+const SNAPSHOT_TABLES: [&str; 9] = [
+    "sm_meta",
+    "sm_kv",
+    "sm_dedup",
+    "sm_dedup_age",
+    "sm_elections",
+    "sm_locks",
+    "sm_session_owned",
+    "sm_sessions",
+    "sm_watch_events",
+];
 
 /// The entries, applied index and revision of the last commit of `db`, all from one read
 /// transaction (the iterator keeps it open).
@@ -243,7 +276,22 @@ pub(crate) fn read_entries(db: &Database) -> Result<(Entries, u64, u64), Storage
                 client_id: v.value(),
             }))
         });
-    let entries: Entries = Box::new(meta.chain(kv).chain(dedup).chain(age));
+    let mut entries: Entries = Box::new(meta.chain(kv).chain(dedup).chain(age));
+    for table in COORD_TABLES {
+        let name = table.live.name().to_string();
+        let rows = txn
+            .open_table(table.live)?
+            .range::<&[u8]>(..)?
+            .map(move |row| {
+                let (k, v) = row?;
+                Ok(Entry::Coord(CoordEntry {
+                    table: name.clone(),
+                    key: k.value().to_vec(),
+                    value: v.value().to_vec(),
+                }))
+            });
+        entries = Box::new(entries.chain(rows));
+    }
     Ok((entries, applied_index, revision))
 }
 
@@ -368,11 +416,13 @@ mod tests {
     use redb::TableHandle;
 
     use super::SNAPSHOT_TABLES;
+    use crate::coord_tables::COORD_TABLES;
     use crate::tables::{DEDUP, DEDUP_AGE, KV, META};
 
     #[test]
     fn the_stream_names_the_state_machine_tables_in_stream_order() {
-        let names = [META.name(), KV.name(), DEDUP.name(), DEDUP_AGE.name()];
+        let mut names = vec![META.name(), KV.name(), DEDUP.name(), DEDUP_AGE.name()];
+        names.extend(COORD_TABLES.iter().map(|t| t.live.name()));
         assert_eq!(names, SNAPSHOT_TABLES);
     }
 }

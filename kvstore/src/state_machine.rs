@@ -7,7 +7,9 @@ use redb::backends::InMemoryBackend;
 use redb::{Database, Durability, ReadableDatabase, Table};
 
 use crate::command::{Op, Request};
+use crate::coord_tables::{create_tables, CoordTables};
 use crate::dedup::{self, Admission, AppliedAt};
+use crate::effects::SlotEffects;
 use crate::error::{RequestError, StorageError};
 use crate::exec::{self, ExecError};
 use crate::fnv::Fnv;
@@ -17,6 +19,8 @@ use crate::response::{Outcome, Response};
 use crate::snapshot::{read_entries, Snapshot, SnapshotChunk};
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
 use crate::validate::validate_op;
+use crate::watch::{self, EventFilter, WatchBatch, WatchError};
+use crate::{lock, session, DelayedLock, SessionInfo};
 
 /// Settings of a [`StateMachine`]. Part of the replicated state machine's definition: every node
 /// of a cluster must use the same values, or they would apply the same log differently.
@@ -64,6 +68,18 @@ impl Default for Options {
 /// it) and `version` (writes since creation: 1 after the create). Deleting a key forgets it: a
 /// re-created key starts again at version 1 with a new create revision.
 ///
+/// Coordination commands count the same way: opening, closing or expiring a session, granting,
+/// queueing for or releasing a lock, ending a lock-delay, and any change of an election each
+/// consume one revision (a session's id and a lock's fencing token are the revision that
+/// created them). Keep-alives and checkpoints only touch TTL bookkeeping and consume none.
+///
+/// # Coordination and watches
+/// Sessions, locks, elections and fenced writes: see [`crate::coord_command`]; their tables are
+/// `sm_*` like the rest, so snapshots and [`state_hash`](StateMachine::state_hash) cover them.
+/// Each apply also collects the slot's watch events and session events, handed out by
+/// [`take_effects`](StateMachine::take_effects); the events also go to a bounded history
+/// ([`events_since`](StateMachine::events_since), see [`crate::watch`]).
+///
 /// # Exactly-once
 /// Per client id (not 0), the table `sm_dedup` keeps the client's last sequence number and the
 /// response it got. A request with that same sequence number (a retry) gets the recorded
@@ -86,6 +102,8 @@ pub struct StateMachine {
     options: Options,
     applied_index: u64,
     revision: u64,
+    /// What the last applied slot did besides its responses.
+    effects: SlotEffects,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -144,6 +162,7 @@ impl StateMachine {
             txn.open_table(KV)?;
             txn.open_table(DEDUP)?;
             txn.open_table(DEDUP_AGE)?;
+            create_tables(&txn)?;
             reset_staging(&txn)?;
             let meta = txn.open_table(META)?;
             (get_meta(&meta, APPLIED_INDEX)?, get_meta(&meta, REVISION)?)
@@ -155,6 +174,7 @@ impl StateMachine {
             options,
             applied_index,
             revision,
+            effects: SlotEffects::default(),
         })
     }
 
@@ -171,6 +191,44 @@ impl StateMachine {
     /// The settings this state machine applies with.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// Take what the last [`apply`](StateMachine::apply) did besides its responses: its watch
+    /// events (for live watchers) and session events (for the leader's
+    /// [`SessionClock`](crate::SessionClock)). Each apply replaces them, so call this after every
+    /// apply whose effects matter; a second call returns empty effects. No IO.
+    pub fn take_effects(&mut self) -> SlotEffects {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The watch events matching `filter` with revision `from_revision` or later, oldest first,
+    /// from the bounded history (see [`crate::watch`]). Stops at the first revision boundary at
+    /// or after `limit` matching events (0 = the history's size), so a batch always holds whole
+    /// revisions and [`WatchBatch::next_revision`] says where to continue.
+    ///
+    /// # Errors
+    /// [`WatchError::Compacted`] if events at or after `from_revision` were dropped from the
+    /// history; storage failures. One read transaction; reads at most the whole history.
+    pub fn events_since(
+        &self,
+        from_revision: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<WatchBatch, WatchError> {
+        watch::events_since(&self.db, from_revision, filter, limit)
+    }
+
+    /// Every open session with its TTL bookkeeping, by id: what a new leader's
+    /// [`SessionClock::become_leader`](crate::SessionClock::become_leader) starts from. Reads
+    /// every session.
+    pub fn sessions(&self) -> Result<Vec<SessionInfo>, StorageError> {
+        session::list(&self.db)
+    }
+
+    /// Every lock in lock-delay, by name: the other input of
+    /// [`SessionClock::become_leader`](crate::SessionClock::become_leader). Reads every lock.
+    pub fn delayed_locks(&self) -> Result<Vec<DelayedLock>, StorageError> {
+        lock::delayed(&self.db)
     }
 
     /// Apply chosen log slot `slot`, whose value is the batch `commands` (empty for a no-op
@@ -202,11 +260,17 @@ impl StateMachine {
         txn.set_durability(Durability::None)?;
         let mut revision = self.revision;
         let mut responses = Vec::with_capacity(commands.len());
+        let mut effects = SlotEffects {
+            slot,
+            ..SlotEffects::default()
+        };
         {
             let mut tables = WriteTables {
                 kv: txn.open_table(KV)?,
                 dedup: txn.open_table(DEDUP)?,
                 age: txn.open_table(DEDUP_AGE)?,
+                coord: CoordTables::open(&txn)?,
+                effects: &mut effects,
                 max_clients: self.options.max_dedup_clients,
             };
             for (position, bytes) in commands.iter().enumerate() {
@@ -219,11 +283,13 @@ impl StateMachine {
             let mut meta = txn.open_table(META)?;
             meta.insert(APPLIED_INDEX, slot)?;
             meta.insert(REVISION, revision)?;
+            watch::record(&txn, &mut meta, &tables.effects.events)?;
         }
         txn.commit()?;
         assert!(revision >= self.revision, "the revision never goes down");
         self.applied_index = slot;
         self.revision = revision;
+        self.effects = effects;
         Ok(responses)
     }
 
@@ -236,8 +302,9 @@ impl StateMachine {
         Ok(())
     }
 
-    /// Serve a read-only op ([`Op::Get`] or [`Op::Scan`]) from the committed state, outside the
-    /// log. The response's revision is that of the state read.
+    /// Serve a read-only op ([`Op::Get`], [`Op::Scan`], [`Op::LockHolder`] or [`Op::Leader`])
+    /// from the committed state, outside the log. The response's revision is that of the state
+    /// read.
     ///
     /// This reads whatever was applied last; it is linearizable only if the caller has made sure
     /// (leader lease or read index) that everything committed before the read arrived has been
@@ -256,7 +323,10 @@ impl StateMachine {
         let outcome = match op {
             Op::Get(get) => Outcome::Get(exec::get(&kv, &get.key)?),
             Op::Scan(scan) => Outcome::Scan(exec::scan(&kv, scan)?),
-            _ => return Ok(Response::error(revision, &RequestError::NotReadOnly)),
+            _ => match exec::read_coord(&txn, op)? {
+                Some(outcome) => outcome,
+                None => return Ok(Response::error(revision, &RequestError::NotReadOnly)),
+            },
         };
         Ok(Response {
             revision,
@@ -341,6 +411,8 @@ struct WriteTables<'txn> {
     kv: Table<'txn, &'static [u8], &'static [u8]>,
     dedup: Table<'txn, u64, &'static [u8]>,
     age: Table<'txn, (u64, u64), u64>,
+    coord: CoordTables<'txn>,
+    effects: &'txn mut SlotEffects,
     max_clients: u64,
 }
 
@@ -371,7 +443,14 @@ impl WriteTables<'_> {
             }
         }
         let executed = match (&request.op, request.validate()) {
-            (Some(op), Ok(())) => exec::execute(&mut self.kv, op, revision),
+            (Some(op), Ok(())) => exec::execute(
+                &mut self.kv,
+                &mut self.coord,
+                self.effects,
+                &request,
+                op,
+                revision,
+            ),
             (_, Err(e)) => Err(ExecError::Request(e)),
             (None, Ok(())) => Err(ExecError::Request(RequestError::MissingOp("request"))),
         };

@@ -2,12 +2,14 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `sm_kv` | user key | [`KvRecord`] (prost): value, create/mod revision, version |
+//! | `sm_kv` | user key | [`KvRecord`] (prost): value, create/mod revision, version, session |
 //! | `sm_meta` | `"applied_index"`, `"revision"` | `u64` |
 //! | `sm_dedup` | client id | [`DedupRecord`] (prost): last seq, where it was applied, response |
 //! | `sm_dedup_age` | (slot, position in batch) of a client's last request | client id |
 //!
-//! Names start with `sm_` so the tables can share one database with the acceptor's.
+//! Names start with `sm_` so the tables can share one database with the acceptor's. The
+//! coordination tables (sessions, locks, elections, watch history) are in
+//! [`coord_tables`](crate::coord_tables).
 
 use prost::Message;
 use redb::{ReadableTable, TableDefinition};
@@ -41,6 +43,9 @@ pub(crate) struct KvRecord {
     pub mod_revision: u64,
     #[prost(uint64, tag = "4")]
     pub version: u64,
+    /// The owning session of an ephemeral key; 0 for a persistent one.
+    #[prost(uint64, tag = "5")]
+    pub session: u64,
 }
 
 impl KvRecord {
@@ -56,6 +61,7 @@ impl KvRecord {
             create_revision: self.create_revision,
             mod_revision: self.mod_revision,
             version: self.version,
+            session: self.session,
         }
     }
 }

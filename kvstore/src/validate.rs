@@ -9,12 +9,14 @@ use std::collections::BTreeSet;
 use prost::Message;
 
 use crate::command::{
-    Compare, CompareAndSwap, CompareOp, CompareTarget, Delete, DeleteRange, Expected, Get, Incr,
-    Op, Put, Request, Scan, Txn, TxnOp, TxnOpKind,
+    Campaign, CheckpointSessions, Compare, CompareAndSwap, CompareOp, CompareTarget, Delete,
+    DeleteRange, Expected, Get, Incr, Op, Proclaim, Put, Request, Scan, Txn, TxnOp, TxnOpKind,
 };
 use crate::error::RequestError;
 use crate::limits::{
-    MAX_KEY_BYTES, MAX_REQUEST_BYTES, MAX_SCAN_LIMIT, MAX_TXN_OPS, MAX_VALUE_BYTES,
+    MAX_CHECKPOINT_ENTRIES, MAX_ELECTION_VALUE_BYTES, MAX_KEY_BYTES, MAX_NAME_BYTES,
+    MAX_REQUEST_BYTES, MAX_SCAN_LIMIT, MAX_SESSION_TTL_MS, MAX_TXN_OPS, MAX_VALUE_BYTES,
+    MIN_SESSION_TTL_MS,
 };
 
 impl Request {
@@ -43,11 +45,18 @@ impl Request {
     /// Check the request against the limits and the rules of its op: an op is present, keys are
     /// non-empty and within [`MAX_KEY_BYTES`], values within [`MAX_VALUE_BYTES`], enums known,
     /// transaction lists within [`MAX_TXN_OPS`] and without duplicate writes per branch, scan
-    /// limits within [`MAX_SCAN_LIMIT`], and a non-zero client's `seq` at least 1.
+    /// limits within [`MAX_SCAN_LIMIT`], and a non-zero client's `seq` at least 1. Coordination
+    /// ops: names non-empty and within [`MAX_NAME_BYTES`], sessions not 0, TTLs within
+    /// [`MIN_SESSION_TTL_MS`]..=[`MAX_SESSION_TTL_MS`], election values within
+    /// [`MAX_ELECTION_VALUE_BYTES`], checkpoints within [`MAX_CHECKPOINT_ENTRIES`]. A fence names
+    /// a valid lock name.
     ///
     /// Requests built in Rust (not decoded) should be validated too: `apply` does.
     pub fn validate(&self) -> Result<(), RequestError> {
         self.validate_header()?;
+        if let Some(fence) = &self.fence {
+            check_name("lock", &fence.lock_name)?;
+        }
         match &self.op {
             None => Err(RequestError::MissingOp("request")),
             Some(op) => validate_op(op),
@@ -76,7 +85,98 @@ pub(crate) fn validate_op(op: &Op) -> Result<(), RequestError> {
         Op::Scan(scan) => validate_scan(scan),
         Op::CompareAndSwap(cas) => validate_cas(cas),
         Op::Txn(txn) => validate_txn(txn),
+        Op::OpenSession(open) => check_ttl(open.ttl_ms),
+        Op::KeepAlive(k) => check_session(k.session),
+        Op::CloseSession(c) => check_session(c.session),
+        Op::ExpireSession(e) => check_session(e.session),
+        Op::CheckpointSessions(c) => validate_checkpoint(c),
+        Op::Lock(lock) => {
+            check_name("lock", &lock.name)?;
+            check_session(lock.session)
+        }
+        Op::Unlock(unlock) => {
+            check_name("lock", &unlock.name)?;
+            check_session(unlock.session)
+        }
+        Op::ReleaseLockDelay(release) => check_name("lock", &release.name),
+        Op::LockHolder(holder) => check_name("lock", &holder.name),
+        Op::Campaign(Campaign {
+            election,
+            session,
+            value,
+        })
+        | Op::Proclaim(Proclaim {
+            election,
+            session,
+            value,
+        }) => {
+            check_name("election", election)?;
+            check_session(*session)?;
+            check_election_value(value)
+        }
+        Op::Resign(resign) => {
+            check_name("election", &resign.election)?;
+            check_session(resign.session)
+        }
+        Op::Leader(leader) => check_name("election", &leader.election),
     }
+}
+
+/// A lock or election name: non-empty, at most [`MAX_NAME_BYTES`].
+fn check_name(what: &'static str, name: &[u8]) -> Result<(), RequestError> {
+    if name.is_empty() {
+        return Err(RequestError::EmptyName { what });
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(RequestError::NameTooLarge {
+            what,
+            size_bytes: name.len(),
+            limit_bytes: MAX_NAME_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// A session id: 0 is never one.
+fn check_session(session: u64) -> Result<(), RequestError> {
+    if session == 0 {
+        return Err(RequestError::SessionNotFound { session });
+    }
+    Ok(())
+}
+
+fn check_ttl(ttl_ms: u64) -> Result<(), RequestError> {
+    if !(MIN_SESSION_TTL_MS..=MAX_SESSION_TTL_MS).contains(&ttl_ms) {
+        return Err(RequestError::TtlOutOfRange {
+            ttl_ms,
+            min_ms: MIN_SESSION_TTL_MS,
+            max_ms: MAX_SESSION_TTL_MS,
+        });
+    }
+    Ok(())
+}
+
+fn check_election_value(value: &[u8]) -> Result<(), RequestError> {
+    if value.len() > MAX_ELECTION_VALUE_BYTES {
+        return Err(RequestError::ValueTooLarge {
+            size_bytes: value.len(),
+            limit_bytes: MAX_ELECTION_VALUE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn validate_checkpoint(checkpoint: &CheckpointSessions) -> Result<(), RequestError> {
+    if checkpoint.entries.len() > MAX_CHECKPOINT_ENTRIES {
+        return Err(RequestError::CheckpointTooLarge {
+            count: checkpoint.entries.len(),
+            limit: MAX_CHECKPOINT_ENTRIES,
+        });
+    }
+    for entry in &checkpoint.entries {
+        check_session(entry.session)?;
+    }
+    Ok(())
 }
 
 fn check_key(key: &[u8]) -> Result<(), RequestError> {

@@ -96,6 +96,7 @@ impl Pending<'_> {
             create_revision: prev.as_ref().map_or(self.revision, |p| p.create_revision),
             mod_revision: self.revision,
             version: prev.as_ref().map_or(1, |p| p.version + 1),
+            session: 0,
         };
         self.kv.insert(key.to_vec(), kv);
         self.changed = true;
@@ -237,6 +238,7 @@ impl Pending<'_> {
                 self.put(&i.key, value.to_string().as_bytes(), false);
                 Outcome::Incr(IncrResponse { value })
             }
+            other => unreachable!("the generator makes no coordination ops: {other:?}"),
         })
     }
 }

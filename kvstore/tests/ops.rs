@@ -12,6 +12,7 @@ fn kv(key: &[u8], value: &[u8], create: u64, modified: u64, version: u64) -> Key
         create_revision: create,
         mod_revision: modified,
         version,
+        session: 0,
     }
 }
 

@@ -1,0 +1,273 @@
+//! The coordination tables: sessions, what each session owns, locks, elections, watch history.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `sm_elections` | election name | [`QueueRecord`]: leader, its value and revision, candidates |
+//! | `sm_locks` | lock name | [`QueueRecord`]: holder, token, lock-delay, waiters |
+//! | `sm_session_owned` | session (8 bytes BE) ‖ kind (1 byte) ‖ name | empty |
+//! | `sm_sessions` | session (8 bytes BE) | [`SessionRecord`]: TTL, remaining TTL, counts |
+//! | `sm_watch_events` | revision (8 bytes BE) ‖ index (4 bytes BE) | an [`Event`](crate::Event) |
+//!
+//! `sm_session_owned` lists, per session, its ephemeral keys (kind 0), the locks it holds or
+//! waits for (kind 1) and the elections it leads or waits in (kind 2), so ending a session
+//! visits exactly what it owns, in a fixed order. Every table maps bytes to bytes, so snapshots
+//! copy them all the same way ([`COORD_TABLES`]); the names sort in the order of that list.
+//! Records are prost messages.
+
+use prost::Message;
+use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
+
+use crate::error::StorageError;
+use crate::tables::decode_record;
+
+/// Election name to its [`QueueRecord`].
+pub(crate) const ELECTIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_elections");
+/// Lock name to its [`QueueRecord`].
+pub(crate) const LOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_locks");
+/// [`owned_key`] to nothing: what each session owns.
+pub(crate) const SESSION_OWNED: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("sm_session_owned");
+/// Session id (8 bytes BE) to its [`SessionRecord`].
+pub(crate) const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_sessions");
+/// [`event_key`] to an encoded [`Event`](crate::Event).
+pub(crate) const WATCH_EVENTS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("sm_watch_events");
+
+/// A coordination table and the table a snapshot install stages it in.
+#[derive(Clone, Copy)]
+pub(crate) struct CoordTable {
+    /// The live `sm_*` table.
+    pub live: TableDefinition<'static, &'static [u8], &'static [u8]>,
+    /// Its staging copy during a snapshot install.
+    pub staged: TableDefinition<'static, &'static [u8], &'static [u8]>,
+}
+
+/// Every coordination table, sorted by name: the order snapshots stream and hash them in.
+pub(crate) const COORD_TABLES: [CoordTable; 5] = [
+    CoordTable {
+        live: ELECTIONS,
+        staged: TableDefinition::new("snapshot_install_elections"),
+    },
+    CoordTable {
+        live: LOCKS,
+        staged: TableDefinition::new("snapshot_install_locks"),
+    },
+    CoordTable {
+        live: SESSION_OWNED,
+        staged: TableDefinition::new("snapshot_install_session_owned"),
+    },
+    CoordTable {
+        live: SESSIONS,
+        staged: TableDefinition::new("snapshot_install_sessions"),
+    },
+    CoordTable {
+        live: WATCH_EVENTS,
+        staged: TableDefinition::new("snapshot_install_watch_events"),
+    },
+];
+
+/// The index in [`COORD_TABLES`] of the table named `name`.
+pub(crate) fn coord_table_index(name: &str) -> Option<usize> {
+    COORD_TABLES.iter().position(|t| t.live.name() == name)
+}
+
+/// Kind byte of an ephemeral key in [`owned_key`].
+pub(crate) const OWNED_KEY: u8 = 0;
+/// Kind byte of a lock held or waited for.
+pub(crate) const OWNED_LOCK: u8 = 1;
+/// Kind byte of an election led or waited in.
+pub(crate) const OWNED_ELECTION: u8 = 2;
+
+/// What `sm_sessions` stores for a session.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub(crate) struct SessionRecord {
+    /// The TTL it was opened with.
+    #[prost(uint64, tag = "1")]
+    pub ttl_ms: u64,
+    /// The TTL a new leader gives it: the last checkpointed remaining TTL, or the full TTL after
+    /// the open or a keep-alive.
+    #[prost(uint64, tag = "2")]
+    pub remaining_ms: u64,
+    /// Keep-alives applied so far.
+    #[prost(uint64, tag = "3")]
+    pub keepalives: u64,
+    /// Ephemeral keys it owns.
+    #[prost(uint64, tag = "4")]
+    pub keys: u64,
+    /// Locks and elections it holds, leads or waits for.
+    #[prost(uint64, tag = "5")]
+    pub claims: u64,
+}
+
+/// What `sm_locks` and `sm_elections` store: an owner and a FIFO queue of waiters.
+///
+/// Invariant: if there is no holder and no lock-delay, the queue is empty (a freed lock or
+/// election goes to the next waiter in the same command), and the record is deleted.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub(crate) struct QueueRecord {
+    /// The holder (lock) or leader (election); 0 if none.
+    #[prost(uint64, tag = "1")]
+    pub holder: u64,
+    /// The revision the holder got it at: the lock's fencing token, the leader's revision.
+    #[prost(uint64, tag = "2")]
+    pub holder_revision: u64,
+    /// The leader's value (elections only).
+    #[prost(bytes = "vec", tag = "3")]
+    pub holder_value: Vec<u8>,
+    /// Locks only: if in lock-delay, the revision the delay began at; else 0.
+    #[prost(uint64, tag = "4")]
+    pub delayed_revision: u64,
+    /// Waiting sessions, next first.
+    #[prost(message, repeated, tag = "5")]
+    pub waiters: Vec<Waiter>,
+}
+
+/// A waiter in a [`QueueRecord`].
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub(crate) struct Waiter {
+    /// Its session.
+    #[prost(uint64, tag = "1")]
+    pub session: u64,
+    /// The value it will announce as leader (elections only).
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+impl QueueRecord {
+    /// Whether the record holds nothing worth keeping.
+    pub fn is_vacant(&self) -> bool {
+        self.holder == 0 && self.delayed_revision == 0 && self.waiters.is_empty()
+    }
+
+    /// 1-based position of `session` in the queue.
+    pub fn position(&self, session: u64) -> Option<u64> {
+        self.waiters
+            .iter()
+            .position(|w| w.session == session)
+            .map(|i| i as u64 + 1)
+    }
+
+    /// The waiting sessions, next first.
+    pub fn waiter_sessions(&self) -> Vec<u64> {
+        self.waiters.iter().map(|w| w.session).collect()
+    }
+}
+
+/// The `sm_sessions` key of `session`.
+pub(crate) fn session_key(session: u64) -> [u8; 8] {
+    session.to_be_bytes()
+}
+
+/// The `sm_session_owned` key of `name` of `kind` owned by `session`.
+pub(crate) fn owned_key(session: u64, kind: u8, name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + name.len());
+    key.extend_from_slice(&session.to_be_bytes());
+    key.push(kind);
+    key.extend_from_slice(name);
+    key
+}
+
+/// The `sm_watch_events` key of the `index`-th event of `revision`.
+pub(crate) fn event_key(revision: u64, index: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&revision.to_be_bytes());
+    key[8..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// The revision of an `sm_watch_events` key.
+pub(crate) fn event_key_revision(key: &[u8]) -> Result<u64, StorageError> {
+    let bytes: [u8; 8] = key
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StorageError::Corrupt {
+            table: "sm_watch_events",
+            reason: format!("key of {} bytes", key.len()),
+        })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// The coordination tables open in a write transaction (the watch history excepted: it is
+/// written once per slot, see [`crate::watch`]).
+pub(crate) struct CoordTables<'txn> {
+    pub sessions: Table<'txn, &'static [u8], &'static [u8]>,
+    pub owned: Table<'txn, &'static [u8], &'static [u8]>,
+    pub locks: Table<'txn, &'static [u8], &'static [u8]>,
+    pub elections: Table<'txn, &'static [u8], &'static [u8]>,
+}
+
+impl<'txn> CoordTables<'txn> {
+    /// Open them in `txn`.
+    pub fn open(txn: &'txn WriteTransaction) -> Result<CoordTables<'txn>, StorageError> {
+        Ok(CoordTables {
+            sessions: txn.open_table(SESSIONS)?,
+            owned: txn.open_table(SESSION_OWNED)?,
+            locks: txn.open_table(LOCKS)?,
+            elections: txn.open_table(ELECTIONS)?,
+        })
+    }
+
+    /// The record of `session`, if it is open.
+    pub fn session(&self, session: u64) -> Result<Option<SessionRecord>, StorageError> {
+        get_record(&self.sessions, "sm_sessions", &session_key(session))
+    }
+
+    /// Store the record of `session`.
+    pub fn put_session(
+        &mut self,
+        session: u64,
+        record: &SessionRecord,
+    ) -> Result<(), StorageError> {
+        self.sessions.insert(
+            session_key(session).as_slice(),
+            record.encode_to_vec().as_slice(),
+        )?;
+        Ok(())
+    }
+}
+
+/// Create every coordination table that does not exist yet.
+pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StorageError> {
+    for table in COORD_TABLES {
+        txn.open_table(table.live)?;
+    }
+    Ok(())
+}
+
+/// The record under `key` of a bytes-to-record table, if any.
+pub(crate) fn get_record<M: Message + Default>(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    table_name: &'static str,
+    key: &[u8],
+) -> Result<Option<M>, StorageError> {
+    match table.get(key)? {
+        None => Ok(None),
+        Some(guard) => decode_record(table_name, guard.value()).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coord_tables_are_sorted_by_name_and_staged_apart() {
+        let names: Vec<&str> = COORD_TABLES.iter().map(|t| t.live.name()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+        for table in COORD_TABLES {
+            assert!(table.live.name().starts_with("sm_"));
+            assert!(table.staged.name().starts_with("snapshot_install_"));
+        }
+    }
+
+    #[test]
+    fn owned_keys_group_by_session_then_kind() {
+        let a = owned_key(1, OWNED_LOCK, b"z");
+        let b = owned_key(1, OWNED_ELECTION, b"a");
+        let c = owned_key(2, OWNED_KEY, b"a");
+        assert!(a < b && b < c);
+        assert_eq!(event_key_revision(&event_key(7, 3)).unwrap(), 7);
+    }
+}

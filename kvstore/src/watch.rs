@@ -1,0 +1,339 @@
+//! Watch events: every applied change, kept in a bounded history for late subscribers.
+//!
+//! # What becomes an event
+//! Three separate keyspaces ([`EventSpace`]):
+//! - **keys**: every put ([`EventKind::Put`]) and every deletion ([`EventKind::Delete`]) of a
+//!   key, including each key of a delete-range and each ephemeral key deleted with its session;
+//! - **locks**: every change of a lock's holder ([`EventKind::LockHolder`]): a grant (`session`
+//!   = the new holder, whose fencing token is the event's revision) or a release (`session` 0);
+//!   queueing and lock-delay's end without a waiter change no holder and make no event;
+//! - **elections**: every change of an election's leader or of its value
+//!   ([`EventKind::ElectionLeader`]): `value` is the leader's value (`None` when no leader is
+//!   left), `session` the leader.
+//!
+//! Lock and election names live in their own keyspaces, so a lock named `a/x` never shows up to
+//! a watcher of keys under `a/`. All events of one command share its revision, in the order the
+//! command made them.
+//!
+//! # The history
+//! The table `sm_watch_events` keeps the newest events, at most
+//! [`WATCH_HISTORY_EVENTS`] events and [`WATCH_HISTORY_BYTES`] encoded bytes, dropping the
+//! oldest whole revisions first. `sm_meta` records `watch_compacted` (the highest revision of
+//! which some event was dropped; 0 if none) and `watch_bytes`. It is replicated state (the same
+//! on every node, included in snapshots and the state hash), so any node answers late
+//! subscribers the same way: [`StateMachine::events_since`](crate::StateMachine::events_since)
+//! gives the events from a revision on, or [`WatchError::Compacted`] if some were dropped.
+//! Live watchers get each slot's events from
+//! [`StateMachine::take_effects`](crate::StateMachine::take_effects) without reading storage.
+//!
+//! Event schema (prost):
+//!
+//! ```text
+//! message Event { uint64 revision = 1; EventKind kind = 2; bytes key = 3;
+//!                 optional bytes prev_value = 4; optional bytes value = 5;
+//!                 uint64 session = 6; uint64 prev_session = 7; }
+//! enum EventKind { PUT = 0; DELETE = 1; LOCK_HOLDER = 2; ELECTION_LEADER = 3; }
+//! ```
+
+use prost::Message;
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction,
+};
+
+use crate::coord_tables::{event_key, event_key_revision, WATCH_EVENTS};
+use crate::error::StorageError;
+use crate::limits::{WATCH_HISTORY_BYTES, WATCH_HISTORY_EVENTS};
+use crate::tables::{decode_record, get_meta, META, REVISION};
+
+/// `sm_meta` key: the highest revision some of whose events were dropped from the history.
+pub(crate) const WATCH_COMPACTED: &str = "watch_compacted";
+/// `sm_meta` key: the encoded size of the events in the history.
+pub(crate) const WATCH_BYTES: &str = "watch_bytes";
+
+/// One applied change (see the [module docs](self)).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Event {
+    /// The revision of the command that made the change.
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    /// An [`EventKind`].
+    #[prost(enumeration = "EventKind", tag = "2")]
+    pub kind: i32,
+    /// The key, lock name or election name.
+    #[prost(bytes = "vec", tag = "3")]
+    pub key: Vec<u8>,
+    /// Put and delete: the key's value before, if it existed. Election: the previous leader's
+    /// value, if there was a leader. Lock: `None`.
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub prev_value: Option<Vec<u8>>,
+    /// Put: the new value. Election: the leader's value, `None` if no leader is left. Delete and
+    /// lock: `None`.
+    #[prost(bytes = "vec", optional, tag = "5")]
+    pub value: Option<Vec<u8>>,
+    /// Put: the session owning the key (0 = persistent). Delete: 0. Lock: the new holder (0 =
+    /// released). Election: the leader (0 = none).
+    #[prost(uint64, tag = "6")]
+    pub session: u64,
+    /// The owner, holder or leader before the change (0 = none).
+    #[prost(uint64, tag = "7")]
+    pub prev_session: u64,
+}
+
+/// What an [`Event`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum EventKind {
+    /// A key was written.
+    Put = 0,
+    /// A key was deleted.
+    Delete = 1,
+    /// A lock's holder changed.
+    LockHolder = 2,
+    /// An election's leader or its value changed.
+    ElectionLeader = 3,
+}
+
+impl Event {
+    /// The kind as an [`EventKind`] (`None` if unknown to this version).
+    pub fn event_kind(&self) -> Option<EventKind> {
+        EventKind::try_from(self.kind).ok()
+    }
+
+    /// The keyspace of this event (`None` if its kind is unknown).
+    pub fn space(&self) -> Option<EventSpace> {
+        Some(match self.event_kind()? {
+            EventKind::Put | EventKind::Delete => EventSpace::Keys,
+            EventKind::LockHolder => EventSpace::Locks,
+            EventKind::ElectionLeader => EventSpace::Elections,
+        })
+    }
+}
+
+/// The keyspace an event belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventSpace {
+    /// User keys: puts and deletes.
+    Keys,
+    /// Lock holders, by lock name.
+    Locks,
+    /// Election leaders, by election name.
+    Elections,
+}
+
+/// Which events a subscriber wants: one keyspace, and one key of it or every key under a prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventFilter {
+    /// The keyspace.
+    pub space: EventSpace,
+    /// The key (or lock or election name), or the prefix if `prefix`.
+    pub key: Vec<u8>,
+    /// Match every key starting with `key` (an empty prefix matches the whole keyspace).
+    pub prefix: bool,
+}
+
+impl EventFilter {
+    /// Changes of one user key.
+    pub fn key(key: impl Into<Vec<u8>>) -> EventFilter {
+        EventFilter {
+            space: EventSpace::Keys,
+            key: key.into(),
+            prefix: false,
+        }
+    }
+
+    /// Changes of every user key starting with `prefix`.
+    pub fn prefix(prefix: impl Into<Vec<u8>>) -> EventFilter {
+        EventFilter {
+            space: EventSpace::Keys,
+            key: prefix.into(),
+            prefix: true,
+        }
+    }
+
+    /// Holder changes of one lock.
+    pub fn lock(name: impl Into<Vec<u8>>) -> EventFilter {
+        EventFilter {
+            space: EventSpace::Locks,
+            key: name.into(),
+            prefix: false,
+        }
+    }
+
+    /// Leader changes of one election (the "observe" of etcd's election API).
+    pub fn election(name: impl Into<Vec<u8>>) -> EventFilter {
+        EventFilter {
+            space: EventSpace::Elections,
+            key: name.into(),
+            prefix: false,
+        }
+    }
+
+    /// Whether `event` is one this filter wants.
+    pub fn matches(&self, event: &Event) -> bool {
+        event.space() == Some(self.space)
+            && if self.prefix {
+                event.key.starts_with(&self.key)
+            } else {
+                event.key == self.key
+            }
+    }
+}
+
+/// An answer of [`StateMachine::events_since`](crate::StateMachine::events_since).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchBatch {
+    /// Matching events in revision order.
+    pub events: Vec<Event>,
+    /// Where to continue: every event before this revision was looked at. Ask again from here
+    /// (or follow the live events from here on).
+    pub next_revision: u64,
+    /// The store revision of the state read.
+    pub revision: u64,
+}
+
+/// Why [`StateMachine::events_since`](crate::StateMachine::events_since) could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// Some events at or after the requested revision were dropped from the bounded history: the
+    /// subscriber must re-read the current state (at `revision`) and watch from `revision + 1`.
+    #[error(
+        "watch history compacted: events through revision {compacted_through} were dropped, \
+         asked from {from_revision} (current revision {revision})"
+    )]
+    Compacted {
+        /// The revision asked from.
+        from_revision: u64,
+        /// The highest revision with dropped events; asking from above it works.
+        compacted_through: u64,
+        /// The current store revision.
+        revision: u64,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Append one slot's `events` (in revision order) to the history and trim it to its bounds.
+///
+/// Events that would be dropped at once are never written; a revision partly over the bounds is
+/// dropped whole. Deterministic: depends only on the events and the stored history.
+pub(crate) fn record(
+    txn: &WriteTransaction,
+    meta: &mut Table<'_, &'static str, u64>,
+    events: &[Event],
+) -> Result<(), StorageError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut history = txn.open_table(WATCH_EVENTS)?;
+    let mut compacted = get_meta(meta, WATCH_COMPACTED)?;
+    let mut history_bytes = get_meta(meta, WATCH_BYTES)?;
+    let sizes: Vec<u64> = events.iter().map(|e| e.encoded_len() as u64).collect();
+    // The longest suffix of the new events that fits the bounds alone.
+    let mut start = events.len();
+    let mut new_bytes = 0u64;
+    while start > 0
+        && (events.len() - start + 1) as u64 <= WATCH_HISTORY_EVENTS
+        && new_bytes + sizes[start - 1] <= WATCH_HISTORY_BYTES
+    {
+        start -= 1;
+        new_bytes += sizes[start];
+    }
+    if start > 0 {
+        compacted = compacted.max(events[start - 1].revision);
+    }
+    while start < events.len() && events[start].revision <= compacted {
+        new_bytes -= sizes[start];
+        start += 1;
+    }
+    let new_count = (events.len() - start) as u64;
+    // Drop the oldest events until the new ones fit, then the rest of the last revision touched.
+    loop {
+        let over = history.len()? + new_count > WATCH_HISTORY_EVENTS
+            || history_bytes + new_bytes > WATCH_HISTORY_BYTES;
+        let Some((key, value)) = history.first()? else {
+            break;
+        };
+        let revision = event_key_revision(key.value())?;
+        let size = value.value().len() as u64;
+        drop((key, value));
+        if !over && revision > compacted {
+            break;
+        }
+        history.pop_first()?;
+        history_bytes = history_bytes.saturating_sub(size);
+        compacted = compacted.max(revision);
+    }
+    let mut index = 0u32;
+    for (i, event) in events.iter().enumerate() {
+        index = match i {
+            0 => 0,
+            _ if events[i - 1].revision == event.revision => index + 1,
+            _ => 0,
+        };
+        if i >= start {
+            let bytes = event.encode_to_vec();
+            history.insert(
+                event_key(event.revision, index).as_slice(),
+                bytes.as_slice(),
+            )?;
+        }
+    }
+    meta.insert(WATCH_COMPACTED, compacted)?;
+    meta.insert(WATCH_BYTES, history_bytes + new_bytes)?;
+    Ok(())
+}
+
+/// The events matching `filter` from `from_revision` on (see
+/// [`StateMachine::events_since`](crate::StateMachine::events_since)).
+pub(crate) fn events_since(
+    db: &Database,
+    from_revision: u64,
+    filter: &EventFilter,
+    limit: usize,
+) -> Result<WatchBatch, WatchError> {
+    let txn = db.begin_read().map_err(StorageError::from)?;
+    let meta = txn.open_table(META).map_err(StorageError::from)?;
+    let revision = get_meta(&meta, REVISION)?;
+    let compacted = get_meta(&meta, WATCH_COMPACTED)?;
+    if compacted > 0 && from_revision <= compacted {
+        return Err(WatchError::Compacted {
+            from_revision,
+            compacted_through: compacted,
+            revision,
+        });
+    }
+    let limit = if limit == 0 {
+        WATCH_HISTORY_EVENTS as usize
+    } else {
+        limit
+    };
+    let history = txn.open_table(WATCH_EVENTS).map_err(StorageError::from)?;
+    let start = event_key(from_revision.max(1), 0);
+    let mut events = Vec::new();
+    let mut last_revision = 0;
+    let rows = history
+        .range::<&[u8]>(start.as_slice()..)
+        .map_err(StorageError::from)?;
+    for row in rows {
+        let (key, value) = row.map_err(StorageError::from)?;
+        let event_revision = event_key_revision(key.value())?;
+        if events.len() >= limit && event_revision != last_revision {
+            return Ok(WatchBatch {
+                events,
+                next_revision: event_revision,
+                revision,
+            });
+        }
+        last_revision = event_revision;
+        let event: Event = decode_record("sm_watch_events", value.value())?;
+        if filter.matches(&event) {
+            events.push(event);
+        }
+    }
+    Ok(WatchBatch {
+        events,
+        next_revision: from_revision.max(revision + 1),
+        revision,
+    })
+}
