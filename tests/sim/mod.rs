@@ -18,8 +18,15 @@
 //! - the clients' history is linearizable;
 //! - after the faults heal, writes commit again within a bounded time.
 
+mod clients;
 pub mod network;
+mod oracles;
+mod snapshots;
+mod trace;
 pub mod workload;
+
+pub use trace::describe;
+use trace::describe_value;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -27,10 +34,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use synod_paxos::{
     Config, Envelope, Instant, MemStorage, Message, NodeId, ReadId, Replica, Rng, Slot, Storage,
-    Unavailable, Value,
+    Value,
 };
 
-use crate::support::linearizability::{check_kv, KvOp, KvOutcome, Operation};
+use crate::support::linearizability::KvOutcome;
 use network::{FaultMix, Partitions};
 use synod_kvstore::{Get, Op, SnapshotChunk, StateMachine};
 use workload::{read_value, write_outcome, Client, Reply, Request, WriteCommand};
@@ -239,14 +246,6 @@ impl Node {
     fn applied(&self) -> Slot {
         Slot(self.state_machine.applied_index())
     }
-}
-
-/// A snapshot of `state_machine`, all its chunks.
-fn snapshot_chunks(state_machine: &StateMachine) -> Result<Vec<SnapshotChunk>, String> {
-    let snapshot = state_machine.snapshot().map_err(|e| e.to_string())?;
-    snapshot
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
 }
 
 struct Simulation {
@@ -589,72 +588,6 @@ impl Simulation {
         self.maybe_compact(node)
     }
 
-    /// Snapshots the state machine durably and compacts the log once enough
-    /// slots were applied since the last time.
-    fn maybe_compact(&mut self, node: usize) -> Result<(), String> {
-        let n = &mut self.nodes[node];
-        let Some(replica) = n.replica.as_mut() else {
-            return Ok(());
-        };
-        let applied = n.state_machine.applied_index();
-        if applied < replica.compacted_through().0 + COMPACT_EVERY_SLOTS + COMPACT_KEEP_SLOTS {
-            return Ok(());
-        }
-        n.state_machine.flush().map_err(|e| e.to_string())?;
-        n.durable_snapshot = (Slot(applied), snapshot_chunks(&n.state_machine)?);
-        replica.compact(Slot(applied - COMPACT_KEEP_SLOTS));
-        self.drive(node, &[])
-    }
-
-    fn send_snapshot(&mut self, from: usize, to: usize) {
-        let n = &self.nodes[from];
-        let slot = n.applied();
-        let Ok(chunks) = snapshot_chunks(&n.state_machine) else {
-            return;
-        };
-        self.note(|| {
-            format!(
-                "n{} sends a snapshot at slot {slot} to n{}",
-                from + 1,
-                to + 1
-            )
-        });
-        if self.partitions.blocks(from, to) || self.copies() == 0 {
-            return;
-        }
-        let delay = self.delay() * 4;
-        self.schedule(delay, Event::Snapshot { to, slot, chunks });
-    }
-
-    fn install_snapshot(
-        &mut self,
-        node: usize,
-        slot: Slot,
-        chunks: Vec<SnapshotChunk>,
-    ) -> Result<(), String> {
-        let now = self.local_now(node);
-        let n = &mut self.nodes[node];
-        let Some(replica) = n.replica.as_mut() else {
-            return Ok(());
-        };
-        if slot <= replica.commit_index() {
-            return Ok(());
-        }
-        let installed = n
-            .state_machine
-            .install_snapshot(chunks.clone())
-            .map_err(|e| format!("n{} cannot install a snapshot: {e}", node + 1))?;
-        assert_eq!(Slot(installed), slot, "snapshot slot");
-        n.durable_snapshot = (slot, chunks);
-        assert!(
-            replica.install_snapshot(now, slot),
-            "snapshot ahead of the commit index"
-        );
-        self.snapshots_installed += 1;
-        self.note(|| format!("n{} installed a snapshot at slot {slot}", node + 1));
-        self.drive(node, &[])
-    }
-
     fn apply(&mut self, node: usize, slot: Slot, value: Value) -> Result<(), String> {
         let applied = self.nodes[node].applied();
         if slot != applied.next() {
@@ -737,226 +670,6 @@ impl Simulation {
         mix.min_delay_us + self.rng.below(mix.max_delay_us - mix.min_delay_us + 1)
     }
 
-    fn reply(&mut self, _node: usize, client: usize, reply: Reply) {
-        for _ in 0..self.copies() {
-            let delay = self.delay();
-            self.schedule(
-                delay,
-                Event::Reply {
-                    client,
-                    reply: reply.clone(),
-                },
-            );
-        }
-    }
-
-    fn on_request(&mut self, node: usize, client: usize, request: Request) -> Result<(), String> {
-        let now = self.local_now(node);
-        let n = &mut self.nodes[node];
-        let Some(replica) = n.replica.as_mut() else {
-            return Ok(());
-        };
-        match request {
-            Request::Write(command) => {
-                let tag = command.seq;
-                match replica.propose(now, command.encode()) {
-                    Ok(()) => {
-                        n.writes.insert((command.client, command.seq));
-                        self.drive(node, &[])?;
-                    }
-                    Err(Unavailable::NotLeader { leader }) => {
-                        self.reply(node, client, Reply::Redirect { tag, leader })
-                    }
-                    Err(Unavailable::Busy) => {}
-                }
-            }
-            Request::Read { attempt, key, .. } => {
-                let id = n.next_read_id;
-                n.next_read_id += 1;
-                match replica.read(now, id) {
-                    Ok(()) => {
-                        n.reads.insert(id, (client, attempt, key));
-                        // Released within the same call means served under
-                        // the lease, with no round trip.
-                        self.drive(node, &[id])?;
-                    }
-                    Err(Unavailable::NotLeader { leader }) => self.reply(
-                        node,
-                        client,
-                        Reply::Redirect {
-                            tag: attempt,
-                            leader,
-                        },
-                    ),
-                    Err(Unavailable::Busy) => {}
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn client_start(&mut self, client: usize) {
-        if self.now_us >= self.heal_at_us + AFTER_HEAL_US {
-            return;
-        }
-        let keys = self.options.keys;
-        let now = self.now_us;
-        let request_tag = {
-            let c = &mut self.clients[client];
-            c.start(&mut self.rng, keys, now, PATIENCE_US);
-            c.current.as_ref().expect("started").tag
-        };
-        self.client_send(client, request_tag, 0);
-    }
-
-    fn client_send(&mut self, client: usize, tag: u64, attempt: u64) {
-        let c = &self.clients[client];
-        if !c
-            .current
-            .as_ref()
-            .is_some_and(|cur| cur.tag == tag && cur.attempt == attempt)
-        {
-            return;
-        }
-        let node = c.leader_guess;
-        let request = c.request();
-        if self.faults_active && self.rng.chance(self.options.mix.loss_per_mille, 1000) {
-            // Lost on the way; the timeout below will retry.
-        } else {
-            let delay = self.delay();
-            self.schedule(
-                delay,
-                Event::Request {
-                    node,
-                    client,
-                    request,
-                },
-            );
-        }
-        self.schedule(
-            ATTEMPT_TIMEOUT_US,
-            Event::ClientTimeout {
-                client,
-                tag,
-                attempt,
-            },
-        );
-    }
-
-    fn on_reply(&mut self, client: usize, reply: Reply) {
-        let Some(current) = self.clients[client].current.as_ref() else {
-            return;
-        };
-        match reply {
-            Reply::Done { tag, outcome } if tag == current.tag => {
-                let is_write = !matches!(current.op.op, KvOp::Get { .. });
-                let id = self.clients[client].kv_client_id();
-                self.clients[client].finish(self.now_us, outcome);
-                if is_write {
-                    self.acked_writes.insert((id, tag));
-                    if self.now_us >= self.heal_at_us {
-                        self.first_write_after_heal_us.get_or_insert(self.now_us);
-                    }
-                }
-                let think = self.rng.below(10_000);
-                self.schedule(think, Event::ClientStart { client });
-            }
-            Reply::Redirect { tag, leader } if tag == current.tag => {
-                let guess = leader.map(|l| l.0 as usize - 1);
-                let pause = if guess.is_some() { 0 } else { 10_000 };
-                self.retry(client, guess, pause);
-            }
-            _ => {}
-        }
-    }
-
-    /// Sends the current operation again (to `guess`, or a random node),
-    /// or gives it up when the client's patience ran out.
-    fn retry(&mut self, client: usize, guess: Option<usize>, pause_us: u64) {
-        let now = self.now_us;
-        let nodes = self.options.nodes as u64;
-        let random = self.rng.below(nodes) as usize;
-        let c = &mut self.clients[client];
-        let current = c.current.as_mut().expect("in flight");
-        if now >= current.give_up_at {
-            c.abandon();
-            self.schedule(0, Event::ClientStart { client });
-            return;
-        }
-        current.attempt += 1;
-        let (tag, attempt) = (current.tag, current.attempt);
-        c.leader_guess = guess.unwrap_or(random);
-        self.schedule(
-            pause_us,
-            Event::ClientSend {
-                client,
-                tag,
-                attempt,
-            },
-        );
-    }
-
-    fn final_checks(&mut self) -> Result<(), String> {
-        let newest = self.chosen.keys().next_back().copied().unwrap_or_default();
-        for (i, node) in self.nodes.iter().enumerate() {
-            if node.applied() != newest {
-                return Err(format!(
-                    "n{} applied through slot {} but slot {newest} is chosen (no convergence after heal)",
-                    i + 1,
-                    node.applied()
-                ));
-            }
-            if node.state_machine.state_hash().ok() != self.nodes[0].state_machine.state_hash().ok()
-            {
-                return Err(format!(
-                    "n{} and n1 applied the same log but hold different states",
-                    i + 1
-                ));
-            }
-        }
-        let logged: BTreeSet<(u64, u64)> = self
-            .chosen
-            .values()
-            .filter_map(|v| match v {
-                Value::Commands(c) => Some(c),
-                Value::Noop => None,
-            })
-            .flatten()
-            .map(|bytes| WriteCommand::origin(bytes))
-            .collect();
-        if let Some(lost) = self.acked_writes.difference(&logged).next() {
-            return Err(format!(
-                "acknowledged write {lost:?} (client, seq) is not in the log"
-            ));
-        }
-        let Some(first) = self.first_write_after_heal_us else {
-            return Err(format!(
-                "no write committed within {} ms after the faults healed",
-                AFTER_HEAL_US / 1000
-            ));
-        };
-        let _ = first;
-        let history = self.history();
-        let result = check_kv(&history);
-        if !result.is_linearizable() {
-            return Err(format!("history of {} operations: {result}", history.len()));
-        }
-        Ok(())
-    }
-
-    fn history(&self) -> Vec<Operation> {
-        let mut history = Vec::new();
-        for client in &self.clients {
-            history.extend(client.done.iter().cloned());
-            if let Some(current) = &client.current {
-                if !matches!(current.op.op, KvOp::Get { .. }) {
-                    history.push(current.op.clone());
-                }
-            }
-        }
-        history
-    }
-
     fn into_report(self) -> SimReport {
         SimReport {
             simulated_us: self.now_us,
@@ -970,46 +683,5 @@ impl Simulation {
             snapshots_installed: self.snapshots_installed,
             trace: self.trace,
         }
-    }
-}
-
-/// A one-line summary of a message for traces.
-pub fn describe(envelope: &Envelope) -> String {
-    let body = match &envelope.message {
-        Message::Prepare { ballot, first_slot } => {
-            format!("Prepare b={ballot} from slot {first_slot}")
-        }
-        Message::Promise { ballot, slots, .. } => {
-            format!("Promise b={ballot} {} slots", slots.len())
-        }
-        Message::Accept {
-            ballot,
-            entries,
-            commit,
-        } => format!(
-            "Accept b={ballot} slots {:?} commit {commit}",
-            entries
-                .iter()
-                .map(|(s, v)| format!("{s}:{}", describe_value(v)))
-                .collect::<Vec<_>>()
-        ),
-        Message::Accepted { ballot, slots } => format!("Accepted b={ballot} slots {slots:?}"),
-        Message::Reject { ballot, promised } => format!("Reject b={ballot} promised {promised}"),
-        Message::Heartbeat {
-            ballot,
-            commit,
-            round,
-        } => format!("Heartbeat b={ballot} commit {commit} round {round}"),
-        Message::HeartbeatAck { ballot, round } => format!("HeartbeatAck b={ballot} round {round}"),
-        Message::Fetch { first_slot } => format!("Fetch from {first_slot}"),
-        Message::Chosen { entries } => format!("Chosen {} entries", entries.len()),
-    };
-    format!("{} -> {} {body}", envelope.from, envelope.to)
-}
-
-fn describe_value(value: &Value) -> String {
-    match value {
-        Value::Noop => "noop".to_string(),
-        Value::Commands(commands) => format!("{} cmds", commands.len()),
     }
 }

@@ -1,0 +1,72 @@
+//! The checks at the end of a run.
+
+use std::collections::BTreeSet;
+
+use synod_paxos::Value;
+
+use super::workload::WriteCommand;
+use super::{Simulation, AFTER_HEAL_US};
+use crate::support::linearizability::{check_kv, KvOp, Operation};
+
+impl Simulation {
+    pub(super) fn final_checks(&mut self) -> Result<(), String> {
+        let newest = self.chosen.keys().next_back().copied().unwrap_or_default();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.applied() != newest {
+                return Err(format!(
+                    "n{} applied through slot {} but slot {newest} is chosen (no convergence after heal)",
+                    i + 1,
+                    node.applied()
+                ));
+            }
+            if node.state_machine.state_hash().ok() != self.nodes[0].state_machine.state_hash().ok()
+            {
+                return Err(format!(
+                    "n{} and n1 applied the same log but hold different states",
+                    i + 1
+                ));
+            }
+        }
+        let logged: BTreeSet<(u64, u64)> = self
+            .chosen
+            .values()
+            .filter_map(|v| match v {
+                Value::Commands(c) => Some(c),
+                Value::Noop => None,
+            })
+            .flatten()
+            .map(|bytes| WriteCommand::origin(bytes))
+            .collect();
+        if let Some(lost) = self.acked_writes.difference(&logged).next() {
+            return Err(format!(
+                "acknowledged write {lost:?} (client, seq) is not in the log"
+            ));
+        }
+        let Some(first) = self.first_write_after_heal_us else {
+            return Err(format!(
+                "no write committed within {} ms after the faults healed",
+                AFTER_HEAL_US / 1000
+            ));
+        };
+        let _ = first;
+        let history = self.history();
+        let result = check_kv(&history);
+        if !result.is_linearizable() {
+            return Err(format!("history of {} operations: {result}", history.len()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn history(&self) -> Vec<Operation> {
+        let mut history = Vec::new();
+        for client in &self.clients {
+            history.extend(client.done.iter().cloned());
+            if let Some(current) = &client.current {
+                if !matches!(current.op.op, KvOp::Get { .. }) {
+                    history.push(current.op.clone());
+                }
+            }
+        }
+        history
+    }
+}
