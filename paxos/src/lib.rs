@@ -25,6 +25,7 @@
 //! changes, a leader proposes one value per slot, the commit index only
 //! grows.
 pub mod config;
+mod learner;
 pub mod message;
 mod proposer;
 pub mod ready;

@@ -1,0 +1,169 @@
+//! The learner side of a replica: which slots are chosen, delivering them in
+//! order, catching up by fetch or snapshot, and compaction.
+
+use crate::message::Message;
+use crate::replica::Replica;
+use crate::storage::{Record, SlotState};
+use crate::time::Instant;
+use crate::types::{Ballot, NodeId, Slot, Value};
+
+impl Replica {
+    /// Forgets log slots through `through`, which the driver has captured in
+    /// a durable state-machine snapshot. Peers that need them later get a
+    /// snapshot instead (see `Ready::snapshots_to_send`). `through` must be
+    /// applied already.
+    pub fn compact(&mut self, through: Slot) {
+        assert!(
+            through <= self.delivered,
+            "compacting slots not yet applied"
+        );
+        if through <= self.compacted_through {
+            return;
+        }
+        self.compacted_through = through;
+        self.log = self.log.split_off(&through.next());
+        self.persist(Record::Compacted(through));
+    }
+
+    /// The driver installed a snapshot of the state machine taken at
+    /// `through` (durably, before this call). Slots up to there count as
+    /// chosen and applied; later chosen slots are delivered as usual. The
+    /// driver must only install snapshots ahead of `commit_index()`; one
+    /// that is not is ignored and `false` returned.
+    pub fn install_snapshot(&mut self, now: Instant, through: Slot) -> bool {
+        if through <= self.commit {
+            return false;
+        }
+        tracing::info!(node = %self.config.id, slot = %through, "snapshot installed");
+        self.commit = through;
+        self.delivered = through;
+        self.known_commit = self.known_commit.max(through);
+        self.compact(through);
+        self.catch_up_from = None;
+        self.advance_commit();
+        self.next_fetch_at = now;
+        self.maybe_fetch(now);
+        self.settle(now);
+        true
+    }
+
+    /// Slots through this one are compacted away.
+    pub fn compacted_through(&self) -> Slot {
+        self.compacted_through
+    }
+
+    /// The leader of `ballot` says everything through `leader_commit` is
+    /// chosen: values we accepted at that same ballot are the chosen ones.
+    pub(crate) fn learn_commit(&mut self, now: Instant, ballot: Ballot, leader_commit: Slot) {
+        self.known_commit = self.known_commit.max(leader_commit);
+        if leader_commit <= self.commit {
+            return;
+        }
+        let learned: Vec<(Slot, Value)> = self
+            .log
+            .range(self.commit.next()..=leader_commit)
+            .filter_map(|(slot, state)| match state {
+                SlotState::Accepted { ballot: b, value } if *b == ballot => {
+                    Some((*slot, value.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (slot, value) in learned {
+            self.mark_chosen(slot, value);
+        }
+        self.advance_commit();
+        self.maybe_fetch(now);
+    }
+
+    /// Records that `value` is chosen in `slot`.
+    pub(crate) fn mark_chosen(&mut self, slot: Slot, value: Value) {
+        if slot <= self.compacted_through {
+            return;
+        }
+        if let Some(SlotState::Chosen(chosen)) = self.log.get(&slot) {
+            assert_eq!(
+                chosen, &value,
+                "safety violation: chosen slot {slot} changed"
+            );
+            return;
+        }
+        self.log.insert(slot, SlotState::Chosen(value.clone()));
+        self.persist(Record::Chosen { slot, value });
+    }
+
+    /// Moves the commit index over every contiguous chosen slot and hands
+    /// them to the driver.
+    pub(crate) fn advance_commit(&mut self) {
+        let before = self.commit;
+        while matches!(
+            self.log.get(&self.commit.next()),
+            Some(SlotState::Chosen(_))
+        ) {
+            self.commit = self.commit.next();
+        }
+        assert!(self.commit >= before, "commit index went down");
+        if self.commit > before {
+            self.deliver_committed();
+            self.release_reads();
+        }
+    }
+
+    pub(crate) fn deliver_committed(&mut self) {
+        while self.delivered < self.commit {
+            let slot = self.delivered.next();
+            let value = self.chosen(slot).expect("committed slot is chosen").clone();
+            self.ready.committed.push((slot, value));
+            self.delivered = slot;
+        }
+    }
+
+    pub(crate) fn maybe_fetch(&mut self, now: Instant) {
+        let Some(source) = self.catch_up_from.or(self.leader_hint) else {
+            return;
+        };
+        if source != self.config.id && self.known_commit > self.commit && now >= self.next_fetch_at
+        {
+            self.next_fetch_at = now + self.config.heartbeat_interval;
+            let first_slot = self.commit.next();
+            self.send(source, Message::Fetch { first_slot });
+        }
+    }
+
+    pub(crate) fn on_fetch(&mut self, now: Instant, from: NodeId, first_slot: Slot) {
+        if first_slot <= self.compacted_through {
+            // The values are gone; the driver sends our snapshot instead, at
+            // most once per election timeout per peer.
+            let due = self
+                .snapshot_offered_at
+                .get(&from)
+                .is_none_or(|at| now >= *at + self.config.election_timeout);
+            if due {
+                self.snapshot_offered_at.insert(from, now);
+                self.ready.snapshots_to_send.push(from);
+            }
+            return;
+        }
+        let entries: Vec<(Slot, Value)> = self
+            .log
+            .range(first_slot..)
+            .filter_map(|(slot, state)| match state {
+                SlotState::Chosen(value) => Some((*slot, value.clone())),
+                SlotState::Accepted { .. } => None,
+            })
+            .take(self.config.max_fetch_entries)
+            .collect();
+        if !entries.is_empty() {
+            self.send(from, Message::Chosen { entries });
+        }
+    }
+
+    pub(crate) fn on_chosen(&mut self, now: Instant, entries: Vec<(Slot, Value)>) {
+        for (slot, value) in entries {
+            self.mark_chosen(slot, value);
+        }
+        self.advance_commit();
+        self.next_fetch_at = now;
+        self.maybe_fetch(now);
+    }
+}
