@@ -234,6 +234,25 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StorageError> 
     Ok(())
 }
 
+/// Drop the staging copies of the coordination tables (a snapshot install's leftovers).
+pub(crate) fn delete_staged(txn: &WriteTransaction) -> Result<(), StorageError> {
+    for table in COORD_TABLES {
+        txn.delete_table(table.staged)?;
+    }
+    Ok(())
+}
+
+/// Replace each coordination table by its staged copy (a rename, not a copy).
+pub(crate) fn swap_in_staged(txn: &WriteTransaction) -> Result<(), StorageError> {
+    for table in COORD_TABLES {
+        // An empty staged table was never opened; make sure it exists before the rename.
+        txn.open_table(table.staged)?;
+        txn.delete_table(table.live)?;
+        txn.rename_table(table.staged, table.live)?;
+    }
+    Ok(())
+}
+
 /// The record under `key` of a bytes-to-record table, if any.
 pub(crate) fn get_record<M: Message + Default>(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,

@@ -18,7 +18,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
-use crate::coord_tables::{coord_table_index, COORD_TABLES};
+use crate::coord_tables::{coord_table_index, delete_staged, swap_in_staged, COORD_TABLES};
 use crate::error::StorageError;
 use crate::fnv::Fnv;
 use crate::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
@@ -115,9 +115,7 @@ pub(crate) fn reset_staging(txn: &WriteTransaction) -> Result<u64, StorageError>
     txn.delete_table(STAGE_KV)?;
     txn.delete_table(STAGE_DEDUP)?;
     txn.delete_table(STAGE_DEDUP_AGE)?;
-    for table in COORD_TABLES {
-        txn.delete_table(table.staged)?;
-    }
+    delete_staged(txn)?;
     let mut info = txn.open_table(STAGE_INFO)?;
     let id = get_meta(&info, INSTALL_ID)? + 1;
     info.insert(INSTALL_ID, id)?;
@@ -558,11 +556,7 @@ impl SnapshotInstaller {
         txn.rename_table(STAGE_DEDUP, DEDUP)?;
         txn.delete_table(DEDUP_AGE)?;
         txn.rename_table(STAGE_DEDUP_AGE, DEDUP_AGE)?;
-        for table in COORD_TABLES {
-            txn.open_table(table.staged)?;
-            txn.delete_table(table.live)?;
-            txn.rename_table(table.staged, table.live)?;
-        }
+        swap_in_staged(&txn)?;
         reset_staging(&txn)?;
         txn.commit()?;
         Ok((snapshot_index, revision))
