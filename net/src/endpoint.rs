@@ -1,0 +1,296 @@
+//! A node's QUIC endpoint: one UDP socket that accepts peer and client
+//! connections (told apart by ALPN) and dials the node's peers.
+//!
+//! ```no_run
+//! # async fn run(tls: synod_net::tls::TlsIdentity) -> Result<(), synod_net::NetError> {
+//! use std::collections::HashMap;
+//! use synod_net::{NetOptions, NodeEndpoint};
+//! use synod_paxos::NodeId;
+//!
+//! let endpoint = NodeEndpoint::bind(NodeId(1), "127.0.0.1:7000".parse().unwrap(), &tls, NetOptions::default())?;
+//! let peers = HashMap::from([(NodeId(2), "127.0.0.1:7001".parse().unwrap())]);
+//! let mut net = endpoint.start(peers);
+//! // The runtime owns net.inbound and net.requests and sends with net.peers.
+//! while let Some(envelope) = net.inbound.recv().await {
+//!     // step the core with it ...
+//! # let _ = envelope;
+//! }
+//! net.handle.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::VarInt;
+use synod_paxos::{Envelope, NodeId};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, info_span, Instrument};
+
+use crate::client_service::{self, IncomingRequest};
+use crate::error::NetError;
+use crate::peer::{self, PeerSender};
+use crate::stats::{ServerCounters, ServerStats};
+use crate::tls::{node_id_of_cert, Alpn, TlsIdentity};
+
+/// Application error code of a connection closed because the node shuts
+/// down.
+pub const CLOSE_SHUTDOWN: VarInt = VarInt::from_u32(0);
+/// Application error code of a peer connection whose certificate names no
+/// node.
+pub const CLOSE_NOT_A_NODE: VarInt = VarInt::from_u32(1);
+/// Application error code of a connection with an unknown ALPN protocol.
+pub const CLOSE_UNKNOWN_ALPN: VarInt = VarInt::from_u32(2);
+
+/// Stream error code (STOP_SENDING) for a frame over the size limit.
+pub const STREAM_FRAME_TOO_LARGE: VarInt = VarInt::from_u32(1);
+/// Stream error code (STOP_SENDING) for a frame that does not decode, or a
+/// stream that ends inside a frame.
+pub const STREAM_MALFORMED: VarInt = VarInt::from_u32(2);
+
+/// Limits and timings of a node's network layer. Every queue is bounded.
+#[derive(Clone, Debug)]
+pub struct NetOptions {
+    /// Envelopes queued per peer before [`PeerSender::send`] drops.
+    pub peer_queue_capacity: usize,
+    /// Most envelopes written in one peer stream.
+    pub peer_batch_max: usize,
+    /// Received envelopes buffered for the runtime; when full, peer streams
+    /// stop being read (QUIC flow control pushes back on the sender, whose
+    /// queue then drops).
+    pub inbound_capacity: usize,
+    /// Client requests buffered for the runtime; when full, new requests are
+    /// answered `OVERLOADED`.
+    pub request_queue_capacity: usize,
+    /// Concurrent client requests (bidirectional streams) per connection.
+    pub max_client_streams: u32,
+    /// First delay before redialing a peer.
+    pub reconnect_initial: Duration,
+    /// Cap of the exponentially growing redial delay.
+    pub reconnect_max: Duration,
+    /// A connection (or handshake) silent this long is dead.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval on idle connections; below `idle_timeout`.
+    pub keep_alive: Duration,
+    /// Flow-control window of one connection: bounds the memory a remote
+    /// side can make us buffer.
+    pub connection_window_bytes: u32,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions {
+            peer_queue_capacity: 4096,
+            peer_batch_max: 256,
+            inbound_capacity: 4096,
+            request_queue_capacity: 4096,
+            max_client_streams: 1024,
+            reconnect_initial: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(1),
+            connection_window_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl NetOptions {
+    /// QUIC transport settings from these options. `accept_streams` is
+    /// false for the dialing side of a connection, which never accepts
+    /// streams.
+    pub(crate) fn transport(&self, accept_streams: bool) -> Arc<quinn::TransportConfig> {
+        let mut transport = quinn::TransportConfig::default();
+        let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
+            .unwrap_or_else(|_| quinn::IdleTimeout::from(VarInt::from_u32(5_000)));
+        transport
+            .max_idle_timeout(Some(idle))
+            .keep_alive_interval(Some(self.keep_alive))
+            .receive_window(VarInt::from_u32(self.connection_window_bytes));
+        if accept_streams {
+            transport.max_concurrent_bidi_streams(VarInt::from_u32(self.max_client_streams));
+        } else {
+            transport
+                .max_concurrent_bidi_streams(VarInt::from_u32(0))
+                .max_concurrent_uni_streams(VarInt::from_u32(0));
+        }
+        Arc::new(transport)
+    }
+}
+
+/// A bound, not yet serving, node endpoint. Binding first lets a node learn
+/// its address (port 0 picks a free one) before it knows its peers'.
+#[derive(Debug)]
+pub struct NodeEndpoint {
+    node: NodeId,
+    endpoint: quinn::Endpoint,
+    peer_config: quinn::ClientConfig,
+    options: NetOptions,
+}
+
+impl NodeEndpoint {
+    /// Binds `listen` for node `node`, whose certificate `tls` must name it
+    /// (`node-<id>`). Must be called inside a tokio runtime. Connections that
+    /// arrive before [`NodeEndpoint::start`] wait for it.
+    pub fn bind(
+        node: NodeId,
+        listen: SocketAddr,
+        tls: &TlsIdentity,
+        options: NetOptions,
+    ) -> Result<NodeEndpoint, NetError> {
+        let named = node_id_of_cert(tls.certificate())?;
+        if named != node {
+            return Err(NetError::NotANode(format!(
+                "our certificate names {named}, not {node}"
+            )));
+        }
+        let server_config = tls.quic_server_config(options.transport(true))?;
+        let peer_config = tls.quic_client_config(Alpn::Peer, options.transport(false))?;
+        let endpoint =
+            quinn::Endpoint::server(server_config, listen).map_err(|source| NetError::Bind {
+                addr: listen,
+                source,
+            })?;
+        Ok(NodeEndpoint {
+            node,
+            endpoint,
+            peer_config,
+            options,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Starts serving: accepts peer and client connections, and keeps one
+    /// outgoing connection to each of `peers` (an entry for this node itself
+    /// is ignored). Must be called inside a tokio runtime.
+    pub fn start(self, peers: HashMap<NodeId, SocketAddr>) -> NodeNet {
+        let (inbound_tx, inbound) = mpsc::channel(self.options.inbound_capacity.max(1));
+        let (request_tx, requests) = mpsc::channel(self.options.request_queue_capacity.max(1));
+        let counters = Arc::new(ServerCounters::default());
+        let local_addr = self.endpoint.local_addr().ok();
+        let mut tasks = JoinSet::new();
+        let span = info_span!("net", node = self.node.0);
+
+        let context = Arc::new(AcceptContext {
+            node: self.node,
+            inbound: inbound_tx,
+            requests: request_tx,
+            counters: counters.clone(),
+        });
+        tasks.spawn(accept_loop(self.endpoint.clone(), context).instrument(span.clone()));
+
+        let peers = peer::start_senders(
+            self.node,
+            peers,
+            &self.endpoint,
+            &self.peer_config,
+            &self.options,
+            &mut tasks,
+            &span,
+        );
+        NodeNet {
+            peers,
+            inbound,
+            requests,
+            handle: NetHandle {
+                endpoint: self.endpoint,
+                local_addr,
+                tasks,
+                counters,
+            },
+        }
+    }
+}
+
+/// A running node network: what the runtime sends with and receives from.
+#[derive(Debug)]
+pub struct NodeNet {
+    /// Sends envelopes to peers; never blocks.
+    pub peers: PeerSender,
+    /// Envelopes from peers, each checked against its sender's certificate.
+    pub inbound: mpsc::Receiver<Envelope>,
+    /// Client requests, each with the [`Responder`](crate::Responder) that
+    /// answers it.
+    pub requests: mpsc::Receiver<IncomingRequest>,
+    /// Owns the tasks; dropping it stops them.
+    pub handle: NetHandle,
+}
+
+/// Owns a running node network's tasks and socket. Dropping it aborts the
+/// tasks; [`NetHandle::shutdown`] also tells the other side of every
+/// connection.
+#[derive(Debug)]
+pub struct NetHandle {
+    endpoint: quinn::Endpoint,
+    local_addr: Option<SocketAddr>,
+    tasks: JoinSet<()>,
+    counters: Arc<ServerCounters>,
+}
+
+impl NetHandle {
+    /// The bound address (`None` only if the OS would not say).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// What the accepting side has seen so far.
+    pub fn server_stats(&self) -> ServerStats {
+        self.counters.snapshot()
+    }
+
+    /// Closes every connection (peers see [`CLOSE_SHUTDOWN`] and start
+    /// redialing), stops every task and waits until the socket is released,
+    /// so the address can be bound again.
+    pub async fn shutdown(mut self) {
+        self.endpoint.close(CLOSE_SHUTDOWN, b"shutdown");
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// What every accepted connection needs.
+pub(crate) struct AcceptContext {
+    pub node: NodeId,
+    pub inbound: mpsc::Sender<Envelope>,
+    pub requests: mpsc::Sender<IncomingRequest>,
+    pub counters: Arc<ServerCounters>,
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, context: Arc<AcceptContext>) {
+    // Connection tasks live in this set, so stopping this loop stops them.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => {
+                    connections.spawn(serve_incoming(incoming, context.clone()));
+                }
+                None => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_incoming(incoming: quinn::Incoming, context: Arc<AcceptContext>) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(err) => {
+            debug!(%remote, %err, "handshake failed");
+            return;
+        }
+    };
+    match Alpn::of(&conn) {
+        Ok(Alpn::Peer) => peer::serve_inbound(conn, &context).await,
+        Ok(Alpn::Client) => client_service::serve_connection(conn, &context).await,
+        Err(_) => conn.close(CLOSE_UNKNOWN_ALPN, b"unknown ALPN protocol"),
+    }
+}
