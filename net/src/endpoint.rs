@@ -270,7 +270,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, context: Arc<AcceptContext>) {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    connections.spawn(serve_incoming(incoming, context.clone()));
+                    connections.spawn(serve_incoming(incoming, context.clone()).in_current_span());
                 }
                 None => break,
             },

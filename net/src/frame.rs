@@ -59,7 +59,8 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 /// Returns `Ok(None)` when the stream ends cleanly between frames,
 /// [`FrameError::TooLarge`] as soon as a prefix announces more than
 /// `max_bytes` (without reading the body), and [`FrameError::Truncated`]
-/// when the stream ends inside a frame.
+/// when the stream ends inside a frame. Memory grows with the bytes
+/// received, not with the announced length.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_bytes: u32,
@@ -84,13 +85,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             max_bytes,
         });
     }
-    let mut body = vec![0u8; size as usize];
-    match reader.read_exact(&mut body).await {
-        Ok(_) => Ok(Some(body)),
-        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Truncated),
-        Err(err) => Err(err.into()),
+    // Grow with the bytes that actually arrive rather than trusting the
+    // prefix: many streams announcing large frames cost only what they send.
+    let mut body = Vec::with_capacity(size.min(INITIAL_BODY_CAPACITY_BYTES) as usize);
+    let read = reader.take(u64::from(size)).read_to_end(&mut body).await?;
+    if read < size as usize {
+        return Err(FrameError::Truncated);
     }
+    Ok(Some(body))
 }
+
+/// Most bytes reserved for a frame body before any of it arrived.
+const INITIAL_BODY_CAPACITY_BYTES: u32 = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
