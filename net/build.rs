@@ -2,7 +2,7 @@
 //! generates the prost types into `OUT_DIR`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/peer.proto", "proto/client.proto"];
+    let files = ["proto/peer.proto", "proto/client.proto", "proto/api.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

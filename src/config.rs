@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything one `synod` node needs to start.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// This node's id, unique in the cluster, at least 1.
@@ -35,7 +35,7 @@ pub struct NodeConfig {
 }
 
 /// PEM files of the cluster CA and this node's certificate and key.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// The cluster's CA certificate; peers and clients must present
@@ -48,7 +48,7 @@ pub struct TlsFiles {
 }
 
 /// Another member of the cluster.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     /// Its node id.
@@ -62,7 +62,7 @@ pub struct PeerConfig {
 }
 
 /// Protocol timings, in milliseconds.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timing {
     /// Leader heartbeat period.

@@ -5,6 +5,8 @@
 //! durable store ([`synod_kvstore`]) and the network, and the subcommands.
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod node;
+pub mod server;
 
 pub use synod_paxos as paxos;

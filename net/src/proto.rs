@@ -16,3 +16,10 @@ pub mod peer {
 pub mod client {
     include!(concat!(env!("OUT_DIR"), "/synod.client.v1.rs"));
 }
+
+/// What clients ask a node and what it answers (`proto/api.proto`), carried
+/// in the client frames' payloads.
+#[allow(missing_docs, clippy::all)]
+pub mod api {
+    include!(concat!(env!("OUT_DIR"), "/synod.api.v1.rs"));
+}

@@ -271,6 +271,7 @@ impl<S: Storage> CoreTask<S> {
                     commit_index: status.commit_index,
                     applied_index: Slot(self.state_machine.applied_index()),
                     revision: self.state_machine.revision(),
+                    compacted_through: status.compacted_through,
                 });
             }
         }

@@ -84,6 +84,8 @@ pub struct NodeStatus {
     pub applied_index: Slot,
     /// The state machine's revision.
     pub revision: u64,
+    /// The log was compacted through here.
+    pub compacted_through: Slot,
 }
 
 /// The answer to one write: the state machine's response or why not.

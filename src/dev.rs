@@ -1,0 +1,102 @@
+//! `synod dev`: a 3-node cluster on 127.0.0.1 in one command.
+//!
+//! Node i (1, 2, 3) uses ports `P + 10·(i−1) + k`: k = 0 peers, 1 clients
+//! (QUIC), 2 Redis protocol. Everything lives under one directory:
+//! `certs/` (cluster CA, node and client certificates, created when
+//! missing), `node<i>/` (each node's database) and `node<i>.toml` (each
+//! node's configuration, which `synod start --config` also accepts). Run it
+//! again on the same directory and the cluster resumes with its data.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use synod_net::certs::{self, CertAuthority};
+use synod_paxos::NodeId;
+
+use crate::config::{NodeConfig, PeerConfig, Timing, TlsFiles};
+
+/// Nodes in a development cluster.
+pub const DEV_NODES: u32 = 3;
+
+/// The name of the client certificate `synod dev` makes.
+pub const DEV_CLIENT: &str = "client-dev";
+
+/// The addresses of node `id` (1-based) for base port `base_port`.
+pub fn dev_addrs(base_port: u16, id: u32) -> (SocketAddr, SocketAddr, SocketAddr) {
+    let port = |k: u16| {
+        let offset = 10 * (id as u16 - 1) + k;
+        SocketAddr::from((Ipv4Addr::LOCALHOST, base_port + offset))
+    };
+    (port(0), port(1), port(2))
+}
+
+/// Creates certificates if missing and writes each node's configuration;
+/// returns the configurations.
+pub fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
+    if base_port > u16::MAX - 30 {
+        anyhow::bail!("base port {base_port} leaves no room for three nodes");
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let certs_dir = dir.join("certs");
+    ensure_certificates(&certs_dir)?;
+    let mut configs = Vec::new();
+    for id in 1..=DEV_NODES {
+        let (peer_addr, client_addr, redis_addr) = dev_addrs(base_port, id);
+        let peers = (1..=DEV_NODES)
+            .filter(|other| *other != id)
+            .map(|other| {
+                let (addr, client, _) = dev_addrs(base_port, other);
+                PeerConfig {
+                    id: other,
+                    addr,
+                    client_addr: Some(client),
+                }
+            })
+            .collect();
+        let stem = synod_net::tls::node_name(NodeId(id));
+        let config = NodeConfig {
+            id,
+            peer_addr,
+            client_addr,
+            redis_addr: Some(redis_addr),
+            data_dir: dir.join(format!("node{id}")),
+            tls: TlsFiles {
+                ca: certs_dir.join("ca.pem"),
+                cert: certs_dir.join(format!("{stem}.pem")),
+                key: certs_dir.join(format!("{stem}.key")),
+            },
+            peers,
+            timing: Timing::default(),
+        };
+        let path = config_path(dir, id);
+        std::fs::write(&path, toml::to_string(&config)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        configs.push(config);
+    }
+    Ok(configs)
+}
+
+/// Where `prepare` writes node `id`'s configuration.
+pub fn config_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("node{id}.toml"))
+}
+
+/// Makes the CA, the three node certificates and a client certificate, if
+/// the CA is not there yet.
+fn ensure_certificates(certs_dir: &Path) -> anyhow::Result<()> {
+    if certs_dir.join("ca.pem").is_file() {
+        return Ok(());
+    }
+    let ca = CertAuthority::generate("synod-dev")?;
+    certs::write_ca(certs_dir, &ca)?;
+    for id in 1..=DEV_NODES {
+        let node = NodeId(id);
+        let cert = ca.issue_node(node, &[])?;
+        certs::write_issued(certs_dir, &synod_net::tls::node_name(node), &cert)?;
+    }
+    let client = ca.issue_client("dev")?;
+    certs::write_issued(certs_dir, DEV_CLIENT, &client)?;
+    Ok(())
+}

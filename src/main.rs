@@ -1,0 +1,292 @@
+//! The `synod` command: run a node, a local development cluster, make
+//! certificates, show status.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use prost::Message as _;
+use synod::cli::StartFlags;
+use synod::dev;
+use synod_net::certs::{self, CertAuthority};
+use synod_net::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, StatusCall};
+use synod_net::tls::TlsIdentity;
+use synod_net::ClientConnection;
+use synod_paxos::NodeId;
+use tokio::sync::watch;
+
+/// Synod: a Paxos-backed replicated key-value database.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node, configured by a TOML file and/or flags.
+    Start(StartFlags),
+    /// Run a 3-node cluster on 127.0.0.1, creating certificates and data
+    /// directories when missing. Node i uses ports P+10(i-1)+k: k=0 peers,
+    /// 1 clients (QUIC), 2 Redis protocol.
+    Dev {
+        /// Where certificates, configurations and data live.
+        #[arg(long, default_value = "synod-data")]
+        data_dir: PathBuf,
+        /// The base port P.
+        #[arg(long, default_value_t = 7400)]
+        base_port: u16,
+    },
+    /// Create a cluster CA, or node and client certificates signed by it.
+    Cert {
+        /// Directory holding ca.pem / ca.key and the issued files.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        #[command(subcommand)]
+        what: CertKind,
+    },
+    /// Show each node's role, ballot, commit index and applied index.
+    Status {
+        /// Client addresses of the nodes to ask.
+        #[arg(long = "node", required_unless_present = "data_dir")]
+        nodes: Vec<SocketAddr>,
+        /// Ask the nodes of the `synod dev` cluster in this directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The base port of that `synod dev` cluster.
+        #[arg(long, default_value_t = 7400)]
+        base_port: u16,
+        /// CA certificate (defaults to the dev cluster's).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Client certificate (defaults to the dev cluster's).
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Client key (defaults to the dev cluster's).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertKind {
+    /// A new cluster CA (ca.pem, ca.key); refuses to overwrite one.
+    Ca {
+        /// The cluster's name, written into the CA certificate.
+        #[arg(long, default_value = "synod")]
+        cluster: String,
+    },
+    /// A node certificate (node-<id>.pem / .key).
+    Node {
+        /// The node id.
+        id: u32,
+        /// Extra DNS names or IP addresses for the certificate.
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
+    /// A client certificate (client-<name>.pem / .key).
+    Client {
+        /// The client's name (letters, digits, '-').
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Start(flags) => {
+            let config = flags.into_config()?;
+            runtime.block_on(async {
+                let shutdown = shutdown_on_signal()?;
+                synod::server::run_node(config, shutdown).await
+            })
+        }
+        Command::Dev {
+            data_dir,
+            base_port,
+        } => run_dev(&data_dir, base_port),
+        Command::Cert { dir, what } => make_cert(&dir, what),
+        Command::Status {
+            nodes,
+            data_dir,
+            base_port,
+            ca,
+            cert,
+            key,
+        } => runtime.block_on(show_status(nodes, data_dir, base_port, ca, cert, key)),
+    }
+}
+
+/// A watch that turns true on SIGTERM or ctrl-c.
+fn shutdown_on_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    let (tx, rx) = watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping");
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+/// Starts the three nodes of a dev cluster as child processes and waits;
+/// ctrl-c or SIGTERM stops them all.
+fn run_dev(dir: &Path, base_port: u16) -> anyhow::Result<()> {
+    let configs = dev::prepare(dir, base_port)?;
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for config in &configs {
+        let child = std::process::Command::new(&exe)
+            .arg("start")
+            .arg("--config")
+            .arg(dev::config_path(dir, config.id))
+            .spawn()
+            .with_context(|| format!("cannot start node {}", config.id))?;
+        println!(
+            "node {}: peers {}, clients {}, redis {}, data {}",
+            config.id,
+            config.peer_addr,
+            config.client_addr,
+            config.redis_addr.map_or("-".to_string(), |a| a.to_string()),
+            config.data_dir.display()
+        );
+        children.push(child);
+    }
+    println!(
+        "cluster running; `synod status --data-dir {}` shows it; ctrl-c stops it",
+        dir.display()
+    );
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let mut stop = shutdown_on_signal()?;
+        let _ = stop.changed().await;
+        anyhow::Ok(())
+    })?;
+    for child in &children {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let mut failed = false;
+    for mut child in children {
+        failed |= !child.wait()?.success();
+    }
+    if failed {
+        anyhow::bail!("a node did not stop cleanly");
+    }
+    Ok(())
+}
+
+fn make_cert(dir: &Path, what: CertKind) -> anyhow::Result<()> {
+    match what {
+        CertKind::Ca { cluster } => {
+            if dir.join("ca.pem").exists() {
+                anyhow::bail!(
+                    "{} already holds a CA; refusing to replace it",
+                    dir.display()
+                );
+            }
+            let ca = CertAuthority::generate(&cluster)?;
+            let paths = certs::write_ca(dir, &ca)?;
+            println!("wrote {} and {}", paths.cert.display(), paths.key.display());
+        }
+        CertKind::Node { id, names } => {
+            let ca = certs::read_ca(dir).context("no CA here; run `synod cert ca` first")?;
+            let node = NodeId(id);
+            let cert = ca.issue_node(node, &names)?;
+            let paths = certs::write_issued(dir, &synod_net::tls::node_name(node), &cert)?;
+            println!("wrote {} and {}", paths.cert.display(), paths.key.display());
+        }
+        CertKind::Client { name } => {
+            let ca = certs::read_ca(dir).context("no CA here; run `synod cert ca` first")?;
+            let cert = ca.issue_client(&name)?;
+            let stem = format!("{}{name}", certs::CLIENT_NAME_PREFIX);
+            let paths = certs::write_issued(dir, &stem, &cert)?;
+            println!("wrote {} and {}", paths.cert.display(), paths.key.display());
+        }
+    }
+    Ok(())
+}
+
+async fn show_status(
+    mut nodes: Vec<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    base_port: u16,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let certs_dir = data_dir.as_ref().map(|d| d.join("certs"));
+    let pick = |given: Option<PathBuf>, file: &str| {
+        given
+            .or_else(|| certs_dir.as_ref().map(|d| d.join(file)))
+            .context("give --ca, --cert and --key, or --data-dir of a dev cluster")
+    };
+    let tls = TlsIdentity::from_pem_files(
+        &pick(ca, "ca.pem")?,
+        &pick(cert, &format!("{}.pem", dev::DEV_CLIENT))?,
+        &pick(key, &format!("{}.key", dev::DEV_CLIENT))?,
+    )?;
+    if data_dir.is_some() && nodes.is_empty() {
+        nodes = (1..=dev::DEV_NODES)
+            .map(|id| dev::dev_addrs(base_port, id).1)
+            .collect();
+    }
+    println!(
+        "{:<22} {:>4} {:<10} {:>14} {:>6} {:>10} {:>10} {:>10}",
+        "node", "id", "role", "ballot", "leader", "commit", "applied", "revision"
+    );
+    for addr in nodes {
+        match node_status(addr, &tls).await {
+            Ok(s) => println!(
+                "{:<22} {:>4} {:<10} {:>14} {:>6} {:>10} {:>10} {:>10}",
+                addr,
+                s.id,
+                s.role,
+                format!("{}.{}", s.ballot >> 32, s.ballot & 0xffff_ffff),
+                s.leader,
+                s.commit_index,
+                s.applied_index,
+                s.revision
+            ),
+            Err(e) => println!("{addr:<22} unreachable: {e:#}"),
+        }
+    }
+    Ok(())
+}
+
+async fn node_status(
+    addr: SocketAddr,
+    tls: &TlsIdentity,
+) -> anyhow::Result<synod_net::proto::api::NodeStatus> {
+    let conn = ClientConnection::connect(addr, tls).await?;
+    let request = ApiRequest {
+        call: Some(Call::Status(StatusCall {})),
+    };
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        conn.request(request.encode_to_vec()),
+    )
+    .await
+    .context("no answer within 3 s")??;
+    let payload = response
+        .payload()
+        .with_context(|| format!("error {:?}", response.error_code()))?;
+    match ApiResponse::decode(payload)?.result {
+        Some(api_response::Result::Status(status)) => Ok(status),
+        _ => anyhow::bail!("the node answered something else"),
+    }
+}

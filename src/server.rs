@@ -1,0 +1,292 @@
+//! `synod start`: one node on the network. Wires the node runtime to QUIC:
+//! peers on `peer_addr`, clients on `client_addr`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use prost::Message as _;
+use synod_kvstore::{NodeStore, Request, Snapshot, SnapshotChunk};
+use synod_net::proto::api::{
+    api_request::Call, api_response::Result as ApiResult, ApiRequest, ApiResponse,
+    NodeStatus as WireStatus,
+};
+use synod_net::tls::{TlsIdentity, NODE_NAME_PREFIX};
+use synod_net::{
+    ClientConnection, ErrorCode, IncomingRequest, NetOptions, NodeEndpoint, PeerSender,
+};
+use synod_paxos::{Envelope, NodeId, Role};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::NodeConfig;
+use crate::node::{
+    spawn_core, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput, PeerOutbox,
+    ReadConsistency, PEER_QUEUE,
+};
+
+/// Runs one node until `shutdown` turns true; then stops accepting, lets the
+/// core persist what it has, and returns.
+pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    config.validate()?;
+    let id = NodeId(config.id);
+    let tls = TlsIdentity::from_pem_files(&config.tls.ca, &config.tls.cert, &config.tls.key)
+        .context("cannot load the node's certificates")?;
+    let store = NodeStore::open(config.database_path())
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    let peer_endpoint = NodeEndpoint::bind(id, config.peer_addr, &tls, NetOptions::default())?;
+    let client_endpoint = NodeEndpoint::bind(id, config.client_addr, &tls, NetOptions::default())?;
+    let peer_addrs: HashMap<NodeId, SocketAddr> = config
+        .peers
+        .iter()
+        .map(|p| (NodeId(p.id), p.addr))
+        .collect();
+    let mut peer_net = peer_endpoint.start(peer_addrs);
+    let mut client_net = client_endpoint.start(HashMap::new());
+
+    let (inbox_tx, inbox) = mpsc::channel(PEER_QUEUE);
+    let forward = inbox_tx.clone();
+    tokio::spawn(async move {
+        while let Some(envelope) = peer_net.inbound.recv().await {
+            if forward.send(PeerInput::Message(envelope)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let client_addrs: Arc<HashMap<NodeId, SocketAddr>> = Arc::new(
+        config
+            .peers
+            .iter()
+            .filter_map(|p| Some((NodeId(p.id), p.client_addr?)))
+            .collect(),
+    );
+    let outbox = NetOutbox {
+        peers: peer_net.peers,
+        client_addrs: client_addrs.clone(),
+        tls: tls.clone(),
+    };
+    let seed = u64::from(config.id) ^ std::process::id() as u64;
+    let (handle, core) = spawn_core(CoreSetup {
+        paxos: config.paxos_config(seed),
+        log: store.log,
+        state_machine: store.state_machine,
+        outbox: Box::new(outbox),
+        inbox,
+        compaction: CompactionPolicy::default(),
+        shutdown: shutdown.clone(),
+    })?;
+    tracing::info!(node = config.id, peers = %config.peer_addr, clients = %config.client_addr, "node started");
+
+    let service = ClientService {
+        node: handle,
+        client_addrs,
+        inbox: inbox_tx,
+    };
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            request = client_net.requests.recv() => match request {
+                Some(request) => service.spawn(request),
+                None => break,
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    // Stop taking requests first, then let the core finish persisting.
+    drop(client_net.requests);
+    let result = core.await.context("the core task failed")?;
+    client_net.handle.shutdown().await;
+    peer_net.handle.shutdown().await;
+    result
+}
+
+/// Sends the core's messages through the QUIC peer transport.
+struct NetOutbox {
+    peers: PeerSender,
+    client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
+    tls: TlsIdentity,
+}
+
+impl PeerOutbox for NetOutbox {
+    fn send(&mut self, envelope: Envelope) {
+        // A full queue drops the message; Paxos retransmits what matters.
+        let _ = self.peers.send(envelope);
+    }
+
+    fn send_snapshot(&mut self, to: NodeId, snapshot: Snapshot) {
+        let Some(addr) = self.client_addrs.get(&to).copied() else {
+            tracing::warn!(%to, "cannot send a snapshot: the peer's client address is not configured");
+            return;
+        };
+        let tls = self.tls.clone();
+        tokio::spawn(async move {
+            if let Err(e) = stream_snapshot(addr, &tls, snapshot).await {
+                tracing::warn!(%to, error = %e, "snapshot transfer failed; the peer will ask again");
+            }
+        });
+    }
+}
+
+/// Streams `snapshot` to the node at `addr`, one request per chunk (so QUIC
+/// flow control paces it).
+async fn stream_snapshot(
+    addr: SocketAddr,
+    tls: &TlsIdentity,
+    snapshot: Snapshot,
+) -> anyhow::Result<()> {
+    let conn = ClientConnection::connect(addr, tls).await?;
+    for chunk in snapshot {
+        let call = Call::SnapshotChunk(synod_net::proto::api::SnapshotChunkCall {
+            chunk: chunk?.encode_to_vec(),
+        });
+        let response = conn
+            .request(ApiRequest { call: Some(call) }.encode_to_vec())
+            .await?;
+        if let Some(code) = response.error_code() {
+            anyhow::bail!("peer refused a snapshot chunk: {code:?}");
+        }
+    }
+    conn.close().await;
+    Ok(())
+}
+
+/// Answers client requests with the node runtime.
+#[derive(Clone)]
+struct ClientService {
+    node: NodeHandle,
+    client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
+    inbox: mpsc::Sender<PeerInput>,
+}
+
+impl ClientService {
+    fn spawn(&self, request: IncomingRequest) {
+        let service = self.clone();
+        tokio::spawn(async move { service.serve(request).await });
+    }
+
+    async fn serve(self, incoming: IncomingRequest) {
+        let IncomingRequest {
+            request,
+            client_name,
+            responder,
+        } = incoming;
+        let call = match ApiRequest::decode(request.payload.as_slice()) {
+            Ok(ApiRequest { call: Some(call) }) => call,
+            Ok(ApiRequest { call: None }) => {
+                responder.respond_error(ErrorCode::BadRequest, "the request names no call");
+                return;
+            }
+            Err(e) => {
+                responder.respond_error(ErrorCode::BadRequest, format!("undecodable request: {e}"));
+                return;
+            }
+        };
+        let result = match call {
+            Call::Kv(kv) => self
+                .kv(&kv.request, kv.serializable)
+                .await
+                .map(ApiResult::Kv),
+            Call::Status(_) => self.status().await.map(ApiResult::Status),
+            Call::SnapshotChunk(chunk) => self
+                .snapshot_chunk(client_name.as_deref(), &chunk.chunk)
+                .await
+                .map(|()| ApiResult::Kv(Vec::new())),
+        };
+        match result {
+            Ok(result) => {
+                let response = ApiResponse {
+                    result: Some(result),
+                };
+                responder.respond_ok(response.encode_to_vec());
+            }
+            Err(error) => {
+                responder.respond(self.error_response(error));
+            }
+        }
+    }
+
+    async fn kv(&self, bytes: &[u8], serializable: bool) -> Result<Vec<u8>, NodeError> {
+        let request = Request::decode_validated(bytes)?;
+        if request.op.as_ref().is_some_and(|op| op.is_leader_only()) {
+            return Err(NodeError::Invalid(synod_kvstore::RequestError::Malformed(
+                "this operation is only proposed by the leader itself".into(),
+            )));
+        }
+        let consistency = if serializable {
+            ReadConsistency::Serializable
+        } else {
+            ReadConsistency::Linearizable
+        };
+        let response = self.node.request(request, consistency).await?;
+        Ok(response.encode_to_vec())
+    }
+
+    async fn status(&self) -> Result<WireStatus, NodeError> {
+        let status = self.node.status().await?;
+        Ok(WireStatus {
+            id: status.id.0,
+            role: match status.role {
+                Role::Leader => "leader",
+                Role::Candidate => "candidate",
+                Role::Follower => "follower",
+            }
+            .to_string(),
+            ballot: status.ballot.0,
+            leader: status.leader.map_or(0, |l| l.0),
+            commit_index: status.commit_index.0,
+            applied_index: status.applied_index.0,
+            revision: status.revision,
+            compacted_through: status.compacted_through.0,
+        })
+    }
+
+    async fn snapshot_chunk(
+        &self,
+        client_name: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), NodeError> {
+        let from = client_name
+            .and_then(|name| name.strip_prefix(NODE_NAME_PREFIX))
+            .and_then(|id| id.parse().ok())
+            .map(NodeId)
+            .ok_or_else(|| {
+                NodeError::Invalid(synod_kvstore::RequestError::Malformed(
+                    "only cluster nodes may send snapshots".into(),
+                ))
+            })?;
+        let chunk = SnapshotChunk::decode(bytes).map_err(|e| {
+            NodeError::Invalid(synod_kvstore::RequestError::Malformed(format!(
+                "undecodable snapshot chunk: {e}"
+            )))
+        })?;
+        self.inbox
+            .send(PeerInput::SnapshotChunk { from, chunk })
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+
+    fn error_response(&self, error: NodeError) -> synod_net::ClientResponse {
+        let (code, hint) = match &error {
+            NodeError::NotLeader { leader } => (
+                ErrorCode::NotLeader,
+                leader.map(|l| synod_net::LeaderHint {
+                    node_id: l.0,
+                    address: self
+                        .client_addrs
+                        .get(&l)
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                }),
+            ),
+            NodeError::Busy => (ErrorCode::Overloaded, None),
+            NodeError::Invalid(_) => (ErrorCode::BadRequest, None),
+            NodeError::ShuttingDown => (ErrorCode::Unavailable, None),
+            NodeError::Storage(_) => (ErrorCode::Internal, None),
+        };
+        let mut response = synod_net::ClientResponse::error(0, code, error.to_string());
+        if let Some(synod_net::Outcome::Error(e)) = response.outcome.as_mut() {
+            e.leader_hint = hint;
+        }
+        response
+    }
+}
