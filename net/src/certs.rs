@@ -4,7 +4,7 @@
 //! - The CA is self-signed and may only sign (key usages `keyCertSign`,
 //!   `cRLSign`).
 //! - A node certificate names the node `node-<id>` (common name and DNS
-//!   name), plus `localhost`, `127.0.0.1` and any extra names or addresses
+//!   name), plus `localhost`, `127.0.0.1`, `::1` and any extra names or addresses
 //!   given, and is good for both server and client authentication: a node
 //!   accepts connections and dials its peers with the same certificate.
 //! - A client certificate names `client-<name>` and is good for client
@@ -115,11 +115,16 @@ impl CertAuthority {
     }
 
     /// A certificate for node `node`, with server and client usage, naming
-    /// `node-<id>`, `localhost`, `127.0.0.1` and each of `extra_names` (a DNS
+    /// `node-<id>`, `localhost`, `127.0.0.1`, `::1` and each of `extra_names` (a DNS
     /// name or an IP address, e.g. the address clients dial).
     pub fn issue_node(&self, node: NodeId, extra_names: &[String]) -> Result<IssuedCert, NetError> {
         let name = node_name(node);
-        let mut names = vec![name.clone(), "localhost".to_owned(), "127.0.0.1".to_owned()];
+        let mut names = vec![
+            name.clone(),
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
         for extra in extra_names {
             if !names.contains(extra) {
                 names.push(extra.clone());
@@ -127,16 +132,20 @@ impl CertAuthority {
         }
         let mut params = CertificateParams::new(names)?;
         // A node name among the extras would let one node speak for another.
-        let node_names = params
-            .subject_alt_names
-            .iter()
-            .filter(|san| {
-                matches!(san, SanType::DnsName(dns)
-                    if dns.as_str().to_ascii_lowercase().starts_with(NODE_NAME_PREFIX))
-            })
-            .count();
-        if node_names != 1 {
-            return Err(NetError::InvalidName(extra_names.join(",")));
+        let foreign = params.subject_alt_names.iter().find_map(|san| match san {
+            SanType::DnsName(dns)
+                if dns.as_str() != name
+                    && dns
+                        .as_str()
+                        .to_ascii_lowercase()
+                        .starts_with(NODE_NAME_PREFIX) =>
+            {
+                Some(dns.as_str().to_owned())
+            }
+            _ => None,
+        });
+        if let Some(foreign) = foreign {
+            return Err(NetError::ForeignNodeName(foreign));
         }
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![

@@ -79,6 +79,10 @@ pub enum NetError {
     /// A certificate or name argument was not acceptable.
     #[error("invalid name `{0}`: use 1-63 ASCII letters, digits and '-'")]
     InvalidName(String),
+    /// An extra name for a node certificate names a node (`node-<id>`):
+    /// only the node's own name may.
+    #[error("extra name `{0}` would let this certificate speak for another node")]
+    ForeignNodeName(String),
     /// The remote certificate does not name exactly one node (`node-<id>`).
     #[error("peer certificate does not identify a node: {0}")]
     NotANode(String),
