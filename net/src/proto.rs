@@ -6,20 +6,20 @@
 //! re-exported at the crate root.
 
 /// Peer wire types (`synod.peer.v1`).
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs, clippy::all, rustdoc::all)]
 pub mod peer {
     include!(concat!(env!("OUT_DIR"), "/synod.peer.v1.rs"));
 }
 
 /// Client wire types (`synod.client.v1`).
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs, clippy::all, rustdoc::all)]
 pub mod client {
     include!(concat!(env!("OUT_DIR"), "/synod.client.v1.rs"));
 }
 
 /// What clients ask a node and what it answers (`proto/api.proto`), carried
 /// in the client frames' payloads.
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs, clippy::all, rustdoc::all)]
 pub mod api {
     include!(concat!(env!("OUT_DIR"), "/synod.api.v1.rs"));
 }
