@@ -34,8 +34,15 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
         .context("cannot load the node's certificates")?;
     let store = NodeStore::open(config.database_path())
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
-    let peer_endpoint = NodeEndpoint::bind(id, config.peer_addr, &tls, NetOptions::default())?;
-    let client_endpoint = NodeEndpoint::bind(id, config.client_addr, &tls, NetOptions::default())?;
+    // Notice a crashed peer within two seconds, so a restarted one is
+    // redialed before its election timer runs out several times.
+    let options = NetOptions {
+        idle_timeout: std::time::Duration::from_secs(2),
+        keep_alive: std::time::Duration::from_millis(500),
+        ..NetOptions::default()
+    };
+    let peer_endpoint = NodeEndpoint::bind(id, config.peer_addr, &tls, options.clone())?;
+    let client_endpoint = NodeEndpoint::bind(id, config.client_addr, &tls, options)?;
     let peer_addrs: HashMap<NodeId, SocketAddr> = config
         .peers
         .iter()

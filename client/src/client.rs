@@ -1,0 +1,385 @@
+//! The client: connections, leader tracking, retries, and the key-value
+//! calls.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use synod_kvstore::{
+    CompareAndSwap, Delete, DeleteRange, Expected, Get, Incr, KeyValue, Op, Outcome, Put, Request,
+    Response, Scan,
+};
+use synod_net::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, KvCall};
+use synod_net::tls::TlsIdentity;
+use synod_net::{ClientConnection, ClientResponse, ErrorCode, Outcome as FrameOutcome};
+use tokio::time::Instant;
+
+use crate::error::ClientError;
+
+/// How a [`Client`] reaches the cluster.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Client addresses of the nodes (any subset; the leader is found).
+    pub endpoints: Vec<SocketAddr>,
+    /// The cluster CA and this client's certificate and key.
+    pub tls: TlsIdentity,
+    /// How long one call may take, retries included.
+    pub timeout: Duration,
+}
+
+impl ClientConfig {
+    /// The nodes at `endpoints`, with the CA and client certificate in PEM
+    /// files, and a 10 s timeout.
+    pub fn new(
+        endpoints: Vec<SocketAddr>,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<ClientConfig, ClientError> {
+        let tls = TlsIdentity::from_pem_files(ca, cert, key)
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        Ok(ClientConfig {
+            endpoints,
+            tls,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// The cluster `synod dev --data-dir DIR --base-port P` runs.
+    pub fn from_dev_cluster(
+        dir: impl AsRef<Path>,
+        base_port: u16,
+    ) -> Result<ClientConfig, ClientError> {
+        let certs = dir.as_ref().join("certs");
+        let endpoints = (0..3)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], base_port + 10 * i + 1)))
+            .collect();
+        ClientConfig::new(
+            endpoints,
+            &certs.join("ca.pem"),
+            &certs.join("client-dev.pem"),
+            &certs.join("client-dev.key"),
+        )
+    }
+}
+
+/// A connection to a Synod cluster. Cheap to clone; clones share
+/// connections. Safe to use from many tasks at once.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClientConfig,
+    connections: tokio::sync::Mutex<HashMap<SocketAddr, Arc<ClientConnection>>>,
+    /// Where the leader was last seen.
+    leader: Mutex<Option<SocketAddr>>,
+    /// Exactly-once identities not in use by a call: `(client id, next
+    /// seq)`. The state machine remembers one request per client id, so
+    /// every concurrent write borrows its own id.
+    idle_ids: Mutex<Vec<(u64, u64)>>,
+    next_id: AtomicU64,
+}
+
+/// Pause between attempts when no node could serve.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Longest a single attempt waits for its node.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Client {
+    /// A client for the cluster in `config`. Connects lazily; fails only on
+    /// a configuration that cannot work.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        if config.endpoints.is_empty() {
+            return Err(ClientError::Setup("no endpoints given".into()));
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config,
+                connections: tokio::sync::Mutex::new(HashMap::new()),
+                leader: Mutex::new(None),
+                idle_ids: Mutex::new(Vec::new()),
+                next_id: AtomicU64::new(unique_base_id()),
+            }),
+        })
+    }
+
+    /// The value of `key`, linearizably.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, ClientError> {
+        let op = Op::Get(Get { key: key.to_vec() });
+        Ok(get_kv(self.read(op, false).await?))
+    }
+
+    /// The value of `key` as this client's first reachable node has it
+    /// applied: possibly stale, from any node.
+    pub async fn get_serializable(&self, key: &[u8]) -> Result<Option<KeyValue>, ClientError> {
+        let op = Op::Get(Get { key: key.to_vec() });
+        Ok(get_kv(self.read(op, true).await?))
+    }
+
+    /// Sets `key` to `value`; returns the revision of the write.
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<u64, ClientError> {
+        let op = Op::Put(Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            prev_kv: false,
+        });
+        Ok(self.write(op).await?.revision)
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    pub async fn delete(&self, key: &[u8]) -> Result<bool, ClientError> {
+        let op = Op::Delete(Delete {
+            key: key.to_vec(),
+            prev_kv: false,
+        });
+        match self.write(op).await?.outcome {
+            Some(Outcome::Delete(d)) => Ok(d.deleted),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes every key in `[start, end)` (empty `end`: to the end);
+    /// returns how many.
+    pub async fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<u64, ClientError> {
+        let op = Op::DeleteRange(DeleteRange {
+            start: start.to_vec(),
+            end: end.to_vec(),
+            prefix: Vec::new(),
+        });
+        match self.write(op).await?.outcome {
+            Some(Outcome::DeleteRange(d)) => Ok(d.deleted),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Up to `limit` keys starting with `prefix`, in key order, linearizably.
+    pub async fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        limit: u32,
+    ) -> Result<Vec<KeyValue>, ClientError> {
+        let op = Op::Scan(Scan {
+            start: Vec::new(),
+            end: Vec::new(),
+            prefix: prefix.to_vec(),
+            limit,
+            keys_only: false,
+        });
+        match self.read(op, false).await?.outcome {
+            Some(Outcome::Scan(s)) => Ok(s.kvs),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets `key` to `new` if it holds `expected` (`None`: if it is absent).
+    /// Returns whether it did.
+    pub async fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, ClientError> {
+        let op = Op::CompareAndSwap(CompareAndSwap {
+            key: key.to_vec(),
+            expected: Some(match expected {
+                Some(value) => Expected::Value(value.to_vec()),
+                None => Expected::ModRevision(0),
+            }),
+            new_value: new.to_vec(),
+        });
+        match self.write(op).await?.outcome {
+            Some(Outcome::CompareAndSwap(c)) => Ok(c.succeeded),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Adds `delta` to the integer in `key` (absent counts as 0); returns
+    /// the new value.
+    pub async fn incr(&self, key: &[u8], delta: i64) -> Result<i64, ClientError> {
+        let op = Op::Incr(Incr {
+            key: key.to_vec(),
+            delta,
+        });
+        match self.write(op).await?.outcome {
+            Some(Outcome::Incr(i)) => Ok(i.value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs any write op (a transaction, say) exactly once; returns the
+    /// state machine's response.
+    pub async fn write(&self, op: Op) -> Result<Response, ClientError> {
+        let (id, seq) = self.borrow_id();
+        let request = Request::from_client(id, seq, op);
+        let result = self.call(&request, false).await;
+        // A timed-out write may still be applied later under this (id,
+        // seq): never reuse the id then.
+        if !matches!(result, Err(ClientError::Timeout)) {
+            self.return_id(id, seq + 1);
+        }
+        command_result(result?)
+    }
+
+    /// Runs any read-only op; `serializable` reads from any node.
+    pub async fn read(&self, op: Op, serializable: bool) -> Result<Response, ClientError> {
+        command_result(self.call(&Request::anonymous(op), serializable).await?)
+    }
+
+    fn borrow_id(&self) -> (u64, u64) {
+        let reused = self.inner.idle_ids.lock().expect("ids lock").pop();
+        reused.unwrap_or_else(|| (self.inner.next_id.fetch_add(1, Ordering::Relaxed), 1))
+    }
+
+    fn return_id(&self, id: u64, next_seq: u64) {
+        self.inner
+            .idle_ids
+            .lock()
+            .expect("ids lock")
+            .push((id, next_seq));
+    }
+
+    /// Sends `request` until a node serves it or the timeout passes: to the
+    /// known leader first, following redirects, then around the endpoints.
+    async fn call(&self, request: &Request, serializable: bool) -> Result<Response, ClientError> {
+        let payload = ApiRequest {
+            call: Some(Call::Kv(KvCall {
+                request: request.encode_to_vec(),
+                serializable,
+            })),
+        }
+        .encode_to_vec();
+        let deadline = Instant::now() + self.inner.config.timeout;
+        let endpoints = &self.inner.config.endpoints;
+        let mut next_endpoint = 0;
+        loop {
+            let target = self
+                .inner
+                .leader
+                .lock()
+                .expect("leader lock")
+                .unwrap_or(endpoints[next_endpoint % endpoints.len()]);
+            let attempt = tokio::time::timeout_at(
+                deadline.min(Instant::now() + ATTEMPT_TIMEOUT),
+                self.attempt(target, payload.clone()),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(Attempt::Served(response))) => return Ok(response),
+                Ok(Ok(Attempt::Refused(message))) => return Err(ClientError::BadRequest(message)),
+                Ok(Ok(Attempt::Redirect(Some(leader)))) => {
+                    *self.inner.leader.lock().expect("leader lock") = Some(leader);
+                    continue;
+                }
+                Ok(Ok(Attempt::Redirect(None))) | Ok(Err(())) | Err(_) => {
+                    self.forget(target).await;
+                    next_endpoint += 1;
+                }
+            }
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(ClientError::Timeout);
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// One try at one node.
+    async fn attempt(&self, target: SocketAddr, payload: Vec<u8>) -> Result<Attempt, ()> {
+        let connection = self.connection(target).await.map_err(|_| ())?;
+        let response = connection.request(payload).await.map_err(|_| ())?;
+        Ok(classify(response))
+    }
+
+    async fn connection(&self, target: SocketAddr) -> Result<Arc<ClientConnection>, ClientError> {
+        let mut connections = self.inner.connections.lock().await;
+        if let Some(existing) = connections.get(&target) {
+            return Ok(existing.clone());
+        }
+        let fresh = ClientConnection::connect(target, &self.inner.config.tls)
+            .await
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let fresh = Arc::new(fresh);
+        connections.insert(target, fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Drops a node that failed us, so the next try reconnects or goes
+    /// elsewhere.
+    async fn forget(&self, target: SocketAddr) {
+        self.inner.connections.lock().await.remove(&target);
+        let mut leader = self.inner.leader.lock().expect("leader lock");
+        if *leader == Some(target) {
+            *leader = None;
+        }
+    }
+}
+
+/// What one attempt learned.
+enum Attempt {
+    /// The node served the call.
+    Served(Response),
+    /// The request itself is bad; retrying will not help.
+    Refused(String),
+    /// Not the leader; the leader's address, if the node knows it.
+    Redirect(Option<SocketAddr>),
+}
+
+fn classify(response: ClientResponse) -> Attempt {
+    match response.outcome {
+        Some(FrameOutcome::Payload(payload)) => match ApiResponse::decode(payload.as_slice()) {
+            Ok(ApiResponse {
+                result: Some(api_response::Result::Kv(bytes)),
+            }) => match Response::decode(bytes.as_slice()) {
+                Ok(response) => Attempt::Served(response),
+                Err(e) => Attempt::Refused(format!("undecodable response: {e}")),
+            },
+            _ => Attempt::Refused("the node answered something other than a response".into()),
+        },
+        Some(FrameOutcome::Error(error)) => match error.code() {
+            ErrorCode::NotLeader => {
+                Attempt::Redirect(error.leader_hint.and_then(|hint| hint.address.parse().ok()))
+            }
+            ErrorCode::BadRequest | ErrorCode::TooLarge => Attempt::Refused(error.message),
+            _ => Attempt::Redirect(None),
+        },
+        None => Attempt::Redirect(None),
+    }
+}
+
+/// Turns a state-machine error response into `ClientError::Command`.
+fn command_result(response: Response) -> Result<Response, ClientError> {
+    match response.as_error() {
+        Some(error) => Err(ClientError::Command {
+            code: error.error_code(),
+            message: error.message.clone(),
+        }),
+        None => Ok(response),
+    }
+}
+
+fn get_kv(response: Response) -> Option<KeyValue> {
+    match response.outcome {
+        Some(Outcome::Get(g)) => g.kv,
+        _ => None,
+    }
+}
+
+fn unexpected(outcome: Option<Outcome>) -> ClientError {
+    ClientError::Protocol(format!("unexpected outcome {outcome:?}"))
+}
+
+/// A base for this client's exactly-once ids, unlikely to collide with
+/// another client's: the wall clock in nanoseconds mixed with the process
+/// id, with the low 16 bits left for this client's concurrent calls.
+fn unique_base_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mixed = nanos ^ (u64::from(std::process::id()) << 40);
+    ((mixed >> 16) | 1) << 16
+}

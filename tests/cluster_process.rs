@@ -1,0 +1,179 @@
+//! Real `synod` processes on loopback: clients write and read through the
+//! QUIC client service while the leader is killed with SIGKILL and later
+//! restarted; writes resume under a new leader, the old leader catches up,
+//! and the recorded history is linearizable.
+
+mod common;
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::ProcessCluster;
+use support::linearizability::{check_kv, KvOp, KvOutcome, Operation};
+use synod_client::{Client, ClientError};
+
+/// One client's loop: random puts, gets and compare-and-swaps on three
+/// keys, each recorded with its invoke and completion times.
+async fn run_client(
+    id: u64,
+    client: Client,
+    epoch: tokio::time::Instant,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<Vec<Operation>>>,
+) {
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let key = format!("k{}", (id + n) % 3).into_bytes();
+        let value = format!("c{id}v{n}").into_bytes();
+        let now = || epoch.elapsed().as_nanos() as u64;
+        let invoke = now();
+        let (op, result) = match n % 4 {
+            0 | 1 => {
+                let result = client.put(&key, &value).await.map(|_| KvOutcome::Put);
+                (KvOp::Put { key, value }, result)
+            }
+            2 => {
+                let result = client
+                    .get(&key)
+                    .await
+                    .map(|kv| KvOutcome::Get(kv.map(|kv| kv.value)));
+                (KvOp::Get { key }, result)
+            }
+            _ => {
+                let expected = format!("c{}v{}", (id + 1) % 4, n.saturating_sub(1)).into_bytes();
+                let result = client
+                    .compare_and_swap(&key, Some(&expected), &value)
+                    .await
+                    .map(KvOutcome::Cas);
+                (
+                    KvOp::Cas {
+                        key,
+                        expected: Some(expected),
+                        new: value,
+                    },
+                    result,
+                )
+            }
+        };
+        let record = match result {
+            Ok(outcome) => Some(Operation {
+                client: id,
+                invoke,
+                complete: Some(now()),
+                op,
+                outcome,
+            }),
+            // A write that timed out may still take effect: it stays in the
+            // history, never completed. A failed read had no effect.
+            Err(ClientError::Timeout) if !matches!(op, KvOp::Get { .. }) => Some(Operation {
+                client: id,
+                invoke,
+                complete: None,
+                op,
+                outcome: KvOutcome::Unknown,
+            }),
+            Err(_) => None,
+        };
+        history.lock().unwrap().extend(record);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_keeps_the_history_linearizable() {
+    let mut cluster = ProcessCluster::start("kill-leader");
+    let first = cluster
+        .leader(Duration::from_secs(15))
+        .await
+        .expect("a leader is elected");
+    let epoch = tokio::time::Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(Mutex::new(Vec::new()));
+    let mut clients = Vec::new();
+    for id in 1..=4 {
+        let mut config = cluster.client_config();
+        config.timeout = Duration::from_secs(5);
+        let client = Client::connect(config).await.unwrap();
+        clients.push(tokio::spawn(run_client(
+            id,
+            client,
+            epoch,
+            stop.clone(),
+            history.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = epoch.elapsed().as_nanos() as u64;
+    cluster.kill(first);
+    let second = cluster
+        .leader(Duration::from_secs(15))
+        .await
+        .expect("a new leader is elected");
+    assert_ne!(second, first);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let target = cluster
+        .status(second)
+        .await
+        .expect("the new leader answers")
+        .applied_index;
+    cluster.restart(first);
+    // The old leader catches up with what was applied when it came back.
+    let mut caught_up = false;
+    for _ in 0..300 {
+        if cluster
+            .status(first)
+            .await
+            .is_some_and(|old| old.applied_index >= target)
+        {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert!(caught_up, "the restarted node caught up");
+    let history = history.lock().unwrap().clone();
+    let writes_after_kill = history
+        .iter()
+        .filter(|op| !matches!(op.op, KvOp::Get { .. }))
+        .filter(|op| op.invoke > killed_at && op.complete.is_some())
+        .count();
+    assert!(
+        writes_after_kill > 0,
+        "writes resumed after the leader died"
+    );
+    let result = check_kv(&history);
+    assert!(
+        result.is_linearizable(),
+        "{} operations: {result}",
+        history.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_cleanly_and_it_resumes_with_its_data() {
+    let mut cluster = ProcessCluster::start("sigterm");
+    cluster
+        .leader(Duration::from_secs(15))
+        .await
+        .expect("leader");
+    let client = Client::connect(cluster.client_config()).await.unwrap();
+    client.put(b"kept", b"yes").await.unwrap();
+    for id in 1..=3 {
+        assert!(cluster.stop(id), "node {id} exits 0 on SIGTERM");
+    }
+    for id in 1..=3 {
+        cluster.restart(id);
+    }
+    cluster
+        .leader(Duration::from_secs(15))
+        .await
+        .expect("leader again");
+    let kv = client.get(b"kept").await.unwrap().expect("data kept");
+    assert_eq!(kv.value, b"yes");
+}

@@ -1,0 +1,162 @@
+//! Running real `synod` processes for tests: a dev-style cluster whose
+//! nodes can be killed, paused and restarted one by one.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use prost::Message as _;
+use synod_net::proto::api::{
+    api_request::Call, api_response, ApiRequest, ApiResponse, NodeStatus, StatusCall,
+};
+use synod_net::tls::TlsIdentity;
+use synod_net::ClientConnection;
+
+/// A three-node cluster of child processes.
+pub struct ProcessCluster {
+    pub dir: PathBuf,
+    pub base_port: u16,
+    nodes: Vec<Option<Child>>,
+}
+
+impl ProcessCluster {
+    /// Prepares certificates and configurations in a fresh directory named
+    /// after `name` and starts the three nodes.
+    pub fn start(name: &str) -> ProcessCluster {
+        let dir = std::env::temp_dir().join(format!("synod-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Spread concurrent test processes over the port space.
+        let base_port = 20_000 + (std::process::id() % 1_000) as u16 * 40 + name.len() as u16;
+        synod::dev::prepare(&dir, base_port).expect("cluster files");
+        let mut cluster = ProcessCluster {
+            dir,
+            base_port,
+            nodes: vec![None, None, None],
+        };
+        for id in 1..=3 {
+            cluster.restart(id);
+        }
+        cluster
+    }
+
+    /// Starts node `id` (1-based) if it is not running.
+    pub fn restart(&mut self, id: u32) {
+        let slot = &mut self.nodes[id as usize - 1];
+        if slot.is_some() {
+            return;
+        }
+        let log = std::fs::File::create(self.dir.join(format!("node{id}.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_synod"))
+            .arg("start")
+            .arg("--config")
+            .arg(synod::dev::config_path(&self.dir, id))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("synod starts");
+        *slot = Some(child);
+    }
+
+    /// Kills node `id` with SIGKILL.
+    pub fn kill(&mut self, id: u32) {
+        if let Some(mut child) = self.nodes[id as usize - 1].take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+    }
+
+    /// Sends `signal` to node `id`.
+    pub fn signal(&self, id: u32, signal: i32) {
+        if let Some(child) = &self.nodes[id as usize - 1] {
+            // SAFETY: kill(2) on our own child has no memory effects.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, signal);
+            }
+        }
+    }
+
+    /// Stops node `id` with SIGTERM and returns whether it exited 0.
+    pub fn stop(&mut self, id: u32) -> bool {
+        self.signal(id, libc::SIGTERM);
+        let child = self.nodes[id as usize - 1].take();
+        child.is_some_and(|mut c| c.wait().map(|s| s.success()).unwrap_or(false))
+    }
+
+    /// The client address of node `id`.
+    pub fn client_addr(&self, id: u32) -> SocketAddr {
+        synod::dev::dev_addrs(self.base_port, id).1
+    }
+
+    /// A client configuration for this cluster.
+    pub fn client_config(&self) -> synod_client::ClientConfig {
+        synod_client::ClientConfig::from_dev_cluster(&self.dir, self.base_port).expect("config")
+    }
+
+    /// The client identity of this cluster.
+    pub fn tls(&self) -> TlsIdentity {
+        let certs = self.dir.join("certs");
+        TlsIdentity::from_pem_files(
+            &certs.join("ca.pem"),
+            &certs.join("client-dev.pem"),
+            &certs.join("client-dev.key"),
+        )
+        .expect("client identity")
+    }
+
+    /// Node `id`'s status, if it answers within a second.
+    pub async fn status(&self, id: u32) -> Option<NodeStatus> {
+        let ask = async {
+            let conn = ClientConnection::connect(self.client_addr(id), &self.tls())
+                .await
+                .ok()?;
+            let request = ApiRequest {
+                call: Some(Call::Status(StatusCall {})),
+            };
+            let response = conn.request(request.encode_to_vec()).await.ok()?;
+            let answer = ApiResponse::decode(response.payload()?).ok()?;
+            conn.close().await;
+            match answer.result? {
+                api_response::Result::Status(status) => Some(status),
+                _ => None,
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(1), ask)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The node that is leader now, waiting up to `patience` for one.
+    pub async fn leader(&self, patience: Duration) -> Option<u32> {
+        let deadline = tokio::time::Instant::now() + patience;
+        while tokio::time::Instant::now() < deadline {
+            for id in 1..=3 {
+                if self.nodes[id as usize - 1].is_none() {
+                    continue;
+                }
+                if let Some(status) = self.status(id).await {
+                    if status.role == "leader" {
+                        return Some(id);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for id in 1..=3 {
+            self.kill(id);
+        }
+    }
+}
