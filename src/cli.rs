@@ -93,6 +93,7 @@ impl StartFlags {
                 peer_addr: self.peer_addr.ok_or_else(|| missing("peer-addr"))?,
                 client_addr: self.client_addr.ok_or_else(|| missing("client-addr"))?,
                 redis_addr: None,
+                redis_password: None,
                 data_dir: self.data_dir.clone().ok_or_else(|| missing("data-dir"))?,
                 tls: TlsFiles {
                     ca: self.ca.clone().ok_or_else(|| missing("ca"))?,

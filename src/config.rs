@@ -22,6 +22,10 @@ pub struct NodeConfig {
     /// Where the Redis-protocol endpoint listens (TCP), if enabled.
     #[serde(default)]
     pub redis_addr: Option<SocketAddr>,
+    /// The password Redis clients must give (`AUTH`) before other
+    /// commands, like Redis's `requirepass`; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_password: Option<String>,
     /// The directory holding this node's database.
     pub data_dir: PathBuf,
     /// Certificates and key.
@@ -216,6 +220,7 @@ mod tests {
             peer_addr: "127.0.0.1:7400".parse().unwrap(),
             client_addr: "127.0.0.1:7401".parse().unwrap(),
             redis_addr: None,
+            redis_password: None,
             data_dir: dir.join("data"),
             tls: write_tls(dir),
             peers: vec![PeerConfig {

@@ -61,6 +61,7 @@ pub fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
             peer_addr,
             client_addr,
             redis_addr: Some(redis_addr),
+            redis_password: None,
             data_dir: dir.join(format!("node{id}")),
             tls: TlsFiles {
                 ca: certs_dir.join("ca.pem"),

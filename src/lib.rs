@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod node;
+pub mod redis;
 pub mod server;
 
 pub use synod_paxos as paxos;

@@ -43,6 +43,14 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
     };
     let peer_endpoint = NodeEndpoint::bind(id, config.peer_addr, &tls, options.clone())?;
     let client_endpoint = NodeEndpoint::bind(id, config.client_addr, &tls, options)?;
+    let redis_listener = match config.redis_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for Redis clients on {addr}"))?,
+        ),
+        None => None,
+    };
     let peer_addrs: HashMap<NodeId, SocketAddr> = config
         .peers
         .iter()
@@ -83,6 +91,17 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
         shutdown: shutdown.clone(),
     })?;
     tracing::info!(node = config.id, peers = %config.peer_addr, clients = %config.client_addr, "node started");
+    if let Some(listener) = redis_listener {
+        let backend = crate::redis::backend::Backend::new(
+            handle.clone(),
+            id,
+            client_addrs.clone(),
+            tls.clone(),
+        );
+        let password = config.redis_password.clone();
+        let addr = crate::redis::spawn(listener, backend, password, shutdown.clone())?;
+        tracing::info!(node = config.id, redis = %addr, "Redis endpoint listening");
+    }
 
     let service = ClientService {
         node: handle,

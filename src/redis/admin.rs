@@ -1,0 +1,313 @@
+//! Connection and server commands: `PING`, `AUTH`, `HELLO`, `SELECT`,
+//! `INFO`, `CONFIG GET`, `CLIENT`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use synod_paxos::Role;
+
+use super::keyspace::glob_match;
+use super::resp::{parse_i64, Reply};
+use super::{Conn, RedisShared};
+
+/// The Redis version Synod's endpoint behaves like, reported by `HELLO`
+/// and `INFO` (some clients choose features by it).
+pub(super) const REDIS_VERSION: &str = "7.0.0";
+
+pub(super) fn ping(args: &[Vec<u8>]) -> Reply {
+    match args {
+        [_] => Reply::Simple("PONG".into()),
+        [_, message] => Reply::Bulk(message.clone()),
+        _ => Reply::err("wrong number of arguments for 'ping' command"),
+    }
+}
+
+/// Compares without returning early, so the time taken does not tell how
+/// much of a guess was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
+    }
+    diff == 0
+}
+
+/// Checks `user` (only `default` exists) and `password`.
+fn check_credentials(shared: &RedisShared, user: &[u8], password: &[u8]) -> Result<(), Reply> {
+    let Some(expected) = shared.password.as_deref() else {
+        return Err(Reply::err(
+            "AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        ));
+    };
+    if user == b"default" && same_secret(password, expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Reply::Error(
+            "WRONGPASS invalid username-password pair or user is disabled.".into(),
+        ))
+    }
+}
+
+/// `AUTH password` or `AUTH default password`.
+pub(super) fn auth(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Reply {
+    let (user, password) = match args {
+        [_, password] => (&b"default"[..], password),
+        [_, user, password] => (user.as_slice(), password),
+        _ => return Reply::err("syntax error"),
+    };
+    match check_credentials(shared, user, password) {
+        Ok(()) => {
+            conn.authenticated = true;
+            Reply::ok()
+        }
+        Err(error) => error,
+    }
+}
+
+/// `HELLO [2 [AUTH user password] [SETNAME name]]`: RESP2 only.
+pub(super) async fn hello(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Reply {
+    if let Some(version) = args.get(1) {
+        match parse_i64(version) {
+            None => return Reply::err("Protocol version is not an integer or out of range"),
+            Some(2) => {}
+            Some(_) => {
+                return Reply::Error(
+                    "NOPROTO sorry, this protocol version is not supported.".into(),
+                )
+            }
+        }
+    }
+    let mut i = 2;
+    let mut name = None;
+    while i < args.len() {
+        match args[i].to_ascii_uppercase().as_slice() {
+            b"AUTH" if i + 2 < args.len() => {
+                if let Err(error) = check_credentials(shared, &args[i + 1], &args[i + 2]) {
+                    return error;
+                }
+                conn.authenticated = true;
+                i += 3;
+            }
+            b"SETNAME" if i + 1 < args.len() => {
+                name = Some(args[i + 1].clone());
+                i += 2;
+            }
+            _ => {
+                return Reply::err(format!(
+                    "syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&args[i])
+                ))
+            }
+        }
+    }
+    if !conn.authenticated {
+        return Reply::Error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+             HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+             select the RESP protocol version at the same time"
+                .into(),
+        );
+    }
+    if name.is_some() {
+        conn.name = name;
+    }
+    let leads = matches!(shared.backend.status().await, Ok(s) if s.role == Role::Leader);
+    let pairs: Vec<(&str, Reply)> = vec![
+        ("server", Reply::text("redis")),
+        ("version", Reply::text(REDIS_VERSION)),
+        ("proto", Reply::Integer(2)),
+        ("id", Reply::Integer(client_number(conn))),
+        ("mode", Reply::text("standalone")),
+        (
+            "role",
+            Reply::text(if leads { "master" } else { "replica" }),
+        ),
+        ("modules", Reply::Array(Vec::new())),
+    ];
+    Reply::Array(
+        pairs
+            .into_iter()
+            .flat_map(|(key, value)| [Reply::text(key), value])
+            .collect(),
+    )
+}
+
+/// The connection's number as `CLIENT ID` and `HELLO` show it: its client
+/// id without the marker bit.
+fn client_number(conn: &Conn) -> i64 {
+    (conn.client_id & (u64::MAX >> 1)) as i64
+}
+
+/// `SELECT index`: only database 0 exists.
+pub(super) fn select(args: &[Vec<u8>]) -> Reply {
+    match parse_i64(&args[1]) {
+        None => Reply::err("value is not an integer or out of range"),
+        Some(0) => Reply::ok(),
+        Some(_) => Reply::err("DB index is out of range"),
+    }
+}
+
+/// `INFO [section ...]`: sections `server`, `clients`, `replication` and
+/// `synod` (role, leader, ballot, commit and applied index, revision).
+pub(super) async fn info(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
+    let wanted: Vec<String> = args[1..]
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let all = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "all" || w == "everything" || w == "default");
+    let show = |section: &str| all || wanted.iter().any(|w| w == section);
+    let status = match shared.backend.status().await {
+        Ok(status) => status,
+        Err(error) => return Reply::err(error),
+    };
+    let mut text = String::new();
+    let uptime = shared.started.elapsed().as_secs();
+    if show("server") {
+        let _ = write!(
+            text,
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nsynod_version:{}\r\n\
+             redis_mode:standalone\r\nos:{} {}\r\nprocess_id:{}\r\ntcp_port:{}\r\n\
+             uptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::process::id(),
+            shared.port,
+            uptime / 86_400,
+        );
+    }
+    if show("clients") {
+        let _ = write!(
+            text,
+            "# Clients\r\nconnected_clients:{}\r\n\r\n",
+            shared.connections.load(Ordering::Relaxed)
+        );
+    }
+    let leads = status.role == Role::Leader;
+    if show("replication") {
+        let _ = write!(
+            text,
+            "# Replication\r\nrole:{}\r\n\r\n",
+            if leads { "master" } else { "slave" }
+        );
+    }
+    if show("synod") {
+        let role = match status.role {
+            Role::Leader => "leader",
+            Role::Candidate => "candidate",
+            Role::Follower => "follower",
+        };
+        let _ = write!(
+            text,
+            "# Synod\r\nnode_id:{}\r\npaxos_role:{role}\r\nleader_id:{}\r\nballot:{}\r\n\
+             ballot_round:{}\r\ncommit_index:{}\r\napplied_index:{}\r\nrevision:{}\r\n\
+             compacted_through:{}\r\n\r\n",
+            status.id.0,
+            status.leader.map_or(0, |l| l.0),
+            status.ballot.0,
+            status.ballot.0 >> 32,
+            status.commit_index.0,
+            status.applied_index.0,
+            status.revision,
+            status.compacted_through.0,
+        );
+    }
+    // Redis ends the text without the last blank line.
+    while text.ends_with("\r\n\r\n") {
+        text.truncate(text.len() - 2);
+    }
+    Reply::text(text)
+}
+
+/// The settings `CONFIG GET` reports (what `redis-benchmark` asks for).
+const SETTINGS: &[(&str, &str)] = &[
+    ("databases", "1"),
+    ("save", ""),
+    ("appendonly", "yes"),
+    ("appendfsync", "always"),
+    ("maxmemory", "0"),
+];
+
+/// `CONFIG GET pattern...`; the other subcommands are refused.
+pub(super) fn config(args: &[Vec<u8>]) -> Reply {
+    let sub = args[1].to_ascii_uppercase();
+    if sub.as_slice() != b"GET" {
+        return Reply::err(format!(
+            "CONFIG {} is not supported by Synod",
+            String::from_utf8_lossy(&sub)
+        ));
+    }
+    if args.len() < 3 {
+        return Reply::err("wrong number of arguments for 'config|get' command");
+    }
+    let mut out = Vec::new();
+    for (name, value) in SETTINGS {
+        if args[2..]
+            .iter()
+            .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
+        {
+            out.push(Reply::text(*name));
+            out.push(Reply::text(*value));
+        }
+    }
+    Reply::Array(out)
+}
+
+/// `CLIENT ID | GETNAME | SETNAME name | SETINFO attr value`.
+pub(super) fn client(conn: &mut Conn, args: &[Vec<u8>]) -> Reply {
+    let sub = args[1].to_ascii_uppercase();
+    match (sub.as_slice(), args.len()) {
+        (b"ID", 2) => Reply::Integer(client_number(conn)),
+        (b"GETNAME", 2) => conn.name.clone().map_or(Reply::Nil, Reply::Bulk),
+        (b"SETNAME", 3) => {
+            let name = &args[2];
+            if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+                return Reply::err(
+                    "Client names cannot contain spaces, newlines or special characters.",
+                );
+            }
+            conn.name = (!name.is_empty()).then(|| name.clone());
+            Reply::ok()
+        }
+        (b"SETINFO", 4) => Reply::ok(),
+        (b"ID" | b"GETNAME" | b"SETNAME" | b"SETINFO", _) => Reply::err(format!(
+            "wrong number of arguments for 'client|{}' command",
+            String::from_utf8_lossy(&sub).to_ascii_lowercase()
+        )),
+        _ => Reply::err(format!(
+            "unknown subcommand '{}'. Try CLIENT HELP.",
+            String::from_utf8_lossy(&args[1])
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_equal() {
+        assert!(same_secret(b"hunter2", b"hunter2"));
+        assert!(!same_secret(b"hunter2", b"hunter3"));
+        assert!(!same_secret(b"hunter2", b"hunter22"));
+        assert!(!same_secret(b"", b"x"));
+        assert!(same_secret(b"", b""));
+    }
+
+    #[test]
+    fn select_only_knows_database_zero() {
+        assert_eq!(select(&[b"SELECT".to_vec(), b"0".to_vec()]), Reply::ok());
+        assert_eq!(
+            select(&[b"SELECT".to_vec(), b"1".to_vec()]),
+            Reply::err("DB index is out of range")
+        );
+        assert_eq!(
+            select(&[b"SELECT".to_vec(), b"x".to_vec()]),
+            Reply::err("value is not an integer or out of range")
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! How the Redis endpoint reaches the state machine from any node: the
+//! local core when this node leads, otherwise the leader's client service
+//! over QUIC, retried across leader changes under the same
+//! `(client_id, seq)` so that a write applies once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+use synod_kvstore::{Request, Response};
+use synod_net::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, KvCall};
+use synod_net::tls::{node_name, TlsIdentity};
+use synod_net::{ClientConnection, ErrorCode, Outcome};
+use synod_paxos::NodeId;
+use tokio::sync::Mutex;
+
+use crate::node::{NodeError, NodeHandle, NodeStatus, ReadConsistency};
+
+/// How long one attempt (local or forwarded) may take before it is
+/// abandoned and the request retried.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request is retried in all before the caller is told the
+/// cluster is unavailable (and, for a write, that its effect is unknown).
+const CALL_DEADLINE: Duration = Duration::from_secs(10);
+/// First pause between attempts; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+/// Longest pause between attempts.
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Why a request could not be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The request breaks a limit or is malformed; retrying will not help.
+    #[error("{0}")]
+    Invalid(String),
+    /// No leader answered in time. For a write the effect is unknown.
+    #[error("no leader answered in time ({0}); a write may or may not have been applied")]
+    Unavailable(String),
+    /// This node is stopping.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// A node failed in a way that is a bug or a broken disk.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What one attempt at one node gave.
+enum Attempt {
+    Done(Response),
+    /// Not the leader; try the named node (or wait for an election).
+    Redirect(Option<NodeId>),
+    /// Try again after a pause.
+    Retry(String),
+    Fail(CallError),
+}
+
+/// Serves requests from any node: locally at the leader, forwarded to the
+/// leader otherwise. Cheap to share (`Arc`); connections to other nodes are
+/// opened on first use and kept, one per node.
+pub struct Backend {
+    node: NodeHandle,
+    me: NodeId,
+    client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
+    tls: TlsIdentity,
+    links: Mutex<HashMap<NodeId, Arc<ClientConnection>>>,
+}
+
+impl Backend {
+    /// A backend for node `me`, which forwards to the other nodes' client
+    /// addresses with its own certificate.
+    pub fn new(
+        node: NodeHandle,
+        me: NodeId,
+        client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
+        tls: TlsIdentity,
+    ) -> Backend {
+        Backend {
+            node,
+            me,
+            client_addrs,
+            tls,
+            links: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.me
+    }
+
+    /// This node's role, ballot and indexes.
+    pub async fn status(&self) -> Result<NodeStatus, CallError> {
+        self.node
+            .status()
+            .await
+            .map_err(|_| CallError::ShuttingDown)
+    }
+
+    /// Serves `request`: a write through the leader's log, a read
+    /// linearizably at the leader (or as `consistency` says). Retries on
+    /// leader changes, overload and lost connections for up to
+    /// [`CALL_DEADLINE`], always with the same request, so the state
+    /// machine's exactly-once table turns retries of a write into one
+    /// application. A response carrying a state-machine error is `Ok`.
+    pub async fn call(
+        &self,
+        request: &Request,
+        consistency: ReadConsistency,
+    ) -> Result<Response, CallError> {
+        let deadline = tokio::time::Instant::now() + CALL_DEADLINE;
+        let mut target = self.me;
+        let mut backoff = FIRST_BACKOFF;
+        let mut redirects_without_pause = 0;
+        loop {
+            let attempt = if target == self.me {
+                self.local(request, consistency).await
+            } else {
+                self.forward(target, request, consistency).await
+            };
+            let reason = match attempt {
+                Attempt::Done(response) => return Ok(response),
+                Attempt::Fail(error) => return Err(error),
+                Attempt::Redirect(Some(leader))
+                    if leader != target && redirects_without_pause < 2 =>
+                {
+                    redirects_without_pause += 1;
+                    target = leader;
+                    continue;
+                }
+                Attempt::Redirect(leader) => {
+                    target = leader.unwrap_or(self.me);
+                    "no leader known".to_string()
+                }
+                Attempt::Retry(reason) => {
+                    target = self.me;
+                    reason
+                }
+            };
+            redirects_without_pause = 0;
+            if tokio::time::Instant::now() + backoff > deadline {
+                return Err(CallError::Unavailable(reason));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn local(&self, request: &Request, consistency: ReadConsistency) -> Attempt {
+        let call = self.node.request(request.clone(), consistency);
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, call).await {
+            Err(_) => Attempt::Retry("timed out".into()),
+            Ok(Ok(response)) => Attempt::Done(response),
+            Ok(Err(NodeError::NotLeader { leader })) => {
+                Attempt::Redirect(leader.filter(|l| *l != self.me))
+            }
+            Ok(Err(NodeError::Busy)) => Attempt::Retry("busy".into()),
+            Ok(Err(NodeError::Invalid(e))) => Attempt::Fail(CallError::Invalid(e.to_string())),
+            Ok(Err(NodeError::ShuttingDown)) => Attempt::Fail(CallError::ShuttingDown),
+            Ok(Err(NodeError::Storage(e))) => Attempt::Fail(CallError::Internal(e)),
+        }
+    }
+
+    async fn forward(
+        &self,
+        to: NodeId,
+        request: &Request,
+        consistency: ReadConsistency,
+    ) -> Attempt {
+        let payload = ApiRequest {
+            call: Some(Call::Kv(KvCall {
+                request: request.encode_to_vec(),
+                serializable: consistency == ReadConsistency::Serializable,
+            })),
+        }
+        .encode_to_vec();
+        let link = match self.link(to).await {
+            Ok(link) => link,
+            Err(reason) => return Attempt::Retry(reason),
+        };
+        let response = match tokio::time::timeout(ATTEMPT_TIMEOUT, link.request(payload)).await {
+            Err(_) => return Attempt::Retry(format!("node {} timed out", to.0)),
+            Ok(Err(e)) => {
+                self.links.lock().await.remove(&to);
+                return Attempt::Retry(format!("node {}: {e}", to.0));
+            }
+            Ok(Ok(response)) => response,
+        };
+        match response.outcome {
+            Some(Outcome::Payload(bytes)) => decode_kv(&bytes),
+            Some(Outcome::Error(error)) => match error.code() {
+                ErrorCode::NotLeader => Attempt::Redirect(
+                    error
+                        .leader_hint
+                        .map(|hint| NodeId(hint.node_id))
+                        .filter(|l| l.0 != 0 && *l != to),
+                ),
+                ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::Timeout => {
+                    Attempt::Retry(error.message)
+                }
+                ErrorCode::BadRequest | ErrorCode::TooLarge => {
+                    Attempt::Fail(CallError::Invalid(error.message))
+                }
+                ErrorCode::Internal | ErrorCode::Unspecified => {
+                    Attempt::Fail(CallError::Internal(error.message))
+                }
+            },
+            None => Attempt::Fail(CallError::Internal("empty response".into())),
+        }
+    }
+
+    /// The cached connection to `to`, opened if missing.
+    async fn link(&self, to: NodeId) -> Result<Arc<ClientConnection>, String> {
+        let mut links = self.links.lock().await;
+        if let Some(link) = links.get(&to) {
+            if link.connection().close_reason().is_none() {
+                return Ok(link.clone());
+            }
+        }
+        let addr = self
+            .client_addrs
+            .get(&to)
+            .copied()
+            .ok_or_else(|| format!("node {}'s client address is not configured", to.0))?;
+        let name = node_name(to);
+        let connect = ClientConnection::connect_with_name(addr, &name, &self.tls);
+        let link = match tokio::time::timeout(ATTEMPT_TIMEOUT, connect).await {
+            Err(_) => return Err(format!("connecting to node {} timed out", to.0)),
+            Ok(Err(e)) => return Err(format!("cannot connect to node {}: {e}", to.0)),
+            Ok(Ok(link)) => Arc::new(link),
+        };
+        links.insert(to, link.clone());
+        Ok(link)
+    }
+}
+
+fn decode_kv(bytes: &[u8]) -> Attempt {
+    let result = ApiResponse::decode(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|response| match response.result {
+            Some(api_response::Result::Kv(kv)) => {
+                Response::decode(kv.as_slice()).map_err(|e| e.to_string())
+            }
+            _ => Err("the leader answered with something else".into()),
+        });
+    match result {
+        Ok(response) => Attempt::Done(response),
+        Err(e) => Attempt::Fail(CallError::Internal(format!("undecodable answer: {e}"))),
+    }
+}
+
+/// Hands out the exactly-once client ids of Redis connections.
+///
+/// Layout: bit 63 set (so they never meet the small ids other clients
+/// pick by hand), bits 62–52 the node id modulo 2048, bits 51–0 a
+/// counter that starts at the node's start time in microseconds since
+/// 2024-01-01 UTC and never falls behind the clock (each id is
+/// `max(previous + 1, now)`), enough for 142 years. A restarted node
+/// therefore starts above every id its previous run handed out (unless
+/// that run averaged more than one connection per microsecond, or the
+/// clock went backwards across the restart), and two nodes differ in the
+/// node bits. No randomness is involved.
+pub struct ClientIds {
+    node_bits: u64,
+    last: AtomicU64,
+}
+
+/// 2024-01-01T00:00:00Z in seconds since the Unix epoch.
+const ID_EPOCH_UNIX_SECS: u64 = 1_704_067_200;
+const COUNTER_BITS: u32 = 52;
+const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
+
+impl ClientIds {
+    /// The allocator of node `node`.
+    pub fn new(node: NodeId) -> ClientIds {
+        ClientIds {
+            node_bits: (1 << 63) | ((u64::from(node.0) & 0x7FF) << COUNTER_BITS),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn now_micros() -> u64 {
+        let since_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        (since_unix.as_micros() as u64).saturating_sub(ID_EPOCH_UNIX_SECS * 1_000_000)
+    }
+
+    /// A new, never used client id.
+    pub fn next(&self) -> u64 {
+        let now = Self::now_micros() & COUNTER_MASK;
+        let previous = self
+            .last
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(now.max(last + 1) & COUNTER_MASK)
+            })
+            .unwrap_or_default();
+        let counter = now.max(previous + 1) & COUNTER_MASK;
+        self.node_bits | counter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_unique_increasing_and_carry_the_node() {
+        let ids = ClientIds::new(NodeId(3));
+        let a: Vec<u64> = (0..10_000).map(|_| ids.next()).collect();
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        assert!(a.iter().all(|id| id >> 63 == 1 && (id >> 52) & 0x7FF == 3));
+        let other = ClientIds::new(NodeId(4)).next();
+        assert!(!a.contains(&other));
+    }
+}

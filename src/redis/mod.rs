@@ -1,0 +1,296 @@
+//! The Redis-protocol endpoint: RESP2 and inline commands on TCP, so that
+//! `redis-cli`, `redis-benchmark` and Redis client libraries talk to Synod.
+//!
+//! Every node runs one (when `redis_addr` is configured) and accepts every
+//! command: writes and linearizable reads are served by the local core
+//! when this node leads and forwarded to the leader's client service over
+//! QUIC otherwise ([`backend`]). Each connection is one exactly-once
+//! client: it gets its own client id ([`backend::ClientIds`]) and numbers
+//! its writes from 1, so a write retried across a leader change applies
+//! once. Commands run one at a time per connection, in order, as Redis
+//! runs them; pipelined requests are answered in one write.
+//!
+//! Modules: [`resp`] (the wire format and its limits), [`backend`] (local
+//! or forwarded requests), `table` (the command table and dispatch),
+//! `strings` and `keyspace` (the key-value commands), `admin`
+//! (connection and server commands) and `coord` (Synod's own `SYNOD.*`
+//! commands: compare-and-swap, locks, elections, status).
+
+mod admin;
+pub mod backend;
+mod coord;
+mod keyspace;
+pub mod resp;
+mod strings;
+mod table;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use synod_kvstore::{ErrorCode as KvErrorCode, ErrorResponse, Op, Outcome, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use self::backend::{Backend, CallError, ClientIds};
+use self::coord::ConnSession;
+use self::keyspace::CursorTable;
+use self::resp::{parse_request, Reply, MAX_PENDING_BYTES};
+use crate::node::ReadConsistency;
+
+/// Most Redis connections open at once on one node; one more is answered
+/// `-ERR max number of clients reached` and closed, as Redis does.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// Replies buffered for a pipelining client before they are written out.
+const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+/// Bytes read from the socket at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// What every connection of one node's endpoint shares.
+pub struct RedisShared {
+    backend: Arc<Backend>,
+    password: Option<String>,
+    ids: ClientIds,
+    cursors: Mutex<CursorTable>,
+    started: std::time::Instant,
+    connections: AtomicUsize,
+    port: u16,
+}
+
+impl RedisShared {
+    /// The state of an endpoint serving through `backend`, asking for
+    /// `password` if set, listening on `port` (reported by `INFO`).
+    pub fn new(backend: Backend, password: Option<String>, port: u16) -> RedisShared {
+        RedisShared {
+            ids: ClientIds::new(backend.node_id()),
+            backend: Arc::new(backend),
+            password,
+            cursors: Mutex::new(CursorTable::default()),
+            started: std::time::Instant::now(),
+            connections: AtomicUsize::new(0),
+            port,
+        }
+    }
+}
+
+/// One connection's state.
+struct Conn {
+    /// The exactly-once client id of this connection.
+    client_id: u64,
+    /// The sequence number of this connection's next write.
+    next_seq: u64,
+    authenticated: bool,
+    name: Option<Vec<u8>>,
+    /// The session owning this connection's locks and candidacies, opened
+    /// on first use.
+    session: Option<ConnSession>,
+}
+
+impl Conn {
+    /// The next write of this connection, numbered.
+    fn numbered(&mut self, op: Op) -> Request {
+        let request = Request::from_client(self.client_id, self.next_seq, op);
+        self.next_seq += 1;
+        request
+    }
+}
+
+/// Serves Redis clients on `listener` until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, shared: RedisShared, shutdown: watch::Receiver<bool>) {
+    let shared = Arc::new(shared);
+    let mut stop = shutdown.clone();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let span = tracing::debug_span!("redis", node = shared.backend.node_id().0, %remote);
+        tokio::spawn(accept_connection(shared, stream, shutdown).instrument(span));
+    }
+}
+
+/// Serves `listener` in a new task until `shutdown` turns true; returns
+/// the address it listens on.
+pub fn spawn(
+    listener: TcpListener,
+    backend: Backend,
+    password: Option<String>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
+    let local = listener.local_addr()?;
+    let shared = RedisShared::new(backend, password, local.port());
+    tokio::spawn(serve(listener, shared, shutdown));
+    Ok(local)
+}
+
+async fn accept_connection(
+    shared: Arc<RedisShared>,
+    mut stream: TcpStream,
+    shutdown: watch::Receiver<bool>,
+) {
+    if shared.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        shared.connections.fetch_sub(1, Ordering::SeqCst);
+        let _ = stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn {
+        client_id: shared.ids.next(),
+        next_seq: 1,
+        authenticated: shared.password.is_none(),
+        name: None,
+        session: None,
+    };
+    serve_connection(&shared, &mut conn, stream, shutdown).await;
+    if let Some(session) = conn.session.take() {
+        session.close(&shared.backend);
+    }
+    shared.connections.fetch_sub(1, Ordering::SeqCst);
+}
+
+async fn serve_connection(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    mut stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        let mut pos = 0;
+        let mut close = false;
+        while !close {
+            match parse_request(&buf[pos..]) {
+                Ok(Some(parsed)) => {
+                    pos += parsed.consumed;
+                    if parsed.args.is_empty() {
+                        continue;
+                    }
+                    let (reply, quit) = table::execute(shared, conn, parsed.args).await;
+                    reply.encode(&mut out);
+                    close = quit;
+                    if out.len() >= OUTPUT_FLUSH_BYTES {
+                        if stream.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        out.clear();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "closing a connection after a protocol error");
+                    Reply::err(e).encode(&mut out);
+                    close = true;
+                }
+            }
+        }
+        buf.drain(..pos);
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if close || *shutdown.borrow() {
+            return;
+        }
+        // The parser refuses any request larger than this from its headers.
+        assert!(
+            buf.len() <= MAX_PENDING_BYTES,
+            "pending bytes over the bound"
+        );
+        let read = tokio::select! {
+            read = stream.read(&mut chunk) => read,
+            _ = shutdown.changed() => return,
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Sends `op` as this connection's next write; returns its outcome, or the
+/// Redis error reply for a refusal or an unavailable cluster.
+async fn write(shared: &RedisShared, conn: &mut Conn, op: Op) -> Result<Outcome, Reply> {
+    let request = conn.numbered(op);
+    let response = shared
+        .backend
+        .call(&request, ReadConsistency::Linearizable)
+        .await
+        .map_err(call_error_reply)?;
+    outcome(response.outcome)
+}
+
+/// Serves the read `op` linearizably (client id 0: reads need no
+/// exactly-once), or an anonymous read-only transaction through the log.
+async fn read(shared: &RedisShared, op: Op) -> Result<Outcome, Reply> {
+    let response = shared
+        .backend
+        .call(&Request::anonymous(op), ReadConsistency::Linearizable)
+        .await
+        .map_err(call_error_reply)?;
+    outcome(response.outcome)
+}
+
+fn outcome(outcome: Option<Outcome>) -> Result<Outcome, Reply> {
+    match outcome {
+        Some(Outcome::Error(e)) => Err(request_error_reply(&e)),
+        Some(outcome) => Ok(outcome),
+        None => Err(Reply::err("the state machine gave no answer")),
+    }
+}
+
+/// The Redis reply for a request that could not be served.
+fn call_error_reply(error: CallError) -> Reply {
+    match error {
+        CallError::Unavailable(_) | CallError::ShuttingDown => {
+            Reply::Error(format!("TRYAGAIN {error}"))
+        }
+        CallError::Invalid(_) | CallError::Internal(_) => Reply::err(error),
+    }
+}
+
+/// The Redis reply for a request the state machine refused, with Redis's
+/// wording where Redis has the same error.
+fn request_error_reply(error: &ErrorResponse) -> Reply {
+    match error.error_code() {
+        KvErrorCode::NotAnInteger => Reply::err("value is not an integer or out of range"),
+        KvErrorCode::IncrOverflow => Reply::err("increment or decrement would overflow"),
+        KvErrorCode::EmptyKey => Reply::err("empty keys are not supported by Synod"),
+        _ => Reply::err(&error.message),
+    }
+}
+
+/// Checks a key argument against Synod's key rules (non-empty, at most
+/// [`MAX_KEY_BYTES`](synod_kvstore::limits::MAX_KEY_BYTES)).
+fn check_key(key: &[u8]) -> Result<(), Reply> {
+    use synod_kvstore::limits::MAX_KEY_BYTES;
+    if key.is_empty() {
+        return Err(Reply::err("empty keys are not supported by Synod"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Reply::err(format!(
+            "key too large: {} bytes, limit {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(())
+}

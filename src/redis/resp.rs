@@ -1,0 +1,530 @@
+//! RESP2: the Redis serialization protocol, the requests it carries and the
+//! replies Synod writes back.
+//!
+//! A request is either an array of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\na\r\n`,
+//! what every client library sends) or an inline command (`GET a\r\n`, what a
+//! person types into `telnet`), split the way Redis splits it: spaces
+//! separate arguments, `"..."` understands `\n \r \t \b \a \\ \" \xHH`,
+//! `'...'` understands `\'`.
+//!
+//! Every byte is untrusted. The parser never allocates in proportion to a
+//! length it has not checked against the limits below, never panics, and
+//! answers anything malformed with a [`ProtocolError`] whose text is the
+//! one Redis uses (`Protocol error: invalid bulk length`, ...). After a
+//! protocol error the connection cannot be resynchronised, so the caller
+//! answers `-ERR Protocol error: ...` and closes it, as Redis does.
+
+use synod_kvstore::limits::{MAX_REQUEST_BYTES, MAX_VALUE_BYTES};
+
+/// Largest bulk string (one argument) accepted: a value (1 MiB).
+pub const MAX_BULK_BYTES: usize = MAX_VALUE_BYTES;
+/// Most arguments (the command name included) in one request.
+pub const MAX_ARGS: usize = 1024;
+/// Largest inline command line, in bytes (Redis uses the same 64 KiB).
+pub const MAX_INLINE_BYTES: usize = 64 * 1024;
+/// Largest sum of argument lengths of one request: a whole state-machine
+/// request.
+pub const MAX_COMMAND_BYTES: usize = MAX_REQUEST_BYTES;
+/// Longest `*<count>` or `$<length>` header line, `\r\n` excluded.
+const MAX_HEADER_BYTES: usize = 32;
+/// Most bytes a connection may hold unparsed: one command at its limits,
+/// with its headers. More means the peer is not speaking RESP.
+pub const MAX_PENDING_BYTES: usize = MAX_COMMAND_BYTES + MAX_ARGS * (MAX_HEADER_BYTES + 5);
+
+/// A request Redis would refuse as a protocol error; the connection must be
+/// closed after answering it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Protocol error: {0}")]
+pub struct ProtocolError(pub String);
+
+impl ProtocolError {
+    fn new(what: impl Into<String>) -> ProtocolError {
+        ProtocolError(what.into())
+    }
+}
+
+/// One parsed request: its arguments (the first is the command name) and
+/// how many bytes of the buffer it used. `args` is empty for requests Redis
+/// skips silently (`*0`, `*-1`, a blank inline line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The arguments.
+    pub args: Vec<Vec<u8>>,
+    /// Bytes consumed from the front of the buffer.
+    pub consumed: usize,
+}
+
+/// Parses the first request in `buf`. `Ok(None)` means the request is not
+/// complete yet: read more bytes and call again with the same start.
+pub fn parse_request(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
+    match buf.first() {
+        None => Ok(None),
+        Some(b'*') => parse_multibulk(buf),
+        Some(_) => parse_inline(buf),
+    }
+}
+
+/// Finds the `\r\n` ending the line that starts at `from`; `Ok(None)` if
+/// not there yet, an error named `what` if the line is longer than `max`.
+fn line_end(
+    buf: &[u8],
+    from: usize,
+    max: usize,
+    what: &str,
+) -> Result<Option<usize>, ProtocolError> {
+    let window = &buf[from..buf.len().min(from + max + 2)];
+    match window.windows(2).position(|w| w == b"\r\n") {
+        Some(i) => Ok(Some(from + i)),
+        None if window.len() >= max + 2 => Err(ProtocolError::new(what)),
+        None => Ok(None),
+    }
+}
+
+/// A decimal integer as Redis's `string2ll` reads it: optional `-`, digits,
+/// no `+`, no spaces, no leading zeros (except `0` itself).
+pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    if !canonical {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn parse_multibulk(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
+    let Some(end) = line_end(buf, 1, MAX_HEADER_BYTES, "too big mbulk count string")? else {
+        return Ok(None);
+    };
+    let count =
+        parse_i64(&buf[1..end]).ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
+    let mut pos = end + 2;
+    if count <= 0 {
+        return Ok(Some(Parsed {
+            args: Vec::new(),
+            consumed: pos,
+        }));
+    }
+    if count as u64 > MAX_ARGS as u64 {
+        return Err(ProtocolError::new(format!(
+            "invalid multibulk length: {count} arguments, limit {MAX_ARGS}"
+        )));
+    }
+    let count = count as usize;
+    let mut args = Vec::with_capacity(count);
+    let mut total_bytes = 0usize;
+    while args.len() < count {
+        let Some(&marker) = buf.get(pos) else {
+            return Ok(None);
+        };
+        if marker != b'$' {
+            return Err(ProtocolError::new(format!(
+                "expected '$', got '{}'",
+                char::from(marker).escape_default()
+            )));
+        }
+        let Some(end) = line_end(buf, pos + 1, MAX_HEADER_BYTES, "too big bulk count string")?
+        else {
+            return Ok(None);
+        };
+        let len = parse_i64(&buf[pos + 1..end])
+            .filter(|len| (0..=MAX_BULK_BYTES as i64).contains(len))
+            .ok_or_else(|| {
+                ProtocolError::new(format!(
+                    "invalid bulk length (limit {MAX_BULK_BYTES} bytes)"
+                ))
+            })? as usize;
+        total_bytes += len;
+        if total_bytes > MAX_COMMAND_BYTES {
+            return Err(ProtocolError::new(format!(
+                "request too large (limit {MAX_COMMAND_BYTES} bytes)"
+            )));
+        }
+        let start = end + 2;
+        if buf.len() < start + len + 2 {
+            return Ok(None);
+        }
+        if &buf[start + len..start + len + 2] != b"\r\n" {
+            return Err(ProtocolError::new("bulk string not terminated by CRLF"));
+        }
+        args.push(buf[start..start + len].to_vec());
+        pos = start + len + 2;
+    }
+    debug_assert!(pos <= buf.len());
+    Ok(Some(Parsed {
+        args,
+        consumed: pos,
+    }))
+}
+
+fn parse_inline(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
+    let window = &buf[..buf.len().min(MAX_INLINE_BYTES + 1)];
+    let Some(newline) = window.iter().position(|&b| b == b'\n') else {
+        if window.len() > MAX_INLINE_BYTES {
+            return Err(ProtocolError::new("too big inline request"));
+        }
+        return Ok(None);
+    };
+    let mut line = &buf[..newline];
+    if let Some(stripped) = line.strip_suffix(b"\r") {
+        line = stripped;
+    }
+    let args = split_args(line)?;
+    if args.len() > MAX_ARGS {
+        return Err(ProtocolError::new(format!(
+            "too many arguments in inline request (limit {MAX_ARGS})"
+        )));
+    }
+    Ok(Some(Parsed {
+        args,
+        consumed: newline + 1,
+    }))
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Splits an inline line into arguments like Redis's `sdssplitargs`.
+pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+    let unbalanced = || ProtocolError::new("unbalanced quotes in request");
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == line.len() {
+            return Ok(args);
+        }
+        let mut arg = Vec::new();
+        let quote = match line[i] {
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                Some(q)
+            }
+            _ => None,
+        };
+        loop {
+            let Some(&c) = line.get(i) else {
+                if quote.is_some() {
+                    return Err(unbalanced());
+                }
+                break;
+            };
+            match quote {
+                None if c.is_ascii_whitespace() => break,
+                None => {
+                    arg.push(c);
+                    i += 1;
+                }
+                Some(q) if c == q => {
+                    // A closing quote must be followed by a space or the end.
+                    if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                        return Err(unbalanced());
+                    }
+                    i += 1;
+                    break;
+                }
+                Some(b'"') if c == b'\\' && line.get(i + 1) == Some(&b'x') => {
+                    let hex = line
+                        .get(i + 2)
+                        .and_then(|&h| hex_digit(h))
+                        .zip(line.get(i + 3).and_then(|&l| hex_digit(l)));
+                    match hex {
+                        Some((h, l)) => {
+                            arg.push(h * 16 + l);
+                            i += 4;
+                        }
+                        None => {
+                            arg.push(b'\\');
+                            i += 1;
+                        }
+                    }
+                }
+                Some(b'"') if c == b'\\' && i + 1 < line.len() => {
+                    arg.push(match line[i + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                    i += 2;
+                }
+                Some(b'\'') if c == b'\\' && line.get(i + 1) == Some(&b'\'') => {
+                    arg.push(b'\'');
+                    i += 2;
+                }
+                Some(_) => {
+                    arg.push(c);
+                    i += 1;
+                }
+            }
+        }
+        args.push(arg);
+    }
+}
+
+/// A reply in RESP2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `+text`: a status such as `OK` or `PONG`.
+    Simple(String),
+    /// `-CODE message`: the text starts with the error code (`ERR`,
+    /// `NOAUTH`, `WRONGPASS`, ...).
+    Error(String),
+    /// `:n`.
+    Integer(i64),
+    /// `$len` and the bytes.
+    Bulk(Vec<u8>),
+    /// `$-1`: the null bulk string (an absent key).
+    Nil,
+    /// `*n` and the elements.
+    Array(Vec<Reply>),
+    /// `*-1`: the null array.
+    NilArray,
+}
+
+impl Reply {
+    /// `+OK`.
+    pub fn ok() -> Reply {
+        Reply::Simple("OK".into())
+    }
+
+    /// `-ERR message`.
+    pub fn err(message: impl std::fmt::Display) -> Reply {
+        Reply::Error(format!("ERR {message}"))
+    }
+
+    /// A bulk string from text.
+    pub fn text(text: impl Into<String>) -> Reply {
+        Reply::Bulk(text.into().into_bytes())
+    }
+
+    /// An array of bulk strings.
+    pub fn bulks<I: IntoIterator<Item = Vec<u8>>>(items: I) -> Reply {
+        Reply::Array(items.into_iter().map(Reply::Bulk).collect())
+    }
+
+    /// Whether this is an error reply.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    /// Appends the RESP2 encoding to `out`. Iterative (no recursion), so
+    /// nesting depth costs no stack.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut stack: Vec<std::slice::Iter<'_, Reply>> = Vec::new();
+        let mut next = Some(self);
+        loop {
+            if let Some(reply) = next.take() {
+                if let Reply::Array(items) = reply {
+                    out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                    stack.push(items.iter());
+                } else {
+                    encode_scalar(reply, out);
+                }
+            }
+            match stack.last_mut() {
+                None => return,
+                Some(items) => match items.next() {
+                    Some(item) => next = Some(item),
+                    None => {
+                        stack.pop();
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Replaces line breaks, which would end a simple string or error early.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}
+
+fn encode_scalar(reply: &Reply, out: &mut Vec<u8>) {
+    match reply {
+        Reply::Simple(text) => {
+            out.push(b'+');
+            out.extend_from_slice(one_line(text).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::Error(text) => {
+            out.push(b'-');
+            out.extend_from_slice(one_line(text).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
+        Reply::Bulk(bytes) => {
+            out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
+            out.extend_from_slice(bytes);
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::Nil => out.extend_from_slice(b"$-1\r\n"),
+        Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
+        Reply::Array(_) => unreachable!("arrays are encoded by Reply::encode"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(parts: &[&str]) -> Vec<Vec<u8>> {
+        parts.iter().map(|p| p.as_bytes().to_vec()).collect()
+    }
+
+    fn parse_all(buf: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while let Some(parsed) = parse_request(&buf[pos..])? {
+            out.push(parsed.args);
+            pos += parsed.consumed;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn multibulk_requests_parse_and_pipeline() {
+        let buf = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$0\r\n\r\n";
+        assert_eq!(
+            parse_all(buf).unwrap(),
+            vec![args(&["GET", "a"]), args(&["SET", "b", ""])]
+        );
+    }
+
+    #[test]
+    fn every_prefix_of_a_request_is_incomplete_not_an_error() {
+        let buf = b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n";
+        for cut in 0..buf.len() {
+            assert_eq!(parse_request(&buf[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert!(parse_request(buf).unwrap().is_some());
+    }
+
+    #[test]
+    fn inline_requests_split_like_redis() {
+        assert_eq!(
+            parse_all(b"SET a \"x y\\n\\x41\" 'it\\'s'\r\nPING\n\r\n").unwrap(),
+            vec![
+                vec![
+                    b"SET".to_vec(),
+                    b"a".to_vec(),
+                    b"x y\nA".to_vec(),
+                    b"it's".to_vec()
+                ],
+                args(&["PING"]),
+                vec![],
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_requests_get_redis_protocol_errors() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"*x\r\n", "invalid multibulk length"),
+            (b"*1\r\n+GET\r\n", "expected '$', got '+'"),
+            (b"*1\r\n$-5\r\n", "invalid bulk length"),
+            (b"*1\r\n$3\r\nGETxx", "not terminated by CRLF"),
+            (b"*99999999\r\n", "invalid multibulk length"),
+            (b"*1\r\n$99999999\r\n", "invalid bulk length"),
+            (b"SET \"a\r\n", "unbalanced quotes"),
+            (b"SET \"a\"b\r\n", "unbalanced quotes"),
+        ];
+        for (input, expected) in cases {
+            let err = parse_request(input).unwrap_err().to_string();
+            assert!(err.starts_with("Protocol error: "), "{err}");
+            assert!(err.contains(expected), "{err} for {input:?}");
+        }
+    }
+
+    #[test]
+    fn overlong_lines_are_refused_before_they_are_complete() {
+        let long_inline = vec![b'a'; MAX_INLINE_BYTES + 1];
+        assert!(parse_request(&long_inline).is_err());
+        let long_header = [b"*".as_slice(), &[b'1'; 40]].concat();
+        assert!(parse_request(&long_header).is_err());
+    }
+
+    #[test]
+    fn a_command_over_the_total_limit_is_refused_from_its_headers() {
+        let mut buf = format!("*{}\r\n", 6).into_bytes();
+        for _ in 0..5 {
+            buf.extend_from_slice(format!("${MAX_BULK_BYTES}\r\n").as_bytes());
+            buf.extend(std::iter::repeat_n(b'v', MAX_BULK_BYTES));
+            buf.extend_from_slice(b"\r\n");
+        }
+        let err = parse_request(&buf).unwrap_err();
+        assert!(err.0.contains("request too large"), "{err}");
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // xorshift: deterministic, no dependency.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"*$\r\n-0123456789 \"'\\xabGETSET";
+        for _ in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 3 == 0 {
+                        r as u8
+                    } else {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            let _ = parse_all(&bytes);
+        }
+    }
+
+    #[test]
+    fn replies_encode_as_resp2() {
+        let mut out = Vec::new();
+        Reply::Array(vec![
+            Reply::ok(),
+            Reply::Integer(-3),
+            Reply::Bulk(b"a\r\nb".to_vec()),
+            Reply::Nil,
+            Reply::Array(vec![Reply::NilArray, Reply::Array(vec![])]),
+            Reply::err("bad\r\nthing"),
+        ])
+        .encode(&mut out);
+        assert_eq!(
+            out,
+            b"*6\r\n+OK\r\n:-3\r\n$4\r\na\r\nb\r\n$-1\r\n*2\r\n*-1\r\n*0\r\n-ERR bad  thing\r\n"
+        );
+    }
+
+    #[test]
+    fn integers_parse_only_in_canonical_form() {
+        assert_eq!(parse_i64(b"42"), Some(42));
+        assert_eq!(parse_i64(b"-7"), Some(-7));
+        assert_eq!(parse_i64(b"0"), Some(0));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b"01",
+            b"-0",
+            b" 1",
+            b"1a",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(parse_i64(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! The string commands. Each is one state-machine command, so each is
+//! atomic: multi-key writes and conditional writes (`SET NX/XX/GET`,
+//! `GETSET`, `MSET`, `MSETNX`, `DEL k...`) are one transaction or
+//! compare-and-swap, and `APPEND` is a compare-and-swap retried until it
+//! wins.
+
+use std::collections::HashMap;
+
+use synod_kvstore::limits::{MAX_TXN_OPS, MAX_VALUE_BYTES};
+use synod_kvstore::{
+    Compare, CompareAndSwap, CompareOp, CompareTarget, Delete, Get, Incr, KeyValue, Op, Outcome,
+    Put, Txn, TxnOp, TxnOpKind, TxnOutcome, TxnResponse,
+};
+
+use super::resp::Reply;
+use super::table::int_arg;
+use super::{check_key, read, write, Conn, RedisShared};
+
+/// Most attempts of `APPEND`'s compare-and-swap under contention.
+const APPEND_ATTEMPTS: usize = 64;
+
+/// Runs the string command `name` (lower case, arity already checked).
+pub(super) async fn execute(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    name: &str,
+    args: &[Vec<u8>],
+) -> Reply {
+    let result = match name {
+        "get" => get(shared, &args[1]).await.map(value_or_nil),
+        "set" => set(shared, conn, args).await,
+        "getset" => getset(shared, conn, args).await,
+        "setnx" => setnx(shared, conn, args).await,
+        "mget" => mget(shared, &args[1..]).await,
+        "mset" => mset(shared, conn, args, false).await,
+        "msetnx" => mset(shared, conn, args, true).await,
+        "del" | "unlink" => del(shared, conn, &args[1..]).await,
+        "exists" => exists(shared, &args[1..]).await,
+        "incr" => incr(shared, conn, &args[1], Ok(1)).await,
+        "decr" => incr(shared, conn, &args[1], Ok(-1)).await,
+        "incrby" => incr(shared, conn, &args[1], int_arg(&args[2])).await,
+        "decrby" => {
+            let delta = int_arg(&args[2]).and_then(|n| {
+                n.checked_neg()
+                    .ok_or_else(|| Reply::err("decrement would overflow"))
+            });
+            incr(shared, conn, &args[1], delta).await
+        }
+        "append" => append(shared, conn, &args[1], &args[2]).await,
+        "strlen" => get(shared, &args[1])
+            .await
+            .map(|kv| Reply::Integer(kv.map_or(0, |kv| kv.value.len() as i64))),
+        "type" => get(shared, &args[1])
+            .await
+            .map(|kv| Reply::Simple(if kv.is_some() { "string" } else { "none" }.into())),
+        "ttl" | "pttl" => get(shared, &args[1])
+            .await
+            .map(|kv| Reply::Integer(if kv.is_some() { -1 } else { -2 })),
+        // No key has a time to live, so there is never one to remove.
+        "persist" => check_key(&args[1]).map(|()| Reply::Integer(0)),
+        "expire" | "pexpire" => int_arg(&args[2]).and_then(|_| {
+            Err(Reply::err(
+                "key expiry (EXPIRE, PEXPIRE) is not supported by Synod yet",
+            ))
+        }),
+        _ => Err(Reply::err(format!("command '{name}' is not implemented"))),
+    };
+    result.unwrap_or_else(|error| error)
+}
+
+fn value_or_nil(kv: Option<KeyValue>) -> Reply {
+    kv.map_or(Reply::Nil, |kv| Reply::Bulk(kv.value))
+}
+
+fn unexpected() -> Reply {
+    Reply::err("the state machine answered with an unexpected outcome")
+}
+
+fn syntax_error() -> Reply {
+    Reply::err("syntax error")
+}
+
+/// A linearizable read of `key`.
+async fn get(shared: &RedisShared, key: &[u8]) -> Result<Option<KeyValue>, Reply> {
+    check_key(key)?;
+    match read(shared, Op::Get(Get { key: key.to_vec() })).await? {
+        Outcome::Get(get) => Ok(get.kv),
+        _ => Err(unexpected()),
+    }
+}
+
+async fn txn(shared: &RedisShared, conn: &mut Conn, txn: Txn) -> Result<TxnResponse, Reply> {
+    match write(shared, conn, Op::Txn(txn)).await? {
+        Outcome::Txn(response) => Ok(response),
+        _ => Err(unexpected()),
+    }
+}
+
+fn version_compare(key: &[u8], op: CompareOp) -> Compare {
+    Compare {
+        key: key.to_vec(),
+        target: CompareTarget::Version as i32,
+        op: op as i32,
+        value: Vec::new(),
+        number: 0,
+    }
+}
+
+fn txn_op(kind: TxnOpKind) -> TxnOp {
+    TxnOp { op: Some(kind) }
+}
+
+fn put_op(key: &[u8], value: &[u8], prev_kv: bool) -> TxnOp {
+    txn_op(TxnOpKind::Put(Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        prev_kv,
+    }))
+}
+
+/// The key of a put or get result of a transaction branch.
+fn txn_value(response: &TxnResponse, index: usize) -> Option<Vec<u8>> {
+    let outcome = response.responses.get(index)?.outcome.as_ref()?;
+    let kv = match outcome {
+        TxnOutcome::Put(put) => put.prev.as_ref(),
+        TxnOutcome::Get(get) => get.kv.as_ref(),
+        TxnOutcome::Delete(delete) => delete.prev.as_ref(),
+    };
+    kv.map(|kv| kv.value.clone())
+}
+
+/// `SET key value [NX | XX] [GET] [KEEPTTL]`; `EX`, `PX`, `EXAT` and
+/// `PXAT` are checked as Redis checks them, then refused.
+async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {
+    let (key, value) = (&args[1], &args[2]);
+    let (mut nx, mut xx, mut want_old, mut keepttl, mut expiry) =
+        (false, false, false, false, false);
+    let mut i = 3;
+    while i < args.len() {
+        match args[i].to_ascii_uppercase().as_slice() {
+            b"NX" if !xx => nx = true,
+            b"XX" if !nx => xx = true,
+            b"GET" => want_old = true,
+            b"KEEPTTL" if !expiry => keepttl = true,
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" if !expiry && !keepttl && i + 1 < args.len() => {
+                i += 1;
+                if int_arg(&args[i])? <= 0 {
+                    return Err(Reply::err("invalid expire time in 'set' command"));
+                }
+                expiry = true;
+            }
+            _ => return Err(syntax_error()),
+        }
+        i += 1;
+    }
+    if expiry {
+        return Err(Reply::err(
+            "key expiry (SET EX, PX, EXAT, PXAT) is not supported by Synod yet",
+        ));
+    }
+    check_key(key)?;
+    if !nx && !xx {
+        let op = Op::Put(Put {
+            key: key.clone(),
+            value: value.clone(),
+            prev_kv: want_old,
+        });
+        return match write(shared, conn, op).await? {
+            Outcome::Put(put) if want_old => Ok(value_or_nil(put.prev)),
+            Outcome::Put(_) => Ok(Reply::ok()),
+            _ => Err(unexpected()),
+        };
+    }
+    let compare = version_compare(
+        key,
+        if nx {
+            CompareOp::Equal
+        } else {
+            CompareOp::Greater
+        },
+    );
+    let failure = if want_old && nx {
+        vec![txn_op(TxnOpKind::Get(Get { key: key.clone() }))]
+    } else {
+        Vec::new()
+    };
+    let response = txn(
+        shared,
+        conn,
+        Txn {
+            compares: vec![compare],
+            success: vec![put_op(key, value, want_old)],
+            failure,
+        },
+    )
+    .await?;
+    Ok(match (want_old, response.succeeded) {
+        (false, true) => Reply::ok(),
+        (false, false) => Reply::Nil,
+        // NX succeeded: the key was absent. XX failed: the key is absent.
+        (true, true) if nx => Reply::Nil,
+        (true, false) if xx => Reply::Nil,
+        (true, _) => txn_value(&response, 0).map_or(Reply::Nil, Reply::Bulk),
+    })
+}
+
+async fn getset(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {
+    check_key(&args[1])?;
+    let op = Op::Put(Put {
+        key: args[1].clone(),
+        value: args[2].clone(),
+        prev_kv: true,
+    });
+    match write(shared, conn, op).await? {
+        Outcome::Put(put) => Ok(value_or_nil(put.prev)),
+        _ => Err(unexpected()),
+    }
+}
+
+async fn setnx(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {
+    check_key(&args[1])?;
+    let op = Op::CompareAndSwap(CompareAndSwap {
+        key: args[1].clone(),
+        expected: None,
+        new_value: args[2].clone(),
+    });
+    match write(shared, conn, op).await? {
+        Outcome::CompareAndSwap(cas) => Ok(Reply::Integer(cas.succeeded.into())),
+        _ => Err(unexpected()),
+    }
+}
+
+/// The distinct keys of `keys`, in first-seen order.
+fn distinct(keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, Reply> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::new();
+    for key in keys {
+        check_key(key)?;
+        if seen.insert(key.as_slice(), ()).is_none() {
+            out.push(key.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn too_many_keys() -> Reply {
+    Reply::err(format!(
+        "too many keys for one atomic command (Synod's limit is {MAX_TXN_OPS})"
+    ))
+}
+
+/// The current values of `keys` (distinct), atomically per
+/// [`MAX_TXN_OPS`] keys: one read-only transaction through the log each.
+async fn values(
+    shared: &RedisShared,
+    keys: &[Vec<u8>],
+) -> Result<HashMap<Vec<u8>, Vec<u8>>, Reply> {
+    let mut found = HashMap::new();
+    if let [key] = keys {
+        if let Some(kv) = get(shared, key).await? {
+            found.insert(kv.key, kv.value);
+        }
+        return Ok(found);
+    }
+    for chunk in keys.chunks(MAX_TXN_OPS) {
+        let gets = chunk
+            .iter()
+            .map(|key| txn_op(TxnOpKind::Get(Get { key: key.clone() })))
+            .collect();
+        let op = Op::Txn(Txn {
+            compares: Vec::new(),
+            success: gets,
+            failure: Vec::new(),
+        });
+        let Outcome::Txn(response) = read(shared, op).await? else {
+            return Err(unexpected());
+        };
+        for (key, index) in chunk.iter().zip(0..) {
+            if let Some(value) = txn_value(&response, index) {
+                found.insert(key.clone(), value);
+            }
+        }
+    }
+    Ok(found)
+}
+
+async fn mget(shared: &RedisShared, keys: &[Vec<u8>]) -> Result<Reply, Reply> {
+    let found = values(shared, &distinct(keys)?).await?;
+    Ok(Reply::Array(
+        keys.iter()
+            .map(|key| {
+                found
+                    .get(key)
+                    .map_or(Reply::Nil, |v| Reply::Bulk(v.clone()))
+            })
+            .collect(),
+    ))
+}
+
+async fn exists(shared: &RedisShared, keys: &[Vec<u8>]) -> Result<Reply, Reply> {
+    let found = values(shared, &distinct(keys)?).await?;
+    Ok(Reply::Integer(
+        keys.iter().filter(|key| found.contains_key(*key)).count() as i64,
+    ))
+}
+
+/// `MSET` (`only_new` false) and `MSETNX` (true): one transaction.
+async fn mset(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    args: &[Vec<u8>],
+    only_new: bool,
+) -> Result<Reply, Reply> {
+    if args.len().is_multiple_of(2) {
+        let name = if only_new { "msetnx" } else { "mset" };
+        return Err(Reply::err(format!(
+            "wrong number of arguments for '{name}' command"
+        )));
+    }
+    // A later pair wins over an earlier one with the same key, as in Redis.
+    let mut last: HashMap<&[u8], &[u8]> = HashMap::new();
+    for pair in args[1..].chunks(2) {
+        check_key(&pair[0])?;
+        last.insert(&pair[0], &pair[1]);
+    }
+    let keys = distinct(&args[1..].iter().step_by(2).cloned().collect::<Vec<_>>())?;
+    if keys.len() > MAX_TXN_OPS {
+        return Err(too_many_keys());
+    }
+    let success = keys
+        .iter()
+        .map(|key| put_op(key, last[key.as_slice()], false))
+        .collect();
+    let compares = if only_new {
+        keys.iter()
+            .map(|key| version_compare(key, CompareOp::Equal))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let response = txn(
+        shared,
+        conn,
+        Txn {
+            compares,
+            success,
+            failure: Vec::new(),
+        },
+    )
+    .await?;
+    Ok(if only_new {
+        Reply::Integer(response.succeeded.into())
+    } else {
+        Reply::ok()
+    })
+}
+
+async fn del(shared: &RedisShared, conn: &mut Conn, keys: &[Vec<u8>]) -> Result<Reply, Reply> {
+    let keys = distinct(keys)?;
+    if let [key] = keys.as_slice() {
+        let op = Op::Delete(Delete {
+            key: key.clone(),
+            prev_kv: false,
+        });
+        return match write(shared, conn, op).await? {
+            Outcome::Delete(delete) => Ok(Reply::Integer(delete.deleted.into())),
+            _ => Err(unexpected()),
+        };
+    }
+    if keys.len() > MAX_TXN_OPS {
+        return Err(too_many_keys());
+    }
+    let deletes = keys
+        .iter()
+        .map(|key| {
+            txn_op(TxnOpKind::Delete(Delete {
+                key: key.clone(),
+                prev_kv: false,
+            }))
+        })
+        .collect();
+    let response = txn(
+        shared,
+        conn,
+        Txn {
+            compares: Vec::new(),
+            success: deletes,
+            failure: Vec::new(),
+        },
+    )
+    .await?;
+    let deleted = response
+        .responses
+        .iter()
+        .filter(|r| matches!(&r.outcome, Some(TxnOutcome::Delete(d)) if d.deleted))
+        .count();
+    Ok(Reply::Integer(deleted as i64))
+}
+
+async fn incr(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    key: &[u8],
+    delta: Result<i64, Reply>,
+) -> Result<Reply, Reply> {
+    let delta = delta?;
+    check_key(key)?;
+    let op = Op::Incr(Incr {
+        key: key.to_vec(),
+        delta,
+    });
+    match write(shared, conn, op).await? {
+        Outcome::Incr(incr) => Ok(Reply::Integer(incr.value)),
+        _ => Err(unexpected()),
+    }
+}
+
+/// `APPEND`: read, then write `old + suffix` if the key's mod revision did
+/// not move; on a conflict the failed transaction returns the new value
+/// and the loop tries again.
+async fn append(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    key: &[u8],
+    suffix: &[u8],
+) -> Result<Reply, Reply> {
+    let mut current = get(shared, key).await?;
+    for _ in 0..APPEND_ATTEMPTS {
+        let (mut value, revision) = current
+            .as_ref()
+            .map_or((Vec::new(), 0), |kv| (kv.value.clone(), kv.mod_revision));
+        if value.len() + suffix.len() > MAX_VALUE_BYTES {
+            return Err(Reply::err(
+                "string exceeds maximum allowed size (proto-max-bulk-len)",
+            ));
+        }
+        value.extend_from_slice(suffix);
+        let compare = Compare {
+            key: key.to_vec(),
+            target: CompareTarget::ModRevision as i32,
+            op: CompareOp::Equal as i32,
+            value: Vec::new(),
+            number: revision,
+        };
+        let response = txn(
+            shared,
+            conn,
+            Txn {
+                compares: vec![compare],
+                success: vec![put_op(key, &value, false)],
+                failure: vec![txn_op(TxnOpKind::Get(Get { key: key.to_vec() }))],
+            },
+        )
+        .await?;
+        if response.succeeded {
+            return Ok(Reply::Integer(value.len() as i64));
+        }
+        current = match response.responses.first().and_then(|r| r.outcome.as_ref()) {
+            Some(TxnOutcome::Get(get)) => get.kv.clone(),
+            _ => return Err(unexpected()),
+        };
+    }
+    Err(Reply::Error(
+        "TRYAGAIN APPEND lost to concurrent writers too many times".into(),
+    ))
+}

@@ -1,0 +1,245 @@
+//! The command table: names, arities, flags (what `COMMAND` reports) and
+//! dispatch, with Redis's checks in Redis's order: unknown command, wrong
+//! number of arguments, authentication.
+
+use super::resp::{parse_i64, Reply};
+use super::{admin, coord, keyspace, strings, Conn, RedisShared};
+
+/// One command as `COMMAND` describes it.
+pub(super) struct Spec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis arity: `n` exactly n arguments (the name included), `-n` at
+    /// least n.
+    pub arity: i64,
+    /// Redis command flags.
+    pub flags: &'static [&'static str],
+    /// Position of the first key argument (0 = none).
+    pub first_key: i64,
+    /// Position of the last key argument (-1 = the last argument).
+    pub last_key: i64,
+    /// Step between key arguments.
+    pub step: i64,
+}
+
+const fn spec(
+    name: &'static str,
+    arity: i64,
+    flags: &'static [&'static str],
+    keys: (i64, i64, i64),
+) -> Spec {
+    Spec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+    }
+}
+
+const NO_KEYS: (i64, i64, i64) = (0, 0, 0);
+const ONE_KEY: (i64, i64, i64) = (1, 1, 1);
+const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
+const PAIRS: (i64, i64, i64) = (1, -1, 2);
+const R: &[&str] = &["readonly", "fast"];
+const W: &[&str] = &["write", "denyoom"];
+const WF: &[&str] = &["write", "denyoom", "fast"];
+const CONN: &[&str] = &["fast", "no-auth", "loading", "stale"];
+const ADMIN: &[&str] = &["loading", "stale"];
+
+/// Every command the endpoint knows.
+pub(super) static COMMANDS: &[Spec] = &[
+    spec("ping", -1, &["fast"], NO_KEYS),
+    spec("echo", 2, &["fast"], NO_KEYS),
+    spec("auth", -2, CONN, NO_KEYS),
+    spec("hello", -1, CONN, NO_KEYS),
+    spec("quit", -1, CONN, NO_KEYS),
+    spec("select", 2, &["fast", "loading", "stale"], NO_KEYS),
+    spec("command", -1, ADMIN, NO_KEYS),
+    spec("info", -1, ADMIN, NO_KEYS),
+    spec("config", -2, ADMIN, NO_KEYS),
+    spec("client", -2, ADMIN, NO_KEYS),
+    spec("dbsize", 1, &["readonly"], NO_KEYS),
+    spec("get", 2, R, ONE_KEY),
+    spec("set", -3, W, ONE_KEY),
+    spec("getset", 3, WF, ONE_KEY),
+    spec("setnx", 3, WF, ONE_KEY),
+    spec("mget", -2, R, ALL_KEYS),
+    spec("mset", -3, W, PAIRS),
+    spec("msetnx", -3, W, PAIRS),
+    spec("del", -2, &["write"], ALL_KEYS),
+    spec("unlink", -2, &["write", "fast"], ALL_KEYS),
+    spec("exists", -2, R, ALL_KEYS),
+    spec("incr", 2, WF, ONE_KEY),
+    spec("incrby", 3, WF, ONE_KEY),
+    spec("decr", 2, WF, ONE_KEY),
+    spec("decrby", 3, WF, ONE_KEY),
+    spec("append", 3, WF, ONE_KEY),
+    spec("strlen", 2, R, ONE_KEY),
+    spec("type", 2, R, ONE_KEY),
+    spec("keys", 2, &["readonly"], NO_KEYS),
+    spec("scan", -2, &["readonly"], NO_KEYS),
+    spec("ttl", 2, R, ONE_KEY),
+    spec("pttl", 2, R, ONE_KEY),
+    spec("persist", 2, &["write", "fast"], ONE_KEY),
+    spec("expire", -3, &["write", "fast"], ONE_KEY),
+    spec("pexpire", -3, &["write", "fast"], ONE_KEY),
+    spec("synod.cas", 4, W, ONE_KEY),
+    spec("synod.setfenced", 5, W, (3, 3, 1)),
+    spec("synod.status", 1, &["fast", "loading", "stale"], NO_KEYS),
+    spec("synod.lock", -2, &["write"], NO_KEYS),
+    spec("synod.unlock", 2, &["write"], NO_KEYS),
+    spec("synod.lockinfo", 2, &["readonly"], NO_KEYS),
+    spec("synod.campaign", -3, &["write"], NO_KEYS),
+    spec("synod.proclaim", 3, &["write"], NO_KEYS),
+    spec("synod.resign", 2, &["write"], NO_KEYS),
+    spec("synod.leader", 2, &["readonly"], NO_KEYS),
+    spec("synod.session", 1, &["fast"], NO_KEYS),
+];
+
+/// The spec of `name` (any case).
+pub(super) fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    COMMANDS
+        .iter()
+        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+fn unknown_command(args: &[Vec<u8>]) -> Reply {
+    let quoted: String = args[1..]
+        .iter()
+        .take(20)
+        .map(|a| format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)])))
+        .collect();
+    let name = String::from_utf8_lossy(&args[0][..args[0].len().min(128)]).into_owned();
+    Reply::err(format!(
+        "unknown command '{name}', with args beginning with: {quoted}"
+    ))
+}
+
+/// Runs one command; returns the reply and whether to close the
+/// connection after sending it.
+pub(super) async fn execute(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    args: Vec<Vec<u8>>,
+) -> (Reply, bool) {
+    debug_assert!(!args.is_empty());
+    let Some(spec) = lookup(&args[0]) else {
+        return (unknown_command(&args), false);
+    };
+    let n = args.len() as i64;
+    if (spec.arity > 0 && n != spec.arity) || n < -spec.arity {
+        return (
+            Reply::err(format!(
+                "wrong number of arguments for '{}' command",
+                spec.name
+            )),
+            false,
+        );
+    }
+    if !conn.authenticated && !spec.flags.contains(&"no-auth") {
+        return (
+            Reply::Error("NOAUTH Authentication required.".into()),
+            false,
+        );
+    }
+    let reply = match spec.name {
+        "quit" => return (Reply::ok(), true),
+        "ping" => admin::ping(&args),
+        "echo" => Reply::Bulk(args[1].clone()),
+        "auth" => admin::auth(shared, conn, &args),
+        "hello" => admin::hello(shared, conn, &args).await,
+        "select" => admin::select(&args),
+        "command" => command(&args),
+        "info" => admin::info(shared, &args).await,
+        "config" => admin::config(&args),
+        "client" => admin::client(conn, &args),
+        "dbsize" => keyspace::dbsize(shared).await,
+        "keys" => keyspace::keys(shared, &args).await,
+        "scan" => keyspace::scan(shared, &args).await,
+        "synod.cas" => coord::cas(shared, conn, &args).await,
+        "synod.setfenced" => coord::set_fenced(shared, conn, &args).await,
+        "synod.status" => coord::status(shared).await,
+        "synod.lock" => coord::lock(shared, conn, &args).await,
+        "synod.unlock" => coord::unlock(shared, conn, &args).await,
+        "synod.lockinfo" => coord::lock_info(shared, &args).await,
+        "synod.campaign" => coord::campaign(shared, conn, &args).await,
+        "synod.proclaim" => coord::proclaim(shared, conn, &args).await,
+        "synod.resign" => coord::resign(shared, conn, &args).await,
+        "synod.leader" => coord::leader(shared, &args).await,
+        "synod.session" => coord::session(conn),
+        _ => strings::execute(shared, conn, spec.name, &args).await,
+    };
+    (reply, false)
+}
+
+/// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO name...`, `COMMAND LIST`,
+/// `COMMAND DOCS` (empty: `redis-cli` then uses its built-in help).
+fn command(args: &[Vec<u8>]) -> Reply {
+    let Some(sub) = args.get(1) else {
+        return Reply::Array(COMMANDS.iter().map(describe).collect());
+    };
+    match sub.to_ascii_uppercase().as_slice() {
+        b"COUNT" if args.len() == 2 => Reply::Integer(COMMANDS.len() as i64),
+        b"LIST" => Reply::Array(COMMANDS.iter().map(|s| Reply::text(s.name)).collect()),
+        b"DOCS" => Reply::Array(Vec::new()),
+        b"INFO" => Reply::Array(
+            args[2..]
+                .iter()
+                .map(|name| lookup(name).map_or(Reply::NilArray, describe))
+                .collect(),
+        ),
+        _ => Reply::err(format!(
+            "unknown subcommand '{}'. Try COMMAND HELP.",
+            String::from_utf8_lossy(sub)
+        )),
+    }
+}
+
+/// The first six fields of Redis's `COMMAND INFO` entry.
+fn describe(spec: &Spec) -> Reply {
+    Reply::Array(vec![
+        Reply::text(spec.name),
+        Reply::Integer(spec.arity),
+        Reply::Array(
+            spec.flags
+                .iter()
+                .map(|f| Reply::Simple((*f).into()))
+                .collect(),
+        ),
+        Reply::Integer(spec.first_key),
+        Reply::Integer(spec.last_key),
+        Reply::Integer(spec.step),
+    ])
+}
+
+/// Parses an integer argument with Redis's error.
+pub(super) fn int_arg(arg: &[u8]) -> Result<i64, Reply> {
+    parse_i64(arg).ok_or_else(|| Reply::err("value is not an integer or out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_listed_once_in_lower_case() {
+        let mut names: Vec<&str> = COMMANDS.iter().map(|s| s.name).collect();
+        assert!(names.iter().all(|n| *n == n.to_lowercase()));
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), COMMANDS.len());
+        assert!(lookup(b"GeT").is_some());
+        assert!(lookup(b"nope").is_none());
+    }
+
+    #[test]
+    fn unknown_commands_are_reported_like_redis() {
+        let reply = unknown_command(&[b"FOO".to_vec(), b"a".to_vec()]);
+        assert_eq!(
+            reply,
+            Reply::Error("ERR unknown command 'FOO', with args beginning with: 'a' ".into())
+        );
+    }
+}
