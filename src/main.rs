@@ -47,6 +47,25 @@ enum Command {
         #[command(subcommand)]
         what: CertKind,
     },
+    /// Measure throughput and latency against a running cluster (by default
+    /// the `synod dev` one).
+    Bench {
+        /// The `synod dev` cluster's directory.
+        #[arg(long, default_value = "synod-data")]
+        data_dir: PathBuf,
+        /// Its base port.
+        #[arg(long, default_value_t = 7400)]
+        base_port: u16,
+        /// What to send.
+        #[arg(long, value_enum, default_value = "put")]
+        workload: synod::bench::Workload,
+        /// Concurrent clients, one run per number.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        clients: Vec<usize>,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Show each node's role, ballot, commit index and applied index.
     Status {
         /// Client addresses of the nodes to ask.
@@ -115,6 +134,28 @@ fn main() -> anyhow::Result<()> {
             base_port,
         } => run_dev(&data_dir, base_port),
         Command::Cert { dir, what } => make_cert(&dir, what),
+        Command::Bench {
+            data_dir,
+            base_port,
+            workload,
+            clients,
+            seconds,
+        } => runtime.block_on(async {
+            let config = synod_client::ClientConfig::from_dev_cluster(&data_dir, base_port)?;
+            println!("| workload | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors |");
+            println!("|---|---|---|---|---|---|---|");
+            for n in clients {
+                let result = synod::bench::run(
+                    &config,
+                    workload,
+                    n,
+                    std::time::Duration::from_secs(seconds),
+                )
+                .await?;
+                println!("{}", synod::bench::format_row(workload, &result));
+            }
+            anyhow::Ok(())
+        }),
         Command::Status {
             nodes,
             data_dir,

@@ -373,13 +373,21 @@ fn unexpected(outcome: Option<Outcome>) -> ClientError {
     ClientError::Protocol(format!("unexpected outcome {outcome:?}"))
 }
 
-/// A base for this client's exactly-once ids, unlikely to collide with
-/// another client's: the wall clock in nanoseconds mixed with the process
-/// id, with the low 16 bits left for this client's concurrent calls.
+/// A base for this client's exactly-once ids, with the low 16 bits left for
+/// its concurrent calls. Clients of one process take consecutive blocks
+/// from a start drawn from the wall clock and the process id, so clients
+/// of different processes are unlikely to collide and clients of one
+/// process never do.
 fn unique_base_id() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mixed = nanos ^ (u64::from(std::process::id()) << 40);
-    ((mixed >> 16) | 1) << 16
+    static NEXT_BLOCK: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    let next = NEXT_BLOCK.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let start = (nanos ^ (u64::from(std::process::id()) << 40)) >> 16;
+        AtomicU64::new(start.max(1))
+    });
+    next.fetch_add(1, Ordering::Relaxed)
+        .wrapping_shl(16)
+        .max(1 << 16)
 }

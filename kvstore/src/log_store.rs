@@ -166,7 +166,14 @@ impl Storage for RedbLog {
         let mut promised = self.promised;
         let mut compacted_through = self.compacted_through;
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        // Chosen and compaction records gate no message: they ride along
+        // with the next synced commit instead of paying an fsync of their own.
+        let sync = records.iter().any(Record::must_sync);
+        txn.set_durability(if sync {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
         {
             let mut slots = txn.open_table(SLOTS)?;
             let mut scratch = Vec::new();

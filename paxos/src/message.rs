@@ -14,6 +14,21 @@ pub struct Envelope {
     pub message: Message,
 }
 
+impl Message {
+    /// True if this message reports acceptor state (a promise, an accepted
+    /// value, an acknowledged ballot), so the records of the same `Ready`
+    /// must be durable before it is sent. The proposer's and learner's
+    /// messages may go out before the records are persisted, overlapping the
+    /// leader's own disk write with its followers' — provided the driver does
+    /// not step the core again until that persist completes.
+    pub fn reports_acceptor_state(&self) -> bool {
+        matches!(
+            self,
+            Message::Promise { .. } | Message::Accepted { .. } | Message::HeartbeatAck { .. }
+        )
+    }
+}
+
 /// One protocol message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {

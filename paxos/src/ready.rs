@@ -12,8 +12,12 @@ pub type ReadId = u64;
 /// [`Replica::ready`](crate::Replica::ready).
 ///
 /// The driver must handle it in this order:
-/// 1. make every record of `persist` durable (one fsync for all of them);
-/// 2. send `messages` (they may depend on the records);
+/// 1. make every record of `persist` durable (one fsync for all of them;
+///    see [`Record::must_sync`](crate::Record::must_sync)), and not step the
+///    core again until that is done;
+/// 2. send `messages`: those that
+///    [report acceptor state](crate::Message::reports_acceptor_state) only
+///    after step 1, the others may go out before it;
 /// 3. apply `committed` in order;
 /// 4. answer `reads` from the state after step 3, with no wait between
 ///    taking this `Ready` and answering (a lease read is only valid now);

@@ -58,6 +58,17 @@ pub enum Record {
     Compacted(Slot),
 }
 
+impl Record {
+    /// True if messages depend on this record: an acceptor's promise or
+    /// accepted value must be durable before it is reported. Chosen and
+    /// compaction records gate no message (a chosen value is already
+    /// durable at a majority of acceptors), so storage may make them durable
+    /// lazily, with its next synced write.
+    pub fn must_sync(&self) -> bool {
+        matches!(self, Record::Promised(_) | Record::Accepted { .. })
+    }
+}
+
 /// Everything durable about one node, as loaded at start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DurableState {
@@ -121,16 +132,22 @@ pub trait Storage {
     /// Reads everything durable, for a node that (re)starts.
     fn load(&self) -> Result<DurableState, Self::Error>;
 
-    /// Makes `records` durable, all or none, in order. Returns only when they
-    /// would survive a crash.
+    /// Stores `records`, all or none, in order. If any of them
+    /// [`must_sync`](Record::must_sync), returns only when all of them would
+    /// survive a crash; otherwise they may become durable with a later
+    /// synced write.
     fn persist(&mut self, records: &[Record]) -> Result<(), Self::Error>;
 }
 
 /// Storage in memory: "durable" means it survives a simulated crash of the
 /// core, because the simulator keeps the `MemStorage` and drops the core.
+/// Records that need no sync stay pending until a synced persist, and a
+/// simulated [`crash`](MemStorage::crash) loses them, as a real disk would.
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     state: DurableState,
+    /// Stored but not yet synced.
+    pending: Vec<Record>,
     persist_calls: u64,
 }
 
@@ -140,9 +157,14 @@ impl MemStorage {
         Self::default()
     }
 
-    /// How many times `persist` was called (a stand-in for fsyncs).
+    /// How many times `persist` was called.
     pub fn persist_calls(&self) -> u64 {
         self.persist_calls
+    }
+
+    /// Loses every record not yet synced, as a power failure would.
+    pub fn crash(&mut self) {
+        self.pending.clear();
     }
 }
 
@@ -150,13 +172,20 @@ impl Storage for MemStorage {
     type Error = std::convert::Infallible;
 
     fn load(&self) -> Result<DurableState, Self::Error> {
-        Ok(self.state.clone())
+        let mut state = self.state.clone();
+        for record in &self.pending {
+            state.apply(record.clone());
+        }
+        Ok(state)
     }
 
     fn persist(&mut self, records: &[Record]) -> Result<(), Self::Error> {
         self.persist_calls += 1;
-        for record in records {
-            self.state.apply(record.clone());
+        self.pending.extend(records.iter().cloned());
+        if records.iter().any(Record::must_sync) {
+            for record in self.pending.drain(..) {
+                self.state.apply(record);
+            }
         }
         Ok(())
     }

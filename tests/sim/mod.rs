@@ -518,6 +518,7 @@ impl Simulation {
         self.note(|| format!("crash n{}", node + 1));
         let n = &mut self.nodes[node];
         n.replica = None;
+        n.storage.crash();
         n.incarnation += 1;
         n.writes.clear();
         n.reads.clear();
