@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use prost::Message as _;
-use synod_kvstore::{NodeStore, Request, Snapshot, SnapshotChunk};
+use synod_kvstore::{EventFilter, EventSpace, NodeStore, Request, Snapshot, SnapshotChunk};
 use synod_net::proto::api::{
     api_request::Call, api_response::Result as ApiResult, ApiRequest, ApiResponse,
-    NodeStatus as WireStatus,
+    NodeStatus as WireStatus, WatchCall, WatchCompacted, WatchResult, WatchSpace,
 };
 use synod_net::tls::{TlsIdentity, NODE_NAME_PREFIX};
 use synod_net::{
@@ -22,8 +22,14 @@ use tokio::sync::{mpsc, watch};
 use crate::config::NodeConfig;
 use crate::node::{
     spawn_core, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput, PeerOutbox,
-    ReadConsistency, PEER_QUEUE,
+    ReadConsistency, WatchAnswer, PEER_QUEUE,
 };
+
+/// Events a watch answer holds when the client names no limit.
+const DEFAULT_WATCH_EVENTS: usize = 1_000;
+/// Encoded events a watch answer holds at most (whole revisions, but at
+/// least one), well under the client frame limit.
+const MAX_WATCH_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
 /// Runs one node until `shutdown` turns true; then stops accepting, lets the
 /// core persist what it has, and returns.
@@ -213,6 +219,7 @@ impl ClientService {
                 .await
                 .map(ApiResult::Kv),
             Call::Status(_) => self.status().await.map(ApiResult::Status),
+            Call::Watch(watch) => self.watch(watch).await.map(ApiResult::Watch),
             Call::SnapshotChunk(chunk) => self
                 .snapshot_chunk(client_name.as_deref(), &chunk.chunk)
                 .await
@@ -245,6 +252,67 @@ impl ClientService {
         };
         let response = self.node.request(request, consistency).await?;
         Ok(response.encode_to_vec())
+    }
+
+    async fn watch(&self, call: WatchCall) -> Result<WatchResult, NodeError> {
+        let space = match WatchSpace::try_from(call.space) {
+            Ok(WatchSpace::Keys) => EventSpace::Keys,
+            Ok(WatchSpace::Locks) => EventSpace::Locks,
+            Ok(WatchSpace::Elections) => EventSpace::Elections,
+            Err(_) => {
+                return Err(NodeError::Invalid(
+                    synod_kvstore::RequestError::InvalidEnum {
+                        field: "watch space",
+                        value: call.space,
+                    },
+                ))
+            }
+        };
+        if call.key.len() > synod_kvstore::limits::MAX_KEY_BYTES {
+            return Err(NodeError::Invalid(
+                synod_kvstore::RequestError::KeyTooLarge {
+                    size_bytes: call.key.len(),
+                    limit_bytes: synod_kvstore::limits::MAX_KEY_BYTES,
+                },
+            ));
+        }
+        let filter = EventFilter {
+            space,
+            key: call.key,
+            prefix: call.prefix,
+        };
+        let limit = match call.limit {
+            0 => DEFAULT_WATCH_EVENTS,
+            n => n as usize,
+        };
+        let wait = std::time::Duration::from_millis(u64::from(call.wait_ms));
+        let answer = self
+            .node
+            .watch(call.from_revision, filter, limit, wait)
+            .await?;
+        Ok(match answer {
+            WatchAnswer::Batch(batch) => {
+                let (events, next_revision) = fit_watch_answer(batch.events, batch.next_revision);
+                WatchResult {
+                    events,
+                    next_revision,
+                    revision: batch.revision,
+                    compacted: None,
+                }
+            }
+            WatchAnswer::Compacted {
+                compacted_through,
+                revision,
+            } => WatchResult {
+                events: Vec::new(),
+                next_revision: call.from_revision,
+                revision,
+                compacted: Some(WatchCompacted {
+                    compacted_through,
+                    revision,
+                }),
+            },
+        })
     }
 
     async fn status(&self) -> Result<WireStatus, NodeError> {
@@ -315,4 +383,32 @@ impl ClientService {
         }
         response
     }
+}
+
+/// Encodes `events` (in revision order), keeping whole revisions within
+/// [`MAX_WATCH_ANSWER_BYTES`] (the first revision always); returns them and
+/// where the watcher continues.
+fn fit_watch_answer(events: Vec<synod_kvstore::Event>, next_revision: u64) -> (Vec<Vec<u8>>, u64) {
+    let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(events.len());
+    let mut size_bytes = 0;
+    let mut start = 0;
+    while start < events.len() {
+        let revision = events[start].revision;
+        let end = events[start..]
+            .iter()
+            .position(|e| e.revision != revision)
+            .map_or(events.len(), |n| start + n);
+        let group: Vec<Vec<u8>> = events[start..end]
+            .iter()
+            .map(|e| e.encode_to_vec())
+            .collect();
+        let group_bytes: usize = group.iter().map(Vec::len).sum();
+        if !encoded.is_empty() && size_bytes + group_bytes > MAX_WATCH_ANSWER_BYTES {
+            return (encoded, revision);
+        }
+        size_bytes += group_bytes;
+        encoded.extend(group);
+        start = end;
+    }
+    (encoded, next_revision)
 }

@@ -6,12 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
-use synod_kvstore::{Request, Response, Snapshot, SnapshotChunk, SnapshotInstaller, StateMachine};
+use synod_kvstore::{
+    Request, Response, SessionClockConfig, Snapshot, SnapshotChunk, SnapshotInstaller,
+    StateMachine, WatchError,
+};
 use synod_paxos::{
     Envelope, Instant, NodeId, ReadId, Ready, Replica, Slot, Storage, Unavailable, Value,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::session_timer::SessionTimer;
+use super::watch::{AppliedEvents, WatchAnswer, APPLIED_EVENTS_QUEUE};
 use super::{
     CoreCall, NodeError, NodeHandle, NodeStatus, ReadConsistency, WriteWaiters, CLIENT_QUEUE,
     MAX_WAITING_WRITES,
@@ -87,9 +92,22 @@ pub struct CoreSetup<S> {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Starts the core task; returns the handle clients use and the task.
+/// Starts the core task with the default [`SessionClockConfig`]; returns
+/// the handle clients use and the task.
 pub fn spawn_core<S>(
     setup: CoreSetup<S>,
+) -> anyhow::Result<(NodeHandle, tokio::task::JoinHandle<anyhow::Result<()>>)>
+where
+    S: Storage + Send + 'static,
+{
+    spawn_core_with_sessions(setup, SessionClockConfig::default())
+}
+
+/// Starts the core task; while this node leads, `sessions` shapes what it
+/// proposes for sessions (checkpoint interval, lock-delay, retries).
+pub fn spawn_core_with_sessions<S>(
+    setup: CoreSetup<S>,
+    sessions: SessionClockConfig,
 ) -> anyhow::Result<(NodeHandle, tokio::task::JoinHandle<anyhow::Result<()>>)>
 where
     S: Storage + Send + 'static,
@@ -100,6 +118,7 @@ where
     let replica = Replica::new(setup.paxos, durable, applied, Instant::from_micros(0))?;
     let (calls_tx, calls_rx) = mpsc::channel(CLIENT_QUEUE);
     let waiters = Arc::new(WriteWaiters::new(MAX_WAITING_WRITES));
+    let (applied_events, _) = broadcast::channel(APPLIED_EVENTS_QUEUE);
     let core = CoreTask {
         replica,
         log: setup.log,
@@ -112,11 +131,14 @@ where
         anonymous_seq: Arc::new(AtomicU64::new(1)),
         compaction: setup.compaction,
         installing: None,
+        sessions: SessionTimer::new(sessions),
+        applied_events: applied_events.clone(),
     };
     let handle = NodeHandle {
         calls: calls_tx,
         waiters,
         anonymous_seq: core.anonymous_seq.clone(),
+        applied_events,
     };
     let task = tokio::spawn(core.run(calls_rx, setup.inbox, setup.shutdown));
     Ok((handle, task))
@@ -138,11 +160,20 @@ struct CoreTask<S> {
     compaction: CompactionPolicy,
     /// A snapshot being received, and from whom.
     installing: Option<(NodeId, SnapshotInstaller)>,
+    /// The leader's session deadlines, lock-delays and checkpoints.
+    sessions: SessionTimer,
+    /// Each applied slot's watch events, for waiting watchers.
+    applied_events: broadcast::Sender<Arc<AppliedEvents>>,
 }
 
 impl<S: Storage> CoreTask<S> {
     fn now(&self) -> Instant {
         Instant::from_micros(self.clock.elapsed().as_micros() as u64)
+    }
+
+    /// The core's monotonic clock in ms, for the session clock.
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
     }
 
     async fn run(
@@ -212,6 +243,7 @@ impl<S: Storage> CoreTask<S> {
             return Ok(());
         }
         let through = self.state_machine.complete_install(installer)?;
+        self.sessions.reset();
         let taken = self.replica.install_snapshot(self.now(), Slot(through));
         assert!(taken, "a snapshot ahead of the commit index is taken");
         Ok(())
@@ -261,6 +293,29 @@ impl<S: Storage> CoreTask<S> {
                     }
                 }
             },
+            CoreCall::Watch {
+                from_revision,
+                filter,
+                limit,
+                respond,
+            } => {
+                let answer = match self
+                    .state_machine
+                    .events_since(from_revision, &filter, limit)
+                {
+                    Ok(batch) => Ok(WatchAnswer::Batch(batch)),
+                    Err(WatchError::Compacted {
+                        compacted_through,
+                        revision,
+                        ..
+                    }) => Ok(WatchAnswer::Compacted {
+                        compacted_through,
+                        revision,
+                    }),
+                    Err(WatchError::Storage(e)) => Err(NodeError::Storage(e.to_string())),
+                };
+                let _ = respond.send(answer);
+            }
             CoreCall::Status(respond) => {
                 let status = self.replica.status();
                 let _ = respond.send(NodeStatus {
@@ -289,6 +344,7 @@ impl<S: Storage> CoreTask<S> {
     /// Persist, then send, then apply, then serve reads: the order `Ready`
     /// requires.
     fn process_ready(&mut self) -> anyhow::Result<()> {
+        self.lead_sessions()?;
         let ready: Ready = self.replica.ready();
         if !ready.persist.is_empty() {
             tokio::task::block_in_place(|| self.log.persist(&ready.persist))?;
@@ -332,10 +388,42 @@ impl<S: Storage> CoreTask<S> {
             Value::Commands(commands) => commands,
         };
         let responses = self.state_machine.apply(slot.0, &commands)?;
+        let effects = self.state_machine.take_effects();
+        self.sessions
+            .observe(self.now_ms(), &effects.session_events);
+        if !effects.events.is_empty() {
+            // No receiver (no watcher waiting) is fine.
+            let _ = self.applied_events.send(Arc::new(AppliedEvents {
+                events: effects.events,
+                revision: self.state_machine.revision(),
+            }));
+        }
         for (bytes, response) in commands.iter().zip(responses) {
             if let Ok(request) = Request::decode(bytes.as_slice()) {
                 self.waiters
                     .complete(&(request.client_id, request.seq), Ok(response));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: Storage> CoreTask<S> {
+    /// Follows leadership changes and proposes what the session clock says
+    /// is due (expiries, lock-delay ends, checkpoints), before `Ready` is
+    /// taken so the proposals go out in this round.
+    fn lead_sessions(&mut self) -> anyhow::Result<()> {
+        let now_ms = self.now_ms();
+        self.sessions
+            .follow_role(now_ms, &self.replica, &self.state_machine)?;
+        let now = self.now();
+        for op in self.sessions.due(now_ms) {
+            let bytes = Request::anonymous(op).encode_to_vec();
+            // Refused (busy, or leadership just lost): the clock proposes
+            // expiries and delay ends again after its retry interval, and
+            // the next checkpoint is one interval away.
+            if let Err(refused) = self.replica.propose(now, bytes) {
+                tracing::debug!(%refused, "session command not proposed");
             }
         }
         Ok(())

@@ -12,18 +12,28 @@
 //! the core, and the core completes it when the command's slot is applied.
 //! Reads are answered by the core itself once the Paxos core releases them
 //! (lease or ReadIndex), from the state right after applying.
+//!
+//! While the node leads, the core also drives the leader's session clock
+//! (session expiry, lock-delay ends, TTL checkpoints; see `session_timer`),
+//! and every applied slot's watch events go to waiting watchers
+//! ([`NodeHandle::watch`]).
 
 mod core_task;
+mod session_timer;
+mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use synod_kvstore::{Request, RequestError, Response};
+use synod_kvstore::{EventFilter, Request, RequestError, Response};
 use synod_paxos::{Ballot, NodeId, Role, Slot};
 use synod_waiters::WaitTable;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use core_task::{spawn_core, CompactionPolicy, CoreSetup, PeerInput, PeerOutbox};
+pub use core_task::{
+    spawn_core, spawn_core_with_sessions, CompactionPolicy, CoreSetup, PeerInput, PeerOutbox,
+};
+pub use watch::{AppliedEvents, WatchAnswer, MAX_WATCH_WAIT};
 
 /// How many client calls may queue for the core before senders wait.
 pub const CLIENT_QUEUE: usize = 4096;
@@ -111,6 +121,18 @@ pub enum CoreCall {
     },
     /// Report the node's status.
     Status(oneshot::Sender<NodeStatus>),
+    /// Read the watch history from a revision (see
+    /// [`StateMachine::events_since`](synod_kvstore::StateMachine::events_since)).
+    Watch {
+        /// The first revision wanted.
+        from_revision: u64,
+        /// Which events.
+        filter: EventFilter,
+        /// Most events (whole revisions; 0 = the history's size).
+        limit: usize,
+        /// Where the answer goes.
+        respond: oneshot::Sender<Result<WatchAnswer, NodeError>>,
+    },
 }
 
 /// What the rest of the node holds to talk to its core task.
@@ -121,6 +143,8 @@ pub struct NodeHandle {
     /// Numbers anonymous writes (client id 0, which skip exactly-once) so
     /// each has its own waiter.
     anonymous_seq: Arc<AtomicU64>,
+    /// Each applied slot's watch events, for watchers waiting for more.
+    applied_events: broadcast::Sender<Arc<AppliedEvents>>,
 }
 
 impl NodeHandle {

@@ -1,0 +1,293 @@
+//! The node runtime drives sessions: three nodes in one process, wired by
+//! channels. The leader expires abandoned sessions on its own clock, keeps
+//! those that are kept alive, hands the lock of an expired holder to the
+//! next waiter after the lock-delay, and a new leader still expires a
+//! session its predecessor was timing. Watches wait for the next event.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use synod::node::{
+    spawn_core_with_sessions, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput,
+    PeerOutbox, ReadConsistency, WatchAnswer,
+};
+use synod_kvstore::{
+    EventFilter, Get, KeepAlive, Lock, LockHolder, LockStatus, Op, OpenSession, Outcome, Put,
+    Request, Response, SessionClockConfig, Snapshot, StateMachine,
+};
+use synod_paxos::{Config, Envelope, MemStorage, NodeId, Role};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+struct ChannelOutbox {
+    peers: BTreeMap<NodeId, mpsc::Sender<PeerInput>>,
+}
+
+impl PeerOutbox for ChannelOutbox {
+    fn send(&mut self, envelope: Envelope) {
+        if let Some(peer) = self.peers.get(&envelope.to) {
+            let _ = peer.try_send(PeerInput::Message(envelope));
+        }
+    }
+
+    fn send_snapshot(&mut self, _to: NodeId, _snapshot: Snapshot) {}
+}
+
+struct Cluster {
+    handles: Vec<NodeHandle>,
+    stops: Vec<watch::Sender<bool>>,
+}
+
+/// Short checkpoints, lock-delay and retries, so tests run in seconds.
+fn session_config() -> SessionClockConfig {
+    SessionClockConfig {
+        checkpoint_interval_ms: 200,
+        lock_delay_ms: 300,
+        retry_ms: 200,
+    }
+}
+
+fn start_cluster() -> Cluster {
+    let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    let mut inboxes = BTreeMap::new();
+    let mut senders = BTreeMap::new();
+    for id in &ids {
+        let (tx, rx) = mpsc::channel(1024);
+        senders.insert(*id, tx);
+        inboxes.insert(*id, rx);
+    }
+    let mut handles = Vec::new();
+    let mut stops = Vec::new();
+    for id in &ids {
+        let (stop, shutdown) = watch::channel(false);
+        let mut paxos = Config::new(*id, ids.clone());
+        paxos.rng_seed = u64::from(id.0) * 11;
+        let setup = CoreSetup {
+            paxos,
+            log: MemStorage::new(),
+            state_machine: StateMachine::in_memory().unwrap(),
+            outbox: Box::new(ChannelOutbox {
+                peers: senders.clone(),
+            }),
+            inbox: inboxes.remove(id).unwrap(),
+            compaction: CompactionPolicy::default(),
+            shutdown,
+        };
+        let (handle, _task) = spawn_core_with_sessions(setup, session_config()).unwrap();
+        handles.push(handle);
+        stops.push(stop);
+    }
+    Cluster { handles, stops }
+}
+
+impl Cluster {
+    /// The index of the leader, skipping stopped nodes.
+    async fn leader(&self, except: Option<usize>) -> usize {
+        for _ in 0..500 {
+            for (i, handle) in self.handles.iter().enumerate() {
+                if Some(i) == except {
+                    continue;
+                }
+                if let Ok(status) = handle.status().await {
+                    if status.role == Role::Leader {
+                        return i;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no leader elected within 10 s");
+    }
+
+    /// Runs `request` at whichever node leads (not `except`), retrying
+    /// through leader changes. Anonymous: use only for idempotent requests.
+    async fn run(&self, request: Request, except: Option<usize>) -> Response {
+        for _ in 0..100 {
+            let leader = self.leader(except).await;
+            match self.handles[leader]
+                .request(request.clone(), ReadConsistency::Linearizable)
+                .await
+            {
+                Ok(response) => return response,
+                Err(NodeError::NotLeader { .. }) | Err(NodeError::ShuttingDown) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("request failed: {e}"),
+            }
+        }
+        panic!("no leader served the request");
+    }
+}
+
+async fn open_session(cluster: &Cluster, ttl_ms: u64) -> u64 {
+    let response = cluster
+        .run(
+            Request::anonymous(Op::OpenSession(OpenSession { ttl_ms })),
+            None,
+        )
+        .await;
+    match response.outcome {
+        Some(Outcome::OpenSession(open)) => open.session,
+        other => panic!("not an open-session response: {other:?}"),
+    }
+}
+
+/// Writes `key` owned by `session` (it vanishes with the session).
+async fn put_ephemeral(cluster: &Cluster, session: u64, key: &str) {
+    let put = Op::Put(Put {
+        key: key.into(),
+        value: b"here".to_vec(),
+        prev_kv: false,
+    });
+    let response = cluster
+        .run(Request::anonymous(put).in_session(session), None)
+        .await;
+    assert!(!response.is_error(), "{response:?}");
+}
+
+async fn key_exists(cluster: &Cluster, key: &str, except: Option<usize>) -> bool {
+    let get = Request::anonymous(Op::Get(Get { key: key.into() }));
+    match cluster.run(get, except).await.outcome {
+        Some(Outcome::Get(g)) => g.kv.is_some(),
+        other => panic!("not a get response: {other:?}"),
+    }
+}
+
+/// Waits up to `patience` for `key` to vanish; returns whether it did.
+async fn vanishes(cluster: &Cluster, key: &str, except: Option<usize>, patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if !key_exists(cluster, key, except).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_session_expires_after_its_ttl() {
+    let cluster = start_cluster();
+    let opened_at = Instant::now();
+    let session = open_session(&cluster, 1_000).await;
+    put_ephemeral(&cluster, session, "mine").await;
+    let present = key_exists(&cluster, "mine", None).await;
+    // A linearizable read that finished within the TTL of the open's start
+    // must still see the session.
+    if opened_at.elapsed() < Duration::from_millis(1_000) {
+        assert!(present, "the session expired before its TTL");
+    }
+    assert!(
+        vanishes(&cluster, "mine", None, Duration::from_secs(10)).await,
+        "the abandoned session's key is still there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_session_does_not_expire() {
+    let cluster = start_cluster();
+    let session = open_session(&cluster, 1_000).await;
+    put_ephemeral(&cluster, session, "kept").await;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let response = cluster
+            .run(
+                Request::anonymous(Op::KeepAlive(KeepAlive { session })),
+                None,
+            )
+            .await;
+        assert!(!response.is_error(), "keep-alive refused: {response:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(key_exists(&cluster, "kept", None).await);
+}
+
+async fn lock(cluster: &Cluster, session: u64, wait: bool) -> (LockStatus, u64) {
+    let op = Op::Lock(Lock {
+        name: b"L".to_vec(),
+        session,
+        wait,
+    });
+    match cluster.run(Request::anonymous(op), None).await.outcome {
+        Some(Outcome::Lock(lock)) => (lock.lock_status(), lock.token),
+        other => panic!("not a lock response: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_by_an_expired_session_passes_to_the_waiter() {
+    let cluster = start_cluster();
+    let holder = open_session(&cluster, 1_000).await;
+    let waiter = open_session(&cluster, 60_000).await;
+    let (status, first_token) = lock(&cluster, holder, true).await;
+    assert_eq!(status, LockStatus::Granted);
+    let (status, _) = lock(&cluster, waiter, true).await;
+    assert_eq!(status, LockStatus::Queued);
+    // The holder goes quiet; the waiter is kept alive by its long TTL.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let granted = loop {
+        let query = Request::anonymous(Op::LockHolder(LockHolder {
+            name: b"L".to_vec(),
+        }));
+        match cluster.run(query, None).await.outcome {
+            Some(Outcome::LockHolder(h)) if h.holder == waiter => break h,
+            Some(Outcome::LockHolder(_)) => {}
+            other => panic!("not a lock-holder response: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "the waiter never got the lock");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(granted.token > first_token, "fencing tokens increase");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_expires_a_session_its_predecessor_was_timing() {
+    let cluster = start_cluster();
+    let old = cluster.leader(None).await;
+    let session = open_session(&cluster, 2_000).await;
+    put_ephemeral(&cluster, session, "orphan").await;
+    // Let at least one checkpoint record the remaining TTL, then lose the
+    // leader.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.stops[old].send(true).unwrap();
+    let new = cluster.leader(Some(old)).await;
+    assert_ne!(new, old);
+    assert!(
+        vanishes(&cluster, "orphan", Some(old), Duration::from_secs(15)).await,
+        "the new leader never expired the abandoned session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_waits_for_the_next_matching_event() {
+    let cluster = start_cluster();
+    let leader = cluster.leader(None).await;
+    let revision = cluster.handles[leader].status().await.unwrap().revision;
+    let watcher = cluster.handles[(leader + 1) % 3].clone();
+    let waiting = tokio::spawn(async move {
+        watcher
+            .watch(
+                revision + 1,
+                EventFilter::prefix("w/"),
+                0,
+                Duration::from_secs(20),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for key in ["other", "w/a"] {
+        let put = Op::Put(Put {
+            key: key.into(),
+            value: b"v".to_vec(),
+            prev_kv: false,
+        });
+        cluster.run(Request::anonymous(put), None).await;
+    }
+    let answer = waiting.await.unwrap().unwrap();
+    let WatchAnswer::Batch(batch) = answer else {
+        panic!("compacted: {answer:?}");
+    };
+    let keys: Vec<&[u8]> = batch.events.iter().map(|e| e.key.as_slice()).collect();
+    assert_eq!(keys, vec![b"w/a".as_slice()]);
+    assert!(batch.next_revision > batch.events[0].revision);
+}
