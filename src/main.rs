@@ -68,12 +68,14 @@ enum Command {
     },
     /// Show each node's role, ballot, commit index and applied index.
     Status {
-        /// Client addresses of the nodes to ask.
-        #[arg(long = "node", required_unless_present = "data_dir")]
+        /// Client addresses of the nodes to ask (default: the `synod dev`
+        /// cluster's).
+        #[arg(long = "node")]
         nodes: Vec<SocketAddr>,
-        /// Ask the nodes of the `synod dev` cluster in this directory.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        /// The `synod dev` cluster's directory (for its addresses and
+        /// client certificate).
+        #[arg(long, default_value = "synod-data")]
+        data_dir: PathBuf,
         /// The base port of that `synod dev` cluster.
         #[arg(long, default_value_t = 7400)]
         base_port: u16,
@@ -264,24 +266,22 @@ fn make_cert(dir: &Path, what: CertKind) -> anyhow::Result<()> {
 
 async fn show_status(
     mut nodes: Vec<SocketAddr>,
-    data_dir: Option<PathBuf>,
+    data_dir: PathBuf,
     base_port: u16,
     ca: Option<PathBuf>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let certs_dir = data_dir.as_ref().map(|d| d.join("certs"));
-    let pick = |given: Option<PathBuf>, file: &str| {
-        given
-            .or_else(|| certs_dir.as_ref().map(|d| d.join(file)))
-            .context("give --ca, --cert and --key, or --data-dir of a dev cluster")
+    let certs_dir = data_dir.join("certs");
+    let pick = |given: Option<PathBuf>, file: &str| -> anyhow::Result<PathBuf> {
+        Ok(given.unwrap_or_else(|| certs_dir.join(file)))
     };
     let tls = TlsIdentity::from_pem_files(
         &pick(ca, "ca.pem")?,
         &pick(cert, &format!("{}.pem", dev::DEV_CLIENT))?,
         &pick(key, &format!("{}.key", dev::DEV_CLIENT))?,
     )?;
-    if data_dir.is_some() && nodes.is_empty() {
+    if nodes.is_empty() {
         nodes = (1..=dev::DEV_NODES)
             .map(|id| dev::dev_addrs(base_port, id).1)
             .collect();

@@ -81,6 +81,101 @@ async fn run_client(
     }
 }
 
+/// Clients running `run_client` until stopped.
+struct Workload {
+    epoch: tokio::time::Instant,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<Vec<Operation>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workload {
+    async fn start(cluster: &ProcessCluster, clients: u64) -> Workload {
+        let epoch = tokio::time::Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let history = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for id in 1..=clients {
+            let mut config = cluster.client_config();
+            config.timeout = Duration::from_secs(5);
+            let client = Client::connect(config).await.unwrap();
+            tasks.push(tokio::spawn(run_client(
+                id,
+                client,
+                epoch,
+                stop.clone(),
+                history.clone(),
+            )));
+        }
+        Workload {
+            epoch,
+            stop,
+            history,
+            tasks,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Stops the clients and returns the history.
+    async fn finish(self) -> Vec<Operation> {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let history = self.history.lock().unwrap().clone();
+        history
+    }
+}
+
+/// Writes invoked after `since` that completed.
+fn completed_writes_after(history: &[Operation], since: u64) -> usize {
+    history
+        .iter()
+        .filter(|op| !matches!(op.op, KvOp::Get { .. }))
+        .filter(|op| op.invoke > since && op.complete.is_some())
+        .count()
+}
+
+fn assert_linearizable(history: &[Operation]) {
+    let result = check_kv(history);
+    assert!(
+        result.is_linearizable(),
+        "{} operations: {result}",
+        history.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_the_leader_keeps_the_history_linearizable() {
+    let cluster = ProcessCluster::start("pause-leader");
+    let first = cluster
+        .leader(Duration::from_secs(15))
+        .await
+        .expect("a leader is elected");
+    let workload = Workload::start(&cluster, 4).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A paused leader must not answer from its old lease when it wakes up.
+    cluster.signal(first, libc::SIGSTOP);
+    let paused_at = workload.now();
+    let second = cluster
+        .leader(Duration::from_secs(15))
+        .await
+        .expect("a new leader while the old one is paused");
+    assert_ne!(second, first);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.signal(first, libc::SIGCONT);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let history = workload.finish().await;
+    assert!(
+        completed_writes_after(&history, paused_at) > 0,
+        "writes went on while the old leader was paused"
+    );
+    assert_linearizable(&history);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_keeps_the_history_linearizable() {
     let mut cluster = ProcessCluster::start("kill-leader");
@@ -88,24 +183,9 @@ async fn killing_the_leader_keeps_the_history_linearizable() {
         .leader(Duration::from_secs(15))
         .await
         .expect("a leader is elected");
-    let epoch = tokio::time::Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let history = Arc::new(Mutex::new(Vec::new()));
-    let mut clients = Vec::new();
-    for id in 1..=4 {
-        let mut config = cluster.client_config();
-        config.timeout = Duration::from_secs(5);
-        let client = Client::connect(config).await.unwrap();
-        clients.push(tokio::spawn(run_client(
-            id,
-            client,
-            epoch,
-            stop.clone(),
-            history.clone(),
-        )));
-    }
+    let workload = Workload::start(&cluster, 4).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let killed_at = epoch.elapsed().as_nanos() as u64;
+    let killed_at = workload.now();
     cluster.kill(first);
     let second = cluster
         .leader(Duration::from_secs(15))
@@ -132,27 +212,13 @@ async fn killing_the_leader_keeps_the_history_linearizable() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop.store(true, Ordering::SeqCst);
-    for client in clients {
-        client.await.unwrap();
-    }
+    let history = workload.finish().await;
     assert!(caught_up, "the restarted node caught up");
-    let history = history.lock().unwrap().clone();
-    let writes_after_kill = history
-        .iter()
-        .filter(|op| !matches!(op.op, KvOp::Get { .. }))
-        .filter(|op| op.invoke > killed_at && op.complete.is_some())
-        .count();
     assert!(
-        writes_after_kill > 0,
+        completed_writes_after(&history, killed_at) > 0,
         "writes resumed after the leader died"
     );
-    let result = check_kv(&history);
-    assert!(
-        result.is_linearizable(),
-        "{} operations: {result}",
-        history.len()
-    );
+    assert_linearizable(&history);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,8 +27,11 @@ impl ProcessCluster {
     pub fn start(name: &str) -> ProcessCluster {
         let dir = std::env::temp_dir().join(format!("synod-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        // Spread concurrent test processes over the port space.
-        let base_port = 20_000 + (std::process::id() % 1_000) as u16 * 40 + name.len() as u16;
+        // Each cluster of this process gets its own 30 ports; processes
+        // are spread over the port space by their id.
+        static NEXT_CLUSTER: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let index = NEXT_CLUSTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 8;
+        let base_port = 20_000 + (std::process::id() % 150) as u16 * 240 + index * 30;
         synod::dev::prepare(&dir, base_port).expect("cluster files");
         let mut cluster = ProcessCluster {
             dir,
