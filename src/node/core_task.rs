@@ -346,10 +346,19 @@ impl<S: Storage> CoreTask<S> {
     fn process_ready(&mut self) -> anyhow::Result<()> {
         self.lead_sessions()?;
         let ready: Ready = self.replica.ready();
+        // Proposer messages go out first, so the leader's disk write overlaps
+        // its followers'; acceptor replies wait for the records they report.
+        let (after_persist, early): (Vec<Envelope>, Vec<Envelope>) = ready
+            .messages
+            .into_iter()
+            .partition(|e| e.message.reports_acceptor_state());
+        for envelope in early {
+            self.outbox.send(envelope);
+        }
         if !ready.persist.is_empty() {
             tokio::task::block_in_place(|| self.log.persist(&ready.persist))?;
         }
-        for envelope in ready.messages {
+        for envelope in after_persist {
             self.outbox.send(envelope);
         }
         for (slot, value) in ready.committed {
