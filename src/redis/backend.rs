@@ -102,7 +102,7 @@ impl Backend {
     /// Serves `request`: a write through the leader's log, a read
     /// linearizably at the leader (or as `consistency` says). Retries on
     /// leader changes, overload and lost connections for up to
-    /// [`CALL_DEADLINE`], always with the same request, so the state
+    /// 10 s in all, always with the same request, so the state
     /// machine's exactly-once table turns retries of a write into one
     /// application. A response carrying a state-machine error is `Ok`.
     pub async fn call(

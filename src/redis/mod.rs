@@ -47,6 +47,10 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// How long, and how many bytes, a connection closed for a protocol error
+/// is still read (and dropped) after the error reply.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
 
 /// What every connection of one node's endpoint shares.
 pub struct RedisShared {
@@ -176,6 +180,7 @@ async fn serve_connection(
     loop {
         let mut pos = 0;
         let mut close = false;
+        let mut linger = false;
         while !close {
             match parse_request(&buf[pos..]) {
                 Ok(Some(parsed)) => {
@@ -198,6 +203,7 @@ async fn serve_connection(
                     tracing::debug!(error = %e, "closing a connection after a protocol error");
                     Reply::err(e).encode(&mut out);
                     close = true;
+                    linger = true;
                 }
             }
         }
@@ -207,6 +213,10 @@ async fn serve_connection(
                 return;
             }
             out.clear();
+        }
+        if linger {
+            close_gently(stream).await;
+            return;
         }
         if close || *shutdown.borrow() {
             return;
@@ -225,6 +235,25 @@ async fn serve_connection(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// Closes after a protocol error: sends FIN, then reads and drops what
+/// the client still sends for a moment, so that closing with unread input
+/// (which makes the kernel send RST) does not destroy the error reply
+/// before the client reads it.
+async fn close_gently(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = vec![0u8; READ_CHUNK_BYTES];
+    let drain = async {
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Sends `op` as this connection's next write; returns its outcome, or the

@@ -1,0 +1,309 @@
+//! In-process Synod clusters for the Redis-protocol tests, and a tiny
+//! blocking RESP2 client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// A cluster of nodes running `synod::server::run_node` on a runtime of
+/// its own thread.
+pub struct Cluster {
+    /// The nodes' Redis ports, node 1 first.
+    pub redis_ports: Vec<u16>,
+    /// Flip a node's sender to true to stop it.
+    stops: Vec<watch::Sender<bool>>,
+    pub dir: PathBuf,
+}
+
+/// Whether every port of a dev cluster at `base` (3 nodes × peer, client,
+/// redis) is free now.
+fn ports_free(base: u16) -> bool {
+    (0..3u16).all(|node| {
+        let port = |k: u16| base + 10 * node + k;
+        UdpSocket::bind((Ipv4Addr::LOCALHOST, port(0))).is_ok()
+            && UdpSocket::bind((Ipv4Addr::LOCALHOST, port(1))).is_ok()
+            && TcpListener::bind((Ipv4Addr::LOCALHOST, port(2))).is_ok()
+    })
+}
+
+impl Cluster {
+    /// Starts `nodes` (1 or 3) nodes in a fresh directory named after
+    /// `name`; with `password`, every node asks Redis clients for it.
+    /// Returns once a write through node 1 succeeded.
+    pub fn start(name: &str, nodes: usize, password: Option<&str>) -> Cluster {
+        assert!(nodes == 1 || nodes == 3);
+        let dir = std::env::temp_dir().join(format!("synod-redis-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut base =
+            21_000 + (std::process::id() % 500) as u16 * 60 + name.len() as u16 * 31 % 60;
+        while !ports_free(base) {
+            base = 21_000 + (base - 21_000 + 97) % 30_000;
+        }
+        let mut configs = synod::dev::prepare(&dir, base).expect("cluster files");
+        configs.truncate(nodes);
+        for config in &mut configs {
+            config.redis_password = password.map(str::to_owned);
+            if nodes == 1 {
+                config.peers.clear();
+            }
+        }
+        let redis_ports = configs
+            .iter()
+            .map(|c| {
+                c.redis_addr
+                    .expect("dev configs have a redis address")
+                    .port()
+            })
+            .collect();
+        let (stops, receivers): (Vec<_>, Vec<_>) =
+            (0..nodes).map(|_| watch::channel(false)).unzip();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let mut tasks = Vec::new();
+                for (config, stop) in configs.into_iter().zip(receivers) {
+                    tasks.push(tokio::spawn(synod::server::run_node(config, stop)));
+                }
+                for task in tasks {
+                    if let Ok(Err(e)) = task.await {
+                        eprintln!("a test node failed: {e:#}");
+                    }
+                }
+            });
+        });
+        let cluster = Cluster {
+            redis_ports,
+            stops,
+            dir,
+        };
+        cluster.wait_until_writable(password);
+        cluster
+    }
+
+    fn wait_until_writable(&self, password: Option<&str>) {
+        for _ in 0..600 {
+            if let Ok(mut client) = Client::try_connect(self.redis_ports[0]) {
+                if let Some(password) = password {
+                    client.cmd(&format!("AUTH {password}"));
+                }
+                if client.cmd("SET cluster:ready 1") == ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the cluster never accepted a write");
+    }
+
+    /// A client of node `id` (1-based).
+    pub fn client(&self, id: usize) -> Client {
+        Client::connect(self.redis_ports[id - 1])
+    }
+
+    /// The node (1-based) that leads, as node 1 sees it once it knows.
+    pub fn leader(&self) -> usize {
+        for _ in 0..600 {
+            let status = self.client(1).call(&["SYNOD.STATUS"]);
+            if let Some(leader) = field(&status, "leader_id").and_then(|v| v.int()) {
+                if leader > 0 {
+                    return leader as usize;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no leader");
+    }
+
+    /// Some node other than the leader.
+    pub fn follower(&self) -> usize {
+        let leader = self.leader();
+        (1..=self.redis_ports.len())
+            .find(|id| *id != leader)
+            .expect("a follower")
+    }
+
+    /// Stops node `id` (1-based).
+    pub fn stop(&self, id: usize) {
+        let _ = self.stops[id - 1].send(true);
+    }
+}
+
+/// The value after `name` in a flat field/value array.
+pub fn field<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
+    let Value::Array(Some(items)) = reply else {
+        return None;
+    };
+    items
+        .chunks(2)
+        .find(|pair| pair[0] == bulk(name))
+        .map(|pair| &pair[1])
+}
+
+/// A RESP2 reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Value>>),
+}
+
+impl Value {
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Value::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The error text, panicking on anything else.
+    pub fn error(&self) -> &str {
+        match self {
+            Value::Error(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// The elements, panicking on anything else.
+    pub fn items(&self) -> &[Value] {
+        match self {
+            Value::Array(Some(items)) => items,
+            other => panic!("expected an array, got {other:?}"),
+        }
+    }
+
+    /// The bulk string as text, panicking on anything else.
+    pub fn text(&self) -> String {
+        match self {
+            Value::Bulk(Some(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+            other => panic!("expected a bulk string, got {other:?}"),
+        }
+    }
+}
+
+pub fn ok() -> Value {
+    Value::Simple("OK".into())
+}
+
+pub fn bulk(text: &str) -> Value {
+    Value::Bulk(Some(text.as_bytes().to_vec()))
+}
+
+pub fn nil() -> Value {
+    Value::Bulk(None)
+}
+
+pub fn int(n: i64) -> Value {
+    Value::Int(n)
+}
+
+/// A blocking RESP2 client over one TCP connection.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    pub fn try_connect(port: u16) -> std::io::Result<Client> {
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
+    }
+
+    pub fn connect(port: u16) -> Client {
+        Client::try_connect(port).expect("connects")
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write");
+    }
+
+    /// Sends one command as a RESP array of bulk strings.
+    pub fn send(&mut self, args: &[&[u8]]) {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            out.extend_from_slice(arg);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.send_raw(&out);
+    }
+
+    /// Sends one command and reads its reply.
+    pub fn call_bytes(&mut self, args: &[&[u8]]) -> Value {
+        self.send(args);
+        self.read()
+    }
+
+    /// Sends one command of text arguments and reads its reply.
+    pub fn call(&mut self, args: &[&str]) -> Value {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.call_bytes(&args)
+    }
+
+    /// Sends a command given as space-separated words.
+    pub fn cmd(&mut self, line: &str) -> Value {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        self.call(&words)
+    }
+
+    /// Whether the server closed the connection (reads EOF).
+    pub fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => rest.is_empty(),
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a reply line");
+        assert!(line.ends_with("\r\n"), "reply line {line:?}");
+        line.truncate(line.len() - 2);
+        line
+    }
+
+    /// Reads one reply.
+    pub fn read(&mut self) -> Value {
+        let line = self.line();
+        let (kind, rest) = line.split_at(1);
+        match kind {
+            "+" => Value::Simple(rest.into()),
+            "-" => Value::Error(rest.into()),
+            ":" => Value::Int(rest.parse().expect("integer reply")),
+            "$" => {
+                let len: i64 = rest.parse().expect("bulk length");
+                if len < 0 {
+                    return Value::Bulk(None);
+                }
+                let mut bytes = vec![0; len as usize + 2];
+                self.reader.read_exact(&mut bytes).expect("bulk bytes");
+                bytes.truncate(len as usize);
+                Value::Bulk(Some(bytes))
+            }
+            "*" => {
+                let len: i64 = rest.parse().expect("array length");
+                if len < 0 {
+                    return Value::Array(None);
+                }
+                Value::Array(Some((0..len).map(|_| self.read()).collect()))
+            }
+            _ => panic!("not a RESP reply: {line:?}"),
+        }
+    }
+}
