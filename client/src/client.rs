@@ -13,12 +13,14 @@ use synod_kvstore::{
     CompareAndSwap, Delete, DeleteRange, Expected, Get, Incr, KeyValue, Op, Outcome, Put, Request,
     Response, Scan,
 };
-use synod_net::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, KvCall};
+use synod_net::proto::api::api_response::Result as ApiResult;
+use synod_net::proto::api::{api_request::Call, ApiRequest, ApiResponse, KvCall};
 use synod_net::tls::TlsIdentity;
 use synod_net::{ClientConnection, ClientResponse, ErrorCode, Outcome as FrameOutcome};
 use tokio::time::Instant;
 
 use crate::error::ClientError;
+use crate::options::WriteOptions;
 
 /// How a [`Client`] reaches the cluster.
 #[derive(Clone, Debug)]
@@ -72,6 +74,15 @@ impl ClientConfig {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.inner.config.endpoints)
+            .field("leader", &*self.inner.leader.lock().expect("leader lock"))
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -215,9 +226,29 @@ impl Client {
     /// Runs any write op (a transaction, say) exactly once; returns the
     /// state machine's response.
     pub async fn write(&self, op: Op) -> Result<Response, ClientError> {
+        self.write_with(op, &WriteOptions::default()).await
+    }
+
+    /// Runs any write op exactly once as `options` say: fenced by a lock's
+    /// token (refused with
+    /// [`FencingTokenRejected`](synod_kvstore::ErrorCode::FencingTokenRejected)
+    /// unless it is the lock's current one), with the keys it writes owned
+    /// by a session, within its own timeout.
+    pub async fn write_with(
+        &self,
+        op: Op,
+        options: &WriteOptions,
+    ) -> Result<Response, ClientError> {
         let (id, seq) = self.borrow_id();
-        let request = Request::from_client(id, seq, op);
-        let result = self.call(&request, false).await;
+        let mut request = Request::from_client(id, seq, op);
+        if let Some(fence) = &options.fence {
+            request = request.fenced(fence.lock.clone(), fence.token);
+        }
+        if let Some(session) = options.session {
+            request = request.in_session(session);
+        }
+        let timeout = options.timeout.unwrap_or(self.inner.config.timeout);
+        let result = self.call(&request, false, timeout).await;
         // A timed-out write may still be applied later under this (id,
         // seq): never reuse the id then.
         if !matches!(result, Err(ClientError::Timeout)) {
@@ -228,7 +259,16 @@ impl Client {
 
     /// Runs any read-only op; `serializable` reads from any node.
     pub async fn read(&self, op: Op, serializable: bool) -> Result<Response, ClientError> {
-        command_result(self.call(&Request::anonymous(op), serializable).await?)
+        let timeout = self.inner.config.timeout;
+        command_result(
+            self.call(&Request::anonymous(op), serializable, timeout)
+                .await?,
+        )
+    }
+
+    /// How long one call may take by default, retries included.
+    pub fn timeout(&self) -> Duration {
+        self.inner.config.timeout
     }
 
     fn borrow_id(&self) -> (u64, u64) {
@@ -244,17 +284,38 @@ impl Client {
             .push((id, next_seq));
     }
 
-    /// Sends `request` until a node serves it or the timeout passes: to the
-    /// known leader first, following redirects, then around the endpoints.
-    async fn call(&self, request: &Request, serializable: bool) -> Result<Response, ClientError> {
-        let payload = ApiRequest {
-            call: Some(Call::Kv(KvCall {
-                request: request.encode_to_vec(),
-                serializable,
-            })),
+    /// Sends `request` until a node serves it or `timeout` passes.
+    async fn call(
+        &self,
+        request: &Request,
+        serializable: bool,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        let call = Call::Kv(KvCall {
+            request: request.encode_to_vec(),
+            serializable,
+        });
+        match self.call_api(call, timeout, Duration::ZERO).await? {
+            ApiResult::Kv(bytes) => Response::decode(bytes.as_slice())
+                .map_err(|e| ClientError::Protocol(format!("undecodable response: {e}"))),
+            other => Err(ClientError::Protocol(format!(
+                "a key-value call was answered with {other:?}"
+            ))),
         }
-        .encode_to_vec();
-        let deadline = Instant::now() + self.inner.config.timeout;
+    }
+
+    /// Sends `call` until a node serves it or `timeout` (plus `wait`)
+    /// passes: to the known leader first, following redirects, then around
+    /// the endpoints. `wait` is how long the node may hold the call before
+    /// answering (a long poll); each attempt gets that much longer.
+    pub(crate) async fn call_api(
+        &self,
+        call: Call,
+        timeout: Duration,
+        wait: Duration,
+    ) -> Result<ApiResult, ClientError> {
+        let payload = ApiRequest { call: Some(call) }.encode_to_vec();
+        let deadline = Instant::now() + timeout + wait;
         let endpoints = &self.inner.config.endpoints;
         let mut next_endpoint = 0;
         loop {
@@ -265,7 +326,7 @@ impl Client {
                 .expect("leader lock")
                 .unwrap_or(endpoints[next_endpoint % endpoints.len()]);
             let attempt = tokio::time::timeout_at(
-                deadline.min(Instant::now() + ATTEMPT_TIMEOUT),
+                deadline.min(Instant::now() + ATTEMPT_TIMEOUT + wait),
                 self.attempt(target, payload.clone()),
             )
             .await;
@@ -322,7 +383,7 @@ impl Client {
 /// What one attempt learned.
 enum Attempt {
     /// The node served the call.
-    Served(Response),
+    Served(ApiResult),
     /// The request itself is bad; retrying will not help.
     Refused(String),
     /// Not the leader; the leader's address, if the node knows it.
@@ -333,11 +394,8 @@ fn classify(response: ClientResponse) -> Attempt {
     match response.outcome {
         Some(FrameOutcome::Payload(payload)) => match ApiResponse::decode(payload.as_slice()) {
             Ok(ApiResponse {
-                result: Some(api_response::Result::Kv(bytes)),
-            }) => match Response::decode(bytes.as_slice()) {
-                Ok(response) => Attempt::Served(response),
-                Err(e) => Attempt::Refused(format!("undecodable response: {e}")),
-            },
+                result: Some(result),
+            }) => Attempt::Served(result),
             _ => Attempt::Refused("the node answered something other than a response".into()),
         },
         Some(FrameOutcome::Error(error)) => match error.code() {

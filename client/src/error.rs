@@ -27,4 +27,35 @@ pub enum ClientError {
     /// The node answered something this client does not understand.
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    /// A watch asked for events the node's bounded history no longer holds:
+    /// re-read the state and watch from `revision + 1`.
+    #[error(
+        "watch history compacted: asked from revision {from_revision}, events through \
+         {compacted_through} were dropped (current revision {revision})"
+    )]
+    Compacted {
+        /// The revision the watch asked from.
+        from_revision: u64,
+        /// The highest revision some of whose events were dropped.
+        compacted_through: u64,
+        /// The store revision now.
+        revision: u64,
+    },
+    /// The session expired, was closed, or could not be kept alive within
+    /// its TTL (so it may have expired): its locks and elections are lost.
+    #[error("session {session} is lost (expired, closed or not kept alive in time)")]
+    SessionLost {
+        /// The session.
+        session: u64,
+    },
+}
+
+impl ClientError {
+    /// The state machine's error code, if the command was refused.
+    pub fn command_code(&self) -> Option<CommandErrorCode> {
+        match self {
+            ClientError::Command { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
 }

@@ -17,11 +17,55 @@
 //! assert_eq!(kv.value, b"hello");
 //! # Ok(()) }
 //! ```
+//!
+//! # Coordination
+//! - [`Session`]: a TTL kept alive in the background; locks, elections and
+//!   ephemeral keys belong to one and end with it. The cluster's leader
+//!   expires it when the TTL passes without a keep-alive.
+//! - [`Mutex`]: a lock granted in FIFO order with a [`FencingToken`];
+//!   [`Client::fenced`] writes apply only while that token is current.
+//! - [`Election`]: campaign (wait to lead, with a value), proclaim, resign,
+//!   leader, and [`Observer`], the stream of leaders.
+//! - [`Watcher`]: the events of a key, a prefix, a lock or an election from
+//!   a revision on.
+//!
+//! Waiting (for a lock, for leadership, for events) never polls: it is a
+//! long-poll watch call that the node answers when the change is applied.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), synod_client::ClientError> {
+//! use std::time::Duration;
+//! use synod_client::{Client, ClientConfig, Mutex, Session};
+//! let client = Client::connect(ClientConfig::from_dev_cluster("synod-data", 7400)?).await?;
+//! let session = Session::open(&client, Duration::from_secs(10)).await?;
+//! let mutex = Mutex::new(&session, "counter-lock");
+//! let token = mutex.lock().await?;
+//! client.fenced(&token).incr(b"counter", 1).await?;
+//! mutex.unlock().await?;
+//! session.close().await?;
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 
 mod client;
+mod election;
 mod error;
+mod fenced;
+mod mutex;
+mod options;
+mod session;
+mod undo;
+mod watch;
 
 pub use client::{Client, ClientConfig};
+pub use election::{Election, Observer};
 pub use error::ClientError;
-pub use synod_kvstore::{KeyValue, Op, Response};
+pub use fenced::Fenced;
+pub use mutex::{FencingToken, Mutex};
+pub use options::WriteOptions;
+pub use session::Session;
+pub use synod_kvstore::{
+    ErrorCode, Event, EventFilter, EventKind, EventSpace, KeyValue, LeaderInfo, LockHolderResponse,
+    Op, Response,
+};
+pub use watch::Watcher;

@@ -1,0 +1,250 @@
+//! Sessions: a TTL the client keeps alive in the background; locks,
+//! elections and ephemeral keys belong to one and end with it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use synod_kvstore::{CloseSession, ErrorCode, KeepAlive, Op, OpenSession, Outcome, Put};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::options::WriteOptions;
+
+/// Pause before retrying a keep-alive that failed for a reason other than
+/// the session being gone.
+const KEEP_ALIVE_RETRY: Duration = Duration::from_millis(100);
+
+/// A session: opened with a TTL, kept alive by a background task while any
+/// clone of it exists, closed by [`close`](Session::close) or (best effort)
+/// when the last clone is dropped.
+///
+/// The cluster's leader expires a session whose TTL passes without a
+/// keep-alive (on its own clock, never earlier): its ephemeral keys are
+/// deleted, its locks released (into lock-delay) and its elections passed
+/// on. The keep-alive task sends one keep-alive every third of the TTL. If
+/// the cluster says the session is gone, or no keep-alive was confirmed
+/// for a whole TTL (so it may have expired), the session is *lost*:
+/// [`is_lost`](Session::is_lost) turns true, [`lost`](Session::lost)
+/// resolves, waiting [`Mutex::lock`](crate::Mutex::lock) and
+/// [`Election::campaign`](crate::Election::campaign) calls fail with
+/// [`ClientError::SessionLost`], and the task stops (after asking the
+/// cluster to close the session, in case it still lives). A lost session
+/// does not come back: open a new one.
+///
+/// Cheap to clone; clones share the session.
+///
+/// ```no_run
+/// # async fn demo(client: synod_client::Client) -> Result<(), synod_client::ClientError> {
+/// use std::time::Duration;
+/// use synod_client::Session;
+/// let session = Session::open(&client, Duration::from_secs(10)).await?;
+/// // An ephemeral key: deleted when the session ends.
+/// session.put(b"workers/alice", b"ready").await?;
+/// println!("session {}", session.id());
+/// session.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    id: u64,
+    ttl: Duration,
+    /// True once the session is lost or closed.
+    lost: Arc<watch::Sender<bool>>,
+    /// Set by `close`, so drop does not close again.
+    closed: AtomicBool,
+    keep_alive: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.inner.id)
+            .field("ttl", &self.inner.ttl)
+            .field("lost", &self.is_lost())
+            .finish()
+    }
+}
+
+impl Session {
+    /// Opens a session that lives `ttl` after its last keep-alive (1 s to
+    /// 1 h, whole milliseconds) and starts keeping it alive. One write
+    /// through the log.
+    pub async fn open(client: &Client, ttl: Duration) -> Result<Session, ClientError> {
+        let ttl_ms = ttl.as_millis() as u64;
+        let sent_at = Instant::now();
+        let response = client
+            .write(Op::OpenSession(OpenSession { ttl_ms }))
+            .await?;
+        let id = match response.outcome {
+            Some(Outcome::OpenSession(open)) => open.session,
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "open session answered with {other:?}"
+                )))
+            }
+        };
+        let lost = Arc::new(watch::Sender::new(false));
+        let keep_alive = tokio::spawn(keep_alive(
+            client.clone(),
+            id,
+            Duration::from_millis(ttl_ms),
+            sent_at,
+            lost.clone(),
+        ));
+        tracing::debug!(session = id, ttl_ms, "session opened");
+        Ok(Session {
+            inner: Arc::new(Inner {
+                client: client.clone(),
+                id,
+                ttl: Duration::from_millis(ttl_ms),
+                lost,
+                closed: AtomicBool::new(false),
+                keep_alive,
+            }),
+        })
+    }
+
+    /// The session's id (the store revision that opened it).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Its TTL.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// The client it was opened with.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Whether the session is lost or closed (see the type docs).
+    pub fn is_lost(&self) -> bool {
+        *self.inner.lost.borrow()
+    }
+
+    /// Resolves when the session is lost or closed.
+    pub async fn lost(&self) {
+        let mut lost = self.inner.lost.subscribe();
+        // Only fails if the sender is gone, which `self` prevents.
+        let _ = lost.wait_for(|lost| *lost).await;
+    }
+
+    /// Writes `key` owned by this session (deleted when it ends); returns
+    /// the write's revision.
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<u64, ClientError> {
+        let op = Op::Put(Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            prev_kv: false,
+        });
+        let options = WriteOptions::new().in_session(self);
+        Ok(self.inner.client.write_with(op, &options).await?.revision)
+    }
+
+    /// Closes the session now: its ephemeral keys are deleted, its locks
+    /// released to their next waiters (no lock-delay), its elections passed
+    /// on. Stops the keep-alives. Closing a session that is already gone
+    /// succeeds.
+    pub async fn close(&self) -> Result<(), ClientError> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.keep_alive.abort();
+        self.inner.lost.send_replace(true);
+        let op = Op::CloseSession(CloseSession {
+            session: self.inner.id,
+        });
+        match self.inner.client.write(op).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.command_code() == Some(ErrorCode::SessionNotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn lost_error(&self) -> ClientError {
+        ClientError::SessionLost {
+            session: self.inner.id,
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.keep_alive.abort();
+        if self.closed.load(Ordering::SeqCst) || *self.lost.borrow() {
+            return;
+        }
+        // Best effort: without a runtime the session expires after its TTL.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = self.client.clone();
+            let session = self.id;
+            runtime.spawn(async move {
+                let _ = client
+                    .write(Op::CloseSession(CloseSession { session }))
+                    .await;
+            });
+        }
+    }
+}
+
+/// Keeps session `id` alive until it is lost: a keep-alive every third of
+/// the TTL, retried quickly while it fails, each bounded by the time left
+/// before the last confirmed one runs out.
+async fn keep_alive(
+    client: Client,
+    id: u64,
+    ttl: Duration,
+    opened_at: Instant,
+    lost: Arc<watch::Sender<bool>>,
+) {
+    let period = ttl / 3;
+    // The session lives at least a TTL after the send of the last
+    // keep-alive (or open) the cluster confirmed.
+    let mut confirmed_at = opened_at;
+    let mut next_at = opened_at + period;
+    loop {
+        tokio::time::sleep_until(next_at).await;
+        let sent_at = Instant::now();
+        let left = (confirmed_at + ttl).saturating_duration_since(sent_at);
+        if left.is_zero() {
+            tracing::warn!(
+                session = id,
+                "no keep-alive confirmed within the TTL: session lost"
+            );
+            lost.send_replace(true);
+            // It may still live: end it rather than leave its locks held.
+            let _ = client
+                .write(Op::CloseSession(CloseSession { session: id }))
+                .await;
+            return;
+        }
+        let options = WriteOptions::new().timeout(left.min(period.max(KEEP_ALIVE_RETRY)));
+        match client
+            .write_with(Op::KeepAlive(KeepAlive { session: id }), &options)
+            .await
+        {
+            Ok(_) => {
+                confirmed_at = sent_at;
+                next_at = sent_at + period;
+            }
+            Err(e) if e.command_code() == Some(ErrorCode::SessionNotFound) => {
+                tracing::warn!(session = id, "the cluster ended the session: session lost");
+                lost.send_replace(true);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(session = id, error = %e, "keep-alive failed; retrying");
+                next_at = Instant::now() + KEEP_ALIVE_RETRY;
+            }
+        }
+    }
+}
