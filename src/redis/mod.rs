@@ -221,11 +221,16 @@ async fn serve_connection(
         if close || *shutdown.borrow() {
             return;
         }
-        // The parser refuses any request larger than this from its headers.
-        assert!(
-            buf.len() <= MAX_PENDING_BYTES,
-            "pending bytes over the bound"
-        );
+        // The parser refuses any request larger than this from its headers,
+        // so this is a second line of defence, not an expected path.
+        if buf.len() > MAX_PENDING_BYTES {
+            tracing::warn!(size_bytes = buf.len(), "unparsed input over the bound");
+            let mut refusal = Vec::new();
+            Reply::err("Protocol error: request too large").encode(&mut refusal);
+            let _ = stream.write_all(&refusal).await;
+            close_gently(stream).await;
+            return;
+        }
         let read = tokio::select! {
             read = stream.read(&mut chunk) => read,
             _ = shutdown.changed() => return,

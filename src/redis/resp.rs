@@ -29,7 +29,9 @@ pub const MAX_COMMAND_BYTES: usize = MAX_REQUEST_BYTES;
 const MAX_HEADER_BYTES: usize = 32;
 /// Most bytes a connection may hold unparsed: one command at its limits,
 /// with its headers. More means the peer is not speaking RESP.
-pub const MAX_PENDING_BYTES: usize = MAX_COMMAND_BYTES + MAX_ARGS * (MAX_HEADER_BYTES + 5);
+/// (The array header and each bulk header take at most
+/// `MAX_HEADER_BYTES + 3` bytes, each bulk's closing CRLF 2.)
+pub const MAX_PENDING_BYTES: usize = MAX_COMMAND_BYTES + (MAX_ARGS + 1) * (MAX_HEADER_BYTES + 5);
 
 /// A request Redis would refuse as a protocol error; the connection must be
 /// closed after answering it.
