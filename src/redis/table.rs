@@ -175,7 +175,8 @@ pub(super) async fn execute(
 }
 
 /// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO name...`, `COMMAND LIST`,
-/// `COMMAND DOCS` (empty: `redis-cli` then uses its built-in help).
+/// `COMMAND DOCS` (an error, on which `redis-cli` uses its built-in help
+/// for Redis commands and lists the others from `COMMAND`).
 fn command(args: &[Vec<u8>]) -> Reply {
     let Some(sub) = args.get(1) else {
         return Reply::Array(COMMANDS.iter().map(describe).collect());
@@ -183,7 +184,7 @@ fn command(args: &[Vec<u8>]) -> Reply {
     match sub.to_ascii_uppercase().as_slice() {
         b"COUNT" if args.len() == 2 => Reply::Integer(COMMANDS.len() as i64),
         b"LIST" => Reply::Array(COMMANDS.iter().map(|s| Reply::text(s.name)).collect()),
-        b"DOCS" => Reply::Array(Vec::new()),
+        b"DOCS" => Reply::err("COMMAND DOCS is not supported by Synod"),
         b"INFO" => Reply::Array(
             args[2..]
                 .iter()
