@@ -30,12 +30,36 @@ fn ports_free(base: u16) -> bool {
     })
 }
 
+/// Removes `synod-redis-<name>-<pid>` directories whose test process is
+/// gone (the shared clusters live until their process exits, so nothing
+/// removes them at the end of a run).
+fn remove_dirs_of_finished_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("synod-redis-")
+            .and_then(|rest| rest.rsplit('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::path::Path::new("/proc/self").exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl Cluster {
     /// Starts `nodes` (1 or 3) nodes in a fresh directory named after
     /// `name`; with `password`, every node asks Redis clients for it.
     /// Returns once a write through node 1 succeeded.
     pub fn start(name: &str, nodes: usize, password: Option<&str>) -> Cluster {
         assert!(nodes == 1 || nodes == 3);
+        remove_dirs_of_finished_runs();
         let dir = std::env::temp_dir().join(format!("synod-redis-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut base =
