@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -95,6 +95,10 @@ struct Inner {
     /// every concurrent write borrows its own id.
     idle_ids: Mutex<Vec<(u64, u64)>>,
     next_id: AtomicU64,
+    /// The endpoint calls try first while the leader is unknown; moved on
+    /// past a node that fails, so concurrent calls do not each wait for
+    /// the same dead node.
+    cursor: AtomicUsize,
 }
 
 /// Pause between attempts when no node could serve.
@@ -116,6 +120,7 @@ impl Client {
                 leader: Mutex::new(None),
                 idle_ids: Mutex::new(Vec::new()),
                 next_id: AtomicU64::new(unique_base_id()),
+                cursor: AtomicUsize::new(0),
             }),
         })
     }
@@ -317,14 +322,14 @@ impl Client {
         let payload = ApiRequest { call: Some(call) }.encode_to_vec();
         let deadline = Instant::now() + timeout + wait;
         let endpoints = &self.inner.config.endpoints;
-        let mut next_endpoint = 0;
         loop {
+            let cursor = self.inner.cursor.load(Ordering::Relaxed);
             let target = self
                 .inner
                 .leader
                 .lock()
                 .expect("leader lock")
-                .unwrap_or(endpoints[next_endpoint % endpoints.len()]);
+                .unwrap_or(endpoints[cursor % endpoints.len()]);
             let attempt = tokio::time::timeout_at(
                 deadline.min(Instant::now() + ATTEMPT_TIMEOUT + wait),
                 self.attempt(target, payload.clone()),
@@ -339,7 +344,15 @@ impl Client {
                 }
                 Ok(Ok(Attempt::Redirect(None))) | Ok(Err(())) | Err(_) => {
                     self.forget(target).await;
-                    next_endpoint += 1;
+                    if endpoints[cursor % endpoints.len()] == target {
+                        let next = cursor.wrapping_add(1);
+                        let _ = self.inner.cursor.compare_exchange(
+                            cursor,
+                            next,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                    }
                 }
             }
             if Instant::now() + RETRY_PAUSE >= deadline {
@@ -357,16 +370,16 @@ impl Client {
     }
 
     async fn connection(&self, target: SocketAddr) -> Result<Arc<ClientConnection>, ClientError> {
-        let mut connections = self.inner.connections.lock().await;
-        if let Some(existing) = connections.get(&target) {
+        if let Some(existing) = self.inner.connections.lock().await.get(&target) {
             return Ok(existing.clone());
         }
+        // Connect without holding the table: a node that does not answer
+        // must not hold up calls to the others.
         let fresh = ClientConnection::connect(target, &self.inner.config.tls)
             .await
             .map_err(|e| ClientError::Setup(e.to_string()))?;
-        let fresh = Arc::new(fresh);
-        connections.insert(target, fresh.clone());
-        Ok(fresh)
+        let mut connections = self.inner.connections.lock().await;
+        Ok(connections.entry(target).or_insert(Arc::new(fresh)).clone())
     }
 
     /// Drops a node that failed us, so the next try reconnects or goes

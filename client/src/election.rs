@@ -284,11 +284,9 @@ impl Client {
         }
     }
 
-    /// The election's leader and queued candidates, with the revision read.
-    pub(crate) async fn election_state(
-        &self,
-        name: &[u8],
-    ) -> Result<(LeaderResponse, u64), ClientError> {
+    /// Election `name`'s leader and queued candidates now (linearizable),
+    /// with the revision of the state read.
+    pub async fn election_state(&self, name: &[u8]) -> Result<(LeaderResponse, u64), ClientError> {
         let op = Op::Leader(Leader {
             election: name.to_vec(),
         });
