@@ -1,0 +1,635 @@
+//! The commands `synod-cli` knows: every command of Synod's Redis-protocol
+//! endpoint plus the shell's own, with the syntax and summary `HELP` shows,
+//! the arity (Redis's convention) and the group. Completion and hints are
+//! built from this table; the server stays the judge of what is valid.
+
+/// What a command is about; `HELP @group` lists one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The connection: authentication, protocol, naming.
+    Connection,
+    /// The node: information and introspection.
+    Server,
+    /// String values.
+    String,
+    /// Keys as a whole: existence, deletion, listing, expiry.
+    Keyspace,
+    /// Synod's own commands: compare-and-swap, locks, elections, status.
+    Synod,
+    /// Handled by `synod-cli` itself, never sent.
+    Shell,
+}
+
+impl Group {
+    /// Every group, in the order `HELP` lists them.
+    pub const ALL: [Group; 6] = [
+        Group::Connection,
+        Group::Server,
+        Group::String,
+        Group::Keyspace,
+        Group::Synod,
+        Group::Shell,
+    ];
+
+    /// The name used after `@` in `HELP @group`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Connection => "connection",
+            Group::Server => "server",
+            Group::String => "string",
+            Group::Keyspace => "keyspace",
+            Group::Synod => "synod",
+            Group::Shell => "shell",
+        }
+    }
+}
+
+/// One command as `HELP` describes it.
+#[derive(Debug)]
+pub struct Command {
+    /// Upper-case name.
+    pub name: &'static str,
+    /// Redis arity: `n` exactly n words (the name included), `-n` at least n.
+    pub arity: i32,
+    /// The arguments' syntax, after the name.
+    pub args: &'static str,
+    /// One line on what it does and answers.
+    pub summary: &'static str,
+    /// An example line, or "".
+    pub example: &'static str,
+    /// Its group.
+    pub group: Group,
+}
+
+impl Command {
+    /// Whether the command needs at least one argument (from its arity):
+    /// completing its name then also types the space after it.
+    pub fn needs_args(&self) -> bool {
+        self.arity.abs() > 1
+    }
+
+    /// `NAME args`.
+    pub fn syntax(&self) -> String {
+        if self.args.is_empty() {
+            self.name.to_string()
+        } else {
+            format!("{} {}", self.name, self.args)
+        }
+    }
+}
+
+const fn cmd(
+    name: &'static str,
+    arity: i32,
+    args: &'static str,
+    summary: &'static str,
+    group: Group,
+) -> Command {
+    Command {
+        name,
+        arity,
+        args,
+        summary,
+        example: "",
+        group,
+    }
+}
+
+const fn with_example(command: Command, example: &'static str) -> Command {
+    Command { example, ..command }
+}
+
+use Group::{Connection, Keyspace, Server, Shell, Synod};
+
+/// Every command `synod-cli` knows, grouped as `HELP` lists them.
+pub static COMMANDS: &[Command] = &[
+    cmd("PING", -1, "[message]", "Answers PONG, or the message.", Connection),
+    cmd("ECHO", 2, "message", "Answers the message.", Connection),
+    cmd(
+        "AUTH",
+        -2,
+        "[username] password",
+        "Authenticates the connection (the only user is `default`).",
+        Connection,
+    ),
+    cmd(
+        "HELLO",
+        -1,
+        "[protover [AUTH username password] [SETNAME clientname]]",
+        "Handshake: server facts as field/value pairs; only protocol 2 (RESP2).",
+        Connection,
+    ),
+    cmd(
+        "SELECT",
+        2,
+        "index",
+        "Selects a database; only database 0 exists.",
+        Connection,
+    ),
+    cmd(
+        "CLIENT",
+        -2,
+        "ID | GETNAME | SETNAME name | SETINFO attr value",
+        "This connection's id and name.",
+        Connection,
+    ),
+    cmd(
+        "QUIT",
+        -1,
+        "",
+        "Closes the connection; the shell leaves too.",
+        Connection,
+    ),
+    cmd(
+        "INFO",
+        -1,
+        "[section ...]",
+        "Node facts: sections server, clients, replication and synod (role, leader, ballot, \
+         commit and applied index, revision).",
+        Server,
+    ),
+    cmd(
+        "COMMAND",
+        -1,
+        "[COUNT | LIST | INFO command ... | DOCS]",
+        "Describes the endpoint's commands: name, arity, flags, key positions.",
+        Server,
+    ),
+    cmd(
+        "CONFIG",
+        -2,
+        "GET parameter ...",
+        "Reads settings (what redis-benchmark asks for); other subcommands are refused.",
+        Server,
+    ),
+    cmd(
+        "DBSIZE",
+        1,
+        "",
+        "The number of keys (counted page by page, not one snapshot).",
+        Server,
+    ),
+    cmd(
+        "GET",
+        2,
+        "key",
+        "The value of key, or nil; a linearizable read.",
+        Group::String,
+    ),
+    cmd(
+        "SET",
+        -3,
+        "key value [NX | XX] [GET] [EX seconds | PX milliseconds | KEEPTTL]",
+        "Sets key to value; NX only if absent, XX only if present, GET answers the old value.",
+        Group::String,
+    ),
+    cmd(
+        "GETSET",
+        3,
+        "key value",
+        "Sets key to value and answers the old value, or nil.",
+        Group::String,
+    ),
+    cmd(
+        "SETNX",
+        3,
+        "key value",
+        "Sets key only if it is absent: 1 if set, else 0.",
+        Group::String,
+    ),
+    cmd(
+        "MGET",
+        -2,
+        "key [key ...]",
+        "The values of the keys (nil for absent ones).",
+        Group::String,
+    ),
+    cmd(
+        "MSET",
+        -3,
+        "key value [key value ...]",
+        "Sets several keys in one transaction.",
+        Group::String,
+    ),
+    cmd(
+        "MSETNX",
+        -3,
+        "key value [key value ...]",
+        "Sets several keys only if none exists: 1 if set, else 0.",
+        Group::String,
+    ),
+    cmd(
+        "INCR",
+        2,
+        "key",
+        "Adds 1 to the integer at key (absent = 0); answers the new value.",
+        Group::String,
+    ),
+    cmd(
+        "INCRBY",
+        3,
+        "key increment",
+        "Adds increment to the integer at key; answers the new value.",
+        Group::String,
+    ),
+    cmd(
+        "DECR",
+        2,
+        "key",
+        "Subtracts 1 from the integer at key; answers the new value.",
+        Group::String,
+    ),
+    cmd(
+        "DECRBY",
+        3,
+        "key decrement",
+        "Subtracts decrement from the integer at key; answers the new value.",
+        Group::String,
+    ),
+    cmd(
+        "APPEND",
+        3,
+        "key value",
+        "Appends value to the value at key; answers the new length.",
+        Group::String,
+    ),
+    cmd(
+        "STRLEN",
+        2,
+        "key",
+        "The length of the value at key (0 if absent).",
+        Group::String,
+    ),
+    cmd(
+        "DEL",
+        -2,
+        "key [key ...]",
+        "Deletes the keys; answers how many existed.",
+        Keyspace,
+    ),
+    cmd(
+        "UNLINK",
+        -2,
+        "key [key ...]",
+        "Same as DEL.",
+        Keyspace,
+    ),
+    cmd(
+        "EXISTS",
+        -2,
+        "key [key ...]",
+        "How many of the keys exist (a key named twice counts twice).",
+        Keyspace,
+    ),
+    cmd(
+        "TYPE",
+        2,
+        "key",
+        "string, or none if absent.",
+        Keyspace,
+    ),
+    cmd(
+        "KEYS",
+        2,
+        "pattern",
+        "The keys matching a glob pattern (* ? [abc] [^a-z] \\x); large answers are refused: use SCAN.",
+        Keyspace,
+    ),
+    cmd(
+        "SCAN",
+        -2,
+        "cursor [MATCH pattern] [COUNT count] [TYPE type]",
+        "One page of keys from cursor (start with 0): the next cursor (0 at the end) and the keys.",
+        Keyspace,
+    ),
+    cmd(
+        "EXPIRE",
+        -3,
+        "key seconds [NX | XX | GT | LT]",
+        "Gives key a time to live in seconds.",
+        Keyspace,
+    ),
+    cmd(
+        "PEXPIRE",
+        -3,
+        "key milliseconds [NX | XX | GT | LT]",
+        "Gives key a time to live in milliseconds.",
+        Keyspace,
+    ),
+    cmd(
+        "TTL",
+        2,
+        "key",
+        "Seconds left to live: -1 if the key has no expiry, -2 if it is absent.",
+        Keyspace,
+    ),
+    cmd(
+        "PTTL",
+        2,
+        "key",
+        "Milliseconds left to live: -1 if the key has no expiry, -2 if it is absent.",
+        Keyspace,
+    ),
+    cmd(
+        "PERSIST",
+        2,
+        "key",
+        "Removes the key's time to live: 1 if it had one, else 0.",
+        Keyspace,
+    ),
+    with_example(
+        cmd(
+            "SYNOD.CAS",
+            4,
+            "key expected new",
+            "Compare-and-swap: sets key to new only if it holds expected; 1 if swapped, else 0.",
+            Synod,
+        ),
+        "SYNOD.CAS config v1 v2",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.SETFENCED",
+            5,
+            "lock token key value",
+            "SET key value only while token is the current fencing token of lock; else a FENCED error.",
+            Synod,
+        ),
+        "SYNOD.SETFENCED jobs 7 owner worker-1",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.STATUS",
+            1,
+            "",
+            "This node's view: node_id, role, leader_id, ballot, commit_index, applied_index, \
+             revision, compacted_through.",
+            Synod,
+        ),
+        "SYNOD.STATUS",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.LOCK",
+            -2,
+            "name [ttl_ms]",
+            "Tries to take lock name for this connection's session (opened with ttl_ms, default \
+             10000): the fencing token, or nil if another session holds it.",
+            Synod,
+        ),
+        "SYNOD.LOCK jobs 5000",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.UNLOCK",
+            2,
+            "name",
+            "Releases lock name: 1 if this connection held it, else 0.",
+            Synod,
+        ),
+        "SYNOD.UNLOCK jobs",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.LOCKINFO",
+            2,
+            "name",
+            "Lock name's holder session, fencing token and number of waiters.",
+            Synod,
+        ),
+        "SYNOD.LOCKINFO jobs",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.CAMPAIGN",
+            -3,
+            "election value [ttl_ms]",
+            "Runs for leader of election with value: status elected and revision, or status \
+             queued and position.",
+            Synod,
+        ),
+        "SYNOD.CAMPAIGN scheduler node-a",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.PROCLAIM",
+            3,
+            "election value",
+            "The leader (this connection) announces a new value; answers its revision.",
+            Synod,
+        ),
+        "SYNOD.PROCLAIM scheduler node-a:v2",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.RESIGN",
+            2,
+            "election",
+            "Leaves election: 1 if this connection led it, 0 if it was only queued or absent.",
+            Synod,
+        ),
+        "SYNOD.RESIGN scheduler",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.LEADER",
+            2,
+            "election",
+            "The leader of election: value, session and revision, or nil.",
+            Synod,
+        ),
+        "SYNOD.LEADER scheduler",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.SESSION",
+            1,
+            "",
+            "This connection's session id (opened by SYNOD.LOCK or SYNOD.CAMPAIGN), or nil.",
+            Synod,
+        ),
+        "SYNOD.SESSION",
+    ),
+    cmd(
+        "HELP",
+        -1,
+        "[command | @group | prefix]",
+        "Lists the commands, or describes one (HELP GET), a group (HELP @synod) or those \
+         starting with a prefix (HELP SYNOD.).",
+        Shell,
+    ),
+    cmd(
+        "CONNECT",
+        -2,
+        "host [port]",
+        "Connects the shell to another node (same password).",
+        Shell,
+    ),
+    cmd("CLEAR", 1, "", "Clears the screen.", Shell),
+    cmd("EXIT", 1, "", "Leaves the shell (so do QUIT and ctrl-d).", Shell),
+];
+
+/// The command named `name` (any case).
+pub fn lookup(name: &str) -> Option<&'static Command> {
+    COMMANDS
+        .iter()
+        .find(|command| command.name.eq_ignore_ascii_case(name))
+}
+
+/// The commands whose names start with `prefix` (any case), in table
+/// order.
+pub fn starting_with(prefix: &str) -> impl Iterator<Item = &'static Command> + '_ {
+    COMMANDS.iter().filter(move |command| {
+        command.name.len() >= prefix.len()
+            && command.name[..prefix.len()].eq_ignore_ascii_case(prefix)
+    })
+}
+
+fn describe(command: &Command, out: &mut String) {
+    out.push_str("\n  ");
+    out.push_str(&command.syntax());
+    out.push_str("\n  summary: ");
+    out.push_str(command.summary);
+    out.push_str("\n  group: ");
+    out.push_str(command.group.name());
+    if !command.example.is_empty() {
+        out.push_str("\n  example: ");
+        out.push_str(command.example);
+    }
+    out.push_str("\n\n");
+}
+
+fn list<'a>(commands: impl Iterator<Item = &'a Command>, out: &mut String) {
+    for command in commands {
+        out.push_str("  ");
+        out.push_str(&command.syntax());
+        out.push('\n');
+    }
+}
+
+/// What `HELP topic` prints: with no topic the list of every command by
+/// group; `@group` one group; a command's name its syntax, summary, group
+/// and example; otherwise the commands starting with the topic.
+pub fn help(topic: Option<&str>) -> String {
+    let mut out = String::new();
+    let Some(topic) = topic else {
+        out.push_str(concat!(
+            "synod-cli ",
+            env!("CARGO_PKG_VERSION"),
+            ", a shell for Synod's Redis-protocol endpoint.\n",
+            "Type a command and its arguments; quote arguments with spaces as \"a b\" or 'a b'.\n",
+            "HELP <command> describes one, HELP @<group> lists a group, TAB completes names.\n",
+        ));
+        for group in Group::ALL {
+            out.push_str("\n@");
+            out.push_str(group.name());
+            out.push('\n');
+            list(COMMANDS.iter().filter(|c| c.group == group), &mut out);
+        }
+        return out;
+    };
+    if let Some(name) = topic.strip_prefix('@') {
+        match Group::ALL
+            .iter()
+            .find(|g| g.name().eq_ignore_ascii_case(name))
+        {
+            Some(group) => list(COMMANDS.iter().filter(|c| c.group == *group), &mut out),
+            None => {
+                out.push_str(&format!("No group '@{name}'. Groups:"));
+                for group in Group::ALL {
+                    out.push_str(" @");
+                    out.push_str(group.name());
+                }
+                out.push('\n');
+            }
+        }
+        return out;
+    }
+    if let Some(command) = lookup(topic) {
+        describe(command, &mut out);
+        return out;
+    }
+    let mut matching = starting_with(topic).peekable();
+    if matching.peek().is_some() {
+        list(matching, &mut out);
+    } else {
+        out.push_str(&format!(
+            "No help for '{topic}'. HELP lists every command.\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_listed_once_in_upper_case() {
+        let mut names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+        assert!(names.iter().all(|n| *n == n.to_uppercase()));
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), COMMANDS.len());
+    }
+
+    /// The endpoint's own table (`src/redis/table.rs` in the root package)
+    /// is read as text: every command it dispatches must have help here.
+    #[test]
+    fn help_covers_every_command_of_the_endpoint() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../src/redis/table.rs");
+        let Ok(table) = std::fs::read_to_string(path) else {
+            println!("skipped: {path} is not here (the client crate outside its workspace)");
+            return;
+        };
+        let names: Vec<&str> = table
+            .split("spec(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert!(names.len() > 30, "found only {names:?} in {path}");
+        let missing: Vec<&&str> = names.iter().filter(|n| lookup(n).is_none()).collect();
+        assert!(missing.is_empty(), "no HELP for {missing:?}");
+        for name in names {
+            assert_ne!(lookup(name).unwrap().group, Group::Shell, "{name}");
+        }
+    }
+
+    #[test]
+    fn arity_agrees_with_the_syntax_of_commands_without_arguments() {
+        for command in COMMANDS {
+            assert_eq!(
+                command.args.is_empty(),
+                command.arity == 1 || command.name == "QUIT"
+            );
+        }
+    }
+
+    #[test]
+    fn arity_tells_which_commands_need_arguments() {
+        assert!(lookup("GET").unwrap().needs_args());
+        assert!(lookup("MSET").unwrap().needs_args());
+        assert!(!lookup("PING").unwrap().needs_args());
+        assert!(!lookup("DBSIZE").unwrap().needs_args());
+    }
+
+    #[test]
+    fn help_describes_one_command_with_its_syntax() {
+        let text = help(Some("get"));
+        assert!(text.contains("  GET key\n"), "{text}");
+        assert!(text.contains("group: string"), "{text}");
+        let text = help(Some("synod.cas"));
+        assert!(text.contains("example: SYNOD.CAS config v1 v2"), "{text}");
+    }
+
+    #[test]
+    fn help_lists_groups_prefixes_and_everything() {
+        assert!(help(None).contains("@synod\n  SYNOD.CAS key expected new\n"));
+        let group = help(Some("@keyspace"));
+        assert!(group.contains("  SCAN cursor") && !group.contains("GET key"));
+        let prefix = help(Some("synod.lo"));
+        assert_eq!(prefix.lines().count(), 2, "{prefix}");
+        assert!(help(Some("nope")).starts_with("No help for 'nope'"));
+        assert!(help(Some("@nope")).starts_with("No group '@nope'"));
+    }
+}
