@@ -186,20 +186,40 @@ async fn an_abandoned_session_expires_after_its_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_alive_session_does_not_expire() {
     let cluster = start_cluster();
-    let session = open_session(&cluster, 1_000).await;
-    put_ephemeral(&cluster, session, "kept").await;
+    let kept = open_session(&cluster, 1_000).await;
+    put_ephemeral(&cluster, kept, "kept").await;
+    // Its twin, abandoned, shows that the leader does time these sessions.
+    let abandoned = open_session(&cluster, 1_000).await;
+    put_ephemeral(&cluster, abandoned, "abandoned").await;
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         let response = cluster
             .run(
-                Request::anonymous(Op::KeepAlive(KeepAlive { session })),
+                Request::anonymous(Op::KeepAlive(KeepAlive { session: kept })),
                 None,
             )
             .await;
         assert!(!response.is_error(), "keep-alive refused: {response:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert!(!key_exists(&cluster, "abandoned", None).await);
     assert!(key_exists(&cluster, "kept", None).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_abandoned_after_keep_alives_expires() {
+    let cluster = start_cluster();
+    let session = open_session(&cluster, 1_000).await;
+    put_ephemeral(&cluster, session, "was-kept").await;
+    for _ in 0..5 {
+        let keep_alive = Request::anonymous(Op::KeepAlive(KeepAlive { session }));
+        assert!(!cluster.run(keep_alive, None).await.is_error());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        vanishes(&cluster, "was-kept", None, Duration::from_secs(10)).await,
+        "the session lives on after its keep-alives stopped"
+    );
 }
 
 async fn lock(cluster: &Cluster, session: u64, wait: bool) -> (LockStatus, u64) {
