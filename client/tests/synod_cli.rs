@@ -25,6 +25,8 @@ type Args = Vec<Vec<u8>>;
 struct FakeNode {
     port: u16,
     received: Arc<Mutex<Vec<Args>>>,
+    /// Connections closed by `HANGUP`.
+    hangups: Arc<AtomicUsize>,
 }
 
 impl FakeNode {
@@ -35,15 +37,34 @@ impl FakeNode {
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let store = Arc::new(Mutex::new(BTreeMap::new()));
-        let log = Arc::clone(&received);
+        let hangups = Arc::new(AtomicUsize::new(0));
+        let (log, hung_up) = (Arc::clone(&received), Arc::clone(&hangups));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let (log, store) = (Arc::clone(&log), Arc::clone(&store));
-                std::thread::spawn(move || serve(stream, password, &log, &store));
+                let hung_up = Arc::clone(&hung_up);
+                std::thread::spawn(move || {
+                    if serve(stream, password, &log, &store) == End::HungUp {
+                        hung_up.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
             }
         });
-        FakeNode { port, received }
+        FakeNode {
+            port,
+            received,
+            hangups,
+        }
+    }
+
+    /// Waits until `HANGUP` has closed `count` connections in all.
+    fn wait_for_hangups(&self, count: usize) {
+        let deadline = Instant::now() + SCREEN_WAIT;
+        while self.hangups.load(Ordering::SeqCst) < count {
+            assert!(Instant::now() < deadline, "no hang-up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn received(&self) -> Vec<Args> {
@@ -72,12 +93,24 @@ fn bulk(value: &[u8]) -> Vec<u8> {
     [format!("${}\r\n", value.len()).as_bytes(), value, b"\r\n"].concat()
 }
 
+/// How a fake connection ended.
+#[derive(PartialEq, Eq)]
+enum End {
+    /// The client left, or `QUIT` or `DROP`.
+    Other,
+    /// `HANGUP`: answered, then closed by the server.
+    HungUp,
+}
+
+/// Serves one connection. Besides a few Redis commands: `HANGUP` answers
+/// OK and closes (as a node that restarts between two commands), `DROP`
+/// closes without answering (as a node that dies during a command).
 fn serve(
     stream: TcpStream,
     password: Option<&str>,
     log: &Mutex<Vec<Args>>,
     store: &Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
-) {
+) -> End {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     let mut authenticated = password.is_none();
@@ -103,8 +136,14 @@ fn serve(
             ("ECHO", [message]) => bulk(message),
             ("QUIT", []) => {
                 let _ = writer.write_all(b"+OK\r\n");
-                return;
+                return End::Other;
             }
+            ("HANGUP", []) => {
+                let _ = writer.write_all(b"+OK\r\n");
+                drop((reader, writer));
+                return End::HungUp;
+            }
+            ("DROP", []) => return End::Other,
             ("SET", [key, value]) => {
                 store.insert(key.clone(), value.clone());
                 b"+OK\r\n".to_vec()
@@ -146,9 +185,10 @@ fn serve(
             .into_bytes(),
         };
         if writer.write_all(&reply).is_err() {
-            return;
+            return End::Other;
         }
     }
+    End::Other
 }
 
 /// A port nothing listens on (bound, then released).
@@ -296,6 +336,22 @@ fn a_script_goes_on_after_a_failure_and_exits_non_zero() {
     assert!(
         errors.contains("line 3: Invalid argument(s): unbalanced quotes"),
         "{errors}"
+    );
+}
+
+#[test]
+fn a_connection_lost_during_a_command_is_reported_and_replaced() {
+    let node = FakeNode::start(None);
+    let output = cli(node.port, &[], "SET a 1\nDROP\nGET a\n");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "OK\n1\n");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "Connection to Synod at 127.0.0.1:{} lost: the server closed the connection \
+             (the command may or may not have run)\n",
+            node.port
+        )
     );
 }
 
@@ -507,9 +563,15 @@ fn the_interactive_shell_as_a_person_sees_it() {
     terminal.press(&["Enter"]);
     terminal.wait_for("\"two words\"\n");
 
+    // A node that closed the connection between two commands (it
+    // restarted, say) is reconnected to without a word.
+    terminal.type_text("HANGUP");
+    terminal.press(&["Enter"]);
+    terminal.wait_for(&format!("{prompt}HANGUP\nOK\n"));
+    node.wait_for_hangups(1);
     terminal.type_text("MGET a nope");
     terminal.press(&["Enter"]);
-    terminal.wait_for("MGET a nope\n1) \"1\"\n2) (nil)\n");
+    terminal.wait_for(&format!("{prompt}MGET a nope\n1) \"1\"\n2) (nil)\n"));
 
     terminal.type_text("AUTH hunter2");
     terminal.press(&["Enter"]);

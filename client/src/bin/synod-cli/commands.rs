@@ -151,7 +151,7 @@ pub static COMMANDS: &[Command] = &[
     cmd(
         "COMMAND",
         -1,
-        "[COUNT | LIST | INFO command ... | DOCS]",
+        "[COUNT | LIST | INFO command ...]",
         "Describes the endpoint's commands: name, arity, flags, key positions.",
         Server,
     ),
@@ -180,7 +180,8 @@ pub static COMMANDS: &[Command] = &[
         "SET",
         -3,
         "key value [NX | XX] [GET] [EX seconds | PX milliseconds | KEEPTTL]",
-        "Sets key to value; NX only if absent, XX only if present, GET answers the old value.",
+        "Sets key to value; NX only if absent, XX only if present, GET answers the old value. \
+             EX, PX and KEEPTTL are refused for now: Synod has no key expiry yet.",
         Group::String,
     ),
     cmd(
@@ -306,14 +307,14 @@ pub static COMMANDS: &[Command] = &[
         "EXPIRE",
         -3,
         "key seconds [NX | XX | GT | LT]",
-        "Gives key a time to live in seconds.",
+        "Gives key a time to live in seconds (refused for now: Synod has no key expiry yet).",
         Keyspace,
     ),
     cmd(
         "PEXPIRE",
         -3,
         "key milliseconds [NX | XX | GT | LT]",
-        "Gives key a time to live in milliseconds.",
+        "Gives key a time to live in milliseconds (refused for now: no key expiry yet).",
         Keyspace,
     ),
     cmd(
@@ -485,11 +486,34 @@ pub fn starting_with(prefix: &str) -> impl Iterator<Item = &'static Command> + '
     })
 }
 
+/// Width `HELP` wraps its text to.
+const HELP_WIDTH: usize = 80;
+
+/// `text` after `label`, wrapped at word boundaries to [`HELP_WIDTH`],
+/// continuation lines indented under the text.
+fn wrapped(label: &str, text: &str, out: &mut String) {
+    let indent = " ".repeat(label.len());
+    out.push_str(label);
+    let mut column = label.len();
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 && column + 1 + word.len() > HELP_WIDTH {
+            out.push('\n');
+            out.push_str(&indent);
+            column = indent.len();
+        } else if i > 0 {
+            out.push(' ');
+            column += 1;
+        }
+        out.push_str(word);
+        column += word.len();
+    }
+}
+
 fn describe(command: &Command, out: &mut String) {
     out.push_str("\n  ");
     out.push_str(&command.syntax());
-    out.push_str("\n  summary: ");
-    out.push_str(command.summary);
+    out.push('\n');
+    wrapped("  summary: ", command.summary, out);
     out.push_str("\n  group: ");
     out.push_str(command.group.name());
     if !command.example.is_empty() {
@@ -620,6 +644,13 @@ mod tests {
         assert!(text.contains("group: string"), "{text}");
         let text = help(Some("synod.cas"));
         assert!(text.contains("example: SYNOD.CAS config v1 v2"), "{text}");
+    }
+
+    #[test]
+    fn long_summaries_wrap_under_their_label() {
+        let text = help(Some("SYNOD.STATUS"));
+        assert!(text.lines().all(|l| l.len() <= HELP_WIDTH), "{text}");
+        assert!(text.contains("\n           "), "{text}");
     }
 
     #[test]

@@ -210,6 +210,26 @@ impl Connection {
         }))
     }
 
+    /// Whether the server closed the connection while it was idle (a node
+    /// restarted, an idle timeout): then nothing was sent on it since, and
+    /// a new connection can be opened safely. Does not block.
+    pub fn closed_by_server(&self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let stream = self.reader.get_ref();
+        if stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        // End of stream, unasked-for bytes or an error: all unusable.
+        let closed = match stream.peek(&mut byte) {
+            Ok(_) => true,
+            Err(error) => error.kind() != io::ErrorKind::WouldBlock,
+        };
+        stream.set_nonblocking(false).is_err() || closed
+    }
+
     /// Sends one command and waits for its reply, however long the server
     /// takes. An error leaves the connection unusable.
     pub fn call(&mut self, args: &[Vec<u8>]) -> Result<Reply, RespError> {

@@ -79,6 +79,18 @@ impl Session {
         self.connection.is_some()
     }
 
+    /// Drops a connection the server closed while it was idle, so that the
+    /// next command opens a new one instead of failing on the old one.
+    pub fn forget_if_closed(&mut self) {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(Connection::closed_by_server)
+        {
+            self.connection = None;
+        }
+    }
+
     /// Opens a connection (closing any open one) and authenticates if a
     /// password is known. Blocks for at most the connect timeout per
     /// address, then for the `AUTH` reply.
@@ -303,6 +315,7 @@ impl Shell {
     }
 
     fn send(&mut self, args: &[Vec<u8>]) {
+        self.session.forget_if_closed();
         if !self.session.is_connected() {
             self.connect();
             if !self.session.is_connected() {
