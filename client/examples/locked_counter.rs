@@ -110,9 +110,11 @@ impl Args {
                 "--base-port" => args.base_port = value.parse().map_err(bad)?,
                 "--tasks" => args.tasks = value.parse().map_err(bad)?,
                 "--increments" => args.increments = value.parse().map_err(bad)?,
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "unknown argument {flag}; use --data-dir, --base-port, --tasks, --increments"
-                )),
+                ))
+                }
             }
         }
         Ok(args)
