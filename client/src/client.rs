@@ -9,10 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message as _;
-use synod_kvstore::{
-    CompareAndSwap, Delete, DeleteRange, Expected, Get, Incr, KeyValue, Op, Outcome, Put, Request,
-    Response, Scan,
-};
+use synod_kvstore::{DeleteRange, Get, KeyValue, Op, Outcome, Request, Response, Scan};
 use synod_net::proto::api::api_response::Result as ApiResult;
 use synod_net::proto::api::{api_request::Call, ApiRequest, ApiResponse, KvCall};
 use synod_net::tls::TlsIdentity;
@@ -140,24 +137,12 @@ impl Client {
 
     /// Sets `key` to `value`; returns the revision of the write.
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<u64, ClientError> {
-        let op = Op::Put(Put {
-            key: key.to_vec(),
-            value: value.to_vec(),
-            prev_kv: false,
-        });
-        Ok(self.write(op).await?.revision)
+        self.unfenced().put(key, value).await
     }
 
     /// Deletes `key`; returns whether it existed.
     pub async fn delete(&self, key: &[u8]) -> Result<bool, ClientError> {
-        let op = Op::Delete(Delete {
-            key: key.to_vec(),
-            prev_kv: false,
-        });
-        match self.write(op).await?.outcome {
-            Some(Outcome::Delete(d)) => Ok(d.deleted),
-            other => Err(unexpected(other)),
-        }
+        self.unfenced().delete(key).await
     }
 
     /// Deletes every key in `[start, end)` (empty `end`: to the end);
@@ -201,31 +186,13 @@ impl Client {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, ClientError> {
-        let op = Op::CompareAndSwap(CompareAndSwap {
-            key: key.to_vec(),
-            expected: Some(match expected {
-                Some(value) => Expected::Value(value.to_vec()),
-                None => Expected::ModRevision(0),
-            }),
-            new_value: new.to_vec(),
-        });
-        match self.write(op).await?.outcome {
-            Some(Outcome::CompareAndSwap(c)) => Ok(c.succeeded),
-            other => Err(unexpected(other)),
-        }
+        self.unfenced().compare_and_swap(key, expected, new).await
     }
 
     /// Adds `delta` to the integer in `key` (absent counts as 0); returns
     /// the new value.
     pub async fn incr(&self, key: &[u8], delta: i64) -> Result<i64, ClientError> {
-        let op = Op::Incr(Incr {
-            key: key.to_vec(),
-            delta,
-        });
-        match self.write(op).await?.outcome {
-            Some(Outcome::Incr(i)) => Ok(i.value),
-            other => Err(unexpected(other)),
-        }
+        self.unfenced().incr(key, delta).await
     }
 
     /// Runs any write op (a transaction, say) exactly once; returns the
@@ -440,7 +407,7 @@ fn get_kv(response: Response) -> Option<KeyValue> {
     }
 }
 
-fn unexpected(outcome: Option<Outcome>) -> ClientError {
+pub(crate) fn unexpected(outcome: Option<Outcome>) -> ClientError {
     ClientError::Protocol(format!("unexpected outcome {outcome:?}"))
 }
 

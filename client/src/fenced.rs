@@ -2,7 +2,7 @@
 
 use synod_kvstore::{CompareAndSwap, Delete, Expected, Incr, Op, Outcome, Put, Response};
 
-use crate::client::Client;
+use crate::client::{unexpected, Client};
 use crate::error::ClientError;
 use crate::mutex::FencingToken;
 use crate::options::WriteOptions;
@@ -94,6 +94,15 @@ impl Fenced<'_> {
 }
 
 impl Client {
+    /// The plain (unfenced) writes, which share `Fenced`'s code with
+    /// default options.
+    pub(crate) fn unfenced(&self) -> Fenced<'_> {
+        Fenced {
+            client: self,
+            options: WriteOptions::default(),
+        }
+    }
+
     /// Writes fenced by `token`; see [`Fenced`].
     pub fn fenced(&self, token: &FencingToken) -> Fenced<'_> {
         Fenced {
@@ -113,8 +122,4 @@ impl Client {
     ) -> Result<u64, ClientError> {
         self.fenced(token).put(key, value).await
     }
-}
-
-fn unexpected(outcome: Option<Outcome>) -> ClientError {
-    ClientError::Protocol(format!("unexpected outcome {outcome:?}"))
 }
