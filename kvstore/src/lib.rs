@@ -69,5 +69,5 @@ pub use response::{
 pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};
 pub use snapshot::{Snapshot, SnapshotChunk};
-pub use state_machine::{Options, StateMachine};
+pub use state_machine::{AppliedSlot, Options, StateMachine};
 pub use watch::{Event, EventFilter, EventKind, EventSpace, WatchBatch, WatchError};

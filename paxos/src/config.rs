@@ -28,7 +28,11 @@ pub struct Config {
     pub backoff_base: Duration,
     /// Upper bound of the backoff.
     pub backoff_cap: Duration,
-    /// Most slots the leader keeps in flight (proposed, not yet chosen).
+    /// Most slots the leader keeps in flight (proposed, not yet chosen). Small on purpose:
+    /// every slot costs an fsync-gated round and a state-machine commit on each node, so under
+    /// load it is cheaper to let commands queue and share a slot than to give each its own
+    /// (measured on a 3-node loopback cluster: 8 instead of 64 took 64 clients from ~4.3k to
+    /// ~6.3k puts/s and 256 clients from ~6.5k to ~11.5k, one client unchanged).
     pub max_inflight_slots: u64,
     /// Most commands batched into one slot.
     pub max_batch_commands: usize,
@@ -87,7 +91,7 @@ impl Config {
             max_clock_drift_ppm: 10_000,
             backoff_base: Duration::from_millis(20),
             backoff_cap: Duration::from_millis(1_000),
-            max_inflight_slots: 64,
+            max_inflight_slots: 8,
             max_batch_commands: 512,
             max_batch_bytes: 1 << 20,
             max_pending_commands: 100_000,

@@ -361,9 +361,7 @@ impl<S: Storage> CoreTask<S> {
         for envelope in after_persist {
             self.outbox.send(envelope);
         }
-        for (slot, value) in ready.committed {
-            self.apply(slot, value)?;
-        }
+        self.apply(ready.committed)?;
         for id in ready.reads {
             if let Some((request, respond)) = self.reads.remove(&id) {
                 let _ = respond.send(self.read_now(&request));
@@ -391,26 +389,40 @@ impl<S: Storage> CoreTask<S> {
         self.maybe_compact()
     }
 
-    fn apply(&mut self, slot: Slot, value: Value) -> anyhow::Result<()> {
-        let commands = match value {
-            Value::Noop => Vec::new(),
-            Value::Commands(commands) => commands,
-        };
-        let responses = self.state_machine.apply(slot.0, &commands)?;
-        let effects = self.state_machine.take_effects();
-        self.sessions
-            .observe(self.now_ms(), &effects.session_events);
-        if !effects.events.is_empty() {
-            // No receiver (no watcher waiting) is fine.
-            let _ = self.applied_events.send(Arc::new(AppliedEvents {
-                events: effects.events,
-                revision: self.state_machine.revision(),
-            }));
+    /// Applies every slot committed this round in one state-machine
+    /// transaction, then tells watchers, the session clock and the waiting
+    /// clients.
+    fn apply(&mut self, committed: Vec<(Slot, Value)>) -> anyhow::Result<()> {
+        if committed.is_empty() {
+            return Ok(());
         }
-        for (bytes, response) in commands.iter().zip(responses) {
-            if let Ok(request) = Request::decode(bytes.as_slice()) {
-                self.waiters
-                    .complete(&(request.client_id, request.seq), Ok(response));
+        let slots: Vec<(u64, Vec<Vec<u8>>)> = committed
+            .into_iter()
+            .map(|(slot, value)| match value {
+                Value::Noop => (slot.0, Vec::new()),
+                Value::Commands(commands) => (slot.0, commands),
+            })
+            .collect();
+        let applied = self.state_machine.apply_slots(
+            slots
+                .iter()
+                .map(|(slot, commands)| (*slot, commands.as_slice())),
+        )?;
+        let now_ms = self.now_ms();
+        for ((_, commands), slot) in slots.iter().zip(applied) {
+            self.sessions.observe(now_ms, &slot.effects.session_events);
+            if !slot.effects.events.is_empty() {
+                // No receiver (no watcher waiting) is fine.
+                let _ = self.applied_events.send(Arc::new(AppliedEvents {
+                    events: slot.effects.events,
+                    revision: slot.revision,
+                }));
+            }
+            for (bytes, response) in commands.iter().zip(slot.responses) {
+                if let Ok(request) = Request::decode(bytes.as_slice()) {
+                    self.waiters
+                        .complete(&(request.client_id, request.seq), Ok(response));
+                }
             }
         }
         Ok(())
