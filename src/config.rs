@@ -192,11 +192,6 @@ impl NodeConfig {
         config.rng_seed = rng_seed;
         config
     }
-
-    /// The database file inside the data directory.
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("synod.redb")
-    }
 }
 
 #[cfg(test)]

@@ -243,6 +243,7 @@ async fn a_new_leader_takes_over_and_keeps_acknowledged_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_that_missed_compacted_slots_catches_up_by_snapshot() {
     let policy = CompactionPolicy {
+        flush_every_slots: 5,
         every_slots: 10,
         keep_slots: 2,
     };

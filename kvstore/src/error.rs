@@ -303,6 +303,12 @@ pub enum StorageError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The data directory cannot be used as it is (e.g. an older layout).
+    #[error("{0}")]
+    Layout(String),
+    /// The data directory could not be created.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 macro_rules! from_redb {

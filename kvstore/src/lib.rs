@@ -11,7 +11,8 @@
 //!   index, deterministically, exactly once per client request; serves reads outside the log.
 //! - [`RedbLog`]: the acceptor's promise and log on redb, the `synod_paxos::Storage` of a node;
 //!   one fsync per `persist`, however many records.
-//! - [`NodeStore`]: one database per node holding both, and the restart and compaction rules.
+//! - [`NodeStore`]: a node's two databases (log and state machine), and the restart and
+//!   compaction rules.
 //! - [`snapshot`]: a consistent snapshot of the state machine streamed in bounded chunks
 //!   ([`Snapshot`]), and its atomic installation on another node ([`SnapshotInstaller`]).
 //! - Coordination ([`coord_command`], [`coord_response`]): sessions with TTLs and ephemeral keys
@@ -57,7 +58,7 @@ pub use error::{RequestError, StorageError};
 pub use install::{SnapshotError, SnapshotInstaller};
 pub use lock::DelayedLock;
 pub use log_store::RedbLog;
-pub use node_store::NodeStore;
+pub use node_store::{NodeStore, LOG_FILE, STATE_FILE};
 pub use response::{
     CampaignResponse, CheckpointSessionsResponse, CloseSessionResponse, CompareAndSwapResponse,
     DeleteRangeResponse, DeleteResponse, ElectionStatus, ErrorCode, ErrorResponse,

@@ -5,8 +5,8 @@
 //! | `log_meta` | `"promised"`, `"compacted_through"` | `u64` (a ballot, a slot) |
 //! | `log_slots` | slot | encoded [`SlotState`] (see below) |
 //!
-//! Names start with `log_` so the tables can share one database with the state machine's `sm_*`
-//! tables (see [`NodeStore`](crate::NodeStore)).
+//! Names start with `log_` so the tables could share a database with the state machine's `sm_*`
+//! tables; a node keeps them apart (see [`NodeStore`](crate::NodeStore)).
 //!
 //! ## Slot encoding
 //!
@@ -56,8 +56,9 @@ const VALUE_COMMANDS: u8 = 1;
 /// returns only once they are durable. On a file database that is one fsync per call, however
 /// many records (group commit); the driver should hand it everything a `Ready` asks for at once.
 /// The call blocks while another write transaction on the same database is open (redb has one
-/// writer at a time), e.g. a state-machine apply. An `Immediate` commit also makes every earlier
-/// `Durability::None` commit on the database durable (the state machine's applies).
+/// writer at a time). An `Immediate` commit also makes every earlier `Durability::None` commit
+/// on the database durable, and writes their pages: that is why [`NodeStore`](crate::NodeStore)
+/// keeps the state machine in a database of its own.
 ///
 /// Records apply exactly as [`DurableState::apply`] specifies (the in-memory reference):
 /// an `Accepted` never overwrites a chosen slot, nothing is kept at or below the compaction
@@ -105,8 +106,8 @@ impl RedbLog {
         })
     }
 
-    /// The log alone in the database file at `path` (created if missing). A node keeps its log
-    /// and state machine in one database instead: [`NodeStore::open`](crate::NodeStore::open).
+    /// The log alone in the database file at `path` (created if missing). A node opens its log
+    /// and state machine together: [`NodeStore::open`](crate::NodeStore::open).
     pub fn open(path: impl AsRef<Path>) -> Result<RedbLog, StorageError> {
         RedbLog::from_database(Arc::new(Database::create(path)?))
     }

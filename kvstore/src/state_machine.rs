@@ -53,7 +53,7 @@ impl Default for Options {
 /// [`applied_index`](StateMachine::applied_index) is exact, so a crash only costs replaying the
 /// slots since the last durable commit. The pitfall: a `None` commit becomes durable only with a
 /// later `Immediate` commit (this crate's [`flush`](StateMachine::flush), or any `Immediate`
-/// commit on the same database, such as the acceptor's). Until then redb also keeps the freed
+/// commit on the same database). Until then redb also keeps the written and freed
 /// pages of those commits in memory. So call `flush` now and then (e.g. every few thousand slots,
 /// or once a second), and always before truncating the log below `applied_index()`: after a
 /// crash the state machine may restart at the last flushed index, and the log must still hold

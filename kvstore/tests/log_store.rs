@@ -278,3 +278,16 @@ fn recovery_refuses_a_state_machine_behind_the_compaction_point() {
         Err(StorageError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn a_directory_with_the_old_single_file_layout_is_refused_clearly() {
+    let dir = TempPath::new("old-layout");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    std::fs::write(dir.0.join("synod.redb"), b"").unwrap();
+    let error = NodeStore::open(&dir.0).unwrap_err().to_string();
+    assert!(error.contains("older Synod"), "{error}");
+    assert!(
+        !dir.0.join(synod_kvstore::LOG_FILE).exists(),
+        "nothing was created beside the old file"
+    );
+}

@@ -53,12 +53,17 @@ pub enum PeerInput {
     },
 }
 
-/// When the log is compacted: once `every_slots` slots were applied since
-/// the last compaction, the state machine is flushed (one fsync) and the
-/// log forgets all but the last `keep_slots` applied slots (followers that
-/// lag further catch up by snapshot).
+/// When the state machine is flushed and the log compacted. Applies are
+/// not synced (the log has the slots), so the state machine is flushed
+/// (one fsync) every `flush_every_slots` applied slots, which also bounds
+/// what redb keeps in memory for its unsynced commits. Once `every_slots`
+/// slots were applied since the last compaction, it is flushed and the log
+/// forgets all but the last `keep_slots` applied slots (followers that lag
+/// further catch up by snapshot).
 #[derive(Debug, Clone, Copy)]
 pub struct CompactionPolicy {
+    /// Applied slots between state-machine flushes.
+    pub flush_every_slots: u64,
     /// Applied slots between compactions.
     pub every_slots: u64,
     /// Applied slots kept in the log for lagging followers.
@@ -68,6 +73,7 @@ pub struct CompactionPolicy {
 impl Default for CompactionPolicy {
     fn default() -> Self {
         CompactionPolicy {
+            flush_every_slots: 1_000,
             every_slots: 10_000,
             keep_slots: 1_000,
         }
@@ -130,6 +136,7 @@ where
         next_read_id: 1,
         anonymous_seq: Arc::new(AtomicU64::new(1)),
         compaction: setup.compaction,
+        flushed_through: applied.0,
         installing: None,
         sessions: SessionTimer::new(sessions),
         applied_events: applied_events.clone(),
@@ -158,6 +165,8 @@ struct CoreTask<S> {
     next_read_id: ReadId,
     anonymous_seq: Arc<AtomicU64>,
     compaction: CompactionPolicy,
+    /// The applied index at the last state-machine flush (or start).
+    flushed_through: u64,
     /// A snapshot being received, and from whom.
     installing: Option<(NodeId, SnapshotInstaller)>,
     /// The leader's session deadlines, lock-delays and checkpoints.
@@ -243,6 +252,7 @@ impl<S: Storage> CoreTask<S> {
             return Ok(());
         }
         let through = self.state_machine.complete_install(installer)?;
+        self.flushed_through = through;
         self.sessions.reset();
         let taken = self.replica.install_snapshot(self.now(), Slot(through));
         assert!(taken, "a snapshot ahead of the commit index is taken");
@@ -254,11 +264,16 @@ impl<S: Storage> CoreTask<S> {
         let applied = self.state_machine.applied_index();
         let compacted = self.replica.compacted_through().0;
         let policy = self.compaction;
-        if applied < compacted + policy.every_slots + policy.keep_slots {
+        let compaction_due = applied >= compacted + policy.every_slots + policy.keep_slots;
+        let flush_due = applied >= self.flushed_through + policy.flush_every_slots;
+        if !compaction_due && !flush_due {
             return Ok(());
         }
         tokio::task::block_in_place(|| self.state_machine.flush())?;
-        self.replica.compact(Slot(applied - policy.keep_slots));
+        self.flushed_through = applied;
+        if compaction_due {
+            self.replica.compact(Slot(applied - policy.keep_slots));
+        }
         Ok(())
     }
 

@@ -135,21 +135,29 @@ pub fn error_code(response: &Response) -> ErrorCode {
         .error_code()
 }
 
-/// A file path in the temp dir, removed when dropped.
+/// A path in the temp dir for a database file or a node's directory, removed when dropped.
 pub struct TempPath(pub PathBuf);
 
 impl TempPath {
     pub fn new(name: &str) -> TempPath {
         let path =
             std::env::temp_dir().join(format!("synod-kvstore-{}-{name}.redb", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        remove(&path);
         TempPath(path)
     }
 }
 
 impl Drop for TempPath {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        remove(&self.0);
+    }
+}
+
+fn remove(path: &std::path::Path) {
+    if path.is_dir() {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
     }
 }
 
