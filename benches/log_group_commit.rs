@@ -1,4 +1,4 @@
-//! Group commit of the acceptor log: records/s and fsyncs/s of `RedbLog::persist` with batches of
+//! Group commit of the acceptor log: records/s and fsyncs/s of `WalLog::persist` with batches of
 //! 1, 16 and 256 `Accepted` records of 128-byte values, beside the raw `write + fdatasync` rate
 //! of a plain file on the same disk.
 //!
@@ -6,15 +6,15 @@
 //! row, 2 s by default). Files go to a fresh directory under the system temp dir, removed after.
 //! Measures and prints; asserts nothing about timings.
 //!
-//! Each `persist` is one redb write transaction committed with `Durability::Immediate`, which is
-//! one fsync (redb's two-phase commit is off), so persists/s is fsyncs/s.
+//! Each `persist` of `Accepted` records is one append and one `fdatasync`, so persists/s is
+//! fsyncs/s.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use synod_kvstore::RedbLog;
+use synod_kvstore::WalLog;
 use synod_paxos::{Ballot, NodeId, Record, Slot, Storage, Value};
 
 const VALUE_BYTES: usize = 128;
@@ -72,8 +72,8 @@ fn raw_fdatasync(path: &Path, duration: Duration) -> Row {
     }
 }
 
-fn redb_log(path: &Path, batch: usize, duration: Duration) -> Row {
-    let mut log = RedbLog::open(path).expect("open the log");
+fn wal_log(dir: &Path, batch: usize, duration: Duration) -> Row {
+    let mut log = WalLog::open(dir).expect("open the log");
     let ballot = Ballot::new(1, NodeId(1));
     log.persist(&[Record::Promised(ballot)]).expect("promise");
     let mut next_slot = 1;
@@ -89,7 +89,7 @@ fn redb_log(path: &Path, batch: usize, duration: Duration) -> Row {
         log.persist(&records).expect("persist");
     });
     Row {
-        what: format!("RedbLog::persist, {batch} Accepted"),
+        what: format!("WalLog::persist, {batch} Accepted"),
         records_per_fsync: batch,
         latencies,
         elapsed,
@@ -107,10 +107,10 @@ fn main() {
 
     let mut rows = vec![raw_fdatasync(&dir.join("raw.log"), duration)];
     for batch in BATCHES {
-        // A fresh database per row, so every row starts from the same file size.
-        let path = dir.join(format!("log-{batch}.redb"));
-        rows.push(redb_log(&path, batch, duration));
-        std::fs::remove_file(&path).ok();
+        // A fresh log per row, so every row starts from the same file size.
+        let path = dir.join(format!("log-{batch}"));
+        rows.push(wal_log(&path, batch, duration));
+        std::fs::remove_dir_all(&path).ok();
     }
     std::fs::remove_dir_all(&dir).ok();
 

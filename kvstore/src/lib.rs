@@ -1,6 +1,7 @@
 #![deny(missing_docs)]
 
-//! Durable state of a Synod node on redb: the replicated key-value state machine.
+//! Durable state of a Synod node: the acceptor's write-ahead log and the replicated key-value
+//! state machine on redb.
 //!
 //! - [`command`]: the requests clients send through the log ([`Request`], [`Op`]), protobuf
 //!   messages written with prost derives; [`Request::decode_validated`] turns untrusted bytes
@@ -9,10 +10,11 @@
 //! - [`limits`]: every size and count bound on requests and on the state machine's tables.
 //! - [`StateMachine`]: applies chosen log slots to redb tables, atomically with the applied
 //!   index, deterministically, exactly once per client request; serves reads outside the log.
-//! - [`RedbLog`]: the acceptor's promise and log on redb, the `synod_paxos::Storage` of a node;
-//!   one fsync per `persist`, however many records.
-//! - [`NodeStore`]: a node's two databases (log and state machine), and the restart and
-//!   compaction rules.
+//! - [`WalLog`]: the acceptor's promise and log in an append-only write-ahead log, the
+//!   `synod_paxos::Storage` of a node; one append and one fsync per `persist`, however many
+//!   records.
+//! - [`NodeStore`]: a node's log and state machine together, and the restart and compaction
+//!   rules.
 //! - [`snapshot`]: a consistent snapshot of the state machine streamed in bounded chunks
 //!   ([`Snapshot`]), and its atomic installation on another node ([`SnapshotInstaller`]).
 //! - Coordination ([`coord_command`], [`coord_response`]): sessions with TTLs and ephemeral keys
@@ -34,7 +36,6 @@ mod fnv;
 mod install;
 pub mod limits;
 pub mod lock;
-mod log_store;
 mod node_store;
 mod queue;
 mod range;
@@ -45,6 +46,7 @@ pub mod snapshot;
 mod state_machine;
 mod tables;
 mod validate;
+mod wal;
 pub mod watch;
 
 pub use command::{
@@ -57,8 +59,7 @@ pub use effects::{SessionEvent, SlotEffects};
 pub use error::{RequestError, StorageError};
 pub use install::{SnapshotError, SnapshotInstaller};
 pub use lock::DelayedLock;
-pub use log_store::RedbLog;
-pub use node_store::{NodeStore, LOG_FILE, STATE_FILE};
+pub use node_store::{NodeStore, LOG_DIR, STATE_FILE};
 pub use response::{
     CampaignResponse, CheckpointSessionsResponse, CloseSessionResponse, CompareAndSwapResponse,
     DeleteRangeResponse, DeleteResponse, ElectionStatus, ErrorCode, ErrorResponse,
@@ -71,4 +72,5 @@ pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};
 pub use snapshot::{Snapshot, SnapshotChunk};
 pub use state_machine::{AppliedSlot, Options, StateMachine};
+pub use wal::{WalLog, WalOptions};
 pub use watch::{Event, EventFilter, EventKind, EventSpace, WatchBatch, WatchError};

@@ -1,34 +1,32 @@
-//! [`NodeStore`]: the two redb databases of a node, its acceptor log and its state machine.
+//! [`NodeStore`]: what a node keeps on disk, its acceptor log and its state machine.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::backends::InMemoryBackend;
 use redb::Database;
 use synod_paxos::{DurableState, Slot, Storage};
 
 use crate::error::StorageError;
-use crate::log_store::RedbLog;
 use crate::state_machine::{Options, StateMachine};
+use crate::wal::WalLog;
 
-/// The acceptor log's file in a node's directory.
-pub const LOG_FILE: &str = "log.redb";
+/// The acceptor log's directory (a [`WalLog`]) in a node's directory.
+pub const LOG_DIR: &str = "log";
 /// The state machine's file in a node's directory.
 pub const STATE_FILE: &str = "state.redb";
 /// The one file of the layout before the split, refused with a clear error.
 const OLD_SINGLE_FILE: &str = "synod.redb";
 
-/// Everything durable about one node, in two redb databases in one directory: the acceptor's
-/// promise and log ([`RedbLog`], file [`LOG_FILE`]) and the replicated state machine
-/// ([`StateMachine`], file [`STATE_FILE`]).
+/// Everything durable about one node, in one directory: the acceptor's promise and log
+/// ([`WalLog`], directory [`LOG_DIR`]) and the replicated state machine ([`StateMachine`], redb
+/// file [`STATE_FILE`]).
 ///
-/// Why two files: redb keeps the pages of `Durability::None` commits (every apply) in memory
-/// and writes them all at the next `Immediate` commit of the same database. Sharing one database
-/// made every acceptor fsync also write the state machine's pages, on the critical path of each
-/// write; apart, the log's fsync writes only log pages, and the state machine's pages reach the
-/// disk when it is flushed (measured on a 3-node loopback cluster: ~15% more puts/s for one
-/// client and up to ~25% for 64). Each database also has its own writer, so an apply never waits
-/// for a persist.
+/// Why apart: the log is written on the critical path of every write, so it is an append-only
+/// file (one small append and one `fdatasync` per group commit), while the state machine, read
+/// by key, is a redb database whose applies commit without fsync and reach the disk when it is
+/// [`flush`](StateMachine::flush)ed. (They once shared one redb file; redb writes the pages of
+/// unsynced commits at the next synced one, so every acceptor fsync also wrote the state
+/// machine's pages.)
 ///
 /// # Restart
 /// On start, the driver builds the core from both halves:
@@ -62,7 +60,7 @@ const OLD_SINGLE_FILE: &str = "synod.redb";
 /// reports that as [`StorageError::Corrupt`].
 pub struct NodeStore {
     /// The acceptor's durable state; pass it to the driver as its `synod_paxos::Storage`.
-    pub log: RedbLog,
+    pub log: WalLog,
     /// The replicated state machine.
     pub state_machine: StateMachine,
 }
@@ -93,39 +91,16 @@ impl NodeStore {
         let old_layout = dir.join(OLD_SINGLE_FILE);
         if old_layout.exists() {
             return Err(StorageError::Layout(format!(
-                "{} is the single-file layout of an older Synod; this version keeps {LOG_FILE} \
+                "{} is the single-file layout of an older Synod; this version keeps {LOG_DIR}/ \
                  and {STATE_FILE} instead: start from an empty data directory",
                 old_layout.display()
             )));
         }
         std::fs::create_dir_all(dir)?;
-        let log = Database::create(dir.join(LOG_FILE))?;
         let state = Database::create(dir.join(STATE_FILE))?;
-        NodeStore::from_databases(Arc::new(log), Arc::new(state), options)
-    }
-
-    /// A node store on fresh in-memory databases (redb's [`InMemoryBackend`]), with default
-    /// [`Options`]; for tests and simulation. Nothing survives dropping it.
-    pub fn in_memory() -> Result<NodeStore, StorageError> {
-        NodeStore::in_memory_with(Options::default())
-    }
-
-    /// A node store on fresh in-memory databases.
-    pub fn in_memory_with(options: Options) -> Result<NodeStore, StorageError> {
-        let log = Database::builder().create_with_backend(InMemoryBackend::new())?;
-        let state = Database::builder().create_with_backend(InMemoryBackend::new())?;
-        NodeStore::from_databases(Arc::new(log), Arc::new(state), options)
-    }
-
-    /// Log and state machine on open databases (they may be the same one).
-    pub fn from_databases(
-        log: Arc<Database>,
-        state: Arc<Database>,
-        options: Options,
-    ) -> Result<NodeStore, StorageError> {
         Ok(NodeStore {
-            log: RedbLog::from_database(log)?,
-            state_machine: StateMachine::from_database(state, options)?,
+            log: WalLog::open(dir.join(LOG_DIR))?,
+            state_machine: StateMachine::from_database(Arc::new(state), options)?,
         })
     }
 

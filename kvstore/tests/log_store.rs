@@ -1,12 +1,12 @@
-//! The acceptor's redb storage: it keeps exactly what the in-memory reference keeps, across
-//! batches, compaction and reopening; and the node store's restart rule.
+//! The acceptor's write-ahead log: it keeps exactly what the in-memory reference keeps, across
+//! batches, compaction, segment rotation, torn tails and reopening; and the node store's
+//! restart rule.
 
 mod common;
 
 use common::{put, Rng, TempPath};
 use prost::Message;
-use redb::{Database, TableDefinition};
-use synod_kvstore::{NodeStore, RedbLog, Request, StorageError};
+use synod_kvstore::{NodeStore, Request, StorageError, WalLog, WalOptions};
 use synod_paxos::{
     Ballot, Config, DurableState, Instant, MemStorage, NodeId, Record, Replica, Slot, SlotState,
     Storage, Value,
@@ -31,15 +31,22 @@ fn cmds(parts: &[&[u8]]) -> Value {
     Value::Commands(parts.iter().map(|p| p.to_vec()).collect())
 }
 
+/// A fresh log in a temp directory (removed with the returned path).
+fn fresh_log(name: &str) -> (TempPath, WalLog) {
+    let dir = TempPath::new(name);
+    let log = WalLog::open(&dir.0).unwrap();
+    (dir, log)
+}
+
 #[test]
 fn a_fresh_log_loads_empty() {
-    let log = RedbLog::in_memory().unwrap();
+    let (_dir, log) = fresh_log("t1");
     assert_eq!(log.load().unwrap(), DurableState::default());
 }
 
 #[test]
 fn persisted_records_load_back() {
-    let mut log = RedbLog::in_memory().unwrap();
+    let (_dir, mut log) = fresh_log("t2");
     let records = vec![
         Record::Promised(Ballot(5)),
         accepted(1, 5, cmds(&[b"a", b""])),
@@ -74,7 +81,7 @@ fn persisted_records_load_back() {
 
 #[test]
 fn an_accepted_record_never_overwrites_a_chosen_slot() {
-    let mut log = RedbLog::in_memory().unwrap();
+    let (_dir, mut log) = fresh_log("t3");
     log.persist(&[Record::Promised(Ballot(9)), chosen(1, cmds(&[b"x"]))])
         .unwrap();
     log.persist(&[accepted(1, 9, cmds(&[b"y"]))]).unwrap();
@@ -86,7 +93,7 @@ fn an_accepted_record_never_overwrites_a_chosen_slot() {
 
 #[test]
 fn compaction_forgets_slots_through_the_point_and_ignores_later_records_below_it() {
-    let mut log = RedbLog::in_memory().unwrap();
+    let (_dir, mut log) = fresh_log("t4");
     let mut records = vec![Record::Promised(Ballot(1))];
     for slot in 1..=10 {
         records.push(chosen(slot, cmds(&[format!("{slot}").as_bytes()])));
@@ -109,7 +116,7 @@ fn compaction_forgets_slots_through_the_point_and_ignores_later_records_below_it
 
 #[test]
 fn an_empty_persist_is_a_no_op() {
-    let mut log = RedbLog::in_memory().unwrap();
+    let (_dir, mut log) = fresh_log("t5");
     log.persist(&[]).unwrap();
     assert_eq!(log.load().unwrap(), DurableState::default());
 }
@@ -146,7 +153,7 @@ fn random_record(rng: &mut Rng, promised: &mut u64, next_slot: &mut u64) -> Reco
 fn random_batches_keep_exactly_what_the_in_memory_reference_keeps() {
     for seed in 0..20 {
         let mut rng = Rng(seed);
-        let mut log = RedbLog::in_memory().unwrap();
+        let (_dir, mut log) = fresh_log("t6");
         let mut reference = MemStorage::new();
         let (mut promised, mut next_slot) = (1, 0);
         log.persist(&[Record::Promised(Ballot(1))]).unwrap();
@@ -167,12 +174,12 @@ fn random_batches_keep_exactly_what_the_in_memory_reference_keeps() {
 }
 
 #[test]
-fn reopening_a_file_database_gives_the_same_state() {
+fn reopening_gives_the_same_state() {
     let path = TempPath::new("log-reopen");
     let mut rng = Rng(7);
     let mut reference = MemStorage::new();
     {
-        let mut log = RedbLog::open(&path.0).unwrap();
+        let mut log = WalLog::open(&path.0).unwrap();
         let (mut promised, mut next_slot) = (1, 0);
         log.persist(&[Record::Promised(Ballot(1))]).unwrap();
         reference.persist(&[Record::Promised(Ballot(1))]).unwrap();
@@ -184,35 +191,175 @@ fn reopening_a_file_database_gives_the_same_state() {
             reference.persist(&batch).unwrap();
         }
     }
-    let log = RedbLog::open(&path.0).unwrap();
+    let log = WalLog::open(&path.0).unwrap();
     let expected = reference.load().unwrap();
     assert_eq!(log.load().unwrap(), expected);
     assert_eq!(log.promised(), expected.promised);
     assert_eq!(log.compacted_through(), expected.compacted_through);
 }
 
+/// The segment files of a log directory, oldest first.
+fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
-fn a_corrupt_slot_record_is_an_error_not_a_panic() {
-    let path = TempPath::new("log-corrupt");
-    {
-        let mut log = RedbLog::open(&path.0).unwrap();
-        log.persist(&[Record::Promised(Ballot(1)), chosen(1, Value::Noop)])
-            .unwrap();
-    }
-    {
-        let db = Database::create(&path.0).unwrap();
-        let txn = db.begin_write().unwrap();
+fn a_torn_frame_at_the_end_is_cut_off_and_the_log_goes_on() {
+    for cut in [1, 8, 16, 20, 30] {
+        let path = TempPath::new("log-torn");
         {
-            let slots: TableDefinition<u64, &[u8]> = TableDefinition::new("log_slots");
-            let mut table = txn.open_table(slots).unwrap();
-            table
-                .insert(2, [2u8, 1, 0xff, 0xff, 0xff, 0xff].as_slice())
+            let mut log = WalLog::open(&path.0).unwrap();
+            log.persist(&[Record::Promised(Ballot(1)), chosen(1, cmds(&[b"kept"]))])
+                .unwrap();
+            log.persist(&[accepted(2, 1, cmds(&[b"torn away"]))])
                 .unwrap();
         }
-        txn.commit().unwrap();
+        let file = segments(&path.0).pop().unwrap();
+        let len = std::fs::metadata(&file).unwrap().len();
+        let torn = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        torn.set_len(len - cut).unwrap();
+        drop(torn);
+
+        let mut log = WalLog::open(&path.0).unwrap();
+        let state = log.load().unwrap();
+        assert_eq!(state.promised, Ballot(1), "cut {cut}");
+        assert_eq!(
+            state.slots.keys().copied().collect::<Vec<_>>(),
+            vec![Slot(1)],
+            "cut {cut}: the torn frame is gone, the one before it kept"
+        );
+        log.persist(&[accepted(2, 1, cmds(&[b"again"]))]).unwrap();
+        drop(log);
+        let state = WalLog::open(&path.0).unwrap().load().unwrap();
+        assert_eq!(
+            state.slots.get(&Slot(2)),
+            Some(&SlotState::Accepted {
+                ballot: Ballot(1),
+                value: cmds(&[b"again"])
+            }),
+            "cut {cut}: appends after the cut survive reopening"
+        );
     }
-    let log = RedbLog::open(&path.0).unwrap();
-    assert!(matches!(log.load(), Err(StorageError::Corrupt { .. })));
+}
+
+#[test]
+fn garbage_or_zeros_after_the_last_frame_are_cut_off() {
+    for tail in [vec![0u8; 4096], vec![0xa5; 37]] {
+        let path = TempPath::new("log-tail");
+        {
+            let mut log = WalLog::open(&path.0).unwrap();
+            log.persist(&[Record::Promised(Ballot(3)), chosen(1, Value::Noop)])
+                .unwrap();
+        }
+        let file = segments(&path.0).pop().unwrap();
+        let mut bytes = std::fs::read(&file).unwrap();
+        let before = bytes.len();
+        bytes.extend_from_slice(&tail);
+        std::fs::write(&file, &bytes).unwrap();
+        let log = WalLog::open(&path.0).unwrap();
+        assert_eq!(log.load().unwrap().slots.len(), 1);
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), before as u64);
+    }
+}
+
+#[test]
+fn a_corrupt_frame_before_the_last_segment_is_an_error_not_a_panic() {
+    let path = TempPath::new("log-corrupt");
+    let options = WalOptions { segment_bytes: 256 };
+    {
+        let mut log = WalLog::open_with(&path.0, options).unwrap();
+        log.persist(&[Record::Promised(Ballot(1))]).unwrap();
+        for slot in 1..=20 {
+            log.persist(&[accepted(slot, 1, cmds(&[&[7; 100]]))])
+                .unwrap();
+        }
+        assert!(log.segment_count() > 2);
+    }
+    let first = segments(&path.0).remove(0);
+    let mut bytes = std::fs::read(&first).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&first, &bytes).unwrap();
+    assert!(matches!(
+        WalLog::open_with(&path.0, options),
+        Err(StorageError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn segments_rotate_and_compaction_deletes_the_old_ones() {
+    let path = TempPath::new("log-segments");
+    let options = WalOptions { segment_bytes: 512 };
+    let mut log = WalLog::open_with(&path.0, options).unwrap();
+    let mut reference = MemStorage::new();
+    let mut persist = |log: &mut WalLog, records: &[Record]| {
+        log.persist(records).unwrap();
+        reference.persist(records).unwrap();
+    };
+    persist(&mut log, &[Record::Promised(Ballot(2))]);
+    for slot in 1..=60 {
+        persist(&mut log, &[accepted(slot, 2, cmds(&[&[slot as u8; 64]]))]);
+        persist(&mut log, &[chosen(slot, cmds(&[&[slot as u8; 64]]))]);
+    }
+    let many = log.segment_count();
+    assert!(many > 10, "only {many} segments");
+    assert_eq!(segments(&path.0).len(), many);
+    // Compaction alone gates nothing, so it deletes only with the next synced persist.
+    let oldest = segments(&path.0).remove(0);
+    persist(&mut log, &[Record::Compacted(Slot(50))]);
+    assert!(
+        oldest.exists(),
+        "deleted before the compaction point was synced"
+    );
+    persist(&mut log, &[Record::Promised(Ballot(3))]);
+    assert!(!oldest.exists());
+    let few = log.segment_count();
+    assert!(few < many / 2, "{few} of {many} segments left");
+    assert_eq!(segments(&path.0).len(), few);
+    assert_eq!(log.load().unwrap(), reference.load().unwrap());
+    drop(log);
+    let log = WalLog::open_with(&path.0, options).unwrap();
+    assert_eq!(log.load().unwrap(), reference.load().unwrap());
+    assert_eq!(log.promised(), Ballot(3));
+    assert_eq!(log.compacted_through(), Slot(50));
+}
+
+#[test]
+fn random_batches_with_tiny_segments_and_reopening_keep_what_the_reference_keeps() {
+    for seed in 0..10 {
+        let path = TempPath::new("log-random-segments");
+        let options = WalOptions { segment_bytes: 300 };
+        let mut rng = Rng(seed);
+        let mut log = WalLog::open_with(&path.0, options).unwrap();
+        let mut reference = MemStorage::new();
+        let (mut promised, mut next_slot) = (1, 0);
+        log.persist(&[Record::Promised(Ballot(1))]).unwrap();
+        reference.persist(&[Record::Promised(Ballot(1))]).unwrap();
+        for round in 0..60 {
+            let mut batch: Vec<Record> = (0..rng.below(6))
+                .map(|_| random_record(&mut rng, &mut promised, &mut next_slot))
+                .collect();
+            // Sync every batch, as a crash would lose unsynced records the reference keeps.
+            batch.push(Record::Promised(Ballot(promised)));
+            log.persist(&batch).unwrap();
+            reference.persist(&batch).unwrap();
+            if round % 7 == 0 {
+                drop(log);
+                log = WalLog::open_with(&path.0, options).unwrap();
+            }
+            assert_eq!(
+                log.load().unwrap(),
+                reference.load().unwrap(),
+                "seed {seed} round {round}"
+            );
+        }
+    }
 }
 
 fn put_slot(n: u64) -> Value {
@@ -266,7 +413,8 @@ fn a_restarted_node_replays_chosen_slots_above_the_applied_index() {
 
 #[test]
 fn recovery_refuses_a_state_machine_behind_the_compaction_point() {
-    let store = NodeStore::in_memory().unwrap();
+    let dir = TempPath::new("behind-compaction");
+    let store = NodeStore::open(&dir.0).unwrap();
     let NodeStore {
         mut log,
         state_machine,
@@ -287,7 +435,7 @@ fn a_directory_with_the_old_single_file_layout_is_refused_clearly() {
     let error = NodeStore::open(&dir.0).unwrap_err().to_string();
     assert!(error.contains("older Synod"), "{error}");
     assert!(
-        !dir.0.join(synod_kvstore::LOG_FILE).exists(),
+        !dir.0.join(synod_kvstore::LOG_DIR).exists(),
         "nothing was created beside the old file"
     );
 }
