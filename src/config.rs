@@ -9,11 +9,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The highest node id: a node numbers its anonymous writes with its id in
+/// 16 bits (see the node runtime), so ids must fit them.
+pub const MAX_NODE_ID: u32 = 65_535;
+
 /// Everything one `synod` node needs to start.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
-    /// This node's id, unique in the cluster, at least 1.
+    /// This node's id, unique in the cluster, from 1 to [`MAX_NODE_ID`].
     pub id: u32,
     /// Where peers reach this node (QUIC, UDP).
     pub peer_addr: SocketAddr,
@@ -128,13 +132,13 @@ impl NodeConfig {
     /// data directory if missing.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.id == 0 {
-            return invalid("node id must be at least 1".into());
-        }
-        let mut ids = BTreeSet::from([self.id]);
-        for peer in &self.peers {
-            if !ids.insert(peer.id) {
-                return invalid(format!("node id {} appears twice", peer.id));
+        let mut ids = BTreeSet::new();
+        for id in std::iter::once(self.id).chain(self.peers.iter().map(|p| p.id)) {
+            if !(1..=MAX_NODE_ID).contains(&id) {
+                return invalid(format!("node id {id} is not between 1 and {MAX_NODE_ID}"));
+            }
+            if !ids.insert(id) {
+                return invalid(format!("node id {id} appears twice"));
             }
         }
         let mut addrs = BTreeSet::from([self.peer_addr, self.client_addr]);
@@ -248,6 +252,18 @@ mod tests {
         config.peers[0].id = 1;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("appears twice"), "{err}");
+    }
+
+    #[test]
+    fn node_ids_outside_1_to_65535_are_refused() {
+        let dir = temp_dir("range");
+        for (own, peer) in [(0, 2), (1, 65_536)] {
+            let mut config = sample(&dir);
+            config.id = own;
+            config.peers[0].id = peer;
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("not between 1 and 65535"), "{err}");
+        }
     }
 
     #[test]

@@ -120,6 +120,7 @@ where
 {
     let durable = setup.log.load()?;
     let clock = std::time::Instant::now();
+    let first_anonymous_seq = first_anonymous_seq(setup.paxos.id, std::time::SystemTime::now());
     let applied = Slot(setup.state_machine.applied_index());
     let replica = Replica::new(setup.paxos, durable, applied, Instant::from_micros(0))?;
     let (calls_tx, calls_rx) = mpsc::channel(CLIENT_QUEUE);
@@ -134,7 +135,7 @@ where
         waiters: waiters.clone(),
         reads: BTreeMap::new(),
         next_read_id: 1,
-        anonymous_seq: Arc::new(AtomicU64::new(1)),
+        anonymous_seq: Arc::new(AtomicU64::new(first_anonymous_seq)),
         compaction: setup.compaction,
         flushed_through: applied.0,
         installing: None,
@@ -466,9 +467,41 @@ impl<S: Storage> CoreTask<S> {
     }
 }
 
+/// Where this node's numbering of anonymous writes starts: its id in the
+/// top 16 bits, then its start time in microseconds (48 bits, ~8.9 years
+/// before wrapping). A waiter is found by `(0, seq)` when a slot applies, so
+/// the numbers must not repeat a command another node, or an earlier run of
+/// this one, may still get chosen: other nodes differ in the id, and an
+/// earlier run numbered at most one write per microsecond it lived, so its
+/// numbers end before this run's start.
+fn first_anonymous_seq(node: NodeId, now: std::time::SystemTime) -> u64 {
+    let micros = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    ((u64::from(node.0) & 0xffff) << 48) | (micros & ((1 << 48) - 1))
+}
+
 fn unavailable(refused: Unavailable) -> NodeError {
     match refused {
         Unavailable::NotLeader { leader } => NodeError::NotLeader { leader },
         Unavailable::Busy => NodeError::Busy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn anonymous_numbers_differ_between_nodes_and_runs() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let one = first_anonymous_seq(NodeId(1), start);
+        assert_ne!(one, first_anonymous_seq(NodeId(2), start));
+        // A run that lived 10 s numbered fewer than 10 million writes, so
+        // its numbers end before the next run's start.
+        let next_run = first_anonymous_seq(NodeId(1), start + Duration::from_secs(10));
+        assert!(next_run >= one + 10_000_000);
+        assert_eq!(one >> 48, 1, "the node id is in the top bits");
     }
 }
