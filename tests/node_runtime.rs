@@ -241,6 +241,48 @@ async fn a_new_leader_takes_over_and_keeps_acknowledged_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_answers_its_waiting_writes_and_a_retry_applies_once() {
+    let cluster = start_cluster(3);
+    let old = leader(&cluster, None).await;
+    cluster
+        .isolated
+        .lock()
+        .unwrap()
+        .insert(NodeId(old as u32 + 1));
+    // Proposed by the cut-off leader: it can never be chosen there.
+    let stranded = {
+        let handle = cluster.handles[old].clone();
+        tokio::spawn(async move {
+            handle
+                .request(put(7, 1, "s", "v"), ReadConsistency::Linearizable)
+                .await
+        })
+    };
+    let new = leader(&cluster, Some(old)).await;
+    cluster.isolated.lock().unwrap().clear();
+    // Healed, the old leader sees the higher ballot and steps down: its
+    // waiting client hears so instead of waiting for a timeout.
+    let answer = tokio::time::timeout(Duration::from_secs(30), stranded)
+        .await
+        .expect("the stranded write is answered once its node stops leading")
+        .unwrap();
+    assert!(
+        matches!(answer, Err(NodeError::NotLeader { .. })),
+        "{answer:?}"
+    );
+    let retried = cluster.handles[new]
+        .request(put(7, 1, "s", "v"), ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert!(!retried.is_error(), "{retried:?}");
+    let again = cluster.handles[new]
+        .request(put(7, 1, "s", "v"), ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(again, retried, "applied once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_that_missed_compacted_slots_catches_up_by_snapshot() {
     let policy = CompactionPolicy {
         flush_every_slots: 5,

@@ -11,7 +11,7 @@ use synod_kvstore::{
     StateMachine, WatchError,
 };
 use synod_paxos::{
-    Envelope, Instant, NodeId, ReadId, Ready, Replica, Slot, Storage, Unavailable, Value,
+    Envelope, Instant, NodeId, ReadId, Ready, Replica, Role, Slot, Storage, Unavailable, Value,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -137,6 +137,7 @@ where
         next_read_id: 1,
         anonymous_seq: Arc::new(AtomicU64::new(first_anonymous_seq)),
         compaction: setup.compaction,
+        was_leading: false,
         flushed_through: applied.0,
         installing: None,
         sessions: SessionTimer::new(sessions),
@@ -166,6 +167,8 @@ struct CoreTask<S> {
     next_read_id: ReadId,
     anonymous_seq: Arc<AtomicU64>,
     compaction: CompactionPolicy,
+    /// Whether the core led at the end of the last round.
+    was_leading: bool,
     /// The applied index at the last state-machine flush (or start).
     flushed_through: u64,
     /// A snapshot being received, and from whom.
@@ -348,6 +351,23 @@ impl<S: Storage> CoreTask<S> {
         }
     }
 
+    /// When this node stops leading, the commands it proposed but has not
+    /// applied may still be chosen under the next leader, or never: this
+    /// node cannot tell which, and would otherwise keep their clients
+    /// waiting until they time out. Each is answered "not the leader" now;
+    /// a client that retries with the same (client, seq) at the new leader
+    /// gets the command's one result (exactly-once).
+    fn answer_waiters_on_step_down(&mut self) {
+        let status = self.replica.status();
+        let leading = status.role == Role::Leader;
+        if self.was_leading && !leading {
+            let leader = status.leader;
+            self.waiters
+                .complete_all(|| Err(NodeError::NotLeader { leader }));
+        }
+        self.was_leading = leading;
+    }
+
     fn read_now(&self, request: &Request) -> Result<Response, NodeError> {
         let op = request.op.as_ref().ok_or(NodeError::Invalid(
             synod_kvstore::RequestError::MissingOp("the request"),
@@ -402,6 +422,7 @@ impl<S: Storage> CoreTask<S> {
             self.outbox
                 .send_snapshot(peer, self.state_machine.snapshot()?);
         }
+        self.answer_waiters_on_step_down();
         self.maybe_compact()
     }
 

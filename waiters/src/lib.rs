@@ -10,7 +10,8 @@
 //! A waiter is a callback (typically sending on a oneshot channel); it is
 //! called exactly once, outside the table's lock, with either the value or
 //! nothing at all if the waiter was cancelled (the client gave up) or the
-//! table was drained (the node is shutting down or lost leadership).
+//! table was drained (the node is shutting down). When the node stops
+//! leading, every waiter gets the same answer at once (`complete_all`).
 //!
 //! The structure is shared between many client tasks and the apply loop, so
 //! it is model-checked with loom: `RUSTFLAGS="--cfg loom" cargo test -p
@@ -115,6 +116,19 @@ impl<K: Eq + Hash, V> WaitTable<K, V> {
         }
     }
 
+    /// Removes every waiter, calling each with `Some(answer())`: for an
+    /// answer that is the same for all of them (e.g. "this node stopped
+    /// leading; the outcome is unknown, retry").
+    pub fn complete_all(&self, answer: impl Fn() -> V) {
+        let drained: Vec<Callback<V>> = {
+            let mut waiters = self.waiters.lock().expect("wait table lock");
+            waiters.drain().map(|(_, callback)| callback).collect()
+        };
+        for callback in drained {
+            callback(Some(answer()));
+        }
+    }
+
     /// Waiters registered now.
     pub fn len(&self) -> usize {
         self.waiters.lock().expect("wait table lock").len()
@@ -177,5 +191,19 @@ mod tests {
         assert!(table.is_empty());
         assert_eq!(rx_a.try_iter().collect::<Vec<_>>(), vec![None]);
         assert_eq!(rx_b.try_iter().collect::<Vec<_>>(), vec![None]);
+    }
+
+    #[test]
+    fn complete_all_answers_every_waiter_once_and_empties_the_table() {
+        let table = WaitTable::new(4);
+        let (a, rx_a) = channel_callback();
+        let (b, rx_b) = channel_callback();
+        table.register(1, a).unwrap();
+        table.register(2, b).unwrap();
+        table.complete_all(|| 9);
+        assert!(table.is_empty());
+        assert!(!table.complete(&1, 3), "already answered");
+        assert_eq!(rx_a.try_iter().collect::<Vec<_>>(), vec![Some(9)]);
+        assert_eq!(rx_b.try_iter().collect::<Vec<_>>(), vec![Some(9)]);
     }
 }
