@@ -4,39 +4,17 @@
 //! next waiter after the lock-delay, and a new leader still expires a
 //! session its predecessor was timing. Watches wait for the next event.
 
-use std::collections::BTreeMap;
+mod in_process;
+
 use std::time::Duration;
 
-use synod::node::{
-    spawn_core_with_sessions, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput,
-    PeerOutbox, ReadConsistency, WatchAnswer,
-};
+use in_process::{Cluster, ClusterOptions};
+use synod::node::WatchAnswer;
 use synod_kvstore::{
     EventFilter, Get, KeepAlive, Lock, LockHolder, LockStatus, Op, OpenSession, Outcome, Put,
-    Request, Response, SessionClockConfig, Snapshot, StateMachine,
+    Request, SessionClockConfig,
 };
-use synod_paxos::{Config, Envelope, MemStorage, NodeId, Role};
-use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-
-struct ChannelOutbox {
-    peers: BTreeMap<NodeId, mpsc::Sender<PeerInput>>,
-}
-
-impl PeerOutbox for ChannelOutbox {
-    fn send(&mut self, envelope: Envelope) {
-        if let Some(peer) = self.peers.get(&envelope.to) {
-            let _ = peer.try_send(PeerInput::Message(envelope));
-        }
-    }
-
-    fn send_snapshot(&mut self, _to: NodeId, _snapshot: Snapshot) {}
-}
-
-struct Cluster {
-    handles: Vec<NodeHandle>,
-    stops: Vec<watch::Sender<bool>>,
-}
 
 /// Short checkpoints, lock-delay and retries, so tests run in seconds.
 fn session_config() -> SessionClockConfig {
@@ -48,75 +26,10 @@ fn session_config() -> SessionClockConfig {
 }
 
 fn start_cluster() -> Cluster {
-    let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
-    let mut inboxes = BTreeMap::new();
-    let mut senders = BTreeMap::new();
-    for id in &ids {
-        let (tx, rx) = mpsc::channel(1024);
-        senders.insert(*id, tx);
-        inboxes.insert(*id, rx);
-    }
-    let mut handles = Vec::new();
-    let mut stops = Vec::new();
-    for id in &ids {
-        let (stop, shutdown) = watch::channel(false);
-        let mut paxos = Config::new(*id, ids.clone());
-        paxos.rng_seed = u64::from(id.0) * 11;
-        let setup = CoreSetup {
-            paxos,
-            log: MemStorage::new(),
-            state_machine: StateMachine::in_memory().unwrap(),
-            outbox: Box::new(ChannelOutbox {
-                peers: senders.clone(),
-            }),
-            inbox: inboxes.remove(id).unwrap(),
-            compaction: CompactionPolicy::default(),
-            shutdown,
-        };
-        let (handle, _task) = spawn_core_with_sessions(setup, session_config()).unwrap();
-        handles.push(handle);
-        stops.push(stop);
-    }
-    Cluster { handles, stops }
-}
-
-impl Cluster {
-    /// The index of the leader, skipping stopped nodes.
-    async fn leader(&self, except: Option<usize>) -> usize {
-        for _ in 0..500 {
-            for (i, handle) in self.handles.iter().enumerate() {
-                if Some(i) == except {
-                    continue;
-                }
-                if let Ok(status) = handle.status().await {
-                    if status.role == Role::Leader {
-                        return i;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("no leader elected within 10 s");
-    }
-
-    /// Runs `request` at whichever node leads (not `except`), retrying
-    /// through leader changes. Anonymous: use only for idempotent requests.
-    async fn run(&self, request: Request, except: Option<usize>) -> Response {
-        for _ in 0..100 {
-            let leader = self.leader(except).await;
-            match self.handles[leader]
-                .request(request.clone(), ReadConsistency::Linearizable)
-                .await
-            {
-                Ok(response) => return response,
-                Err(NodeError::NotLeader { .. }) | Err(NodeError::ShuttingDown) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("request failed: {e}"),
-            }
-        }
-        panic!("no leader served the request");
-    }
+    Cluster::start(ClusterOptions {
+        sessions: session_config(),
+        ..ClusterOptions::default()
+    })
 }
 
 async fn open_session(cluster: &Cluster, ttl_ms: u64) -> u64 {
