@@ -17,8 +17,12 @@
 //!                                    ReleaseLockDelay release_lock_delay = 20;
 //!                                    LockHolder lock_holder = 21; Campaign campaign = 22;
 //!                                    Proclaim proclaim = 23; Resign resign = 24;
-//!                                    Leader leader = 25; }
-//!                         Fence fence = 11; uint64 session = 12; }
+//!                                    Leader leader = 25; Expire expire = 26;
+//!                                    Persist persist = 27; Ttl ttl = 28;
+//!                                    ExpireKeys expire_keys = 29;
+//!                                    CheckpointKeys checkpoint_keys = 30; }
+//!                         Fence fence = 11; uint64 session = 12;
+//!                         KeyTtl key_ttl = 64; }   // ops take tags below 64
 //! message Put           { bytes key = 1; bytes value = 2; bool prev_kv = 3; }
 //! message Get           { bytes key = 1; }
 //! message Delete        { bytes key = 1; bool prev_kv = 2; }
@@ -38,7 +42,8 @@
 //! ```
 //!
 //! The coordination messages (sessions, locks, elections, [`Fence`]) are in
-//! [`crate::coord_command`]. Decoding and validation are methods of [`Request`]: use
+//! [`crate::coord_command`], the key expiry messages ([`KeyTtl`], [`Expire`], ...) in
+//! [`crate::expiry_command`]. Decoding and validation are methods of [`Request`]: use
 //! [`Request::decode_validated`] on untrusted bytes.
 //!
 //! ## Fences and sessions
@@ -51,7 +56,8 @@
 //! fenced the same way. A request may also name a `session`: every key it writes (put,
 //! compare-and-swap, incr, transaction puts) becomes ephemeral, owned by that session, and is
 //! deleted when the session closes or expires; a write without a session makes the key
-//! persistent again (as etcd's put without a lease).
+//! persistent again (as etcd's put without a lease). Likewise a request may carry a [`KeyTtl`]
+//! saying what becomes of the expiry of every key it writes (see [`crate::expiry_command`]).
 //!
 //! ## Ranges
 //!
@@ -66,6 +72,10 @@
 pub use crate::coord_command::{
     Campaign, CheckpointEntry, CheckpointSessions, CloseSession, ExpireSession, Fence, KeepAlive,
     Leader, Lock, LockHolder, OpenSession, Proclaim, ReleaseLockDelay, Resign, Unlock,
+};
+pub use crate::expiry_command::{
+    CheckpointKeys, Expire, ExpireIf, ExpireKeyEntry, ExpireKeys, KeyCheckpointEntry, KeyTtl,
+    Persist, Ttl,
 };
 
 /// One client request: who sent it, its sequence number, and the operation.
@@ -84,7 +94,7 @@ pub struct Request {
     /// What to do. `None` (absent on the wire) is refused by validation.
     #[prost(
         oneof = "Op",
-        tags = "3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25"
+        tags = "3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30"
     )]
     pub op: Option<Op>,
     /// Apply only if this lock token is current (see the module docs).
@@ -93,6 +103,10 @@ pub struct Request {
     /// The session that owns every key this request writes; 0 = none (persistent keys).
     #[prost(uint64, tag = "12")]
     pub session: u64,
+    /// What becomes of the expiry of every key this request writes a value to; `None`: what
+    /// the op does by default (see [`crate::expiry_command`]).
+    #[prost(message, optional, tag = "64")]
+    pub key_ttl: Option<KeyTtl>,
 }
 
 /// The operation of a [`Request`].
@@ -161,25 +175,46 @@ pub enum Op {
     /// Read an election's leader and candidates.
     #[prost(message, tag = "25")]
     Leader(Leader),
+    /// Set, change or end a key's expiry.
+    #[prost(message, tag = "26")]
+    Expire(Expire),
+    /// Remove a key's expiry.
+    #[prost(message, tag = "27")]
+    Persist(Persist),
+    /// Read a key's expiry.
+    #[prost(message, tag = "28")]
+    Ttl(Ttl),
+    /// Leader-only: delete keys whose deadline passed.
+    #[prost(message, tag = "29")]
+    ExpireKeys(ExpireKeys),
+    /// Leader-only: record the keys' remaining TTLs.
+    #[prost(message, tag = "30")]
+    CheckpointKeys(CheckpointKeys),
 }
 
 impl Op {
-    /// Whether this op only reads (Get, Scan, LockHolder and Leader), so it may be served
+    /// Whether this op only reads (Get, Scan, LockHolder, Leader and Ttl), so it may be served
     /// outside the log.
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Op::Get(_) | Op::Scan(_) | Op::LockHolder(_) | Op::Leader(_)
+            Op::Get(_) | Op::Scan(_) | Op::LockHolder(_) | Op::Leader(_) | Op::Ttl(_)
         )
     }
 
-    /// Whether only the leader's [`SessionClock`](crate::SessionClock) may propose this op
-    /// (ExpireSession, CheckpointSessions, ReleaseLockDelay). The state machine cannot tell who
-    /// proposed a command, so the client-facing service must refuse these from clients.
+    /// Whether only the leader's [`SessionClock`](crate::SessionClock) or
+    /// [`KeyExpiryClock`](crate::KeyExpiryClock) may propose this op (ExpireSession,
+    /// CheckpointSessions, ReleaseLockDelay, ExpireKeys, CheckpointKeys). The state machine
+    /// cannot tell who proposed a command, so the client-facing service must refuse these from
+    /// clients.
     pub fn is_leader_only(&self) -> bool {
         matches!(
             self,
-            Op::ExpireSession(_) | Op::CheckpointSessions(_) | Op::ReleaseLockDelay(_)
+            Op::ExpireSession(_)
+                | Op::CheckpointSessions(_)
+                | Op::ReleaseLockDelay(_)
+                | Op::ExpireKeys(_)
+                | Op::CheckpointKeys(_)
         )
     }
 }
@@ -405,6 +440,7 @@ impl Request {
             op: Some(op),
             fence: None,
             session: 0,
+            key_ttl: None,
         }
     }
 
@@ -416,6 +452,7 @@ impl Request {
             op: Some(op),
             fence: None,
             session: 0,
+            key_ttl: None,
         }
     }
 
@@ -431,6 +468,13 @@ impl Request {
     /// This request, with every key it writes owned by `session` (ephemeral).
     pub fn in_session(mut self, session: u64) -> Request {
         self.session = session;
+        self
+    }
+
+    /// This request, with `key_ttl` deciding the expiry of every key it writes (see
+    /// [`crate::expiry_command`]).
+    pub fn with_key_ttl(mut self, key_ttl: KeyTtl) -> Request {
+        self.key_ttl = Some(key_ttl);
         self
     }
 }

@@ -1,8 +1,10 @@
-//! The coordination tables: sessions, what each session owns, locks, elections, watch history.
+//! The coordination tables: sessions, what each session owns, locks, elections, key expiries,
+//! watch history.
 //!
 //! | table | key | value |
 //! |---|---|---|
 //! | `sm_elections` | election name | [`QueueRecord`]: leader, its value and revision, candidates |
+//! | `sm_key_expiry` | user key | [`ExpiryRecord`]: expiry revision, remaining TTL |
 //! | `sm_locks` | lock name | [`QueueRecord`]: holder, token, lock-delay, waiters |
 //! | `sm_session_owned` | session (8 bytes BE) ‖ kind (1 byte) ‖ name | empty |
 //! | `sm_sessions` | session (8 bytes BE) | [`SessionRecord`]: TTL, remaining TTL, counts |
@@ -22,6 +24,8 @@ use crate::tables::decode_record;
 
 /// Election name to its [`QueueRecord`].
 pub(crate) const ELECTIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_elections");
+/// User key (with an expiry) to its [`ExpiryRecord`].
+pub(crate) const KEY_EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_key_expiry");
 /// Lock name to its [`QueueRecord`].
 pub(crate) const LOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_locks");
 /// [`owned_key`] to nothing: what each session owns.
@@ -43,10 +47,14 @@ pub(crate) struct CoordTable {
 }
 
 /// Every coordination table, sorted by name: the order snapshots stream and hash them in.
-pub(crate) const COORD_TABLES: [CoordTable; 5] = [
+pub(crate) const COORD_TABLES: [CoordTable; 6] = [
     CoordTable {
         live: ELECTIONS,
         staged: TableDefinition::new("snapshot_install_elections"),
+    },
+    CoordTable {
+        live: KEY_EXPIRY,
+        staged: TableDefinition::new("snapshot_install_key_expiry"),
     },
     CoordTable {
         live: LOCKS,
@@ -97,6 +105,18 @@ pub(crate) struct SessionRecord {
     /// Locks and elections it holds, leads or waits for.
     #[prost(uint64, tag = "5")]
     pub claims: u64,
+}
+
+/// What `sm_key_expiry` stores for a key with an expiry (see [`crate::expiry_command`]).
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub(crate) struct ExpiryRecord {
+    /// The revision of the command that set this expiry: it names the expiry in
+    /// [`ExpireKeys`](crate::ExpireKeys) and [`CheckpointKeys`](crate::CheckpointKeys).
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    /// The TTL a new leader gives the key: the TTL set, or the last checkpointed remaining TTL.
+    #[prost(uint64, tag = "2")]
+    pub remaining_ms: u64,
 }
 
 /// What `sm_locks` and `sm_elections` store: an owner and a FIFO queue of waiters.
@@ -194,6 +214,7 @@ pub(crate) struct CoordTables<'txn> {
     pub owned: Table<'txn, &'static [u8], &'static [u8]>,
     pub locks: Table<'txn, &'static [u8], &'static [u8]>,
     pub elections: Table<'txn, &'static [u8], &'static [u8]>,
+    pub expiry: Table<'txn, &'static [u8], &'static [u8]>,
 }
 
 impl<'txn> CoordTables<'txn> {
@@ -204,12 +225,29 @@ impl<'txn> CoordTables<'txn> {
             owned: txn.open_table(SESSION_OWNED)?,
             locks: txn.open_table(LOCKS)?,
             elections: txn.open_table(ELECTIONS)?,
+            expiry: txn.open_table(KEY_EXPIRY)?,
         })
     }
 
     /// The record of `session`, if it is open.
     pub fn session(&self, session: u64) -> Result<Option<SessionRecord>, StorageError> {
         get_record(&self.sessions, "sm_sessions", &session_key(session))
+    }
+
+    /// The expiry of `key`, if it has one.
+    pub fn expiry(&self, key: &[u8]) -> Result<Option<ExpiryRecord>, StorageError> {
+        get_record(&self.expiry, "sm_key_expiry", key)
+    }
+
+    /// Store the expiry of `key`.
+    pub fn put_expiry(&mut self, key: &[u8], record: &ExpiryRecord) -> Result<(), StorageError> {
+        self.expiry.insert(key, record.encode_to_vec().as_slice())?;
+        Ok(())
+    }
+
+    /// Remove the expiry of `key`; whether it had one.
+    pub fn remove_expiry(&mut self, key: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.expiry.remove(key)?.is_some())
     }
 
     /// Store the record of `session`.

@@ -1,5 +1,6 @@
-//! What applying one slot did, besides its responses: the watch events it produced and the
-//! session events the leader's [`SessionClock`](crate::SessionClock) needs.
+//! What applying one slot did, besides its responses: the watch events it produced, the
+//! session events the leader's [`SessionClock`](crate::SessionClock) needs and the key expiry
+//! events its [`KeyExpiryClock`](crate::KeyExpiryClock) needs.
 //!
 //! Collected in memory during [`StateMachine::apply`](crate::StateMachine::apply) and handed to
 //! the node runtime by [`StateMachine::take_effects`](crate::StateMachine::take_effects): the
@@ -18,6 +19,29 @@ pub struct SlotEffects {
     /// Session and lock-delay changes, in apply order, for
     /// [`SessionClock::observe`](crate::SessionClock::observe).
     pub session_events: Vec<SessionEvent>,
+    /// Key expiries set and ended, in apply order, for
+    /// [`KeyExpiryClock::observe`](crate::KeyExpiryClock::observe).
+    pub expiry_events: Vec<ExpiryEvent>,
+}
+
+/// A change of a key's expiry, which the leader's key expiry clock tracks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExpiryEvent {
+    /// The key got a new expiry: it expires `ttl_ms` from now.
+    Set {
+        /// The key.
+        key: Vec<u8>,
+        /// Its expiry revision (what an [`ExpireKeys`](crate::ExpireKeys) must name).
+        expiry_revision: u64,
+        /// The TTL.
+        ttl_ms: u64,
+    },
+    /// The key no longer has an expiry: removed, or the key was deleted (by any command,
+    /// including its expiry) or written without keeping its TTL.
+    Cleared {
+        /// The key.
+        key: Vec<u8>,
+    },
 }
 
 /// A change the leader's session clock tracks.

@@ -113,7 +113,7 @@ pub enum RequestError {
     #[error("increment or decrement would overflow")]
     IncrOverflow,
     /// An op that writes was given to [`StateMachine::read`](crate::StateMachine::read).
-    #[error("only get, scan, lock-holder and leader can be served outside the log")]
+    #[error("only get, scan, lock-holder, leader and ttl can be served outside the log")]
     NotReadOnly,
     /// The session does not exist: never opened, closed, or expired (0 is never a session).
     #[error("session {session} not found (expired or closed?)")]
@@ -226,6 +226,26 @@ pub enum RequestError {
         /// The limit.
         limit: usize,
     },
+    /// A key TTL above [`MAX_KEY_TTL_MS`](crate::limits::MAX_KEY_TTL_MS).
+    #[error("key ttl {ttl_ms} ms out of range: at most {max_ms} ms")]
+    KeyTtlOutOfRange {
+        /// The TTL asked for.
+        ttl_ms: i64,
+        /// The largest allowed.
+        max_ms: u64,
+    },
+    /// A [`KeyTtl`](crate::KeyTtl) asks both to keep the keys' TTL and to set a new one.
+    #[error("a request cannot both keep its keys' ttl and set a new one")]
+    KeyTtlConflict,
+    /// An [`ExpireKeys`](crate::ExpireKeys) or [`CheckpointKeys`](crate::CheckpointKeys)
+    /// exceeds [`MAX_KEY_EXPIRY_ENTRIES`](crate::limits::MAX_KEY_EXPIRY_ENTRIES).
+    #[error("key expiry batch too large: {count} entries, limit {limit}")]
+    ExpiryBatchTooLarge {
+        /// Entries in the batch.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 fn fence_message(lock: &str, token: u64, current: Option<u64>) -> String {
@@ -281,6 +301,9 @@ impl RequestError {
             RequestError::NotElectionLeader { .. } => ErrorCode::NotElectionLeader,
             RequestError::NotCandidate { .. } => ErrorCode::NotCandidate,
             RequestError::CheckpointTooLarge { .. } => ErrorCode::CheckpointTooLarge,
+            RequestError::KeyTtlOutOfRange { .. } => ErrorCode::KeyTtlOutOfRange,
+            RequestError::KeyTtlConflict => ErrorCode::KeyTtlConflict,
+            RequestError::ExpiryBatchTooLarge { .. } => ErrorCode::ExpiryBatchTooLarge,
         }
     }
 }

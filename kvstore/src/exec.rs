@@ -8,7 +8,9 @@
 //!
 //! Every key a command writes is owned by the request's session (0 = none); ownership changes
 //! are mirrored in `sm_session_owned` (see [`crate::session`]). Every change of a key records a
-//! watch [`Event`] in the slot's effects.
+//! watch [`Event`] in the slot's effects. Every key written gets the expiry the request's
+//! `key_ttl` (or the op's default) says, and every key deleted loses its expiry (see
+//! [`crate::expiry`]).
 
 use std::cmp::Ordering;
 
@@ -16,12 +18,13 @@ use prost::Message;
 use redb::{ReadableTable, Table};
 
 use crate::command::{
-    Compare, CompareAndSwap, CompareOp, CompareTarget, DeleteRange, Expected, Incr, Op, Request,
-    Scan, Txn, TxnOpKind,
+    Compare, CompareAndSwap, CompareOp, CompareTarget, DeleteRange, Expected, Incr, KeyTtl, Op,
+    Request, Scan, Txn, TxnOpKind,
 };
 use crate::coord_tables::CoordTables;
 use crate::effects::SlotEffects;
 use crate::error::{RequestError, StorageError};
+use crate::expiry::{self, TtlMode};
 use crate::limits::{MAX_SCAN_LIMIT, MAX_SCAN_RESPONSE_BYTES, MAX_SESSION_KEYS};
 use crate::range::KeyInterval;
 use crate::response::{
@@ -121,6 +124,8 @@ pub(crate) struct Writer<'a, 'txn> {
     pub changed: bool,
     /// The session owning every key this command writes (0 = none).
     session: u64,
+    /// What becomes of the expiry of every key this command writes (`None`: the op's default).
+    key_ttl: Option<KeyTtl>,
 }
 
 impl Writer<'_, '_> {
@@ -171,8 +176,15 @@ impl Writer<'_, '_> {
         Ok(())
     }
 
-    /// Write `key`, owned by the request's session; the caller checked [`Self::check_owner`].
-    fn put(&mut self, key: &[u8], value: &[u8], prev_kv: bool) -> Result<PutResponse, ExecError> {
+    /// Write `key`, owned by the request's session, with the expiry the request's `key_ttl` says
+    /// (`ttl_default` without one); the caller checked [`Self::check_owner`].
+    fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        prev_kv: bool,
+        ttl_default: TtlMode,
+    ) -> Result<PutResponse, ExecError> {
         let prev = get_kv(self.kv, key)?;
         let record = match &prev {
             Some(p) => KvRecord {
@@ -201,6 +213,7 @@ impl Writer<'_, '_> {
             }
         }
         self.changed = true;
+        expiry::after_write(self, key, TtlMode::of(self.key_ttl, ttl_default))?;
         let prev_value = prev.as_ref().map(|p| p.value.clone());
         self.event(
             EventKind::Put,
@@ -231,6 +244,7 @@ impl Writer<'_, '_> {
         if detach && record.session != 0 {
             session::detach_key(self.coord, record.session, key)?;
         }
+        expiry::clear(self, key)?;
         self.changed = true;
         self.event(
             EventKind::Delete,
@@ -291,7 +305,7 @@ impl Writer<'_, '_> {
             });
         }
         self.check_owner([cas.key.as_slice()])?;
-        self.put(&cas.key, &cas.new_value, false)?;
+        self.put(&cas.key, &cas.new_value, false, TtlMode::Clear)?;
         Ok(CompareAndSwapResponse {
             succeeded: true,
             current: None,
@@ -307,7 +321,12 @@ impl Writer<'_, '_> {
             .checked_add(incr.delta)
             .ok_or(RequestError::IncrOverflow)?;
         self.check_owner([incr.key.as_slice()])?;
-        self.put(&incr.key, value.to_string().as_bytes(), false)?;
+        self.put(
+            &incr.key,
+            value.to_string().as_bytes(),
+            false,
+            TtlMode::Keep,
+        )?;
         Ok(IncrResponse { value })
     }
 
@@ -337,6 +356,7 @@ impl Writer<'_, '_> {
                     &put.key,
                     &put.value,
                     put.prev_kv,
+                    TtlMode::Clear,
                 )?)),
                 Some(TxnOpKind::Delete(delete)) => Some(TxnOutcome::Delete(
                     self.delete(&delete.key, delete.prev_kv)?,
@@ -383,8 +403,8 @@ fn compare_holds(
     })
 }
 
-/// Serve a coordination query (LockHolder or Leader) from a read transaction; `None` for other
-/// ops.
+/// Serve a coordination or expiry query (LockHolder, Leader or Ttl) from a read transaction;
+/// `None` for other ops.
 pub(crate) fn read_coord(
     txn: &redb::ReadTransaction,
     op: &Op,
@@ -397,6 +417,11 @@ pub(crate) fn read_coord(
         Op::Leader(l) => Some(Outcome::Leader(election::leader(
             &txn.open_table(crate::coord_tables::ELECTIONS)?,
             &l.election,
+        )?)),
+        Op::Ttl(t) => Some(Outcome::Ttl(expiry::ttl(
+            &txn.open_table(crate::tables::KV)?,
+            &txn.open_table(crate::coord_tables::KEY_EXPIRY)?,
+            &t.key,
         )?)),
         _ => None,
     })
@@ -427,8 +452,11 @@ pub(crate) fn execute<'txn>(
     op: &Op,
     revision: &mut u64,
 ) -> Result<Outcome, ExecError> {
-    let (events_before, session_events_before) =
-        (effects.events.len(), effects.session_events.len());
+    let (events_before, session_events_before, expiry_events_before) = (
+        effects.events.len(),
+        effects.session_events.len(),
+        effects.expiry_events.len(),
+    );
     let mut writer = Writer {
         kv,
         coord,
@@ -436,6 +464,7 @@ pub(crate) fn execute<'txn>(
         revision: *revision + 1,
         changed: false,
         session: request.session,
+        key_ttl: request.key_ttl,
     };
     match writer.run(request, op) {
         Ok(outcome) => {
@@ -452,6 +481,7 @@ pub(crate) fn execute<'txn>(
                 .effects
                 .session_events
                 .truncate(session_events_before);
+            writer.effects.expiry_events.truncate(expiry_events_before);
             Err(e)
         }
     }
@@ -465,7 +495,7 @@ impl Writer<'_, '_> {
         Ok(match op {
             Op::Put(put) => {
                 self.check_owner([put.key.as_slice()])?;
-                Outcome::Put(self.put(&put.key, &put.value, put.prev_kv)?)
+                Outcome::Put(self.put(&put.key, &put.value, put.prev_kv, TtlMode::Clear)?)
             }
             Op::Get(g) => Outcome::Get(get(self.kv, &g.key)?),
             Op::Delete(delete) => Outcome::Delete(self.delete(&delete.key, delete.prev_kv)?),
@@ -487,6 +517,11 @@ impl Writer<'_, '_> {
             Op::Proclaim(p) => Outcome::Proclaim(election::proclaim(self, p)?),
             Op::Resign(r) => Outcome::Resign(election::resign(self, r)?),
             Op::Leader(l) => Outcome::Leader(election::leader(&self.coord.elections, &l.election)?),
+            Op::Expire(e) => Outcome::Expire(expiry::expire(self, e)?),
+            Op::Persist(p) => Outcome::Persist(expiry::persist(self, p)?),
+            Op::Ttl(t) => Outcome::Ttl(expiry::ttl(self.kv, &self.coord.expiry, &t.key)?),
+            Op::ExpireKeys(e) => Outcome::ExpireKeys(expiry::expire_keys(self, e)?),
+            Op::CheckpointKeys(c) => Outcome::CheckpointKeys(expiry::checkpoint(self, c)?),
         })
     }
 }

@@ -22,6 +22,9 @@
 //!   ([`election`]), fenced writes; [`SessionClock`] ([`session_clock`]), the leader's pure
 //!   helper that decides when to expire sessions, end lock-delays and checkpoint TTLs;
 //!   [`watch`], the events of every change and their bounded history.
+//! - Key expiry ([`expiry_command`]): TTLs on keys (Redis `EXPIRE`, `SET .. PX`), applied
+//!   without a clock; [`KeyExpiryClock`] ([`key_expiry_clock`]), the leader's pure helper that
+//!   decides when to delete expired keys and checkpoint their remaining TTLs.
 
 pub mod command;
 pub mod coord_command;
@@ -32,8 +35,11 @@ mod effects;
 pub mod election;
 pub mod error;
 mod exec;
+pub mod expiry;
+pub mod expiry_command;
 mod fnv;
 mod install;
+pub mod key_expiry_clock;
 pub mod limits;
 pub mod lock;
 mod node_store;
@@ -50,23 +56,27 @@ mod wal;
 pub mod watch;
 
 pub use command::{
-    Campaign, CheckpointEntry, CheckpointSessions, CloseSession, Compare, CompareAndSwap,
-    CompareOp, CompareTarget, Delete, DeleteRange, Expected, ExpireSession, Fence, Get, Incr,
-    KeepAlive, Leader, Lock, LockHolder, Op, OpenSession, Proclaim, Put, ReleaseLockDelay, Request,
-    Resign, Scan, Txn, TxnOp, TxnOpKind, Unlock,
+    Campaign, CheckpointEntry, CheckpointKeys, CheckpointSessions, CloseSession, Compare,
+    CompareAndSwap, CompareOp, CompareTarget, Delete, DeleteRange, Expected, Expire, ExpireIf,
+    ExpireKeyEntry, ExpireKeys, ExpireSession, Fence, Get, Incr, KeepAlive, KeyCheckpointEntry,
+    KeyTtl, Leader, Lock, LockHolder, Op, OpenSession, Persist, Proclaim, Put, ReleaseLockDelay,
+    Request, Resign, Scan, Ttl, Txn, TxnOp, TxnOpKind, Unlock,
 };
-pub use effects::{SessionEvent, SlotEffects};
+pub use effects::{ExpiryEvent, SessionEvent, SlotEffects};
 pub use error::{RequestError, StorageError};
+pub use expiry::KeyExpiry;
 pub use install::{SnapshotError, SnapshotInstaller};
+pub use key_expiry_clock::{KeyExpiryClock, KeyExpiryConfig};
 pub use lock::DelayedLock;
 pub use node_store::{NodeStore, LOG_DIR, STATE_FILE};
 pub use response::{
-    CampaignResponse, CheckpointSessionsResponse, CloseSessionResponse, CompareAndSwapResponse,
-    DeleteRangeResponse, DeleteResponse, ElectionStatus, ErrorCode, ErrorResponse,
-    ExpireSessionResponse, GetResponse, IncrResponse, KeepAliveResponse, KeyValue, LeaderInfo,
-    LeaderResponse, LockHolderResponse, LockResponse, LockStatus, OpenSessionResponse, Outcome,
-    ProclaimResponse, PutResponse, ReleaseLockDelayResponse, ResignResponse, Response,
-    ScanResponse, TxnOpResponse, TxnOutcome, TxnResponse, UnlockResponse,
+    CampaignResponse, CheckpointKeysResponse, CheckpointSessionsResponse, CloseSessionResponse,
+    CompareAndSwapResponse, DeleteRangeResponse, DeleteResponse, ElectionStatus, ErrorCode,
+    ErrorResponse, ExpireKeysResponse, ExpireResponse, ExpireSessionResponse, GetResponse,
+    IncrResponse, KeepAliveResponse, KeyValue, LeaderInfo, LeaderResponse, LockHolderResponse,
+    LockResponse, LockStatus, OpenSessionResponse, Outcome, PersistResponse, ProclaimResponse,
+    PutResponse, ReleaseLockDelayResponse, ResignResponse, Response, ScanResponse, TtlResponse,
+    TxnOpResponse, TxnOutcome, TxnResponse, UnlockResponse,
 };
 pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};

@@ -89,3 +89,16 @@ pub const WATCH_HISTORY_EVENTS: u64 = 10_000;
 /// Most bytes (encoded events) the watch history keeps (64 MiB); the history is trimmed to the
 /// tighter of this and [`WATCH_HISTORY_EVENTS`].
 pub const WATCH_HISTORY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Longest key TTL, in milliseconds (2^62 ms, about 146 million years): far beyond any use, and
+/// small enough that a deadline on any clock, in ms or µs since boot, cannot overflow.
+pub const MAX_KEY_TTL_MS: u64 = 1 << 62;
+
+/// Most entries in one [`ExpireKeys`](crate::ExpireKeys) or
+/// [`CheckpointKeys`](crate::CheckpointKeys) command (1 000); the leader splits larger batches.
+pub const MAX_KEY_EXPIRY_ENTRIES: usize = 1_000;
+
+/// Most key bytes the leader puts in one [`ExpireKeys`](crate::ExpireKeys) or
+/// [`CheckpointKeys`](crate::CheckpointKeys) command (1 MiB), so that each stays well within
+/// [`MAX_REQUEST_BYTES`] whatever the keys' sizes.
+pub const MAX_KEY_EXPIRY_BATCH_BYTES: usize = 1024 * 1024;

@@ -18,7 +18,10 @@
 //!                               ReleaseLockDelayResponse release_lock_delay = 20;
 //!                               LockHolderResponse lock_holder = 21;
 //!                               CampaignResponse campaign = 22; ProclaimResponse proclaim = 23;
-//!                               ResignResponse resign = 24; LeaderResponse leader = 25; } }
+//!                               ResignResponse resign = 24; LeaderResponse leader = 25;
+//!                               ExpireResponse expire = 26; PersistResponse persist = 27;
+//!                               TtlResponse ttl = 28; ExpireKeysResponse expire_keys = 29;
+//!                               CheckpointKeysResponse checkpoint_keys = 30; } }
 //! message ErrorResponse     { ErrorCode code = 1; string message = 2; }
 //! message KeyValue          { bytes key = 1; bytes value = 2; uint64 create_revision = 3;
 //!                             uint64 mod_revision = 4; uint64 version = 5; uint64 session = 6; }
@@ -35,7 +38,8 @@
 //! ```
 //!
 //! Each outcome has the tag of its op in [`Request`](crate::Request) (tags 11 and 12 are unused
-//! here). The coordination responses are in [`crate::coord_response`]. [`ErrorCode`] numbers are
+//! here). The coordination responses are in [`crate::coord_response`], the key expiry ones in
+//! [`crate::expiry_command`]. [`ErrorCode`] numbers are
 //! listed on the enum.
 
 pub use crate::coord_response::{
@@ -45,6 +49,9 @@ pub use crate::coord_response::{
     ResignResponse, UnlockResponse,
 };
 use crate::error::RequestError;
+pub use crate::expiry_command::{
+    CheckpointKeysResponse, ExpireKeysResponse, ExpireResponse, PersistResponse, TtlResponse,
+};
 
 /// The answer to one command.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -57,7 +64,7 @@ pub struct Response {
     /// What happened; always `Some` in responses this crate makes.
     #[prost(
         oneof = "Outcome",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30"
     )]
     pub outcome: Option<Outcome>,
 }
@@ -131,6 +138,21 @@ pub enum Outcome {
     /// Result of [`Op::Leader`](crate::Op::Leader).
     #[prost(message, tag = "25")]
     Leader(LeaderResponse),
+    /// Result of [`Op::Expire`](crate::Op::Expire).
+    #[prost(message, tag = "26")]
+    Expire(ExpireResponse),
+    /// Result of [`Op::Persist`](crate::Op::Persist).
+    #[prost(message, tag = "27")]
+    Persist(PersistResponse),
+    /// Result of [`Op::Ttl`](crate::Op::Ttl).
+    #[prost(message, tag = "28")]
+    Ttl(TtlResponse),
+    /// Result of [`Op::ExpireKeys`](crate::Op::ExpireKeys).
+    #[prost(message, tag = "29")]
+    ExpireKeys(ExpireKeysResponse),
+    /// Result of [`Op::CheckpointKeys`](crate::Op::CheckpointKeys).
+    #[prost(message, tag = "30")]
+    CheckpointKeys(CheckpointKeysResponse),
 }
 
 /// Why a command was refused: a stable code for programs and a message for people.
@@ -208,6 +230,12 @@ pub enum ErrorCode {
     NotCandidate = 28,
     /// [`RequestError::CheckpointTooLarge`].
     CheckpointTooLarge = 29,
+    /// [`RequestError::KeyTtlOutOfRange`].
+    KeyTtlOutOfRange = 30,
+    /// [`RequestError::KeyTtlConflict`].
+    KeyTtlConflict = 31,
+    /// [`RequestError::ExpiryBatchTooLarge`].
+    ExpiryBatchTooLarge = 32,
 }
 
 /// A key with its value and metadata.

@@ -20,7 +20,7 @@ use crate::snapshot::{read_entries, Snapshot, SnapshotChunk};
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
 use crate::validate::validate_op;
 use crate::watch::{self, EventFilter, WatchBatch, WatchError};
-use crate::{lock, session, DelayedLock, SessionInfo};
+use crate::{expiry, lock, session, DelayedLock, KeyExpiry, SessionInfo};
 
 /// Settings of a [`StateMachine`]. Part of the replicated state machine's definition: every node
 /// of a cluster must use the same values, or they would apply the same log differently.
@@ -72,6 +72,9 @@ impl Default for Options {
 /// queueing for or releasing a lock, ending a lock-delay, and any change of an election each
 /// consume one revision (a session's id and a lock's fencing token are the revision that
 /// created them). Keep-alives and checkpoints only touch TTL bookkeeping and consume none.
+/// Setting, changing or removing a key's expiry ([`Op::Expire`], [`Op::Persist`]) consumes
+/// one (the new expiry's name, see [`crate::expiry_command`]) without changing the key's
+/// `mod_revision` or `version`.
 ///
 /// # Coordination and watches
 /// Sessions, locks, elections and fenced writes: see [`crate::coord_command`]; their tables are
@@ -225,6 +228,14 @@ impl StateMachine {
         session::list(&self.db)
     }
 
+    /// Every key with an expiry, in key order, with its expiry revision and recorded remaining
+    /// TTL: what a new leader's
+    /// [`KeyExpiryClock::become_leader`](crate::KeyExpiryClock::become_leader) starts from.
+    /// Reads every key expiry (not the keys without one).
+    pub fn key_expiries(&self) -> Result<Vec<KeyExpiry>, StorageError> {
+        expiry::list(&self.db)
+    }
+
     /// Every lock in lock-delay, by name: the other input of
     /// [`SessionClock::become_leader`](crate::SessionClock::become_leader). Reads every lock.
     pub fn delayed_locks(&self) -> Result<Vec<DelayedLock>, StorageError> {
@@ -337,8 +348,8 @@ impl StateMachine {
         Ok(())
     }
 
-    /// Serve a read-only op ([`Op::Get`], [`Op::Scan`], [`Op::LockHolder`] or [`Op::Leader`])
-    /// from the committed state, outside the log. The response's revision is that of the state
+    /// Serve a read-only op ([`Op::Get`], [`Op::Scan`], [`Op::LockHolder`], [`Op::Leader`] or
+    /// [`Op::Ttl`]) from the committed state, outside the log. The response's revision is that of the state
     /// read.
     ///
     /// This reads whatever was applied last; it is linearizable only if the caller has made sure

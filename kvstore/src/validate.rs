@@ -10,13 +10,14 @@ use prost::Message;
 
 use crate::command::{
     Campaign, CheckpointSessions, Compare, CompareAndSwap, CompareOp, CompareTarget, Delete,
-    DeleteRange, Expected, Get, Incr, Op, Proclaim, Put, Request, Scan, Txn, TxnOp, TxnOpKind,
+    DeleteRange, Expected, Expire, ExpireIf, Get, Incr, KeyTtl, Op, Persist, Proclaim, Put,
+    Request, Scan, Ttl, Txn, TxnOp, TxnOpKind,
 };
 use crate::error::RequestError;
 use crate::limits::{
-    MAX_CHECKPOINT_ENTRIES, MAX_ELECTION_VALUE_BYTES, MAX_KEY_BYTES, MAX_NAME_BYTES,
-    MAX_REQUEST_BYTES, MAX_SCAN_LIMIT, MAX_SESSION_TTL_MS, MAX_TXN_OPS, MAX_VALUE_BYTES,
-    MIN_SESSION_TTL_MS,
+    MAX_CHECKPOINT_ENTRIES, MAX_ELECTION_VALUE_BYTES, MAX_KEY_BYTES, MAX_KEY_EXPIRY_ENTRIES,
+    MAX_KEY_TTL_MS, MAX_NAME_BYTES, MAX_REQUEST_BYTES, MAX_SCAN_LIMIT, MAX_SESSION_TTL_MS,
+    MAX_TXN_OPS, MAX_VALUE_BYTES, MIN_SESSION_TTL_MS,
 };
 
 impl Request {
@@ -49,13 +50,17 @@ impl Request {
     /// ops: names non-empty and within [`MAX_NAME_BYTES`], sessions not 0, TTLs within
     /// [`MIN_SESSION_TTL_MS`]..=[`MAX_SESSION_TTL_MS`], election values within
     /// [`MAX_ELECTION_VALUE_BYTES`], checkpoints within [`MAX_CHECKPOINT_ENTRIES`]. A fence names
-    /// a valid lock name.
+    /// a valid lock name. Key expiry: TTLs within [`MAX_KEY_TTL_MS`], a [`KeyTtl`] does not both
+    /// keep and set, batches within [`MAX_KEY_EXPIRY_ENTRIES`].
     ///
     /// Requests built in Rust (not decoded) should be validated too: `apply` does.
     pub fn validate(&self) -> Result<(), RequestError> {
         self.validate_header()?;
         if let Some(fence) = &self.fence {
             check_name("lock", &fence.lock_name)?;
+        }
+        if let Some(key_ttl) = &self.key_ttl {
+            check_key_ttl(key_ttl)?;
         }
         match &self.op {
             None => Err(RequestError::MissingOp("request")),
@@ -119,7 +124,55 @@ pub(crate) fn validate_op(op: &Op) -> Result<(), RequestError> {
             check_session(resign.session)
         }
         Op::Leader(leader) => check_name("election", &leader.election),
+        Op::Expire(expire) => validate_expire(expire),
+        Op::Persist(Persist { key }) | Op::Ttl(Ttl { key }) => check_key(key),
+        Op::ExpireKeys(e) => {
+            check_expiry_batch(e.entries.len())?;
+            e.entries.iter().try_for_each(|entry| check_key(&entry.key))
+        }
+        Op::CheckpointKeys(c) => {
+            check_expiry_batch(c.entries.len())?;
+            c.entries.iter().try_for_each(|entry| check_key(&entry.key))
+        }
     }
+}
+
+fn check_key_ttl(key_ttl: &KeyTtl) -> Result<(), RequestError> {
+    if key_ttl.keep && key_ttl.ttl_ms != 0 {
+        return Err(RequestError::KeyTtlConflict);
+    }
+    if key_ttl.ttl_ms > MAX_KEY_TTL_MS {
+        return Err(RequestError::KeyTtlOutOfRange {
+            ttl_ms: i64::try_from(key_ttl.ttl_ms).unwrap_or(i64::MAX),
+            max_ms: MAX_KEY_TTL_MS,
+        });
+    }
+    Ok(())
+}
+
+fn validate_expire(expire: &Expire) -> Result<(), RequestError> {
+    check_key(&expire.key)?;
+    ExpireIf::try_from(expire.condition).map_err(|_| RequestError::InvalidEnum {
+        field: "expire condition",
+        value: expire.condition,
+    })?;
+    if expire.ttl_ms > 0 && expire.ttl_ms.unsigned_abs() > MAX_KEY_TTL_MS {
+        return Err(RequestError::KeyTtlOutOfRange {
+            ttl_ms: expire.ttl_ms,
+            max_ms: MAX_KEY_TTL_MS,
+        });
+    }
+    Ok(())
+}
+
+fn check_expiry_batch(count: usize) -> Result<(), RequestError> {
+    if count > MAX_KEY_EXPIRY_ENTRIES {
+        return Err(RequestError::ExpiryBatchTooLarge {
+            count,
+            limit: MAX_KEY_EXPIRY_ENTRIES,
+        });
+    }
+    Ok(())
 }
 
 /// A lock or election name: non-empty, at most [`MAX_NAME_BYTES`].

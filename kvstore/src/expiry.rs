@@ -1,0 +1,211 @@
+//! Applying key expiry: TTLs set by writes and [`Expire`], removed by [`Persist`] and by every
+//! deletion, keys deleted by the leader's [`ExpireKeys`], remaining TTLs recorded by
+//! [`CheckpointKeys`]; and reading them ([`Ttl`](crate::Ttl), [`list`]).
+//!
+//! See [`crate::expiry_command`] for the rules. Invariant: `sm_key_expiry` holds a record only
+//! for a key that exists in `sm_kv` (every deletion goes through the writer's one deletion
+//! bookkeeping, which calls [`clear`]).
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use crate::command::{CheckpointKeys, Expire, ExpireIf, ExpireKeys, KeyTtl, Persist};
+use crate::coord_tables::{get_record, ExpiryRecord, KEY_EXPIRY};
+use crate::effects::ExpiryEvent;
+use crate::error::StorageError;
+use crate::exec::{ExecError, Writer};
+use crate::response::{
+    CheckpointKeysResponse, ExpireKeysResponse, ExpireResponse, PersistResponse, TtlResponse,
+};
+use crate::tables::decode_record;
+
+/// A key's expiry as the state machine records it: what a new leader's
+/// [`KeyExpiryClock`](crate::KeyExpiryClock) starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyExpiry {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The revision of the command that set this expiry.
+    pub expiry_revision: u64,
+    /// The TTL a new leader gives the key: the TTL set, or the last checkpointed remaining TTL.
+    pub remaining_ms: u64,
+}
+
+/// What a write does to the expiry of a key it writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TtlMode {
+    /// Remove it.
+    Clear,
+    /// Keep it as it is.
+    Keep,
+    /// A new expiry, this many ms from now.
+    Set(u64),
+}
+
+impl TtlMode {
+    /// The mode of a request's `key_ttl`, or `default` without one.
+    pub fn of(key_ttl: Option<KeyTtl>, default: TtlMode) -> TtlMode {
+        match key_ttl {
+            None => default,
+            Some(KeyTtl { keep: true, .. }) => TtlMode::Keep,
+            Some(KeyTtl { ttl_ms: 0, .. }) => TtlMode::Clear,
+            Some(KeyTtl { ttl_ms, .. }) => TtlMode::Set(ttl_ms),
+        }
+    }
+}
+
+/// Give `key`, just written at `w.revision`, the expiry `mode` says.
+pub(crate) fn after_write(
+    w: &mut Writer<'_, '_>,
+    key: &[u8],
+    mode: TtlMode,
+) -> Result<(), StorageError> {
+    match mode {
+        TtlMode::Keep => Ok(()),
+        TtlMode::Clear => clear(w, key),
+        TtlMode::Set(ttl_ms) => set(w, key, ttl_ms),
+    }
+}
+
+/// A new expiry of `key` (which exists) at this command's revision.
+fn set(w: &mut Writer<'_, '_>, key: &[u8], ttl_ms: u64) -> Result<(), StorageError> {
+    debug_assert!(ttl_ms > 0);
+    let record = ExpiryRecord {
+        revision: w.revision,
+        remaining_ms: ttl_ms,
+    };
+    w.coord.put_expiry(key, &record)?;
+    w.changed = true;
+    w.effects.expiry_events.push(ExpiryEvent::Set {
+        key: key.to_vec(),
+        expiry_revision: record.revision,
+        ttl_ms,
+    });
+    Ok(())
+}
+
+/// Remove the expiry of `key`, if it has one (the key was deleted, or written without keeping
+/// its TTL).
+pub(crate) fn clear(w: &mut Writer<'_, '_>, key: &[u8]) -> Result<(), StorageError> {
+    if w.coord.remove_expiry(key)? {
+        w.effects
+            .expiry_events
+            .push(ExpiryEvent::Cleared { key: key.to_vec() });
+    }
+    Ok(())
+}
+
+/// Apply an [`Expire`].
+pub(crate) fn expire(w: &mut Writer<'_, '_>, expire: &Expire) -> Result<ExpireResponse, ExecError> {
+    let key = expire.key.as_slice();
+    if w.kv.get(key)?.is_none() {
+        return Ok(ExpireResponse { applied: false });
+    }
+    let current = w.coord.expiry(key)?;
+    let holds = match ExpireIf::try_from(expire.condition) {
+        Ok(ExpireIf::Always) => true,
+        Ok(ExpireIf::NoExpiry) => current.is_none(),
+        Ok(ExpireIf::HasExpiry) => current.is_some(),
+        Ok(ExpireIf::ExpiryRevision) => current.map_or(0, |c| c.revision) == expire.expiry_revision,
+        // Refused by validation.
+        Err(_) => false,
+    };
+    if !holds {
+        return Ok(ExpireResponse { applied: false });
+    }
+    match u64::try_from(expire.ttl_ms) {
+        Ok(ttl_ms) if ttl_ms > 0 => set(w, key, ttl_ms)?,
+        _ => {
+            w.remove_key(key, true)?;
+        }
+    }
+    Ok(ExpireResponse { applied: true })
+}
+
+/// Apply a [`Persist`].
+pub(crate) fn persist(
+    w: &mut Writer<'_, '_>,
+    persist: &Persist,
+) -> Result<PersistResponse, ExecError> {
+    let removed = w.coord.remove_expiry(&persist.key)?;
+    if removed {
+        w.changed = true;
+        w.effects.expiry_events.push(ExpiryEvent::Cleared {
+            key: persist.key.clone(),
+        });
+    }
+    Ok(PersistResponse { removed })
+}
+
+/// Apply an [`ExpireKeys`].
+pub(crate) fn expire_keys(
+    w: &mut Writer<'_, '_>,
+    expire: &ExpireKeys,
+) -> Result<ExpireKeysResponse, ExecError> {
+    let mut deleted = 0;
+    for entry in &expire.entries {
+        let named = w
+            .coord
+            .expiry(&entry.key)?
+            .is_some_and(|r| r.revision == entry.expiry_revision);
+        if named && w.remove_key(&entry.key, true)?.is_some() {
+            deleted += 1;
+        }
+    }
+    Ok(ExpireKeysResponse { deleted })
+}
+
+/// Apply a [`CheckpointKeys`].
+pub(crate) fn checkpoint(
+    w: &mut Writer<'_, '_>,
+    checkpoint: &CheckpointKeys,
+) -> Result<CheckpointKeysResponse, ExecError> {
+    let mut applied = 0;
+    for entry in &checkpoint.entries {
+        let Some(mut record) = w.coord.expiry(&entry.key)? else {
+            continue;
+        };
+        if record.revision != entry.expiry_revision {
+            continue;
+        }
+        record.remaining_ms = record.remaining_ms.min(entry.remaining_ms);
+        w.coord.put_expiry(&entry.key, &record)?;
+        applied += 1;
+    }
+    Ok(CheckpointKeysResponse { applied })
+}
+
+/// Read the expiry of `key` (the state machine's view: the recorded remaining TTL).
+pub(crate) fn ttl(
+    kv: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    expiry: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<TtlResponse, StorageError> {
+    if kv.get(key)?.is_none() {
+        return Ok(TtlResponse::default());
+    }
+    let record: Option<ExpiryRecord> = get_record(expiry, "sm_key_expiry", key)?;
+    Ok(TtlResponse {
+        exists: true,
+        expiry_revision: record.map_or(0, |r| r.revision),
+        remaining_ms: record.map_or(0, |r| r.remaining_ms),
+        leader_clock: false,
+    })
+}
+
+/// Every key with an expiry, in key order (see
+/// [`StateMachine::key_expiries`](crate::StateMachine::key_expiries)).
+pub(crate) fn list(db: &Database) -> Result<Vec<KeyExpiry>, StorageError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(KEY_EXPIRY)?;
+    let mut keys = Vec::new();
+    for row in table.iter()? {
+        let (key, value) = row?;
+        let record: ExpiryRecord = decode_record("sm_key_expiry", value.value())?;
+        keys.push(KeyExpiry {
+            key: key.value().to_vec(),
+            expiry_revision: record.revision,
+            remaining_ms: record.remaining_ms,
+        });
+    }
+    Ok(keys)
+}
