@@ -48,6 +48,11 @@ fn redis_cli_drives_the_cluster() {
         "x\ny"
     );
     assert_eq!(redis_cli(port, &["DEL", "cli:b", "cli:c"]), "2");
+    assert_eq!(redis_cli(port, &["SET", "cli:t", "1", "EX", "100"]), "OK");
+    let ttl: i64 = redis_cli(port, &["TTL", "cli:t"]).parse().unwrap();
+    assert!((1..=100).contains(&ttl), "TTL {ttl}");
+    assert_eq!(redis_cli(port, &["PERSIST", "cli:t"]), "1");
+    assert_eq!(redis_cli(port, &["TTL", "cli:t"]), "-1");
     assert_eq!(redis_cli(port, &["PING"]), "PONG");
     assert!(redis_cli(port, &["INFO", "synod"]).contains("leader_id:"));
     let select = Command::new("redis-cli")

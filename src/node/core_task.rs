@@ -1,20 +1,21 @@
 //! The task that owns the Paxos core and the state machine.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
 use synod_kvstore::{
-    Request, Response, SessionClockConfig, Snapshot, SnapshotChunk, SnapshotInstaller,
-    StateMachine, WatchError,
+    KeyExpiryConfig, Request, Response, SessionClockConfig, Snapshot, SnapshotChunk,
+    SnapshotInstaller, StateMachine, WatchError,
 };
 use synod_paxos::{
     Envelope, Instant, NodeId, ReadId, Ready, Replica, Role, Slot, Storage, Unavailable, Value,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::expiry_timer::ExpiryTimer;
 use super::session_timer::SessionTimer;
 use super::watch::{AppliedEvents, WatchAnswer, APPLIED_EVENTS_QUEUE};
 use super::{
@@ -110,7 +111,8 @@ where
 }
 
 /// Starts the core task; while this node leads, `sessions` shapes what it
-/// proposes for sessions (checkpoint interval, lock-delay, retries).
+/// proposes for sessions (checkpoint interval, lock-delay, retries) and for
+/// key expiry (the same checkpoint and retry intervals).
 pub fn spawn_core_with_sessions<S>(
     setup: CoreSetup<S>,
     sessions: SessionClockConfig,
@@ -140,6 +142,7 @@ where
         was_leading: false,
         flushed_through: applied.0,
         installing: None,
+        expiry: ExpiryTimer::new(KeyExpiryConfig::like_sessions(&sessions)),
         sessions: SessionTimer::new(sessions),
         applied_events: applied_events.clone(),
     };
@@ -175,6 +178,8 @@ struct CoreTask<S> {
     installing: Option<(NodeId, SnapshotInstaller)>,
     /// The leader's session deadlines, lock-delays and checkpoints.
     sessions: SessionTimer,
+    /// The leader's key deadlines and TTL checkpoints.
+    expiry: ExpiryTimer,
     /// Each applied slot's watch events, for waiting watchers.
     applied_events: broadcast::Sender<Arc<AppliedEvents>>,
 }
@@ -258,6 +263,7 @@ impl<S: Storage> CoreTask<S> {
         let through = self.state_machine.complete_install(installer)?;
         self.flushed_through = through;
         self.sessions.reset();
+        self.expiry.reset();
         let taken = self.replica.install_snapshot(self.now(), Slot(through));
         assert!(taken, "a snapshot ahead of the commit index is taken");
         Ok(())
@@ -285,6 +291,11 @@ impl<S: Storage> CoreTask<S> {
         let now = self.now();
         match call {
             CoreCall::Write(request) => {
+                // Expiries due now go first, so this write never sees a key
+                // whose deadline passed before it arrived.
+                if let Err(e) = self.lead_key_expiry() {
+                    tracing::warn!(error = %e, "cannot list key expiries");
+                }
                 let key = (request.client_id, request.seq);
                 let bytes = request.encode_to_vec();
                 if let Err(refused) = self.replica.propose(now, bytes) {
@@ -297,7 +308,13 @@ impl<S: Storage> CoreTask<S> {
                 respond,
             } => match consistency {
                 ReadConsistency::Serializable => {
-                    let _ = respond.send(self.read_now(&request));
+                    let now_ms = self.now_ms();
+                    let _ = respond.send(self.read_now(&request).map(|mut response| {
+                        if let Some(op) = &request.op {
+                            self.expiry.fill_ttl(op, &mut response, now_ms);
+                        }
+                        response
+                    }));
                 }
                 ReadConsistency::Linearizable => {
                     let id = self.next_read_id;
@@ -400,7 +417,7 @@ impl<S: Storage> CoreTask<S> {
         self.apply(ready.committed)?;
         for id in ready.reads {
             if let Some((request, respond)) = self.reads.remove(&id) {
-                let _ = respond.send(self.read_now(&request));
+                self.answer_read(request, respond)?;
             }
         }
         for id in ready.failed_reads {
@@ -427,8 +444,8 @@ impl<S: Storage> CoreTask<S> {
     }
 
     /// Applies every slot committed this round in one state-machine
-    /// transaction, then tells watchers, the session clock and the waiting
-    /// clients.
+    /// transaction, then tells watchers, the session and key expiry clocks
+    /// and the waiting clients.
     fn apply(&mut self, committed: Vec<(Slot, Value)>) -> anyhow::Result<()> {
         if committed.is_empty() {
             return Ok(());
@@ -448,6 +465,7 @@ impl<S: Storage> CoreTask<S> {
         let now_ms = self.now_ms();
         for ((_, commands), slot) in slots.iter().zip(applied) {
             self.sessions.observe(now_ms, &slot.effects.session_events);
+            self.expiry.observe(now_ms, &slot.effects.expiry_events);
             if !slot.effects.events.is_empty() {
                 // No receiver (no watcher waiting) is fine.
                 let _ = self.applied_events.send(Arc::new(AppliedEvents {
@@ -455,12 +473,67 @@ impl<S: Storage> CoreTask<S> {
                     revision: slot.revision,
                 }));
             }
-            for (bytes, response) in commands.iter().zip(slot.responses) {
+            for (bytes, mut response) in commands.iter().zip(slot.responses) {
                 if let Ok(request) = Request::decode(bytes.as_slice()) {
+                    if let Some(op) = &request.op {
+                        // A TTL read served through the log.
+                        self.expiry.fill_ttl(op, &mut response, now_ms);
+                    }
                     self.waiters
                         .complete(&(request.client_id, request.seq), Ok(response));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Answers a linearizable read the core released: from the state
+    /// machine, unless it would show a key whose deadline passed on this
+    /// leader's clock, in which case it goes through the log behind that
+    /// key's deletion (see `expiry_timer`).
+    fn answer_read(&mut self, request: Request, respond: ReadReply) -> anyhow::Result<()> {
+        let now_ms = self.now_ms();
+        let mut answer = self.read_now(&request);
+        if let (Ok(response), Some(op)) = (answer.as_mut(), request.op.as_ref()) {
+            if self.expiry.needs_log(op, response, now_ms) {
+                return self.read_through_log(op.clone(), respond);
+            }
+            self.expiry.fill_ttl(op, response, now_ms);
+        }
+        let _ = respond.send(answer);
+        Ok(())
+    }
+
+    /// Proposes the read `op` as an anonymous command, after the expiries
+    /// due now, and answers `respond` when it applies.
+    fn read_through_log(
+        &mut self,
+        op: synod_kvstore::Op,
+        respond: ReadReply,
+    ) -> anyhow::Result<()> {
+        self.lead_key_expiry()?;
+        let mut request = Request::anonymous(op);
+        request.seq = self.anonymous_seq.fetch_add(1, Ordering::Relaxed);
+        let key = (request.client_id, request.seq);
+        // Shared with the waiter, so a refused registration can still answer.
+        let reply = Arc::new(std::sync::Mutex::new(Some(respond)));
+        let waiter_reply = reply.clone();
+        let registered = self.waiters.register(
+            key,
+            Box::new(move |answer: Option<super::WriteAnswer>| {
+                if let Some(respond) = waiter_reply.lock().expect("reply lock").take() {
+                    let _ = respond.send(answer.unwrap_or(Err(NodeError::ShuttingDown)));
+                }
+            }),
+        );
+        if registered.is_err() {
+            if let Some(respond) = reply.lock().expect("reply lock").take() {
+                let _ = respond.send(Err(NodeError::Busy));
+            }
+            return Ok(());
+        }
+        if let Err(refused) = self.replica.propose(self.now(), request.encode_to_vec()) {
+            self.waiters.complete(&key, Err(unavailable(refused)));
         }
         Ok(())
     }
@@ -471,6 +544,7 @@ impl<S: Storage> CoreTask<S> {
     /// is due (expiries, lock-delay ends, checkpoints), before `Ready` is
     /// taken so the proposals go out in this round.
     fn lead_sessions(&mut self) -> anyhow::Result<()> {
+        self.lead_key_expiry()?;
         let now_ms = self.now_ms();
         self.sessions
             .follow_role(now_ms, &self.replica, &self.state_machine)?;
@@ -482,6 +556,31 @@ impl<S: Storage> CoreTask<S> {
             // the next checkpoint is one interval away.
             if let Err(refused) = self.replica.propose(now, bytes) {
                 tracing::debug!(%refused, "session command not proposed");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: Storage> CoreTask<S> {
+    /// Follows leadership changes and proposes the key expiries and TTL
+    /// checkpoints the key expiry clock says are due. Called every round
+    /// and before proposing a client's write or a read through the log.
+    fn lead_key_expiry(&mut self) -> Result<(), synod_kvstore::StorageError> {
+        let now_ms = self.now_ms();
+        self.expiry
+            .follow_role(now_ms, &self.replica, &self.state_machine)?;
+        let ops = self.expiry.due(now_ms);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        for op in ops {
+            let bytes = Request::anonymous(op).encode_to_vec();
+            // Refused (busy, or leadership just lost): the clock proposes
+            // the expiries again after its retry interval.
+            if let Err(refused) = self.replica.propose(now, bytes) {
+                tracing::debug!(%refused, "key expiry command not proposed");
             }
         }
         Ok(())

@@ -14,11 +14,15 @@
 //! (lease or ReadIndex), from the state right after applying.
 //!
 //! While the node leads, the core also drives the leader's session clock
-//! (session expiry, lock-delay ends, TTL checkpoints; see `session_timer`),
+//! (session expiry, lock-delay ends, TTL checkpoints; see `session_timer`)
+//! and key expiry clock (deleting keys whose TTL ran out, checkpointing
+//! their remaining TTLs; reads never show a key past its deadline; see
+//! `expiry_timer`),
 //! and every applied slot's watch events go to waiting watchers
 //! ([`NodeHandle::watch`]).
 
 mod core_task;
+mod expiry_timer;
 mod session_timer;
 mod watch;
 

@@ -12,13 +12,14 @@
 //!
 //! Modules: [`resp`] (the wire format and its limits), [`backend`] (local
 //! or forwarded requests), `table` (the command table and dispatch),
-//! `strings` and `keyspace` (the key-value commands), `admin`
+//! `strings`, `expiry` and `keyspace` (the key-value commands), `admin`
 //! (connection and server commands) and `coord` (Synod's own `SYNOD.*`
 //! commands: compare-and-swap, locks, elections, status).
 
 mod admin;
 pub mod backend;
 mod coord;
+mod expiry;
 mod keyspace;
 pub mod resp;
 mod strings;
@@ -28,7 +29,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use synod_kvstore::{ErrorCode as KvErrorCode, ErrorResponse, Op, Outcome, Request};
+use synod_kvstore::{ErrorCode as KvErrorCode, ErrorResponse, KeyTtl, Op, Outcome, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -264,7 +265,19 @@ async fn close_gently(mut stream: TcpStream) {
 /// Sends `op` as this connection's next write; returns its outcome, or the
 /// Redis error reply for a refusal or an unavailable cluster.
 async fn write(shared: &RedisShared, conn: &mut Conn, op: Op) -> Result<Outcome, Reply> {
-    let request = conn.numbered(op);
+    write_with_ttl(shared, conn, op, None).await
+}
+
+/// [`write`], with `key_ttl` deciding the expiry of the keys `op` writes
+/// (`None`: the op's default, as Redis: `SET` clears it, `INCR` keeps it).
+async fn write_with_ttl(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    op: Op,
+    key_ttl: Option<KeyTtl>,
+) -> Result<Outcome, Reply> {
+    let mut request = conn.numbered(op);
+    request.key_ttl = key_ttl;
     let response = shared
         .backend
         .call(&request, ReadConsistency::Linearizable)

@@ -2,19 +2,21 @@
 //! atomic: multi-key writes and conditional writes (`SET NX/XX/GET`,
 //! `GETSET`, `MSET`, `MSETNX`, `DEL k...`) are one transaction or
 //! compare-and-swap, and `APPEND` is a compare-and-swap retried until it
-//! wins.
+//! wins. Writes treat a key's TTL as Redis does: `SET` (without
+//! `KEEPTTL`), `GETSET`, `MSET` remove it, `INCR` and `APPEND` keep it.
 
 use std::collections::HashMap;
 
 use synod_kvstore::limits::{MAX_TXN_OPS, MAX_VALUE_BYTES};
 use synod_kvstore::{
-    Compare, CompareAndSwap, CompareOp, CompareTarget, Delete, Get, Incr, KeyValue, Op, Outcome,
-    Put, Txn, TxnOp, TxnOpKind, TxnOutcome, TxnResponse,
+    Compare, CompareAndSwap, CompareOp, CompareTarget, Delete, Get, Incr, KeyTtl, KeyValue, Op,
+    Outcome, Put, Txn, TxnOp, TxnOpKind, TxnOutcome, TxnResponse,
 };
 
+use super::expiry::{ttl_ms, Base, Unit};
 use super::resp::Reply;
 use super::table::int_arg;
-use super::{check_key, read, write, Conn, RedisShared};
+use super::{check_key, read, write, write_with_ttl, Conn, RedisShared};
 
 /// Most attempts of `APPEND`'s compare-and-swap under contention.
 const APPEND_ATTEMPTS: usize = 64;
@@ -53,16 +55,6 @@ pub(super) async fn execute(
         "type" => get(shared, &args[1])
             .await
             .map(|kv| Reply::Simple(if kv.is_some() { "string" } else { "none" }.into())),
-        "ttl" | "pttl" => get(shared, &args[1])
-            .await
-            .map(|kv| Reply::Integer(if kv.is_some() { -1 } else { -2 })),
-        // No key has a time to live, so there is never one to remove.
-        "persist" => check_key(&args[1]).map(|()| Reply::Integer(0)),
-        "expire" | "pexpire" => int_arg(&args[2]).and_then(|_| {
-            Err(Reply::err(
-                "key expiry (EXPIRE, PEXPIRE) is not supported by Synod yet",
-            ))
-        }),
         _ => Err(Reply::err(format!("command '{name}' is not implemented"))),
     };
     result.unwrap_or_else(|error| error)
@@ -89,8 +81,13 @@ async fn get(shared: &RedisShared, key: &[u8]) -> Result<Option<KeyValue>, Reply
     }
 }
 
-async fn txn(shared: &RedisShared, conn: &mut Conn, txn: Txn) -> Result<TxnResponse, Reply> {
-    match write(shared, conn, Op::Txn(txn)).await? {
+async fn txn(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    txn: Txn,
+    key_ttl: Option<KeyTtl>,
+) -> Result<TxnResponse, Reply> {
+    match write_with_ttl(shared, conn, Op::Txn(txn), key_ttl).await? {
         Outcome::Txn(response) => Ok(response),
         _ => Err(unexpected()),
     }
@@ -129,45 +126,89 @@ fn txn_value(response: &TxnResponse, index: usize) -> Option<Vec<u8>> {
     kv.map(|kv| kv.value.clone())
 }
 
-/// `SET key value [NX | XX] [GET] [KEEPTTL]`; `EX`, `PX`, `EXAT` and
-/// `PXAT` are checked as Redis checks them, then refused.
+/// What `SET` does to the key's expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SetTtl {
+    /// Remove it (no option).
+    Clear,
+    /// Keep it (`KEEPTTL`).
+    Keep,
+    /// Expire in this many ms (`EX`, `PX`, a future `EXAT` or `PXAT`).
+    In(u64),
+    /// Already expired (`EXAT` or `PXAT` in the past): Redis sets the key
+    /// and deletes it at once, so this `SET` deletes it.
+    Past,
+}
+
+/// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT t | PXAT t | KEEPTTL]`.
 async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {
     let (key, value) = (&args[1], &args[2]);
-    let (mut nx, mut xx, mut want_old, mut keepttl, mut expiry) =
-        (false, false, false, false, false);
+    let (mut nx, mut xx, mut want_old, mut keepttl) = (false, false, false, false);
+    let mut expiry: Option<(&[u8], Unit, Base)> = None;
     let mut i = 3;
     while i < args.len() {
-        match args[i].to_ascii_uppercase().as_slice() {
+        let option = args[i].to_ascii_uppercase();
+        match option.as_slice() {
             b"NX" if !xx => nx = true,
             b"XX" if !nx => xx = true,
             b"GET" => want_old = true,
-            b"KEEPTTL" if !expiry => keepttl = true,
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" if !expiry && !keepttl && i + 1 < args.len() => {
+            b"KEEPTTL" if expiry.is_none() => keepttl = true,
+            b"EX" | b"PX" | b"EXAT" | b"PXAT"
+                if expiry.is_none() && !keepttl && i + 1 < args.len() =>
+            {
+                let unit = match option.as_slice() {
+                    b"EX" | b"EXAT" => Unit::Seconds,
+                    _ => Unit::Millis,
+                };
+                let base = match option.as_slice() {
+                    b"EX" | b"PX" => Base::FromNow,
+                    _ => Base::UnixEpoch,
+                };
                 i += 1;
-                if int_arg(&args[i])? <= 0 {
-                    return Err(Reply::err("invalid expire time in 'set' command"));
-                }
-                expiry = true;
+                expiry = Some((&args[i], unit, base));
             }
             _ => return Err(syntax_error()),
         }
         i += 1;
     }
-    if expiry {
-        return Err(Reply::err(
-            "key expiry (SET EX, PX, EXAT, PXAT) is not supported by Synod yet",
-        ));
-    }
+    let ttl = match expiry {
+        None if keepttl => SetTtl::Keep,
+        None => SetTtl::Clear,
+        Some((time, unit, base)) => {
+            let time = int_arg(time)?;
+            if time <= 0 {
+                return Err(Reply::err("invalid expire time in 'set' command"));
+            }
+            match ttl_ms(time, unit, base, "set")? {
+                ms if ms > 0 => SetTtl::In(ms.unsigned_abs()),
+                _ => SetTtl::Past,
+            }
+        }
+    };
+    let key_ttl = match ttl {
+        SetTtl::Clear | SetTtl::Past => None,
+        SetTtl::Keep => Some(KeyTtl::keep()),
+        SetTtl::In(ms) => Some(KeyTtl::expire_in(ms)),
+    };
     check_key(key)?;
-    if !nx && !xx {
-        let op = Op::Put(Put {
+    let write_op = if ttl == SetTtl::Past {
+        txn_op(TxnOpKind::Delete(Delete {
             key: key.clone(),
-            value: value.clone(),
             prev_kv: want_old,
-        });
-        return match write(shared, conn, op).await? {
+        }))
+    } else {
+        put_op(key, value, want_old)
+    };
+    if !nx && !xx {
+        let op = match write_op.op {
+            Some(TxnOpKind::Put(put)) => Op::Put(put),
+            Some(TxnOpKind::Delete(delete)) => Op::Delete(delete),
+            _ => return Err(unexpected()),
+        };
+        return match write_with_ttl(shared, conn, op, key_ttl).await? {
             Outcome::Put(put) if want_old => Ok(value_or_nil(put.prev)),
-            Outcome::Put(_) => Ok(Reply::ok()),
+            Outcome::Delete(delete) if want_old => Ok(value_or_nil(delete.prev)),
+            Outcome::Put(_) | Outcome::Delete(_) => Ok(Reply::ok()),
             _ => Err(unexpected()),
         };
     }
@@ -189,9 +230,10 @@ async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<
         conn,
         Txn {
             compares: vec![compare],
-            success: vec![put_op(key, value, want_old)],
+            success: vec![write_op],
             failure,
         },
+        key_ttl,
     )
     .await?;
     Ok(match (want_old, response.succeeded) {
@@ -346,6 +388,7 @@ async fn mset(
             success,
             failure: Vec::new(),
         },
+        None,
     )
     .await?;
     Ok(if only_new {
@@ -387,6 +430,7 @@ async fn del(shared: &RedisShared, conn: &mut Conn, keys: &[Vec<u8>]) -> Result<
             success: deletes,
             failure: Vec::new(),
         },
+        None,
     )
     .await?;
     let deleted = response
@@ -450,6 +494,8 @@ async fn append(
                 success: vec![put_op(key, &value, false)],
                 failure: vec![txn_op(TxnOpKind::Get(Get { key: key.to_vec() }))],
             },
+            // APPEND keeps the key's TTL, as in Redis.
+            Some(KeyTtl::keep()),
         )
         .await?;
         if response.succeeded {

@@ -3,7 +3,7 @@
 //! number of arguments, authentication.
 
 use super::resp::{parse_i64, Reply};
-use super::{admin, coord, keyspace, strings, Conn, RedisShared};
+use super::{admin, coord, expiry, keyspace, strings, Conn, RedisShared};
 
 /// One command as `COMMAND` describes it.
 pub(super) struct Spec {
@@ -85,6 +85,10 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("persist", 2, &["write", "fast"], ONE_KEY),
     spec("expire", -3, &["write", "fast"], ONE_KEY),
     spec("pexpire", -3, &["write", "fast"], ONE_KEY),
+    spec("expireat", -3, &["write", "fast"], ONE_KEY),
+    spec("pexpireat", -3, &["write", "fast"], ONE_KEY),
+    spec("expiretime", 2, R, ONE_KEY),
+    spec("pexpiretime", 2, R, ONE_KEY),
     spec("synod.cas", 4, W, ONE_KEY),
     spec("synod.setfenced", 5, W, (3, 3, 1)),
     spec("synod.status", 1, &["fast", "loading", "stale"], NO_KEYS),
@@ -169,6 +173,8 @@ pub(super) async fn execute(
         "synod.resign" => coord::resign(shared, conn, &args).await,
         "synod.leader" => coord::leader(shared, &args).await,
         "synod.session" => coord::session(conn),
+        "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" | "expire" | "pexpire"
+        | "expireat" | "pexpireat" => expiry::execute(shared, conn, spec.name, &args).await,
         _ => strings::execute(shared, conn, spec.name, &args).await,
     };
     (reply, false)

@@ -181,7 +181,8 @@ pub static COMMANDS: &[Command] = &[
         -3,
         "key value [NX | XX] [GET] [EX seconds | PX milliseconds | KEEPTTL]",
         "Sets key to value; NX only if absent, XX only if present, GET answers the old value. \
-             EX, PX and KEEPTTL are refused for now: Synod has no key expiry yet.",
+             EX/PX give it a time to live (EXAT/PXAT, a Unix expiry time, work too), KEEPTTL \
+             keeps its TTL; without them the key has none.",
         Group::String,
     ),
     cmd(
@@ -307,14 +308,43 @@ pub static COMMANDS: &[Command] = &[
         "EXPIRE",
         -3,
         "key seconds [NX | XX | GT | LT]",
-        "Gives key a time to live in seconds (refused for now: Synod has no key expiry yet).",
+        "Gives key a time to live in seconds (0 or less deletes it): 1 if set, 0 if the key is \
+             absent or the condition fails. The leader deletes the key when it runs out.",
         Keyspace,
     ),
     cmd(
         "PEXPIRE",
         -3,
         "key milliseconds [NX | XX | GT | LT]",
-        "Gives key a time to live in milliseconds (refused for now: no key expiry yet).",
+        "Gives key a time to live in milliseconds, as EXPIRE.",
+        Keyspace,
+    ),
+    cmd(
+        "EXPIREAT",
+        -3,
+        "key unix-seconds [NX | XX | GT | LT]",
+        "Makes key expire at a Unix time in seconds, as EXPIRE.",
+        Keyspace,
+    ),
+    cmd(
+        "PEXPIREAT",
+        -3,
+        "key unix-milliseconds [NX | XX | GT | LT]",
+        "Makes key expire at a Unix time in milliseconds, as EXPIRE.",
+        Keyspace,
+    ),
+    cmd(
+        "EXPIRETIME",
+        2,
+        "key",
+        "The Unix time in seconds key expires at: -1 if it has no expiry, -2 if it is absent.",
+        Keyspace,
+    ),
+    cmd(
+        "PEXPIRETIME",
+        2,
+        "key",
+        "The Unix time in milliseconds key expires at: -1 if it has no expiry, -2 if absent.",
         Keyspace,
     ),
     cmd(

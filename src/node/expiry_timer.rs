@@ -1,0 +1,130 @@
+//! The leader's key expiry duties in the core task: drives the pure
+//! [`KeyExpiryClock`] with the core's monotonic clock, and tells the read
+//! path what the clock knows.
+//!
+//! The core task:
+//! 1. calls [`follow_role`](ExpiryTimer::follow_role) and proposes what
+//!    [`due`](ExpiryTimer::due) returns (key expiries, TTL checkpoints) every
+//!    round before taking `Ready`, and also right before proposing a
+//!    client's write, so that the expiry of every key whose deadline passed
+//!    precedes that write in the log;
+//! 2. [`observe`](ExpiryTimer::observe)s each applied slot's expiry events;
+//! 3. before answering a read as leader, asks
+//!    [`needs_log`](ExpiryTimer::needs_log): a read that would show a key
+//!    past its deadline (its deletion proposed but not applied yet) is
+//!    served through the log instead, behind that deletion, so no read ever
+//!    shows an expired key yet no read shows a deletion that is not
+//!    committed either (a leader that dies first would leave the key in
+//!    place); otherwise [`fill_ttl`](ExpiryTimer::fill_ttl) turns a TTL
+//!    read's recorded remaining TTL into the leader's exact one.
+//!
+//! Cost: `due` and the read checks are O(log n) in the keys with a TTL;
+//! becoming leader reads every key expiry once.
+
+use synod_kvstore::{
+    ExpiryEvent, KeyExpiryClock, KeyExpiryConfig, Op, Outcome, Response, StateMachine, StorageError,
+};
+use synod_paxos::{Ballot, Replica, Role};
+
+/// The key expiry clock plus the leadership it follows.
+pub(super) struct ExpiryTimer {
+    clock: KeyExpiryClock,
+    /// The ballot this node leads with, while the clock runs as leader.
+    leading: Option<Ballot>,
+}
+
+impl ExpiryTimer {
+    pub(super) fn new(config: KeyExpiryConfig) -> ExpiryTimer {
+        ExpiryTimer {
+            clock: KeyExpiryClock::new(config),
+            leading: None,
+        }
+    }
+
+    /// Starts or stops the leader's duties when `replica`'s leadership
+    /// changed since the last call (a new ballot of ours restarts them).
+    pub(super) fn follow_role(
+        &mut self,
+        now_ms: u64,
+        replica: &Replica,
+        state_machine: &StateMachine,
+    ) -> Result<(), StorageError> {
+        let status = replica.status();
+        let leading = (status.role == Role::Leader).then_some(status.promised);
+        if leading == self.leading {
+            return Ok(());
+        }
+        match leading {
+            Some(ballot) => {
+                let expiries = state_machine.key_expiries()?;
+                self.clock.become_leader(now_ms, &expiries);
+                tracing::info!(
+                    node = %status.id,
+                    %ballot,
+                    keys = expiries.len(),
+                    "leading: key deadlines restarted from their remaining TTLs"
+                );
+            }
+            None => {
+                self.clock.step_down();
+                tracing::debug!(node = %status.id, "no longer leading: key deadlines dropped");
+            }
+        }
+        self.leading = leading;
+        Ok(())
+    }
+
+    /// Forgets the leadership seen, so the next
+    /// [`follow_role`](Self::follow_role) rebuilds the deadlines (after the
+    /// state machine was replaced by a snapshot).
+    pub(super) fn reset(&mut self) {
+        self.clock.step_down();
+        self.leading = None;
+    }
+
+    /// Takes in the expiry events of a slot applied at `now_ms`.
+    pub(super) fn observe(&mut self, now_ms: u64, events: &[ExpiryEvent]) {
+        if !events.is_empty() {
+            self.clock.observe(now_ms, events);
+        }
+    }
+
+    /// The ops the leader must propose at `now_ms` (empty unless leader).
+    pub(super) fn due(&mut self, now_ms: u64) -> Vec<Op> {
+        match self.clock.next_wakeup_ms() {
+            Some(wakeup_ms) if wakeup_ms <= now_ms => self.clock.poll(now_ms),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the leader must serve the read `op`, which gave `response`,
+    /// through the log instead: it shows a key whose deadline passed at
+    /// `now_ms`.
+    pub(super) fn needs_log(&self, op: &Op, response: &Response, now_ms: u64) -> bool {
+        if !self.clock.is_leader() {
+            return false;
+        }
+        let expired = |key: &[u8]| self.clock.is_expired(key, now_ms);
+        match (op, &response.outcome) {
+            (_, Some(Outcome::Get(get))) => get.kv.as_ref().is_some_and(|kv| expired(&kv.key)),
+            (_, Some(Outcome::Scan(scan))) => scan.kvs.iter().any(|kv| expired(&kv.key)),
+            (Op::Ttl(t), Some(Outcome::Ttl(ttl))) => ttl.exists && expired(&t.key),
+            _ => false,
+        }
+    }
+
+    /// Replaces the recorded remaining TTL of the answer to a TTL read `op`
+    /// by the leader's, when this node leads and tracks that expiry.
+    pub(super) fn fill_ttl(&self, op: &Op, response: &mut Response, now_ms: u64) {
+        if let (Op::Ttl(t), Some(Outcome::Ttl(ttl))) = (op, response.outcome.as_mut()) {
+            if ttl.expiry_revision == 0 {
+                return;
+            }
+            let remaining = self.clock.remaining_ms(&t.key, ttl.expiry_revision, now_ms);
+            if let Some(remaining_ms) = remaining {
+                ttl.remaining_ms = remaining_ms;
+                ttl.leader_clock = true;
+            }
+        }
+    }
+}
