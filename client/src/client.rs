@@ -84,7 +84,11 @@ impl std::fmt::Debug for Client {
 
 struct Inner {
     config: ClientConfig,
-    connections: tokio::sync::Mutex<HashMap<SocketAddr, Arc<ClientConnection>>>,
+    connections: Mutex<HashMap<SocketAddr, Arc<ClientConnection>>>,
+    /// One gate per node, held while dialing it: many tasks that find no
+    /// connection at once wait for one handshake instead of each making
+    /// their own (256 concurrent mutual-TLS handshakes took a second).
+    dialing: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
     /// Where the leader was last seen.
     leader: Mutex<Option<SocketAddr>>,
     /// Exactly-once identities not in use by a call: `(client id, next
@@ -113,7 +117,8 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
-                connections: tokio::sync::Mutex::new(HashMap::new()),
+                connections: Mutex::new(HashMap::new()),
+                dialing: Mutex::new(HashMap::new()),
                 leader: Mutex::new(None),
                 idle_ids: Mutex::new(Vec::new()),
                 next_id: AtomicU64::new(unique_base_id()),
@@ -337,22 +342,53 @@ impl Client {
     }
 
     async fn connection(&self, target: SocketAddr) -> Result<Arc<ClientConnection>, ClientError> {
-        if let Some(existing) = self.inner.connections.lock().await.get(&target) {
-            return Ok(existing.clone());
+        if let Some(existing) = self.existing_connection(target) {
+            return Ok(existing);
         }
-        // Connect without holding the table: a node that does not answer
+        // Dial under this node's gate only: a node that does not answer
         // must not hold up calls to the others.
-        let fresh = ClientConnection::connect(target, &self.inner.config.tls)
-            .await
-            .map_err(|e| ClientError::Setup(e.to_string()))?;
-        let mut connections = self.inner.connections.lock().await;
-        Ok(connections.entry(target).or_insert(Arc::new(fresh)).clone())
+        let gate = self
+            .inner
+            .dialing
+            .lock()
+            .expect("dialing lock")
+            .entry(target)
+            .or_default()
+            .clone();
+        let _dialing = gate.lock().await;
+        if let Some(dialed_meanwhile) = self.existing_connection(target) {
+            return Ok(dialed_meanwhile);
+        }
+        let fresh = Arc::new(
+            ClientConnection::connect(target, &self.inner.config.tls)
+                .await
+                .map_err(|e| ClientError::Setup(e.to_string()))?,
+        );
+        self.inner
+            .connections
+            .lock()
+            .expect("connections lock")
+            .insert(target, fresh.clone());
+        Ok(fresh)
+    }
+
+    fn existing_connection(&self, target: SocketAddr) -> Option<Arc<ClientConnection>> {
+        self.inner
+            .connections
+            .lock()
+            .expect("connections lock")
+            .get(&target)
+            .cloned()
     }
 
     /// Drops a node that failed us, so the next try reconnects or goes
     /// elsewhere.
     async fn forget(&self, target: SocketAddr) {
-        self.inner.connections.lock().await.remove(&target);
+        self.inner
+            .connections
+            .lock()
+            .expect("connections lock")
+            .remove(&target);
         let mut leader = self.inner.leader.lock().expect("leader lock");
         if *leader == Some(target) {
             *leader = None;

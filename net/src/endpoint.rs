@@ -33,7 +33,7 @@ use tracing::{debug, info_span, Instrument};
 use crate::client_service::{self, IncomingRequest};
 use crate::error::NetError;
 use crate::peer::{self, PeerSender};
-use crate::stats::{ServerCounters, ServerStats};
+use crate::stats::{add, ServerCounters, ServerStats};
 use crate::tls::{node_id_of_cert, Alpn, TlsIdentity};
 
 /// Application error code of a connection closed because the node shuts
@@ -290,7 +290,10 @@ async fn serve_incoming(incoming: quinn::Incoming, context: Arc<AcceptContext>) 
     };
     match Alpn::of(&conn) {
         Ok(Alpn::Peer) => peer::serve_inbound(conn, &context).await,
-        Ok(Alpn::Client) => client_service::serve_connection(conn, &context).await,
+        Ok(Alpn::Client) => {
+            add(&context.counters.client_connections, 1);
+            client_service::serve_connection(conn, &context).await
+        }
         Err(_) => conn.close(CLOSE_UNKNOWN_ALPN, b"unknown ALPN protocol"),
     }
 }

@@ -66,6 +66,8 @@ pub struct ServerStats {
     pub bad_streams: u64,
     /// Peer connections closed because the certificate names no node.
     pub rejected_peer_connections: u64,
+    /// Client connections accepted (handshake done, client protocol).
+    pub client_connections: u64,
     /// Client requests handed to the runtime.
     pub requests_delivered: u64,
     /// Client requests answered `OVERLOADED` because the request queue was
@@ -80,6 +82,7 @@ pub(crate) struct ServerCounters {
     pub envelopes_misaddressed: AtomicU64,
     pub bad_streams: AtomicU64,
     pub rejected_peer_connections: AtomicU64,
+    pub client_connections: AtomicU64,
     pub requests_delivered: AtomicU64,
     pub requests_overloaded: AtomicU64,
 }
@@ -92,6 +95,7 @@ impl ServerCounters {
             envelopes_misaddressed: get(&self.envelopes_misaddressed),
             bad_streams: get(&self.bad_streams),
             rejected_peer_connections: get(&self.rejected_peer_connections),
+            client_connections: get(&self.client_connections),
             requests_delivered: get(&self.requests_delivered),
             requests_overloaded: get(&self.requests_overloaded),
         }
