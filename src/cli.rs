@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{ConfigError, NodeConfig, PeerConfig, Timing, TlsFiles};
+use crate::config::{ConfigError, NodeConfig, PeerConfig, Sessions, Timing, TlsFiles};
 
 /// Flags of `synod start`. With `--config`, flags given override the file;
 /// without it, `--id`, `--peer-addr`, `--client-addr`, `--data-dir`,
@@ -52,6 +52,13 @@ pub struct StartFlags {
     /// Leader lease in milliseconds.
     #[arg(long)]
     pub lease_ms: Option<u64>,
+    /// How often the leader checkpoints session TTLs, in milliseconds.
+    #[arg(long)]
+    pub checkpoint_interval_ms: Option<u64>,
+    /// How long a lock lost by session expiry stays unavailable, in
+    /// milliseconds.
+    #[arg(long)]
+    pub lock_delay_ms: Option<u64>,
 }
 
 fn parse_peer(text: &str) -> Result<PeerConfig, String> {
@@ -102,6 +109,7 @@ impl StartFlags {
                 },
                 peers: Vec::new(),
                 timing: Timing::default(),
+                sessions: Sessions::default(),
             },
         };
         if let Some(id) = self.id {
@@ -139,6 +147,12 @@ impl StartFlags {
         }
         if let Some(ms) = self.lease_ms {
             config.timing.lease_ms = ms;
+        }
+        if let Some(ms) = self.checkpoint_interval_ms {
+            config.sessions.checkpoint_interval_ms = ms;
+        }
+        if let Some(ms) = self.lock_delay_ms {
+            config.sessions.lock_delay_ms = ms;
         }
         Ok(config)
     }

@@ -40,6 +40,10 @@ pub struct NodeConfig {
     /// Protocol timings.
     #[serde(default)]
     pub timing: Timing,
+    /// What the leader does for sessions and locks (TTL checkpoints,
+    /// lock-delay).
+    #[serde(default)]
+    pub sessions: Sessions,
 }
 
 /// PEM files of the cluster CA and this node's certificate and key.
@@ -87,6 +91,74 @@ impl Default for Timing {
             heartbeat_ms: 50,
             election_timeout_ms: 500,
             lease_ms: 400,
+        }
+    }
+}
+
+/// What the leader does for sessions and locks, in milliseconds (TOML
+/// section `[sessions]`). Only the leader's proposals depend on it, so
+/// nodes may differ, though a cluster normally shares one setting.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    /// How often the leader records every session's remaining TTL in the
+    /// log, so that leader changes cannot keep an abandoned session alive
+    /// forever. Keep it well below typical leader lifetimes: a leadership
+    /// shorter than this brings no session closer to expiry.
+    pub checkpoint_interval_ms: u64,
+    /// How long a lock whose holder's session expired (rather than
+    /// unlocked) stays unavailable, so the old holder can notice; 0 for
+    /// none. Fenced writes do not need it.
+    pub lock_delay_ms: u64,
+}
+
+/// Fewest milliseconds between TTL checkpoints: each one is a log entry
+/// listing every session.
+pub const MIN_CHECKPOINT_INTERVAL_MS: u64 = 100;
+/// Most milliseconds between TTL checkpoints (the longest session TTL: a
+/// rarer checkpoint protects nothing).
+pub const MAX_CHECKPOINT_INTERVAL_MS: u64 = synod_kvstore::limits::MAX_SESSION_TTL_MS;
+/// Longest lock-delay in milliseconds (Chubby's bound: one minute).
+pub const MAX_LOCK_DELAY_MS: u64 = 60_000;
+
+impl Default for Sessions {
+    fn default() -> Self {
+        let defaults = synod_kvstore::SessionClockConfig::default();
+        Sessions {
+            checkpoint_interval_ms: defaults.checkpoint_interval_ms,
+            lock_delay_ms: defaults.lock_delay_ms,
+        }
+    }
+}
+
+impl Sessions {
+    /// Checks the values are within their bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let interval = self.checkpoint_interval_ms;
+        if !(MIN_CHECKPOINT_INTERVAL_MS..=MAX_CHECKPOINT_INTERVAL_MS).contains(&interval) {
+            return Err(ConfigError::Invalid(format!(
+                "sessions.checkpoint_interval_ms is {interval}; it must be from \
+                 {MIN_CHECKPOINT_INTERVAL_MS} (each checkpoint is a log entry) to \
+                 {MAX_CHECKPOINT_INTERVAL_MS} (the longest session TTL)"
+            )));
+        }
+        if self.lock_delay_ms > MAX_LOCK_DELAY_MS {
+            return Err(ConfigError::Invalid(format!(
+                "sessions.lock_delay_ms is {}; it must be at most {MAX_LOCK_DELAY_MS} \
+                 (a lock held back longer looks lost to its waiters)",
+                self.lock_delay_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// The leader's session clock settings (the retry interval keeps its
+    /// default).
+    pub fn clock_config(&self) -> synod_kvstore::SessionClockConfig {
+        synod_kvstore::SessionClockConfig {
+            checkpoint_interval_ms: self.checkpoint_interval_ms,
+            lock_delay_ms: self.lock_delay_ms,
+            ..synod_kvstore::SessionClockConfig::default()
         }
     }
 }
@@ -177,6 +249,7 @@ impl NodeConfig {
         self.paxos_config(0)
             .validate()
             .map_err(|e| ConfigError::Invalid(e.0))?;
+        self.sessions.validate()?;
         Ok(())
     }
 
@@ -228,6 +301,7 @@ mod tests {
                 client_addr: None,
             }],
             timing: Timing::default(),
+            sessions: Sessions::default(),
         }
     }
 
@@ -312,8 +386,66 @@ lease_ms = 300
         let config = NodeConfig::from_file(&path).unwrap();
         assert_eq!(config.timing.lease_ms, 300);
         assert_eq!(config.timing.heartbeat_ms, 50);
+        assert_eq!(config.sessions, Sessions::default());
         std::fs::write(&path, "id = 1\nbogus = 2\n").unwrap();
         let err = NodeConfig::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    fn with_sessions(dir: &Path, section: &str) -> Result<NodeConfig, ConfigError> {
+        let path = dir.join("node.toml");
+        let text = format!(
+            "id = 1\npeer_addr = \"127.0.0.1:7400\"\nclient_addr = \"127.0.0.1:7401\"\n\
+             data_dir = \"d\"\n[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n\
+             [sessions]\n{section}"
+        );
+        std::fs::write(&path, text).unwrap();
+        NodeConfig::from_file(&path)
+    }
+
+    #[test]
+    fn session_settings_parse_and_default_to_the_session_clock_defaults() {
+        let dir = temp_dir("sessions");
+        let config = with_sessions(&dir, "lock_delay_ms = 2500\n").unwrap();
+        let clock = config.sessions.clock_config();
+        let defaults = synod_kvstore::SessionClockConfig::default();
+        assert_eq!(clock.lock_delay_ms, 2_500);
+        assert_eq!(
+            clock.checkpoint_interval_ms,
+            defaults.checkpoint_interval_ms
+        );
+        assert_eq!(clock.retry_ms, defaults.retry_ms);
+        let config =
+            with_sessions(&dir, "checkpoint_interval_ms = 1000\nlock_delay_ms = 0\n").unwrap();
+        assert_eq!(config.sessions.checkpoint_interval_ms, 1_000);
+        assert_eq!(config.sessions.lock_delay_ms, 0);
+        config.sessions.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_session_settings_are_errors() {
+        let dir = temp_dir("sessions-unknown");
+        let err = with_sessions(&dir, "lock_delay = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lock_delay"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_session_settings_are_refused_with_the_bounds() {
+        let dir = temp_dir("sessions-range");
+        let mut config = sample(&dir);
+        config.sessions.checkpoint_interval_ms = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("checkpoint_interval_ms is 0"), "{err}");
+        assert!(err.contains("from 100"), "{err}");
+        config.sessions = Sessions {
+            lock_delay_ms: 3_600_000,
+            ..Sessions::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("lock_delay_ms is 3600000"), "{err}");
+        config.sessions = Sessions::default();
+        config.validate().unwrap();
     }
 }

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node, configured by a TOML file and/or flags.
-    Start(StartFlags),
+    Start(Box<StartFlags>),
     /// Run a 3-node cluster on 127.0.0.1, creating certificates and data
     /// directories when missing. Node i uses ports P+10(i-1)+k: k=0 peers,
     /// 1 clients (QUIC), 2 Redis protocol.

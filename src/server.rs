@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::NodeConfig;
 use crate::node::{
-    spawn_core, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput, PeerOutbox,
-    ReadConsistency, WatchAnswer, PEER_QUEUE,
+    spawn_core_with_sessions, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput,
+    PeerOutbox, ReadConsistency, WatchAnswer, PEER_QUEUE,
 };
 
 /// Events a watch answer holds when the client names no limit.
@@ -87,15 +87,18 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
         tls: tls.clone(),
     };
     let seed = u64::from(config.id) ^ std::process::id() as u64;
-    let (handle, core) = spawn_core(CoreSetup {
-        paxos: config.paxos_config(seed),
-        log: store.log,
-        state_machine: store.state_machine,
-        outbox: Box::new(outbox),
-        inbox,
-        compaction: CompactionPolicy::default(),
-        shutdown: shutdown.clone(),
-    })?;
+    let (handle, core) = spawn_core_with_sessions(
+        CoreSetup {
+            paxos: config.paxos_config(seed),
+            log: store.log,
+            state_machine: store.state_machine,
+            outbox: Box::new(outbox),
+            inbox,
+            compaction: CompactionPolicy::default(),
+            shutdown: shutdown.clone(),
+        },
+        config.sessions.clock_config(),
+    )?;
     tracing::info!(node = config.id, peers = %config.peer_addr, clients = %config.client_addr, "node started");
     if let Some(listener) = redis_listener {
         let backend = crate::redis::backend::Backend::new(
