@@ -22,6 +22,7 @@ fn session_config() -> SessionClockConfig {
         checkpoint_interval_ms: 200,
         lock_delay_ms: 300,
         retry_ms: 200,
+        ..SessionClockConfig::default()
     }
 }
 

@@ -1,7 +1,8 @@
 //! Whole-cluster deterministic simulation of the Paxos core.
 //!
-//! - `cargo test --test simulation` runs 300 seeds across five fault mixes
-//!   (3- and 5-node clusters alternating).
+//! - `cargo test --test simulation` runs 300 seeds across six fault mixes
+//!   (3- and 5-node clusters alternating), each with key-value clients and
+//!   coordination clients (sessions, locks, fenced writes, elections).
 //! - `SYNOD_SIM_SEEDS=3000` runs that many seeds instead;
 //!   `SYNOD_SIM_FIRST_SEED=N` starts elsewhere.
 //! - `SYNOD_SIM_SEED=42 SYNOD_SIM_NODES=5 SYNOD_SIM_MIX=chaos cargo test
@@ -14,7 +15,7 @@ mod support;
 use std::time::Instant as WallClock;
 
 use sim::network::{FaultMix, FAULT_MIXES};
-use sim::{run, SimOptions};
+use sim::{run, CoordOracles, Oracle, SimOptions};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -33,6 +34,15 @@ fn mix(name: &str) -> FaultMix {
         .unwrap_or_else(|| panic!("no fault mix named {name}"))
 }
 
+/// A run's settings; `SYNOD_SIM_COORD_CLIENTS` overrides how many
+/// coordination clients run (0 for key-value clients only).
+fn options(seed: u64, nodes: usize, mix_name: &str) -> SimOptions {
+    let mut options = SimOptions::new(seed, nodes, mix(mix_name));
+    options.coord_clients =
+        env_u64("SYNOD_SIM_COORD_CLIENTS", options.coord_clients as u64) as usize;
+    options
+}
+
 /// Runs this mix's share of the seeds; panics with the first failure.
 /// Returns how many snapshots lagging nodes installed.
 fn run_mix(name: &str) -> u64 {
@@ -41,15 +51,21 @@ fn run_mix(name: &str) -> u64 {
     let per_mix = total.div_ceil(FAULT_MIXES.len() as u64);
     let started = WallClock::now();
     let (mut commands, mut simulated_us, mut worst_recovery_us, mut snapshots) = (0, 0, 0, 0);
+    let (mut terms, mut expired, mut closed) = (0, 0, 0);
+    let mut coord = sim::CoordStats::default();
     for seed in first..first + per_mix {
         let nodes = if seed % 2 == 0 { 5 } else { 3 };
-        let options = SimOptions::new(seed, nodes, mix(name));
+        let options = options(seed, nodes, name);
         match run(&options) {
             Ok(report) => {
                 commands += report.committed_commands;
                 simulated_us += report.simulated_us;
                 worst_recovery_us = worst_recovery_us.max(report.recovery_us);
                 snapshots += report.snapshots_installed;
+                terms += report.terms;
+                expired += report.sessions_expired;
+                closed += report.sessions_closed;
+                coord = coord.add(&report.coord);
             }
             Err(failure) => panic!("{failure}"),
         }
@@ -58,10 +74,21 @@ fn run_mix(name: &str) -> u64 {
     eprintln!(
         "mix {name}: {per_mix} seeds, {commands} commands committed in {:.0} s simulated, \
          {:.0} commands per real second, slowest recovery after heal {} ms, \
-         {snapshots} snapshots installed",
+         {snapshots} snapshots installed, {terms} leaderships, {elapsed:.1} s\n  \
+         coordination: {} sessions ({} abandoned, {expired} expired, {closed} closed, {} kept \
+         alive but lost), {} lock grants, fenced writes {} accepted / {} refused ({} from \
+         zombies), {} election wins",
         simulated_us as f64 / 1e6,
         commands as f64 / elapsed,
-        worst_recovery_us / 1000
+        worst_recovery_us / 1000,
+        coord.sessions_opened,
+        coord.sessions_abandoned,
+        coord.kept_sessions_lost,
+        coord.grants,
+        coord.fenced_accepted,
+        coord.fenced_rejected,
+        coord.zombie_writes_rejected,
+        coord.elected,
     );
     snapshots
 }
@@ -93,11 +120,16 @@ fn chaos_keeps_every_oracle() {
 }
 
 #[test]
+fn leaders_changing_every_second_keep_every_oracle() {
+    run_mix("churn");
+}
+
+#[test]
 fn replay_one_seed() {
     let seed = env_u64("SYNOD_SIM_SEED", 1);
     let nodes = env_u64("SYNOD_SIM_NODES", 3) as usize;
     let name = std::env::var("SYNOD_SIM_MIX").unwrap_or_else(|_| "chaos".to_string());
-    let mut options = SimOptions::new(seed, nodes, mix(&name));
+    let mut options = options(seed, nodes, &name);
     options.trace = true;
     match run(&options) {
         Ok(report) => {
@@ -105,8 +137,14 @@ fn replay_one_seed() {
                 println!("{line}");
             }
             println!(
-                "seed {seed}: ok, {} commands, {} operations",
-                report.committed_commands, report.history_len
+                "seed {seed}: ok, {} commands, {} operations, {} leaderships, {} sessions \
+                 expired, {} closed; clients: {:?}",
+                report.committed_commands,
+                report.history_len,
+                report.terms,
+                report.sessions_expired,
+                report.sessions_closed,
+                report.coord
             );
         }
         Err(failure) => {
@@ -124,6 +162,7 @@ fn dueling_proposers_converge_on_one_leader() {
     let mut worst_election_us = 0;
     for seed in 1..=40 {
         let mut options = SimOptions::new(seed, 3, mix("calm"));
+        options.coord_clients = 0;
         options.campaign_at_start = vec![0, 1];
         options.fault_phase_us = 1_000_000;
         let report = run(&options).unwrap_or_else(|f| panic!("{f}"));
@@ -143,6 +182,7 @@ fn dueling_proposers_converge_on_one_leader() {
 fn first_caught(mix_name: &str, bugs: synod_paxos::Bugs) -> Option<String> {
     (1..=60).find_map(|seed| {
         let mut options = SimOptions::new(seed, 3, mix(mix_name));
+        options.coord_clients = 0;
         options.bugs = bugs.clone();
         run(&options).err().map(|f| f.to_string())
     })
@@ -166,4 +206,79 @@ fn oracles_catch_reads_served_without_a_lease() {
     };
     let caught = first_caught("partitions", bugs).expect("the broken rule went unnoticed");
     eprintln!("caught: {caught}");
+}
+
+/// Runs seeds with a deliberately broken coordination rule and only
+/// `oracle` on, until it flags one; returns its message.
+fn caught_by(oracle: Oracle, mix_name: &str, bugs: synod_kvstore::Bugs) -> String {
+    let seeds = 40;
+    (1..=seeds)
+        .find_map(|seed| {
+            let mut options = SimOptions::new(seed, 3, mix(mix_name));
+            options.coord_bugs = bugs;
+            options.coord_oracles = CoordOracles::only(oracle);
+            run(&options).err().map(|f| f.to_string())
+        })
+        .unwrap_or_else(|| panic!("{} missed the broken rule in {seeds} seeds", oracle.name()))
+}
+
+fn assert_caught(oracle: Oracle, mix_name: &str, bugs: synod_kvstore::Bugs) {
+    let caught = caught_by(oracle, mix_name, bugs);
+    eprintln!("caught: {caught}");
+    let tag = format!("[{}]", oracle.name());
+    assert!(caught.contains(&tag), "expected a {tag} failure: {caught}");
+}
+
+#[test]
+fn lock_oracle_catches_a_lock_granted_to_a_second_session() {
+    let bugs = synod_kvstore::Bugs {
+        grant_held_locks: true,
+        ..Default::default()
+    };
+    assert_caught(Oracle::Locks, "calm", bugs);
+}
+
+#[test]
+fn token_oracle_catches_tokens_that_go_down() {
+    let bugs = synod_kvstore::Bugs {
+        session_id_tokens: true,
+        ..Default::default()
+    };
+    assert_caught(Oracle::Tokens, "calm", bugs);
+}
+
+#[test]
+fn fence_oracle_catches_a_zombie_write_accepted_during_lock_delay() {
+    let bugs = synod_kvstore::Bugs {
+        fence_during_lock_delay: true,
+        ..Default::default()
+    };
+    assert_caught(Oracle::Fences, "calm", bugs);
+}
+
+#[test]
+fn election_oracle_catches_two_leaders_at_one_revision() {
+    let bugs = synod_kvstore::Bugs {
+        election_reuses_revision: true,
+        ..Default::default()
+    };
+    assert_caught(Oracle::Elections, "calm", bugs);
+}
+
+#[test]
+fn keepalive_oracle_catches_a_leader_that_ignores_keepalives() {
+    let bugs = synod_kvstore::Bugs {
+        keepalive_keeps_deadline: true,
+        ..Default::default()
+    };
+    assert_caught(Oracle::KeepAlive, "calm", bugs);
+}
+
+#[test]
+fn abandon_oracle_catches_leaders_that_never_checkpoint() {
+    let bugs = synod_kvstore::Bugs {
+        no_checkpoints: true,
+        ..Default::default()
+    };
+    assert_caught(Oracle::Abandon, "churn", bugs);
 }

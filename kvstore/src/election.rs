@@ -13,6 +13,7 @@
 
 use redb::ReadableTable;
 
+use crate::bugs::Bug;
 use crate::command::{Campaign, Proclaim, Resign};
 use crate::coord_tables::{QueueRecord, OWNED_ELECTION};
 use crate::error::{display_name, RequestError, StorageError};
@@ -46,10 +47,15 @@ fn pass_on(
     name: &[u8],
     prev: (u64, Vec<u8>),
 ) -> u64 {
+    let prev_revision = std::mem::take(&mut record.holder_revision);
     record.holder = 0;
-    record.holder_revision = 0;
     record.holder_value = Vec::new();
-    let next = queue::promote_next(record, w.revision);
+    let revision = if w.bugs.has(Bug::ElectionReusesRevision) {
+        prev_revision
+    } else {
+        w.revision
+    };
+    let next = queue::promote_next(record, revision);
     let (next_session, next_value) = next.map_or((0, None), |n| (n.session, Some(n.value)));
     w.changed = true;
     w.event(

@@ -17,6 +17,7 @@ use std::cmp::Ordering;
 use prost::Message;
 use redb::{ReadableTable, Table};
 
+use crate::bugs::Active;
 use crate::command::{
     Compare, CompareAndSwap, CompareOp, CompareTarget, DeleteRange, Expected, Incr, KeyTtl, Op,
     Request, Scan, Txn, TxnOpKind,
@@ -126,6 +127,8 @@ pub(crate) struct Writer<'a, 'txn> {
     session: u64,
     /// What becomes of the expiry of every key this command writes (`None`: the op's default).
     key_ttl: Option<KeyTtl>,
+    /// Deliberately broken rules (none outside tests).
+    pub bugs: Active,
 }
 
 impl Writer<'_, '_> {
@@ -451,6 +454,7 @@ pub(crate) fn execute<'txn>(
     request: &Request,
     op: &Op,
     revision: &mut u64,
+    bugs: Active,
 ) -> Result<Outcome, ExecError> {
     let (events_before, session_events_before, expiry_events_before) = (
         effects.events.len(),
@@ -465,6 +469,7 @@ pub(crate) fn execute<'txn>(
         changed: false,
         session: request.session,
         key_ttl: request.key_ttl,
+        bugs,
     };
     match writer.run(request, op) {
         Ok(outcome) => {
@@ -490,7 +495,7 @@ pub(crate) fn execute<'txn>(
 impl Writer<'_, '_> {
     fn run(&mut self, request: &Request, op: &Op) -> Result<Outcome, ExecError> {
         if let Some(fence) = &request.fence {
-            lock::check_fence(&self.coord.locks, fence)?;
+            lock::check_fence(&self.coord.locks, fence, self.bugs)?;
         }
         Ok(match op {
             Op::Put(put) => {

@@ -26,6 +26,7 @@
 //!   without a clock; [`KeyExpiryClock`] ([`key_expiry_clock`]), the leader's pure helper that
 //!   decides when to delete expired keys and checkpoint their remaining TTLs.
 
+mod bugs;
 pub mod command;
 pub mod coord_command;
 pub mod coord_response;
@@ -55,6 +56,8 @@ mod validate;
 mod wal;
 pub mod watch;
 
+#[cfg(feature = "bug-injection")]
+pub use bugs::Bugs;
 pub use command::{
     Campaign, CheckpointEntry, CheckpointKeys, CheckpointSessions, CloseSession, Compare,
     CompareAndSwap, CompareOp, CompareTarget, Delete, DeleteRange, Expected, Expire, ExpireIf,

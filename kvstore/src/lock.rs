@@ -20,6 +20,7 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+use crate::bugs::{Active, Bug};
 use crate::command::{Fence, Lock, ReleaseLockDelay, Unlock};
 use crate::coord_tables::{QueueRecord, LOCKS, OWNED_LOCK};
 use crate::effects::SessionEvent;
@@ -58,6 +59,9 @@ fn grant_next(
     prev_holder: u64,
 ) -> u64 {
     let next = queue::promote_next(record, w.revision).map_or(0, |n| n.session);
+    if next != 0 && w.bugs.has(Bug::SessionIdTokens) {
+        record.holder_revision = next;
+    }
     if next != 0 || prev_holder != 0 {
         w.changed = true;
         w.event(
@@ -95,17 +99,25 @@ pub(crate) fn lock(w: &mut Writer<'_, '_>, lock: &Lock) -> Result<LockResponse, 
             ..Default::default()
         });
     }
-    if record.holder == 0 && !delayed {
-        debug_assert!(record.waiters.is_empty(), "a free lock has no waiters");
+    let grant_held = w.bugs.has(Bug::GrantHeldLocks) && record.holder != 0;
+    if (record.holder == 0 || grant_held) && !delayed {
+        debug_assert!(
+            grant_held || record.waiters.is_empty(),
+            "a free lock has no waiters"
+        );
         session::add_claim(w.coord, session, OWNED_LOCK, name)?;
         record.holder = session;
-        record.holder_revision = w.revision;
+        record.holder_revision = if w.bugs.has(Bug::SessionIdTokens) {
+            session
+        } else {
+            w.revision
+        };
         queue::store(&mut w.coord.locks, name, &record)?;
         w.changed = true;
         w.event(EventKind::LockHolder, name, (None, 0), (None, session));
         return Ok(LockResponse {
             status: LockStatus::Granted as i32,
-            token: w.revision,
+            token: record.holder_revision,
             holder: session,
             ..Default::default()
         });
@@ -223,8 +235,12 @@ pub(crate) fn session_ended(
 pub(crate) fn check_fence(
     locks: &impl ReadableTable<&'static [u8], &'static [u8]>,
     fence: &Fence,
+    bugs: Active,
 ) -> Result<(), ExecError> {
     let record = queue::load(locks, "sm_locks", &fence.lock_name)?;
+    if bugs.has(Bug::FenceDuringLockDelay) && record.holder == 0 && record.delayed_revision != 0 {
+        return Ok(());
+    }
     let current = (record.holder != 0).then_some(record.holder_revision);
     if current != Some(fence.token) {
         return Err(RequestError::FencingTokenRejected {

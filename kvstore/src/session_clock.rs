@@ -37,6 +37,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::bugs::Bug;
 use crate::command::{CheckpointEntry, CheckpointSessions, ExpireSession, Op, ReleaseLockDelay};
 use crate::effects::SessionEvent;
 use crate::limits::MAX_CHECKPOINT_ENTRIES;
@@ -55,6 +56,9 @@ pub struct SessionClockConfig {
     /// How long to wait for a proposed expiry or delay release to apply before proposing it
     /// again, in ms (at least 1; default 2 000).
     pub retry_ms: u64,
+    /// Deliberately broken rules (tests only).
+    #[cfg(feature = "bug-injection")]
+    pub bugs: crate::Bugs,
 }
 
 impl Default for SessionClockConfig {
@@ -63,7 +67,19 @@ impl Default for SessionClockConfig {
             checkpoint_interval_ms: 5_000,
             lock_delay_ms: 10_000,
             retry_ms: 2_000,
+            #[cfg(feature = "bug-injection")]
+            bugs: crate::Bugs::default(),
         }
+    }
+}
+
+impl SessionClockConfig {
+    /// Whether `bug` is switched on (never without the `bug-injection` feature).
+    fn has_bug(&self, bug: Bug) -> bool {
+        #[cfg(feature = "bug-injection")]
+        return self.bugs.has(bug);
+        #[cfg(not(feature = "bug-injection"))]
+        crate::bugs::Active.has(bug)
     }
 }
 
@@ -195,9 +211,12 @@ impl SessionClock {
                     session,
                     keepalives,
                 } => {
+                    let keeps_deadline = self.config.has_bug(Bug::KeepAliveKeepsDeadline);
                     if let Some(tracked) = self.sessions.get_mut(session) {
                         tracked.keepalives = *keepalives;
-                        tracked.deadline_ms = now_ms.saturating_add(tracked.ttl_ms);
+                        if !keeps_deadline {
+                            tracked.deadline_ms = now_ms.saturating_add(tracked.ttl_ms);
+                        }
                         tracked.proposed_at_ms = None;
                     }
                 }
@@ -256,7 +275,7 @@ impl SessionClock {
                 }));
             }
         }
-        if now_ms >= self.next_checkpoint_ms {
+        if now_ms >= self.next_checkpoint_ms && !self.config.has_bug(Bug::NoCheckpoints) {
             self.next_checkpoint_ms = now_ms.saturating_add(self.config.checkpoint_interval_ms);
             let entries: Vec<CheckpointEntry> = self
                 .sessions

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use redb::backends::InMemoryBackend;
 use redb::{Database, Durability, ReadableDatabase, Table};
 
+use crate::bugs::Active;
 use crate::command::{Op, Request};
 use crate::coord_tables::{create_tables, CoordTables};
 use crate::dedup::{self, Admission, AppliedAt};
@@ -29,13 +30,28 @@ pub struct Options {
     /// Most clients the exactly-once table remembers (at least 1). Default
     /// [`MAX_DEDUP_CLIENTS`].
     pub max_dedup_clients: u64,
+    /// Deliberately broken rules (tests only).
+    #[cfg(feature = "bug-injection")]
+    pub bugs: crate::Bugs,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             max_dedup_clients: MAX_DEDUP_CLIENTS,
+            #[cfg(feature = "bug-injection")]
+            bugs: crate::Bugs::default(),
         }
+    }
+}
+
+impl Options {
+    /// The broken rules to apply with (none without the `bug-injection` feature).
+    fn active_bugs(&self) -> Active {
+        #[cfg(feature = "bug-injection")]
+        return self.bugs;
+        #[cfg(not(feature = "bug-injection"))]
+        Active
     }
 }
 
@@ -312,6 +328,7 @@ impl StateMachine {
                     coord: &mut coord,
                     effects: &mut effects,
                     max_clients: self.options.max_dedup_clients,
+                    bugs: self.options.active_bugs(),
                 };
                 let mut responses = Vec::with_capacity(commands.len());
                 for (position, bytes) in commands.iter().enumerate() {
@@ -471,6 +488,7 @@ struct WriteTables<'t, 'txn> {
     coord: &'t mut CoordTables<'txn>,
     effects: &'t mut SlotEffects,
     max_clients: u64,
+    bugs: Active,
 }
 
 impl WriteTables<'_, '_> {
@@ -500,9 +518,15 @@ impl WriteTables<'_, '_> {
             }
         }
         let executed = match (&request.op, request.validate()) {
-            (Some(op), Ok(())) => {
-                exec::execute(self.kv, self.coord, self.effects, &request, op, revision)
-            }
+            (Some(op), Ok(())) => exec::execute(
+                self.kv,
+                self.coord,
+                self.effects,
+                &request,
+                op,
+                revision,
+                self.bugs,
+            ),
             (_, Err(e)) => Err(ExecError::Request(e)),
             (None, Ok(())) => Err(ExecError::Request(RequestError::MissingOp("request"))),
         };

@@ -5,8 +5,16 @@ mod common;
 use common::*;
 use synod_kvstore::{ErrorCode, Options, Outcome, Request, StateMachine};
 
+// The update fills `bugs` when a workspace test build enables `bug-injection`.
+#[allow(clippy::needless_update)]
 fn small(max_dedup_clients: u64) -> Harness {
-    Harness::with(StateMachine::in_memory_with(Options { max_dedup_clients }).unwrap())
+    Harness::with(
+        StateMachine::in_memory_with(Options {
+            max_dedup_clients,
+            ..Default::default()
+        })
+        .unwrap(),
+    )
 }
 
 #[test]

@@ -162,11 +162,14 @@ fn an_expired_holder_leaves_its_lock_in_lock_delay_until_released() {
 }
 
 #[test]
+// The update fills `bugs` when a workspace test build enables `bug-injection`.
+#[allow(clippy::needless_update)]
 fn the_leader_ends_a_lock_delay_after_the_configured_delay() {
     let config = SessionClockConfig {
         checkpoint_interval_ms: 1_000,
         lock_delay_ms: 3_000,
         retry_ms: 500,
+        ..SessionClockConfig::default()
     };
     let mut d = Driver::new(config);
     let open = |d: &mut Driver| match d.op(Op::OpenSession(OpenSession { ttl_ms: 2_000 })).outcome {
@@ -205,11 +208,14 @@ fn the_leader_ends_a_lock_delay_after_the_configured_delay() {
 }
 
 #[test]
+// The update fills `bugs` when a workspace test build enables `bug-injection`.
+#[allow(clippy::needless_update)]
 fn a_new_leader_restarts_a_pending_lock_delay() {
     let config = SessionClockConfig {
         checkpoint_interval_ms: 1_000,
         lock_delay_ms: 3_000,
         retry_ms: 500,
+        ..SessionClockConfig::default()
     };
     let mut d = Driver::new(config);
     let a = match d.op(Op::OpenSession(OpenSession { ttl_ms: 2_000 })).outcome {

@@ -302,9 +302,12 @@ fn same_slots_give_identical_state_on_two_machines() {
 }
 
 #[test]
+// The update fills `bugs` when a workspace test build enables `bug-injection`.
+#[allow(clippy::needless_update)]
 fn dedup_eviction_is_deterministic() {
     let options = synod_kvstore::Options {
         max_dedup_clients: 3,
+        ..Default::default()
     };
     let mut rng = Rng(77);
     let mut clients = Clients::new(10);

@@ -10,11 +10,14 @@ use synod_kvstore::{
     Request, SessionClockConfig, StateMachine, Txn, TxnOp, TxnOpKind,
 };
 
+// The update fills `bugs` when a workspace test build enables `bug-injection`.
+#[allow(clippy::needless_update)]
 fn config() -> SessionClockConfig {
     SessionClockConfig {
         checkpoint_interval_ms: 1_000,
         lock_delay_ms: 5_000,
         retry_ms: 500,
+        ..SessionClockConfig::default()
     }
 }
 

@@ -14,7 +14,7 @@
 //! (lease or ReadIndex), from the state right after applying.
 //!
 //! While the node leads, the core also drives the leader's session clock
-//! (session expiry, lock-delay ends, TTL checkpoints; see `session_timer`)
+//! (session expiry, lock-delay ends, TTL checkpoints; see [`SessionTimer`])
 //! and key expiry clock (deleting keys whose TTL ran out, checkpointing
 //! their remaining TTLs; reads never show a key past its deadline; see
 //! `expiry_timer`),
@@ -37,6 +37,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use core_task::{
     spawn_core, spawn_core_with_sessions, CompactionPolicy, CoreSetup, PeerInput, PeerOutbox,
 };
+pub use session_timer::SessionTimer;
 pub use watch::{AppliedEvents, WatchAnswer, MAX_WATCH_WAIT};
 
 /// How many client calls may queue for the core before senders wait.

@@ -14,6 +14,9 @@
 //! 3. [`observe`](SessionTimer::observe) after each applied slot with its
 //!    session events.
 //!
+//! The deterministic simulator (`tests/sim`) drives this same type from its
+//! simulated nodes, in the same order, so what it checks is what runs.
+//!
 //! Cost: `due` compares one cached instant per round; the clock's O(n)
 //! `poll` and `next_wakeup_ms` run only when that instant passes (a
 //! deadline, a retry or a checkpoint is due), and `become_leader` reads
@@ -24,8 +27,10 @@ use synod_kvstore::{
 };
 use synod_paxos::{Ballot, Replica, Role};
 
-/// The session clock plus what the core needs to drive it cheaply.
-pub(super) struct SessionTimer {
+/// The session clock plus what the core needs to drive it cheaply (see the
+/// module docs for the order of calls). Pure: time comes in as `now_ms`
+/// from a monotonic clock.
+pub struct SessionTimer {
     clock: SessionClock,
     /// The ballot this node leads with, while the clock runs as leader.
     leading: Option<Ballot>,
@@ -35,7 +40,8 @@ pub(super) struct SessionTimer {
 }
 
 impl SessionTimer {
-    pub(super) fn new(config: SessionClockConfig) -> SessionTimer {
+    /// A timer of a node that does not lead yet.
+    pub fn new(config: SessionClockConfig) -> SessionTimer {
         SessionTimer {
             clock: SessionClock::new(config),
             leading: None,
@@ -46,7 +52,7 @@ impl SessionTimer {
     /// Starts or stops the leader's duties when `replica`'s leadership
     /// changed since the last call. A leadership lost and won again between
     /// two calls shows as a new ballot and restarts the deadlines too.
-    pub(super) fn follow_role(
+    pub fn follow_role(
         &mut self,
         now_ms: u64,
         replica: &Replica,
@@ -80,17 +86,23 @@ impl SessionTimer {
         Ok(())
     }
 
+    /// The ballot this node leads with, while its session clock runs as
+    /// leader (since the last [`follow_role`](Self::follow_role)).
+    pub fn leading(&self) -> Option<Ballot> {
+        self.leading
+    }
+
     /// Forgets the leadership seen, so the next
     /// [`follow_role`](Self::follow_role) rebuilds the deadlines from the
     /// state machine (after the state machine was replaced by a snapshot).
-    pub(super) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.clock.step_down();
         self.leading = None;
         self.wakeup_ms = None;
     }
 
     /// Takes in the session events of a slot applied at `now_ms`.
-    pub(super) fn observe(&mut self, now_ms: u64, events: &[SessionEvent]) {
+    pub fn observe(&mut self, now_ms: u64, events: &[SessionEvent]) {
         if events.is_empty() || !self.clock.is_leader() {
             return;
         }
@@ -112,7 +124,7 @@ impl SessionTimer {
     }
 
     /// The ops the leader must propose at `now_ms` (empty unless leader).
-    pub(super) fn due(&mut self, now_ms: u64) -> Vec<Op> {
+    pub fn due(&mut self, now_ms: u64) -> Vec<Op> {
         if !self.clock.is_leader() {
             return Vec::new();
         }

@@ -3,6 +3,7 @@
 
 use synod_paxos::Unavailable;
 
+use super::coord::{CoordAnswer, CoordReply};
 use super::workload::{Reply, Request};
 use super::{Event, Simulation, AFTER_HEAL_US, ATTEMPT_TIMEOUT_US, PATIENCE_US};
 use crate::support::linearizability::KvOp;
@@ -46,6 +47,18 @@ impl Simulation {
                     Err(Unavailable::Busy) => {}
                 }
             }
+            Request::Coord { from, seq, bytes } => match replica.propose(now, bytes) {
+                Ok(()) => {
+                    n.writes.insert((from, seq));
+                    self.drive(node, &[])?;
+                }
+                Err(Unavailable::NotLeader { leader }) => self.coord_reply(CoordReply {
+                    from,
+                    seq,
+                    answer: CoordAnswer::Redirect(leader),
+                }),
+                Err(Unavailable::Busy) => {}
+            },
             Request::Read { attempt, key, .. } => {
                 let id = n.next_read_id;
                 n.next_read_id += 1;

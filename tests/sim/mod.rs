@@ -16,15 +16,25 @@
 //!   and every node has applied the whole log);
 //! - a lease read never misses a slot any node knows to be chosen;
 //! - the clients' history is linearizable;
-//! - after the faults heal, writes commit again within a bounded time.
+//! - after the faults heal, writes commit again within a bounded time;
+//! - the coordination oracles (locks, fencing tokens, fenced writes,
+//!   elections, session keep-alive and expiry): see `coord_oracles`.
+//!
+//! Every node runs the node runtime's own `SessionTimer` on its drifting
+//! clock, as the core task does: while it leads, it proposes session
+//! expiries, lock-delay ends and TTL checkpoints.
 
 mod clients;
+mod coord;
+mod coord_oracles;
+mod coord_traffic;
 pub mod network;
 mod oracles;
 mod snapshots;
 mod trace;
 pub mod workload;
 
+pub use coord_oracles::{CoordOracles, Oracle};
 pub use trace::describe;
 use trace::describe_value;
 
@@ -38,8 +48,13 @@ use synod_paxos::{
 };
 
 use crate::support::linearizability::KvOutcome;
+pub use coord::CoordStats;
+use coord::{is_coord, CoordAnswer, CoordClient, CoordReply};
+use coord_oracles::{AppliedSlot, BoundParams, ReplicaView, Truth, Violation};
 use network::{FaultMix, Partitions};
-use synod_kvstore::{Get, Op, SnapshotChunk, StateMachine};
+use prost::Message as _;
+use synod::node::SessionTimer;
+use synod_kvstore::{Get, Op, SessionClockConfig, SnapshotChunk, StateMachine};
 use workload::{read_value, write_outcome, Client, Reply, Request, WriteCommand};
 
 /// Node ticks are this far apart (simulated).
@@ -53,6 +68,9 @@ const PATIENCE_US: u64 = 3_000_000;
 const AFTER_HEAL_US: u64 = 5_000_000;
 /// Then everything quiets down for this long before the final checks.
 const QUIESCE_US: u64 = 2_000_000;
+/// ...or this long with coordination clients: sessions they leave behind
+/// must expire first (TTLs are at most 2 s), then lock-delays end.
+const COORD_QUIESCE_US: u64 = 4_000_000;
 /// A node snapshots its state and compacts its log once this many slots
 /// were applied since the last compaction...
 const COMPACT_EVERY_SLOTS: u64 = 40;
@@ -75,6 +93,15 @@ pub struct SimOptions {
     pub campaign_at_start: Vec<usize>,
     /// Deliberately broken protocol rules.
     pub bugs: synod_paxos::Bugs,
+    /// Clients of sessions, locks, fenced writes and elections.
+    pub coord_clients: usize,
+    /// The coordination oracles that may fail the run.
+    pub coord_oracles: CoordOracles,
+    /// Deliberately broken coordination rules (state machine and session
+    /// clock).
+    pub coord_bugs: synod_kvstore::Bugs,
+    /// The nodes' session clock settings.
+    pub sessions: SessionClockConfig,
 }
 
 impl SimOptions {
@@ -84,12 +111,25 @@ impl SimOptions {
             seed,
             nodes,
             mix,
-            clients: 4,
+            // Fewer under churn, whose point is the coordination clients
+            // (and whose runs are longer).
+            clients: if mix.leader_churn { 2 } else { 4 },
             keys: 3,
-            fault_phase_us: 6_000_000,
+            fault_phase_us: mix.fault_phase_us,
             trace: false,
             campaign_at_start: Vec::new(),
             bugs: synod_paxos::Bugs::default(),
+            coord_clients: 3,
+            coord_oracles: CoordOracles::default(),
+            coord_bugs: synod_kvstore::Bugs::default(),
+            // Short enough for 1-2 s TTLs; the churn mix's terms last at
+            // least four checkpoint intervals.
+            sessions: SessionClockConfig {
+                checkpoint_interval_ms: 200,
+                lock_delay_ms: 300,
+                retry_ms: 200,
+                ..SessionClockConfig::default()
+            },
         }
     }
 }
@@ -109,6 +149,13 @@ pub struct SimReport {
     pub first_commit_us: Option<u64>,
     /// Snapshots installed by lagging nodes.
     pub snapshots_installed: u64,
+    /// What the coordination clients did.
+    pub coord: CoordStats,
+    /// Sessions expired and closed.
+    pub sessions_expired: u64,
+    pub sessions_closed: u64,
+    /// Leaderships (session clock terms).
+    pub terms: usize,
     pub trace: Vec<String>,
 }
 
@@ -198,6 +245,31 @@ enum Event {
         slot: Slot,
         chunks: Vec<SnapshotChunk>,
     },
+    CoordStart {
+        client: usize,
+    },
+    CoordSend {
+        client: usize,
+        stream: usize,
+        seq: u64,
+        attempt: u64,
+    },
+    CoordTimeout {
+        client: usize,
+        stream: usize,
+        seq: u64,
+        attempt: u64,
+    },
+    CoordKeepAlive {
+        client: usize,
+        life: u64,
+    },
+    CoordReply(CoordReply),
+    /// The churn mix ends a leadership: crash `node` if it still leads.
+    ChurnCrash {
+        node: usize,
+        incarnation: u64,
+    },
 }
 
 struct Scheduled {
@@ -239,6 +311,10 @@ struct Node {
     next_read_id: ReadId,
     clock_offset_us: u64,
     drift_ppm: i64,
+    /// The runtime's session duties (expiries, lock-delays, checkpoints).
+    timer: SessionTimer,
+    /// The coordination state the oracles last saw on this replica.
+    view: ReplicaView,
 }
 
 impl Node {
@@ -267,6 +343,9 @@ struct Simulation {
     first_commit_us: Option<u64>,
     committed_commands: u64,
     snapshots_installed: u64,
+    coord: Vec<CoordClient>,
+    truth: Truth,
+    drift_bound_ppm: u64,
     trace: Vec<String>,
 }
 
@@ -290,7 +369,12 @@ impl Simulation {
                 } else {
                     0
                 },
+                timer: SessionTimer::new(options.sessions.clone()),
+                view: ReplicaView::default(),
             })
+            .collect();
+        let coord = (0..options.coord_clients)
+            .map(|c| CoordClient::new(c, options.nodes))
             .collect();
         let clients = (0..options.clients)
             .map(|c| Client::new(c as u64 + 1, options.nodes))
@@ -313,6 +397,9 @@ impl Simulation {
             first_commit_us: None,
             committed_commands: 0,
             snapshots_installed: 0,
+            coord,
+            truth: Truth::default(),
+            drift_bound_ppm: drift_bound as u64,
             trace: Vec::new(),
         }
     }
@@ -364,7 +451,8 @@ impl Simulation {
         let now = self.local_now(node);
         // The state machine restarts from its last durable point.
         let (applied, chunks) = self.nodes[node].durable_snapshot.clone();
-        let mut state_machine = StateMachine::in_memory().expect("in-memory database");
+        let mut state_machine =
+            StateMachine::in_memory_with(self.state_machine_options()).expect("in-memory database");
         if applied > Slot(0) {
             state_machine
                 .install_snapshot(chunks)
@@ -372,13 +460,34 @@ impl Simulation {
         }
         let replica =
             Replica::new(self.config(node), durable, applied, now).expect("valid configuration");
+        let view = ReplicaView::read(&state_machine)?;
+        let mut sessions = self.options.sessions.clone();
+        sessions.bugs = self.options.coord_bugs;
         let n = &mut self.nodes[node];
         n.replica = Some(replica);
         n.state_machine = state_machine;
+        n.timer = SessionTimer::new(sessions);
+        n.view = view;
         let incarnation = n.incarnation;
         let first_tick = self.rng.below(TICK_US);
         self.schedule(first_tick, Event::Tick { node, incarnation });
         self.drive(node, &[])
+    }
+
+    fn state_machine_options(&self) -> synod_kvstore::Options {
+        synod_kvstore::Options {
+            bugs: self.options.coord_bugs,
+            ..synod_kvstore::Options::default()
+        }
+    }
+
+    /// The quiet time at the end of the run.
+    fn quiesce_us(&self) -> u64 {
+        if self.coord.is_empty() {
+            QUIESCE_US
+        } else {
+            COORD_QUIESCE_US
+        }
     }
 
     fn run(&mut self) -> Result<(), String> {
@@ -394,6 +503,10 @@ impl Simulation {
             let delay = 100_000 + self.rng.below(100_000);
             self.schedule(delay, Event::ClientStart { client });
         }
+        for client in 0..self.coord.len() {
+            let delay = 100_000 + self.rng.below(300_000);
+            self.schedule(delay, Event::CoordStart { client });
+        }
         if self.options.mix.partitions {
             let delay = 300_000 + self.rng.below(1_500_000);
             self.schedule(delay, Event::Cut);
@@ -403,7 +516,7 @@ impl Simulation {
             self.schedule(delay, Event::Crash);
         }
         self.schedule(self.options.fault_phase_us, Event::EndFaults);
-        let end_us = self.heal_at_us + AFTER_HEAL_US + QUIESCE_US;
+        let end_us = self.heal_at_us + AFTER_HEAL_US + self.quiesce_us();
         while let Some(next) = self.queue.pop() {
             if next.at_us > end_us {
                 break;
@@ -500,6 +613,33 @@ impl Simulation {
                 }
             }
             Event::Snapshot { to, slot, chunks } => self.install_snapshot(to, slot, chunks)?,
+            Event::CoordStart { client } => self.coord_start(client),
+            Event::CoordSend {
+                client,
+                stream,
+                seq,
+                attempt,
+            } => self.coord_send(client, stream, seq, attempt),
+            Event::CoordTimeout {
+                client,
+                stream,
+                seq,
+                attempt,
+            } => self.coord_timeout(client, stream, seq, attempt),
+            Event::CoordKeepAlive { client, life } => self.coord_keepalive(client, life),
+            Event::CoordReply(reply) => self.on_coord_reply(reply)?,
+            Event::ChurnCrash { node, incarnation } => {
+                let n = &self.nodes[node];
+                if self.faults_active
+                    && n.incarnation == incarnation
+                    && n.replica.is_some()
+                    && n.timer.leading().is_some()
+                {
+                    self.crash(node);
+                    let delay = 100_000 + self.rng.below(500_000);
+                    self.schedule(delay, Event::Restart(node));
+                }
+            }
             Event::EndFaults => {
                 self.note(|| "faults end; network heals, crashed nodes restart".to_string());
                 self.faults_active = false;
@@ -516,6 +656,9 @@ impl Simulation {
 
     fn crash(&mut self, node: usize) {
         self.note(|| format!("crash n{}", node + 1));
+        if self.nodes[node].timer.leading().is_some() {
+            self.truth.term_ended(node, self.now_us);
+        }
         let n = &mut self.nodes[node];
         n.replica = None;
         n.storage.crash();
@@ -528,9 +671,11 @@ impl Simulation {
     /// `lease_reads` are reads released in the same call that asked for
     /// them, i.e. served under the lease with no round trip.
     fn drive(&mut self, node: usize, lease_reads: &[ReadId]) -> Result<(), String> {
-        let Some(replica) = self.nodes[node].replica.as_mut() else {
+        if self.nodes[node].replica.is_none() {
             return Ok(());
-        };
+        }
+        self.lead_sessions(node)?;
+        let replica = self.nodes[node].replica.as_mut().expect("up");
         let ready = replica.ready();
         self.nodes[node]
             .storage
@@ -575,6 +720,17 @@ impl Simulation {
         }
         for command in ready.unproposed {
             let (client, seq) = WriteCommand::origin(&command);
+            if is_coord(client) {
+                if self.nodes[node].writes.remove(&(client, seq)) {
+                    let answer = CoordAnswer::Redirect(None);
+                    self.coord_reply(CoordReply {
+                        from: client,
+                        seq,
+                        answer,
+                    });
+                }
+                continue;
+            }
             if self.nodes[node].writes.remove(&(client, seq)) {
                 let redirect = Reply::Redirect {
                     tag: seq,
@@ -594,6 +750,7 @@ impl Simulation {
         if slot != applied.next() {
             return Err(format!("n{} applied slot {slot} after {applied}", node + 1));
         }
+        let first = !self.chosen.contains_key(&slot);
         match self.chosen.get(&slot) {
             Some(existing) if *existing != value => {
                 return Err(format!(
@@ -616,12 +773,52 @@ impl Simulation {
             Value::Noop => Vec::new(),
             Value::Commands(commands) => commands,
         };
+        let revision_before = self.nodes[node].state_machine.revision();
         let responses = self.nodes[node]
             .state_machine
             .apply(slot.0, &commands)
             .map_err(|e| e.to_string())?;
+        let effects = self.nodes[node].state_machine.take_effects();
+        let now_ms = self.local_now(node).as_micros() / 1_000;
+        self.nodes[node]
+            .timer
+            .observe(now_ms, &effects.session_events);
+        let mut violations = Vec::new();
+        if first {
+            self.truth.first_apply(
+                self.now_us,
+                &effects.session_events,
+                self.drift_bound_ppm,
+                &mut violations,
+            );
+        }
+        let n = &mut self.nodes[node];
+        let applied = AppliedSlot {
+            commands: &commands,
+            responses: &responses,
+            effects: &effects,
+            revision_before,
+        };
+        n.view.check_slot(
+            &n.state_machine,
+            &applied,
+            &mut self.truth.leaders,
+            &mut violations,
+        )?;
+        self.report(node, violations)?;
         for (bytes, response) in commands.iter().zip(responses) {
             let (client, seq) = WriteCommand::origin(bytes);
+            if is_coord(client) {
+                if self.nodes[node].writes.remove(&(client, seq)) {
+                    let answer = CoordAnswer::Done(response);
+                    self.coord_reply(CoordReply {
+                        from: client,
+                        seq,
+                        answer,
+                    });
+                }
+                continue;
+            }
             if let Some(outcome) = write_outcome(&response) {
                 if self.nodes[node].writes.remove(&(client, seq)) {
                     let tag = seq;
@@ -682,7 +879,87 @@ impl Simulation {
                 .map_or(0, |t| t - self.heal_at_us),
             first_commit_us: self.first_commit_us,
             snapshots_installed: self.snapshots_installed,
+            coord: self
+                .coord
+                .iter()
+                .fold(CoordStats::default(), |a, c| a.add(&c.stats)),
+            sessions_expired: self.truth.expired,
+            sessions_closed: self.truth.closed,
+            terms: self.truth.terms.len(),
             trace: self.trace,
         }
+    }
+}
+
+impl Simulation {
+    /// The core task's `lead_sessions`: follow leadership changes, then
+    /// propose what the session clock says is due, on the node's own clock.
+    fn lead_sessions(&mut self, node: usize) -> Result<(), String> {
+        let now = self.local_now(node);
+        let now_ms = now.as_micros() / 1_000;
+        let n = &mut self.nodes[node];
+        let replica = n.replica.as_mut().expect("up");
+        let before = n.timer.leading();
+        n.timer
+            .follow_role(now_ms, replica, &n.state_machine)
+            .map_err(|e| e.to_string())?;
+        let after = n.timer.leading();
+        for op in n.timer.due(now_ms) {
+            let bytes = synod_kvstore::Request::anonymous(op).encode_to_vec();
+            // Refused: the clock proposes again after its retry interval.
+            let _ = replica.propose(now, bytes);
+        }
+        if before != after {
+            if before.is_some() {
+                self.truth.term_ended(node, self.now_us);
+            }
+            if let Some(ballot) = after {
+                self.truth.term_started(node, self.now_us);
+                self.note(|| format!("n{} leads sessions with ballot {ballot}", node + 1));
+                if self.options.mix.leader_churn && self.faults_active {
+                    let incarnation = self.nodes[node].incarnation;
+                    let term = 800_000 + self.rng.below(800_000);
+                    self.schedule(term, Event::ChurnCrash { node, incarnation });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails the run with the first violation of an oracle that is on.
+    fn report(&self, node: usize, violations: Vec<Violation>) -> Result<(), String> {
+        match violations
+            .into_iter()
+            .find(|v| self.options.coord_oracles.0.contains(&v.oracle))
+        {
+            Some(v) => Err(format!(
+                "[{}] at n{} ({} ms): {}",
+                v.oracle.name(),
+                node + 1,
+                self.now_us / 1_000,
+                v.message
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The coordination checks at the end of the run.
+    fn coord_final_checks(&self) -> Result<(), String> {
+        let drift = self.drift_bound_ppm as f64 / 1e6;
+        let bound = self.options.mix.commits_promptly().then_some(BoundParams {
+            checkpoint_ms: self.options.sessions.checkpoint_interval_ms as f64,
+            drift,
+            propagate_ms: 150.0,
+            expire_ms: 100.0,
+        });
+        let mut violations = Vec::new();
+        self.truth.abandon_checks(
+            self.now_us,
+            self.heal_at_us,
+            drift,
+            bound.as_ref(),
+            &mut violations,
+        );
+        self.report(0, violations)
     }
 }

@@ -25,10 +25,26 @@ pub struct FaultMix {
     pub crashes: bool,
     /// Node clocks run at different rates within the configured bound.
     pub clock_drift: bool,
+    /// Every leader crashes after 0.8 to 1.6 s of leadership (and restarts
+    /// soon after), so leaders change often but each term lasts at least
+    /// twice the simulated checkpoint interval.
+    pub leader_churn: bool,
+    /// How long faults are injected before everything heals.
+    pub fault_phase_us: u64,
+}
+
+impl FaultMix {
+    /// Whether every proposal of a leader that keeps a majority commits
+    /// within a round trip: no loss, no partitions, no crash except of the
+    /// leader itself. Then the `abandon` oracle also bounds expiry while
+    /// leaders change.
+    pub fn commits_promptly(&self) -> bool {
+        self.loss_per_mille == 0 && !self.partitions && !self.crashes
+    }
 }
 
 /// The fault mixes the default test run cycles through.
-pub const FAULT_MIXES: [FaultMix; 5] = [
+pub const FAULT_MIXES: [FaultMix; 6] = [
     FaultMix {
         name: "calm",
         loss_per_mille: 0,
@@ -38,6 +54,8 @@ pub const FAULT_MIXES: [FaultMix; 5] = [
         partitions: false,
         crashes: false,
         clock_drift: false,
+        leader_churn: false,
+        fault_phase_us: 6_000_000,
     },
     FaultMix {
         name: "lossy",
@@ -48,6 +66,8 @@ pub const FAULT_MIXES: [FaultMix; 5] = [
         partitions: false,
         crashes: false,
         clock_drift: true,
+        leader_churn: false,
+        fault_phase_us: 6_000_000,
     },
     FaultMix {
         name: "partitions",
@@ -58,6 +78,8 @@ pub const FAULT_MIXES: [FaultMix; 5] = [
         partitions: true,
         crashes: false,
         clock_drift: true,
+        leader_churn: false,
+        fault_phase_us: 6_000_000,
     },
     FaultMix {
         name: "crashes",
@@ -68,6 +90,8 @@ pub const FAULT_MIXES: [FaultMix; 5] = [
         partitions: false,
         crashes: true,
         clock_drift: true,
+        leader_churn: false,
+        fault_phase_us: 6_000_000,
     },
     FaultMix {
         name: "chaos",
@@ -78,6 +102,20 @@ pub const FAULT_MIXES: [FaultMix; 5] = [
         partitions: true,
         crashes: true,
         clock_drift: true,
+        leader_churn: false,
+        fault_phase_us: 6_000_000,
+    },
+    FaultMix {
+        name: "churn",
+        loss_per_mille: 0,
+        duplicate_per_mille: 0,
+        min_delay_us: 100,
+        max_delay_us: 2_000,
+        partitions: false,
+        crashes: false,
+        clock_drift: true,
+        leader_churn: true,
+        fault_phase_us: 10_000_000,
     },
 ];
 

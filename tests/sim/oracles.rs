@@ -10,6 +10,7 @@ use crate::support::linearizability::{check_kv, KvOp, Operation};
 
 impl Simulation {
     pub(super) fn final_checks(&mut self) -> Result<(), String> {
+        self.coord_final_checks()?;
         let newest = self.chosen.keys().next_back().copied().unwrap_or_default();
         for (i, node) in self.nodes.iter().enumerate() {
             if node.applied() != newest {

@@ -3,6 +3,7 @@
 use synod_kvstore::{SnapshotChunk, StateMachine};
 use synod_paxos::Slot;
 
+use super::coord_oracles::ReplicaView;
 use super::{Event, Simulation, COMPACT_EVERY_SLOTS, COMPACT_KEEP_SLOTS};
 
 /// A snapshot of `state_machine`, all its chunks.
@@ -71,10 +72,17 @@ impl Simulation {
             .map_err(|e| format!("n{} cannot install a snapshot: {e}", node + 1))?;
         assert_eq!(Slot(installed), slot, "snapshot slot");
         n.durable_snapshot = (slot, chunks);
+        // The runtime rebuilds session deadlines from the installed state.
+        let was_leading = n.timer.leading().is_some();
+        n.timer.reset();
+        n.view = ReplicaView::read(&n.state_machine)?;
         assert!(
             replica.install_snapshot(now, slot),
             "snapshot ahead of the commit index"
         );
+        if was_leading {
+            self.truth.term_ended(node, self.now_us);
+        }
         self.snapshots_installed += 1;
         self.note(|| format!("n{} installed a snapshot at slot {slot}", node + 1));
         self.drive(node, &[])

@@ -68,7 +68,17 @@ pub fn read_value(response: &Response) -> Option<Vec<u8>> {
 #[derive(Clone, Debug)]
 pub enum Request {
     Write(WriteCommand),
-    Read { attempt: u64, key: Vec<u8> },
+    Read {
+        attempt: u64,
+        key: Vec<u8>,
+    },
+    /// A coordination client's request: its exactly-once id, sequence
+    /// number and the encoded state machine request.
+    Coord {
+        from: u64,
+        seq: u64,
+        bytes: Vec<u8>,
+    },
 }
 
 /// A node's answer.
