@@ -34,6 +34,14 @@ fn mix(name: &str) -> FaultMix {
         .unwrap_or_else(|| panic!("no fault mix named {name}"))
 }
 
+fn margin(us: u64) -> String {
+    if us == u64::MAX {
+        "-".to_string()
+    } else {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    }
+}
+
 /// A run's settings; `SYNOD_SIM_COORD_CLIENTS` overrides how many
 /// coordination clients run (0 for key-value clients only).
 fn options(seed: u64, nodes: usize, mix_name: &str) -> SimOptions {
@@ -52,6 +60,7 @@ fn run_mix(name: &str) -> u64 {
     let started = WallClock::now();
     let (mut commands, mut simulated_us, mut worst_recovery_us, mut snapshots) = (0, 0, 0, 0);
     let (mut terms, mut expired, mut closed) = (0, 0, 0);
+    let (mut early_us, mut late_us) = (u64::MAX, u64::MAX);
     let mut coord = sim::CoordStats::default();
     for seed in first..first + per_mix {
         let nodes = if seed % 2 == 0 { 5 } else { 3 };
@@ -66,6 +75,8 @@ fn run_mix(name: &str) -> u64 {
                 expired += report.sessions_expired;
                 closed += report.sessions_closed;
                 coord = coord.add(&report.coord);
+                early_us = early_us.min(report.closest_early_us.unwrap_or(u64::MAX));
+                late_us = late_us.min(report.closest_late_us.unwrap_or(u64::MAX));
             }
             Err(failure) => panic!("{failure}"),
         }
@@ -77,7 +88,9 @@ fn run_mix(name: &str) -> u64 {
          {snapshots} snapshots installed, {terms} leaderships, {elapsed:.1} s\n  \
          coordination: {} sessions ({} abandoned, {expired} expired, {closed} closed, {} kept \
          alive but lost), {} lock grants, fenced writes {} accepted / {} refused ({} from \
-         zombies), {} election wins",
+         zombies), {} election wins\n  \
+         closest expiry to the earliest allowed: {}; to the latest allowed while leaders \
+         change: {}",
         simulated_us as f64 / 1e6,
         commands as f64 / elapsed,
         worst_recovery_us / 1000,
@@ -89,6 +102,8 @@ fn run_mix(name: &str) -> u64 {
         coord.fenced_rejected,
         coord.zombie_writes_rejected,
         coord.elected,
+        margin(early_us),
+        margin(late_us),
     );
     snapshots
 }

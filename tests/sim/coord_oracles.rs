@@ -535,6 +535,12 @@ pub struct Truth {
     pub leaders: BTreeMap<(usize, u64), u64>,
     pub expired: u64,
     pub closed: u64,
+    /// How close expiries came to the earliest the `keepalive` oracle
+    /// allows (smallest `x - k - (TTL/(1+drift) - 2 ms)`), in µs.
+    pub closest_early_us: Option<u64>,
+    /// How close expiries came to the `abandon` bound while leaders
+    /// changed (smallest `bound - x`), in µs.
+    pub closest_late_us: Option<u64>,
 }
 
 impl Truth {
@@ -577,6 +583,9 @@ impl Truth {
                     let last = *s.alive_us.last().expect("opened");
                     let min_us = s.ttl_ms * 1_000 * 1_000_000 / (1_000_000 + drift_ppm);
                     let min_us = min_us.saturating_sub(2_000);
+                    let margin = (now_us - last).saturating_sub(min_us);
+                    self.closest_early_us =
+                        Some(self.closest_early_us.map_or(margin, |m| m.min(margin)));
                     if now_us - last < min_us {
                         out.push(violation(
                             Oracle::KeepAlive,
@@ -657,7 +666,7 @@ impl Truth {
 
     /// The `abandon` checks at the end of a run (see the module docs).
     pub fn abandon_checks(
-        &self,
+        &mut self,
         end_us: u64,
         heal_us: u64,
         drift: f64,
@@ -667,6 +676,7 @@ impl Truth {
         const SETTLE_US: u64 = 3_000_000;
         const ALLOWANCE_US: u64 = 1_000_000;
         let terms = self.clipped_terms(end_us);
+        let mut closest_late_us = None;
         for (session, s) in &self.sessions {
             let last = *s.alive_us.last().expect("opened");
             if s.ended.is_none() {
@@ -696,6 +706,11 @@ impl Truth {
                     Some(next) => next > due,
                     None => due <= end_us,
                 };
+                if let (Some(next), Some((_, true)), None) = (next, s.ended, s.alive_us.get(i + 1))
+                {
+                    let margin = due.saturating_sub(next);
+                    closest_late_us = Some(closest_late_us.map_or(margin, |m: u64| m.min(margin)));
+                }
                 if late {
                     let what = match (next, s.alive_us.get(i + 1)) {
                         (Some(_), Some(_)) => "was kept alive again",
@@ -717,5 +732,6 @@ impl Truth {
                 }
             }
         }
+        self.closest_late_us = closest_late_us;
     }
 }

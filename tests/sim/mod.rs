@@ -156,6 +156,10 @@ pub struct SimReport {
     pub sessions_closed: u64,
     /// Leaderships (session clock terms).
     pub terms: usize,
+    /// Closest margins of expiries to the `keepalive` and `abandon`
+    /// oracles' limits.
+    pub closest_early_us: Option<u64>,
+    pub closest_late_us: Option<u64>,
     pub trace: Vec<String>,
 }
 
@@ -265,10 +269,12 @@ enum Event {
         life: u64,
     },
     CoordReply(CoordReply),
-    /// The churn mix ends a leadership: crash `node` if it still leads.
+    /// The churn mix ends a leadership: crash `node` if it still leads
+    /// with `ballot`.
     ChurnCrash {
         node: usize,
         incarnation: u64,
+        ballot: synod_paxos::Ballot,
     },
 }
 
@@ -628,12 +634,16 @@ impl Simulation {
             } => self.coord_timeout(client, stream, seq, attempt),
             Event::CoordKeepAlive { client, life } => self.coord_keepalive(client, life),
             Event::CoordReply(reply) => self.on_coord_reply(reply)?,
-            Event::ChurnCrash { node, incarnation } => {
+            Event::ChurnCrash {
+                node,
+                incarnation,
+                ballot,
+            } => {
                 let n = &self.nodes[node];
                 if self.faults_active
                     && n.incarnation == incarnation
                     && n.replica.is_some()
-                    && n.timer.leading().is_some()
+                    && n.timer.leading() == Some(ballot)
                 {
                     self.crash(node);
                     let delay = 100_000 + self.rng.below(500_000);
@@ -886,6 +896,8 @@ impl Simulation {
             sessions_expired: self.truth.expired,
             sessions_closed: self.truth.closed,
             terms: self.truth.terms.len(),
+            closest_early_us: self.truth.closest_early_us,
+            closest_late_us: self.truth.closest_late_us,
             trace: self.trace,
         }
     }
@@ -919,7 +931,14 @@ impl Simulation {
                 if self.options.mix.leader_churn && self.faults_active {
                     let incarnation = self.nodes[node].incarnation;
                     let term = 800_000 + self.rng.below(800_000);
-                    self.schedule(term, Event::ChurnCrash { node, incarnation });
+                    self.schedule(
+                        term,
+                        Event::ChurnCrash {
+                            node,
+                            incarnation,
+                            ballot,
+                        },
+                    );
                 }
             }
         }
@@ -944,7 +963,7 @@ impl Simulation {
     }
 
     /// The coordination checks at the end of the run.
-    fn coord_final_checks(&self) -> Result<(), String> {
+    fn coord_final_checks(&mut self) -> Result<(), String> {
         let drift = self.drift_bound_ppm as f64 / 1e6;
         let bound = self.options.mix.commits_promptly().then_some(BoundParams {
             checkpoint_ms: self.options.sessions.checkpoint_interval_ms as f64,
