@@ -103,8 +103,9 @@ impl Default for Timing {
 pub struct Sessions {
     /// How often the leader records every session's remaining TTL in the
     /// log, so that leader changes cannot keep an abandoned session alive
-    /// forever. Keep it well below typical leader lifetimes: a leadership
-    /// shorter than this brings no session closer to expiry.
+    /// forever (keys with a TTL are checkpointed as often). Keep it well
+    /// below typical leader lifetimes: a leadership shorter than this brings
+    /// no session closer to expiry.
     pub checkpoint_interval_ms: u64,
     /// How long a lock whose holder's session expired (rather than
     /// unlocked) stays unavailable, so the old holder can notice; 0 for
@@ -153,7 +154,7 @@ impl Sessions {
     }
 
     /// The leader's session clock settings (the retry interval keeps its
-    /// default).
+    /// default); the key expiry clock takes its checkpoint interval too.
     pub fn clock_config(&self) -> synod_kvstore::SessionClockConfig {
         synod_kvstore::SessionClockConfig {
             checkpoint_interval_ms: self.checkpoint_interval_ms,
