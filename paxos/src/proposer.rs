@@ -18,6 +18,12 @@ pub(crate) struct Candidate {
     pub(crate) ballot: Ballot,
     pub(crate) first_slot: Slot,
     pub(crate) promises: BTreeMap<NodeId, Vec<(Slot, SlotState)>>,
+    /// Whether this node's own acceptor was asked yet. It is asked last,
+    /// once the others' promises make a quorum with it, so a candidate that
+    /// cannot win (cut off from the cluster) never raises its own promise
+    /// and can follow the current leader again when it reconnects, instead
+    /// of rejecting its heartbeats and deposing it.
+    pub(crate) asked_self: bool,
     /// Give up this attempt (and back off) at this time.
     pub(crate) deadline: Instant,
 }
@@ -96,14 +102,21 @@ impl Replica {
         let ballot = Ballot::new(round, self.config.id);
         let first_slot = self.commit.next();
         tracing::info!(node = %self.config.id, %ballot, slot = %first_slot, "starting phase 1");
+        let ask_self_now = self.config.quorum() <= 1;
         self.role = RoleState::Candidate(Candidate {
             ballot,
             first_slot,
             promises: BTreeMap::new(),
+            asked_self: ask_self_now,
             deadline: now + self.config.election_timeout,
         });
         self.leader_hint = None;
-        self.broadcast(&Message::Prepare { ballot, first_slot });
+        let prepare = Message::Prepare { ballot, first_slot };
+        for to in self.config.members.clone() {
+            if to != self.config.id || ask_self_now {
+                self.send(to, prepare.clone());
+            }
+        }
     }
 
     pub(crate) fn on_promise(
@@ -135,6 +148,14 @@ impl Replica {
         candidate.promises.insert(from, slots);
         if candidate.promises.len() >= quorum {
             self.become_leader(now);
+        } else if !candidate.asked_self && candidate.promises.len() + 1 >= quorum {
+            candidate.asked_self = true;
+            let prepare = Message::Prepare {
+                ballot,
+                first_slot: candidate.first_slot,
+            };
+            let me = self.config.id;
+            self.send(me, prepare);
         }
     }
 

@@ -241,3 +241,51 @@ fn durable_state_refuses_a_lower_promise() {
     durable.apply(Record::Promised(Ballot::new(2, NodeId(1))));
     durable.apply(Record::Promised(Ballot::new(1, NodeId(1))));
 }
+
+/// Delivers messages among `nodes` like `deliver_all`, dropping those to
+/// or from `cut`.
+fn deliver_all_but(nodes: &mut [Replica], now: Instant, cut: u32) {
+    loop {
+        let mut in_flight = Vec::new();
+        for node in nodes.iter_mut() {
+            in_flight.extend(node.ready().messages);
+        }
+        in_flight.retain(|e| e.from != NodeId(cut) && e.to != NodeId(cut));
+        if in_flight.is_empty() {
+            return;
+        }
+        for envelope in in_flight {
+            nodes[envelope.to.0 as usize - 1].step(now, envelope);
+        }
+    }
+}
+
+#[test]
+fn a_cut_off_candidate_keeps_its_promise_and_rejoins_without_deposing_the_leader() {
+    let mut nodes = vec![replica(1, 3), replica(2, 3), replica(3, 3)];
+    nodes[0].campaign(at_ms(1));
+    deliver_all(&mut nodes, at_ms(1));
+    let ballot = nodes[0].status().promised;
+    // Node 3, cut off past the lease it granted, campaigns again and
+    // again: nobody answers.
+    let later = 10_000;
+    for attempt in 0..5 {
+        nodes[2].campaign(at_ms(later + attempt));
+        deliver_all_but(&mut nodes, at_ms(later + attempt), 3);
+    }
+    assert_eq!(
+        nodes[2].status().promised,
+        ballot,
+        "a candidate that cannot win does not raise its own promise"
+    );
+    // Reconnected, it accepts the leader's next proposal rather than
+    // rejecting it, and the leader keeps leading.
+    nodes[2].ready();
+    nodes[0]
+        .propose(at_ms(later + 10), b"after".to_vec())
+        .unwrap();
+    deliver_all(&mut nodes, at_ms(later + 10));
+    assert_eq!(nodes[0].status().role, synod_paxos::Role::Leader);
+    assert_eq!(nodes[2].status().leader, Some(NodeId(1)));
+    assert_eq!(nodes[2].status().promised, ballot);
+}
