@@ -11,11 +11,12 @@ use synod_kvstore::{
     SnapshotInstaller, StateMachine, WatchError,
 };
 use synod_paxos::{
-    Envelope, Instant, NodeId, ReadId, Ready, Replica, Role, Slot, Storage, Unavailable, Value,
+    Envelope, Instant, NodeId, ReadId, Ready, Replica, Slot, Storage, Unavailable, Value,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::expiry_timer::ExpiryTimer;
+use super::leadership::{LeadershipChange, LeadershipWatch};
 use super::session_timer::SessionTimer;
 use super::watch::{AppliedEvents, WatchAnswer, APPLIED_EVENTS_QUEUE};
 use super::{
@@ -139,7 +140,7 @@ where
         next_read_id: 1,
         anonymous_seq: Arc::new(AtomicU64::new(first_anonymous_seq)),
         compaction: setup.compaction,
-        was_leading: false,
+        leadership: LeadershipWatch::default(),
         flushed_through: applied.0,
         installing: None,
         expiry: ExpiryTimer::new(KeyExpiryConfig::like_sessions(&sessions)),
@@ -170,8 +171,8 @@ struct CoreTask<S> {
     next_read_id: ReadId,
     anonymous_seq: Arc<AtomicU64>,
     compaction: CompactionPolicy,
-    /// Whether the core led at the end of the last round.
-    was_leading: bool,
+    /// The leadership seen at the end of the last round.
+    leadership: LeadershipWatch,
     /// The applied index at the last state-machine flush (or start).
     flushed_through: u64,
     /// A snapshot being received, and from whom.
@@ -375,14 +376,11 @@ impl<S: Storage> CoreTask<S> {
     /// a client that retries with the same (client, seq) at the new leader
     /// gets the command's one result (exactly-once).
     fn answer_waiters_on_step_down(&mut self) {
-        let status = self.replica.status();
-        let leading = status.role == Role::Leader;
-        if self.was_leading && !leading {
-            let leader = status.leader;
+        if self.leadership.follow(&self.replica) == LeadershipChange::Ended {
+            let leader = self.replica.status().leader;
             self.waiters
                 .complete_all(|| Err(NodeError::NotLeader { leader }));
         }
-        self.was_leading = leading;
     }
 
     fn read_now(&self, request: &Request) -> Result<Response, NodeError> {

@@ -24,20 +24,22 @@
 use synod_kvstore::{
     ExpiryEvent, KeyExpiryClock, KeyExpiryConfig, Op, Outcome, Response, StateMachine, StorageError,
 };
-use synod_paxos::{Ballot, Replica, Role};
+use synod_paxos::Replica;
+
+use super::leadership::{LeadershipChange, LeadershipWatch};
 
 /// The key expiry clock plus the leadership it follows.
 pub(super) struct ExpiryTimer {
     clock: KeyExpiryClock,
-    /// The ballot this node leads with, while the clock runs as leader.
-    leading: Option<Ballot>,
+    /// The leadership the clock runs for.
+    leadership: LeadershipWatch,
 }
 
 impl ExpiryTimer {
     pub(super) fn new(config: KeyExpiryConfig) -> ExpiryTimer {
         ExpiryTimer {
             clock: KeyExpiryClock::new(config),
-            leading: None,
+            leadership: LeadershipWatch::default(),
         }
     }
 
@@ -49,28 +51,24 @@ impl ExpiryTimer {
         replica: &Replica,
         state_machine: &StateMachine,
     ) -> Result<(), StorageError> {
-        let status = replica.status();
-        let leading = (status.role == Role::Leader).then_some(status.promised);
-        if leading == self.leading {
-            return Ok(());
-        }
-        match leading {
-            Some(ballot) => {
+        let node = replica.status().id;
+        match self.leadership.follow(replica) {
+            LeadershipChange::Unchanged => {}
+            LeadershipChange::Started(ballot) => {
                 let expiries = state_machine.key_expiries()?;
                 self.clock.become_leader(now_ms, &expiries);
                 tracing::info!(
-                    node = %status.id,
+                    %node,
                     %ballot,
                     keys = expiries.len(),
                     "leading: key deadlines restarted from their remaining TTLs"
                 );
             }
-            None => {
+            LeadershipChange::Ended => {
                 self.clock.step_down();
-                tracing::debug!(node = %status.id, "no longer leading: key deadlines dropped");
+                tracing::debug!(%node, "no longer leading: key deadlines dropped");
             }
         }
-        self.leading = leading;
         Ok(())
     }
 
@@ -79,7 +77,7 @@ impl ExpiryTimer {
     /// state machine was replaced by a snapshot).
     pub(super) fn reset(&mut self) {
         self.clock.step_down();
-        self.leading = None;
+        self.leadership.forget();
     }
 
     /// Takes in the expiry events of a slot applied at `now_ms`.

@@ -23,6 +23,7 @@
 
 mod core_task;
 mod expiry_timer;
+mod leadership;
 mod session_timer;
 mod watch;
 

@@ -25,15 +25,17 @@
 use synod_kvstore::{
     Op, SessionClock, SessionClockConfig, SessionEvent, StateMachine, StorageError,
 };
-use synod_paxos::{Ballot, Replica, Role};
+use synod_paxos::{Ballot, Replica};
+
+use super::leadership::{LeadershipChange, LeadershipWatch};
 
 /// The session clock plus what the core needs to drive it cheaply (see the
 /// module docs for the order of calls). Pure: time comes in as `now_ms`
 /// from a monotonic clock.
 pub struct SessionTimer {
     clock: SessionClock,
-    /// The ballot this node leads with, while the clock runs as leader.
-    leading: Option<Ballot>,
+    /// The leadership the clock runs for.
+    leadership: LeadershipWatch,
     /// No poll can return anything before this (ms on the core's clock);
     /// `None`: ask the clock.
     wakeup_ms: Option<u64>,
@@ -44,7 +46,7 @@ impl SessionTimer {
     pub fn new(config: SessionClockConfig) -> SessionTimer {
         SessionTimer {
             clock: SessionClock::new(config),
-            leading: None,
+            leadership: LeadershipWatch::default(),
             wakeup_ms: None,
         }
     }
@@ -58,30 +60,26 @@ impl SessionTimer {
         replica: &Replica,
         state_machine: &StateMachine,
     ) -> Result<(), StorageError> {
-        let status = replica.status();
-        let leading = (status.role == Role::Leader).then_some(status.promised);
-        if leading == self.leading {
-            return Ok(());
-        }
-        match leading {
-            Some(ballot) => {
+        let node = replica.status().id;
+        match self.leadership.follow(replica) {
+            LeadershipChange::Unchanged => return Ok(()),
+            LeadershipChange::Started(ballot) => {
                 let sessions = state_machine.sessions()?;
                 let delayed = state_machine.delayed_locks()?;
                 self.clock.become_leader(now_ms, &sessions, &delayed);
                 tracing::info!(
-                    node = %status.id,
+                    %node,
                     %ballot,
                     sessions = sessions.len(),
                     delayed_locks = delayed.len(),
                     "leading: session deadlines restarted from their remaining TTLs"
                 );
             }
-            None => {
+            LeadershipChange::Ended => {
                 self.clock.step_down();
-                tracing::debug!(node = %status.id, "no longer leading: session deadlines dropped");
+                tracing::debug!(%node, "no longer leading: session deadlines dropped");
             }
         }
-        self.leading = leading;
         self.wakeup_ms = None;
         Ok(())
     }
@@ -89,7 +87,7 @@ impl SessionTimer {
     /// The ballot this node leads with, while its session clock runs as
     /// leader (since the last [`follow_role`](Self::follow_role)).
     pub fn leading(&self) -> Option<Ballot> {
-        self.leading
+        self.leadership.leading()
     }
 
     /// Forgets the leadership seen, so the next
@@ -97,7 +95,7 @@ impl SessionTimer {
     /// state machine (after the state machine was replaced by a snapshot).
     pub fn reset(&mut self) {
         self.clock.step_down();
-        self.leading = None;
+        self.leadership.forget();
         self.wakeup_ms = None;
     }
 
