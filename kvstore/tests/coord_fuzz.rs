@@ -162,17 +162,7 @@ fn random_coordination_logs_apply_identically_on_every_replica() {
                     _ => {}
                 }
             }
-            if slot == 30 {
-                let mut c = StateMachine::in_memory().unwrap();
-                c.install_snapshot(a.snapshot().unwrap().map(Result::unwrap))
-                    .unwrap();
-                restored = Some(c);
-            }
-            let hash = a.state_hash().unwrap();
-            assert_eq!(hash, b.state_hash().unwrap(), "seed {seed} slot {slot}");
-            if let Some(c) = &restored {
-                assert_eq!(hash, c.state_hash().unwrap(), "seed {seed} slot {slot}");
-            }
+            coord::assert_replicas_agree(seed, slot, &a, &b, &mut restored);
         }
     }
     let counts = (grants, expiries, elected, fenced_out);

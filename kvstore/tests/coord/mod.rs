@@ -293,3 +293,29 @@ impl Rng {
         lo + self.below(hi - lo + 1)
     }
 }
+
+/// The slot after which the fuzz tests restore a third replica from a snapshot.
+pub const RESTORE_AT_SLOT: u64 = 30;
+
+/// After `slot` applied on replicas `a` and `b` (and on `restored`, once made): at
+/// [`RESTORE_AT_SLOT`] restores a third replica from `a`'s snapshot; then asserts all hold the
+/// same state.
+pub fn assert_replicas_agree(
+    seed: u64,
+    slot: u64,
+    a: &StateMachine,
+    b: &StateMachine,
+    restored: &mut Option<StateMachine>,
+) {
+    if slot == RESTORE_AT_SLOT {
+        let mut c = StateMachine::in_memory().unwrap();
+        c.install_snapshot(a.snapshot().unwrap().map(Result::unwrap))
+            .unwrap();
+        *restored = Some(c);
+    }
+    let hash = a.state_hash().unwrap();
+    assert_eq!(hash, b.state_hash().unwrap(), "seed {seed} slot {slot}");
+    if let Some(c) = restored {
+        assert_eq!(hash, c.state_hash().unwrap(), "seed {seed} slot {slot}");
+    }
+}
