@@ -109,19 +109,7 @@ impl Simulation {
         }
         let node = c.leader_guess;
         let request = c.request();
-        if self.faults_active && self.rng.chance(self.options.mix.loss_per_mille, 1000) {
-            // Lost on the way; the timeout below will retry.
-        } else {
-            let delay = self.delay();
-            self.schedule(
-                delay,
-                Event::Request {
-                    node,
-                    client,
-                    request,
-                },
-            );
-        }
+        self.send_request(node, client, request);
         self.schedule(
             ATTEMPT_TIMEOUT_US,
             Event::ClientTimeout {

@@ -60,19 +60,7 @@ impl Simulation {
             seq,
             bytes: pending.bytes.clone(),
         };
-        if self.faults_active && self.rng.chance(self.options.mix.loss_per_mille, 1000) {
-            // Lost on the way; the timeout retries.
-        } else {
-            let delay = self.delay();
-            self.schedule(
-                delay,
-                Event::Request {
-                    node,
-                    client,
-                    request,
-                },
-            );
-        }
+        self.send_request(node, client, request);
         self.schedule(
             ATTEMPT_TIMEOUT_US,
             Event::CoordTimeout {

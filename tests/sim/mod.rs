@@ -875,6 +875,24 @@ impl Simulation {
         }
     }
 
+    /// Sends a client's request to `node`: lost while faults are active
+    /// (the client's attempt timeout retries it), otherwise delivered after
+    /// a network delay.
+    fn send_request(&mut self, node: usize, client: usize, request: Request) {
+        if self.faults_active && self.rng.chance(self.options.mix.loss_per_mille, 1000) {
+            return;
+        }
+        let delay = self.delay();
+        self.schedule(
+            delay,
+            Event::Request {
+                node,
+                client,
+                request,
+            },
+        );
+    }
+
     fn delay(&mut self) -> u64 {
         let mix = self.options.mix;
         mix.min_delay_us + self.rng.below(mix.max_delay_us - mix.min_delay_us + 1)
