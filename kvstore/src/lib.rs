@@ -49,6 +49,7 @@ mod range;
 pub mod response;
 pub mod session;
 pub mod session_clock;
+mod sim_backend;
 pub mod snapshot;
 mod state_machine;
 mod tables;
@@ -83,6 +84,7 @@ pub use response::{
 };
 pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};
+pub use sim_backend::SimRedbBackend;
 pub use snapshot::{Snapshot, SnapshotChunk};
 pub use state_machine::{AppliedSlot, Options, StateMachine};
 pub use wal::{WalLog, WalOptions};

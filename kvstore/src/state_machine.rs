@@ -164,6 +164,17 @@ impl StateMachine {
         StateMachine::from_database(Arc::new(db), options)
     }
 
+    /// A state machine on a database kept by `backend` (the simulator's
+    /// [`SimRedbBackend`](crate::SimRedbBackend), whose crashes it controls): creates the
+    /// database if the backend is empty, else opens what it holds.
+    pub fn open_on_backend(
+        backend: impl redb::StorageBackend,
+        options: Options,
+    ) -> Result<StateMachine, StorageError> {
+        let db = Database::builder().create_with_backend(backend)?;
+        StateMachine::from_database(Arc::new(db), options)
+    }
+
     /// A state machine on an open database, which it may share with other users (such as the
     /// acceptor's storage); its tables are named `sm_*`. Creates missing tables with one `Immediate`
     /// commit and loads the applied index and revision. Drops any half-received snapshot left by

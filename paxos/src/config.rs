@@ -64,6 +64,9 @@ pub struct Bugs {
     pub ignore_promised_values: bool,
     /// The leader serves lease reads without any lease.
     pub read_without_lease: bool,
+    /// A new leader sends its Accepts and Heartbeats before its own
+    /// promise is durable (`Ready::take_early_messages` ignores it).
+    pub phase2_before_own_promise_durable: bool,
 }
 
 /// A configuration that cannot work.

@@ -14,10 +14,10 @@ pub type ReadId = u64;
 /// The driver must handle it in this order:
 /// 1. make every record of `persist` durable (one fsync for all of them;
 ///    see [`Record::must_sync`](crate::Record::must_sync)), and not step the
-///    core again until that is done;
-/// 2. send `messages`: those that
-///    [report acceptor state](crate::Message::reports_acceptor_state) only
-///    after step 1, the others may go out before it;
+///    core again until that is done; the messages that
+///    [`take_early_messages`](Ready::take_early_messages) returns may be
+///    sent before or while it runs;
+/// 2. send the rest of `messages`, only after step 1;
 /// 3. apply `committed` in order;
 /// 4. answer `reads` from the state after step 3, with no wait between
 ///    taking this `Ready` and answering (a lease read is only valid now);
@@ -26,9 +26,10 @@ pub type ReadId = u64;
 /// 6. send a state-machine snapshot to each of `snapshots_to_send`.
 #[derive(Debug, Default)]
 pub struct Ready {
-    /// Records to make durable before anything is sent.
+    /// Records to make durable before `messages` are sent.
     pub persist: Vec<Record>,
-    /// Messages to send, after `persist` is durable.
+    /// Messages to send once `persist` is durable (except those
+    /// [`take_early_messages`](Ready::take_early_messages) removes).
     pub messages: Vec<Envelope>,
     /// Chosen values to apply, in slot order, without gaps.
     pub committed: Vec<(Slot, Value)>,
@@ -43,9 +44,41 @@ pub struct Ready {
     /// snapshot of the state machine (after applying `committed`); the peer
     /// installs it and calls `Replica::install_snapshot`.
     pub snapshots_to_send: Vec<NodeId>,
+    /// Set by the core when `persist` raises this node's own promise: its
+    /// proposer messages rely on that promise.
+    pub(crate) promise_pending: bool,
+    /// Bug injection: proposer messages go early even then.
+    pub(crate) early_despite_promise: bool,
 }
 
 impl Ready {
+    /// Removes and returns the messages that rely on no record of
+    /// `persist`, which the driver may send before `persist` is durable, so
+    /// that a leader's disk write overlaps its followers'.
+    ///
+    /// An acceptor's reply (Promise, Accepted, HeartbeatAck) reports state
+    /// it must have made durable, so it always waits. A proposer's message
+    /// at ballot b (Accept, Heartbeat, Prepare) relies on this node's own
+    /// `Promised(b)`: were it lost in a crash, the restarted node could
+    /// accept a lower ballot's value for a slot it proposed into at b, or
+    /// reuse b for another value. So when `persist` raises the promise, no
+    /// message goes early; otherwise the proposer's messages do.
+    ///
+    /// A leader's own acceptance, counted at once, never makes an early
+    /// message claim a slot chosen: another acceptor's acknowledgement of
+    /// the same slot can only arrive in a later `Ready`, after this one's
+    /// records are durable.
+    pub fn take_early_messages(&mut self) -> Vec<Envelope> {
+        if self.promise_pending && !self.early_despite_promise {
+            return Vec::new();
+        }
+        let (early, after): (Vec<Envelope>, Vec<Envelope>) = std::mem::take(&mut self.messages)
+            .into_iter()
+            .partition(|e| !e.message.reports_acceptor_state());
+        self.messages = after;
+        early
+    }
+
     /// True if there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.persist.is_empty()

@@ -254,7 +254,16 @@ impl Replica {
 
     /// Takes everything the driver must do; see [`Ready`] for the order.
     pub fn ready(&mut self) -> Ready {
-        std::mem::take(&mut self.ready)
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.promise_pending = ready
+            .persist
+            .iter()
+            .any(|record| matches!(record, Record::Promised(_)));
+        #[cfg(feature = "bug-injection")]
+        {
+            ready.early_despite_promise = self.config.bugs.phase2_before_own_promise_durable;
+        }
+        ready
     }
 
     /// This node's id.

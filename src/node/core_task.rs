@@ -396,20 +396,16 @@ impl<S: Storage> CoreTask<S> {
     /// requires.
     fn process_ready(&mut self) -> anyhow::Result<()> {
         self.lead_sessions()?;
-        let ready: Ready = self.replica.ready();
-        // Proposer messages go out first, so the leader's disk write overlaps
-        // its followers'; acceptor replies wait for the records they report.
-        let (after_persist, early): (Vec<Envelope>, Vec<Envelope>) = ready
-            .messages
-            .into_iter()
-            .partition(|e| e.message.reports_acceptor_state());
-        for envelope in early {
+        let mut ready: Ready = self.replica.ready();
+        // Proposer messages go out first where the core allows it, so the
+        // leader's disk write overlaps its followers'.
+        for envelope in ready.take_early_messages() {
             self.outbox.send(envelope);
         }
         if !ready.persist.is_empty() {
             tokio::task::block_in_place(|| self.log.persist(&ready.persist))?;
         }
-        for envelope in after_persist {
+        for envelope in ready.messages {
             self.outbox.send(envelope);
         }
         self.apply(ready.committed)?;
