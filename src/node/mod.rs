@@ -1,17 +1,19 @@
-//! The node runtime: one tokio task owns the consensus core and the state
-//! machine and talks to everything else through bounded channels.
+//! The node runtime: the sans-IO [`Node`] (consensus core, state machine,
+//! leader clocks, waiting writes and reads, compaction, snapshot install)
+//! and its tokio driver, one task that owns the node and talks to
+//! everything else through bounded channels. The simulator drives the same
+//! `Node`.
 //!
 //! ```text
 //! peer inbox ──┐
-//! client calls ┼─> core task: step/propose/read ─> Ready ─> persist (fsync) ─> send ─> apply ─> answer
+//! client calls ┼─> core task: Node inputs ─> round: send early ‖ persist (fsync) ─> send ─> apply ─> answer
 //! tick ────────┘
 //! ```
 //!
-//! Writes are answered through the shared [`WaitTable`]: the client task
-//! registers a waiter under `(client_id, seq)` before handing the request to
-//! the core, and the core completes it when the command's slot is applied.
-//! Reads are answered by the core itself once the Paxos core releases them
-//! (lease or ReadIndex), from the state right after applying.
+//! A client task hands its request to the core task with a oneshot for the
+//! answer; the node answers writes when their slot is applied and reads
+//! once the Paxos core releases them (lease or ReadIndex), from the state
+//! right after applying.
 //!
 //! While the node leads, the core also drives the leader's session clock
 //! (session expiry, lock-delay ends, TTL checkpoints; see [`SessionTimer`])
@@ -24,19 +26,20 @@
 mod core_task;
 mod expiry_timer;
 mod leadership;
+mod machine;
 mod session_timer;
 mod watch;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use synod_kvstore::{EventFilter, Request, RequestError, Response};
 use synod_paxos::{Ballot, NodeId, Role, Slot};
-use synod_waiters::WaitTable;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use core_task::{
-    spawn_core, spawn_core_with_sessions, CompactionPolicy, CoreSetup, PeerInput, PeerOutbox,
+pub use core_task::{spawn_core, spawn_core_with_sessions, CoreSetup, PeerInput, PeerOutbox};
+pub use machine::{
+    Answer, AppliedSlot, CompactionPolicy, Node, NodeConfig, NodeFailure, Round, RoundOutput,
+    SNAPSHOT_STALL,
 };
 pub use session_timer::SessionTimer;
 pub use watch::{AppliedEvents, WatchAnswer, MAX_WATCH_WAIT};
@@ -107,15 +110,15 @@ pub struct NodeStatus {
 /// The answer to one write: the state machine's response or why not.
 pub type WriteAnswer = Result<Response, NodeError>;
 
-/// The shared table of writes waiting for their slot, keyed by
-/// `(client_id, seq)`.
-pub type WriteWaiters = WaitTable<(u64, u64), WriteAnswer>;
-
 /// A request handed to the core task.
 pub enum CoreCall {
-    /// Propose a write; the answer goes to the waiter registered under
-    /// `(client_id, seq)`.
-    Write(Request),
+    /// Propose a write.
+    Write {
+        /// The write.
+        request: Request,
+        /// Where the answer goes.
+        respond: oneshot::Sender<WriteAnswer>,
+    },
     /// Serve a read.
     Read {
         /// The read (`Get` or `Scan`).
@@ -145,10 +148,6 @@ pub enum CoreCall {
 #[derive(Clone)]
 pub struct NodeHandle {
     calls: mpsc::Sender<CoreCall>,
-    waiters: Arc<WriteWaiters>,
-    /// Numbers anonymous writes (client id 0, which skip exactly-once) so
-    /// each has its own waiter.
-    anonymous_seq: Arc<AtomicU64>,
     /// Each applied slot's watch events, for watchers waiting for more.
     applied_events: broadcast::Sender<Arc<AppliedEvents>>,
 }
@@ -171,25 +170,8 @@ impl NodeHandle {
             .await?;
             return answer.await.map_err(|_| NodeError::ShuttingDown)?;
         }
-        let mut request = request;
-        if request.client_id == 0 {
-            request.seq = self.anonymous_seq.fetch_add(1, Ordering::Relaxed);
-        }
-        request.validate_header()?;
-        let key = (request.client_id, request.seq);
         let (respond, answer) = oneshot::channel();
-        self.waiters
-            .register(
-                key,
-                Box::new(move |result: Option<WriteAnswer>| {
-                    let _ = respond.send(result.unwrap_or(Err(NodeError::ShuttingDown)));
-                }),
-            )
-            .map_err(|_| NodeError::Busy)?;
-        if let Err(e) = self.call(CoreCall::Write(request)).await {
-            self.waiters.cancel(&key);
-            return Err(e);
-        }
+        self.call(CoreCall::Write { request, respond }).await?;
         answer.await.map_err(|_| NodeError::ShuttingDown)?
     }
 
@@ -205,5 +187,37 @@ impl NodeHandle {
             .send(call)
             .await
             .map_err(|_| NodeError::ShuttingDown)
+    }
+}
+
+/// Where this node's numbering of anonymous writes starts: its id in the
+/// top 16 bits, then its start time in microseconds (48 bits, ~8.9 years
+/// before wrapping). A write's answer is found by `(0, seq)` when its slot
+/// applies, so the numbers must not repeat a command another node, or an
+/// earlier run of this one, may still get chosen: other nodes differ in the
+/// id, and an earlier run numbered at most one write per microsecond it
+/// lived, so its numbers end before this run's start.
+pub fn first_anonymous_seq(node: NodeId, now: std::time::SystemTime) -> u64 {
+    let micros = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    ((u64::from(node.0) & 0xffff) << 48) | (micros & ((1 << 48) - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn anonymous_numbers_differ_between_nodes_and_runs() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let one = first_anonymous_seq(NodeId(1), start);
+        assert_ne!(one, first_anonymous_seq(NodeId(2), start));
+        // A run that lived 10 s numbered fewer than 10 million writes, so
+        // its numbers end before the next run's start.
+        let next_run = first_anonymous_seq(NodeId(1), start + Duration::from_secs(10));
+        assert!(next_run >= one + 10_000_000);
+        assert_eq!(one >> 48, 1, "the node id is in the top bits");
     }
 }

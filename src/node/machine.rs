@@ -1,0 +1,741 @@
+//! [`Node`]: everything a Synod node does that is not IO, as a value that
+//! the tokio driver (`core_task`) and the simulator both run.
+//!
+//! The node owns the Paxos [`Replica`], the state machine, the leader's
+//! session and key-expiry clocks, the writes and reads waiting for the log,
+//! compaction, and snapshot install. It reads no clock and touches no
+//! socket: time comes in with every call, messages and answers go out in
+//! what the calls return. Its disk IO is the state machine's (redb, applied
+//! without fsync; a flush every so many slots); the acceptor's log is the
+//! driver's, through the records each round asks it to persist.
+//!
+//! # The driver's loop
+//! 1. Feed inputs: [`step`](Node::step) (a peer message),
+//!    [`snapshot_chunk`](Node::snapshot_chunk), [`tick`](Node::tick),
+//!    [`write`](Node::write), [`read`](Node::read).
+//! 2. [`begin_round`](Node::begin_round): proposes what the leader's
+//!    clocks say is due and takes the core's output as a [`Round`]: records
+//!    to persist, messages that may leave now, messages that must wait.
+//! 3. Send [`Round::send_now`]; make [`Round::persist`] durable (one fsync);
+//!    send [`Round::send_after_persist`]. No input in between: the core's
+//!    acceptor state must not run ahead of what is durable.
+//! 4. [`finish_round`](Node::finish_round): applies the committed slots,
+//!    serves released reads, installs nothing, compacts when due, and
+//!    returns the [`Answer`]s for clients, the applied slots (for watchers
+//!    and the simulator's oracles) and the snapshots to stream.
+//!
+//! A crash may fall anywhere: between the messages sent in step 3 and the
+//! fsync, a restarted node still holds every promise its sent messages
+//! relied on (see `Ready::take_early_messages`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use prost::Message as _;
+use synod_kvstore::{
+    EventFilter, KeyExpiryConfig, Op, Request, RequestError, Response, SessionClockConfig,
+    SlotEffects, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller, StateMachine,
+    StorageError, WatchError,
+};
+use synod_paxos::{
+    Ballot, ConfigError, DurableState, Envelope, Instant, NodeId, ReadId, Ready, Record, Replica,
+    Slot, Unavailable, Value,
+};
+
+use super::expiry_timer::ExpiryTimer;
+use super::leadership::{LeadershipChange, LeadershipWatch};
+use super::session_timer::SessionTimer;
+use super::{NodeError, NodeStatus, ReadConsistency, WatchAnswer, WriteAnswer};
+
+/// When the state machine is flushed and the log compacted. Applies are
+/// not synced (the log has the slots), so the state machine is flushed
+/// (one fsync) every `flush_every_slots` applied slots, which also bounds
+/// what redb keeps in memory for its unsynced commits. Once `every_slots`
+/// slots were applied since the last compaction, it is flushed and the log
+/// forgets all but the last `keep_slots` applied slots (followers that lag
+/// further catch up by snapshot).
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPolicy {
+    /// Applied slots between state-machine flushes.
+    pub flush_every_slots: u64,
+    /// Applied slots between compactions.
+    pub every_slots: u64,
+    /// Applied slots kept in the log for lagging followers.
+    pub keep_slots: u64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        CompactionPolicy {
+            flush_every_slots: 1_000,
+            every_slots: 10_000,
+            keep_slots: 1_000,
+        }
+    }
+}
+
+/// How long a snapshot being received may go without a chunk before a
+/// stream of another snapshot may replace it.
+pub const SNAPSHOT_STALL: Duration = Duration::from_secs(5);
+
+/// What a [`Node`] starts from, besides its durable state.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The consensus core's settings.
+    pub paxos: synod_paxos::Config,
+    /// When to flush the state machine and compact the log.
+    pub compaction: CompactionPolicy,
+    /// What the leader proposes for sessions and key expiry.
+    pub sessions: SessionClockConfig,
+    /// The first number of this run's anonymous writes (client id 0); see
+    /// [`first_anonymous_seq`](super::first_anonymous_seq).
+    pub first_anonymous_seq: u64,
+}
+
+/// Why a node must stop: its storage failed, so it can no longer keep its
+/// promises. A restart trusts only what was synced.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeFailure {
+    /// The state machine's database failed.
+    #[error("state machine storage failed: {0}")]
+    StateMachine(#[from] StorageError),
+    /// A complete, valid snapshot could not be swapped in.
+    #[error("snapshot install failed: {0}")]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// What the driver must do with the core's output of one round; see the
+/// module docs for the order.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// Records to make durable (one fsync for all of them).
+    pub persist: Vec<Record>,
+    /// Messages that rely on no record of `persist`: they may leave before
+    /// it is durable.
+    pub send_now: Vec<Envelope>,
+    /// Messages to send only once `persist` is durable.
+    pub send_after_persist: Vec<Envelope>,
+}
+
+/// The answer to one client call.
+#[derive(Debug)]
+pub enum Answer {
+    /// A write handed to [`Node::write`], by its exactly-once key.
+    Write {
+        /// The writer's client id (0 for anonymous writes).
+        client_id: u64,
+        /// Its sequence number.
+        seq: u64,
+        /// The response, or why there is none.
+        answer: WriteAnswer,
+    },
+    /// A read handed to [`Node::read`], by the id it returned.
+    Read {
+        /// The id [`Node::read`] returned.
+        id: ReadId,
+        /// The response, or why there is none.
+        answer: Result<Response, NodeError>,
+    },
+}
+
+/// One slot applied in a round, as the state machine reported it.
+#[derive(Debug)]
+pub struct AppliedSlot {
+    /// The slot.
+    pub slot: Slot,
+    /// Its commands (empty for a no-op).
+    pub commands: Vec<Vec<u8>>,
+    /// One response per command.
+    pub responses: Vec<Response>,
+    /// Its watch, session and key-expiry events.
+    pub effects: SlotEffects,
+    /// The store revision after it.
+    pub revision: u64,
+}
+
+/// What one round produced, once its records were durable.
+#[derive(Debug, Default)]
+pub struct RoundOutput {
+    /// Answers to clients.
+    pub answers: Vec<Answer>,
+    /// The slots applied, in order.
+    pub applied: Vec<AppliedSlot>,
+    /// State-machine snapshots to stream to lagging peers (off the node's
+    /// thread; a lost one only makes the peer ask again).
+    pub snapshots: Vec<(NodeId, Snapshot)>,
+}
+
+/// A snapshot being received.
+struct Install {
+    from: NodeId,
+    applied_index: u64,
+    installer: SnapshotInstaller,
+    last_chunk_at: Instant,
+}
+
+/// Where a write proposed here came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// A client's write: answered as a write.
+    Write,
+    /// A linearizable read that must go through the log (it would show a
+    /// key past its deadline): answered as that read.
+    Read(ReadId),
+}
+
+/// One Synod node without its IO; see the module docs.
+pub struct Node {
+    replica: Replica,
+    state_machine: StateMachine,
+    compaction: CompactionPolicy,
+    /// The leadership seen at the end of the last round (for step-down).
+    leadership: LeadershipWatch,
+    /// The leader's session deadlines, lock-delays and checkpoints.
+    sessions: SessionTimer,
+    /// The leader's key deadlines and TTL checkpoints.
+    expiry: ExpiryTimer,
+    /// The applied index at the last state-machine flush (or start).
+    flushed_through: u64,
+    /// A snapshot being received.
+    installing: Option<Install>,
+    /// Commands proposed here and not answered yet, by (client id, seq).
+    waiting: HashMap<(u64, u64), Waiting>,
+    /// Linearizable reads waiting for the core to release them.
+    reads: BTreeMap<ReadId, Request>,
+    next_read_id: ReadId,
+    next_anonymous_seq: u64,
+    /// Answers not handed out yet.
+    answers: Vec<Answer>,
+    /// The core's output between `begin_round` and `finish_round`.
+    round: Option<Ready>,
+}
+
+impl Node {
+    /// A node that (re)starts at `now` from its acceptor's durable state
+    /// and its state machine (whose applied index says where replay
+    /// starts).
+    pub fn new(
+        config: NodeConfig,
+        durable: DurableState,
+        state_machine: StateMachine,
+        now: Instant,
+    ) -> Result<Node, ConfigError> {
+        let applied = Slot(state_machine.applied_index());
+        let replica = Replica::new(config.paxos, durable, applied, now)?;
+        Ok(Node {
+            replica,
+            state_machine,
+            compaction: config.compaction,
+            leadership: LeadershipWatch::default(),
+            expiry: ExpiryTimer::new(KeyExpiryConfig::like_sessions(&config.sessions)),
+            sessions: SessionTimer::new(config.sessions),
+            flushed_through: applied.0,
+            installing: None,
+            waiting: HashMap::new(),
+            reads: BTreeMap::new(),
+            next_read_id: 1,
+            next_anonymous_seq: config.first_anonymous_seq,
+            answers: Vec::new(),
+            round: None,
+        })
+    }
+
+    // ----- inputs ---------------------------------------------------------
+
+    /// Advances time: elections, heartbeats, retransmissions, catch-up.
+    pub fn tick(&mut self, now: Instant) {
+        self.assert_between_rounds();
+        self.replica.tick(now);
+    }
+
+    /// Handles one message from a peer.
+    pub fn step(&mut self, now: Instant, envelope: Envelope) {
+        self.assert_between_rounds();
+        self.replica.step(now, envelope);
+    }
+
+    /// Proposes a client's write; its [`Answer::Write`] comes out of a
+    /// later [`finish_round`](Node::finish_round) (the next one if
+    /// refused), under the `(client id, seq)` returned. A write with client
+    /// id 0 is numbered here (anonymous writes skip exactly-once but still
+    /// need their own answer).
+    pub fn write(&mut self, now: Instant, mut request: Request) -> (u64, u64) {
+        self.assert_between_rounds();
+        if request.client_id == 0 {
+            request.seq = self.next_anonymous_seq();
+        }
+        let key = (request.client_id, request.seq);
+        if let Err(e) = request.validate_header() {
+            self.answer_write(key, Err(NodeError::Invalid(e)));
+            return key;
+        }
+        // Expiries due now go first, so this write never sees a key whose
+        // deadline passed before it arrived.
+        if let Err(e) = self.lead_key_expiry(now) {
+            tracing::warn!(error = %e, "cannot list key expiries");
+        }
+        match self.replica.propose(now, request.encode_to_vec()) {
+            Ok(()) => {
+                self.waiting.insert(key, Waiting::Write);
+            }
+            Err(refused) => self.answer_write(key, Err(unavailable(refused))),
+        }
+        key
+    }
+
+    /// Serves a read-only request; returns the id its [`Answer::Read`] will
+    /// carry (from a later [`finish_round`](Node::finish_round)).
+    pub fn read(&mut self, now: Instant, request: Request, consistency: ReadConsistency) -> ReadId {
+        self.assert_between_rounds();
+        let id = self.next_read_id;
+        self.next_read_id += 1;
+        match consistency {
+            ReadConsistency::Serializable => {
+                let now_ms = now_ms(now);
+                let answer = self.read_now(&request).map(|mut response| {
+                    if let Some(op) = &request.op {
+                        self.expiry.fill_ttl(op, &mut response, now_ms);
+                    }
+                    response
+                });
+                self.answers.push(Answer::Read { id, answer });
+            }
+            ReadConsistency::Linearizable => match self.replica.read(now, id) {
+                Ok(()) => {
+                    self.reads.insert(id, request);
+                }
+                Err(refused) => self.answers.push(Answer::Read {
+                    id,
+                    answer: Err(unavailable(refused)),
+                }),
+            },
+        }
+        id
+    }
+
+    /// Takes one chunk of a snapshot `from` streams to this node. Only one
+    /// snapshot is received at a time: chunks of any other stream are
+    /// ignored, unless the one being received went [`SNAPSHOT_STALL`]
+    /// without a chunk, when a new stream's first chunk replaces it. On
+    /// the last chunk the state machine's tables are swapped (one fsync)
+    /// and the core told.
+    ///
+    /// # Errors
+    /// Only a failure to swap in a complete, valid snapshot; a bad or
+    /// out-of-order chunk abandons that transfer (logged), and the peer
+    /// sends another later.
+    pub fn snapshot_chunk(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        chunk: SnapshotChunk,
+    ) -> Result<(), NodeFailure> {
+        self.assert_between_rounds();
+        let same_stream = |install: &Install| {
+            install.from == from && install.applied_index == chunk.applied_index
+        };
+        if chunk.seq == 0 {
+            if let Some(install) = &self.installing {
+                if !same_stream(install) && now < install.last_chunk_at + SNAPSHOT_STALL {
+                    tracing::debug!(%from, "a second snapshot stream ignored while one is received");
+                    return Ok(());
+                }
+            }
+            if Slot(chunk.applied_index) <= self.replica.commit_index() {
+                return Ok(());
+            }
+            self.installing = Some(Install {
+                from,
+                applied_index: chunk.applied_index,
+                installer: self.state_machine.snapshot_installer()?,
+                last_chunk_at: now,
+            });
+        }
+        let Some(install) = self.installing.as_mut().filter(|i| same_stream(i)) else {
+            return Ok(());
+        };
+        install.last_chunk_at = now;
+        match install.installer.push(&chunk) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(e) => {
+                tracing::warn!(%from, error = %e, "snapshot transfer abandoned");
+                self.installing = None;
+                return Ok(());
+            }
+        }
+        let install = self.installing.take().expect("the install just completed");
+        if Slot(install.applied_index) <= self.replica.commit_index() {
+            return Ok(());
+        }
+        let through = self.state_machine.complete_install(install.installer)?;
+        self.flushed_through = through;
+        self.sessions.reset();
+        self.expiry.reset();
+        let taken = self.replica.install_snapshot(now, Slot(through));
+        assert!(taken, "a snapshot ahead of the commit index is taken");
+        tracing::info!(%from, through, "snapshot installed");
+        Ok(())
+    }
+
+    // ----- rounds ---------------------------------------------------------
+
+    /// Proposes what the leader's clocks say is due and takes the core's
+    /// output; see the module docs for what the driver does with it.
+    ///
+    /// # Panics
+    /// If the last round was not finished.
+    pub fn begin_round(&mut self, now: Instant) -> Result<Round, NodeFailure> {
+        self.assert_between_rounds();
+        self.lead_sessions(now)?;
+        let mut ready = self.replica.ready();
+        let send_now = ready.take_early_messages();
+        let round = Round {
+            persist: std::mem::take(&mut ready.persist),
+            send_now,
+            send_after_persist: std::mem::take(&mut ready.messages),
+        };
+        self.round = Some(ready);
+        Ok(round)
+    }
+
+    /// Finishes the round once its records are durable: applies the
+    /// committed slots, serves the reads the core released, answers what
+    /// leadership changes left waiting, compacts when due.
+    ///
+    /// # Panics
+    /// If no round was begun.
+    pub fn finish_round(&mut self, now: Instant) -> Result<RoundOutput, NodeFailure> {
+        let ready = self.round.take().expect("finish_round without begin_round");
+        let mut output = RoundOutput {
+            applied: self.apply(now, ready.committed)?,
+            ..RoundOutput::default()
+        };
+        for id in ready.reads {
+            if let Some(request) = self.reads.remove(&id) {
+                self.answer_read(now, id, request)?;
+            }
+        }
+        let leader = self.replica.status().leader;
+        for id in ready.failed_reads {
+            if self.reads.remove(&id).is_some() {
+                self.answers.push(Answer::Read {
+                    id,
+                    answer: Err(NodeError::NotLeader { leader }),
+                });
+            }
+        }
+        for bytes in ready.unproposed {
+            if let Ok(request) = Request::decode(bytes.as_slice()) {
+                let key = (request.client_id, request.seq);
+                self.answer_waiting(key, Err(NodeError::NotLeader { leader }));
+            }
+        }
+        for peer in ready.snapshots_to_send {
+            output
+                .snapshots
+                .push((peer, self.state_machine.snapshot()?));
+        }
+        self.answer_waiting_on_step_down();
+        self.maybe_compact()?;
+        output.answers = std::mem::take(&mut self.answers);
+        Ok(output)
+    }
+
+    /// Makes every applied slot durable, before the node stops.
+    pub fn flush(&mut self) -> Result<(), NodeFailure> {
+        self.state_machine.flush()?;
+        self.flushed_through = self.state_machine.applied_index();
+        Ok(())
+    }
+
+    // ----- queries --------------------------------------------------------
+
+    /// The watch history from `from_revision` (see
+    /// [`StateMachine::events_since`]).
+    pub fn watch(
+        &self,
+        from_revision: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<WatchAnswer, NodeError> {
+        match self
+            .state_machine
+            .events_since(from_revision, filter, limit)
+        {
+            Ok(batch) => Ok(WatchAnswer::Batch(batch)),
+            Err(WatchError::Compacted {
+                compacted_through,
+                revision,
+                ..
+            }) => Ok(WatchAnswer::Compacted {
+                compacted_through,
+                revision,
+            }),
+            Err(WatchError::Storage(e)) => Err(NodeError::Storage(e.to_string())),
+        }
+    }
+
+    /// Role, ballot, leader, commit and applied index, revision.
+    pub fn status(&self) -> NodeStatus {
+        let status = self.replica.status();
+        NodeStatus {
+            id: status.id,
+            role: status.role,
+            ballot: status.promised,
+            leader: status.leader,
+            commit_index: status.commit_index,
+            applied_index: Slot(self.state_machine.applied_index()),
+            revision: self.state_machine.revision(),
+            compacted_through: status.compacted_through,
+        }
+    }
+
+    /// The ballot this node's leader clocks run for, if it leads.
+    pub fn leading(&self) -> Option<Ballot> {
+        self.sessions.leading()
+    }
+
+    /// The consensus core, for inspection.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The state machine, for inspection.
+    pub fn state_machine(&self) -> &StateMachine {
+        &self.state_machine
+    }
+
+    /// Asks the core to start Phase 1 now (tests of dueling proposers).
+    pub fn campaign(&mut self, now: Instant) {
+        self.assert_between_rounds();
+        self.replica.campaign(now);
+    }
+
+    // ----- inside ---------------------------------------------------------
+
+    fn assert_between_rounds(&self) {
+        assert!(
+            self.round.is_none(),
+            "input to a node between begin_round and finish_round"
+        );
+    }
+
+    fn next_anonymous_seq(&mut self) -> u64 {
+        let seq = self.next_anonymous_seq;
+        self.next_anonymous_seq += 1;
+        seq
+    }
+
+    fn answer_write(&mut self, (client_id, seq): (u64, u64), answer: WriteAnswer) {
+        self.answers.push(Answer::Write {
+            client_id,
+            seq,
+            answer,
+        });
+    }
+
+    /// Answers the command waiting under `key`, if one is.
+    fn answer_waiting(&mut self, key: (u64, u64), answer: WriteAnswer) {
+        match self.waiting.remove(&key) {
+            Some(Waiting::Write) => self.answer_write(key, answer),
+            Some(Waiting::Read(id)) => self.answers.push(Answer::Read { id, answer }),
+            None => {}
+        }
+    }
+
+    /// When this node stops leading, the commands it proposed but has not
+    /// applied may still be chosen under the next leader, or never: this
+    /// node cannot tell which, and would otherwise keep their clients
+    /// waiting until they time out. Each is answered "not the leader" now;
+    /// a client that retries with the same (client, seq) at the new leader
+    /// gets the command's one result (exactly-once).
+    fn answer_waiting_on_step_down(&mut self) {
+        if self.leadership.follow(&self.replica) != LeadershipChange::Ended {
+            return;
+        }
+        let leader = self.replica.status().leader;
+        let keys: Vec<(u64, u64)> = self.waiting.keys().copied().collect();
+        for key in keys {
+            self.answer_waiting(key, Err(NodeError::NotLeader { leader }));
+        }
+    }
+
+    fn read_now(&self, request: &Request) -> Result<Response, NodeError> {
+        let op = request
+            .op
+            .as_ref()
+            .ok_or(NodeError::Invalid(RequestError::MissingOp("the request")))?;
+        self.state_machine
+            .read(op)
+            .map_err(|e| NodeError::Storage(e.to_string()))
+    }
+
+    /// Answers a linearizable read the core released: from the state
+    /// machine, unless it would show a key whose deadline passed on this
+    /// leader's clock, in which case it goes through the log behind that
+    /// key's deletion (see `expiry_timer`).
+    fn answer_read(
+        &mut self,
+        now: Instant,
+        id: ReadId,
+        request: Request,
+    ) -> Result<(), NodeFailure> {
+        let now_ms = now_ms(now);
+        let mut answer = self.read_now(&request);
+        if let (Ok(response), Some(op)) = (answer.as_mut(), request.op.as_ref()) {
+            if self.expiry.needs_log(op, response, now_ms) {
+                return self.read_through_log(now, id, op.clone());
+            }
+            self.expiry.fill_ttl(op, response, now_ms);
+        }
+        self.answers.push(Answer::Read { id, answer });
+        Ok(())
+    }
+
+    /// Proposes the read `op` as an anonymous command, after the expiries
+    /// due now; read `id` is answered when it applies.
+    fn read_through_log(&mut self, now: Instant, id: ReadId, op: Op) -> Result<(), NodeFailure> {
+        self.lead_key_expiry(now)?;
+        let mut request = Request::anonymous(op);
+        request.seq = self.next_anonymous_seq();
+        match self.replica.propose(now, request.encode_to_vec()) {
+            Ok(()) => {
+                self.waiting
+                    .insert((request.client_id, request.seq), Waiting::Read(id));
+            }
+            Err(refused) => self.answers.push(Answer::Read {
+                id,
+                answer: Err(unavailable(refused)),
+            }),
+        }
+        Ok(())
+    }
+
+    /// Applies every slot committed this round in one state-machine
+    /// transaction, then tells the session and key expiry clocks and the
+    /// waiting clients. Slots a snapshot installed earlier this round
+    /// already covers are skipped.
+    fn apply(
+        &mut self,
+        now: Instant,
+        committed: Vec<(Slot, Value)>,
+    ) -> Result<Vec<AppliedSlot>, NodeFailure> {
+        let applied_index = self.state_machine.applied_index();
+        let slots: Vec<(u64, Vec<Vec<u8>>)> = committed
+            .into_iter()
+            .filter(|(slot, _)| slot.0 > applied_index)
+            .map(|(slot, value)| match value {
+                Value::Noop => (slot.0, Vec::new()),
+                Value::Commands(commands) => (slot.0, commands),
+            })
+            .collect();
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results = self.state_machine.apply_slots(
+            slots
+                .iter()
+                .map(|(slot, commands)| (*slot, commands.as_slice())),
+        )?;
+        let now_ms = now_ms(now);
+        let mut applied = Vec::with_capacity(slots.len());
+        for ((slot, commands), result) in slots.into_iter().zip(results) {
+            self.sessions
+                .observe(now_ms, &result.effects.session_events);
+            self.expiry.observe(now_ms, &result.effects.expiry_events);
+            for (bytes, response) in commands.iter().zip(&result.responses) {
+                let Ok(request) = Request::decode(bytes.as_slice()) else {
+                    continue;
+                };
+                let key = (request.client_id, request.seq);
+                if !self.waiting.contains_key(&key) {
+                    continue;
+                }
+                let mut response = response.clone();
+                if let Some(op) = &request.op {
+                    // A TTL read served through the log.
+                    self.expiry.fill_ttl(op, &mut response, now_ms);
+                }
+                self.answer_waiting(key, Ok(response));
+            }
+            applied.push(AppliedSlot {
+                slot: Slot(slot),
+                commands,
+                responses: result.responses,
+                effects: result.effects,
+                revision: result.revision,
+            });
+        }
+        Ok(applied)
+    }
+
+    /// Flushes the state machine and compacts the log when due.
+    fn maybe_compact(&mut self) -> Result<(), NodeFailure> {
+        let applied = self.state_machine.applied_index();
+        let compacted = self.replica.compacted_through().0;
+        let policy = self.compaction;
+        let compaction_due = applied >= compacted + policy.every_slots + policy.keep_slots;
+        let flush_due = applied >= self.flushed_through + policy.flush_every_slots;
+        if !compaction_due && !flush_due {
+            return Ok(());
+        }
+        self.flush()?;
+        if compaction_due {
+            self.replica.compact(Slot(applied - policy.keep_slots));
+        }
+        Ok(())
+    }
+
+    /// Follows leadership changes and proposes what the session and key
+    /// expiry clocks say is due (expiries, lock-delay ends, checkpoints).
+    fn lead_sessions(&mut self, now: Instant) -> Result<(), NodeFailure> {
+        self.lead_key_expiry(now)?;
+        let now_ms = now_ms(now);
+        self.sessions
+            .follow_role(now_ms, &self.replica, &self.state_machine)?;
+        for op in self.sessions.due(now_ms) {
+            // Refused (busy, or leadership just lost): the clock proposes
+            // expiries and delay ends again after its retry interval, and
+            // the next checkpoint is one interval away.
+            if let Err(refused) = self.propose_anonymous(now, op) {
+                tracing::debug!(%refused, "session command not proposed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows leadership changes and proposes the key expiries and TTL
+    /// checkpoints the key expiry clock says are due. Called every round
+    /// and before proposing a client's write or a read through the log.
+    fn lead_key_expiry(&mut self, now: Instant) -> Result<(), StorageError> {
+        let now_ms = now_ms(now);
+        self.expiry
+            .follow_role(now_ms, &self.replica, &self.state_machine)?;
+        for op in self.expiry.due(now_ms) {
+            // Refused (busy, or leadership just lost): the clock proposes
+            // the expiries again after its retry interval.
+            if let Err(refused) = self.propose_anonymous(now, op) {
+                tracing::debug!(%refused, "key expiry command not proposed");
+            }
+        }
+        Ok(())
+    }
+
+    fn propose_anonymous(&mut self, now: Instant, op: Op) -> Result<(), Unavailable> {
+        self.replica
+            .propose(now, Request::anonymous(op).encode_to_vec())
+    }
+}
+
+/// The node's clock in milliseconds, for the session and key expiry clocks.
+fn now_ms(now: Instant) -> u64 {
+    now.as_micros() / 1_000
+}
+
+fn unavailable(refused: Unavailable) -> NodeError {
+    match refused {
+        Unavailable::NotLeader { leader } => NodeError::NotLeader { leader },
+        Unavailable::Busy => NodeError::Busy,
+    }
+}
