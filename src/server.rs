@@ -1,9 +1,9 @@
 //! `synod start`: one node on the network. Wires the node runtime to QUIC:
 //! peers on `peer_addr`, clients on `client_addr`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use prost::Message as _;
@@ -85,6 +85,7 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
         peers: peer_net.peers,
         client_addrs: client_addrs.clone(),
         tls: tls.clone(),
+        snapshot_streams: SnapshotStreams::default(),
     };
     let seed = u64::from(config.id) ^ std::process::id() as u64;
     let (handle, core) = spawn_core_with_sessions(
@@ -140,6 +141,38 @@ struct NetOutbox {
     peers: PeerSender,
     client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
     tls: TlsIdentity,
+    snapshot_streams: SnapshotStreams,
+}
+
+/// The peers a snapshot is being streamed to: at most one stream per peer.
+/// The core offers a lagging peer a fresh snapshot every election timeout;
+/// a transfer that takes longer must not be joined by a second one (each
+/// holds a read transaction, and the peer installs one stream at a time).
+#[derive(Clone, Default)]
+struct SnapshotStreams(Arc<Mutex<HashSet<NodeId>>>);
+
+/// One stream in flight; dropping it ends it.
+struct SnapshotStream {
+    streams: SnapshotStreams,
+    to: NodeId,
+}
+
+impl SnapshotStreams {
+    /// Starts a stream to `to`, unless one is in flight.
+    fn start(&self, to: NodeId) -> Option<SnapshotStream> {
+        let mut streaming = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        streaming.insert(to).then(|| SnapshotStream {
+            streams: self.clone(),
+            to,
+        })
+    }
+}
+
+impl Drop for SnapshotStream {
+    fn drop(&mut self) {
+        let mut streaming = self.streams.0.lock().unwrap_or_else(|e| e.into_inner());
+        streaming.remove(&self.to);
+    }
 }
 
 impl PeerOutbox for NetOutbox {
@@ -153,8 +186,13 @@ impl PeerOutbox for NetOutbox {
             tracing::warn!(%to, "cannot send a snapshot: the peer's client address is not configured");
             return;
         };
+        let Some(stream) = self.snapshot_streams.start(to) else {
+            tracing::debug!(%to, "a snapshot is already on its way to this peer");
+            return;
+        };
         let tls = self.tls.clone();
         tokio::spawn(async move {
+            let _stream = stream;
             if let Err(e) = stream_snapshot(addr, &tls, snapshot).await {
                 tracing::warn!(%to, error = %e, "snapshot transfer failed; the peer will ask again");
             }
@@ -414,4 +452,23 @@ fn fit_watch_answer(events: Vec<synod_kvstore::Event>, next_revision: u64) -> (V
         start = end;
     }
     (encoded, next_revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_snapshot_stream_per_peer_until_it_ends() {
+        let streams = SnapshotStreams::default();
+        let first = streams.start(NodeId(2)).expect("nothing in flight");
+        assert!(streams.start(NodeId(2)).is_none(), "a second stream waits");
+        let other = streams.start(NodeId(3)).expect("another peer has its own");
+        drop(first);
+        assert!(
+            streams.start(NodeId(2)).is_some(),
+            "a new stream once it ended"
+        );
+        drop(other);
+    }
 }

@@ -214,6 +214,16 @@ fn oracles_catch_a_leader_that_ignores_promised_values() {
 }
 
 #[test]
+fn oracles_catch_phase2_sent_before_the_own_promise_is_durable() {
+    let bugs = synod_paxos::Bugs {
+        phase2_before_own_promise_durable: true,
+        ..Default::default()
+    };
+    let caught = first_caught("crashes", bugs).expect("the broken rule went unnoticed");
+    eprintln!("caught: {caught}");
+}
+
+#[test]
 fn oracles_catch_reads_served_without_a_lease() {
     let bugs = synod_paxos::Bugs {
         read_without_lease: true,

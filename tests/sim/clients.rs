@@ -1,10 +1,7 @@
 //! The simulated clients' traffic: requests at the nodes, replies,
 //! retries and redirects.
 
-use synod_paxos::Unavailable;
-
-use super::coord::{CoordAnswer, CoordReply};
-use super::workload::{Reply, Request};
+use super::workload::Reply;
 use super::{Event, Simulation, AFTER_HEAL_US, ATTEMPT_TIMEOUT_US, PATIENCE_US};
 use crate::support::linearizability::KvOp;
 
@@ -20,68 +17,6 @@ impl Simulation {
                 },
             );
         }
-    }
-
-    pub(super) fn on_request(
-        &mut self,
-        node: usize,
-        client: usize,
-        request: Request,
-    ) -> Result<(), String> {
-        let now = self.local_now(node);
-        let n = &mut self.nodes[node];
-        let Some(replica) = n.replica.as_mut() else {
-            return Ok(());
-        };
-        match request {
-            Request::Write(command) => {
-                let tag = command.seq;
-                match replica.propose(now, command.encode()) {
-                    Ok(()) => {
-                        n.writes.insert((command.client, command.seq));
-                        self.drive(node, &[])?;
-                    }
-                    Err(Unavailable::NotLeader { leader }) => {
-                        self.reply(node, client, Reply::Redirect { tag, leader })
-                    }
-                    Err(Unavailable::Busy) => {}
-                }
-            }
-            Request::Coord { from, seq, bytes } => match replica.propose(now, bytes) {
-                Ok(()) => {
-                    n.writes.insert((from, seq));
-                    self.drive(node, &[])?;
-                }
-                Err(Unavailable::NotLeader { leader }) => self.coord_reply(CoordReply {
-                    from,
-                    seq,
-                    answer: CoordAnswer::Redirect(leader),
-                }),
-                Err(Unavailable::Busy) => {}
-            },
-            Request::Read { attempt, key, .. } => {
-                let id = n.next_read_id;
-                n.next_read_id += 1;
-                match replica.read(now, id) {
-                    Ok(()) => {
-                        n.reads.insert(id, (client, attempt, key));
-                        // Released within the same call means served under
-                        // the lease, with no round trip.
-                        self.drive(node, &[id])?;
-                    }
-                    Err(Unavailable::NotLeader { leader }) => self.reply(
-                        node,
-                        client,
-                        Reply::Redirect {
-                            tag: attempt,
-                            leader,
-                        },
-                    ),
-                    Err(Unavailable::Busy) => {}
-                }
-            }
-        }
-        Ok(())
     }
 
     pub(super) fn client_start(&mut self, client: usize) {

@@ -1,54 +1,10 @@
-//! A simulated node's session duties, as the node runtime's core task
-//! does them, and how coordination violations fail a run.
-
-use prost::Message as _;
+//! How coordination violations fail a run.
 
 use super::coord_oracles::Violation;
 use super::session_oracles::BoundParams;
-use super::{Event, Simulation};
+use super::Simulation;
 
 impl Simulation {
-    /// The core task's `lead_sessions`: follow leadership changes, then
-    /// propose what the session clock says is due, on the node's own clock.
-    pub(super) fn lead_sessions(&mut self, node: usize) -> Result<(), String> {
-        let now = self.local_now(node);
-        let now_ms = now.as_micros() / 1_000;
-        let n = &mut self.nodes[node];
-        let replica = n.replica.as_mut().expect("up");
-        let before = n.timer.leading();
-        n.timer
-            .follow_role(now_ms, replica, &n.state_machine)
-            .map_err(|e| e.to_string())?;
-        let after = n.timer.leading();
-        for op in n.timer.due(now_ms) {
-            let bytes = synod_kvstore::Request::anonymous(op).encode_to_vec();
-            // Refused: the clock proposes again after its retry interval.
-            let _ = replica.propose(now, bytes);
-        }
-        if before != after {
-            if before.is_some() {
-                self.truth.term_ended(node, self.now_us);
-            }
-            if let Some(ballot) = after {
-                self.truth.term_started(node, self.now_us);
-                self.note(|| format!("n{} leads sessions with ballot {ballot}", node + 1));
-                if self.options.mix.leader_churn && self.faults_active {
-                    let incarnation = self.nodes[node].incarnation;
-                    let term = 800_000 + self.rng.below(800_000);
-                    self.schedule(
-                        term,
-                        Event::ChurnCrash {
-                            node,
-                            incarnation,
-                            ballot,
-                        },
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Fails the run with the first violation of an oracle that is on.
     pub(super) fn report(&self, node: usize, violations: Vec<Violation>) -> Result<(), String> {
         match violations

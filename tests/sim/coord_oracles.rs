@@ -215,16 +215,15 @@ impl ReplicaView {
         Ok(view)
     }
 
-    /// Checks one slot this replica just applied (see the module docs);
-    /// `leaders` maps (election, revision) to the leader seen with it,
-    /// across replicas and clients.
+    /// Checks one slot this replica just applied (see the module docs).
+    /// Returns whether the slot touched
+    /// coordination state: then, once the round's slots are all applied,
+    /// [`check_state`](Self::check_state) compares the replica's state.
     pub fn check_slot(
         &mut self,
-        sm: &StateMachine,
         slot: &AppliedSlot<'_>,
-        leaders: &mut BTreeMap<(usize, u64), u64>,
         out: &mut Vec<Violation>,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let AppliedSlot {
             commands,
             responses,
@@ -244,7 +243,7 @@ impl ReplicaView {
                 )
             });
         if !touched {
-            return Ok(());
+            return Ok(false);
         }
         let ended: BTreeSet<u64> = effects
             .session_events
@@ -336,7 +335,7 @@ impl ReplicaView {
             }
         }
         advance(self, u64::MAX, out);
-        self.check_state(sm, leaders, out)
+        Ok(true)
     }
 
     /// Follows one lock-holder change at its revision.
@@ -380,9 +379,10 @@ impl ReplicaView {
         view.token = if e.session != 0 { e.revision } else { 0 };
     }
 
-    /// Compares the replica's state after the slot with the events and
-    /// the invariants.
-    fn check_state(
+    /// Compares the replica's state after a round's slots with the events
+    /// and the invariants; `leaders` maps (election, revision) to the
+    /// leader seen with it, across replicas and clients.
+    pub fn check_state(
         &mut self,
         sm: &StateMachine,
         leaders: &mut BTreeMap<(usize, u64), u64>,

@@ -56,8 +56,6 @@ impl Simulation {
         };
         let node = s.leader_guess;
         let request = Request::Coord {
-            from: s.kv_id(),
-            seq,
             bytes: pending.bytes.clone(),
         };
         self.send_request(node, client, request);

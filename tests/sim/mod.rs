@@ -29,6 +29,7 @@ mod coord;
 mod coord_node;
 mod coord_oracles;
 mod coord_traffic;
+mod machine;
 pub mod network;
 mod oracles;
 mod session_oracles;
@@ -38,26 +39,24 @@ pub mod workload;
 
 pub use coord_oracles::{CoordOracles, Oracle};
 pub use trace::describe;
-use trace::describe_value;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use synod_paxos::{
-    Config, Envelope, Instant, MemStorage, Message, NodeId, ReadId, Replica, Rng, Slot, Storage,
+    Ballot, Config, Envelope, Instant, MemStorage, Message, NodeId, ReadId, Rng, Slot, Storage,
     Value,
 };
 
-use crate::support::linearizability::KvOutcome;
 pub use coord::CoordStats;
-use coord::{is_coord, CoordAnswer, CoordClient, CoordReply};
-use coord_oracles::{AppliedSlot, ReplicaView};
+use coord::{CoordClient, CoordReply};
+use coord_oracles::ReplicaView;
 use network::{FaultMix, Partitions};
 use session_oracles::Truth;
-use synod::node::SessionTimer;
-use synod_kvstore::{Get, Op, SessionClockConfig, SnapshotChunk, StateMachine};
-use workload::{read_value, write_outcome, Client, Reply, Request, WriteCommand};
+use synod::node::{CompactionPolicy, Node, NodeConfig};
+use synod_kvstore::{SessionClockConfig, SimRedbBackend, SnapshotChunk, StateMachine};
+use workload::{Client, Reply, Request};
 
 /// Node ticks are this far apart (simulated).
 const TICK_US: u64 = 5_000;
@@ -73,8 +72,10 @@ const QUIESCE_US: u64 = 2_000_000;
 /// ...or this long with coordination clients: sessions they leave behind
 /// must expire first (TTLs are at most 2 s), then lock-delays end.
 const COORD_QUIESCE_US: u64 = 4_000_000;
-/// A node snapshots its state and compacts its log once this many slots
-/// were applied since the last compaction...
+/// A node flushes its state machine every this many applied slots...
+const FLUSH_EVERY_SLOTS: u64 = 20;
+/// ...and compacts its log once this many slots were applied since the
+/// last compaction...
 const COMPACT_EVERY_SLOTS: u64 = 40;
 /// ...keeping this many recent slots for followers that lag a little.
 const COMPACT_KEEP_SLOTS: u64 = 8;
@@ -245,11 +246,13 @@ enum Event {
     Crash,
     Restart(usize),
     EndFaults,
-    /// A state-machine snapshot taken at `slot` arrives at `to`.
-    Snapshot {
+    /// One chunk of a state-machine snapshot `from` streams to `to`
+    /// (while `to` runs `incarnation`).
+    SnapshotChunk {
         to: usize,
-        slot: Slot,
-        chunks: Vec<SnapshotChunk>,
+        incarnation: u64,
+        from: NodeId,
+        chunk: SnapshotChunk,
     },
     CoordStart {
         client: usize,
@@ -303,32 +306,36 @@ impl Ord for Scheduled {
     }
 }
 
-struct Node {
-    storage: MemStorage,
-    replica: Option<Replica>,
+/// One simulated machine: its disks survive crashes, the node does not.
+struct Machine {
+    /// The acceptor's log: what was synced survives a crash.
+    log: MemStorage,
+    /// The state machine's disk: what was synced survives a crash.
+    disk: SimRedbBackend,
+    /// The node `synod start` runs, while the machine is up.
+    node: Option<Node>,
     incarnation: u64,
-    /// The real state machine, on redb's in-memory backend.
-    state_machine: StateMachine,
-    /// The state machine as last made durable: it survives a crash, and the
-    /// log is never compacted past it.
-    durable_snapshot: (Slot, Vec<SnapshotChunk>),
-    /// Writes this node proposed, answered when applied: (client, seq).
-    writes: BTreeSet<(u64, u64)>,
-    /// Reads waiting for the core: id → (client, attempt tag, key).
-    reads: BTreeMap<ReadId, (usize, u64, Vec<u8>)>,
-    next_read_id: ReadId,
+    /// Reads asked of this node: id → (client, attempt tag).
+    reads: BTreeMap<ReadId, (usize, u64)>,
     clock_offset_us: u64,
     drift_ppm: i64,
-    /// The runtime's session duties (expiries, lock-delays, checkpoints).
-    timer: SessionTimer,
+    /// The ballot the node's leader clocks ran for at the last look.
+    leading: Option<Ballot>,
     /// The coordination state the oracles last saw on this replica.
     view: ReplicaView,
 }
 
-impl Node {
-    /// The slot the state machine applied through.
+impl Machine {
+    /// The slot the state machine applied through (0 while down).
     fn applied(&self) -> Slot {
-        Slot(self.state_machine.applied_index())
+        self.node
+            .as_ref()
+            .map_or(Slot(0), |n| Slot(n.state_machine().applied_index()))
+    }
+
+    /// The state machine's hash (`None` while down or unreadable).
+    fn state_hash(&self) -> Option<u64> {
+        self.node.as_ref()?.state_machine().state_hash().ok()
     }
 }
 
@@ -338,7 +345,7 @@ struct Simulation {
     now_us: u64,
     queue: BinaryHeap<Scheduled>,
     next_order: u64,
-    nodes: Vec<Node>,
+    nodes: Vec<Machine>,
     clients: Vec<Client>,
     partitions: Partitions,
     faults_active: bool,
@@ -362,22 +369,19 @@ impl Simulation {
         let mut rng = Rng::new(options.seed);
         let drift_bound = i64::from(Config::new(NodeId(1), vec![NodeId(1)]).max_clock_drift_ppm);
         let nodes = (0..options.nodes)
-            .map(|_| Node {
-                storage: MemStorage::new(),
-                replica: None,
+            .map(|_| Machine {
+                log: MemStorage::new(),
+                disk: SimRedbBackend::new(),
+                node: None,
                 incarnation: 0,
-                state_machine: StateMachine::in_memory().expect("in-memory database"),
-                durable_snapshot: (Slot(0), Vec::new()),
-                writes: BTreeSet::new(),
                 reads: BTreeMap::new(),
-                next_read_id: 1,
                 clock_offset_us: rng.below(1_000_000_000),
                 drift_ppm: if options.mix.clock_drift {
                     rng.below(2 * drift_bound as u64 + 1) as i64 - drift_bound
                 } else {
                     0
                 },
-                timer: SessionTimer::new(options.sessions.clone()),
+                leading: None,
                 view: ReplicaView::default(),
             })
             .collect();
@@ -452,34 +456,36 @@ impl Simulation {
     }
 
     fn start_node(&mut self, node: usize) -> Result<(), String> {
-        let durable = self.nodes[node]
-            .storage
-            .load()
-            .expect("memory storage loads");
+        let durable = self.nodes[node].log.load().expect("memory storage loads");
         let now = self.local_now(node);
-        // The state machine restarts from its last durable point.
-        let (applied, chunks) = self.nodes[node].durable_snapshot.clone();
-        let mut state_machine =
-            StateMachine::in_memory_with(self.state_machine_options()).expect("in-memory database");
-        if applied > Slot(0) {
-            state_machine
-                .install_snapshot(chunks)
-                .map_err(|e| format!("n{} cannot restore its snapshot: {e}", node + 1))?;
-        }
-        let replica =
-            Replica::new(self.config(node), durable, applied, now).expect("valid configuration");
+        // The state machine restarts from what its disk synced.
+        let state_machine = StateMachine::open_on_backend(
+            self.nodes[node].disk.clone(),
+            self.state_machine_options(),
+        )
+        .map_err(|e| format!("n{} cannot open its state machine: {e}", node + 1))?;
         let view = ReplicaView::read(&state_machine)?;
         let mut sessions = self.options.sessions.clone();
         sessions.bugs = self.options.coord_bugs;
+        let config = NodeConfig {
+            paxos: self.config(node),
+            compaction: CompactionPolicy {
+                flush_every_slots: FLUSH_EVERY_SLOTS,
+                every_slots: COMPACT_EVERY_SLOTS,
+                keep_slots: COMPACT_KEEP_SLOTS,
+            },
+            sessions,
+            first_anonymous_seq: ((node as u64 + 1) << 48) | (self.nodes[node].incarnation << 32),
+        };
+        let started = Node::new(config, durable, state_machine, now).expect("valid configuration");
         let n = &mut self.nodes[node];
-        n.replica = Some(replica);
-        n.state_machine = state_machine;
-        n.timer = SessionTimer::new(sessions);
+        n.node = Some(started);
         n.view = view;
+        n.leading = None;
         let incarnation = n.incarnation;
         let first_tick = self.rng.below(TICK_US);
         self.schedule(first_tick, Event::Tick { node, incarnation });
-        self.drive(node, &[])
+        self.drive(node, None)
     }
 
     fn state_machine_options(&self) -> synod_kvstore::Options {
@@ -504,8 +510,8 @@ impl Simulation {
         }
         for node in self.options.campaign_at_start.clone() {
             let now = self.local_now(node);
-            self.nodes[node].replica.as_mut().expect("up").campaign(now);
-            self.drive(node, &[])?;
+            self.nodes[node].node.as_mut().expect("up").campaign(now);
+            self.drive(node, None)?;
         }
         for client in 0..self.clients.len() {
             let delay = 100_000 + self.rng.below(100_000);
@@ -539,26 +545,25 @@ impl Simulation {
     fn handle(&mut self, event: Event) -> Result<(), String> {
         match event {
             Event::Tick { node, incarnation } => {
-                if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some()
-                {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].node.is_some() {
                     let now = self.local_now(node);
-                    self.nodes[node].replica.as_mut().expect("up").tick(now);
-                    self.drive(node, &[])?;
+                    self.nodes[node].node.as_mut().expect("up").tick(now);
+                    self.drive(node, None)?;
                     let delay = TICK_US - 500 + self.rng.below(1_000);
                     self.schedule(delay, Event::Tick { node, incarnation });
                 }
             }
             Event::Deliver(envelope) => {
                 let node = envelope.to.0 as usize - 1;
-                if self.nodes[node].replica.is_some() {
+                if self.nodes[node].node.is_some() {
                     self.note(|| format!("deliver {}", describe(&envelope)));
                     let now = self.local_now(node);
                     self.nodes[node]
-                        .replica
+                        .node
                         .as_mut()
                         .expect("up")
                         .step(now, envelope);
-                    self.drive(node, &[])?;
+                    self.drive(node, None)?;
                 }
             }
             Event::Request {
@@ -605,7 +610,7 @@ impl Simulation {
             Event::Crash => {
                 if self.faults_active {
                     let node = self.rng.below(self.options.nodes as u64) as usize;
-                    if self.nodes[node].replica.is_some() {
+                    if self.nodes[node].node.is_some() {
                         self.crash(node);
                         let delay = 50_000 + self.rng.below(2_000_000);
                         self.schedule(delay, Event::Restart(node));
@@ -615,12 +620,17 @@ impl Simulation {
                 }
             }
             Event::Restart(node) => {
-                if self.nodes[node].replica.is_none() {
+                if self.nodes[node].node.is_none() {
                     self.note(|| format!("restart n{}", node + 1));
                     self.start_node(node)?;
                 }
             }
-            Event::Snapshot { to, slot, chunks } => self.install_snapshot(to, slot, chunks)?,
+            Event::SnapshotChunk {
+                to,
+                incarnation,
+                from,
+                chunk,
+            } => self.snapshot_chunk(to, incarnation, from, chunk)?,
             Event::CoordStart { client } => self.coord_start(client),
             Event::CoordSend {
                 client,
@@ -644,8 +654,7 @@ impl Simulation {
                 let n = &self.nodes[node];
                 if self.faults_active
                     && n.incarnation == incarnation
-                    && n.replica.is_some()
-                    && n.timer.leading() == Some(ballot)
+                    && n.node.as_ref().is_some_and(|n| n.leading() == Some(ballot))
                 {
                     self.crash(node);
                     let delay = 100_000 + self.rng.below(500_000);
@@ -657,184 +666,9 @@ impl Simulation {
                 self.faults_active = false;
                 self.partitions.heal();
                 for node in 0..self.options.nodes {
-                    if self.nodes[node].replica.is_none() {
+                    if self.nodes[node].node.is_none() {
                         self.start_node(node)?;
                     }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn crash(&mut self, node: usize) {
-        self.note(|| format!("crash n{}", node + 1));
-        if self.nodes[node].timer.leading().is_some() {
-            self.truth.term_ended(node, self.now_us);
-        }
-        let n = &mut self.nodes[node];
-        n.replica = None;
-        n.storage.crash();
-        n.incarnation += 1;
-        n.writes.clear();
-        n.reads.clear();
-    }
-
-    /// Carries out a node's `Ready`: persist, send, apply, serve reads.
-    /// `lease_reads` are reads released in the same call that asked for
-    /// them, i.e. served under the lease with no round trip.
-    fn drive(&mut self, node: usize, lease_reads: &[ReadId]) -> Result<(), String> {
-        if self.nodes[node].replica.is_none() {
-            return Ok(());
-        }
-        self.lead_sessions(node)?;
-        let replica = self.nodes[node].replica.as_mut().expect("up");
-        let ready = replica.ready();
-        self.nodes[node]
-            .storage
-            .persist(&ready.persist)
-            .expect("memory storage persists");
-        for envelope in ready.messages {
-            self.send(envelope);
-        }
-        for (slot, value) in ready.committed {
-            self.apply(node, slot, value)?;
-        }
-        for id in ready.reads {
-            let (client, tag, key) = self.nodes[node].reads.remove(&id).expect("read known");
-            if lease_reads.contains(&id) {
-                let applied = self.nodes[node].applied();
-                let newest = self.chosen.keys().next_back().copied().unwrap_or_default();
-                if newest > applied {
-                    return Err(format!(
-                        "stale lease read at n{}: applied through slot {applied} but slot {newest} is chosen",
-                        node + 1
-                    ));
-                }
-            }
-            let response = self.nodes[node]
-                .state_machine
-                .read(&Op::Get(Get { key }))
-                .map_err(|e| e.to_string())?;
-            let value = read_value(&response);
-            self.reply(
-                node,
-                client,
-                Reply::Done {
-                    tag,
-                    outcome: KvOutcome::Get(value),
-                },
-            );
-        }
-        for id in ready.failed_reads {
-            if let Some((client, tag, _)) = self.nodes[node].reads.remove(&id) {
-                self.reply(node, client, Reply::Redirect { tag, leader: None });
-            }
-        }
-        for command in ready.unproposed {
-            let (client, seq) = WriteCommand::origin(&command);
-            if is_coord(client) {
-                if self.nodes[node].writes.remove(&(client, seq)) {
-                    let answer = CoordAnswer::Redirect(None);
-                    self.coord_reply(CoordReply {
-                        from: client,
-                        seq,
-                        answer,
-                    });
-                }
-                continue;
-            }
-            if self.nodes[node].writes.remove(&(client, seq)) {
-                let redirect = Reply::Redirect {
-                    tag: seq,
-                    leader: None,
-                };
-                self.reply(node, Client::index_of(client), redirect);
-            }
-        }
-        for peer in ready.snapshots_to_send {
-            self.send_snapshot(node, peer.0 as usize - 1);
-        }
-        self.maybe_compact(node)
-    }
-
-    fn apply(&mut self, node: usize, slot: Slot, value: Value) -> Result<(), String> {
-        let applied = self.nodes[node].applied();
-        if slot != applied.next() {
-            return Err(format!("n{} applied slot {slot} after {applied}", node + 1));
-        }
-        let first = !self.chosen.contains_key(&slot);
-        match self.chosen.get(&slot) {
-            Some(existing) if *existing != value => {
-                return Err(format!(
-                    "slot {slot} has two values: {} and {} (at n{})",
-                    describe_value(existing),
-                    describe_value(&value),
-                    node + 1
-                ));
-            }
-            Some(_) => {}
-            None => {
-                self.first_commit_us.get_or_insert(self.now_us);
-                if let Value::Commands(commands) = &value {
-                    self.committed_commands += commands.len() as u64;
-                }
-                self.chosen.insert(slot, value.clone());
-            }
-        }
-        let commands = match value {
-            Value::Noop => Vec::new(),
-            Value::Commands(commands) => commands,
-        };
-        let revision_before = self.nodes[node].state_machine.revision();
-        let responses = self.nodes[node]
-            .state_machine
-            .apply(slot.0, &commands)
-            .map_err(|e| e.to_string())?;
-        let effects = self.nodes[node].state_machine.take_effects();
-        let now_ms = self.local_now(node).as_micros() / 1_000;
-        self.nodes[node]
-            .timer
-            .observe(now_ms, &effects.session_events);
-        let mut violations = Vec::new();
-        if first {
-            self.truth.first_apply(
-                self.now_us,
-                &effects.session_events,
-                self.drift_bound_ppm,
-                &mut violations,
-            );
-        }
-        let n = &mut self.nodes[node];
-        let applied = AppliedSlot {
-            commands: &commands,
-            responses: &responses,
-            effects: &effects,
-            revision_before,
-        };
-        n.view.check_slot(
-            &n.state_machine,
-            &applied,
-            &mut self.truth.leaders,
-            &mut violations,
-        )?;
-        self.report(node, violations)?;
-        for (bytes, response) in commands.iter().zip(responses) {
-            let (client, seq) = WriteCommand::origin(bytes);
-            if is_coord(client) {
-                if self.nodes[node].writes.remove(&(client, seq)) {
-                    let answer = CoordAnswer::Done(response);
-                    self.coord_reply(CoordReply {
-                        from: client,
-                        seq,
-                        answer,
-                    });
-                }
-                continue;
-            }
-            if let Some(outcome) = write_outcome(&response) {
-                if self.nodes[node].writes.remove(&(client, seq)) {
-                    let tag = seq;
-                    self.reply(node, Client::index_of(client), Reply::Done { tag, outcome });
                 }
             }
         }

@@ -20,8 +20,7 @@ impl Simulation {
                     node.applied()
                 ));
             }
-            if node.state_machine.state_hash().ok() != self.nodes[0].state_machine.state_hash().ok()
-            {
+            if node.state_hash() != self.nodes[0].state_hash() {
                 return Err(format!(
                     "n{} and n1 applied the same log but hold different states",
                     i + 1

@@ -72,11 +72,9 @@ pub enum Request {
         attempt: u64,
         key: Vec<u8>,
     },
-    /// A coordination client's request: its exactly-once id, sequence
-    /// number and the encoded state machine request.
+    /// A coordination client's request: the encoded state machine
+    /// request (its exactly-once id and sequence number inside).
     Coord {
-        from: u64,
-        seq: u64,
         bytes: Vec<u8>,
     },
 }

@@ -1,0 +1,121 @@
+//! The sans-IO node's own rules, driven by hand: snapshot streams and the
+//! rounds around a snapshot install.
+
+use prost::Message as _;
+use synod::node::{CompactionPolicy, Node, NodeConfig, SNAPSHOT_STALL};
+use synod_kvstore::{Op, Put, Request, SessionClockConfig, SnapshotChunk, StateMachine};
+use synod_paxos::{Ballot, Config, DurableState, Envelope, Instant, Message, NodeId, Slot, Value};
+
+fn at_ms(ms: u64) -> Instant {
+    Instant::from_micros(ms * 1000)
+}
+
+/// Node 2 of a 3-node cluster, empty.
+fn follower() -> Node {
+    let config = NodeConfig {
+        paxos: Config::new(NodeId(2), vec![NodeId(1), NodeId(2), NodeId(3)]),
+        compaction: CompactionPolicy::default(),
+        sessions: SessionClockConfig::default(),
+        first_anonymous_seq: 1,
+    };
+    let state_machine = StateMachine::in_memory().unwrap();
+    Node::new(config, DurableState::default(), state_machine, at_ms(0)).unwrap()
+}
+
+fn put(key: &str, value_bytes: usize) -> Vec<u8> {
+    Request::anonymous(Op::Put(Put {
+        key: key.as_bytes().to_vec(),
+        value: vec![7; value_bytes],
+        prev_kv: false,
+    }))
+    .encode_to_vec()
+}
+
+/// The chunks of a snapshot of a state machine that applied `slots` slots,
+/// each one put of `value_bytes` bytes.
+fn snapshot(slots: u64, value_bytes: usize) -> Vec<SnapshotChunk> {
+    let mut source = StateMachine::in_memory().unwrap();
+    for slot in 1..=slots {
+        source
+            .apply(slot, &[put(&format!("k{slot}"), value_bytes)])
+            .unwrap();
+    }
+    source
+        .snapshot()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+fn feed(node: &mut Node, now: Instant, from: u32, chunks: &[SnapshotChunk]) {
+    for chunk in chunks {
+        node.snapshot_chunk(now, NodeId(from), chunk.clone())
+            .unwrap();
+    }
+}
+
+fn applied(node: &Node) -> u64 {
+    node.state_machine().applied_index()
+}
+
+#[test]
+fn a_second_snapshot_stream_does_not_replace_one_being_received() {
+    // Three values of almost 1 MiB: several chunks per snapshot.
+    let first = snapshot(3, 1_000_000);
+    let second = snapshot(4, 1_000_000);
+    assert!(
+        first.len() >= 3 && second.len() >= 3,
+        "multi-chunk snapshots"
+    );
+    let mut node = follower();
+    feed(&mut node, at_ms(10), 1, &first[..1]);
+    // The source offers a fresh snapshot while the first is on its way.
+    feed(&mut node, at_ms(20), 1, &second[..1]);
+    feed(&mut node, at_ms(30), 1, &first[1..]);
+    assert_eq!(applied(&node), 3, "the first stream completes");
+    feed(&mut node, at_ms(40), 1, &second[1..]);
+    assert_eq!(
+        applied(&node),
+        3,
+        "the second stream's later chunks are ignored"
+    );
+}
+
+#[test]
+fn a_stalled_snapshot_stream_gives_way_to_a_new_one() {
+    let first = snapshot(3, 1_000_000);
+    let second = snapshot(4, 1_000_000);
+    let mut node = follower();
+    feed(&mut node, at_ms(10), 1, &first[..1]);
+    let later = at_ms(10) + SNAPSHOT_STALL + std::time::Duration::from_millis(1);
+    feed(&mut node, later, 3, &second);
+    assert_eq!(applied(&node), 4, "the new stream replaced the stalled one");
+}
+
+#[test]
+fn a_snapshot_installed_in_the_round_that_committed_slots_applies_cleanly() {
+    let mut node = follower();
+    // The leader's Accept commits slot 1 at node 2...
+    let ballot = Ballot::new(1, NodeId(1));
+    node.step(
+        at_ms(10),
+        Envelope {
+            from: NodeId(1),
+            to: NodeId(2),
+            message: Message::Accept {
+                ballot,
+                entries: vec![(Slot(1), Value::Commands(vec![put("k1", 10)]))],
+                commit: Slot(1),
+            },
+        },
+    );
+    // ...and, before the round that applies it, a snapshot through slot 5
+    // arrives and is installed.
+    feed(&mut node, at_ms(11), 1, &snapshot(5, 10));
+    let round = node.begin_round(at_ms(12)).unwrap();
+    assert!(!round.persist.is_empty());
+    let output = node.finish_round(at_ms(12)).unwrap();
+    assert!(output.applied.is_empty(), "slot 1 is inside the snapshot");
+    assert_eq!(applied(&node), 5);
+    assert_eq!(node.replica().commit_index(), Slot(5));
+}

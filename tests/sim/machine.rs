@@ -1,0 +1,369 @@
+//! Driving each simulated machine's node: the same `synod::node::Node`
+//! that `synod start` runs, through the same round (early sends, persist,
+//! later sends, finish), with crashes that may fall between the early
+//! sends and the persist. What comes out (applied slots, answers,
+//! snapshots) feeds the oracles and the simulated clients.
+
+use prost::Message as _;
+use synod::node::{Answer, AppliedSlot, NodeError, ReadConsistency};
+use synod_kvstore::{Get, Op, Request as KvRequest, Snapshot, SnapshotChunk};
+use synod_paxos::{NodeId, ReadId, Record, Slot, Storage};
+
+use super::coord::{is_coord, CoordAnswer, CoordReply};
+use super::coord_oracles::{self, ReplicaView};
+use super::snapshots::snapshot_chunks;
+use super::trace::describe_value;
+use super::workload::{read_value, write_outcome, Client, Reply, Request};
+use super::{Event, Simulation};
+use crate::support::linearizability::KvOutcome;
+
+/// In the crash mixes, the chance (per mille) that a machine crashes
+/// between a round's early messages and its persist...
+const CRASH_MID_ROUND_PER_MILLE: u64 = 2;
+/// ...and when that persist raises the node's promise: elections are where
+/// a lost promise hurts (a new leader's early Phase 2 relies on it).
+const CRASH_MID_PROMISE_PER_MILLE: u64 = 150;
+
+impl Simulation {
+    /// The machine loses power: the node is gone, and so is everything
+    /// its disks had not synced.
+    pub(super) fn crash(&mut self, node: usize) {
+        self.note(|| format!("crash n{}", node + 1));
+        if self.nodes[node].leading.is_some() {
+            self.truth.term_ended(node, self.now_us);
+        }
+        let n = &mut self.nodes[node];
+        // Kill the disk before the node, so its clean close cannot write.
+        n.disk = n.disk.crash();
+        n.node = None;
+        n.log.crash();
+        n.incarnation += 1;
+        n.reads.clear();
+        n.leading = None;
+    }
+
+    /// Hands a client's request to `node`.
+    pub(super) fn on_request(
+        &mut self,
+        node: usize,
+        client: usize,
+        request: Request,
+    ) -> Result<(), String> {
+        let now = self.local_now(node);
+        let n = &mut self.nodes[node];
+        let Some(running) = n.node.as_mut() else {
+            return Ok(());
+        };
+        let decode =
+            |bytes: &[u8]| KvRequest::decode(bytes).expect("the simulator sends valid requests");
+        let lease_read = match request {
+            Request::Write(command) => {
+                running.write(now, decode(&command.encode()));
+                None
+            }
+            Request::Coord { bytes, .. } => {
+                running.write(now, decode(&bytes));
+                None
+            }
+            Request::Read { attempt, key, .. } => {
+                let read = KvRequest::anonymous(Op::Get(Get { key }));
+                let id = running.read(now, read, ReadConsistency::Linearizable);
+                n.reads.insert(id, (client, attempt));
+                // Answered within the same call means served under the
+                // lease, with no round trip.
+                Some(id)
+            }
+        };
+        self.drive(node, lease_read)
+    }
+
+    /// Runs one round of `node`'s node. `lease_read` is a read asked in
+    /// this same call: if it is answered now, it was served under the
+    /// lease, and must not miss any slot chosen anywhere.
+    pub(super) fn drive(&mut self, node: usize, lease_read: Option<ReadId>) -> Result<(), String> {
+        let now = self.local_now(node);
+        let Some(running) = self.nodes[node].node.as_mut() else {
+            return Ok(());
+        };
+        let round = running
+            .begin_round(now)
+            .map_err(|e| format!("n{}: {e}", node + 1))?;
+        self.follow_terms(node);
+        for envelope in round.send_now {
+            self.send(envelope);
+        }
+        let raises_promise = round
+            .persist
+            .iter()
+            .any(|r| matches!(r, Record::Promised(_)));
+        let crash_per_mille = match raises_promise {
+            true => CRASH_MID_PROMISE_PER_MILLE,
+            false => CRASH_MID_ROUND_PER_MILLE,
+        };
+        if !round.persist.is_empty()
+            && self.options.mix.crashes
+            && self.faults_active
+            && self.rng.chance(crash_per_mille, 1000)
+        {
+            self.note(|| format!("n{} crashes before its fsync", node + 1));
+            self.crash(node);
+            let delay = 50_000 + self.rng.below(1_000_000);
+            self.schedule(delay, super::Event::Restart(node));
+            return Ok(());
+        }
+        self.nodes[node]
+            .log
+            .persist(&round.persist)
+            .expect("memory storage persists");
+        for envelope in round.send_after_persist {
+            self.send(envelope);
+        }
+        let running = self.nodes[node].node.as_mut().expect("up");
+        let mut revision_before = running.state_machine().revision();
+        let output = running
+            .finish_round(now)
+            .map_err(|e| format!("n{}: {e}", node + 1))?;
+        let mut touched = false;
+        for slot in &output.applied {
+            touched |= self.check_applied(node, slot, revision_before)?;
+            revision_before = slot.revision;
+        }
+        if touched {
+            let n = &mut self.nodes[node];
+            let mut violations = Vec::new();
+            n.view.check_state(
+                n.node.as_ref().expect("up").state_machine(),
+                &mut self.truth.leaders,
+                &mut violations,
+            )?;
+            self.report(node, violations)?;
+        }
+        for answer in output.answers {
+            self.answer(node, answer, lease_read)?;
+        }
+        for (peer, snapshot) in output.snapshots {
+            self.send_snapshot(node, peer, snapshot);
+        }
+        Ok(())
+    }
+
+    /// Starts and ends the node's leader terms in the oracles' truth, as
+    /// its session clock starts and stops leading.
+    fn follow_terms(&mut self, node: usize) {
+        let n = &self.nodes[node];
+        let now_leading = n.node.as_ref().and_then(|n| n.leading());
+        let before = n.leading;
+        if before == now_leading {
+            return;
+        }
+        self.nodes[node].leading = now_leading;
+        if before.is_some() {
+            self.truth.term_ended(node, self.now_us);
+        }
+        if let Some(ballot) = now_leading {
+            self.truth.term_started(node, self.now_us);
+            self.note(|| format!("n{} leads sessions with ballot {ballot}", node + 1));
+            if self.options.mix.leader_churn && self.faults_active {
+                let incarnation = self.nodes[node].incarnation;
+                let term = 800_000 + self.rng.below(800_000);
+                self.schedule(
+                    term,
+                    Event::ChurnCrash {
+                        node,
+                        incarnation,
+                        ballot,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The oracles on one applied slot: one value per slot, in order, and
+    /// the coordination checks. Returns whether the slot touched
+    /// coordination state.
+    fn check_applied(
+        &mut self,
+        node: usize,
+        applied: &AppliedSlot,
+        revision_before: u64,
+    ) -> Result<bool, String> {
+        let slot = applied.slot;
+        let first = !self.chosen.contains_key(&slot);
+        match self.chosen.get(&slot) {
+            Some(existing) if value_commands(existing) != applied.commands.as_slice() => {
+                return Err(format!(
+                    "slot {slot} has two values: {} and {} commands (at n{})",
+                    describe_value(existing),
+                    applied.commands.len(),
+                    node + 1
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.first_commit_us.get_or_insert(self.now_us);
+                self.committed_commands += applied.commands.len() as u64;
+                let value = match applied.commands.is_empty() {
+                    true => synod_paxos::Value::Noop,
+                    false => synod_paxos::Value::Commands(applied.commands.clone()),
+                };
+                self.chosen.insert(slot, value);
+            }
+        }
+        let mut violations = Vec::new();
+        if first {
+            self.truth.first_apply(
+                self.now_us,
+                &applied.effects.session_events,
+                self.drift_bound_ppm,
+                &mut violations,
+            );
+        }
+        let checked = coord_oracles::AppliedSlot {
+            commands: &applied.commands,
+            responses: &applied.responses,
+            effects: &applied.effects,
+            revision_before,
+        };
+        let touched = self.nodes[node]
+            .view
+            .check_slot(&checked, &mut violations)?;
+        self.report(node, violations)?;
+        Ok(touched)
+    }
+
+    /// Hands one of the node's answers to the client that asked.
+    fn answer(
+        &mut self,
+        node: usize,
+        answer: Answer,
+        lease_read: Option<ReadId>,
+    ) -> Result<(), String> {
+        match answer {
+            Answer::Write {
+                client_id,
+                seq,
+                answer,
+            } => {
+                if is_coord(client_id) {
+                    let answer = match answer {
+                        Ok(response) => CoordAnswer::Done(response),
+                        Err(NodeError::NotLeader { leader }) => CoordAnswer::Redirect(leader),
+                        // Busy: the client's attempt times out and retries.
+                        Err(_) => return Ok(()),
+                    };
+                    self.coord_reply(CoordReply {
+                        from: client_id,
+                        seq,
+                        answer,
+                    });
+                    return Ok(());
+                }
+                if client_id == 0 {
+                    return Ok(());
+                }
+                let client = Client::index_of(client_id);
+                match answer {
+                    Ok(response) => {
+                        if let Some(outcome) = write_outcome(&response) {
+                            self.reply(node, client, Reply::Done { tag: seq, outcome });
+                        }
+                    }
+                    Err(NodeError::NotLeader { leader }) => {
+                        self.reply(node, client, Reply::Redirect { tag: seq, leader });
+                    }
+                    Err(_) => {}
+                }
+            }
+            Answer::Read { id, answer } => {
+                let Some((client, tag)) = self.nodes[node].reads.remove(&id) else {
+                    return Ok(());
+                };
+                match answer {
+                    Ok(response) => {
+                        if lease_read == Some(id) {
+                            let applied = self.nodes[node].applied();
+                            let newest =
+                                self.chosen.keys().next_back().copied().unwrap_or_default();
+                            if newest > applied {
+                                return Err(format!(
+                                    "stale lease read at n{}: applied through slot {applied} but slot {newest} is chosen",
+                                    node + 1
+                                ));
+                            }
+                        }
+                        let outcome = KvOutcome::Get(read_value(&response));
+                        self.reply(node, client, Reply::Done { tag, outcome });
+                    }
+                    Err(NodeError::NotLeader { leader }) => {
+                        self.reply(node, client, Reply::Redirect { tag, leader });
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ships `snapshot` from `from` to `to` chunk by chunk, in order, each
+    /// chunk lost or cut like a message (a lost chunk abandons the
+    /// transfer; the peer asks again).
+    fn send_snapshot(&mut self, from: usize, to: NodeId, snapshot: Snapshot) {
+        let to = to.0 as usize - 1;
+        let Ok(chunks) = snapshot_chunks(snapshot) else {
+            return;
+        };
+        self.note(|| format!("n{} streams a snapshot to n{}", from + 1, to + 1));
+        let incarnation = self.nodes[to].incarnation;
+        let mut delay = self.delay();
+        for chunk in chunks {
+            if self.partitions.blocks(from, to) || self.copies() == 0 {
+                return;
+            }
+            delay += self.delay();
+            self.schedule(
+                delay,
+                Event::SnapshotChunk {
+                    to,
+                    incarnation,
+                    from: NodeId(from as u32 + 1),
+                    chunk,
+                },
+            );
+        }
+    }
+
+    /// One snapshot chunk arrives.
+    pub(super) fn snapshot_chunk(
+        &mut self,
+        node: usize,
+        incarnation: u64,
+        from: NodeId,
+        chunk: SnapshotChunk,
+    ) -> Result<(), String> {
+        let now = self.local_now(node);
+        let n = &mut self.nodes[node];
+        let Some(running) = n.node.as_mut().filter(|_| n.incarnation == incarnation) else {
+            return Ok(());
+        };
+        let before = running.state_machine().applied_index();
+        running
+            .snapshot_chunk(now, from, chunk)
+            .map_err(|e| format!("n{} cannot install a snapshot: {e}", node + 1))?;
+        let after = running.state_machine().applied_index();
+        if after != before {
+            n.view = ReplicaView::read(running.state_machine())?;
+            self.snapshots_installed += 1;
+            self.note(|| format!("n{} installed a snapshot at slot {}", node + 1, Slot(after)));
+            self.follow_terms(node);
+        }
+        self.drive(node, None)
+    }
+}
+
+/// The commands of a chosen value (none for a no-op).
+fn value_commands(value: &synod_paxos::Value) -> &[Vec<u8>] {
+    match value {
+        synod_paxos::Value::Noop => &[],
+        synod_paxos::Value::Commands(commands) => commands,
+    }
+}
