@@ -262,6 +262,11 @@ impl Simulation {
                     return Ok(());
                 }
                 let client = Client::index_of(client_id);
+                if self.clients[client].kv_client_id() != client_id {
+                    // An answer to a write the client gave up on (it went on
+                    // under a new id, numbering from 1 again).
+                    return Ok(());
+                }
                 match answer {
                     Ok(response) => {
                         if let Some(outcome) = write_outcome(&response) {

@@ -1,9 +1,12 @@
 //! A deterministic simulator of whole Synod clusters.
 //!
-//! It runs the real [`synod_paxos::Replica`] on every node, on a simulated
-//! network (loss, duplication, reordering, delay, partitions) and clock
-//! (per-node drift within the configured bound), with crashes that keep only
-//! what the node persisted. Nodes compact their logs every few dozen slots,
+//! It runs `synod::node::Node`, the node `synod start` runs, on every
+//! machine, through the same rounds as the tokio driver (see `machine`), on
+//! a simulated network (loss, duplication, reordering, delay, partitions)
+//! and clock (per-node drift within the configured bound), with crashes
+//! that keep only what the acceptor log and the state machine's disk
+//! (`SimRedbBackend`) synced; a crash may fall between a round's early
+//! messages and its fsync. Nodes compact their logs every few dozen slots,
 //! so lagging and restarted nodes often catch up by snapshot. Everything is drawn from one seed, so a failing
 //! run replays exactly: `SYNOD_SIM_SEED=<seed> cargo test --test simulation
 //! replay_one_seed -- --nocapture` prints its message trace.
@@ -20,9 +23,9 @@
 //! - the coordination oracles (locks, fencing tokens, fenced writes,
 //!   elections, session keep-alive and expiry): see `coord_oracles`.
 //!
-//! Every node runs the node runtime's own `SessionTimer` on its drifting
-//! clock, as the core task does: while it leads, it proposes session
-//! expiries, lock-delay ends and TTL checkpoints.
+//! Every node runs the node runtime's own session and key-expiry clocks on
+//! its drifting clock: while it leads, it proposes session expiries,
+//! lock-delay ends and TTL checkpoints.
 
 mod clients;
 mod coord;
