@@ -3,11 +3,16 @@
 //! later sends, finish), with crashes that may fall between the early
 //! sends and the persist. What comes out (applied slots, answers,
 //! snapshots) feeds the oracles and the simulated clients.
+//!
+//! Oracle of the durability rule, checked at each such crash: every
+//! Accept or Heartbeat the node sent before the crash is covered by the
+//! promise it restarts with (a proposer's messages at ballot b rely on its
+//! own durable promise of b).
 
 use prost::Message as _;
 use synod::node::{Answer, AppliedSlot, NodeError, ReadConsistency};
 use synod_kvstore::{Get, Op, Request as KvRequest, Snapshot, SnapshotChunk};
-use synod_paxos::{NodeId, ReadId, Record, Slot, Storage};
+use synod_paxos::{Message, NodeId, ReadId, Record, Slot, Storage};
 
 use super::coord::{is_coord, CoordAnswer, CoordReply};
 use super::coord_oracles::{self, ReplicaView};
@@ -18,11 +23,9 @@ use super::{Event, Simulation};
 use crate::support::linearizability::KvOutcome;
 
 /// In the crash mixes, the chance (per mille) that a machine crashes
-/// between a round's early messages and its persist...
+/// between a round's early messages and its persist (more often when the
+/// round raises the promise: see `FaultMix::promise_crash_per_mille`).
 const CRASH_MID_ROUND_PER_MILLE: u64 = 2;
-/// ...and when that persist raises the node's promise: elections are where
-/// a lost promise hurts (a new leader's early Phase 2 relies on it).
-const CRASH_MID_PROMISE_PER_MILLE: u64 = 150;
 
 impl Simulation {
     /// The machine loses power: the node is gone, and so is everything
@@ -89,6 +92,16 @@ impl Simulation {
             .begin_round(now)
             .map_err(|e| format!("n{}: {e}", node + 1))?;
         self.follow_terms(node);
+        // The ballot of the proposer messages sent before this round's
+        // fsync: they rely on a durable promise of at least that ballot.
+        let relies_on = round
+            .send_now
+            .iter()
+            .filter_map(|e| match e.message {
+                Message::Accept { ballot, .. } | Message::Heartbeat { ballot, .. } => Some(ballot),
+                _ => None,
+            })
+            .max();
         for envelope in round.send_now {
             self.send(envelope);
         }
@@ -96,17 +109,24 @@ impl Simulation {
             .persist
             .iter()
             .any(|r| matches!(r, Record::Promised(_)));
-        let crash_per_mille = match raises_promise {
-            true => CRASH_MID_PROMISE_PER_MILLE,
-            false => CRASH_MID_ROUND_PER_MILLE,
+        let crash_per_mille = match (raises_promise, self.options.mix.crashes) {
+            (true, _) => self.options.mix.promise_crash_per_mille,
+            (false, true) => CRASH_MID_ROUND_PER_MILLE,
+            (false, false) => 0,
         };
-        if !round.persist.is_empty()
-            && self.options.mix.crashes
-            && self.faults_active
-            && self.rng.chance(crash_per_mille, 1000)
+        if !round.persist.is_empty() && self.faults_active && self.rng.chance(crash_per_mille, 1000)
         {
             self.note(|| format!("n{} crashes before its fsync", node + 1));
             self.crash(node);
+            let durable = self.nodes[node].log.load().expect("memory storage loads");
+            if let Some(ballot) = relies_on.filter(|b| *b > durable.promised) {
+                return Err(format!(
+                    "n{} sent Phase 2 messages at ballot {ballot} before its own promise of it \
+                     was durable, and crashed with promise {}",
+                    node + 1,
+                    durable.promised
+                ));
+            }
             let delay = 50_000 + self.rng.below(1_000_000);
             self.schedule(delay, super::Event::Restart(node));
             return Ok(());

@@ -594,9 +594,12 @@ impl Simulation {
             }
             Event::Cut => {
                 if self.faults_active {
-                    let what = self
-                        .partitions
-                        .cut_random(&mut self.rng, self.options.nodes);
+                    let nodes = self.options.nodes;
+                    let leader = self.nodes.iter().position(|n| n.leading.is_some());
+                    let what = match (self.options.mix.isolate_leaders, leader) {
+                        (true, Some(leader)) => self.partitions.isolate(leader, nodes),
+                        _ => self.partitions.cut_random(&mut self.rng, nodes),
+                    };
                     self.note(|| format!("partition: {what}"));
                     let delay = 200_000 + self.rng.below(2_000_000);
                     self.schedule(delay, Event::Heal);

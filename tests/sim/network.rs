@@ -23,6 +23,13 @@ pub struct FaultMix {
     pub partitions: bool,
     /// Nodes crash and restart with only their durable state.
     pub crashes: bool,
+    /// Chance (per mille) that a machine crashes between a round's early
+    /// messages and its fsync when that round raises the node's promise
+    /// (a new leader's first round): a lost promise hurts there.
+    pub promise_crash_per_mille: u64,
+    /// Partitions cut the leader off (rather than a random node), so that
+    /// another node is elected while the old leader still leads.
+    pub isolate_leaders: bool,
     /// Node clocks run at different rates within the configured bound.
     pub clock_drift: bool,
     /// Every leader crashes after 0.8 to 1.6 s of leadership (and restarts
@@ -44,7 +51,7 @@ impl FaultMix {
 }
 
 /// The fault mixes the default test run cycles through.
-pub const FAULT_MIXES: [FaultMix; 6] = [
+pub const FAULT_MIXES: [FaultMix; 7] = [
     FaultMix {
         name: "calm",
         loss_per_mille: 0,
@@ -53,6 +60,8 @@ pub const FAULT_MIXES: [FaultMix; 6] = [
         max_delay_us: 400,
         partitions: false,
         crashes: false,
+        promise_crash_per_mille: 0,
+        isolate_leaders: false,
         clock_drift: false,
         leader_churn: false,
         fault_phase_us: 6_000_000,
@@ -65,6 +74,8 @@ pub const FAULT_MIXES: [FaultMix; 6] = [
         max_delay_us: 5_000,
         partitions: false,
         crashes: false,
+        promise_crash_per_mille: 0,
+        isolate_leaders: false,
         clock_drift: true,
         leader_churn: false,
         fault_phase_us: 6_000_000,
@@ -77,6 +88,8 @@ pub const FAULT_MIXES: [FaultMix; 6] = [
         max_delay_us: 2_000,
         partitions: true,
         crashes: false,
+        promise_crash_per_mille: 0,
+        isolate_leaders: false,
         clock_drift: true,
         leader_churn: false,
         fault_phase_us: 6_000_000,
@@ -89,6 +102,8 @@ pub const FAULT_MIXES: [FaultMix; 6] = [
         max_delay_us: 2_000,
         partitions: false,
         crashes: true,
+        promise_crash_per_mille: 150,
+        isolate_leaders: false,
         clock_drift: true,
         leader_churn: false,
         fault_phase_us: 6_000_000,
@@ -101,6 +116,8 @@ pub const FAULT_MIXES: [FaultMix; 6] = [
         max_delay_us: 10_000,
         partitions: true,
         crashes: true,
+        promise_crash_per_mille: 150,
+        isolate_leaders: false,
         clock_drift: true,
         leader_churn: false,
         fault_phase_us: 6_000_000,
@@ -113,9 +130,25 @@ pub const FAULT_MIXES: [FaultMix; 6] = [
         max_delay_us: 2_000,
         partitions: false,
         crashes: false,
+        promise_crash_per_mille: 0,
+        isolate_leaders: false,
         clock_drift: true,
         leader_churn: true,
         fault_phase_us: 10_000_000,
+    },
+    FaultMix {
+        name: "elections",
+        loss_per_mille: 0,
+        duplicate_per_mille: 0,
+        min_delay_us: 100,
+        max_delay_us: 2_000,
+        partitions: true,
+        crashes: false,
+        promise_crash_per_mille: 500,
+        isolate_leaders: true,
+        clock_drift: true,
+        leader_churn: false,
+        fault_phase_us: 8_000_000,
     },
 ];
 
@@ -131,6 +164,16 @@ impl Partitions {
         self.cut.contains(&(from, to))
     }
 
+    /// Cuts `victim` off from every other node.
+    pub fn isolate(&mut self, victim: usize, nodes: usize) -> String {
+        self.cut.clear();
+        for other in (0..nodes).filter(|o| *o != victim) {
+            self.cut.insert((victim, other));
+            self.cut.insert((other, victim));
+        }
+        format!("isolate n{}", victim + 1)
+    }
+
     /// Cuts a random set of links among `nodes`: one node isolated, a
     /// minority split off, or one direction of one link.
     pub fn cut_random(&mut self, rng: &mut Rng, nodes: usize) -> String {
@@ -138,11 +181,7 @@ impl Partitions {
         match rng.below(3) {
             0 => {
                 let victim = rng.below(nodes as u64) as usize;
-                for other in (0..nodes).filter(|o| *o != victim) {
-                    self.cut.insert((victim, other));
-                    self.cut.insert((other, victim));
-                }
-                format!("isolate n{}", victim + 1)
+                self.isolate(victim, nodes)
             }
             1 => {
                 let minority: BTreeSet<usize> = (0..nodes)
