@@ -6,7 +6,7 @@ mod common;
 
 use common::{put, Rng, TempPath};
 use prost::Message;
-use synod_kvstore::{NodeStore, Request, StorageError, WalLog, WalOptions};
+use synod_kvstore::{LogError, NodeStore, Request, StorageError, WalLog, WalOptions};
 use synod_paxos::{
     Ballot, Config, DurableState, Instant, MemStorage, NodeId, Record, Replica, Slot, SlotState,
     Storage, Value,
@@ -286,10 +286,11 @@ fn a_corrupt_frame_before_the_last_segment_is_an_error_not_a_panic() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&first, &bytes).unwrap();
-    assert!(matches!(
-        WalLog::open_with(&path.0, options),
-        Err(StorageError::Corrupt { .. })
-    ));
+    match WalLog::open_with(&path.0, options) {
+        Err(StorageError::Log(LogError::CorruptFrame { path, .. })) => assert_eq!(path, first),
+        other => panic!("expected a corrupt frame, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&first).unwrap(), bytes, "nothing changed");
 }
 
 #[test]
