@@ -87,7 +87,7 @@ pub use response::{
 pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};
 pub use sim_backend::SimRedbBackend;
-pub use snapshot::{Snapshot, SnapshotChunk};
+pub use snapshot::{Snapshot, SnapshotChunk, MAX_SNAPSHOT_REVISION};
 pub use state_machine::{AppliedSlot, Options, StateMachine};
 pub use wal::{LogError, WalLog, WalOptions, WAL_FORMAT};
 pub use wal_disk::{FsDisk, SimDisk, WalDisk};
