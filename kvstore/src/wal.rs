@@ -63,6 +63,7 @@ use std::path::{Path, PathBuf};
 
 use synod_paxos::{Ballot, DurableState, Record, RecordRuleError, Slot, Storage, Value};
 
+use crate::bugs::{Active, Bug};
 use crate::error::StorageError;
 use crate::fnv::Fnv;
 use crate::wal_disk::{FsDisk, WalDisk};
@@ -154,13 +155,37 @@ pub struct WalOptions {
     /// A segment this large is closed and a new one started (a single larger frame still goes
     /// whole into one segment).
     pub segment_bytes: u64,
+    /// Deliberately broken rules (tests only).
+    #[cfg(feature = "bug-injection")]
+    pub bugs: crate::Bugs,
 }
 
 impl Default for WalOptions {
     fn default() -> WalOptions {
         WalOptions {
             segment_bytes: 64 << 20,
+            #[cfg(feature = "bug-injection")]
+            bugs: crate::Bugs::default(),
         }
+    }
+}
+
+impl WalOptions {
+    /// The default options with segments of `segment_bytes` (tests use small ones to rotate).
+    pub fn with_segment_bytes(segment_bytes: u64) -> WalOptions {
+        WalOptions {
+            segment_bytes,
+            #[cfg(feature = "bug-injection")]
+            bugs: crate::Bugs::default(),
+        }
+    }
+
+    /// The broken rules to apply with (none without the `bug-injection` feature).
+    fn active_bugs(&self) -> Active {
+        #[cfg(feature = "bug-injection")]
+        return self.bugs;
+        #[cfg(not(feature = "bug-injection"))]
+        Active
     }
 }
 
@@ -244,7 +269,7 @@ impl<D: WalDisk> WalLog<D> {
             create(&mut disk, 0, &bytes)?;
             numbers.push(0);
         }
-        let replay = replay(&disk, &numbers)?;
+        let replay = replay(&disk, &numbers, options.active_bugs())?;
         let last = *numbers.last().expect("at least one segment");
         if let Some(torn) = replay.torn_tail {
             tracing::warn!(
@@ -374,7 +399,7 @@ impl<D: WalDisk> Storage for WalLog<D> {
 
     fn load(&self) -> Result<DurableState, StorageError> {
         let numbers = segment_numbers(&self.disk)?;
-        Ok(replay(&self.disk, &numbers)?.state)
+        Ok(replay(&self.disk, &numbers, self.options.active_bugs())?.state)
     }
 
     /// Appends `records` as one frame; syncs if one of them [`must_sync`](Record::must_sync).
@@ -487,7 +512,7 @@ struct Replay {
 
 /// Replays `numbers` (sorted) in order. Only the last segment may end in a torn frame, and only
 /// if nothing valid follows it.
-fn replay(disk: &impl WalDisk, numbers: &[u64]) -> Result<Replay, StorageError> {
+fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, StorageError> {
     let mut state = DurableState::default();
     let mut segments = Vec::with_capacity(numbers.len());
     let mut last_valid_bytes = 0;
@@ -532,6 +557,14 @@ fn replay(disk: &impl WalDisk, numbers: &[u64]) -> Result<Replay, StorageError> 
                 }
                 Err(error) if !is_last => {
                     return Err(corrupt(at, format!("{error} (not the last segment)")).into());
+                }
+                Err(error) if bugs.has(Bug::WalCutsAfterCorruptFrame) => {
+                    torn_tail = Some(TornTail {
+                        valid_bytes: at as u64,
+                        file_bytes: bytes.len() as u64,
+                        reason: error.to_string(),
+                    });
+                    break;
                 }
                 Err(error) if at == SEGMENT_HEADER_BYTES => {
                     return Err(corrupt(at, format!("{error} (the segment's first frame)")).into());

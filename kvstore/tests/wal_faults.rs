@@ -119,7 +119,7 @@ fn a_torn_write_at_a_crash_is_cut_and_the_log_goes_on() {
 #[test]
 fn a_flipped_bit_anywhere_in_synced_data_refuses_to_start_and_changes_nothing() {
     let disk = SimDisk::new();
-    let options = WalOptions { segment_bytes: 200 };
+    let options = WalOptions::with_segment_bytes(200);
     let mut log = WalLog::open_on(disk.clone(), options).unwrap();
     log.persist(&[Record::Promised(Ballot(7))]).unwrap();
     for slot in 1..=6 {
@@ -226,7 +226,7 @@ fn a_full_disk_is_an_error_and_nothing_half_written_is_trusted_after_restart() {
 #[test]
 fn a_full_disk_while_starting_a_segment_is_an_error_and_the_log_reopens() {
     let disk = SimDisk::new();
-    let options = WalOptions { segment_bytes: 100 };
+    let options = WalOptions::with_segment_bytes(100);
     let mut log = WalLog::open_on(disk.clone(), options).unwrap();
     let first = [Record::Promised(Ballot(1)), accepted(1, 1, &"y".repeat(80))];
     log.persist(&first).unwrap();
@@ -276,7 +276,7 @@ fn random_records(rng: &mut Rng, promised: &mut u64, next_slot: &mut u64) -> Vec
 fn random_batches_and_torn_crashes_keep_every_synced_record() {
     for seed in 0..20u64 {
         let mut rng = Rng(seed);
-        let options = WalOptions { segment_bytes: 256 };
+        let options = WalOptions::with_segment_bytes(256);
         let mut disk = SimDisk::new();
         let mut log = WalLog::open_on(disk.clone(), options).unwrap();
         // Chosen values must not change per slot: take each slot's first chosen value.
@@ -324,4 +324,31 @@ fn random_batches_and_torn_crashes_keep_every_synced_record() {
             }
         }
     }
+}
+
+/// The `bug-injection` switch the simulator's teeth use brings back the cut of issue 11's
+/// finding 2: a damaged frame with a valid one after it is cut, and the valid one with it.
+#[cfg(feature = "bug-injection")]
+#[test]
+fn the_injected_bug_cuts_synced_frames_after_a_damaged_one() {
+    let disk = SimDisk::new();
+    let mut log = open(&disk).unwrap();
+    log.persist(&[Record::Promised(Ballot(1)), accepted(1, 1, "first")])
+        .unwrap();
+    let name = "00000000000000000000.wal";
+    let damaged_at = disk.file_bytes(name).unwrap().len() as u64 + 30;
+    log.persist(&[accepted(2, 1, "second, damaged")]).unwrap();
+    log.persist(&[accepted(3, 1, "third, valid")]).unwrap();
+    drop(log);
+    disk.flip_bit(name, damaged_at, 0).unwrap();
+    assert!(open(&disk).is_err(), "the fixed log refuses");
+    let buggy = WalOptions {
+        bugs: synod_kvstore::Bugs {
+            wal_cuts_after_corrupt_frame: true,
+            ..Default::default()
+        },
+        ..WalOptions::default()
+    };
+    let log = WalLog::open_on(disk.clone(), buggy).unwrap();
+    assert_eq!(log.load().unwrap().slots.len(), 1, "slots 2 and 3 were cut");
 }
