@@ -89,7 +89,8 @@ impl NodeStore {
     /// temporary file left by such a kill is removed. A state file that redb began but never
     /// finished creating (a version before this one did not create it atomically) is recognised
     /// (empty, shorter than redb's magic number, or starting with zeros where the magic number
-    /// goes: redb writes it last) and created again; it cannot hold a committed transaction.
+    /// goes: redb writes it last) and created again; it cannot hold a committed transaction, and
+    /// it is kept as `state.redb.never-initialised`.
     ///
     /// # Errors
     /// Storage failures, and [`StorageError::Layout`] if `dir` holds the single-file layout of
@@ -175,11 +176,16 @@ fn open_state_file(dir: &Path) -> Result<Database, StorageError> {
         std::fs::remove_file(&temp)?;
     }
     if path.exists() && never_initialised(&path)? {
+        // Moved aside, not deleted: it holds nothing redb could have committed, but whatever
+        // it holds stays for whoever wants to look.
+        let aside = dir.join(format!("{STATE_FILE}.never-initialised"));
         tracing::warn!(
             file = %path.display(),
+            moved_to = %aside.display(),
             "the state file was never fully created (its creator was killed); creating it again"
         );
-        std::fs::remove_file(&path)?;
+        std::fs::rename(&path, &aside)?;
+        sync_dir(dir)?;
     }
     if !path.exists() {
         {

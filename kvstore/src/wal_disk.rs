@@ -29,7 +29,7 @@ pub trait WalDisk: std::fmt::Debug {
     /// The names of the files in the directory, in no particular order.
     fn list(&self) -> io::Result<Vec<String>>;
 
-    /// The whole content of file `name`, as a reader after a crash would see it only if synced.
+    /// The whole content of file `name` as it reads now, synced or not.
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
 
     /// Creates file `name`, which must not exist, holding `contents`: atomically and durably.

@@ -171,6 +171,12 @@ fn a_node_killed_while_creating_its_state_file_starts_again() {
             .unwrap_or_else(|e| panic!("{what}: a never-initialised state file: {e}"));
         assert_eq!(store.state_machine.applied_index(), 0, "{what}");
         drop(store);
+        let aside = std::fs::read(path.0.join(format!("{STATE_FILE}.never-initialised")));
+        assert_eq!(
+            aside.unwrap(),
+            contents,
+            "{what}: the old file is kept aside"
+        );
         NodeStore::open(&path.0).unwrap_or_else(|e| panic!("{what}: reopening: {e}"));
     }
 }
