@@ -122,7 +122,7 @@ impl Slot {
     ///
     /// Far beyond any real log (2^63 slots at a million a second last 290,000 years), and low
     /// enough that arithmetic on slots (`next`, a window above a slot) never overflows. A record
-    /// above it on disk is corruption ([`RecordRuleError::SlotTooHigh`]); the core must refuse
+    /// above it on disk is corruption ([`RecordRuleError::SlotOutOfRange`]); the core must refuse
     /// peer input naming slots above it before anything reaches storage.
     pub const MAX_VALID: Slot = Slot(u64::MAX >> 1);
 }
