@@ -11,11 +11,13 @@ pub(crate) enum Bug {
     ElectionReusesRevision,
     KeepAliveKeepsDeadline,
     NoCheckpoints,
+    WalCutsAfterCorruptFrame,
 }
 
 /// Deliberately broken rules. Only exists with the `bug-injection` feature. The state machine
-/// reads the first four (from [`Options`](crate::Options)), the session clock the last two
-/// (from [`SessionClockConfig`](crate::SessionClockConfig)).
+/// reads the first four (from [`Options`](crate::Options)), the session clock the next two
+/// (from [`SessionClockConfig`](crate::SessionClockConfig)), the write-ahead log the last (from
+/// [`WalOptions`](crate::WalOptions)).
 #[cfg(feature = "bug-injection")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bugs {
@@ -32,6 +34,9 @@ pub struct Bugs {
     pub keepalive_keeps_deadline: bool,
     /// The session clock never checkpoints remaining TTLs (etcd#9395).
     pub no_checkpoints: bool,
+    /// `WalLog` opening cuts the last segment at its first bad frame, whatever follows it,
+    /// even a valid (synced, reported) frame or a damaged whole one (issue 11, finding 2).
+    pub wal_cuts_after_corrupt_frame: bool,
 }
 
 #[cfg(feature = "bug-injection")]
@@ -44,6 +49,7 @@ impl Bugs {
             Bug::ElectionReusesRevision => self.election_reuses_revision,
             Bug::KeepAliveKeepsDeadline => self.keepalive_keeps_deadline,
             Bug::NoCheckpoints => self.no_checkpoints,
+            Bug::WalCutsAfterCorruptFrame => self.wal_cuts_after_corrupt_frame,
         }
     }
 }

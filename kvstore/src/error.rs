@@ -332,6 +332,9 @@ pub enum StorageError {
     /// The data directory could not be created.
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The acceptor's write-ahead log refused to open or to write.
+    #[error(transparent)]
+    Log(#[from] crate::wal::LogError),
 }
 
 macro_rules! from_redb {

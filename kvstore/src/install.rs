@@ -17,6 +17,7 @@ use prost::Message;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
+use synod_paxos::Slot;
 
 use crate::coord_tables::{coord_table_index, delete_staged, swap_in_staged, COORD_TABLES};
 use crate::error::StorageError;
@@ -24,7 +25,7 @@ use crate::fnv::Fnv;
 use crate::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::snapshot::{
     Entry, SnapshotChunk, SnapshotEntry, MAX_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_ENTRY_BYTES,
-    SNAPSHOT_CHUNK_DATA_BYTES, SNAPSHOT_FORMAT,
+    MAX_SNAPSHOT_REVISION, SNAPSHOT_CHUNK_DATA_BYTES, SNAPSHOT_FORMAT,
 };
 use crate::tables::{
     decode_record, get_meta, DedupRecord, KvRecord, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META,
@@ -74,6 +75,17 @@ pub enum SnapshotError {
         snapshot_index: u64,
         /// The state machine's.
         applied_index: u64,
+    },
+    /// The snapshot's applied index is above [`Slot::MAX_VALID`], or its revision above
+    /// [`MAX_SNAPSHOT_REVISION`]: the next slot or write would overflow.
+    #[error("snapshot {what} {value} is above the highest valid {max}")]
+    OutOfRange {
+        /// "applied index" or "revision".
+        what: &'static str,
+        /// The snapshot's value.
+        value: u64,
+        /// The highest valid one.
+        max: u64,
     },
     /// Another installer was started on this database since; this one's staged data is gone.
     #[error("another snapshot install started on this database")]
@@ -165,7 +177,8 @@ enum Phase {
 /// next `StateMachine::from_database`) drops the leftover staging tables.
 ///
 /// # Validation
-/// Checks: the format version; chunk sizes ([`MAX_SNAPSHOT_CHUNK_BYTES`], entries at most
+/// Checks: the format version; an applied index at most [`Slot::MAX_VALID`] and a revision at
+/// most [`MAX_SNAPSHOT_REVISION`]; chunk sizes ([`MAX_SNAPSHOT_CHUNK_BYTES`], entries at most
 /// [`MAX_SNAPSHOT_ENTRY_BYTES`]); sequence numbers 0, 1, 2, ...; the same applied index and
 /// revision in every chunk, ahead of the state machine's; every entry decodes, names a known table
 /// and comes in table and key order; records decode and are plausible (non-empty bounded keys,
@@ -302,6 +315,8 @@ impl SnapshotInstaller {
         }
         match self.header {
             None => {
+                check_range("applied index", chunk.applied_index, Slot::MAX_VALID.0)?;
+                check_range("revision", chunk.revision, MAX_SNAPSHOT_REVISION)?;
                 let applied_index =
                     get_meta(&self.db.begin_read()?.open_table(META)?, APPLIED_INDEX)?;
                 if chunk.applied_index <= applied_index {
@@ -561,6 +576,14 @@ impl SnapshotInstaller {
         txn.commit()?;
         Ok((snapshot_index, revision))
     }
+}
+
+/// Fails with [`SnapshotError::OutOfRange`] if `value` is above `max`.
+fn check_range(what: &'static str, value: u64, max: u64) -> Result<(), SnapshotError> {
+    if value > max {
+        return Err(SnapshotError::OutOfRange { what, value, max });
+    }
+    Ok(())
 }
 
 /// A protobuf varint at the start of `bytes` and its length in bytes; `None` if `bytes` ends

@@ -12,7 +12,8 @@
 //!   index, deterministically, exactly once per client request; serves reads outside the log.
 //! - [`WalLog`]: the acceptor's promise and log in an append-only write-ahead log, the
 //!   `synod_paxos::Storage` of a node; one append and one fsync per `persist`, however many
-//!   records.
+//!   records. It runs on a [`WalDisk`]: a real directory ([`FsDisk`]) or a simulated one whose
+//!   crashes and faults a test controls ([`SimDisk`]).
 //! - [`NodeStore`]: a node's log and state machine together, and the restart and compaction
 //!   rules.
 //! - [`snapshot`]: a consistent snapshot of the state machine streamed in bounded chunks
@@ -55,6 +56,7 @@ mod state_machine;
 mod tables;
 mod validate;
 mod wal;
+mod wal_disk;
 pub mod watch;
 
 #[cfg(feature = "bug-injection")]
@@ -85,7 +87,8 @@ pub use response::{
 pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};
 pub use sim_backend::SimRedbBackend;
-pub use snapshot::{Snapshot, SnapshotChunk};
+pub use snapshot::{Snapshot, SnapshotChunk, MAX_SNAPSHOT_REVISION};
 pub use state_machine::{AppliedSlot, Options, StateMachine};
-pub use wal::{WalLog, WalOptions};
+pub use wal::{LogError, WalLog, WalOptions, WAL_FORMAT};
+pub use wal_disk::{FsDisk, SimDisk, WalDisk};
 pub use watch::{Event, EventFilter, EventKind, EventSpace, WatchBatch, WatchError};

@@ -3,12 +3,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::Database;
+use std::io::Read;
+
+use redb::{Database, StorageBackend};
 use synod_paxos::{DurableState, Slot, Storage};
 
 use crate::error::StorageError;
 use crate::state_machine::{Options, StateMachine};
-use crate::wal::WalLog;
+use crate::wal::{WalLog, WalOptions};
+use crate::wal_disk::{sync_dir, FsDisk, WalDisk};
 
 /// The acceptor log's directory (a [`WalLog`]) in a node's directory.
 pub const LOG_DIR: &str = "log";
@@ -16,6 +19,8 @@ pub const LOG_DIR: &str = "log";
 pub const STATE_FILE: &str = "state.redb";
 /// The one file of the layout before the split, refused with a clear error.
 const OLD_SINGLE_FILE: &str = "synod.redb";
+/// What redb writes first in a database file, last when creating one.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 
 /// Everything durable about one node, in one directory: the acceptor's promise and log
 /// ([`WalLog`], directory [`LOG_DIR`]) and the replicated state machine ([`StateMachine`], redb
@@ -58,14 +63,14 @@ const OLD_SINGLE_FILE: &str = "synod.redb";
 /// durable state-machine commit holds. Otherwise a crash could restart the state machine below
 /// the compaction point with the slots in between gone; [`recovery_state`](Self::recovery_state)
 /// reports that as [`StorageError::Corrupt`].
-pub struct NodeStore {
+pub struct NodeStore<D: WalDisk = FsDisk> {
     /// The acceptor's durable state; pass it to the driver as its `synod_paxos::Storage`.
-    pub log: WalLog,
+    pub log: WalLog<D>,
     /// The replicated state machine.
     pub state_machine: StateMachine,
 }
 
-impl std::fmt::Debug for NodeStore {
+impl<D: WalDisk> std::fmt::Debug for NodeStore<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeStore")
             .field("log", &self.log)
@@ -77,6 +82,15 @@ impl std::fmt::Debug for NodeStore {
 impl NodeStore {
     /// Open (or create) the node's databases in directory `dir` (created if missing), with
     /// default state-machine [`Options`]. Creating tables commits with fsync.
+    ///
+    /// # Creating the files
+    /// Each file is created atomically: written under a temporary name, synced, renamed, and the
+    /// directory synced, so a node killed at any moment of its first start starts again. A
+    /// temporary file left by such a kill is removed. A state file that redb began but never
+    /// finished creating (a version before this one did not create it atomically) is recognised
+    /// (empty, shorter than redb's magic number, or starting with zeros where the magic number
+    /// goes: redb writes it last) and created again; it cannot hold a committed transaction, and
+    /// it is kept as `state.redb.never-initialised`.
     ///
     /// # Errors
     /// Storage failures, and [`StorageError::Layout`] if `dir` holds the single-file layout of
@@ -96,11 +110,35 @@ impl NodeStore {
                 old_layout.display()
             )));
         }
-        std::fs::create_dir_all(dir)?;
-        let state = Database::create(dir.join(STATE_FILE))?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        let log = WalLog::open(dir.join(LOG_DIR))?;
+        let state = open_state_file(dir)?;
         Ok(NodeStore {
-            log: WalLog::open(dir.join(LOG_DIR))?,
+            log,
             state_machine: StateMachine::from_database(Arc::new(state), options)?,
+        })
+    }
+}
+
+impl<D: WalDisk> NodeStore<D> {
+    /// A node's store on a log disk and a state-machine backend of the caller's choosing, such
+    /// as the simulator's [`SimDisk`](crate::SimDisk) and
+    /// [`SimRedbBackend`](crate::SimRedbBackend): [`WalLog::open_on`] and
+    /// [`StateMachine::open_on_backend`].
+    pub fn open_on(
+        log_disk: D,
+        log_options: WalOptions,
+        state_backend: impl StorageBackend,
+        options: Options,
+    ) -> Result<NodeStore<D>, StorageError> {
+        Ok(NodeStore {
+            log: WalLog::open_on(log_disk, log_options)?,
+            state_machine: StateMachine::open_on_backend(state_backend, options)?,
         })
     }
 
@@ -125,4 +163,49 @@ impl NodeStore {
         }
         Ok((durable, applied))
     }
+}
+
+/// Opens `dir`'s state file, creating it atomically if missing (or never initialised): a
+/// database made under a temporary name with one synced commit, renamed into place, the
+/// directory synced.
+fn open_state_file(dir: &Path) -> Result<Database, StorageError> {
+    let path = dir.join(STATE_FILE);
+    let temp = dir.join(format!("{STATE_FILE}.tmp"));
+    if temp.exists() {
+        tracing::warn!(file = %temp.display(), "removing a half-created state file");
+        std::fs::remove_file(&temp)?;
+    }
+    if path.exists() && never_initialised(&path)? {
+        // Moved aside, not deleted: it holds nothing redb could have committed, but whatever
+        // it holds stays for whoever wants to look.
+        let aside = dir.join(format!("{STATE_FILE}.never-initialised"));
+        tracing::warn!(
+            file = %path.display(),
+            moved_to = %aside.display(),
+            "the state file was never fully created (its creator was killed); creating it again"
+        );
+        std::fs::rename(&path, &aside)?;
+        sync_dir(dir)?;
+    }
+    if !path.exists() {
+        {
+            let db = Database::create(&temp)?;
+            // One synced commit: the header and an empty tree are on disk before the rename.
+            db.begin_write()?.commit()?;
+        }
+        std::fs::File::open(&temp)?.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        sync_dir(dir)?;
+    }
+    Ok(Database::create(path)?)
+}
+
+/// True if the file at `path` cannot be a database redb finished creating: empty, shorter than
+/// redb's magic number, or zeros where the magic number goes (redb writes it last).
+fn never_initialised(path: &Path) -> Result<bool, StorageError> {
+    let mut start = Vec::with_capacity(REDB_MAGIC.len());
+    std::fs::File::open(path)?
+        .take(REDB_MAGIC.len() as u64)
+        .read_to_end(&mut start)?;
+    Ok(start.len() < REDB_MAGIC.len() || start.iter().all(|b| *b == 0))
 }

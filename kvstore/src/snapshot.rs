@@ -54,6 +54,13 @@ use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISIO
 /// The snapshot format this code writes and reads.
 pub const SNAPSHOT_FORMAT: u32 = 1;
 
+/// The highest revision a snapshot may carry (2^63 − 1): an installer refuses one above it
+/// ([`SnapshotError::OutOfRange`](crate::SnapshotError::OutOfRange)), so the state machine's
+/// revision, which grows by one per write, can never overflow after an install (2^63 writes at
+/// a million a second take 290,000 years). The applied index is bounded likewise by
+/// [`Slot::MAX_VALID`](synod_paxos::Slot::MAX_VALID).
+pub const MAX_SNAPSHOT_REVISION: u64 = u64::MAX >> 1;
+
 /// Most entry-stream bytes in one [`SnapshotChunk`] (1 MiB). An encoded chunk is at most
 /// [`MAX_SNAPSHOT_CHUNK_BYTES`].
 pub const SNAPSHOT_CHUNK_DATA_BYTES: usize = 1024 * 1024;

@@ -8,36 +8,73 @@
 //! them. The state machine, which is read by key, stays in redb.
 //!
 //! # Files
-//! A directory of segments named by a 20-digit sequence number (`00000000000000000000.wal`,
-//! ...), appended in order. A segment is a list of frames; each frame is one `persist` call:
+//! A directory (a [`WalDisk`]: the real [`FsDisk`] or the simulator's
+//! [`SimDisk`](crate::SimDisk)) of segments named by a 20-digit sequence number
+//! (`00000000000000000000.wal`, ...), consecutive, appended in order. A segment starts with a
+//! header, then holds frames; each frame is one `persist` call:
 //!
 //! | bytes | what |
 //! |---|---|
-//! | 8 | payload length, little-endian |
-//! | 8 | FNV-1a 64 of the payload |
+//! | 8 | segment header: magic `SYNODWAL` |
+//! | 4 | log format, [`WAL_FORMAT`], little-endian |
+//! | 8 | the segment's number, little-endian |
+//! | 8 | FNV-1a 64 of the 20 bytes above (as one length-prefixed field) |
+//! | | then frames, each: |
+//! | 8 | payload length n, little-endian |
+//! | 8 | header hash: FNV-1a 64 of the segment number, the frame's byte offset in the segment and n |
+//! | 8 | payload hash: FNV-1a 64 of the segment number, the offset and the payload |
 //! | n | the records, one after another (see [`encode_record`]) |
 //!
-//! One frame per call makes a call all-or-none: a crash can leave a torn frame at the end of
-//! the last segment (its length runs past the end, or its hash is wrong), and such a frame was
-//! never synced, so it was never reported to anyone; [`WalLog::open`] cuts it off. A bad frame
-//! anywhere else is corruption and an error, never silently skipped.
+//! (Each hash is over length-prefixed fields, numbers as 8 bytes little-endian.) Hashing the
+//! segment number and the offset binds each frame to where it was written: a stale frame left in
+//! a reused or preallocated region, or copied from elsewhere, fails its hashes. The header hash
+//! tells a frame whose payload a crash cut short (valid header, too few bytes) from a damaged
+//! one.
 //!
-//! A segment that grows past [`WalOptions::segment_bytes`] is closed (synced) and a new one
-//! starts with a header frame holding the promise and the compaction point, so the segments
-//! before it are never needed for those. Once a synced compaction point covers every slot a
-//! closed segment mentions, the segment is deleted: the log's disk use follows compaction.
+//! A segment is created whole, atomically and durably ([`WalDisk::create`]: a temporary file,
+//! fsync, rename, directory fsync), holding its header and a first frame with the promise and
+//! the compaction point, so the segments before it are never needed for those. A crash while
+//! creating one leaves no segment, or the whole one.
+//!
+//! # Opening: torn tails and corruption
+//! One frame per call makes a call all-or-none. A crash can leave a torn frame at the end of
+//! the last segment, which was never synced, so never reported to anyone; [`WalLog::open`] cuts
+//! it off, but only if no valid frame follows it anywhere in the segment and it looks torn, not
+//! damaged (the rule is on `is_torn_write`: cut short, zeros, or stale bytes that are not a
+//! frame header; a whole frame with a bad payload, or a header one bit away from valid, is
+//! damage). A bad frame followed by a valid one is corruption of data that may have been synced
+//! and reported, and so is a bad frame in any other place (an earlier segment, a segment's
+//! first frame, a bad segment header).
+//! Corruption refuses the start with [`LogError`] naming the file and the byte offset, and
+//! changes nothing on disk. So do records that break the acceptor's rules
+//! ([`DurableState::try_apply`]) and a segment of another log format.
+//!
+//! A segment that grows past [`WalOptions::segment_bytes`] is closed (synced) and the next one
+//! created. Once a synced compaction point covers every slot a closed segment mentions, the
+//! segment is deleted: the log's disk use follows compaction.
+//!
+//! # Failures
+//! A write, sync, create or remove that fails stops the log: that `persist` and every later one
+//! return an error, since after a failed `fdatasync` the kernel may have dropped the unsynced
+//! pages. The node must stop; when it restarts, open trusts only what is on the disk.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use synod_paxos::{Ballot, DurableState, Record, Slot, Storage, Value};
+use synod_paxos::{Ballot, DurableState, Record, RecordRuleError, Slot, Storage, Value};
 
+use crate::bugs::{Active, Bug};
 use crate::error::StorageError;
 use crate::fnv::Fnv;
+use crate::wal_disk::{FsDisk, WalDisk};
 
-/// Frame header: payload length and hash.
-const FRAME_HEADER_BYTES: usize = 16;
+/// The log format this code writes and reads; a segment of any other is refused.
+pub const WAL_FORMAT: u32 = 2;
+const SEGMENT_MAGIC: [u8; 8] = *b"SYNODWAL";
+/// Segment header: magic, format, segment number, hash.
+const SEGMENT_HEADER_BYTES: usize = 28;
+/// Frame header: payload length, header hash, payload hash.
+const FRAME_HEADER_BYTES: usize = 24;
 const RECORD_PROMISED: u8 = 1;
 const RECORD_ACCEPTED: u8 = 2;
 const RECORD_CHOSEN: u8 = 3;
@@ -46,19 +83,109 @@ const VALUE_NOOP: u8 = 0;
 const VALUE_COMMANDS: u8 = 1;
 const SEGMENT_SUFFIX: &str = ".wal";
 
+/// Why the write-ahead log refused to open or to write.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A segment's header is missing, cut short or corrupt (or the file is not a segment).
+    #[error("corrupt log: {}: {reason}", .path.display())]
+    BadSegmentHeader {
+        /// The segment file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A segment of a log format this code does not read.
+    #[error(
+        "{}: log format {found}; this Synod reads format {WAL_FORMAT} only: start the node \
+         from an empty data directory", .path.display()
+    )]
+    UnsupportedFormat {
+        /// The segment file.
+        path: PathBuf,
+        /// The format it says it has.
+        found: u32,
+    },
+    /// A frame that is not a torn tail fails its checks.
+    #[error("corrupt log: {} at byte {offset}: {reason}", .path.display())]
+    CorruptFrame {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the frame starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A frame whose records break the acceptor's rules.
+    #[error("corrupt log: {} at byte {offset}: {rule}", .path.display())]
+    BrokenRule {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the frame starts.
+        offset: u64,
+        /// The rule broken.
+        rule: RecordRuleError,
+    },
+    /// Segments are not consecutive: one in the middle is gone.
+    #[error("corrupt log: segment {} is missing", .path.display())]
+    MissingSegment {
+        /// The missing segment's file.
+        path: PathBuf,
+    },
+    /// `persist` was given a record that breaks the acceptor's rules; nothing was written.
+    #[error("refusing to write a record that breaks the acceptor's rules: {0}")]
+    RefusedRecord(RecordRuleError),
+    /// The disk failed (including a full disk).
+    #[error("cannot {operation} {}: {source}", .path.display())]
+    Io {
+        /// "read", "append to", "sync", ...
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// An earlier write or sync failed, so the log writes nothing more; restart the node.
+    #[error("the log stopped after an earlier write or sync failure; restart the node")]
+    Stopped,
+}
+
 /// Settings of a [`WalLog`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalOptions {
     /// A segment this large is closed and a new one started (a single larger frame still goes
     /// whole into one segment).
     pub segment_bytes: u64,
+    /// Deliberately broken rules (tests only).
+    #[cfg(feature = "bug-injection")]
+    pub bugs: crate::Bugs,
 }
 
 impl Default for WalOptions {
     fn default() -> WalOptions {
         WalOptions {
             segment_bytes: 64 << 20,
+            #[cfg(feature = "bug-injection")]
+            bugs: crate::Bugs::default(),
         }
+    }
+}
+
+impl WalOptions {
+    /// The default options with segments of `segment_bytes` (tests use small ones to rotate).
+    pub fn with_segment_bytes(segment_bytes: u64) -> WalOptions {
+        WalOptions {
+            segment_bytes,
+            #[cfg(feature = "bug-injection")]
+            bugs: crate::Bugs::default(),
+        }
+    }
+
+    /// The broken rules to apply with (none without the `bug-injection` feature).
+    fn active_bugs(&self) -> Active {
+        #[cfg(feature = "bug-injection")]
+        return self.bugs;
+        #[cfg(not(feature = "bug-injection"))]
+        Active
     }
 }
 
@@ -69,91 +196,103 @@ struct Segment {
     max_slot: Slot,
 }
 
-/// The acceptor's promise and log in an append-only write-ahead log (see the module docs).
+/// The acceptor's promise and log in an append-only write-ahead log on disk `D` (see the
+/// module docs).
 ///
 /// [`persist`](Storage::persist) appends all its records as one frame; if any of them
 /// [`must_sync`](Record::must_sync) it returns only after `fdatasync`, otherwise they become
 /// durable with the next synced call. [`load`](Storage::load) replays every segment.
 #[derive(Debug)]
-pub struct WalLog {
-    dir: PathBuf,
+pub struct WalLog<D: WalDisk = FsDisk> {
+    disk: D,
     options: WalOptions,
-    /// The last segment, open for appending.
-    file: File,
-    /// Its size in bytes.
+    /// Size in bytes of the last segment, the one appended to.
     file_bytes: u64,
-    /// Every segment, oldest first; the last is `file`'s.
+    /// Every segment, oldest first, consecutive; never empty.
     segments: Vec<Segment>,
     promised: Ballot,
     compacted_through: Slot,
     /// The compaction point as of the last fsync: only it may delete segments.
     synced_compacted_through: Slot,
     scratch: Vec<u8>,
+    /// A write, sync, create or remove failed: every later `persist` fails.
+    stopped: bool,
 }
 
 impl WalLog {
-    /// Open the log in `dir` with default [`WalOptions`], creating the directory and a first
-    /// segment if missing; a torn frame at the end of the last segment is cut off.
+    /// Open the log in directory `dir` with default [`WalOptions`]; see
+    /// [`open_with`](Self::open_with).
     pub fn open(dir: impl AsRef<Path>) -> Result<WalLog, StorageError> {
         WalLog::open_with(dir, WalOptions::default())
     }
 
-    /// Open the log in `dir`.
+    /// Open the log in directory `dir` (an [`FsDisk`], created if missing); see
+    /// [`open_on`](Self::open_on).
     pub fn open_with(dir: impl AsRef<Path>, options: WalOptions) -> Result<WalLog, StorageError> {
+        let dir = dir.as_ref();
+        let disk = FsDisk::open(dir).map_err(|source| LogError::Io {
+            operation: "open the log directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        WalLog::open_on(disk, options)
+    }
+}
+
+impl<D: WalDisk> WalLog<D> {
+    /// Open the log on `disk`: replay every segment (reads them all), cut a torn frame off the
+    /// end of the last one (a durable truncate), and create the first segment if there is none
+    /// (also if the only one never finished being created by an older version). Blocks on the
+    /// disk.
+    ///
+    /// # Errors
+    /// [`LogError`] (inside [`StorageError::Log`]) naming the file and byte offset if a segment
+    /// is corrupt (see the module docs: only a torn tail with nothing valid after it is cut),
+    /// holds records that break the acceptor's rules, or is of another log format; nothing on
+    /// the disk is changed then. Disk failures as [`LogError::Io`].
+    ///
+    /// # Panics
+    /// If `options.segment_bytes` is 0.
+    pub fn open_on(mut disk: D, options: WalOptions) -> Result<WalLog<D>, StorageError> {
         assert!(options.segment_bytes > 0, "segments must hold something");
-        let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir)?;
-        let numbers = segment_numbers(&dir)?;
-        let replay = replay(&dir, &numbers)?;
-        let mut log = match numbers.last() {
-            None => {
-                let file = create_segment(&dir, 0)?;
-                WalLog {
-                    dir,
-                    options,
-                    file,
-                    file_bytes: 0,
-                    segments: vec![Segment {
-                        number: 0,
-                        max_slot: Slot(0),
-                    }],
-                    promised: Ballot(0),
-                    compacted_through: Slot(0),
-                    synced_compacted_through: Slot(0),
-                    scratch: Vec::new(),
-                }
-            }
-            Some(&last) => {
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(segment_path(&dir, last))?;
-                if replay.last_valid_bytes < file.metadata()?.len() {
-                    tracing::warn!(
-                        segment = last,
-                        kept = replay.last_valid_bytes,
-                        "cutting off a torn frame at the end of the log"
-                    );
-                    file.set_len(replay.last_valid_bytes)?;
-                    file.sync_all()?;
-                }
-                WalLog {
-                    dir,
-                    options,
-                    file,
-                    file_bytes: replay.last_valid_bytes,
-                    segments: replay.segments,
-                    promised: replay.state.promised,
-                    compacted_through: replay.state.compacted_through,
-                    synced_compacted_through: replay.state.compacted_through,
-                    scratch: Vec::new(),
-                }
-            }
-        };
-        if log.file_bytes == 0 {
-            // A new (or emptied) segment starts with the state its predecessors held.
-            log.write_header()?;
+        let mut numbers = segment_numbers(&disk)?;
+        if numbers == [0] && never_initialised(&disk)? {
+            tracing::warn!(
+                segment = %disk.path_of(&segment_name(0)).display(),
+                "recreating a first segment that was never fully created"
+            );
+            remove(&mut disk, 0)?;
+            numbers.clear();
         }
-        Ok(log)
+        if numbers.is_empty() {
+            let bytes = new_segment(0, Ballot::ZERO, Slot(0));
+            create(&mut disk, 0, &bytes)?;
+            numbers.push(0);
+        }
+        let replay = replay(&disk, &numbers, options.active_bugs())?;
+        let last = *numbers.last().expect("at least one segment");
+        if let Some(torn) = replay.torn_tail {
+            tracing::warn!(
+                segment = %disk.path_of(&segment_name(last)).display(),
+                kept = torn.valid_bytes,
+                cut = torn.file_bytes - torn.valid_bytes,
+                reason = %torn.reason,
+                "cutting off a torn frame at the end of the log"
+            );
+            disk.truncate(&segment_name(last), torn.valid_bytes)
+                .map_err(io_error(&disk, "truncate", last))?;
+        }
+        Ok(WalLog {
+            disk,
+            options,
+            file_bytes: replay.last_valid_bytes,
+            segments: replay.segments,
+            promised: replay.state.promised,
+            compacted_through: replay.state.compacted_through,
+            synced_compacted_through: replay.state.compacted_through,
+            scratch: Vec::new(),
+            stopped: false,
+        })
     }
 
     /// The highest ballot promised, as written.
@@ -171,86 +310,49 @@ impl WalLog {
         self.segments.len()
     }
 
-    /// Appends the header frame (promise and compaction point) to the current, empty segment
-    /// and syncs it and the directory entry.
-    fn write_header(&mut self) -> Result<(), StorageError> {
-        assert_eq!(self.file_bytes, 0, "a header opens a segment");
-        let header = [
-            Record::Promised(self.promised),
-            Record::Compacted(self.compacted_through),
-        ];
-        self.scratch.clear();
-        let max_slot = encode_frame(&header, &mut self.scratch);
-        assert_eq!(max_slot, Slot(0), "a header mentions no slot");
-        self.file.write_all(&self.scratch)?;
-        self.file.sync_data()?;
-        sync_dir(&self.dir)?;
-        self.file_bytes = self.scratch.len() as u64;
-        Ok(())
+    /// True once a write or sync failed: every later `persist` fails with [`LogError::Stopped`].
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
     }
 
-    /// Closes the current segment (synced) and starts the next one.
-    fn rotate(&mut self) -> Result<(), StorageError> {
-        self.file.sync_data()?;
-        self.synced_compacted_through = self.compacted_through;
-        let number = self.segments.last().expect("a current segment").number + 1;
-        self.file = create_segment(&self.dir, number)?;
-        self.file_bytes = 0;
-        self.segments.push(Segment {
-            number,
-            max_slot: Slot(0),
-        });
-        self.write_header()
+    /// The disk under the log.
+    pub fn disk(&self) -> &D {
+        &self.disk
     }
 
-    /// Deletes the oldest closed segments whose every slot a synced compaction point covers.
-    fn delete_compacted_segments(&mut self) -> Result<(), StorageError> {
-        while self.segments.len() > 1 && self.segments[0].max_slot <= self.synced_compacted_through
-        {
-            let segment = self.segments.remove(0);
-            fs::remove_file(segment_path(&self.dir, segment.number))?;
-        }
-        Ok(())
-    }
-}
-
-impl Storage for WalLog {
-    type Error = StorageError;
-
-    fn load(&self) -> Result<DurableState, StorageError> {
-        let numbers = segment_numbers(&self.dir)?;
-        Ok(replay(&self.dir, &numbers)?.state)
+    /// Number of the last segment, the one appended to.
+    fn current(&self) -> u64 {
+        self.segments.last().expect("a current segment").number
     }
 
-    fn persist(&mut self, records: &[Record]) -> Result<(), StorageError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let _span = tracing::trace_span!("persist", records = records.len()).entered();
+    /// Appends `records` as one frame (see `persist`), then syncs if one must be synced.
+    fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
         let mut promised = self.promised;
         let mut compacted_through = self.compacted_through;
         for record in records {
+            record
+                .check_against_promise(promised)
+                .map_err(LogError::RefusedRecord)?;
             match record {
-                Record::Promised(ballot) => {
-                    assert!(*ballot >= promised, "promised ballot went down");
-                    promised = *ballot;
-                }
-                Record::Accepted { ballot, .. } => {
-                    assert!(*ballot <= promised, "accepted above the promise");
-                }
-                Record::Chosen { .. } => {}
+                Record::Promised(ballot) => promised = *ballot,
                 Record::Compacted(through) => compacted_through = compacted_through.max(*through),
+                Record::Accepted { .. } | Record::Chosen { .. } => {}
             }
         }
         if self.file_bytes >= self.options.segment_bytes {
             self.rotate()?;
         }
+        let number = self.current();
         self.scratch.clear();
-        let max_slot = encode_frame(records, &mut self.scratch);
-        self.file.write_all(&self.scratch)?;
+        let max_slot = encode_frame(records, number, self.file_bytes, &mut self.scratch);
+        self.disk
+            .append(&segment_name(number), &self.scratch)
+            .map_err(io_error(&self.disk, "append to", number))?;
         let sync = records.iter().any(Record::must_sync);
         if sync {
-            self.file.sync_data()?;
+            self.disk
+                .sync(&segment_name(number))
+                .map_err(io_error(&self.disk, "sync", number))?;
         }
         self.file_bytes += self.scratch.len() as u64;
         let current = self.segments.last_mut().expect("a current segment");
@@ -263,6 +365,139 @@ impl Storage for WalLog {
         }
         Ok(())
     }
+
+    /// Closes the current segment (synced) and creates the next one, durably.
+    fn rotate(&mut self) -> Result<(), StorageError> {
+        let number = self.current();
+        self.disk
+            .sync(&segment_name(number))
+            .map_err(io_error(&self.disk, "sync", number))?;
+        self.synced_compacted_through = self.compacted_through;
+        let bytes = new_segment(number + 1, self.promised, self.compacted_through);
+        create(&mut self.disk, number + 1, &bytes)?;
+        self.segments.push(Segment {
+            number: number + 1,
+            max_slot: Slot(0),
+        });
+        self.file_bytes = bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Deletes the oldest closed segments whose every slot a synced compaction point covers.
+    fn delete_compacted_segments(&mut self) -> Result<(), StorageError> {
+        while self.segments.len() > 1 && self.segments[0].max_slot <= self.synced_compacted_through
+        {
+            remove(&mut self.disk, self.segments[0].number)?;
+            self.segments.remove(0);
+        }
+        Ok(())
+    }
+}
+
+impl<D: WalDisk> Storage for WalLog<D> {
+    type Error = StorageError;
+
+    fn load(&self) -> Result<DurableState, StorageError> {
+        let numbers = segment_numbers(&self.disk)?;
+        Ok(replay(&self.disk, &numbers, self.options.active_bugs())?.state)
+    }
+
+    /// Appends `records` as one frame; syncs if one of them [`must_sync`](Record::must_sync).
+    /// Refuses ([`LogError::RefusedRecord`], nothing written) records that break the rules
+    /// [`Record::check_against_promise`] checks, so the log never holds what `open` refuses.
+    /// After any disk failure the log is stopped: this and every later call fail.
+    fn persist(&mut self, records: &[Record]) -> Result<(), StorageError> {
+        if self.stopped {
+            return Err(LogError::Stopped.into());
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let _span = tracing::trace_span!("persist", records = records.len()).entered();
+        let result = self.append(records);
+        if let Err(StorageError::Log(LogError::Io { .. })) = &result {
+            self.stopped = true;
+        }
+        result
+    }
+}
+
+/// The bytes of a new segment `number`: its header and a first frame holding `promised` and
+/// `compacted_through`.
+fn new_segment(number: u64, promised: Ballot, compacted_through: Slot) -> Vec<u8> {
+    let mut bytes = segment_header(number).to_vec();
+    let header = [
+        Record::Promised(promised),
+        Record::Compacted(compacted_through),
+    ];
+    let max_slot = encode_frame(&header, number, SEGMENT_HEADER_BYTES as u64, &mut bytes);
+    debug_assert_eq!(max_slot, Slot(0), "a header mentions no slot");
+    bytes
+}
+
+fn segment_header(number: u64) -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut header = [0; SEGMENT_HEADER_BYTES];
+    header[..8].copy_from_slice(&SEGMENT_MAGIC);
+    header[8..12].copy_from_slice(&WAL_FORMAT.to_le_bytes());
+    header[12..20].copy_from_slice(&number.to_le_bytes());
+    let hash = hash(&[&header[..20]]);
+    header[20..].copy_from_slice(&hash.to_le_bytes());
+    header
+}
+
+/// Checks the header of segment `number` at the start of `bytes`.
+fn check_segment_header(bytes: &[u8], number: u64, path: PathBuf) -> Result<(), LogError> {
+    let bad = |reason: String| LogError::BadSegmentHeader {
+        path: path.clone(),
+        reason,
+    };
+    if !bytes.starts_with(&SEGMENT_MAGIC[..bytes.len().min(8)]) {
+        return Err(bad(format!(
+            "no segment header (a log written before format {WAL_FORMAT}, or not a Synod log)"
+        )));
+    }
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        return Err(bad(format!(
+            "the segment header is cut short at {} bytes",
+            bytes.len()
+        )));
+    }
+    let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if format != WAL_FORMAT {
+        return Err(LogError::UnsupportedFormat {
+            path,
+            found: format,
+        });
+    }
+    if bytes[..SEGMENT_HEADER_BYTES] != segment_header(number) {
+        let found = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+        return Err(bad(if found != number {
+            format!("the header names segment {found}")
+        } else {
+            "segment header hash mismatch".to_string()
+        }));
+    }
+    Ok(())
+}
+
+/// True if segment 0's bytes are a strict prefix of a new segment 0: its creation by an older
+/// version was cut short, so it holds nothing ever persisted.
+fn never_initialised(disk: &impl WalDisk) -> Result<bool, StorageError> {
+    let bytes = disk
+        .read(&segment_name(0))
+        .map_err(io_error(disk, "read", 0))?;
+    let fresh = new_segment(0, Ballot::ZERO, Slot(0));
+    Ok(bytes.len() < fresh.len() && fresh.starts_with(&bytes))
+}
+
+/// The end of the last segment, where a torn frame starts.
+struct TornTail {
+    /// Bytes before the torn frame: what is kept.
+    valid_bytes: u64,
+    /// The file's length.
+    file_bytes: u64,
+    /// Why the frame failed.
+    reason: String,
 }
 
 /// What replaying the segments found.
@@ -271,33 +506,93 @@ struct Replay {
     segments: Vec<Segment>,
     /// Bytes of the last segment up to its last whole frame.
     last_valid_bytes: u64,
+    /// The torn frame at the end of the last segment, if any.
+    torn_tail: Option<TornTail>,
 }
 
-/// Replays `numbers` (sorted) in order. Only the last segment may end in a torn frame.
-fn replay(dir: &Path, numbers: &[u64]) -> Result<Replay, StorageError> {
+/// Replays `numbers` (sorted) in order. Only the last segment may end in a torn frame, and only
+/// if nothing valid follows it.
+fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, StorageError> {
     let mut state = DurableState::default();
     let mut segments = Vec::with_capacity(numbers.len());
     let mut last_valid_bytes = 0;
+    let mut torn_tail = None;
+    for pair in numbers.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            let path = disk.path_of(&segment_name(pair[0] + 1));
+            return Err(LogError::MissingSegment { path }.into());
+        }
+    }
     for (i, &number) in numbers.iter().enumerate() {
         let is_last = i + 1 == numbers.len();
-        let bytes = fs::read(segment_path(dir, number))?;
+        let path = disk.path_of(&segment_name(number));
+        let bytes = disk
+            .read(&segment_name(number))
+            .map_err(io_error(disk, "read", number))?;
+        check_segment_header(&bytes, number, path.clone())?;
         let mut max_slot = Slot(0);
-        let mut at = 0;
+        let mut at = SEGMENT_HEADER_BYTES;
+        let corrupt = |at: usize, reason: String| LogError::CorruptFrame {
+            path: path.clone(),
+            offset: at as u64,
+            reason,
+        };
+        if bytes.len() == at {
+            return Err(corrupt(at, "the segment ends before its first frame".into()).into());
+        }
         while at < bytes.len() {
-            match decode_frame(&bytes[at..]) {
+            match decode_frame(&bytes, at, number) {
                 Ok((records, used)) => {
                     for record in records {
                         max_slot = max_slot.max(record_slot(&record));
-                        state.apply(record);
+                        state
+                            .try_apply(record)
+                            .map_err(|rule| LogError::BrokenRule {
+                                path: path.clone(),
+                                offset: at as u64,
+                                rule,
+                            })?;
                     }
                     at += used;
                 }
-                Err(reason) if is_last => {
-                    tracing::debug!(segment = number, at, %reason, "torn frame at the end");
+                Err(error) if !is_last => {
+                    return Err(corrupt(at, format!("{error} (not the last segment)")).into());
+                }
+                Err(error) if bugs.has(Bug::WalCutsAfterCorruptFrame) => {
+                    torn_tail = Some(TornTail {
+                        valid_bytes: at as u64,
+                        file_bytes: bytes.len() as u64,
+                        reason: error.to_string(),
+                    });
                     break;
                 }
-                Err(reason) => {
-                    return Err(corrupt(format!("segment {number} at byte {at}: {reason}")));
+                Err(error) if at == SEGMENT_HEADER_BYTES => {
+                    return Err(corrupt(at, format!("{error} (the segment's first frame)")).into());
+                }
+                Err(error) => {
+                    if let Some(next) = next_valid_frame(&bytes, at + 1, number) {
+                        return Err(corrupt(
+                            at,
+                            format!(
+                                "{error}, and a valid frame follows at byte {next}: not a torn \
+                                 write"
+                            ),
+                        )
+                        .into());
+                    }
+                    if !is_torn_write(&bytes, at, number, &error) {
+                        return Err(corrupt(
+                            at,
+                            format!("{error} in the last frame, which is whole: not a torn write"),
+                        )
+                        .into());
+                    }
+                    torn_tail = Some(TornTail {
+                        valid_bytes: at as u64,
+                        file_bytes: bytes.len() as u64,
+                        reason: error.to_string(),
+                    });
+                    break;
                 }
             }
         }
@@ -310,7 +605,14 @@ fn replay(dir: &Path, numbers: &[u64]) -> Result<Replay, StorageError> {
         state,
         segments,
         last_valid_bytes,
+        torn_tail,
     })
+}
+
+/// The first offset at or after `from` where a valid frame of segment `number` starts.
+fn next_valid_frame(bytes: &[u8], from: usize, number: u64) -> Option<usize> {
+    (from..bytes.len().saturating_sub(FRAME_HEADER_BYTES - 1))
+        .find(|&at| decode_frame(bytes, at, number).is_ok())
 }
 
 /// The slot a record is about (0 for none).
@@ -321,8 +623,23 @@ fn record_slot(record: &Record) -> Slot {
     }
 }
 
-/// Appends one frame holding `records` to `out`; returns the highest slot they mention.
-fn encode_frame(records: &[Record], out: &mut Vec<u8>) -> Slot {
+/// The hash of a frame header: segment `number`, byte `offset` and payload length `len`.
+fn frame_header_hash(number: u64, offset: u64, len: u64) -> u64 {
+    hash(&[
+        &number.to_le_bytes(),
+        &offset.to_le_bytes(),
+        &len.to_le_bytes(),
+    ])
+}
+
+/// The hash of a frame's payload: segment `number`, byte `offset` and the payload.
+fn frame_payload_hash(number: u64, offset: u64, payload: &[u8]) -> u64 {
+    hash(&[&number.to_le_bytes(), &offset.to_le_bytes(), payload])
+}
+
+/// Appends one frame holding `records` to `out`, for segment `number` at byte `offset` of it;
+/// returns the highest slot they mention.
+fn encode_frame(records: &[Record], number: u64, offset: u64, out: &mut Vec<u8>) -> Slot {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
     let mut max_slot = Slot(0);
@@ -332,38 +649,149 @@ fn encode_frame(records: &[Record], out: &mut Vec<u8>) -> Slot {
     }
     let payload = &out[start + FRAME_HEADER_BYTES..];
     let len = payload.len() as u64;
-    let hash = hash(payload);
+    let payload_hash = frame_payload_hash(number, offset, payload);
     out[start..start + 8].copy_from_slice(&len.to_le_bytes());
-    out[start + 8..start + 16].copy_from_slice(&hash.to_le_bytes());
+    out[start + 8..start + 16]
+        .copy_from_slice(&frame_header_hash(number, offset, len).to_le_bytes());
+    out[start + 16..start + 24].copy_from_slice(&payload_hash.to_le_bytes());
     max_slot
 }
 
-/// Decodes the frame at the start of `bytes`: its records and its length in bytes.
-fn decode_frame(bytes: &[u8]) -> Result<(Vec<Record>, usize), String> {
-    let mut reader = Reader(bytes);
-    let len = reader.u64()?;
-    let expected_hash = reader.u64()?;
-    if len > reader.0.len() as u64 {
-        return Err(format!("a frame of {len} bytes, {} left", reader.0.len()));
+/// Why the bytes at an offset are not a valid frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FrameError {
+    /// Fewer bytes than a frame header are left.
+    HeaderCut {
+        /// Bytes left.
+        left: usize,
+    },
+    /// The header's hash does not match its length, segment and offset.
+    HeaderHash,
+    /// A valid header whose payload runs past the end of the file.
+    PayloadCut {
+        /// The payload length.
+        len: u64,
+        /// Bytes left after the header.
+        left: usize,
+    },
+    /// The payload's hash does not match.
+    PayloadHash {
+        /// The payload length.
+        len: u64,
+    },
+    /// Both hashes match but the payload is not a list of records.
+    Records(String),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::HeaderCut { left } => write!(f, "a frame header cut short at {left} bytes"),
+            FrameError::HeaderHash => write!(f, "frame header hash mismatch"),
+            FrameError::PayloadCut { len, left } => {
+                write!(f, "a frame of {len} bytes, {left} left")
+            }
+            FrameError::PayloadHash { len } => {
+                write!(f, "frame payload hash mismatch ({len} bytes)")
+            }
+            FrameError::Records(reason) => write!(f, "undecodable records: {reason}"),
+        }
     }
-    let payload = reader.take(len as usize)?;
-    if hash(payload) != expected_hash {
-        return Err("frame hash mismatch".into());
+}
+
+/// Decodes the frame at byte `offset` of segment `number`'s `bytes`: its records and its length
+/// in bytes.
+fn decode_frame(
+    bytes: &[u8],
+    offset: usize,
+    number: u64,
+) -> Result<(Vec<Record>, usize), FrameError> {
+    let frame = bytes.get(offset..).unwrap_or_default();
+    let len = frame_header(frame, offset, number)?;
+    let stored_payload_hash = read_u64(&frame[16..FRAME_HEADER_BYTES]);
+    let rest = &frame[FRAME_HEADER_BYTES..];
+    if len > rest.len() as u64 {
+        return Err(FrameError::PayloadCut {
+            len,
+            left: rest.len(),
+        });
+    }
+    let payload = &rest[..len as usize];
+    if frame_payload_hash(number, offset as u64, payload) != stored_payload_hash {
+        return Err(FrameError::PayloadHash { len });
     }
     let mut records = Vec::new();
     let mut reader = Reader(payload);
     while !reader.0.is_empty() {
-        records.push(decode_record(&mut reader)?);
+        records.push(decode_record(&mut reader).map_err(FrameError::Records)?);
     }
     if records.is_empty() {
-        return Err("an empty frame".into());
+        return Err(FrameError::Records("an empty frame".into()));
     }
     Ok((records, FRAME_HEADER_BYTES + len as usize))
 }
 
-fn hash(bytes: &[u8]) -> u64 {
+/// The payload length of the frame header at the start of `frame` (at byte `offset` of segment
+/// `number`), if the header is whole and its hash (over its first 16 bytes) matches.
+fn frame_header(frame: &[u8], offset: usize, number: u64) -> Result<u64, FrameError> {
+    if frame.len() < FRAME_HEADER_BYTES {
+        return Err(FrameError::HeaderCut { left: frame.len() });
+    }
+    let len = read_u64(&frame[..8]);
+    if frame_header_hash(number, offset as u64, len) != read_u64(&frame[8..16]) {
+        return Err(FrameError::HeaderHash);
+    }
+    Ok(len)
+}
+
+fn read_u64(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+}
+
+/// Whether the bad frame at byte `at` of the last segment `number`, after which no valid frame
+/// follows, is a torn write (never synced, so cut off) rather than corruption. A torn write is
+/// an append a crash cut short, or one whose blocks reached the disk only in part:
+/// - the file ends inside the frame's header, or after a valid header inside its payload;
+/// - the header is not one: zeros (an extended but unwritten region) or stale bytes of a reused
+///   block; but a header one bit away from a valid one is a valid header whose bit flipped,
+///   so corruption;
+/// - a valid header, and the file is zero from a 512-byte sector boundary inside the frame to
+///   its end (sectors never written).
+///
+/// So a flipped bit anywhere in a synced frame (or several in its payload) refuses the start;
+/// several flipped bits in the header of the last frame would be cut as a torn write.
+fn is_torn_write(bytes: &[u8], at: usize, number: u64, error: &FrameError) -> bool {
+    const SECTOR_BYTES: usize = 512;
+    let zeros_from = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    match error {
+        FrameError::HeaderCut { .. } | FrameError::PayloadCut { .. } => true,
+        FrameError::HeaderHash => zeros_from <= at || !header_one_bit_from_valid(bytes, at, number),
+        FrameError::PayloadHash { len } => {
+            let frame_end = at + FRAME_HEADER_BYTES + *len as usize;
+            zeros_from.next_multiple_of(SECTOR_BYTES) < frame_end
+        }
+        FrameError::Records(_) => false,
+    }
+}
+
+/// True if flipping one bit of the length or header hash of the (whole) frame header at `at`
+/// makes it valid.
+fn header_one_bit_from_valid(bytes: &[u8], at: usize, number: u64) -> bool {
+    let mut header = [0; FRAME_HEADER_BYTES];
+    header.copy_from_slice(&bytes[at..at + FRAME_HEADER_BYTES]);
+    (0..16 * 8).any(|bit| {
+        let mut fixed = header;
+        fixed[bit / 8] ^= 1 << (bit % 8);
+        frame_header(&fixed, at, number).is_ok()
+    })
+}
+
+/// FNV-1a 64 of `fields`, each length-prefixed.
+fn hash(fields: &[&[u8]]) -> u64 {
     let mut fnv = Fnv::default();
-    fnv.field(bytes);
+    for field in fields {
+        fnv.field(field);
+    }
     fnv.0
 }
 
@@ -493,48 +921,57 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn segment_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:020}{SEGMENT_SUFFIX}"))
+fn segment_name(number: u64) -> String {
+    format!("{number:020}{SEGMENT_SUFFIX}")
 }
 
-/// The segment numbers in `dir`, sorted; other files are ignored.
-fn segment_numbers(dir: &Path) -> Result<Vec<u64>, StorageError> {
-    let mut numbers = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(number) = name
-            .strip_suffix(SEGMENT_SUFFIX)
-            .filter(|n| n.len() == 20)
-            .and_then(|n| n.parse().ok())
-        {
-            numbers.push(number);
-        }
-    }
+/// The segment numbers on `disk`, sorted; other files are ignored.
+fn segment_numbers(disk: &impl WalDisk) -> Result<Vec<u64>, StorageError> {
+    let names = disk.list().map_err(|source| LogError::Io {
+        operation: "list",
+        path: disk.path_of(""),
+        source,
+    })?;
+    let mut numbers: Vec<u64> = names
+        .iter()
+        .filter_map(|name| {
+            name.strip_suffix(SEGMENT_SUFFIX)
+                .filter(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
     numbers.sort_unstable();
     Ok(numbers)
 }
 
-/// Creates segment `number` (it must not exist) and makes its directory entry durable.
-fn create_segment(dir: &Path, number: u64) -> Result<File, StorageError> {
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(segment_path(dir, number))?;
-    sync_dir(dir)?;
-    Ok(file)
-}
-
-/// Makes `dir`'s entries (created or removed files) durable.
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)?.sync_all()?;
+/// Creates segment `number` holding `bytes`, atomically and durably.
+fn create(disk: &mut impl WalDisk, number: u64, bytes: &[u8]) -> Result<(), StorageError> {
+    disk.create(&segment_name(number), bytes)
+        .map_err(io_error(disk, "create", number))?;
     Ok(())
 }
 
-fn corrupt(reason: String) -> StorageError {
-    StorageError::Corrupt {
-        table: "log",
-        reason,
+/// Removes segment `number`, durably.
+fn remove(disk: &mut impl WalDisk, number: u64) -> Result<(), StorageError> {
+    disk.remove(&segment_name(number))
+        .map_err(io_error(disk, "remove", number))?;
+    Ok(())
+}
+
+/// Wraps an I/O error of `operation` on segment `number`.
+fn io_error<'a>(
+    disk: &impl WalDisk,
+    operation: &'static str,
+    number: u64,
+) -> impl FnOnce(io::Error) -> StorageError + 'a {
+    let path = disk.path_of(&segment_name(number));
+    move |source| {
+        LogError::Io {
+            operation,
+            path,
+            source,
+        }
+        .into()
     }
 }
 
@@ -567,30 +1004,65 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let records = samples();
-        let mut bytes = Vec::new();
-        assert_eq!(encode_frame(&records, &mut bytes), Slot(9));
-        assert_eq!(decode_frame(&bytes), Ok((records, bytes.len())));
+        let mut bytes = vec![0xee; 5];
+        assert_eq!(encode_frame(&records, 3, 5, &mut bytes), Slot(9));
+        assert_eq!(decode_frame(&bytes, 5, 3), Ok((records, bytes.len() - 5)));
     }
 
     #[test]
     fn every_truncation_and_every_flipped_bit_is_an_error() {
         let mut bytes = Vec::new();
-        encode_frame(&samples(), &mut bytes);
+        encode_frame(&samples(), 1, 0, &mut bytes);
         for len in 0..bytes.len() {
-            assert!(decode_frame(&bytes[..len]).is_err(), "cut at {len}");
+            assert!(decode_frame(&bytes[..len], 0, 1).is_err(), "cut at {len}");
         }
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut flipped = bytes.clone();
                 flipped[i] ^= 1 << bit;
-                assert!(decode_frame(&flipped).is_err(), "bit {bit} of byte {i}");
+                assert!(
+                    decode_frame(&flipped, 0, 1).is_err(),
+                    "bit {bit} of byte {i}"
+                );
             }
         }
     }
 
     #[test]
+    fn a_frame_is_bound_to_its_segment_and_offset() {
+        let mut bytes = vec![0; 40];
+        encode_frame(&samples(), 7, 40, &mut bytes);
+        assert!(decode_frame(&bytes, 40, 7).is_ok());
+        // The same bytes at another offset, or read as another segment's, are not a frame.
+        assert!(decode_frame(&bytes[40..], 0, 7).is_err());
+        assert!(decode_frame(&bytes, 40, 8).is_err());
+    }
+
+    #[test]
+    fn a_new_segment_has_a_checked_header_and_a_state_frame() {
+        let bytes = new_segment(4, Ballot(9), Slot(2));
+        check_segment_header(&bytes, 4, PathBuf::new()).unwrap();
+        assert!(check_segment_header(&bytes, 5, PathBuf::new()).is_err());
+        let (records, used) = decode_frame(&bytes, SEGMENT_HEADER_BYTES, 4).unwrap();
+        assert_eq!(
+            records,
+            [Record::Promised(Ballot(9)), Record::Compacted(Slot(2))]
+        );
+        assert_eq!(SEGMENT_HEADER_BYTES + used, bytes.len());
+        for i in 0..SEGMENT_HEADER_BYTES {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0x10;
+            assert!(
+                check_segment_header(&flipped, 4, PathBuf::new()).is_err(),
+                "byte {i}"
+            );
+        }
+    }
+
+    #[test]
     fn zeros_are_not_a_frame() {
-        assert!(decode_frame(&[0; 64]).is_err());
+        assert!(decode_frame(&[0; 64], 0, 0).is_err());
+        assert!(decode_frame(&[0; 64], 30, 0).is_err());
     }
 
     #[test]
@@ -602,11 +1074,154 @@ mod tests {
                     let mut payload = vec![a, b];
                     payload.extend_from_slice(tail);
                     let mut frame = (payload.len() as u64).to_le_bytes().to_vec();
-                    frame.extend_from_slice(&hash(&payload).to_le_bytes());
+                    frame.extend_from_slice(
+                        &frame_header_hash(0, 0, payload.len() as u64).to_le_bytes(),
+                    );
+                    frame.extend_from_slice(&frame_payload_hash(0, 0, &payload).to_le_bytes());
                     frame.extend_from_slice(&payload);
-                    let _ = decode_frame(&frame);
+                    let _ = decode_frame(&frame, 0, 0);
                 }
             }
         }
+    }
+
+    /// A disk holding one segment 0: a fresh one with `frames` (each a list of records)
+    /// appended as well-framed, hash-correct frames.
+    fn disk_with_frames(frames: &[Vec<Record>]) -> crate::SimDisk {
+        let mut bytes = new_segment(0, Ballot::ZERO, Slot(0));
+        for records in frames {
+            let offset = bytes.len() as u64;
+            encode_frame(records, 0, offset, &mut bytes);
+        }
+        let mut disk = crate::SimDisk::new();
+        disk.create(&segment_name(0), &bytes).unwrap();
+        disk
+    }
+
+    /// Opening refuses with a broken rule at the offset of the frame that holds it, and leaves
+    /// the segment as it was.
+    fn assert_refused(frames: &[Vec<Record>], rule: &str) {
+        let disk = disk_with_frames(frames);
+        let before = disk.file_bytes(&segment_name(0)).unwrap();
+        let bad_offset = {
+            // The last frame holds the bad record: its offset is the length before it.
+            let mut bytes = new_segment(0, Ballot::ZERO, Slot(0));
+            for records in &frames[..frames.len() - 1] {
+                let offset = bytes.len() as u64;
+                encode_frame(records, 0, offset, &mut bytes);
+            }
+            bytes.len() as u64
+        };
+        match WalLog::open_on(disk.clone(), WalOptions::default()) {
+            Err(StorageError::Log(LogError::BrokenRule { path, offset, .. })) => {
+                assert_eq!(offset, bad_offset, "{rule}");
+                assert!(path.ends_with(segment_name(0)), "{path:?}");
+            }
+            other => panic!("{rule}: expected a broken rule, got {other:?}"),
+        }
+        let text = WalLog::open_on(disk.clone(), WalOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains(rule), "{text} says {rule}");
+        assert!(text.contains(&format!("at byte {bad_offset}")), "{text}");
+        assert_eq!(disk.file_bytes(&segment_name(0)).unwrap(), before);
+    }
+
+    fn accepted(slot: u64, ballot: u64) -> Record {
+        Record::Accepted {
+            slot: Slot(slot),
+            ballot: Ballot(ballot),
+            value: Value::Noop,
+        }
+    }
+
+    #[test]
+    fn well_framed_records_that_break_the_acceptors_rules_refuse_to_open() {
+        // The smallest case the fuzzer found: an accepted value with no promise before it.
+        assert_refused(&[vec![accepted(1, 1)]], "accepted above the promise");
+        assert_refused(
+            &[
+                vec![Record::Promised(Ballot(5))],
+                vec![Record::Promised(Ballot(4))],
+            ],
+            "promised ballot went down",
+        );
+        let chosen = |text: &[u8]| Record::Chosen {
+            slot: Slot(2),
+            value: Value::Commands(vec![text.to_vec()]),
+        };
+        assert_refused(
+            &[vec![chosen(b"a")], vec![chosen(b"b")]],
+            "chosen value of slot 2 changed",
+        );
+        assert_refused(&[vec![Record::Compacted(Slot(u64::MAX))]], "out of range");
+        assert_refused(
+            &[vec![Record::Promised(Ballot(1)), accepted(u64::MAX, 1)]],
+            "out of range",
+        );
+        assert_refused(&[vec![accepted(0, 0)]], "out of range");
+        assert_refused(&[vec![Record::Promised(Ballot(u64::MAX))]], "ballot");
+    }
+
+    #[test]
+    fn persist_refuses_what_open_would_refuse_and_writes_nothing() {
+        let disk = crate::SimDisk::new();
+        let mut log = WalLog::open_on(disk.clone(), WalOptions::default()).unwrap();
+        let before = disk.file_bytes(&segment_name(0)).unwrap();
+        for bad in [
+            accepted(1, 1),
+            Record::Compacted(Slot(u64::MAX)),
+            Record::Promised(Ballot(u64::MAX)),
+        ] {
+            match log.persist(std::slice::from_ref(&bad)) {
+                Err(StorageError::Log(LogError::RefusedRecord(_))) => {}
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert_eq!(disk.file_bytes(&segment_name(0)).unwrap(), before);
+        assert!(!log.is_stopped(), "nothing was written: the log goes on");
+        log.persist(&[Record::Promised(Ballot(1)), accepted(1, 1)])
+            .unwrap();
+    }
+
+    #[test]
+    fn segments_of_another_format_or_without_a_header_are_refused() {
+        let mut other_format = new_segment(0, Ballot::ZERO, Slot(0));
+        other_format[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let mut old_layout = Vec::new();
+        encode_frame(&[Record::Promised(Ballot(1))], 0, 0, &mut old_layout);
+        let mut wrong_number = new_segment(0, Ballot::ZERO, Slot(0));
+        wrong_number[..SEGMENT_HEADER_BYTES].copy_from_slice(&segment_header(1));
+        for (what, bytes, expect) in [
+            ("format 1", other_format, "log format 1"),
+            ("no header", old_layout, "no segment header"),
+            ("wrong number", wrong_number, "names segment 1"),
+        ] {
+            let mut disk = crate::SimDisk::new();
+            disk.create(&segment_name(0), &bytes).unwrap();
+            disk.create(&segment_name(1), &new_segment(1, Ballot::ZERO, Slot(0)))
+                .unwrap();
+            let error = WalLog::open_on(disk.clone(), WalOptions::default()).unwrap_err();
+            assert!(error.to_string().contains(expect), "{what}: {error}");
+            assert_eq!(disk.file_bytes(&segment_name(0)).unwrap(), bytes, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_missing_segment_in_the_middle_is_refused() {
+        let mut disk = crate::SimDisk::new();
+        for number in [3, 5] {
+            disk.create(
+                &segment_name(number),
+                &new_segment(number, Ballot::ZERO, Slot(0)),
+            )
+            .unwrap();
+        }
+        let error = WalLog::open_on(disk, WalOptions::default()).unwrap_err();
+        assert!(
+            matches!(&error, StorageError::Log(LogError::MissingSegment { path })
+                if path.ends_with(segment_name(4))),
+            "{error}"
+        );
     }
 }

@@ -7,6 +7,9 @@
 //! every few slots, compact now and then (flush first), and print `acked n`. The parent kills it
 //! after a random delay, reopens the database, checks it, and starts the child again.
 //!
+//! A second test kills the child during its first start, while it creates its files, and checks
+//! the node then starts.
+//!
 //! Replay a failure with `SYNOD_CRASH_SEED=<seed printed in the failure>`.
 
 mod common;
@@ -18,13 +21,18 @@ use std::time::{Duration, SystemTime};
 
 use common::{get, incr, put, Rng, TempPath};
 use prost::Message;
-use synod_kvstore::{NodeStore, Outcome, Request, StateMachine};
+use synod_kvstore::{NodeStore, Outcome, Request, StateMachine, LOG_DIR, STATE_FILE};
 use synod_paxos::{Ballot, Config, Instant, NodeId, Record, Replica, Slot, Storage, Value};
 
 const CHILD_ENV: &str = "SYNOD_CRASH_CHILD";
 const SEED_ENV: &str = "SYNOD_CRASH_SEED";
 const CHILD_TEST: &str = "crash_child_process";
 const ROUNDS: usize = 30;
+/// Rounds of the first-start test, each on a new directory.
+const CREATION_ROUNDS: usize = 40;
+/// Longest a child runs in the first-start test: about its start-up time plus its file
+/// creation, so kills land before, during and after creating the files.
+const MAX_CREATION_RUN_MS: u64 = 40;
 /// Longest a child runs before it is killed.
 const MAX_RUN_MS: u64 = 200;
 /// The child flushes the state machine every this many slots...
@@ -175,9 +183,8 @@ fn assert_holds_exactly_slots_through(sm: &StateMachine, a: u64, context: &str) 
     );
 }
 
-#[test]
-fn acknowledged_slots_survive_sigkill_at_random_moments() {
-    let seed = std::env::var(SEED_ENV)
+fn seed() -> u64 {
+    std::env::var(SEED_ENV)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
@@ -185,7 +192,54 @@ fn acknowledged_slots_survive_sigkill_at_random_moments() {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos() as u64
-        });
+        })
+}
+
+/// What a killed first start left in `path`, in words: which of the node's files exist, and
+/// temporaries of interrupted creations.
+fn files_left(path: &Path) -> String {
+    if !path.exists() {
+        return "nothing".into();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .unwrap()
+        .chain(std::fs::read_dir(path.join(LOG_DIR)).into_iter().flatten())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.join(" ")
+}
+
+#[test]
+fn a_node_killed_while_creating_its_files_starts_again() {
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    for round in 0..CREATION_ROUNDS {
+        let context = format!("{SEED_ENV}={seed}, round {round}");
+        let path = TempPath::new("crash-creation");
+        run_child_and_kill(&path.0, rng.below(MAX_CREATION_RUN_MS + 1));
+        let left = files_left(&path.0);
+        let mut store = NodeStore::open(&path.0)
+            .unwrap_or_else(|e| panic!("{context}: after a kill leaving {left}: {e}"));
+        let applied = recover(&mut store);
+        assert_holds_exactly_slots_through(&store.state_machine, applied, &context);
+        let complete = left.contains(STATE_FILE) && !left.contains(".tmp");
+        let outcome = if left == "nothing" {
+            "killed before creating anything"
+        } else if complete {
+            "killed after creating the files"
+        } else {
+            "killed while creating the files"
+        };
+        *outcomes.entry(format!("{outcome}: {left}")).or_default() += 1;
+    }
+    eprintln!("{SEED_ENV}={seed}: {outcomes:?}");
+}
+
+#[test]
+fn acknowledged_slots_survive_sigkill_at_random_moments() {
+    let seed = seed();
     let mut rng = Rng(seed);
     let path = TempPath::new("crash-recovery");
     let mut reference = StateMachine::in_memory().unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use common::{put, Rng, TempPath};
 use prost::Message;
-use synod_kvstore::{NodeStore, Request, StorageError, WalLog, WalOptions};
+use synod_kvstore::{LogError, NodeStore, Request, StorageError, WalLog, WalOptions};
 use synod_paxos::{
     Ballot, Config, DurableState, Instant, MemStorage, NodeId, Record, Replica, Slot, SlotState,
     Storage, Value,
@@ -271,7 +271,7 @@ fn garbage_or_zeros_after_the_last_frame_are_cut_off() {
 #[test]
 fn a_corrupt_frame_before_the_last_segment_is_an_error_not_a_panic() {
     let path = TempPath::new("log-corrupt");
-    let options = WalOptions { segment_bytes: 256 };
+    let options = WalOptions::with_segment_bytes(256);
     {
         let mut log = WalLog::open_with(&path.0, options).unwrap();
         log.persist(&[Record::Promised(Ballot(1))]).unwrap();
@@ -286,16 +286,17 @@ fn a_corrupt_frame_before_the_last_segment_is_an_error_not_a_panic() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&first, &bytes).unwrap();
-    assert!(matches!(
-        WalLog::open_with(&path.0, options),
-        Err(StorageError::Corrupt { .. })
-    ));
+    match WalLog::open_with(&path.0, options) {
+        Err(StorageError::Log(LogError::CorruptFrame { path, .. })) => assert_eq!(path, first),
+        other => panic!("expected a corrupt frame, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&first).unwrap(), bytes, "nothing changed");
 }
 
 #[test]
 fn segments_rotate_and_compaction_deletes_the_old_ones() {
     let path = TempPath::new("log-segments");
-    let options = WalOptions { segment_bytes: 512 };
+    let options = WalOptions::with_segment_bytes(512);
     let mut log = WalLog::open_with(&path.0, options).unwrap();
     let mut reference = MemStorage::new();
     let mut persist = |log: &mut WalLog, records: &[Record]| {
@@ -334,7 +335,7 @@ fn segments_rotate_and_compaction_deletes_the_old_ones() {
 fn random_batches_with_tiny_segments_and_reopening_keep_what_the_reference_keeps() {
     for seed in 0..10 {
         let path = TempPath::new("log-random-segments");
-        let options = WalOptions { segment_bytes: 300 };
+        let options = WalOptions::with_segment_bytes(300);
         let mut rng = Rng(seed);
         let mut log = WalLog::open_with(&path.0, options).unwrap();
         let mut reference = MemStorage::new();

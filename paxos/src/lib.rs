@@ -42,6 +42,6 @@ pub use message::{Envelope, Message};
 pub use ready::{ReadId, Ready};
 pub use replica::{Replica, Role, Status, Unavailable};
 pub use rng::Rng;
-pub use storage::{DurableState, MemStorage, Record, SlotState, Storage};
+pub use storage::{DurableState, MemStorage, Record, RecordRuleError, SlotState, Storage};
 pub use time::Instant;
 pub use types::{Ballot, Command, NodeId, Slot, Value};

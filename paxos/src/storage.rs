@@ -67,6 +67,42 @@ impl Record {
     pub fn must_sync(&self) -> bool {
         matches!(self, Record::Promised(_) | Record::Accepted { .. })
     }
+
+    /// Checks the rules of [`DurableState::try_apply`] that need no more state than the
+    /// promise held (all but "a chosen value never changes"): the promise does not go down,
+    /// nothing is accepted above it, slots are in `1..=`[`Slot::MAX_VALID`] (a compaction
+    /// point in `0..=Slot::MAX_VALID`) and ballots at most [`Ballot::MAX_VALID`]. Storage that
+    /// tracks only the promise checks records with it before writing them.
+    pub fn check_against_promise(&self, promised: Ballot) -> Result<(), RecordRuleError> {
+        match *self {
+            Record::Promised(ballot) => {
+                check_ballot(ballot)?;
+                if ballot < promised {
+                    return Err(RecordRuleError::PromiseWentDown {
+                        promised,
+                        record: ballot,
+                    });
+                }
+            }
+            Record::Accepted { slot, ballot, .. } => {
+                check_slot(slot)?;
+                if ballot > promised {
+                    return Err(RecordRuleError::AcceptedAbovePromise {
+                        promised,
+                        ballot,
+                        slot,
+                    });
+                }
+            }
+            Record::Chosen { slot, .. } => check_slot(slot)?,
+            Record::Compacted(through) => {
+                if through > Slot::MAX_VALID {
+                    return Err(RecordRuleError::SlotOutOfRange { slot: through });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Everything durable about one node, as loaded at start.
@@ -81,20 +117,141 @@ pub struct DurableState {
     pub compacted_through: Slot,
 }
 
+impl Slot {
+    /// The highest slot a [`Record`] may name (2^63 − 1).
+    ///
+    /// Far beyond any real log (2^63 slots at a million a second last 290,000 years), and low
+    /// enough that arithmetic on slots (`next`, a window above a slot) never overflows. A record
+    /// above it on disk is corruption ([`RecordRuleError::SlotOutOfRange`]); the core must refuse
+    /// peer input naming slots above it before anything reaches storage.
+    pub const MAX_VALID: Slot = Slot(u64::MAX >> 1);
+}
+
+impl Ballot {
+    /// The highest ballot a [`Record`] may name: round `u32::MAX − 1`, any node.
+    ///
+    /// A promise at round `u32::MAX` would leave a node no higher round to campaign with, so a
+    /// stored one is corruption ([`RecordRuleError::BallotTooHigh`]). The core's highest usable
+    /// round must be at most `u32::MAX − 1` (so whatever it promises or proposes stays at or
+    /// below this), and it must refuse peer ballots above its own limit before persisting them.
+    pub const MAX_VALID: Ballot = Ballot(((u32::MAX as u64 - 1) << 32) | u32::MAX as u64);
+}
+
+/// A [`Record`] that breaks the acceptor's rules when applied to a [`DurableState`]: storage
+/// holding one is corrupt (or was written by a buggy node), and must not be loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordRuleError {
+    /// A promise below the one already made: promises never go down.
+    PromiseWentDown {
+        /// The promise held.
+        promised: Ballot,
+        /// The lower one the record names.
+        record: Ballot,
+    },
+    /// A value accepted at a ballot above the promise: an acceptor promises a ballot before it
+    /// accepts at it.
+    AcceptedAbovePromise {
+        /// The promise held.
+        promised: Ballot,
+        /// The record's higher ballot.
+        ballot: Ballot,
+        /// The slot.
+        slot: Slot,
+    },
+    /// A slot's chosen value differs from the one chosen before: only one value is ever chosen.
+    ChosenValueChanged {
+        /// The slot.
+        slot: Slot,
+    },
+    /// A slot of 0 (no slot) or above [`Slot::MAX_VALID`].
+    SlotOutOfRange {
+        /// The slot the record names.
+        slot: Slot,
+    },
+    /// A ballot above [`Ballot::MAX_VALID`].
+    BallotTooHigh {
+        /// The ballot the record names.
+        ballot: Ballot,
+    },
+}
+
+impl std::fmt::Display for RecordRuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordRuleError::PromiseWentDown { promised, record } => write!(
+                f,
+                "promised ballot went down: {record} after a promise of {promised}"
+            ),
+            RecordRuleError::AcceptedAbovePromise {
+                promised,
+                ballot,
+                slot,
+            } => write!(
+                f,
+                "accepted above the promise: slot {slot} at ballot {ballot}, promised {promised}"
+            ),
+            RecordRuleError::ChosenValueChanged { slot } => {
+                write!(f, "chosen value of slot {slot} changed")
+            }
+            RecordRuleError::SlotOutOfRange { slot } => write!(
+                f,
+                "slot {slot} out of range: slots run from 1 to {}",
+                Slot::MAX_VALID
+            ),
+            RecordRuleError::BallotTooHigh { ballot } => write!(
+                f,
+                "ballot {ballot} above the highest valid ballot {}",
+                Ballot::MAX_VALID
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecordRuleError {}
+
+/// Fails unless `slot` is a real slot at most [`Slot::MAX_VALID`].
+fn check_slot(slot: Slot) -> Result<(), RecordRuleError> {
+    if slot == Slot(0) || slot > Slot::MAX_VALID {
+        return Err(RecordRuleError::SlotOutOfRange { slot });
+    }
+    Ok(())
+}
+
+/// Fails if `ballot` is above [`Ballot::MAX_VALID`].
+fn check_ballot(ballot: Ballot) -> Result<(), RecordRuleError> {
+    if ballot > Ballot::MAX_VALID {
+        return Err(RecordRuleError::BallotTooHigh { ballot });
+    }
+    Ok(())
+}
+
 impl DurableState {
     /// Applies one record, as storage implementations must on persist.
+    ///
+    /// # Panics
+    /// If the record breaks a rule (see [`try_apply`](Self::try_apply)): for state the node
+    /// built itself, that is a bug, and a diverging acceptor is worse than a stopped one.
     pub fn apply(&mut self, record: Record) {
+        if let Err(broken) = self.try_apply(record) {
+            panic!("{broken}");
+        }
+    }
+
+    /// Applies one record if it keeps the acceptor's rules; otherwise changes nothing and says
+    /// which rule it breaks. For records read back from storage, which may be corrupt.
+    ///
+    /// The rules: promises never go down; nothing is accepted above the promise; a chosen value
+    /// never changes; slots are in `1..=`[`Slot::MAX_VALID`] (a compaction point in
+    /// `0..=Slot::MAX_VALID`); ballots are at most [`Ballot::MAX_VALID`].
+    pub fn try_apply(&mut self, record: Record) -> Result<(), RecordRuleError> {
+        record.check_against_promise(self.promised)?;
         match record {
-            Record::Promised(ballot) => {
-                assert!(ballot >= self.promised, "promised ballot went down");
-                self.promised = ballot;
-            }
+            Record::Promised(ballot) => self.promised = ballot,
             Record::Accepted {
                 slot,
                 ballot,
                 value,
             } => {
-                assert!(ballot <= self.promised, "accepted above the promise");
                 if slot > self.compacted_through
                     && !matches!(self.slots.get(&slot), Some(SlotState::Chosen(_)))
                 {
@@ -104,7 +261,9 @@ impl DurableState {
             }
             Record::Chosen { slot, value } => {
                 if let Some(SlotState::Chosen(old)) = self.slots.get(&slot) {
-                    assert_eq!(old, &value, "chosen value of slot {slot} changed");
+                    if old != &value {
+                        return Err(RecordRuleError::ChosenValueChanged { slot });
+                    }
                 }
                 if slot > self.compacted_through {
                     self.slots.insert(slot, SlotState::Chosen(value));
@@ -117,6 +276,7 @@ impl DurableState {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -188,5 +348,126 @@ impl Storage for MemStorage {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::NodeId;
+
+    fn accepted(slot: u64, ballot: Ballot) -> Record {
+        Record::Accepted {
+            slot: Slot(slot),
+            ballot,
+            value: Value::Noop,
+        }
+    }
+
+    /// `try_apply` on a state built from `before`: the error, and proof the state did not move.
+    fn refused(before: &[Record], record: Record) -> RecordRuleError {
+        let mut state = DurableState::default();
+        for r in before {
+            state.try_apply(r.clone()).unwrap();
+        }
+        let unchanged = state.clone();
+        let error = state.try_apply(record).unwrap_err();
+        assert_eq!(state, unchanged, "a refused record changes nothing");
+        error
+    }
+
+    #[test]
+    fn an_accepted_value_with_no_promise_before_it_is_refused() {
+        let error = refused(&[], accepted(1, Ballot(1)));
+        assert_eq!(
+            error,
+            RecordRuleError::AcceptedAbovePromise {
+                promised: Ballot::ZERO,
+                ballot: Ballot(1),
+                slot: Slot(1)
+            }
+        );
+        assert!(error.to_string().contains("accepted above the promise"));
+    }
+
+    #[test]
+    fn a_promise_that_goes_down_is_refused() {
+        let high = Ballot::new(2, NodeId(1));
+        let low = Ballot::new(1, NodeId(1));
+        let error = refused(&[Record::Promised(high)], Record::Promised(low));
+        assert_eq!(
+            error,
+            RecordRuleError::PromiseWentDown {
+                promised: high,
+                record: low
+            }
+        );
+        assert!(error.to_string().contains("promised ballot went down"));
+    }
+
+    #[test]
+    fn a_changed_chosen_value_is_refused() {
+        let first = Record::Chosen {
+            slot: Slot(3),
+            value: Value::Noop,
+        };
+        let second = Record::Chosen {
+            slot: Slot(3),
+            value: Value::Commands(vec![b"x".to_vec()]),
+        };
+        let error = refused(std::slice::from_ref(&first), second);
+        assert_eq!(error, RecordRuleError::ChosenValueChanged { slot: Slot(3) });
+        assert!(error.to_string().contains("chosen value of slot 3 changed"));
+        // The same value again is fine.
+        let mut state = DurableState::default();
+        state.try_apply(first.clone()).unwrap();
+        state.try_apply(first).unwrap();
+    }
+
+    #[test]
+    fn slots_and_ballots_near_the_top_of_u64_are_refused_without_overflow() {
+        let promise = Record::Promised(Ballot(1));
+        for slot in [0, Slot::MAX_VALID.0 + 1, u64::MAX] {
+            assert_eq!(
+                refused(std::slice::from_ref(&promise), accepted(slot, Ballot(1))),
+                RecordRuleError::SlotOutOfRange { slot: Slot(slot) }
+            );
+            let chosen = Record::Chosen {
+                slot: Slot(slot),
+                value: Value::Noop,
+            };
+            assert!(matches!(
+                refused(&[], chosen),
+                RecordRuleError::SlotOutOfRange { .. }
+            ));
+        }
+        assert_eq!(
+            refused(&[], Record::Compacted(Slot(u64::MAX))),
+            RecordRuleError::SlotOutOfRange {
+                slot: Slot(u64::MAX)
+            }
+        );
+        for ballot in [Ballot(u64::MAX), Ballot::new(u32::MAX, NodeId(0))] {
+            assert_eq!(
+                refused(&[], Record::Promised(ballot)),
+                RecordRuleError::BallotTooHigh { ballot }
+            );
+        }
+        // The limits themselves are valid, and the next slot does not overflow.
+        let mut state = DurableState::default();
+        state
+            .try_apply(Record::Promised(Ballot::MAX_VALID))
+            .unwrap();
+        state
+            .try_apply(accepted(Slot::MAX_VALID.0, Ballot::MAX_VALID))
+            .unwrap();
+        state.try_apply(Record::Compacted(Slot::MAX_VALID)).unwrap();
+        assert!(state.slots.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "accepted above the promise")]
+    fn apply_still_asserts_the_rules() {
+        DurableState::default().apply(accepted(1, Ballot(1)));
     }
 }
