@@ -229,6 +229,23 @@ fn oracles_catch_phase2_sent_before_the_own_promise_is_durable() {
 }
 
 #[test]
+fn oracles_catch_a_log_that_cuts_synced_frames_after_a_corrupt_one() {
+    let caught = (1..=env_u64("SYNOD_TEETH_SEEDS", 60)).find_map(|seed| {
+        let mut options = SimOptions::new(seed, 3, mix("crashes"));
+        options.coord_clients = 0;
+        options.coord_bugs = synod_kvstore::Bugs {
+            wal_cuts_after_corrupt_frame: true,
+            ..Default::default()
+        };
+        run(&options).err().map(|f| f.to_string())
+    });
+    eprintln!(
+        "caught: {}",
+        caught.expect("the broken rule went unnoticed")
+    );
+}
+
+#[test]
 fn oracles_catch_reads_served_without_a_lease() {
     let bugs = synod_paxos::Bugs {
         read_without_lease: true,

@@ -11,7 +11,7 @@
 
 use prost::Message as _;
 use synod::node::{Answer, AppliedSlot, NodeError, ReadConsistency};
-use synod_kvstore::{Get, Op, Request as KvRequest, Snapshot, SnapshotChunk};
+use synod_kvstore::{Get, Op, Request as KvRequest, Snapshot, SnapshotChunk, WalLog};
 use synod_paxos::{Message, NodeId, ReadId, Record, Slot, Storage};
 
 use super::coord::{is_coord, CoordAnswer, CoordReply};
@@ -35,14 +35,70 @@ impl Simulation {
         if self.nodes[node].leading.is_some() {
             self.truth.term_ended(node, self.now_us);
         }
+        // A torn write: each file may keep a prefix of what it had not synced.
+        let seed = self.rng.next_u64();
+        let mut tear = synod_paxos::Rng::new(seed);
+        let mut keep = |unsynced: u64| match tear.below(3) {
+            0 => 0,
+            1 => tear.below(unsynced + 1),
+            _ => unsynced,
+        };
         let n = &mut self.nodes[node];
-        // Kill the disk before the node, so its clean close cannot write.
+        // Kill the disks before the node and its log, so nothing they do on
+        // the way down is written.
         n.disk = n.disk.crash();
+        n.log_disk = n.log_disk.crash_torn(&mut keep);
         n.node = None;
-        n.log.crash();
+        n.log = None;
         n.incarnation += 1;
         n.reads.clear();
         n.leading = None;
+    }
+
+    /// Flips one bit of what `node`'s (down) log disk synced, in the first
+    /// half of its newest segment, and checks the log refuses to open (or,
+    /// should the bit have fallen where a torn write may lie, opens with
+    /// every record it held); then the operator mends the bit.
+    pub(super) fn flip_a_synced_bit(&mut self, node: usize) -> Result<(), String> {
+        let disk = self.nodes[node].log_disk.clone();
+        let Some(segment) = disk
+            .file_names()
+            .into_iter()
+            .filter(|f| f.ends_with(".wal"))
+            .max()
+        else {
+            return Ok(());
+        };
+        let synced = disk.synced_bytes(&segment).unwrap_or(0);
+        if synced < 1024 {
+            return Ok(());
+        }
+        let before = WalLog::open_on(disk.clone(), self.wal_options())
+            .and_then(|log| log.load())
+            .map_err(|e| format!("n{} cannot open its log: {e}", node + 1))?;
+        let offset = 64 + self.rng.below(synced / 2 - 64);
+        let bit = self.rng.below(8) as u8;
+        disk.flip_bit(&segment, offset, bit)
+            .map_err(|e| e.to_string())?;
+        self.note(|| {
+            format!(
+                "n{}: bit {bit} of {segment} byte {offset} flipped",
+                node + 1
+            )
+        });
+        match WalLog::open_on(disk.clone(), self.wal_options()).and_then(|log| log.load()) {
+            Err(_) => {}
+            Ok(after) if after == before => {}
+            Ok(_) => {
+                return Err(format!(
+                    "n{} opened a log with bit {bit} of {segment} byte {offset} flipped and lost \
+                     synced records",
+                    node + 1
+                ))
+            }
+        }
+        disk.flip_bit(&segment, offset, bit)
+            .map_err(|e| e.to_string())
     }
 
     /// Hands a client's request to `node`.
@@ -118,7 +174,9 @@ impl Simulation {
         {
             self.note(|| format!("n{} crashes before its fsync", node + 1));
             self.crash(node);
-            let durable = self.nodes[node].log.load().expect("memory storage loads");
+            let durable = WalLog::open_on(self.nodes[node].log_disk.clone(), self.wal_options())
+                .and_then(|log| log.load())
+                .map_err(|e| format!("n{} cannot open its log after a crash: {e}", node + 1))?;
             if let Some(ballot) = relies_on.filter(|b| *b > durable.promised) {
                 return Err(format!(
                     "n{} sent Phase 2 messages at ballot {ballot} before its own promise of it \
@@ -131,10 +189,17 @@ impl Simulation {
             self.schedule(delay, super::Event::Restart(node));
             return Ok(());
         }
-        self.nodes[node]
-            .log
-            .persist(&round.persist)
-            .expect("memory storage persists");
+        let log = self.nodes[node].log.as_mut().expect("up");
+        if let Err(e) = log.persist(&round.persist) {
+            // A failed fsync or a full disk stops the node (the driver's
+            // `?`): nothing that relied on these records may go out. It
+            // restarts from what its disks synced.
+            self.note(|| format!("n{} stops: {e}", node + 1));
+            self.crash(node);
+            let delay = 50_000 + self.rng.below(1_000_000);
+            self.schedule(delay, super::Event::Restart(node));
+            return Ok(());
+        }
         for envelope in round.send_after_persist {
             self.send(envelope);
         }

@@ -48,8 +48,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use synod_paxos::{
-    Ballot, Config, Envelope, Instant, MemStorage, Message, NodeId, ReadId, Rng, Slot, Storage,
-    Value,
+    Ballot, Config, Envelope, Instant, Message, NodeId, ReadId, Rng, Slot, Storage, Value,
 };
 
 pub use coord::CoordStats;
@@ -58,7 +57,9 @@ use coord_oracles::ReplicaView;
 use network::{FaultMix, Partitions};
 use session_oracles::Truth;
 use synod::node::{CompactionPolicy, Node, NodeConfig};
-use synod_kvstore::{SessionClockConfig, SimRedbBackend, SnapshotChunk, StateMachine};
+use synod_kvstore::{
+    SessionClockConfig, SimDisk, SimRedbBackend, SnapshotChunk, StateMachine, WalLog, WalOptions,
+};
 use workload::{Client, Reply, Request};
 
 /// Node ticks are this far apart (simulated).
@@ -75,6 +76,9 @@ const QUIESCE_US: u64 = 2_000_000;
 /// ...or this long with coordination clients: sessions they leave behind
 /// must expire first (TTLs are at most 2 s), then lock-delays end.
 const COORD_QUIESCE_US: u64 = 4_000_000;
+/// Log segments this large, so that runs start new segments and delete
+/// old ones.
+const WAL_SEGMENT_BYTES: u64 = 16 * 1024;
 /// A node flushes its state machine every this many applied slots...
 const FLUSH_EVERY_SLOTS: u64 = 20;
 /// ...and compacts its log once this many slots were applied since the
@@ -248,6 +252,8 @@ enum Event {
     Heal,
     Crash,
     Restart(usize),
+    /// A full log disk has room again.
+    DiskFreed(usize),
     EndFaults,
     /// One chunk of a state-machine snapshot `from` streams to `to`
     /// (while `to` runs `incarnation`).
@@ -311,8 +317,11 @@ impl Ord for Scheduled {
 
 /// One simulated machine: its disks survive crashes, the node does not.
 struct Machine {
-    /// The acceptor's log: what was synced survives a crash.
-    log: MemStorage,
+    /// The acceptor's write-ahead log, while the machine is up...
+    log: Option<WalLog<SimDisk>>,
+    /// ...on this disk: what was synced survives a crash, and a crash may
+    /// keep a torn prefix of what was not.
+    log_disk: SimDisk,
     /// The state machine's disk: what was synced survives a crash.
     disk: SimRedbBackend,
     /// The node `synod start` runs, while the machine is up.
@@ -373,7 +382,8 @@ impl Simulation {
         let drift_bound = i64::from(Config::new(NodeId(1), vec![NodeId(1)]).max_clock_drift_ppm);
         let nodes = (0..options.nodes)
             .map(|_| Machine {
-                log: MemStorage::new(),
+                log: None,
+                log_disk: SimDisk::new(),
                 disk: SimRedbBackend::new(),
                 node: None,
                 incarnation: 0,
@@ -459,7 +469,9 @@ impl Simulation {
     }
 
     fn start_node(&mut self, node: usize) -> Result<(), String> {
-        let durable = self.nodes[node].log.load().expect("memory storage loads");
+        let log = WalLog::open_on(self.nodes[node].log_disk.clone(), self.wal_options())
+            .map_err(|e| format!("n{} cannot open its log: {e}", node + 1))?;
+        let durable = log.load().map_err(|e| e.to_string())?;
         let now = self.local_now(node);
         // The state machine restarts from what its disk synced.
         let state_machine = StateMachine::open_on_backend(
@@ -483,12 +495,19 @@ impl Simulation {
         let started = Node::new(config, durable, state_machine, now).expect("valid configuration");
         let n = &mut self.nodes[node];
         n.node = Some(started);
+        n.log = Some(log);
         n.view = view;
         n.leading = None;
         let incarnation = n.incarnation;
         let first_tick = self.rng.below(TICK_US);
         self.schedule(first_tick, Event::Tick { node, incarnation });
         self.drive(node, None)
+    }
+
+    fn wal_options(&self) -> WalOptions {
+        let mut options = WalOptions::with_segment_bytes(WAL_SEGMENT_BYTES);
+        options.bugs = self.options.coord_bugs;
+        options
     }
 
     fn state_machine_options(&self) -> synod_kvstore::Options {
@@ -617,9 +636,33 @@ impl Simulation {
                 if self.faults_active {
                     let node = self.rng.below(self.options.nodes as u64) as usize;
                     if self.nodes[node].node.is_some() {
-                        self.crash(node);
-                        let delay = 50_000 + self.rng.below(2_000_000);
-                        self.schedule(delay, Event::Restart(node));
+                        match self.rng.below(4) {
+                            // The next fsync of its log fails: it stops then.
+                            0 => {
+                                self.note(|| format!("n{}'s next log fsync fails", node + 1));
+                                self.nodes[node].log_disk.fail_next_syncs(1);
+                            }
+                            // Its log disk fills up for a while.
+                            1 => {
+                                let disk = &self.nodes[node].log_disk;
+                                let used: u64 = disk
+                                    .file_names()
+                                    .iter()
+                                    .filter_map(|f| disk.file_bytes(f))
+                                    .map(|b| b.len() as u64)
+                                    .sum();
+                                let room = self.rng.below(4_096);
+                                disk.set_capacity_bytes(Some(used + room));
+                                self.note(|| format!("n{}'s log disk is full", node + 1));
+                                let delay = 100_000 + self.rng.below(1_000_000);
+                                self.schedule(delay, Event::DiskFreed(node));
+                            }
+                            _ => {
+                                self.crash(node);
+                                let delay = 50_000 + self.rng.below(2_000_000);
+                                self.schedule(delay, Event::Restart(node));
+                            }
+                        }
                     }
                     let delay = 300_000 + self.rng.below(3_000_000);
                     self.schedule(delay, Event::Crash);
@@ -627,9 +670,15 @@ impl Simulation {
             }
             Event::Restart(node) => {
                 if self.nodes[node].node.is_none() {
+                    if self.options.mix.crashes && self.rng.chance(1, 4) {
+                        self.flip_a_synced_bit(node)?;
+                    }
                     self.note(|| format!("restart n{}", node + 1));
                     self.start_node(node)?;
                 }
+            }
+            Event::DiskFreed(node) => {
+                self.nodes[node].log_disk.set_capacity_bytes(None);
             }
             Event::SnapshotChunk {
                 to,
