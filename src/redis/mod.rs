@@ -63,6 +63,8 @@ pub struct RedisShared {
     started: std::time::Instant,
     connections: AtomicUsize,
     port: u16,
+    /// What `CONFIG SET` was given (settings that change nothing in Synod).
+    settings: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl RedisShared {
@@ -77,6 +79,7 @@ impl RedisShared {
             started: std::time::Instant::now(),
             connections: AtomicUsize::new(0),
             port,
+            settings: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 }

@@ -173,7 +173,7 @@ pub(super) async fn execute(
         "select" => admin::select(&args),
         "command" => command(&args),
         "info" => admin::info(shared, &args).await,
-        "config" => admin::config(&args),
+        "config" => admin::config(shared, &args),
         "client" => admin::client(conn, &args),
         "dbsize" => keyspace::dbsize(shared).await,
         "keys" => keyspace::keys(shared, &args).await,

@@ -28,8 +28,50 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
             Ok(RedisReply::status(kind.map_or("none", kind_name)))
         }
         "randomkey" => random_key(v, rng),
+        "memory" => memory(v, args),
         _ => object(v, args),
     }
+}
+
+/// Elements `MEMORY USAGE` samples to estimate a collection's size (Redis's default).
+const MEMORY_SAMPLES: usize = 5;
+
+/// `MEMORY USAGE key [SAMPLES n]`: an estimate in bytes of what the key holds (its key, value
+/// or sampled elements, and a fixed overhead per row), not of any allocator's use.
+fn memory<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    v: &View<'_, T>,
+    args: &[Vec<u8>],
+) -> Res<RedisReply> {
+    if !args[1].eq_ignore_ascii_case(b"usage") || !(args.len() == 3 || args.len() == 5) {
+        return err(format!(
+            "unknown subcommand or wrong number of arguments for '{}'. Try MEMORY HELP.",
+            String::from_utf8_lossy(&args[1])
+        ));
+    }
+    check_key(&args[2])?;
+    let Some(record) = v.record(&args[2])? else {
+        return Ok(RedisReply::nil());
+    };
+    const ROW_OVERHEAD: u64 = 48;
+    let mut bytes = args[2].len() as u64 + ROW_OVERHEAD + record.value.len() as u64;
+    if record.kind != KIND_STRING {
+        let (mut sampled, mut sample_bytes) = (0u64, 0u64);
+        v.walk(
+            record.collection_id,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            false,
+            |k, val| {
+                sampled += 1;
+                sample_bytes += (k.len() + val.len()) as u64 + ROW_OVERHEAD;
+                Ok(sampled < MEMORY_SAMPLES as u64)
+            },
+        )?;
+        if let Some(per_element) = sample_bytes.checked_div(sampled) {
+            bytes += per_element * record.length;
+        }
+    }
+    Ok(RedisReply::int(bytes as i64))
 }
 
 fn random_key<T: ReadableTable<&'static [u8], &'static [u8]>>(

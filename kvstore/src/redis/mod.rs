@@ -236,6 +236,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     c("copy", -3, false, K2),
     c("randomkey", 1, true, NOKEY),
     c("object", -2, true, (2, 2, 1)),
+    c("memory", -2, true, (2, 2, 1)),
     c("flushdb", -1, false, NOKEY),
     c("flushall", -1, false, NOKEY),
     c("move", 3, false, K1),
@@ -669,7 +670,7 @@ fn run_read<T: ReadableTable<&'static [u8], &'static [u8]>>(
     rng: &mut Rng,
 ) -> Res<RedisReply> {
     match name {
-        "type" | "randomkey" | "object" => keyspace::read(v, name, args, rng),
+        "type" | "randomkey" | "object" | "memory" => keyspace::read(v, name, args, rng),
         "strlen" | "getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "lcs" => {
             strings::read(v, name, args)
         }
