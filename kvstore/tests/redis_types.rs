@@ -152,7 +152,7 @@ fn a_retried_spop_is_answered_from_the_dedup_table_and_pops_once() {
     let mut h = Harness::new();
     run(&mut h, &[b"sadd", b"s", b"a", b"b", b"c"]);
     let pop = Request::from_client(9, 1, command(&[b"spop", b"s"]));
-    let first = h.apply(&[pop.clone()]).remove(0);
+    let first = h.apply(std::slice::from_ref(&pop)).remove(0);
     let retry = h.apply(&[pop]).remove(0);
     assert_eq!(first, retry);
     assert_eq!(read(&h, &[b"scard", b"s"]), int(2));
@@ -374,7 +374,7 @@ fn random_command(rng: &mut Rng) -> Vec<Vec<u8>> {
         b"zrem",
         b"zrange",
     ];
-    let name: &[u8] = *rng.pick(&names[..]);
+    let name = names[rng.below(names.len() as u64) as usize];
     let args: Vec<Vec<u8>> = match name {
         b"del" | b"type" | b"hgetall" | b"smembers" | b"lpop" | b"rpop" => vec![],
         b"hset" => vec![member, score],
