@@ -159,6 +159,29 @@ fn a_retried_spop_is_answered_from_the_dedup_table_and_pops_once() {
 }
 
 #[test]
+fn a_huge_negative_random_pick_count_is_refused_before_any_pick() {
+    let mut h = Harness::new();
+    run(&mut h, &[b"hset", b"h", b"f", b"v"]);
+    run(&mut h, &[b"sadd", b"s", b"m"]);
+    run(&mut h, &[b"zadd", b"z", b"1", b"m"]);
+    for args in [
+        &[&b"hrandfield"[..], b"h", b"-9223372036854770000"][..],
+        &[b"srandmember", b"s", b"-9223372036854770000"],
+        &[b"zrandmember", b"z", b"-9223372036854770000"],
+    ] {
+        let reply = read(&h, args);
+        assert!(
+            reply.as_error().is_some_and(|e| e.contains("out of range")),
+            "{args:?}: {reply:?}"
+        );
+    }
+    let Some(ReplyKind::Array(picks)) = read(&h, &[b"srandmember", b"s", b"-5"]).kind else {
+        panic!("no picks");
+    };
+    assert_eq!(picks.items.len(), 5);
+}
+
+#[test]
 fn a_snapshot_carries_every_collection() {
     let mut h = Harness::new();
     run(&mut h, &[b"hset", b"h", b"f", b"v"]);

@@ -106,16 +106,25 @@ pub(super) fn random_indexes(rng: &mut Rng, len: u64, count: i64) -> Vec<u64> {
     chosen.into_iter().collect()
 }
 
+/// Most picks a random-pick command with a negative count (repetition allowed) makes: as many
+/// as the smallest items fill a reply of [`MAX_REDIS_REPLY_BYTES`](crate::limits::MAX_REDIS_REPLY_BYTES).
+pub(super) const MAX_RANDOM_PICKS: u64 = (crate::limits::MAX_REDIS_REPLY_BYTES / 16) as u64;
+
+/// Refuse a random-pick count whose reply could not be sent (checked before any pick is made).
+pub(super) fn check_pick_count(count: i64) -> Res<i64> {
+    if count < 0 && count.unsigned_abs() > MAX_RANDOM_PICKS {
+        return err("value is out of range");
+    }
+    Ok(count)
+}
+
 /// Parses `[count [WITHVALUES|WITHSCORES]]` of the random-pick commands.
 pub(super) fn random_args(args: &[Vec<u8>], with_word: &[u8]) -> Res<(Option<i64>, bool)> {
     match &args[2..] {
         [] => Ok((None, false)),
-        [count] => Ok((Some(int_arg(count)?), false)),
+        [count] => Ok((Some(check_pick_count(int_arg(count)?)?), false)),
         [count, with] if with.eq_ignore_ascii_case(with_word) => {
-            let count = int_arg(count)?;
-            if count < -(i64::MAX / 2) {
-                return err("value is out of range");
-            }
+            let count = check_pick_count(int_arg(count)?)?;
             Ok((Some(count), true))
         }
         _ => syntax(),

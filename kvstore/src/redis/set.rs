@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use redb::ReadableTable;
 
-use super::hash::{check_length, random_indexes};
+use super::hash::{check_length, check_pick_count, random_indexes};
 use super::number::{int_arg, parse_int};
 use super::store::{Coll, View};
 use super::{
@@ -172,12 +172,9 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
                 "srandmember" => {
                     let count = match &args[2..] {
                         [] => None,
-                        [count] => Some(int_arg(count)?),
+                        [count] => Some(check_pick_count(int_arg(count)?)?),
                         _ => return syntax(),
                     };
-                    if count.is_some_and(|c| c < -(i64::MAX / 2)) {
-                        return err("value is out of range");
-                    }
                     let all = members(v, record.as_ref(), &mut ReplyBudget::default())?;
                     if all.is_empty() {
                         return Ok(match count {
