@@ -20,7 +20,8 @@
 //!                                    Leader leader = 25; Expire expire = 26;
 //!                                    Persist persist = 27; Ttl ttl = 28;
 //!                                    ExpireKeys expire_keys = 29;
-//!                                    CheckpointKeys checkpoint_keys = 30; }
+//!                                    CheckpointKeys checkpoint_keys = 30;
+//!                                    RedisCommand redis = 31; }
 //!                         Fence fence = 11; uint64 session = 12;
 //!                         KeyTtl key_ttl = 64; }   // ops take tags below 64
 //! message Put           { bytes key = 1; bytes value = 2; bool prev_kv = 3; }
@@ -77,6 +78,7 @@ pub use crate::expiry_command::{
     CheckpointKeys, Expire, ExpireIf, ExpireKeyEntry, ExpireKeys, KeyCheckpointEntry, KeyTtl,
     Persist, Ttl,
 };
+pub use crate::redis::RedisCommand;
 
 /// One client request: who sent it, its sequence number, and the operation.
 ///
@@ -94,7 +96,7 @@ pub struct Request {
     /// What to do. `None` (absent on the wire) is refused by validation.
     #[prost(
         oneof = "Op",
-        tags = "3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30"
+        tags = "3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31"
     )]
     pub op: Option<Op>,
     /// Apply only if this lock token is current (see the module docs).
@@ -190,16 +192,21 @@ pub enum Op {
     /// Leader-only: record the keys' remaining TTLs.
     #[prost(message, tag = "30")]
     CheckpointKeys(CheckpointKeys),
+    /// Run one Redis data command (strings, keyspace, hashes, sets, lists, sorted sets) as one
+    /// atomic command; see [`crate::redis`].
+    #[prost(message, tag = "31")]
+    Redis(RedisCommand),
 }
 
 impl Op {
-    /// Whether this op only reads (Get, Scan, LockHolder, Leader and Ttl), so it may be served
-    /// outside the log.
+    /// Whether this op only reads (Get, Scan, LockHolder, Leader, Ttl and the read-only Redis
+    /// commands), so it may be served outside the log.
     pub fn is_read_only(&self) -> bool {
-        matches!(
-            self,
-            Op::Get(_) | Op::Scan(_) | Op::LockHolder(_) | Op::Leader(_) | Op::Ttl(_)
-        )
+        match self {
+            Op::Get(_) | Op::Scan(_) | Op::LockHolder(_) | Op::Leader(_) | Op::Ttl(_) => true,
+            Op::Redis(command) => command.is_read_only(),
+            _ => false,
+        }
     }
 
     /// Whether only the leader's [`SessionClock`](crate::SessionClock) or

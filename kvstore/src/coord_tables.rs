@@ -6,6 +6,7 @@
 //! | `sm_elections` | election name | [`QueueRecord`]: leader, its value and revision, candidates |
 //! | `sm_key_expiry` | user key | [`ExpiryRecord`]: expiry revision, remaining TTL |
 //! | `sm_locks` | lock name | [`QueueRecord`]: holder, token, lock-delay, waiters |
+//! | `sm_redis_elements` | collection id (8 bytes BE) ‖ element key | element value (see [`crate::redis`]) |
 //! | `sm_session_owned` | session (8 bytes BE) ‖ kind (1 byte) ‖ name | empty |
 //! | `sm_sessions` | session (8 bytes BE) | [`SessionRecord`]: TTL, remaining TTL, counts |
 //! | `sm_watch_events` | revision (8 bytes BE) ‖ index (4 bytes BE) | an [`Event`](crate::Event) |
@@ -28,6 +29,10 @@ pub(crate) const ELECTIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new
 pub(crate) const KEY_EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_key_expiry");
 /// Lock name to its [`QueueRecord`].
 pub(crate) const LOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_locks");
+/// The elements of the Redis collections (hashes, sets, lists, sorted sets): see
+/// [`crate::redis`] for the layout.
+pub(crate) const REDIS_ELEMENTS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("sm_redis_elements");
 /// [`owned_key`] to nothing: what each session owns.
 pub(crate) const SESSION_OWNED: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("sm_session_owned");
@@ -47,7 +52,7 @@ pub(crate) struct CoordTable {
 }
 
 /// Every coordination table, sorted by name: the order snapshots stream and hash them in.
-pub(crate) const COORD_TABLES: [CoordTable; 6] = [
+pub(crate) const COORD_TABLES: [CoordTable; 7] = [
     CoordTable {
         live: ELECTIONS,
         staged: TableDefinition::new("snapshot_install_elections"),
@@ -59,6 +64,10 @@ pub(crate) const COORD_TABLES: [CoordTable; 6] = [
     CoordTable {
         live: LOCKS,
         staged: TableDefinition::new("snapshot_install_locks"),
+    },
+    CoordTable {
+        live: REDIS_ELEMENTS,
+        staged: TableDefinition::new("snapshot_install_redis_elements"),
     },
     CoordTable {
         live: SESSION_OWNED,
@@ -215,6 +224,8 @@ pub(crate) struct CoordTables<'txn> {
     pub locks: Table<'txn, &'static [u8], &'static [u8]>,
     pub elections: Table<'txn, &'static [u8], &'static [u8]>,
     pub expiry: Table<'txn, &'static [u8], &'static [u8]>,
+    /// The elements of Redis collections.
+    pub elements: Table<'txn, &'static [u8], &'static [u8]>,
 }
 
 impl<'txn> CoordTables<'txn> {
@@ -226,6 +237,7 @@ impl<'txn> CoordTables<'txn> {
             locks: txn.open_table(LOCKS)?,
             elections: txn.open_table(ELECTIONS)?,
             expiry: txn.open_table(KEY_EXPIRY)?,
+            elements: txn.open_table(REDIS_ELEMENTS)?,
         })
     }
 

@@ -246,6 +246,13 @@ pub enum RequestError {
         /// The limit.
         limit: usize,
     },
+    /// The op needs a string but the key holds a Redis collection (or the reverse).
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// A [`RedisCommand`](crate::RedisCommand) breaks a limit: no arguments, too many, or one
+    /// too large.
+    #[error("bad redis command: {0}")]
+    BadRedisCommand(String),
 }
 
 fn fence_message(lock: &str, token: u64, current: Option<u64>) -> String {
@@ -304,6 +311,8 @@ impl RequestError {
             RequestError::KeyTtlOutOfRange { .. } => ErrorCode::KeyTtlOutOfRange,
             RequestError::KeyTtlConflict => ErrorCode::KeyTtlConflict,
             RequestError::ExpiryBatchTooLarge { .. } => ErrorCode::ExpiryBatchTooLarge,
+            RequestError::WrongType => ErrorCode::WrongType,
+            RequestError::BadRedisCommand(_) => ErrorCode::BadRedisCommand,
         }
     }
 }

@@ -32,9 +32,9 @@ use crate::response::{
     CompareAndSwapResponse, DeleteRangeResponse, DeleteResponse, GetResponse, IncrResponse,
     Outcome, PutResponse, ScanResponse, TxnOpResponse, TxnOutcome, TxnResponse,
 };
-use crate::tables::{decode_record, get_kv, KvRecord};
+use crate::tables::{decode_record, get_kv, KvRecord, KIND_STRING};
 use crate::watch::{Event, EventKind};
-use crate::{election, lock, session};
+use crate::{election, lock, redis, session};
 
 /// The kv table as opened in a write transaction.
 pub(crate) type KvTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
@@ -181,7 +181,7 @@ impl Writer<'_, '_> {
 
     /// Write `key`, owned by the request's session, with the expiry the request's `key_ttl` says
     /// (`ttl_default` without one); the caller checked [`Self::check_owner`].
-    fn put(
+    pub(crate) fn put(
         &mut self,
         key: &[u8],
         value: &[u8],
@@ -189,6 +189,10 @@ impl Writer<'_, '_> {
         ttl_default: TtlMode,
     ) -> Result<PutResponse, ExecError> {
         let prev = get_kv(self.kv, key)?;
+        if let Some(collection) = prev.as_ref().filter(|p| p.kind != KIND_STRING) {
+            // A string replaces a collection whole, as Redis's SET does.
+            redis::drop_elements(&mut self.coord.elements, collection.collection_id)?;
+        }
         let record = match &prev {
             Some(p) => KvRecord {
                 value: value.to_vec(),
@@ -196,6 +200,7 @@ impl Writer<'_, '_> {
                 mod_revision: self.revision,
                 version: p.version + 1,
                 session: self.session,
+                ..KvRecord::default()
             },
             None => KvRecord {
                 value: value.to_vec(),
@@ -203,6 +208,7 @@ impl Writer<'_, '_> {
                 mod_revision: self.revision,
                 version: 1,
                 session: self.session,
+                ..KvRecord::default()
             },
         };
         self.kv.insert(key, record.encode_to_vec().as_slice())?;
@@ -242,8 +248,29 @@ impl Writer<'_, '_> {
         Ok(removed)
     }
 
-    /// Bookkeeping of a key just removed from the kv table.
+    /// Remove `key` with its expiry and record its deletion, but keep a collection's elements
+    /// (`RENAME` gives them to another key).
+    pub(crate) fn take_key(&mut self, key: &[u8]) -> Result<Option<KvRecord>, ExecError> {
+        let removed = match self.kv.remove(key)? {
+            None => None,
+            Some(guard) => Some(decode_record::<KvRecord>("sm_kv", guard.value())?),
+        };
+        if let Some(record) = &removed {
+            let moved = KvRecord {
+                kind: KIND_STRING,
+                ..record.clone()
+            };
+            self.deleted(key, &moved, true)?;
+        }
+        Ok(removed)
+    }
+
+    /// Bookkeeping of a key just removed from the kv table: its session, its expiry, a
+    /// collection's elements, the watch event.
     fn deleted(&mut self, key: &[u8], record: &KvRecord, detach: bool) -> Result<(), ExecError> {
+        if record.kind != KIND_STRING {
+            redis::drop_elements(&mut self.coord.elements, record.collection_id)?;
+        }
         if detach && record.session != 0 {
             session::detach_key(self.coord, record.session, key)?;
         }
@@ -268,7 +295,10 @@ impl Writer<'_, '_> {
         })
     }
 
-    fn delete_range(&mut self, range: &DeleteRange) -> Result<DeleteRangeResponse, ExecError> {
+    pub(crate) fn delete_range(
+        &mut self,
+        range: &DeleteRange,
+    ) -> Result<DeleteRangeResponse, ExecError> {
         let mut removed = Vec::new();
         if let Some(interval) = KeyInterval::new(&range.start, &range.end, &range.prefix) {
             for row in self
@@ -295,7 +325,9 @@ impl Writer<'_, '_> {
         let current = get_kv(self.kv, &cas.key)?;
         let matches = match (&cas.expected, &current) {
             (None, current) => current.is_none(),
-            (Some(Expected::Value(expected)), Some(current)) => current.value == *expected,
+            (Some(Expected::Value(expected)), Some(current)) => {
+                current.kind == KIND_STRING && current.value == *expected
+            }
             (Some(Expected::Value(_)), None) => false,
             (Some(Expected::ModRevision(expected)), current) => {
                 current.as_ref().map_or(0, |c| c.mod_revision) == *expected
@@ -318,6 +350,9 @@ impl Writer<'_, '_> {
     fn incr(&mut self, incr: &Incr) -> Result<IncrResponse, ExecError> {
         let current = match get_kv(self.kv, &incr.key)? {
             None => 0,
+            Some(record) if record.kind != KIND_STRING => {
+                return Err(RequestError::WrongType.into())
+            }
             Some(record) => parse_canonical_i64(&record.value).ok_or(RequestError::NotAnInteger)?,
         };
         let value = current
@@ -391,7 +426,9 @@ fn compare_holds(
     let number = |f: fn(&KvRecord) -> u64| record.as_ref().map_or(0, f).cmp(&compare.number);
     let ordering = match target {
         CompareTarget::Value => match &record {
+            // A collection has no value to compare, like an absent key.
             None => return Ok(false),
+            Some(r) if r.kind != KIND_STRING => return Ok(false),
             Some(r) => r.value.as_slice().cmp(compare.value.as_slice()),
         },
         CompareTarget::Version => number(|r| r.version),
@@ -425,6 +462,11 @@ pub(crate) fn read_coord(
             &txn.open_table(crate::tables::KV)?,
             &txn.open_table(crate::coord_tables::KEY_EXPIRY)?,
             &t.key,
+        )?)),
+        Op::Redis(command) => Some(Outcome::Redis(redis::read(
+            &txn.open_table(crate::tables::KV)?,
+            &txn.open_table(crate::coord_tables::REDIS_ELEMENTS)?,
+            command,
         )?)),
         _ => None,
     })
@@ -527,6 +569,7 @@ impl Writer<'_, '_> {
             Op::Ttl(t) => Outcome::Ttl(expiry::ttl(self.kv, &self.coord.expiry, &t.key)?),
             Op::ExpireKeys(e) => Outcome::ExpireKeys(expiry::expire_keys(self, e)?),
             Op::CheckpointKeys(c) => Outcome::CheckpointKeys(expiry::checkpoint(self, c)?),
+            Op::Redis(command) => Outcome::Redis(redis::execute(self, command)?),
         })
     }
 }

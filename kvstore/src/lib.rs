@@ -47,6 +47,7 @@ pub mod lock;
 mod node_store;
 mod queue;
 mod range;
+pub mod redis;
 pub mod response;
 pub mod session;
 pub mod session_clock;
@@ -65,8 +66,8 @@ pub use command::{
     Campaign, CheckpointEntry, CheckpointKeys, CheckpointSessions, CloseSession, Compare,
     CompareAndSwap, CompareOp, CompareTarget, Delete, DeleteRange, Expected, Expire, ExpireIf,
     ExpireKeyEntry, ExpireKeys, ExpireSession, Fence, Get, Incr, KeepAlive, KeyCheckpointEntry,
-    KeyTtl, Leader, Lock, LockHolder, Op, OpenSession, Persist, Proclaim, Put, ReleaseLockDelay,
-    Request, Resign, Scan, Ttl, Txn, TxnOp, TxnOpKind, Unlock,
+    KeyTtl, Leader, Lock, LockHolder, Op, OpenSession, Persist, Proclaim, Put, RedisCommand,
+    ReleaseLockDelay, Request, Resign, Scan, Ttl, Txn, TxnOp, TxnOpKind, Unlock,
 };
 pub use effects::{ExpiryEvent, SessionEvent, SlotEffects};
 pub use error::{RequestError, StorageError};
@@ -81,14 +82,15 @@ pub use response::{
     ErrorResponse, ExpireKeysResponse, ExpireResponse, ExpireSessionResponse, GetResponse,
     IncrResponse, KeepAliveResponse, KeyValue, LeaderInfo, LeaderResponse, LockHolderResponse,
     LockResponse, LockStatus, OpenSessionResponse, Outcome, PersistResponse, ProclaimResponse,
-    PutResponse, ReleaseLockDelayResponse, ResignResponse, Response, ScanResponse, TtlResponse,
-    TxnOpResponse, TxnOutcome, TxnResponse, UnlockResponse,
+    PutResponse, RedisArray, RedisReply, ReleaseLockDelayResponse, ReplyKind, ResignResponse,
+    Response, ScanResponse, TtlResponse, TxnOpResponse, TxnOutcome, TxnResponse, UnlockResponse,
 };
 pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};
 pub use sim_backend::SimRedbBackend;
 pub use snapshot::{Snapshot, SnapshotChunk, MAX_SNAPSHOT_REVISION};
 pub use state_machine::{AppliedSlot, Options, StateMachine};
+pub use tables::{kind_name, KIND_HASH, KIND_LIST, KIND_SET, KIND_STRING, KIND_ZSET};
 pub use wal::{LogError, WalLog, WalOptions, WAL_FORMAT};
 pub use wal_disk::{FsDisk, SimDisk, WalDisk};
 pub use watch::{Event, EventFilter, EventKind, EventSpace, WatchBatch, WatchError};

@@ -9,20 +9,45 @@
 //! The limits are part of the replicated state machine's definition: every node of a cluster must
 //! run with the same values, or they would apply the same log differently.
 
-/// Largest encoded [`Request`](crate::Request) accepted, in bytes (4 MiB).
+/// Largest encoded [`Request`](crate::Request) accepted, in bytes ([`MAX_VALUE_BYTES`] + 1 MiB).
 ///
-/// Checked on the raw bytes before decoding. It leaves room for the largest single-key request (a
-/// compare-and-swap carries an expected and a new value of up to [`MAX_VALUE_BYTES`] each) and
-/// caps the total payload of a transaction, whatever its op count.
-pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Checked on the raw bytes before decoding. It leaves room for a write of the largest value
+/// with its key, and caps the total payload of a transaction or a Redis command, whatever its
+/// op or argument count. (A compare-and-swap whose expected and new values together pass it is
+/// refused.)
+pub const MAX_REQUEST_BYTES: usize = MAX_VALUE_BYTES + 1024 * 1024;
 
 /// Largest key, in bytes (4 KiB). Keys must also be non-empty.
 ///
 /// Range bounds and prefixes (which may be empty) obey the same bound.
 pub const MAX_KEY_BYTES: usize = 4 * 1024;
 
-/// Largest value, in bytes (1 MiB). Empty values are allowed.
-pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Largest value, in bytes (4 MiB): a string, a hash field's value, a list element. Empty values
+/// are allowed.
+///
+/// Why 4 MiB and not Redis's 512 MB: every write travels whole through the log (one Paxos
+/// `Accept` to every node, one write-ahead log frame, kept in the exactly-once table when a
+/// command answers with it), and a leader keeps up to eight slots in flight in one peer message,
+/// so one value must stay a small fraction of a peer frame. Redis strings that grow by `APPEND`,
+/// `SETRANGE` or `SETBIT` stop at this size too.
+pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most arguments of one [`RedisCommand`](crate::RedisCommand), its name included (8 192).
+pub const MAX_REDIS_ARGS: usize = 8 * 1024;
+
+/// Largest hash field, set member or sorted-set member, in bytes (64 KiB): these are part of an
+/// `sm_redis_elements` key, and keys are kept small so the table's pages stay small.
+pub const MAX_ELEMENT_NAME_BYTES: usize = 64 * 1024;
+
+/// Most elements of one Redis collection (1 048 576). Deleting a collection (`DEL`, expiry,
+/// `FLUSHDB`, overwriting it) removes its elements in one apply, so this bounds that apply's
+/// work; an add past it is refused and changes nothing.
+pub const MAX_COLLECTION_ELEMENTS: u64 = 1 << 20;
+
+/// Most bytes of element data one Redis command's reply carries (12 MiB, within the 16 MiB client
+/// response frame). A larger read (`HGETALL` of a huge hash, ...) is refused: page it with the
+/// `*SCAN` commands or ranges instead.
+pub const MAX_REDIS_REPLY_BYTES: usize = 12 * 1024 * 1024;
 
 /// Most entries in each of a transaction's three lists (compares, success ops, failure ops).
 ///

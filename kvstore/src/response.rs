@@ -21,10 +21,12 @@
 //!                               ResignResponse resign = 24; LeaderResponse leader = 25;
 //!                               ExpireResponse expire = 26; PersistResponse persist = 27;
 //!                               TtlResponse ttl = 28; ExpireKeysResponse expire_keys = 29;
-//!                               CheckpointKeysResponse checkpoint_keys = 30; } }
+//!                               CheckpointKeysResponse checkpoint_keys = 30;
+//!                               RedisReply redis = 31; } }
 //! message ErrorResponse     { ErrorCode code = 1; string message = 2; }
 //! message KeyValue          { bytes key = 1; bytes value = 2; uint64 create_revision = 3;
-//!                             uint64 mod_revision = 4; uint64 version = 5; uint64 session = 6; }
+//!                             uint64 mod_revision = 4; uint64 version = 5; uint64 session = 6;
+//!                             uint32 kind = 7; }
 //! message PutResponse       { KeyValue prev = 1; }
 //! message GetResponse       { KeyValue kv = 1; }
 //! message DeleteResponse    { bool deleted = 1; KeyValue prev = 2; }
@@ -52,6 +54,7 @@ use crate::error::RequestError;
 pub use crate::expiry_command::{
     CheckpointKeysResponse, ExpireKeysResponse, ExpireResponse, PersistResponse, TtlResponse,
 };
+pub use crate::redis::{RedisArray, RedisReply, ReplyKind};
 
 /// The answer to one command.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -64,7 +67,7 @@ pub struct Response {
     /// What happened; always `Some` in responses this crate makes.
     #[prost(
         oneof = "Outcome",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31"
     )]
     pub outcome: Option<Outcome>,
 }
@@ -153,6 +156,9 @@ pub enum Outcome {
     /// Result of [`Op::CheckpointKeys`](crate::Op::CheckpointKeys).
     #[prost(message, tag = "30")]
     CheckpointKeys(CheckpointKeysResponse),
+    /// Result of [`Op::Redis`](crate::Op::Redis): the Redis reply.
+    #[prost(message, tag = "31")]
+    Redis(RedisReply),
 }
 
 /// Why a command was refused: a stable code for programs and a message for people.
@@ -236,6 +242,10 @@ pub enum ErrorCode {
     KeyTtlConflict = 31,
     /// [`RequestError::ExpiryBatchTooLarge`].
     ExpiryBatchTooLarge = 32,
+    /// [`RequestError::WrongType`].
+    WrongType = 33,
+    /// [`RequestError::BadRedisCommand`].
+    BadRedisCommand = 34,
 }
 
 /// A key with its value and metadata.
@@ -259,6 +269,10 @@ pub struct KeyValue {
     /// The session owning the key (an ephemeral key, deleted with its session); 0 if none.
     #[prost(uint64, tag = "6")]
     pub session: u64,
+    /// The key's Redis type ([`KIND_STRING`](crate::KIND_STRING), ...). A collection's value
+    /// is empty here: read its elements with the Redis commands ([`crate::redis`]).
+    #[prost(uint32, tag = "7")]
+    pub kind: u32,
 }
 
 /// Result of a put.

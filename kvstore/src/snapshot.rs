@@ -215,7 +215,7 @@ pub(crate) type Entries = Box<dyn Iterator<Item = Result<Entry, StorageError>> +
 /// Every `sm_*` table the stream carries. A table of the state machine missing here would be
 /// silently left out of snapshots and of the state hash, so reading one refuses a database that
 /// holds any other `sm_*` table.
-const SNAPSHOT_TABLES: [&str; 10] = [
+const SNAPSHOT_TABLES: [&str; 11] = [
     "sm_meta",
     "sm_kv",
     "sm_dedup",
@@ -223,6 +223,7 @@ const SNAPSHOT_TABLES: [&str; 10] = [
     "sm_elections",
     "sm_key_expiry",
     "sm_locks",
+    "sm_redis_elements",
     "sm_session_owned",
     "sm_sessions",
     "sm_watch_events",

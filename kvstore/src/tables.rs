@@ -46,6 +46,44 @@ pub(crate) struct KvRecord {
     /// The owning session of an ephemeral key; 0 for a persistent one.
     #[prost(uint64, tag = "5")]
     pub session: u64,
+    /// The key's Redis type: [`KIND_STRING`] (the value is the string) or one of the collection
+    /// kinds, whose elements live in `sm_redis_elements` (the value is then empty).
+    #[prost(uint32, tag = "6")]
+    pub kind: u32,
+    /// A collection's element count; 0 for a string. Invariant: a collection key exists only
+    /// while it holds at least one element (emptying it deletes the key, as in Redis).
+    #[prost(uint64, tag = "7")]
+    pub length: u64,
+    /// A collection's id: the prefix of its elements in `sm_redis_elements`; unique among the
+    /// collections that ever existed (see [`crate::redis`]), kept by `RENAME`.
+    #[prost(uint64, tag = "8")]
+    pub collection_id: u64,
+    /// A list's index of its first element (see [`crate::redis`]); 0 for other kinds.
+    #[prost(uint64, tag = "9")]
+    pub list_head: u64,
+}
+
+/// [`KvRecord::kind`] of a string (every key written by the key-value API).
+pub const KIND_STRING: u32 = 0;
+/// [`KvRecord::kind`] of a Redis hash.
+pub const KIND_HASH: u32 = 1;
+/// [`KvRecord::kind`] of a Redis set.
+pub const KIND_SET: u32 = 2;
+/// [`KvRecord::kind`] of a Redis list.
+pub const KIND_LIST: u32 = 3;
+/// [`KvRecord::kind`] of a Redis sorted set.
+pub const KIND_ZSET: u32 = 4;
+
+/// The Redis `TYPE` name of a [`KvRecord::kind`].
+pub fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        KIND_STRING => "string",
+        KIND_HASH => "hash",
+        KIND_SET => "set",
+        KIND_LIST => "list",
+        KIND_ZSET => "zset",
+        _ => "unknown",
+    }
 }
 
 impl KvRecord {
@@ -62,6 +100,7 @@ impl KvRecord {
             mod_revision: self.mod_revision,
             version: self.version,
             session: self.session,
+            kind: self.kind,
         }
     }
 }

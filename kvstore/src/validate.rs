@@ -62,6 +62,11 @@ impl Request {
         if let Some(key_ttl) = &self.key_ttl {
             check_key_ttl(key_ttl)?;
         }
+        if matches!(self.op, Some(Op::Redis(_))) && (self.session != 0 || self.key_ttl.is_some()) {
+            return Err(RequestError::BadRedisCommand(
+                "a Redis command carries neither a session nor a key ttl".into(),
+            ));
+        }
         match &self.op {
             None => Err(RequestError::MissingOp("request")),
             Some(op) => validate_op(op),
@@ -134,6 +139,7 @@ pub(crate) fn validate_op(op: &Op) -> Result<(), RequestError> {
             check_expiry_batch(c.entries.len())?;
             c.entries.iter().try_for_each(|entry| check_key(&entry.key))
         }
+        Op::Redis(command) => crate::redis::validate(command),
     }
 }
 

@@ -97,6 +97,7 @@ impl Pending<'_> {
             mod_revision: self.revision,
             version: prev.as_ref().map_or(1, |p| p.version + 1),
             session: 0,
+            kind: 0,
         };
         self.kv.insert(key.to_vec(), kv);
         self.changed = true;

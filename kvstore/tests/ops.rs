@@ -13,6 +13,7 @@ fn kv(key: &[u8], value: &[u8], create: u64, modified: u64, version: u64) -> Key
         mod_revision: modified,
         version,
         session: 0,
+        kind: 0,
     }
 }
 
@@ -230,12 +231,16 @@ fn scan_keys_only_leaves_values_empty() {
 #[test]
 fn scan_stops_at_the_response_byte_budget() {
     let mut h = Harness::new();
-    let big = vec![7u8; synod_kvstore::limits::MAX_VALUE_BYTES];
+    let big = vec![7u8; synod_kvstore::limits::MAX_SCAN_RESPONSE_BYTES / 4];
     for i in 0..6u8 {
         h.op(put(&[b'k', i], &big));
     }
     let (keys, more) = scan_keys(&h, scan(b"", b"", b"", 0));
-    assert_eq!(keys.len(), 3, "4 MiB budget holds three 1 MiB values");
+    assert_eq!(
+        keys.len(),
+        3,
+        "a budget of four values' bytes holds three values and their keys"
+    );
     assert!(more);
 }
 

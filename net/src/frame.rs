@@ -12,11 +12,14 @@ use crate::error::FrameError;
 /// Bytes of the length prefix.
 pub const PREFIX_BYTES: usize = 4;
 
-/// Largest peer frame (one encoded envelope): 16 MiB.
-pub const MAX_PEER_FRAME_BYTES: u32 = 16 * 1024 * 1024;
+/// Largest peer frame (one encoded envelope): 64 MiB, room for an `Accept` carrying the
+/// leader's eight in-flight slots each holding one request of the state machine's largest size
+/// (5 MiB, `synod_kvstore::limits::MAX_REQUEST_BYTES`).
+pub const MAX_PEER_FRAME_BYTES: u32 = 64 * 1024 * 1024;
 
-/// Largest client request frame: 2 MiB.
-pub const MAX_CLIENT_REQUEST_BYTES: u32 = 2 * 1024 * 1024;
+/// Largest client request frame: 6 MiB, the state machine's largest request (5 MiB) with room
+/// for the envelope.
+pub const MAX_CLIENT_REQUEST_BYTES: u32 = 6 * 1024 * 1024;
 
 /// Largest client response frame: 16 MiB (scans may return a lot).
 pub const MAX_CLIENT_RESPONSE_BYTES: u32 = 16 * 1024 * 1024;

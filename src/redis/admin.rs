@@ -232,9 +232,42 @@ const SETTINGS: &[(&str, &str)] = &[
     ("maxmemory", "0"),
 ];
 
-/// `CONFIG GET pattern...`; the other subcommands are refused.
-pub(super) fn config(args: &[Vec<u8>]) -> Reply {
+/// Whether `CONFIG SET` accepts `name`: Redis's encoding thresholds and
+/// lazy-free switches, which Redis's own tests set. Synod stores every type
+/// one way and frees in the applying command, so they change nothing; they
+/// are remembered so `CONFIG GET` answers what was set.
+fn accepted_setting(name: &str) -> bool {
+    let encoding = ["hash-", "set-", "zset-", "list-"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        && (name.contains("-max-") || name == "list-compress-depth");
+    encoding || name.starts_with("lazyfree-")
+}
+
+/// `CONFIG GET pattern...`, `CONFIG SET name value...` (only the settings
+/// [`accepted_setting`] names), `CONFIG RESETSTAT`.
+pub(super) fn config(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
     let sub = args[1].to_ascii_uppercase();
+    if sub.as_slice() == b"RESETSTAT" {
+        return Reply::ok();
+    }
+    if sub.as_slice() == b"SET" {
+        if args.len() < 4 || !args.len().is_multiple_of(2) {
+            return Reply::err("wrong number of arguments for 'config|set' command");
+        }
+        let mut pairs = Vec::new();
+        for pair in args[2..].chunks(2) {
+            let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+            if !accepted_setting(&name) {
+                return Reply::err(format!(
+                    "CONFIG SET failed (possibly related to argument '{name}') - Synod does not support changing it"
+                ));
+            }
+            pairs.push((name, String::from_utf8_lossy(&pair[1]).into_owned()));
+        }
+        shared.settings.lock().expect("settings lock").extend(pairs);
+        return Reply::ok();
+    }
     if sub.as_slice() != b"GET" {
         return Reply::err(format!(
             "CONFIG {} is not supported by Synod",
@@ -245,13 +278,15 @@ pub(super) fn config(args: &[Vec<u8>]) -> Reply {
         return Reply::err("wrong number of arguments for 'config|get' command");
     }
     let mut out = Vec::new();
-    for (name, value) in SETTINGS {
+    let set = shared.settings.lock().expect("settings lock").clone();
+    let fixed = SETTINGS.iter().map(|(n, v)| (n.to_string(), v.to_string()));
+    for (name, value) in fixed.chain(set) {
         if args[2..]
             .iter()
             .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
         {
-            out.push(Reply::text(*name));
-            out.push(Reply::text(*value));
+            out.push(Reply::text(name));
+            out.push(Reply::text(value));
         }
     }
     Reply::Array(out)

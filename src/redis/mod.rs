@@ -19,6 +19,7 @@
 mod admin;
 pub mod backend;
 mod coord;
+mod data;
 mod expiry;
 mod keyspace;
 pub mod resp;
@@ -62,6 +63,8 @@ pub struct RedisShared {
     started: std::time::Instant,
     connections: AtomicUsize,
     port: u16,
+    /// What `CONFIG SET` was given (settings that change nothing in Synod).
+    settings: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl RedisShared {
@@ -76,6 +79,7 @@ impl RedisShared {
             started: std::time::Instant::now(),
             connections: AtomicUsize::new(0),
             port,
+            settings: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 }
@@ -178,6 +182,8 @@ async fn serve_connection(
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
     let mut out: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    // Input read while a blocking command waited, parsed after it.
+    let mut early: Vec<u8> = Vec::new();
     loop {
         let mut pos = 0;
         let mut close = false;
@@ -189,7 +195,24 @@ async fn serve_connection(
                     if parsed.args.is_empty() {
                         continue;
                     }
-                    let (reply, quit) = table::execute(shared, conn, parsed.args).await;
+                    let (reply, quit) = if table::is_blocking(&parsed.args[0]) {
+                        // A blocked client that goes away stops waiting
+                        // (else its pop would take an element nobody reads).
+                        let exec = table::execute(shared, conn, parsed.args);
+                        tokio::pin!(exec);
+                        loop {
+                            let room = early.len() < MAX_PENDING_BYTES;
+                            tokio::select! {
+                                done = &mut exec => break done,
+                                read = stream.read(&mut chunk), if room => match read {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => early.extend_from_slice(&chunk[..n]),
+                                },
+                            }
+                        }
+                    } else {
+                        table::execute(shared, conn, parsed.args).await
+                    };
                     reply.encode(&mut out);
                     close = quit;
                     if out.len() >= OUTPUT_FLUSH_BYTES {
@@ -209,6 +232,8 @@ async fn serve_connection(
             }
         }
         buf.drain(..pos);
+        let read_early = !early.is_empty();
+        buf.append(&mut early);
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 return;
@@ -231,6 +256,9 @@ async fn serve_connection(
             let _ = stream.write_all(&refusal).await;
             close_gently(stream).await;
             return;
+        }
+        if read_early {
+            continue;
         }
         let read = tokio::select! {
             read = stream.read(&mut chunk) => read,
@@ -322,6 +350,7 @@ fn request_error_reply(error: &ErrorResponse) -> Reply {
         KvErrorCode::NotAnInteger => Reply::err("value is not an integer or out of range"),
         KvErrorCode::IncrOverflow => Reply::err("increment or decrement would overflow"),
         KvErrorCode::EmptyKey => Reply::err("empty keys are not supported by Synod"),
+        KvErrorCode::WrongType => Reply::Error(error.message.clone()),
         _ => Reply::err(&error.message),
     }
 }

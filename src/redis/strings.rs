@@ -1,25 +1,24 @@
 //! The string commands. Each is one state-machine command, so each is
 //! atomic: multi-key writes and conditional writes (`SET NX/XX/GET`,
-//! `GETSET`, `MSET`, `MSETNX`, `DEL k...`) are one transaction or
-//! compare-and-swap, and `APPEND` is a compare-and-swap retried until it
-//! wins. Writes treat a key's TTL as Redis does: `SET` (without
-//! `KEEPTTL`), `GETSET`, `MSET` remove it, `INCR` and `APPEND` keep it.
+//! `MSET`, `MSETNX`, `DEL k...`) are one transaction or compare-and-swap.
+//! Writes treat a key's TTL as Redis does: `SET` (without `KEEPTTL`),
+//! `SETEX`, `MSET` remove or replace it, `INCR` keeps it. The string
+//! commands that must look at the key's type or value before writing
+//! (`GETSET`, `APPEND`, `SETRANGE`, ...) run in the state machine
+//! (`data`).
 
 use std::collections::HashMap;
 
-use synod_kvstore::limits::{MAX_TXN_OPS, MAX_VALUE_BYTES};
+use synod_kvstore::limits::MAX_TXN_OPS;
 use synod_kvstore::{
     Compare, CompareAndSwap, CompareOp, CompareTarget, Delete, Get, Incr, KeyTtl, KeyValue, Op,
-    Outcome, Put, Txn, TxnOp, TxnOpKind, TxnOutcome, TxnResponse,
+    Outcome, Put, Txn, TxnOp, TxnOpKind, TxnOutcome, TxnResponse, KIND_STRING,
 };
 
 use super::expiry::{ttl_ms, Base, Unit};
 use super::resp::Reply;
 use super::table::int_arg;
 use super::{check_key, read, write, write_with_ttl, Conn, RedisShared};
-
-/// Most attempts of `APPEND`'s compare-and-swap under contention.
-const APPEND_ATTEMPTS: usize = 64;
 
 /// Runs the string command `name` (lower case, arity already checked).
 pub(super) async fn execute(
@@ -29,9 +28,8 @@ pub(super) async fn execute(
     args: &[Vec<u8>],
 ) -> Reply {
     let result = match name {
-        "get" => get(shared, &args[1]).await.map(value_or_nil),
+        "get" => get(shared, &args[1]).await.and_then(string_or_nil),
         "set" => set(shared, conn, args).await,
-        "getset" => getset(shared, conn, args).await,
         "setnx" => setnx(shared, conn, args).await,
         "mget" => mget(shared, &args[1..]).await,
         "mset" => mset(shared, conn, args, false).await,
@@ -48,13 +46,8 @@ pub(super) async fn execute(
             });
             incr(shared, conn, &args[1], delta).await
         }
-        "append" => append(shared, conn, &args[1], &args[2]).await,
-        "strlen" => get(shared, &args[1])
-            .await
-            .map(|kv| Reply::Integer(kv.map_or(0, |kv| kv.value.len() as i64))),
-        "type" => get(shared, &args[1])
-            .await
-            .map(|kv| Reply::Simple(if kv.is_some() { "string" } else { "none" }.into())),
+        "setex" => setex(shared, conn, args, Unit::Seconds).await,
+        "psetex" => setex(shared, conn, args, Unit::Millis).await,
         _ => Err(Reply::err(format!("command '{name}' is not implemented"))),
     };
     result.unwrap_or_else(|error| error)
@@ -62,6 +55,49 @@ pub(super) async fn execute(
 
 fn value_or_nil(kv: Option<KeyValue>) -> Reply {
     kv.map_or(Reply::Nil, |kv| Reply::Bulk(kv.value))
+}
+
+fn wrong_type() -> Reply {
+    Reply::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
+}
+
+/// `GET`'s reply: the string, nil, or `WRONGTYPE` for a collection.
+fn string_or_nil(kv: Option<KeyValue>) -> Result<Reply, Reply> {
+    match kv {
+        Some(kv) if kv.kind != KIND_STRING => Err(wrong_type()),
+        kv => Ok(value_or_nil(kv)),
+    }
+}
+
+/// `SETEX key seconds value` / `PSETEX key ms value`.
+async fn setex(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    args: &[Vec<u8>],
+    unit: Unit,
+) -> Result<Reply, Reply> {
+    let name = if unit == Unit::Seconds {
+        "setex"
+    } else {
+        "psetex"
+    };
+    let time = int_arg(&args[2])?;
+    if time <= 0 {
+        return Err(Reply::err(format!(
+            "invalid expire time in '{name}' command"
+        )));
+    }
+    let ms = ttl_ms(time, unit, Base::FromNow, name)?;
+    check_key(&args[1])?;
+    let op = Op::Put(Put {
+        key: args[1].clone(),
+        value: args[3].clone(),
+        prev_kv: false,
+    });
+    match write_with_ttl(shared, conn, op, Some(KeyTtl::expire_in(ms.unsigned_abs()))).await? {
+        Outcome::Put(_) => Ok(Reply::ok()),
+        _ => Err(unexpected()),
+    }
 }
 
 fn unexpected() -> Reply {
@@ -116,14 +152,19 @@ fn put_op(key: &[u8], value: &[u8], prev_kv: bool) -> TxnOp {
 }
 
 /// The key of a put or get result of a transaction branch.
-fn txn_value(response: &TxnResponse, index: usize) -> Option<Vec<u8>> {
+fn txn_kv(response: &TxnResponse, index: usize) -> Option<KeyValue> {
     let outcome = response.responses.get(index)?.outcome.as_ref()?;
     let kv = match outcome {
         TxnOutcome::Put(put) => put.prev.as_ref(),
         TxnOutcome::Get(get) => get.kv.as_ref(),
         TxnOutcome::Delete(delete) => delete.prev.as_ref(),
     };
-    kv.map(|kv| kv.value.clone())
+    kv.cloned()
+}
+
+/// The value of a put or get result of a transaction branch.
+fn txn_value(response: &TxnResponse, index: usize) -> Option<Vec<u8>> {
+    txn_kv(response, index).map(|kv| kv.value)
 }
 
 /// What `SET` does to the key's expiry.
@@ -246,19 +287,6 @@ async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<
     })
 }
 
-async fn getset(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {
-    check_key(&args[1])?;
-    let op = Op::Put(Put {
-        key: args[1].clone(),
-        value: args[2].clone(),
-        prev_kv: true,
-    });
-    match write(shared, conn, op).await? {
-        Outcome::Put(put) => Ok(value_or_nil(put.prev)),
-        _ => Err(unexpected()),
-    }
-}
-
 async fn setnx(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {
     check_key(&args[1])?;
     let op = Op::CompareAndSwap(CompareAndSwap {
@@ -296,11 +324,11 @@ fn too_many_keys() -> Reply {
 async fn values(
     shared: &RedisShared,
     keys: &[Vec<u8>],
-) -> Result<HashMap<Vec<u8>, Vec<u8>>, Reply> {
+) -> Result<HashMap<Vec<u8>, (Vec<u8>, u32)>, Reply> {
     let mut found = HashMap::new();
     if let [key] = keys {
         if let Some(kv) = get(shared, key).await? {
-            found.insert(kv.key, kv.value);
+            found.insert(kv.key, (kv.value, kv.kind));
         }
         return Ok(found);
     }
@@ -318,8 +346,8 @@ async fn values(
             return Err(unexpected());
         };
         for (key, index) in chunk.iter().zip(0..) {
-            if let Some(value) = txn_value(&response, index) {
-                found.insert(key.clone(), value);
+            if let Some(kv) = txn_kv(&response, index) {
+                found.insert(key.clone(), (kv.value, kv.kind));
             }
         }
     }
@@ -330,10 +358,9 @@ async fn mget(shared: &RedisShared, keys: &[Vec<u8>]) -> Result<Reply, Reply> {
     let found = values(shared, &distinct(keys)?).await?;
     Ok(Reply::Array(
         keys.iter()
-            .map(|key| {
-                found
-                    .get(key)
-                    .map_or(Reply::Nil, |v| Reply::Bulk(v.clone()))
+            .map(|key| match found.get(key) {
+                Some((value, KIND_STRING)) => Reply::Bulk(value.clone()),
+                _ => Reply::Nil,
             })
             .collect(),
     ))
@@ -457,56 +484,4 @@ async fn incr(
         Outcome::Incr(incr) => Ok(Reply::Integer(incr.value)),
         _ => Err(unexpected()),
     }
-}
-
-/// `APPEND`: read, then write `old + suffix` if the key's mod revision did
-/// not move; on a conflict the failed transaction returns the new value
-/// and the loop tries again.
-async fn append(
-    shared: &RedisShared,
-    conn: &mut Conn,
-    key: &[u8],
-    suffix: &[u8],
-) -> Result<Reply, Reply> {
-    let mut current = get(shared, key).await?;
-    for _ in 0..APPEND_ATTEMPTS {
-        let (mut value, revision) = current
-            .as_ref()
-            .map_or((Vec::new(), 0), |kv| (kv.value.clone(), kv.mod_revision));
-        if value.len() + suffix.len() > MAX_VALUE_BYTES {
-            return Err(Reply::err(
-                "string exceeds maximum allowed size (proto-max-bulk-len)",
-            ));
-        }
-        value.extend_from_slice(suffix);
-        let compare = Compare {
-            key: key.to_vec(),
-            target: CompareTarget::ModRevision as i32,
-            op: CompareOp::Equal as i32,
-            value: Vec::new(),
-            number: revision,
-        };
-        let response = txn(
-            shared,
-            conn,
-            Txn {
-                compares: vec![compare],
-                success: vec![put_op(key, &value, false)],
-                failure: vec![txn_op(TxnOpKind::Get(Get { key: key.to_vec() }))],
-            },
-            // APPEND keeps the key's TTL, as in Redis.
-            Some(KeyTtl::keep()),
-        )
-        .await?;
-        if response.succeeded {
-            return Ok(Reply::Integer(value.len() as i64));
-        }
-        current = match response.responses.first().and_then(|r| r.outcome.as_ref()) {
-            Some(TxnOutcome::Get(get)) => get.kv.clone(),
-            _ => return Err(unexpected()),
-        };
-    }
-    Err(Reply::Error(
-        "TRYAGAIN APPEND lost to concurrent writers too many times".into(),
-    ))
 }

@@ -2,8 +2,10 @@
 //! dispatch, with Redis's checks in Redis's order: unknown command, wrong
 //! number of arguments, authentication.
 
+use synod_kvstore::redis::{self as sm_redis, CommandSpec};
+
 use super::resp::{parse_i64, Reply};
-use super::{admin, coord, expiry, keyspace, strings, Conn, RedisShared};
+use super::{admin, coord, data, expiry, keyspace, strings, Conn, RedisShared};
 
 /// One command as `COMMAND` describes it.
 pub(super) struct Spec {
@@ -47,6 +49,7 @@ const W: &[&str] = &["write", "denyoom"];
 const WF: &[&str] = &["write", "denyoom", "fast"];
 const CONN: &[&str] = &["fast", "no-auth", "loading", "stale"];
 const ADMIN: &[&str] = &["loading", "stale"];
+const BLOCKING: &[&str] = &["write", "blocking"];
 
 /// Every command the endpoint knows.
 pub(super) static COMMANDS: &[Spec] = &[
@@ -63,7 +66,6 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("dbsize", 1, &["readonly"], NO_KEYS),
     spec("get", 2, R, ONE_KEY),
     spec("set", -3, W, ONE_KEY),
-    spec("getset", 3, WF, ONE_KEY),
     spec("setnx", 3, WF, ONE_KEY),
     spec("mget", -2, R, ALL_KEYS),
     spec("mset", -3, W, PAIRS),
@@ -75,9 +77,6 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("incrby", 3, WF, ONE_KEY),
     spec("decr", 2, WF, ONE_KEY),
     spec("decrby", 3, WF, ONE_KEY),
-    spec("append", 3, WF, ONE_KEY),
-    spec("strlen", 2, R, ONE_KEY),
-    spec("type", 2, R, ONE_KEY),
     spec("keys", 2, &["readonly"], NO_KEYS),
     spec("scan", -2, &["readonly"], NO_KEYS),
     spec("ttl", 2, R, ONE_KEY),
@@ -100,7 +99,22 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("synod.resign", 2, &["write"], NO_KEYS),
     spec("synod.leader", 2, &["readonly"], NO_KEYS),
     spec("synod.session", 1, &["fast"], NO_KEYS),
+    spec("setex", 4, W, ONE_KEY),
+    spec("psetex", 4, W, ONE_KEY),
+    spec("blpop", -3, BLOCKING, (1, -2, 1)),
+    spec("brpop", -3, BLOCKING, (1, -2, 1)),
+    spec("brpoplpush", 4, BLOCKING, (1, 2, 1)),
+    spec("blmove", 6, BLOCKING, (1, 2, 1)),
+    spec("blmpop", -5, BLOCKING, NO_KEYS),
+    spec("bzpopmin", -3, BLOCKING, (1, -2, 1)),
+    spec("bzpopmax", -3, BLOCKING, (1, -2, 1)),
+    spec("bzmpop", -5, BLOCKING, NO_KEYS),
 ];
+
+/// Whether `name` (lower case) waits for data (see [`data::blocking`]).
+pub(super) fn is_blocking(name: &[u8]) -> bool {
+    lookup(name).is_some_and(|spec| spec.flags == BLOCKING)
+}
 
 /// The spec of `name` (any case).
 pub(super) fn lookup(name: &[u8]) -> Option<&'static Spec> {
@@ -129,26 +143,28 @@ pub(super) async fn execute(
     args: Vec<Vec<u8>>,
 ) -> (Reply, bool) {
     debug_assert!(!args.is_empty());
-    let Some(spec) = lookup(&args[0]) else {
-        return (unknown_command(&args), false);
+    let (name, arity, no_auth) = match (lookup(&args[0]), sm_redis::spec(&args[0])) {
+        (Some(spec), _) => (spec.name, spec.arity, spec.flags.contains(&"no-auth")),
+        (None, Some(spec)) => (spec.name, spec.arity, false),
+        (None, None) => return (unknown_command(&args), false),
     };
     let n = args.len() as i64;
-    if (spec.arity > 0 && n != spec.arity) || n < -spec.arity {
+    if (arity > 0 && n != arity) || n < -arity {
         return (
-            Reply::err(format!(
-                "wrong number of arguments for '{}' command",
-                spec.name
-            )),
+            Reply::err(format!("wrong number of arguments for '{name}' command")),
             false,
         );
     }
-    if !conn.authenticated && !spec.flags.contains(&"no-auth") {
+    if !conn.authenticated && !no_auth {
         return (
             Reply::Error("NOAUTH Authentication required.".into()),
             false,
         );
     }
-    let reply = match spec.name {
+    if lookup(&args[0]).is_none() {
+        return (data::execute(shared, conn, name, &args).await, false);
+    }
+    let reply = match name {
         "quit" => return (Reply::ok(), true),
         "ping" => admin::ping(&args),
         "echo" => Reply::Bulk(args[1].clone()),
@@ -157,7 +173,7 @@ pub(super) async fn execute(
         "select" => admin::select(&args),
         "command" => command(&args),
         "info" => admin::info(shared, &args).await,
-        "config" => admin::config(&args),
+        "config" => admin::config(shared, &args),
         "client" => admin::client(conn, &args),
         "dbsize" => keyspace::dbsize(shared).await,
         "keys" => keyspace::keys(shared, &args).await,
@@ -174,8 +190,10 @@ pub(super) async fn execute(
         "synod.leader" => coord::leader(shared, &args).await,
         "synod.session" => coord::session(conn),
         "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" | "expire" | "pexpire"
-        | "expireat" | "pexpireat" => expiry::execute(shared, conn, spec.name, &args).await,
-        _ => strings::execute(shared, conn, spec.name, &args).await,
+        | "expireat" | "pexpireat" => expiry::execute(shared, conn, name, &args).await,
+        "blpop" | "brpop" | "brpoplpush" | "blmove" | "blmpop" | "bzpopmin" | "bzpopmax"
+        | "bzmpop" => data::blocking(shared, conn, name, &args).await,
+        _ => strings::execute(shared, conn, name, &args).await,
     };
     (reply, false)
 }
@@ -184,17 +202,36 @@ pub(super) async fn execute(
 /// `COMMAND DOCS` (an error, on which `redis-cli` uses its built-in help
 /// for Redis commands and lists the others from `COMMAND`).
 fn command(args: &[Vec<u8>]) -> Reply {
+    let all = || {
+        COMMANDS
+            .iter()
+            .map(describe)
+            .chain(sm_redis::COMMANDS.iter().map(describe_data))
+    };
     let Some(sub) = args.get(1) else {
-        return Reply::Array(COMMANDS.iter().map(describe).collect());
+        return Reply::Array(all().collect());
     };
     match sub.to_ascii_uppercase().as_slice() {
-        b"COUNT" if args.len() == 2 => Reply::Integer(COMMANDS.len() as i64),
-        b"LIST" => Reply::Array(COMMANDS.iter().map(|s| Reply::text(s.name)).collect()),
+        b"COUNT" if args.len() == 2 => {
+            Reply::Integer((COMMANDS.len() + sm_redis::COMMANDS.len()) as i64)
+        }
+        b"LIST" => Reply::Array(
+            COMMANDS
+                .iter()
+                .map(|s| s.name)
+                .chain(sm_redis::COMMANDS.iter().map(|s| s.name))
+                .map(Reply::text)
+                .collect(),
+        ),
         b"DOCS" => Reply::err("COMMAND DOCS is not supported by Synod"),
         b"INFO" => Reply::Array(
             args[2..]
                 .iter()
-                .map(|name| lookup(name).map_or(Reply::NilArray, describe))
+                .map(|name| match (lookup(name), sm_redis::spec(name)) {
+                    (Some(spec), _) => describe(spec),
+                    (None, Some(spec)) => describe_data(spec),
+                    (None, None) => Reply::NilArray,
+                })
                 .collect(),
         ),
         _ => Reply::err(format!(
@@ -221,6 +258,19 @@ fn describe(spec: &Spec) -> Reply {
     ])
 }
 
+/// [`describe`] for a command the state machine runs.
+fn describe_data(spec: &CommandSpec) -> Reply {
+    let flags: &[&str] = if spec.read_only { R } else { W };
+    describe(&Spec {
+        name: spec.name,
+        arity: spec.arity,
+        flags,
+        first_key: spec.first_key,
+        last_key: spec.last_key,
+        step: spec.step,
+    })
+}
+
 /// Parses an integer argument with Redis's error.
 pub(super) fn int_arg(arg: &[u8]) -> Result<i64, Reply> {
     parse_i64(arg).ok_or_else(|| Reply::err("value is not an integer or out of range"))
@@ -234,9 +284,10 @@ mod tests {
     fn every_command_is_listed_once_in_lower_case() {
         let mut names: Vec<&str> = COMMANDS.iter().map(|s| s.name).collect();
         assert!(names.iter().all(|n| *n == n.to_lowercase()));
+        names.extend(sm_redis::COMMANDS.iter().map(|s| s.name));
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), COMMANDS.len());
+        assert_eq!(names.len(), COMMANDS.len() + sm_redis::COMMANDS.len());
         assert!(lookup(b"GeT").is_some());
         assert!(lookup(b"nope").is_none());
     }
