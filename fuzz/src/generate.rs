@@ -46,9 +46,9 @@ pub fn bytes(u: &mut Unstructured<'_>, max_len: usize) -> Result<Vec<u8>> {
 /// A key (or lock, election or prefix name): mostly one of a few shared names.
 pub fn key(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
     const NAMES: [&[u8]; 6] = [b"a", b"b", b"a/1", b"a/2", b"lock", b""];
-    Ok(match u.int_in_range(0..=7u8)? {
-        i @ 0..=5 => NAMES[usize::from(i)].to_vec(),
-        6 => bytes(u, 16)?,
+    Ok(match u.int_in_range(0..=31u8)? {
+        i @ 0..=23 => NAMES[usize::from(i) % NAMES.len()].to_vec(),
+        24..=30 => bytes(u, 16)?,
         // Over every key and name limit (the largest is 4 KiB).
         _ => vec![b'k'; 4097 + count(u, 8)],
     })
@@ -56,9 +56,9 @@ pub fn key(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
 
 /// A value: short, empty, or over the value limit once in a while.
 pub fn value(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
-    Ok(match u.int_in_range(0..=15u8)? {
-        0 => Vec::new(),
-        1 => vec![b'v'; synod_kvstore::limits::MAX_VALUE_BYTES + 1],
+    Ok(match u.int_in_range(0..=63u8)? {
+        0..=3 => Vec::new(),
+        4 => vec![b'v'; synod_kvstore::limits::MAX_VALUE_BYTES + 1],
         _ => bytes(u, 24)?,
     })
 }
