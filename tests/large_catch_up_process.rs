@@ -59,7 +59,7 @@ const WRITES_BETWEEN_STATUS: u64 = 500;
 const SHOWN_LOG_LINES: usize = 20;
 /// What the node logs once per snapshot it installs (the state machine and
 /// the core log the install too, with other fields).
-const INSTALLED: &[&str] = &["snapshot installed", "through"];
+const INSTALLED: &[&str] = &["snapshot installed", "through="];
 /// How long to wait for a node's status or for a leader.
 const STATUS_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -409,7 +409,9 @@ async fn a_node_behind_a_compaction_catches_up_on_a_large_state() {
     for id in 1..=3 {
         let log = cluster.dir().join(format!("node{id}.log"));
         eprintln!(
-            "node {id} log: {} snapshot installed, {} transfers abandoned, {} transfers failed",
+            "node {id} log: {} snapshots sent, {} installed, {} transfers abandoned, \
+             {} transfers failed",
+            count_lines(&log, &["snapshot sent"]),
             count_lines(&log, INSTALLED),
             count_lines(&log, &["snapshot transfer abandoned"]),
             count_lines(&log, &["snapshot transfer failed"]),
