@@ -193,11 +193,33 @@ impl PeerOutbox for NetOutbox {
         let tls = self.tls.clone();
         tokio::spawn(async move {
             let _stream = stream;
-            if let Err(e) = stream_snapshot(addr, &tls, snapshot).await {
-                tracing::warn!(%to, error = %e, "snapshot transfer failed; the peer will ask again");
+            let started = std::time::Instant::now();
+            match stream_snapshot(addr, &tls, snapshot).await {
+                Ok(sent) => tracing::info!(
+                    %to,
+                    applied_index = sent.applied_index,
+                    chunks = sent.chunks,
+                    bytes = sent.bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "snapshot sent"
+                ),
+                Err(e) => {
+                    tracing::warn!(%to, error = %e, "snapshot transfer failed; the peer will ask again")
+                }
             }
         });
     }
+}
+
+/// What a snapshot stream that ran to its end carried.
+#[derive(Debug, Default)]
+struct SentSnapshot {
+    /// The slot the snapshot was taken at.
+    applied_index: u64,
+    /// Chunks sent.
+    chunks: u64,
+    /// Encoded chunk bytes sent.
+    bytes: u64,
 }
 
 /// Streams `snapshot` to the node at `addr`, one request per chunk (so QUIC
@@ -206,21 +228,25 @@ async fn stream_snapshot(
     addr: SocketAddr,
     tls: &TlsIdentity,
     snapshot: Snapshot,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<SentSnapshot> {
     let conn = ClientConnection::connect(addr, tls).await?;
+    let mut sent = SentSnapshot::default();
     for chunk in snapshot {
+        let chunk = chunk?;
+        sent.applied_index = chunk.applied_index;
         let call = Call::SnapshotChunk(synod_net::proto::api::SnapshotChunkCall {
-            chunk: chunk?.encode_to_vec(),
+            chunk: chunk.encode_to_vec(),
         });
-        let response = conn
-            .request(ApiRequest { call: Some(call) }.encode_to_vec())
-            .await?;
+        let request = ApiRequest { call: Some(call) }.encode_to_vec();
+        sent.bytes += request.len() as u64;
+        let response = conn.request(request).await?;
         if let Some(code) = response.error_code() {
             anyhow::bail!("peer refused a snapshot chunk: {code:?}");
         }
+        sent.chunks += 1;
     }
     conn.close().await;
-    Ok(())
+    Ok(sent)
 }
 
 /// Answers client requests with the node runtime.

@@ -243,3 +243,21 @@ async fn sigterm_stops_a_node_cleanly_and_it_resumes_with_its_data() {
     let kv = client.get(b"kept").await.unwrap().expect("data kept");
     assert_eq!(kv.value, b"yes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_logs_written_to_a_file_are_plain_text() {
+    let cluster = ProcessCluster::start("plain-logs");
+    cluster
+        .leader(Duration::from_secs(15))
+        .await
+        .expect("leader");
+    for id in 1..=3 {
+        let log = std::fs::read_to_string(cluster.dir().join(format!("node{id}.log")))
+            .expect("the node's log");
+        assert!(log.contains("node started"), "node {id} logged: {log}");
+        assert!(
+            !log.contains('\u{1b}'),
+            "node {id}'s log to a file holds terminal escapes: {log:?}"
+        );
+    }
+}

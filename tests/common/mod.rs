@@ -70,6 +70,11 @@ impl ProcessCluster {
         }
     }
 
+    /// The process id of node `id`, if it runs.
+    pub fn pid(&self, id: u32) -> Option<u32> {
+        self.nodes[id as usize - 1].as_ref().map(Child::id)
+    }
+
     /// Sends `signal` to node `id`.
     pub fn signal(&self, id: u32, signal: i32) {
         if let Some(child) = &self.nodes[id as usize - 1] {
