@@ -100,7 +100,10 @@ pub struct Bugs {
     /// A new leader ignores the values reported in promises and fills every
     /// slot it recovers with a no-op.
     pub ignore_promised_values: bool,
-    /// The leader serves lease reads without any lease.
+    /// The leader serves lease reads without any lease, and does not step
+    /// down when it stops hearing a quorum (check-quorum would otherwise
+    /// depose a partitioned leader before the majority elects another, and
+    /// hide nearly every stale read the oracle is there to catch).
     pub read_without_lease: bool,
     /// A new leader sends its Accepts and Heartbeats before its own
     /// promise is durable (`Ready::take_early_messages` ignores it).

@@ -415,7 +415,11 @@ impl Replica {
         let RoleState::Leader(leader) = &mut self.role else {
             return;
         };
-        if now >= leader.quorum_heard_at + self.config.election_timeout {
+        #[cfg(feature = "bug-injection")]
+        let check_quorum = !self.config.bugs.read_without_lease;
+        #[cfg(not(feature = "bug-injection"))]
+        let check_quorum = true;
+        if check_quorum && now >= leader.quorum_heard_at + self.config.election_timeout {
             tracing::warn!(node = %self.config.id, ballot = %leader.ballot, "no quorum heard for an election timeout; stepping down");
             self.step_down(now);
             self.leader_hint = None;
