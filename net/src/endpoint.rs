@@ -56,6 +56,11 @@ pub const STREAM_MALFORMED: VarInt = VarInt::from_u32(2);
 pub struct NetOptions {
     /// Envelopes queued per peer before [`PeerSender::send`] drops.
     pub peer_queue_capacity: usize,
+    /// Bytes queued per peer (by `Message::size_bound_bytes`) before
+    /// [`PeerSender::send`] drops; an envelope is always taken into an empty
+    /// queue. Default 64 MiB: four peer frames of the largest size, and
+    /// about 8 of the core's largest messages (8 MiB).
+    pub peer_queue_max_bytes: usize,
     /// Most envelopes written in one peer stream.
     pub peer_batch_max: usize,
     /// Received envelopes buffered for the runtime; when full, peer streams
@@ -84,6 +89,7 @@ impl Default for NetOptions {
     fn default() -> Self {
         NetOptions {
             peer_queue_capacity: 4096,
+            peer_queue_max_bytes: 64 << 20,
             peer_batch_max: 256,
             inbound_capacity: 4096,
             request_queue_capacity: 4096,

@@ -1,8 +1,11 @@
 //! Peer transport: envelopes between nodes over QUIC.
 //!
-//! Sending: [`PeerSender::send`] never blocks. Each peer has a bounded
-//! queue; when it is full the envelope is dropped and counted (Paxos
-//! tolerates lost messages; a blocked core it does not). A task per peer
+//! Sending: [`PeerSender::send`] never blocks. Each peer has a queue
+//! bounded in envelopes ([`NetOptions::peer_queue_capacity`]) and in bytes
+//! ([`NetOptions::peer_queue_max_bytes`], counted by
+//! `Message::size_bound_bytes`, without encoding); when either is full the
+//! envelope is dropped and counted (Paxos tolerates lost messages; a
+//! blocked core it does not). A task per peer
 //! keeps one outgoing connection, dialed with the peer's node name
 //! (`node-<id>`) as TLS server name so the server proves who it is, and
 //! redials with capped exponential backoff (no jitter) when it fails. The
@@ -27,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +68,42 @@ pub enum SendError {
 
 struct PeerQueue {
     queue: mpsc::Sender<Envelope>,
+    bytes: Arc<QueuedBytes>,
     counters: Arc<PeerCounters>,
+}
+
+/// Bytes of the envelopes in one peer's queue, by
+/// `Message::size_bound_bytes`: added by the sender, taken off by the task
+/// that drains the queue.
+#[derive(Debug)]
+pub(crate) struct QueuedBytes {
+    queued: AtomicUsize,
+    max: usize,
+}
+
+impl QueuedBytes {
+    pub(crate) fn new(max: usize) -> QueuedBytes {
+        QueuedBytes {
+            queued: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Reserves room for `bytes`; false if the queue is not empty and they
+    /// would take it past its bound.
+    pub(crate) fn reserve(&self, bytes: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                (queued == 0 || queued.saturating_add(bytes) <= self.max)
+                    .then(|| queued.saturating_add(bytes))
+            })
+            .is_ok()
+    }
+
+    /// Gives back what `reserve` took for an envelope that left the queue.
+    pub(crate) fn release(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 /// Sends envelopes to peers without blocking. Cheap to clone; all clones
@@ -105,16 +144,25 @@ impl PeerSender {
         }
         let to = envelope.to;
         let peer = self.peers.get(&to).ok_or(SendError::UnknownPeer(to))?;
+        let bytes = envelope.message.size_bound_bytes();
+        if !peer.bytes.reserve(bytes) {
+            add(&peer.counters.dropped_full, 1);
+            return Err(SendError::QueueFull(to));
+        }
         match peer.queue.try_send(envelope) {
             Ok(()) => {
                 add(&peer.counters.queued, 1);
                 Ok(())
             }
             Err(TrySendError::Full(_)) => {
+                peer.bytes.release(bytes);
                 add(&peer.counters.dropped_full, 1);
                 Err(SendError::QueueFull(to))
             }
-            Err(TrySendError::Closed(_)) => Err(SendError::Closed),
+            Err(TrySendError::Closed(_)) => {
+                peer.bytes.release(bytes);
+                Err(SendError::Closed)
+            }
         }
     }
 
@@ -140,6 +188,7 @@ pub(crate) fn start_senders(
             continue;
         }
         let (queue, rx) = mpsc::channel(options.peer_queue_capacity.max(1));
+        let bytes = Arc::new(QueuedBytes::new(options.peer_queue_max_bytes));
         let counters = Arc::new(PeerCounters::default());
         let task = SenderTask {
             peer,
@@ -147,11 +196,19 @@ pub(crate) fn start_senders(
             endpoint: endpoint.clone(),
             config: config.clone(),
             options: options.clone(),
+            bytes: bytes.clone(),
             counters: counters.clone(),
         };
         let task_span = info_span!(parent: span, "peer_out", peer = peer.0, %addr);
         tasks.spawn(task.run(rx).instrument(task_span));
-        queues.insert(peer, PeerQueue { queue, counters });
+        queues.insert(
+            peer,
+            PeerQueue {
+                queue,
+                bytes,
+                counters,
+            },
+        );
     }
     PeerSender {
         node,
@@ -165,6 +222,7 @@ struct SenderTask {
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     options: NetOptions,
+    bytes: Arc<QueuedBytes>,
     counters: Arc<PeerCounters>,
 }
 
@@ -217,6 +275,9 @@ impl SenderTask {
                             Ok(envelope) => batch.push(envelope),
                             Err(_) => break,
                         }
+                    }
+                    for envelope in &batch {
+                        self.bytes.release(envelope.message.size_bound_bytes());
                     }
                     match &live {
                         Some(c) => self.send_batch(c, &batch).await,

@@ -35,7 +35,9 @@ fn to_proto(envelope: &Envelope) -> pb::PeerEnvelope {
         Message::Promise {
             ballot,
             compacted_through,
+            first_slot,
             slots,
+            more_from,
         } => PbMessage::Promise(pb::Promise {
             ballot: ballot.0,
             compacted_through: compacted_through.0,
@@ -43,6 +45,9 @@ fn to_proto(envelope: &Envelope) -> pb::PeerEnvelope {
                 .iter()
                 .map(|(slot, state)| slot_state_to_proto(*slot, state))
                 .collect(),
+            first_slot: first_slot.0,
+            // Slot 0 is never a slot, so it stands for "complete".
+            more_from: more_from.map_or(0, |slot| slot.0),
         }),
         Message::Accept {
             ballot,
@@ -133,11 +138,13 @@ fn from_proto(wire: pb::PeerEnvelope) -> Result<Envelope, WireError> {
         PbMessage::Promise(m) => Message::Promise {
             ballot: Ballot(m.ballot),
             compacted_through: Slot(m.compacted_through),
+            first_slot: Slot(m.first_slot),
             slots: m
                 .slots
                 .into_iter()
                 .map(slot_state_from_proto)
                 .collect::<Result<_, _>>()?,
+            more_from: (m.more_from != 0).then_some(Slot(m.more_from)),
         },
         PbMessage::Accept(m) => Message::Accept {
             ballot: Ballot(m.ballot),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use synod_net::tls::Alpn;
 use synod_net::{NodeEndpoint, SendError, STREAM_FRAME_TOO_LARGE, STREAM_MALFORMED};
-use synod_paxos::{Message, NodeId};
+use synod_paxos::{Envelope, Message, NodeId, Slot, Value};
 
 #[tokio::test]
 async fn two_peers_exchange_envelopes_both_ways() {
@@ -187,4 +187,36 @@ async fn a_malformed_peer_frame_closes_only_its_stream() {
         got.unwrap().message,
         Message::Heartbeat { round: 1, .. }
     ));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_queue_full_of_bytes_drops_instead_of_growing() {
+    let cluster = Cluster::new("queue-bytes");
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let options = synod_net::NetOptions {
+        peer_queue_max_bytes: 1 << 20,
+        ..test_options()
+    };
+    let endpoint = NodeEndpoint::bind(NodeId(1), loopback(), &cluster.node(1), options).unwrap();
+    let net = endpoint.start(HashMap::from([(NodeId(2), silent.local_addr().unwrap())]));
+    // 300 KiB each: three fit in 1 MiB, the fourth does not, although the
+    // queue has room for 4096 envelopes. The sender task cannot run during
+    // the loop on this single-threaded runtime.
+    let large = |slot: u64| Envelope {
+        from: NodeId(1),
+        to: NodeId(2),
+        message: Message::Chosen {
+            entries: vec![(Slot(slot), Value::Commands(vec![vec![0; 300 << 10]]))],
+        },
+    };
+    let results: Vec<_> = (1..=6).map(|slot| net.peers.send(large(slot))).collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        3,
+        "{results:?}"
+    );
+    assert_eq!(results[3], Err(SendError::QueueFull(NodeId(2))));
+    // Small envelopes still fit beside them.
+    assert!(net.peers.send(heartbeat(1, 2, 1)).is_ok());
+    assert_eq!(net.peers.stats(NodeId(2)).unwrap().dropped_full, 3);
 }

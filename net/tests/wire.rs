@@ -31,6 +31,8 @@ fn every_variant(rng: &mut Rng) -> Vec<Message> {
         Message::Promise {
             ballot,
             compacted_through: Slot(rng.next_u64()),
+            first_slot: Slot(rng.next_u64()),
+            more_from: rng.chance(1, 2).then(|| Slot(rng.next_u64() | 1)),
             slots: (0..rng.below(5))
                 .map(|_| {
                     let state = if rng.chance(1, 2) {
@@ -168,4 +170,36 @@ fn mutated_and_truncated_encodings_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn no_encoded_message_is_larger_than_its_size_bound() {
+    // The core cuts messages by `Message::size_bound_bytes`; the bound must
+    // hold for the widest numbers (ten-byte varints) and for large commands.
+    let mut rng = Rng::new(11);
+    for _ in 0..200 {
+        for message in every_variant(&mut rng) {
+            let bound = message.size_bound_bytes();
+            let encoded = encode_peer(&envelope(&mut rng, message)).len();
+            assert!(encoded <= bound, "{encoded} encoded bytes, bound {bound}");
+        }
+    }
+    let widest = Envelope {
+        from: NodeId(u32::MAX),
+        to: NodeId(u32::MAX),
+        message: Message::Promise {
+            ballot: Ballot(u64::MAX),
+            compacted_through: Slot(u64::MAX),
+            first_slot: Slot(u64::MAX),
+            more_from: Some(Slot(u64::MAX)),
+            slots: vec![(
+                Slot(u64::MAX),
+                SlotState::Accepted {
+                    ballot: Ballot(u64::MAX),
+                    value: Value::Commands(vec![vec![7; 300_000], vec![]]),
+                },
+            )],
+        },
+    };
+    assert!(encode_peer(&widest).len() <= widest.message.size_bound_bytes());
 }

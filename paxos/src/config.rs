@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::types::NodeId;
+use crate::message::MESSAGE_OVERHEAD_BYTES;
+use crate::types::{NodeId, COMMAND_OVERHEAD_BYTES, SLOT_OVERHEAD_BYTES};
 
 /// How one replica behaves. Every member of a cluster should use the same
 /// timing values; `id` and `rng_seed` differ per node.
@@ -42,10 +43,47 @@ pub struct Config {
     /// Most commands waiting for a slot at the leader; beyond it `propose`
     /// answers `Busy`.
     pub max_pending_commands: usize,
+    /// Most command bytes waiting for a slot at the leader; beyond it
+    /// `propose` answers `Busy` (a command is always taken into an empty
+    /// queue, whatever its size). Default 64 MiB: a second of writes at
+    /// ~500k commands/s of 128 B, and 16 of the largest (4 MiB) requests.
+    pub max_pending_bytes: usize,
+    /// Most bytes (by [`Value::size_bound_bytes`](crate::Value::size_bound_bytes))
+    /// the log may hold in slots not yet compacted before the leader stops
+    /// opening new slots and `propose` answers `Busy`. The driver must
+    /// compact (snapshot, then [`Replica::compact`](crate::Replica::compact))
+    /// before the log grows this large; [`Replica::log_bytes`](crate::Replica::log_bytes)
+    /// says how much it holds. Default 1 GiB.
+    pub max_log_bytes: u64,
+    /// Largest message the core builds, in bytes, by
+    /// [`Message::size_bound_bytes`](crate::Message::size_bound_bytes):
+    /// fetch replies, promises and accepts are cut into messages of at most
+    /// this size, except that a message always carries at least one slot so
+    /// that every slot can be sent. A message is therefore at most
+    /// `max(max_message_bytes, one slot)`.
+    ///
+    /// The default, 8 MiB, is half the transport's peer frame limit
+    /// (`synod_net::frame::MAX_PEER_FRAME_BYTES`, 16 MiB). The largest slot
+    /// is either a batch of at most `max_batch_bytes` (1 MiB) in up to
+    /// `max_batch_commands` (512) commands, 1 MiB + 512 × 8 B + 64 B, or one
+    /// command alone: a client request of at most `MAX_REQUEST_BYTES`
+    /// (4 MiB, `synod_kvstore::limits`) plus its encoding, about 4 MiB +
+    /// 128 B. Either way a message stays below 8 MiB + 64 B, well inside a
+    /// 16 MiB frame.
+    pub max_message_bytes: usize,
+    /// Highest slot, counted above this node's commit index, that it takes
+    /// from a peer: an accepted or fetched value further ahead is skipped
+    /// (the node catches up first and accepts it on a retransmission), a
+    /// promise naming one is refused. It bounds what a peer can make this
+    /// node hold and what a new leader fills with no-ops. Must cover the
+    /// pipeline window plus the log a node keeps between compactions
+    /// (synod compacts every 10,000 slots and keeps 1,000): default 16,384.
+    pub max_slots_ahead: u64,
     /// Most reads waiting for a ReadIndex round; beyond it `read` answers
     /// `Busy`.
     pub max_pending_reads: usize,
-    /// Most chosen entries in one catch-up reply.
+    /// Most chosen entries in one catch-up reply (which is also bounded by
+    /// `max_message_bytes`).
     pub max_fetch_entries: usize,
     /// Seed of this replica's random numbers (timeouts, jitter).
     pub rng_seed: u64,
@@ -62,7 +100,10 @@ pub struct Bugs {
     /// A new leader ignores the values reported in promises and fills every
     /// slot it recovers with a no-op.
     pub ignore_promised_values: bool,
-    /// The leader serves lease reads without any lease.
+    /// The leader serves lease reads without any lease, and does not step
+    /// down when it stops hearing a quorum (check-quorum would otherwise
+    /// depose a partitioned leader before the majority elects another, and
+    /// hide nearly every stale read the oracle is there to catch).
     pub read_without_lease: bool,
     /// A new leader sends its Accepts and Heartbeats before its own
     /// promise is durable (`Ready::take_early_messages` ignores it).
@@ -98,6 +139,10 @@ impl Config {
             max_batch_commands: 512,
             max_batch_bytes: 1 << 20,
             max_pending_commands: 100_000,
+            max_pending_bytes: 64 << 20,
+            max_log_bytes: 1 << 30,
+            max_message_bytes: 8 << 20,
+            max_slots_ahead: 16_384,
             max_pending_reads: 100_000,
             max_fetch_entries: 256,
             rng_seed: u64::from(id.0),
@@ -138,8 +183,26 @@ impl Config {
             || self.max_pending_commands == 0
             || self.max_pending_reads == 0
             || self.max_fetch_entries == 0
+            || self.max_pending_bytes == 0
+            || self.max_log_bytes == 0
         {
             return err("queue and batch limits must be positive");
+        }
+        let largest_batch = MESSAGE_OVERHEAD_BYTES
+            + SLOT_OVERHEAD_BYTES
+            + self.max_batch_bytes.saturating_add(
+                self.max_batch_commands
+                    .saturating_mul(COMMAND_OVERHEAD_BYTES),
+            );
+        if self.max_message_bytes < largest_batch {
+            return err(
+                "max_message_bytes must hold one full batch (max_batch_bytes, max_batch_commands)",
+            );
+        }
+        if self.max_slots_ahead < self.max_inflight_slots {
+            return err(
+                "max_slots_ahead must be at least the pipeline window (max_inflight_slots)",
+            );
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The learner side of a replica: which slots are chosen, delivering them in
 //! order, catching up by fetch or snapshot, and compaction.
 
-use crate::message::Message;
+use crate::message::{Message, MESSAGE_OVERHEAD_BYTES};
 use crate::replica::Replica;
 use crate::storage::{Record, SlotState};
 use crate::time::Instant;
@@ -21,7 +21,12 @@ impl Replica {
             return;
         }
         self.compacted_through = through;
-        self.log = self.log.split_off(&through.next());
+        let kept = self.log.split_off(&through.next());
+        let forgotten = std::mem::replace(&mut self.log, kept);
+        self.log_bytes -= forgotten
+            .values()
+            .map(|state| state.value().size_bound_bytes() as u64)
+            .sum::<u64>();
         self.persist(Record::Compacted(through));
     }
 
@@ -29,9 +34,10 @@ impl Replica {
     /// `through` (durably, before this call). Slots up to there count as
     /// chosen and applied; later chosen slots are delivered as usual. The
     /// driver must only install snapshots ahead of `commit_index()`; one
-    /// that is not is ignored and `false` returned.
+    /// that is not, or one above [`Slot::MAX`], is ignored and `false`
+    /// returned.
     pub fn install_snapshot(&mut self, now: Instant, through: Slot) -> bool {
-        if through <= self.commit {
+        if through <= self.commit || through > Slot::MAX {
             return false;
         }
         tracing::info!(node = %self.config.id, slot = %through, "snapshot installed");
@@ -88,7 +94,7 @@ impl Replica {
             );
             return;
         }
-        self.log.insert(slot, SlotState::Chosen(value.clone()));
+        self.put_slot(slot, SlotState::Chosen(value.clone()));
         self.persist(Record::Chosen { slot, value });
     }
 
@@ -118,7 +124,22 @@ impl Replica {
         }
     }
 
+    /// Starts catching up from `source`, which holds chosen values this
+    /// node lacks.
+    pub(crate) fn catch_up_from(&mut self, now: Instant, source: NodeId) {
+        self.catch_up_from = Some(source);
+        self.catch_up_progress_at = now;
+    }
+
     pub(crate) fn maybe_fetch(&mut self, now: Instant) {
+        if let Some(source) = self.catch_up_from {
+            if now >= self.catch_up_progress_at + self.config.election_timeout {
+                // Nothing from it moved the commit index for an election
+                // timeout: it may be down. Fall back to the leader.
+                tracing::info!(node = %self.config.id, %source, "catch-up source silent; fetching from the leader");
+                self.catch_up_from = None;
+            }
+        }
         let Some(source) = self.catch_up_from.or(self.leader_hint) else {
             return;
         };
@@ -144,25 +165,45 @@ impl Replica {
             }
             return;
         }
-        let entries: Vec<(Slot, Value)> = self
+        // At most `max_fetch_entries` and `max_message_bytes`, but at
+        // least one entry, so that the follower always makes progress.
+        let budget = self.config.max_message_bytes;
+        let mut size = MESSAGE_OVERHEAD_BYTES;
+        let mut entries: Vec<(Slot, Value)> = Vec::new();
+        let chosen = self
             .log
             .range(first_slot..)
             .filter_map(|(slot, state)| match state {
-                SlotState::Chosen(value) => Some((*slot, value.clone())),
+                SlotState::Chosen(value) => Some((*slot, value)),
                 SlotState::Accepted { .. } => None,
             })
-            .take(self.config.max_fetch_entries)
-            .collect();
+            .take(self.config.max_fetch_entries);
+        for (slot, value) in chosen {
+            let bytes = value.size_bound_bytes();
+            if !entries.is_empty() && size + bytes > budget {
+                break;
+            }
+            size += bytes;
+            entries.push((slot, value.clone()));
+        }
         if !entries.is_empty() {
             self.send(from, Message::Chosen { entries });
         }
     }
 
-    pub(crate) fn on_chosen(&mut self, now: Instant, entries: Vec<(Slot, Value)>) {
+    pub(crate) fn on_chosen(&mut self, now: Instant, from: NodeId, entries: Vec<(Slot, Value)>) {
+        let horizon = self.slot_horizon();
         for (slot, value) in entries {
+            if slot > horizon {
+                break;
+            }
             self.mark_chosen(slot, value);
         }
+        let before = self.commit;
         self.advance_commit();
+        if self.commit > before && self.catch_up_from == Some(from) {
+            self.catch_up_progress_at = now;
+        }
         self.next_fetch_at = now;
         self.maybe_fetch(now);
     }

@@ -27,6 +27,7 @@
 pub mod config;
 mod learner;
 pub mod message;
+mod peer_input;
 mod proposer;
 pub mod ready;
 mod replica;

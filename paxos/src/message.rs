@@ -1,7 +1,11 @@
 //! Messages between replicas.
 
 use crate::storage::SlotState;
-use crate::types::{Ballot, NodeId, Slot, Value};
+use crate::types::{Ballot, NodeId, Slot, Value, SLOT_OVERHEAD_BYTES};
+
+/// Bytes allowed for everything of a message but its slots: sender,
+/// receiver, ballot, commit index, slot numbers and field tags.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 64;
 
 /// A message with its sender and receiver.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +31,29 @@ impl Message {
             Message::Promise { .. } | Message::Accepted { .. } | Message::HeartbeatAck { .. }
         )
     }
+
+    /// An upper bound of this message's encoded size, in bytes:
+    /// [`MESSAGE_OVERHEAD_BYTES`] plus, for each slot it carries,
+    /// [`Value::size_bound_bytes`] (or [`SLOT_OVERHEAD_BYTES`] for a bare
+    /// slot number). Cheap: it reads lengths, it encodes nothing.
+    pub fn size_bound_bytes(&self) -> usize {
+        let slots: usize = match self {
+            Message::Promise { slots, .. } => slots
+                .iter()
+                .map(|(_, state)| state.value().size_bound_bytes())
+                .sum(),
+            Message::Accept { entries, .. } | Message::Chosen { entries } => {
+                entries.iter().map(|(_, v)| v.size_bound_bytes()).sum()
+            }
+            Message::Accepted { slots, .. } => slots.len() * SLOT_OVERHEAD_BYTES,
+            Message::Prepare { .. }
+            | Message::Reject { .. }
+            | Message::Heartbeat { .. }
+            | Message::HeartbeatAck { .. }
+            | Message::Fetch { .. } => 0,
+        };
+        MESSAGE_OVERHEAD_BYTES + slots
+    }
 }
 
 /// One protocol message.
@@ -40,8 +67,22 @@ pub enum Message {
         /// The first slot the candidate does not know to be chosen.
         first_slot: Slot,
     },
-    /// Phase 1b: the promise, with every slot held at or above the
+    /// Phase 1b: the promise, with the slots held at or above the
     /// prepare's `first_slot`.
+    ///
+    /// # Chunks
+    /// A promise is bounded in bytes like every message (the acceptor's
+    /// `Config::max_message_bytes`). When the acceptor's slots from
+    /// `first_slot` on do not fit, it sends those that do (at least one) and
+    /// names the first slot left out in `more_from`. The candidate keeps the
+    /// chunk and sends that acceptor the same `Prepare` again with
+    /// `first_slot = more_from`; it is already promised, so it only reports
+    /// the next chunk. The candidate counts the acceptor's promise once a
+    /// chunk comes with `more_from: None`: it then holds everything that
+    /// acceptor had at or above the original `first_slot`, as one promise
+    /// would have carried (the acceptor cannot accept anything at another
+    /// ballot in between without refusing the next request, which ends the
+    /// attempt).
     Promise {
         /// The ballot promised.
         ballot: Ballot,
@@ -49,8 +90,14 @@ pub enum Message {
         /// snapshot). A candidate that wanted any of them is behind and must
         /// catch up before it may lead.
         compacted_through: Slot,
-        /// Accepted or chosen values, by slot.
+        /// The `first_slot` of the prepare this answers.
+        first_slot: Slot,
+        /// Accepted or chosen values, by slot, in slot order, all at or
+        /// above `first_slot`.
         slots: Vec<(Slot, SlotState)>,
+        /// `None` if `slots` holds every slot at or above `first_slot`;
+        /// otherwise the first slot left out, above every slot in `slots`.
+        more_from: Option<Slot>,
     },
     /// Phase 2a: accept these values at `ballot`; everything through
     /// `commit` is chosen.

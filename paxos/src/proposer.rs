@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::message::Message;
+use crate::message::{Message, MESSAGE_OVERHEAD_BYTES};
 use crate::ready::ReadId;
 use crate::replica::{Replica, RoleState, Unavailable};
 use crate::storage::SlotState;
@@ -17,7 +17,18 @@ const MAX_TRACKED_ROUNDS: usize = 32;
 pub(crate) struct Candidate {
     pub(crate) ballot: Ballot,
     pub(crate) first_slot: Slot,
+    /// Complete promises (every chunk received), by acceptor.
     pub(crate) promises: BTreeMap<NodeId, Vec<(Slot, SlotState)>>,
+    /// Promises still arriving in chunks: the `first_slot` asked for next,
+    /// and the slots so far.
+    pub(crate) partial: BTreeMap<NodeId, (Slot, Vec<(Slot, SlotState)>)>,
+    /// Values reported chosen so far by any promise of this attempt; a
+    /// promise that contradicts one is refused.
+    pub(crate) chosen_reported: BTreeMap<Slot, Value>,
+    /// Acceptors that refused this ballot only because they hold a lease for
+    /// another leader (their promise is not higher): each is one vote
+    /// missing, and the attempt ends early once a quorum is out of reach.
+    pub(crate) refused_by: BTreeSet<NodeId>,
     /// Whether this node's own acceptor was asked yet. It is asked last,
     /// once the others' promises make a quorum with it, so a candidate that
     /// cannot win (cut off from the cluster) never raises its own promise
@@ -60,6 +71,8 @@ pub(crate) struct Leader {
     /// Proposed in this step, not yet sent.
     unsent: Vec<(Slot, Value)>,
     pub(crate) pending: VecDeque<Command>,
+    /// Sum of the lengths of `pending`.
+    pub(crate) pending_bytes: usize,
     next_heartbeat_at: Instant,
     heartbeat_round: u64,
     rounds: BTreeMap<u64, HeartbeatRound>,
@@ -70,9 +83,24 @@ pub(crate) struct Leader {
     pub(crate) reads: VecDeque<PendingRead>,
     /// A read arrived that needs a new heartbeat round.
     round_wanted: bool,
+    /// Send time of the latest heartbeat round a quorum acknowledged (or
+    /// the election). A leader that has not heard a quorum for an election
+    /// timeout steps down (check-quorum), so its clients go elsewhere.
+    quorum_heard_at: Instant,
 }
 
 impl Leader {
+    /// Queues a command for a slot.
+    pub(crate) fn push_pending(&mut self, command: Command) {
+        self.pending_bytes += command.len();
+        self.pending.push_back(command);
+    }
+
+    /// The value this leader proposes in `slot` and is not yet chosen.
+    pub(crate) fn proposed_value(&self, slot: Slot) -> Option<&Value> {
+        self.proposals.get(&slot).map(|p| &p.value)
+    }
+
     fn propose_at(&mut self, now: Instant, slot: Slot, value: Value) {
         assert!(
             slot >= self.next_slot,
@@ -93,11 +121,16 @@ impl Leader {
 
 impl Replica {
     /// Begins Phase 1 with a ballot above every one seen.
+    ///
+    /// Once rounds reach [`Ballot::MAX_ROUND`] the node no longer campaigns
+    /// (it logs an error each time it would); it still votes and follows.
     pub(crate) fn start_phase1(&mut self, now: Instant) {
-        let round = self
-            .max_round_seen
-            .checked_add(1)
-            .expect("ballot rounds exhausted");
+        if self.max_round_seen >= Ballot::MAX_ROUND {
+            tracing::error!(node = %self.config.id, max_round = Ballot::MAX_ROUND, "ballot rounds exhausted; not campaigning");
+            self.step_down(now);
+            return;
+        }
+        let round = self.max_round_seen + 1;
         self.max_round_seen = round;
         let ballot = Ballot::new(round, self.config.id);
         let first_slot = self.commit.next();
@@ -107,6 +140,9 @@ impl Replica {
             ballot,
             first_slot,
             promises: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            chosen_reported: BTreeMap::new(),
+            refused_by: BTreeSet::new(),
             asked_self: ask_self_now,
             deadline: now + self.config.election_timeout,
         });
@@ -119,33 +155,71 @@ impl Replica {
         }
     }
 
+    /// One promise, or one chunk of it (see [`Message::Promise`]).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_promise(
         &mut self,
         now: Instant,
         from: NodeId,
         ballot: Ballot,
         compacted_through: Slot,
+        first_slot: Slot,
         slots: Vec<(Slot, SlotState)>,
+        more_from: Option<Slot>,
     ) {
         let quorum = self.config.quorum();
         let RoleState::Candidate(candidate) = &mut self.role else {
             return;
         };
-        if candidate.ballot != ballot {
+        if candidate.ballot != ballot || candidate.promises.contains_key(&from) {
             return;
         }
-        if compacted_through >= candidate.first_slot {
+        let expected = candidate
+            .partial
+            .get(&from)
+            .map_or(candidate.first_slot, |(next, _)| *next);
+        if first_slot != expected {
+            // A duplicate or a stale chunk.
+            return;
+        }
+        if compacted_through >= first_slot {
             // The acceptor forgot chosen values we do not have, so we could
             // not re-propose them. Catch up from it first, then try again.
             tracing::info!(node = %self.config.id, %from, through = %compacted_through, "behind a compacted log; catching up");
             self.back_off(now);
-            self.catch_up_from = Some(from);
+            self.catch_up_from(now, from);
             self.known_commit = self.known_commit.max(compacted_through);
             self.next_fetch_at = now;
             self.maybe_fetch(now);
             return;
         }
-        candidate.promises.insert(from, slots);
+        for (slot, state) in &slots {
+            if let SlotState::Chosen(value) = state {
+                candidate
+                    .chosen_reported
+                    .entry(*slot)
+                    .or_insert_with(|| value.clone());
+            }
+        }
+        let mut collected = candidate
+            .partial
+            .remove(&from)
+            .map(|(_, collected)| collected)
+            .unwrap_or_default();
+        collected.extend(slots);
+        if let Some(next) = more_from {
+            candidate.partial.insert(from, (next, collected));
+            self.send(
+                from,
+                Message::Prepare {
+                    ballot,
+                    first_slot: next,
+                },
+            );
+            return;
+        }
+        candidate.refused_by.remove(&from);
+        candidate.promises.insert(from, collected);
         if candidate.promises.len() >= quorum {
             self.become_leader(now);
         } else if !candidate.asked_self && candidate.promises.len() + 1 >= quorum {
@@ -178,11 +252,14 @@ impl Replica {
             };
             match recovered.get(&slot) {
                 Some((None, chosen)) => {
-                    if entry.0.is_none() {
-                        assert_eq!(
-                            chosen, &entry.1,
-                            "safety violation: slot {slot} chosen twice"
-                        );
+                    if entry.0.is_none() && chosen != &entry.1 {
+                        // Promises come from peers: `check_peer_message`
+                        // refuses one that contradicts a value reported
+                        // before, but this node's own promise is not
+                        // checked and may have learned a value since.
+                        tracing::error!(node = %self.config.id, %slot, "promises report two chosen values; not leading");
+                        self.back_off(now);
+                        return;
                     }
                 }
                 Some((Some(b), _)) if entry.0.is_some_and(|e| e <= *b) => {}
@@ -213,6 +290,7 @@ impl Replica {
             proposals: BTreeMap::new(),
             unsent: Vec::new(),
             pending: VecDeque::new(),
+            pending_bytes: 0,
             next_heartbeat_at: now,
             heartbeat_round: 0,
             rounds: BTreeMap::new(),
@@ -220,6 +298,7 @@ impl Replica {
             lease_until: None,
             reads: VecDeque::new(),
             round_wanted: false,
+            quorum_heard_at: now,
         };
         let mut learned = Vec::new();
         for slot in (leader.next_slot.0..=last_known.0).map(Slot) {
@@ -277,15 +356,34 @@ impl Replica {
         self.advance_commit();
     }
 
-    pub(crate) fn on_reject(&mut self, now: Instant, ballot: Ballot, promised: Ballot) {
+    /// An acceptor refused `ballot`. If it promised a higher ballot, this
+    /// node has been superseded and steps back. If not, it refused only
+    /// because it holds a lease for another leader: for a candidate that is
+    /// one vote missing (the attempt ends once a quorum is out of reach);
+    /// a leader, already elected by a quorum, ignores it.
+    pub(crate) fn on_reject(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        ballot: Ballot,
+        promised: Ballot,
+    ) {
         self.observe_ballot(promised);
-        let ours = match &self.role {
-            RoleState::Candidate(c) => c.ballot,
-            RoleState::Leader(l) => l.ballot,
-            RoleState::Follower => return,
+        let members = self.config.members.len();
+        let quorum = self.config.quorum();
+        let superseded = promised > ballot;
+        let give_up = match &mut self.role {
+            RoleState::Candidate(c) if c.ballot == ballot => {
+                if !superseded && !c.promises.contains_key(&from) {
+                    c.refused_by.insert(from);
+                }
+                superseded || members - c.refused_by.len() < quorum
+            }
+            RoleState::Leader(l) if l.ballot == ballot => superseded,
+            _ => false,
         };
-        if ours == ballot {
-            tracing::debug!(node = %self.config.id, %ballot, %promised, "rejected");
+        if give_up {
+            tracing::debug!(node = %self.config.id, %ballot, %promised, %from, "rejected");
             self.back_off(now);
             self.leader_hint = None;
         }
@@ -304,6 +402,7 @@ impl Replica {
             r.acks.insert(from);
             if r.acks.len() >= quorum {
                 leader.confirmed_round = leader.confirmed_round.max(round);
+                leader.quorum_heard_at = leader.quorum_heard_at.max(r.sent_at);
                 let until = r.sent_at + leader_lease;
                 leader.lease_until = Some(leader.lease_until.map_or(until, |u| u.max(until)));
             }
@@ -311,11 +410,21 @@ impl Replica {
         self.release_reads();
     }
 
-    /// Heartbeats, retransmissions of unacknowledged accepts.
+    /// Check-quorum, heartbeats, retransmissions of unacknowledged accepts.
     pub(crate) fn leader_tick(&mut self, now: Instant) {
         let RoleState::Leader(leader) = &mut self.role else {
             return;
         };
+        #[cfg(feature = "bug-injection")]
+        let check_quorum = !self.config.bugs.read_without_lease;
+        #[cfg(not(feature = "bug-injection"))]
+        let check_quorum = true;
+        if check_quorum && now >= leader.quorum_heard_at + self.config.election_timeout {
+            tracing::warn!(node = %self.config.id, ballot = %leader.ballot, "no quorum heard for an election timeout; stepping down");
+            self.step_down(now);
+            self.leader_hint = None;
+            return;
+        }
         if now >= leader.next_heartbeat_at {
             self.send_heartbeat_round(now);
         }
@@ -339,16 +448,19 @@ impl Replica {
             }
         }
         let ballot = leader.ballot;
+        let budget = self.config.max_message_bytes;
         for (to, entries) in resend {
             let commit = self.commit;
-            self.send(
-                to,
-                Message::Accept {
-                    ballot,
-                    entries,
-                    commit,
-                },
-            );
+            for entries in split_by_bytes(entries, budget) {
+                self.send(
+                    to,
+                    Message::Accept {
+                        ballot,
+                        entries,
+                        commit,
+                    },
+                );
+            }
         }
     }
 
@@ -449,10 +561,18 @@ impl Replica {
             self.config.max_batch_commands,
             self.config.max_batch_bytes,
         );
+        let budget = self.config.max_message_bytes;
+        // Opening no slot while the log is over its byte bound stops the
+        // leader's log (and, through them, every follower's) from growing
+        // until the driver compacts.
+        let log_has_room = self.log_bytes <= self.config.max_log_bytes;
         let RoleState::Leader(leader) = &mut self.role else {
             return;
         };
-        while !leader.pending.is_empty() && leader.next_slot.0 - commit.0 - 1 < max_inflight {
+        while log_has_room
+            && !leader.pending.is_empty()
+            && leader.next_slot.0 - commit.0 - 1 < max_inflight
+        {
             let mut batch = Vec::new();
             let mut bytes = 0;
             while let Some(command) = leader.pending.front() {
@@ -462,6 +582,7 @@ impl Replica {
                     break;
                 }
                 bytes += command.len();
+                leader.pending_bytes -= command.len();
                 batch.push(leader.pending.pop_front().expect("front exists"));
             }
             let slot = leader.next_slot;
@@ -469,16 +590,44 @@ impl Replica {
         }
         let round_wanted = leader.round_wanted;
         if !leader.unsent.is_empty() {
-            let entries = std::mem::take(&mut leader.unsent);
-            let message = Message::Accept {
-                ballot: leader.ballot,
-                entries,
-                commit,
-            };
-            self.broadcast(&message);
+            let ballot = leader.ballot;
+            let unsent = std::mem::take(&mut leader.unsent);
+            for entries in split_by_bytes(unsent, budget) {
+                let message = Message::Accept {
+                    ballot,
+                    entries,
+                    commit,
+                };
+                self.broadcast(&message);
+            }
         }
         if round_wanted {
             self.send_heartbeat_round(now);
         }
     }
+}
+
+/// Cuts `entries` into runs whose messages stay within `max_message_bytes`
+/// (by [`Value::size_bound_bytes`]), each holding at least one entry, in
+/// order.
+pub(crate) fn split_by_bytes(
+    entries: Vec<(Slot, Value)>,
+    max_message_bytes: usize,
+) -> Vec<Vec<(Slot, Value)>> {
+    let mut runs: Vec<Vec<(Slot, Value)>> = Vec::new();
+    let mut size = MESSAGE_OVERHEAD_BYTES;
+    for (slot, value) in entries {
+        let bytes = value.size_bound_bytes();
+        match runs.last_mut() {
+            Some(run) if size + bytes <= max_message_bytes => {
+                size += bytes;
+                run.push((slot, value));
+            }
+            _ => {
+                size = MESSAGE_OVERHEAD_BYTES + bytes;
+                runs.push(vec![(slot, value)]);
+            }
+        }
+    }
+    runs
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
-use crate::message::{Envelope, Message};
+use crate::message::{Envelope, Message, MESSAGE_OVERHEAD_BYTES};
 use crate::proposer::{Candidate, Leader};
 use crate::ready::{ReadId, Ready};
 use crate::rng::Rng;
@@ -82,8 +82,11 @@ pub struct Replica {
     pub(crate) rng: Rng,
     /// Highest ballot promised (durable).
     pub(crate) promised: Ballot,
-    /// Every slot this node holds a value for (durable).
+    /// Every slot this node holds a value for (durable). Changed only
+    /// through `put_slot` and `compact`, which keep `log_bytes`.
     pub(crate) log: BTreeMap<Slot, SlotState>,
+    /// Sum of `Value::size_bound_bytes` over `log`.
+    pub(crate) log_bytes: u64,
     /// Slots through here are captured by a state-machine snapshot and gone
     /// from `log` (durable).
     pub(crate) compacted_through: Slot,
@@ -109,7 +112,12 @@ pub struct Replica {
     pub(crate) next_fetch_at: Instant,
     /// A node known to hold chosen values we lack (set when a promise showed
     /// we are behind its compaction point); fetched from before the leader.
+    /// Cleared by a snapshot install, or when it sent nothing that moved the
+    /// commit index for an election timeout (it may have died), so the node
+    /// falls back to fetching from the leader.
     pub(crate) catch_up_from: Option<NodeId>,
+    /// When `catch_up_from` was set or last moved the commit index.
+    pub(crate) catch_up_progress_at: Instant,
     /// When we last asked the driver to send each peer a snapshot.
     pub(crate) snapshot_offered_at: BTreeMap<NodeId, Instant>,
     /// Messages from this node to itself, handled before the call returns.
@@ -143,10 +151,34 @@ impl Replica {
                 durable.compacted_through
             )));
         }
+        if !durable.promised.round_in_range() {
+            return Err(ConfigError(format!(
+                "the durable promise {} has a round above the highest usable one ({})",
+                durable.promised,
+                Ballot::MAX_ROUND
+            )));
+        }
+        let last_slot = durable.slots.keys().next_back().copied();
+        if let Some(slot) = [Some(applied), last_slot]
+            .into_iter()
+            .flatten()
+            .find(|slot| *slot > Slot::MAX)
+        {
+            return Err(ConfigError(format!(
+                "slot {slot} is above the highest usable slot ({})",
+                Slot::MAX
+            )));
+        }
+        let log_bytes = durable
+            .slots
+            .values()
+            .map(|state| state.value().size_bound_bytes() as u64)
+            .sum();
         let mut replica = Replica {
             rng,
             promised: durable.promised,
             log: durable.slots,
+            log_bytes,
             compacted_through: durable.compacted_through,
             commit: applied,
             delivered: applied,
@@ -164,6 +196,7 @@ impl Replica {
             failed_attempts: 0,
             next_fetch_at: now,
             catch_up_from: None,
+            catch_up_progress_at: now,
             snapshot_offered_at: BTreeMap::new(),
             loopback: VecDeque::new(),
             ready: Ready::default(),
@@ -199,13 +232,28 @@ impl Replica {
     }
 
     /// Handles one message from another node.
+    ///
+    /// A message that breaks a protocol rule (see `peer_input`) is dropped
+    /// and logged, at error level if it contradicts a chosen value: input
+    /// from a peer never panics the node, hangs it or makes it hold
+    /// unbounded memory.
     pub fn step(&mut self, now: Instant, envelope: Envelope) {
         assert_eq!(envelope.to, self.config.id, "message for another node");
-        if envelope.from == self.config.id || !self.config.members.contains(&envelope.from) {
-            tracing::warn!(node = %self.config.id, from = %envelope.from, "message from a non-member dropped");
+        let from = envelope.from;
+        if from == self.config.id || !self.config.members.contains(&from) {
+            tracing::warn!(node = %self.config.id, %from, "message from a non-member dropped");
             return;
         }
-        self.handle(now, envelope.from, envelope.message);
+        if let Err(error) = self.check_peer_message(from, &envelope.message) {
+            let kind = message_kind(&envelope.message);
+            if error.is_safety_violation() {
+                tracing::error!(node = %self.config.id, %from, kind, %error, "peer message refused");
+            } else {
+                tracing::warn!(node = %self.config.id, %from, kind, %error, "peer message refused");
+            }
+            return;
+        }
+        self.handle(now, from, envelope.message);
         self.settle(now);
     }
 
@@ -221,15 +269,24 @@ impl Replica {
     /// Queues a command for the log. Only the leader takes commands; the
     /// command's outcome shows up as a committed value (or, if leadership is
     /// lost before it got a slot, in `Ready::unproposed`).
+    ///
+    /// Answers `Busy` while `max_pending_commands` commands or
+    /// `max_pending_bytes` bytes wait for a slot (a command is always taken
+    /// into an empty queue), and while the log holds more than
+    /// `max_log_bytes` (the driver has to compact first).
     pub fn propose(&mut self, now: Instant, command: Command) -> Result<(), Unavailable> {
         let max_pending = self.config.max_pending_commands;
+        let max_pending_bytes = self.config.max_pending_bytes;
+        let log_full = self.log_bytes > self.config.max_log_bytes;
         let RoleState::Leader(leader) = &mut self.role else {
             return Err(self.not_leader());
         };
-        if leader.pending.len() >= max_pending {
+        let bytes_full = !leader.pending.is_empty()
+            && leader.pending_bytes.saturating_add(command.len()) > max_pending_bytes;
+        if log_full || bytes_full || leader.pending.len() >= max_pending {
             return Err(Unavailable::Busy);
         }
-        leader.pending.push_back(command);
+        leader.push_pending(command);
         self.settle(now);
         Ok(())
     }
@@ -264,6 +321,13 @@ impl Replica {
             ready.early_despite_promise = self.config.bugs.phase2_before_own_promise_durable;
         }
         ready
+    }
+
+    /// Bytes the log holds in slots not yet compacted, by
+    /// [`Value::size_bound_bytes`]; the leader opens no new slot while it is
+    /// above `Config::max_log_bytes`.
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes
     }
 
     /// This node's id.
@@ -336,6 +400,15 @@ impl Replica {
         self.ready.persist.push(record);
     }
 
+    /// Puts `state` in the log at `slot`, keeping `log_bytes`.
+    pub(crate) fn put_slot(&mut self, slot: Slot, state: SlotState) {
+        let added = state.value().size_bound_bytes() as u64;
+        if let Some(old) = self.log.insert(slot, state) {
+            self.log_bytes -= old.value().size_bound_bytes() as u64;
+        }
+        self.log_bytes += added;
+    }
+
     /// Handles messages to self and flushes batched accepts until quiet.
     pub(crate) fn settle(&mut self, now: Instant) {
         loop {
@@ -356,15 +429,25 @@ impl Replica {
             Message::Promise {
                 ballot,
                 compacted_through,
+                first_slot,
                 slots,
-            } => self.on_promise(now, from, ballot, compacted_through, slots),
+                more_from,
+            } => self.on_promise(
+                now,
+                from,
+                ballot,
+                compacted_through,
+                first_slot,
+                slots,
+                more_from,
+            ),
             Message::Accept {
                 ballot,
                 entries,
                 commit,
             } => self.on_accept(now, from, ballot, entries, commit),
             Message::Accepted { ballot, slots } => self.on_accepted(from, ballot, slots),
-            Message::Reject { ballot, promised } => self.on_reject(now, ballot, promised),
+            Message::Reject { ballot, promised } => self.on_reject(now, from, ballot, promised),
             Message::Heartbeat {
                 ballot,
                 commit,
@@ -372,7 +455,7 @@ impl Replica {
             } => self.on_heartbeat(now, from, ballot, commit, round),
             Message::HeartbeatAck { ballot, round } => self.on_heartbeat_ack(from, ballot, round),
             Message::Fetch { first_slot } => self.on_fetch(now, from, first_slot),
-            Message::Chosen { entries } => self.on_chosen(now, entries),
+            Message::Chosen { entries } => self.on_chosen(now, from, entries),
         }
     }
 
@@ -380,6 +463,14 @@ impl Replica {
         assert_eq!(
             self.delivered, self.commit,
             "committed values not delivered"
+        );
+        assert!(
+            self.promised.round_in_range() && self.max_round_seen <= Ballot::MAX_ROUND,
+            "ballot round above the highest usable one"
+        );
+        assert!(
+            self.log.is_empty() == (self.log_bytes == 0),
+            "log byte count out of step with the log"
         );
         if let RoleState::Leader(leader) = &self.role {
             assert!(
@@ -432,18 +523,30 @@ impl Replica {
             self.step_down(now);
             self.leader_hint = None;
         }
-        let slots = self
-            .log
-            .range(first_slot..)
-            .map(|(slot, state)| (*slot, state.clone()))
-            .collect();
+        // Report what fits in one message (at least one slot); the
+        // candidate asks again for the rest (see `Message::Promise`).
+        let budget = self.config.max_message_bytes;
+        let mut size = MESSAGE_OVERHEAD_BYTES;
+        let mut slots = Vec::new();
+        let mut more_from = None;
+        for (slot, state) in self.log.range(first_slot..) {
+            let bytes = state.value().size_bound_bytes();
+            if !slots.is_empty() && size + bytes > budget {
+                more_from = Some(*slot);
+                break;
+            }
+            size += bytes;
+            slots.push((*slot, state.clone()));
+        }
         let compacted_through = self.compacted_through;
         self.send(
             from,
             Message::Promise {
                 ballot,
                 compacted_through,
+                first_slot,
                 slots,
+                more_from,
             },
         );
     }
@@ -476,8 +579,15 @@ impl Replica {
         }
         self.promise(ballot);
         self.follow(now, ballot);
+        let horizon = self.slot_horizon();
         let mut accepted = Vec::with_capacity(entries.len());
         for (slot, value) in entries {
+            if slot > horizon {
+                // Too far ahead of what this node knows: it catches up
+                // first, and accepts the slot when the leader retransmits.
+                tracing::debug!(node = %self.config.id, %slot, %horizon, "accept beyond the slot horizon skipped");
+                continue;
+            }
             if slot <= self.compacted_through {
                 // Chosen long ago and captured by our snapshot.
                 accepted.push(slot);
@@ -485,6 +595,7 @@ impl Replica {
             }
             match self.log.get(&slot) {
                 Some(SlotState::Chosen(chosen)) => {
+                    // `check_peer_message` refused any other value.
                     assert_eq!(
                         chosen, &value,
                         "safety violation: ballot {ballot} proposed another value for chosen slot {slot}"
@@ -492,7 +603,7 @@ impl Replica {
                 }
                 _ => {
                     assert!(ballot <= self.promised, "accepting above the promise");
-                    self.log.insert(
+                    self.put_slot(
                         slot,
                         SlotState::Accepted {
                             ballot,
@@ -569,6 +680,21 @@ impl Replica {
         let delay = self.rng.duration_between(ceiling / 2, ceiling);
         self.election_deadline = now + delay;
         tracing::debug!(node = %self.config.id, attempts = self.failed_attempts, ?delay, "backing off");
+    }
+}
+
+/// The message's kind, for logs.
+fn message_kind(message: &Message) -> &'static str {
+    match message {
+        Message::Prepare { .. } => "prepare",
+        Message::Promise { .. } => "promise",
+        Message::Accept { .. } => "accept",
+        Message::Accepted { .. } => "accepted",
+        Message::Reject { .. } => "reject",
+        Message::Heartbeat { .. } => "heartbeat",
+        Message::HeartbeatAck { .. } => "heartbeat_ack",
+        Message::Fetch { .. } => "fetch",
+        Message::Chosen { .. } => "chosen",
     }
 }
 

@@ -218,7 +218,9 @@ fn chosen_slots_are_reported_as_chosen_in_promises() {
         Message::Promise {
             ballot: Ballot::new(1, NodeId(1)),
             compacted_through: Slot(0),
-            slots: vec![(Slot(1), SlotState::Chosen(Value::Noop))]
+            first_slot: Slot(1),
+            slots: vec![(Slot(1), SlotState::Chosen(Value::Noop))],
+            more_from: None,
         }
     );
 }

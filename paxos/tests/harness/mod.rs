@@ -1,0 +1,86 @@
+//! A hand-driven network of replicas for the focused tests.
+#![allow(dead_code)]
+
+use synod_paxos::{Config, DurableState, Envelope, Instant, NodeId, Replica, Slot, Value};
+
+/// Node ids 1 to `n`.
+pub fn members(n: u32) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+/// `ms` milliseconds after the origin.
+pub fn at_ms(ms: u64) -> Instant {
+    Instant::from_micros(ms * 1000)
+}
+
+/// Node `id` of `n` with the default configuration and nothing durable.
+pub fn replica(id: u32, n: u32) -> Replica {
+    with_config(Config::new(NodeId(id), members(n)))
+}
+
+/// A fresh replica with `config`.
+pub fn with_config(config: Config) -> Replica {
+    Replica::new(config, DurableState::default(), Slot(0), at_ms(0)).unwrap()
+}
+
+/// Everything the nodes sent while messages were delivered.
+#[derive(Default)]
+pub struct Delivered {
+    /// What each node applied, by index.
+    pub applied: Vec<Vec<(Slot, Value)>>,
+    /// Every envelope delivered (or dropped by the filter), in order.
+    pub sent: Vec<Envelope>,
+}
+
+/// Delivers messages among `nodes` at `now` until none is left, dropping
+/// those `keep` refuses.
+pub fn deliver_where(
+    nodes: &mut [Replica],
+    now: Instant,
+    keep: impl Fn(&Envelope) -> bool,
+) -> Delivered {
+    let mut out = Delivered {
+        applied: vec![Vec::new(); nodes.len()],
+        sent: Vec::new(),
+    };
+    loop {
+        let mut in_flight = Vec::new();
+        for (i, node) in nodes.iter_mut().enumerate() {
+            let ready = node.ready();
+            out.applied[i].extend(ready.committed);
+            in_flight.extend(ready.messages);
+        }
+        if in_flight.is_empty() {
+            return out;
+        }
+        for envelope in in_flight {
+            out.sent.push(envelope.clone());
+            if keep(&envelope) {
+                nodes[envelope.to.0 as usize - 1].step(now, envelope);
+            }
+        }
+    }
+}
+
+/// Delivers every message among `nodes` at `now` until none is left.
+pub fn deliver_all(nodes: &mut [Replica], now: Instant) -> Delivered {
+    deliver_where(nodes, now, |_| true)
+}
+
+/// A cluster of `n` fresh nodes in which node 1 was elected at 1 ms.
+pub fn cluster_led_by_node_1(n: u32) -> Vec<Replica> {
+    let mut nodes: Vec<Replica> = (1..=n).map(|id| replica(id, n)).collect();
+    nodes[0].campaign(at_ms(1));
+    deliver_all(&mut nodes, at_ms(1));
+    assert!(nodes[0].is_leader());
+    nodes
+}
+
+/// An envelope from `from` to `to`.
+pub fn envelope(from: u32, to: u32, message: synod_paxos::Message) -> Envelope {
+    Envelope {
+        from: NodeId(from),
+        to: NodeId(to),
+        message,
+    }
+}
