@@ -119,3 +119,54 @@ fn a_snapshot_installed_in_the_round_that_committed_slots_applies_cleanly() {
     assert_eq!(applied(&node), 5);
     assert_eq!(node.replica().commit_index(), Slot(5));
 }
+
+/// Runs rounds of a one-node cluster's node until nothing is left to do,
+/// persisting into `log`.
+fn settle(node: &mut Node, log: &mut synod_paxos::MemStorage, now: Instant) {
+    use synod_paxos::Storage as _;
+    for _ in 0..10 {
+        let round = node.begin_round(now).unwrap();
+        log.persist(&round.persist).unwrap();
+        node.finish_round(now).unwrap();
+    }
+}
+
+#[test]
+fn a_log_of_large_slots_is_compacted_before_it_reaches_its_byte_bound() {
+    let mut paxos = Config::new(NodeId(1), vec![NodeId(1)]);
+    paxos.max_log_bytes = 1 << 20;
+    let config = NodeConfig {
+        paxos,
+        // By slot count alone, nothing would be compacted in this test.
+        compaction: CompactionPolicy {
+            flush_every_slots: 1_000,
+            every_slots: 10_000,
+            keep_slots: 1_000,
+        },
+        sessions: SessionClockConfig::default(),
+        first_anonymous_seq: 1,
+    };
+    let mut log = synod_paxos::MemStorage::new();
+    let state_machine = StateMachine::in_memory().unwrap();
+    let mut node = Node::new(config, DurableState::default(), state_machine, at_ms(0)).unwrap();
+    node.campaign(at_ms(1));
+    settle(&mut node, &mut log, at_ms(1));
+    assert!(node.replica().is_leader());
+    for i in 0..40u64 {
+        let now = at_ms(10 + i);
+        let write = Request::decode(put(&format!("big{i}"), 100_000).as_slice()).unwrap();
+        node.write(now, write);
+        settle(&mut node, &mut log, now);
+    }
+    assert_eq!(
+        applied(&node),
+        41,
+        "every write applied (one slot each, and the no-op)"
+    );
+    assert!(
+        node.replica().log_bytes() <= 1 << 20,
+        "the log stays under its byte bound: {} bytes",
+        node.replica().log_bytes()
+    );
+    assert!(node.status().compacted_through > Slot(0));
+}

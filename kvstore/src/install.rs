@@ -76,7 +76,7 @@ pub enum SnapshotError {
         /// The state machine's.
         applied_index: u64,
     },
-    /// The snapshot's applied index is above [`Slot::MAX_VALID`], or its revision above
+    /// The snapshot's applied index is above [`Slot::MAX`], or its revision above
     /// [`MAX_SNAPSHOT_REVISION`]: the next slot or write would overflow.
     #[error("snapshot {what} {value} is above the highest valid {max}")]
     OutOfRange {
@@ -177,7 +177,7 @@ enum Phase {
 /// next `StateMachine::from_database`) drops the leftover staging tables.
 ///
 /// # Validation
-/// Checks: the format version; an applied index at most [`Slot::MAX_VALID`] and a revision at
+/// Checks: the format version; an applied index at most [`Slot::MAX`] and a revision at
 /// most [`MAX_SNAPSHOT_REVISION`]; chunk sizes ([`MAX_SNAPSHOT_CHUNK_BYTES`], entries at most
 /// [`MAX_SNAPSHOT_ENTRY_BYTES`]); sequence numbers 0, 1, 2, ...; the same applied index and
 /// revision in every chunk, ahead of the state machine's; every entry decodes, names a known table
@@ -315,7 +315,7 @@ impl SnapshotInstaller {
         }
         match self.header {
             None => {
-                check_range("applied index", chunk.applied_index, Slot::MAX_VALID.0)?;
+                check_range("applied index", chunk.applied_index, Slot::MAX.0)?;
                 check_range("revision", chunk.revision, MAX_SNAPSHOT_REVISION)?;
                 let applied_index =
                     get_meta(&self.db.begin_read()?.open_table(META)?, APPLIED_INDEX)?;

@@ -58,7 +58,7 @@ pub const SNAPSHOT_FORMAT: u32 = 1;
 /// ([`SnapshotError::OutOfRange`](crate::SnapshotError::OutOfRange)), so the state machine's
 /// revision, which grows by one per write, can never overflow after an install (2^63 writes at
 /// a million a second take 290,000 years). The applied index is bounded likewise by
-/// [`Slot::MAX_VALID`](synod_paxos::Slot::MAX_VALID).
+/// [`Slot::MAX`](synod_paxos::Slot::MAX).
 pub const MAX_SNAPSHOT_REVISION: u64 = u64::MAX >> 1;
 
 /// Most entry-stream bytes in one [`SnapshotChunk`] (1 MiB). An encoded chunk is at most

@@ -59,7 +59,7 @@ fn a_snapshot_at_revision_u64_max_is_refused_not_installed() {
 
 #[test]
 fn a_snapshot_at_an_applied_index_above_the_highest_slot_is_refused() {
-    for applied_index in [u64::MAX, Slot::MAX_VALID.0 + 1] {
+    for applied_index in [u64::MAX, Slot::MAX.0 + 1] {
         let mut target = StateMachine::in_memory().unwrap();
         match target.install_snapshot(snapshot_at(applied_index, 3)) {
             Err(SnapshotError::OutOfRange { what, value, .. }) => {
@@ -74,7 +74,7 @@ fn a_snapshot_at_an_applied_index_above_the_highest_slot_is_refused() {
 #[test]
 fn a_snapshot_at_the_highest_valid_revision_and_slot_installs() {
     let mut target = StateMachine::in_memory().unwrap();
-    let chunks = snapshot_at(Slot::MAX_VALID.0, MAX_SNAPSHOT_REVISION);
-    assert_eq!(target.install_snapshot(chunks).unwrap(), Slot::MAX_VALID.0);
+    let chunks = snapshot_at(Slot::MAX.0, MAX_SNAPSHOT_REVISION);
+    assert_eq!(target.install_snapshot(chunks).unwrap(), Slot::MAX.0);
     assert_eq!(target.revision(), MAX_SNAPSHOT_REVISION);
 }

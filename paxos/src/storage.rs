@@ -70,8 +70,8 @@ impl Record {
 
     /// Checks the rules of [`DurableState::try_apply`] that need no more state than the
     /// promise held (all but "a chosen value never changes"): the promise does not go down,
-    /// nothing is accepted above it, slots are in `1..=`[`Slot::MAX_VALID`] (a compaction
-    /// point in `0..=Slot::MAX_VALID`) and ballots at most [`Ballot::MAX_VALID`]. Storage that
+    /// nothing is accepted above it, slots are in `1..=`[`Slot::MAX`] (a compaction
+    /// point in `0..=Slot::MAX`) and ballots at most [`Ballot::MAX`]. Storage that
     /// tracks only the promise checks records with it before writing them.
     pub fn check_against_promise(&self, promised: Ballot) -> Result<(), RecordRuleError> {
         match *self {
@@ -96,7 +96,7 @@ impl Record {
             }
             Record::Chosen { slot, .. } => check_slot(slot)?,
             Record::Compacted(through) => {
-                if through > Slot::MAX_VALID {
+                if through > Slot::MAX {
                     return Err(RecordRuleError::SlotOutOfRange { slot: through });
                 }
             }
@@ -115,26 +115,6 @@ pub struct DurableState {
     /// Slots through here were dropped after a state-machine snapshot
     /// captured them.
     pub compacted_through: Slot,
-}
-
-impl Slot {
-    /// The highest slot a [`Record`] may name (2^63 − 1).
-    ///
-    /// Far beyond any real log (2^63 slots at a million a second last 290,000 years), and low
-    /// enough that arithmetic on slots (`next`, a window above a slot) never overflows. A record
-    /// above it on disk is corruption ([`RecordRuleError::SlotOutOfRange`]); the core must refuse
-    /// peer input naming slots above it before anything reaches storage.
-    pub const MAX_VALID: Slot = Slot(u64::MAX >> 1);
-}
-
-impl Ballot {
-    /// The highest ballot a [`Record`] may name: round `u32::MAX − 1`, any node.
-    ///
-    /// A promise at round `u32::MAX` would leave a node no higher round to campaign with, so a
-    /// stored one is corruption ([`RecordRuleError::BallotTooHigh`]). The core's highest usable
-    /// round must be at most `u32::MAX − 1` (so whatever it promises or proposes stays at or
-    /// below this), and it must refuse peer ballots above its own limit before persisting them.
-    pub const MAX_VALID: Ballot = Ballot(((u32::MAX as u64 - 1) << 32) | u32::MAX as u64);
 }
 
 /// A [`Record`] that breaks the acceptor's rules when applied to a [`DurableState`]: storage
@@ -163,12 +143,12 @@ pub enum RecordRuleError {
         /// The slot.
         slot: Slot,
     },
-    /// A slot of 0 (no slot) or above [`Slot::MAX_VALID`].
+    /// A slot of 0 (no slot) or above [`Slot::MAX`].
     SlotOutOfRange {
         /// The slot the record names.
         slot: Slot,
     },
-    /// A ballot above [`Ballot::MAX_VALID`].
+    /// A ballot above [`Ballot::MAX`].
     BallotTooHigh {
         /// The ballot the record names.
         ballot: Ballot,
@@ -196,12 +176,12 @@ impl std::fmt::Display for RecordRuleError {
             RecordRuleError::SlotOutOfRange { slot } => write!(
                 f,
                 "slot {slot} out of range: slots run from 1 to {}",
-                Slot::MAX_VALID
+                Slot::MAX
             ),
             RecordRuleError::BallotTooHigh { ballot } => write!(
                 f,
                 "ballot {ballot} above the highest valid ballot {}",
-                Ballot::MAX_VALID
+                Ballot::MAX
             ),
         }
     }
@@ -209,17 +189,17 @@ impl std::fmt::Display for RecordRuleError {
 
 impl std::error::Error for RecordRuleError {}
 
-/// Fails unless `slot` is a real slot at most [`Slot::MAX_VALID`].
+/// Fails unless `slot` is a real slot at most [`Slot::MAX`].
 fn check_slot(slot: Slot) -> Result<(), RecordRuleError> {
-    if slot == Slot(0) || slot > Slot::MAX_VALID {
+    if slot == Slot(0) || slot > Slot::MAX {
         return Err(RecordRuleError::SlotOutOfRange { slot });
     }
     Ok(())
 }
 
-/// Fails if `ballot` is above [`Ballot::MAX_VALID`].
+/// Fails if `ballot` is above [`Ballot::MAX`].
 fn check_ballot(ballot: Ballot) -> Result<(), RecordRuleError> {
-    if ballot > Ballot::MAX_VALID {
+    if ballot > Ballot::MAX {
         return Err(RecordRuleError::BallotTooHigh { ballot });
     }
     Ok(())
@@ -241,8 +221,8 @@ impl DurableState {
     /// which rule it breaks. For records read back from storage, which may be corrupt.
     ///
     /// The rules: promises never go down; nothing is accepted above the promise; a chosen value
-    /// never changes; slots are in `1..=`[`Slot::MAX_VALID`] (a compaction point in
-    /// `0..=Slot::MAX_VALID`); ballots are at most [`Ballot::MAX_VALID`].
+    /// never changes; slots are in `1..=`[`Slot::MAX`] (a compaction point in
+    /// `0..=Slot::MAX`); ballots are at most [`Ballot::MAX`].
     pub fn try_apply(&mut self, record: Record) -> Result<(), RecordRuleError> {
         record.check_against_promise(self.promised)?;
         match record {
@@ -427,7 +407,7 @@ mod tests {
     #[test]
     fn slots_and_ballots_near_the_top_of_u64_are_refused_without_overflow() {
         let promise = Record::Promised(Ballot(1));
-        for slot in [0, Slot::MAX_VALID.0 + 1, u64::MAX] {
+        for slot in [0, Slot::MAX.0 + 1, u64::MAX] {
             assert_eq!(
                 refused(std::slice::from_ref(&promise), accepted(slot, Ballot(1))),
                 RecordRuleError::SlotOutOfRange { slot: Slot(slot) }
@@ -455,13 +435,9 @@ mod tests {
         }
         // The limits themselves are valid, and the next slot does not overflow.
         let mut state = DurableState::default();
-        state
-            .try_apply(Record::Promised(Ballot::MAX_VALID))
-            .unwrap();
-        state
-            .try_apply(accepted(Slot::MAX_VALID.0, Ballot::MAX_VALID))
-            .unwrap();
-        state.try_apply(Record::Compacted(Slot::MAX_VALID)).unwrap();
+        state.try_apply(Record::Promised(Ballot::MAX)).unwrap();
+        state.try_apply(accepted(Slot::MAX.0, Ballot::MAX)).unwrap();
+        state.try_apply(Record::Compacted(Slot::MAX)).unwrap();
         assert!(state.slots.is_empty());
     }
 

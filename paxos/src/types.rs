@@ -33,6 +33,11 @@ impl Ballot {
     /// uninterrupted dueling to reach it.
     pub const MAX_ROUND: u32 = (1 << 31) - 1;
 
+    /// The highest ballot: [`MAX_ROUND`](Ballot::MAX_ROUND), any node. A
+    /// stored promise above it is corruption
+    /// ([`RecordRuleError::BallotTooHigh`](crate::RecordRuleError)).
+    pub const MAX: Ballot = Ballot(((Ballot::MAX_ROUND as u64) << 32) | u32::MAX as u64);
+
     /// The ballot of `node` in `round`.
     pub fn new(round: u32, node: NodeId) -> Ballot {
         Ballot((u64::from(round) << 32) | u64::from(node.0))

@@ -188,6 +188,8 @@ pub struct Node {
     replica: Replica,
     state_machine: StateMachine,
     compaction: CompactionPolicy,
+    /// The core's bound on log bytes (`Config::max_log_bytes`).
+    max_log_bytes: u64,
     /// The leadership seen at the end of the last round (for step-down).
     leadership: LeadershipWatch,
     /// The leader's session deadlines, lock-delays and checkpoints.
@@ -221,11 +223,13 @@ impl Node {
         now: Instant,
     ) -> Result<Node, ConfigError> {
         let applied = Slot(state_machine.applied_index());
+        let max_log_bytes = config.paxos.max_log_bytes;
         let replica = Replica::new(config.paxos, durable, applied, now)?;
         Ok(Node {
             replica,
             state_machine,
             compaction: config.compaction,
+            max_log_bytes,
             leadership: LeadershipWatch::default(),
             expiry: ExpiryTimer::new(KeyExpiryConfig::like_sessions(&config.sessions)),
             sessions: SessionTimer::new(config.sessions),
@@ -372,6 +376,8 @@ impl Node {
         self.flushed_through = through;
         self.sessions.reset();
         self.expiry.reset();
+        // The installer refuses applied indexes above `Slot::MAX`, and the
+        // commit index was checked above.
         let taken = self.replica.install_snapshot(now, Slot(through));
         assert!(taken, "a snapshot ahead of the commit index is taken");
         tracing::info!(%from, through, "snapshot installed");
@@ -675,14 +681,21 @@ impl Node {
         let applied = self.state_machine.applied_index();
         let compacted = self.replica.compacted_through().0;
         let policy = self.compaction;
-        let compaction_due = applied >= compacted + policy.every_slots + policy.keep_slots;
+        let due_by_slots = applied >= compacted + policy.every_slots + policy.keep_slots;
+        // Large slots: the leader opens no slot while the log holds more
+        // than `max_log_bytes`, so compact well before that, keeping fewer
+        // slots for laggards (they catch up by snapshot).
+        let due_by_bytes = applied > compacted && self.replica.log_bytes() > self.max_log_bytes / 2;
         let flush_due = applied >= self.flushed_through + policy.flush_every_slots;
-        if !compaction_due && !flush_due {
+        if !due_by_slots && !due_by_bytes && !flush_due {
             return Ok(());
         }
         self.flush()?;
-        if compaction_due {
+        if due_by_slots {
             self.replica.compact(Slot(applied - policy.keep_slots));
+        } else if due_by_bytes {
+            let keep = policy.keep_slots.min((applied - compacted) / 2);
+            self.replica.compact(Slot(applied - keep));
         }
         Ok(())
     }
