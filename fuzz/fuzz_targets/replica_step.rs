@@ -12,10 +12,8 @@
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use synod_fuzz::{count, generate, known};
-use synod_paxos::{
-    Config, Envelope, Instant, MemStorage, Message, NodeId, Replica, Slot, SlotState, Storage,
-};
+use synod_fuzz::{count, generate};
+use synod_paxos::{Config, Envelope, Instant, MemStorage, NodeId, Replica, Slot, Storage};
 
 const ME: NodeId = NodeId(1);
 
@@ -79,45 +77,6 @@ impl Node {
     }
 }
 
-/// True if `envelope` reaches a crash already reported (see `synod_fuzz::known`).
-fn reaches_known_crash(envelope: &Envelope) -> bool {
-    let ballot = |b| known::is_last_round(b);
-    let slot = |s| known::is_huge_slot(s);
-    match &envelope.message {
-        Message::Prepare {
-            ballot: b,
-            first_slot,
-        } => ballot(*b) || slot(*first_slot),
-        Message::Promise {
-            ballot: b,
-            compacted_through,
-            slots,
-        } => {
-            ballot(*b)
-                || slot(*compacted_through)
-                || slots.iter().any(|(s, state)| {
-                    slot(*s) || matches!(state, SlotState::Accepted { ballot: b, .. } if ballot(*b))
-                })
-        }
-        Message::Accept {
-            ballot: b,
-            entries,
-            commit,
-        } => ballot(*b) || slot(*commit) || entries.iter().any(|(s, _)| slot(*s)),
-        Message::Accepted { ballot: b, slots } => ballot(*b) || slots.iter().any(|s| slot(*s)),
-        Message::Reject {
-            ballot: b,
-            promised,
-        } => ballot(*b) || ballot(*promised),
-        Message::Heartbeat {
-            ballot: b, commit, ..
-        } => ballot(*b) || slot(*commit),
-        Message::HeartbeatAck { ballot: b, .. } => ballot(*b),
-        Message::Fetch { first_slot } => slot(*first_slot),
-        Message::Chosen { entries } => entries.iter().any(|(s, _)| slot(*s)),
-    }
-}
-
 /// One peer message: generated, or a peer frame's body decoded.
 fn peer_message(u: &mut Unstructured<'_>) -> Result<Option<Envelope>> {
     if u.ratio(1, 8)? {
@@ -133,7 +92,6 @@ fn peer_message(u: &mut Unstructured<'_>) -> Result<Option<Envelope>> {
 
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let mut node = Node::new();
-    let skip_known = known::skip_known();
     let mut read_id = 0;
     for _ in 0..MAX_ACTIONS {
         if u.is_empty() {
@@ -145,9 +103,6 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 let Some(envelope) = peer_message(u)? else {
                     continue;
                 };
-                if skip_known && reaches_known_crash(&envelope) {
-                    continue;
-                }
                 node.replica.step(now, envelope);
             }
             7..=9 => {

@@ -15,7 +15,7 @@
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
-use synod_fuzz::{count, generate, known};
+use synod_fuzz::{count, generate};
 use synod_kvstore::{
     EventFilter, EventSpace, Get, Op, Put, Request, Scan, SnapshotChunk, SnapshotError,
     StateMachine,
@@ -105,13 +105,6 @@ fn snapshot_chunks(u: &mut Unstructured<'_>) -> Result<(Vec<Vec<u8>>, Option<Sou
                 chunks.insert(u.choose_index(chunks.len() + 1)?, copy);
             }
         }
-    }
-    if known::skip_known()
-        && chunks
-            .iter()
-            .any(|c| known::is_near_max_revision(c.revision))
-    {
-        return Ok((Vec::new(), None));
     }
     let untampered = (!tampered).then(|| Source {
         state_hash: source.state_hash().expect("hash the state"),

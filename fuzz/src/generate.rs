@@ -358,7 +358,9 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
             Message::Promise {
                 ballot: ballot(u)?,
                 compacted_through: slot(u)?,
+                first_slot: slot(u)?,
                 slots,
+                more_from: if u.arbitrary()? { Some(slot(u)?) } else { None },
             }
         }
         2 => Message::Accept {

@@ -623,6 +623,45 @@ fn record_slot(record: &Record) -> Slot {
     }
 }
 
+/// The layout the log writes, for fuzzing and for tests of its refusal paths: they build
+/// segments whose framing is right (so the checks behind it are reached) around any records.
+#[doc(hidden)]
+pub mod format {
+    use synod_paxos::Record;
+
+    /// The name of segment `number`'s file.
+    pub fn segment_file_name(number: u64) -> String {
+        super::segment_name(number)
+    }
+
+    /// Segment `number`'s header, what its file starts with.
+    pub fn segment_header(number: u64) -> Vec<u8> {
+        super::segment_header(number).to_vec()
+    }
+
+    /// `records` as one frame's payload.
+    pub fn encode_records(records: &[Record]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for record in records {
+            super::encode_record(record, &mut out);
+        }
+        out
+    }
+
+    /// Appends a frame around `payload` (any bytes) to `segment`, the bytes of segment
+    /// `number` so far (the frame is bound to that number and to its offset, the current
+    /// length).
+    pub fn append_frame(segment: &mut Vec<u8>, number: u64, payload: &[u8]) {
+        let offset = segment.len() as u64;
+        let len = payload.len() as u64;
+        segment.extend_from_slice(&len.to_le_bytes());
+        segment.extend_from_slice(&super::frame_header_hash(number, offset, len).to_le_bytes());
+        segment
+            .extend_from_slice(&super::frame_payload_hash(number, offset, payload).to_le_bytes());
+        segment.extend_from_slice(payload);
+    }
+}
+
 /// The hash of a frame header: segment `number`, byte `offset` and payload length `len`.
 fn frame_header_hash(number: u64, offset: u64, len: u64) -> u64 {
     hash(&[
