@@ -50,6 +50,7 @@ impl Simulation {
         n.log_disk = n.log_disk.crash_torn(&mut keep);
         n.node = None;
         n.log = None;
+        n.state_sync_fails = false;
         n.incarnation += 1;
         n.reads.clear();
         n.leading = None;
@@ -205,9 +206,17 @@ impl Simulation {
         }
         let running = self.nodes[node].node.as_mut().expect("up");
         let mut revision_before = running.state_machine().revision();
-        let output = running
-            .finish_round(now)
-            .map_err(|e| format!("n{}: {e}", node + 1))?;
+        let output = match running.finish_round(now) {
+            Ok(output) => output,
+            Err(e) if self.nodes[node].state_sync_fails => {
+                self.note(|| format!("n{} stops: {e}", node + 1));
+                self.crash(node);
+                let delay = 50_000 + self.rng.below(1_000_000);
+                self.schedule(delay, super::Event::Restart(node));
+                return Ok(());
+            }
+            Err(e) => return Err(format!("n{}: {e}", node + 1)),
+        };
         let mut touched = false;
         for slot in &output.applied {
             touched |= self.check_applied(node, slot, revision_before)?;
@@ -436,9 +445,16 @@ impl Simulation {
             return Ok(());
         };
         let before = running.state_machine().applied_index();
-        running
-            .snapshot_chunk(now, from, chunk)
-            .map_err(|e| format!("n{} cannot install a snapshot: {e}", node + 1))?;
+        if let Err(e) = running.snapshot_chunk(now, from, chunk) {
+            if !n.state_sync_fails {
+                return Err(format!("n{} cannot install a snapshot: {e}", node + 1));
+            }
+            self.note(|| format!("n{} stops: {e}", node + 1));
+            self.crash(node);
+            let delay = 50_000 + self.rng.below(1_000_000);
+            self.schedule(delay, Event::Restart(node));
+            return Ok(());
+        }
         let after = running.state_machine().applied_index();
         if after != before {
             n.view = ReplicaView::read(running.state_machine())?;

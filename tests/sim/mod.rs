@@ -324,6 +324,9 @@ struct Machine {
     log_disk: SimDisk,
     /// The state machine's disk: what was synced survives a crash.
     disk: SimRedbBackend,
+    /// A failed fsync was injected on `disk`: a state machine error then
+    /// stops the node, as it stops `synod start`.
+    state_sync_fails: bool,
     /// The node `synod start` runs, while the machine is up.
     node: Option<Node>,
     incarnation: u64,
@@ -385,6 +388,7 @@ impl Simulation {
                 log: None,
                 log_disk: SimDisk::new(),
                 disk: SimRedbBackend::new(),
+                state_sync_fails: false,
                 node: None,
                 incarnation: 0,
                 reads: BTreeMap::new(),
@@ -641,6 +645,13 @@ impl Simulation {
                             0 => {
                                 self.note(|| format!("n{}'s next log fsync fails", node + 1));
                                 self.nodes[node].log_disk.fail_next_syncs(1);
+                            }
+                            // The next fsync of its state machine fails (a
+                            // flush, or a snapshot install): it stops then.
+                            1 if self.rng.chance(1, 2) => {
+                                self.note(|| format!("n{}'s next state fsync fails", node + 1));
+                                self.nodes[node].disk.fail_next_syncs(1);
+                                self.nodes[node].state_sync_fails = true;
                             }
                             // Its log disk fills up for a while.
                             1 => {
