@@ -14,6 +14,8 @@ pub enum Group {
     String,
     /// Keys as a whole: existence, deletion, listing, expiry.
     Keyspace,
+    /// Lists and sorted sets: the blocking pops.
+    Blocking,
     /// Synod's own commands: compare-and-swap, locks, elections, status.
     Synod,
     /// Handled by `synod-cli` itself, never sent.
@@ -22,11 +24,12 @@ pub enum Group {
 
 impl Group {
     /// Every group, in the order `HELP` lists them.
-    pub const ALL: [Group; 6] = [
+    pub const ALL: [Group; 7] = [
         Group::Connection,
         Group::Server,
         Group::String,
         Group::Keyspace,
+        Group::Blocking,
         Group::Synod,
         Group::Shell,
     ];
@@ -38,6 +41,7 @@ impl Group {
             Group::Server => "server",
             Group::String => "string",
             Group::Keyspace => "keyspace",
+            Group::Blocking => "blocking",
             Group::Synod => "synod",
             Group::Shell => "shell",
         }
@@ -184,6 +188,78 @@ pub static COMMANDS: &[Command] = &[
              EX/PX give it a time to live (EXAT/PXAT, a Unix expiry time, work too), KEEPTTL \
              keeps its TTL; without them the key has none.",
         Group::String,
+    ),
+    cmd(
+        "SETEX",
+        4,
+        "key seconds value",
+        "Sets key to value with a time to live in seconds (SET key value EX seconds).",
+        Group::String,
+    ),
+    cmd(
+        "PSETEX",
+        4,
+        "key milliseconds value",
+        "Sets key to value with a time to live in milliseconds (SET key value PX ms).",
+        Group::String,
+    ),
+    cmd(
+        "BLPOP",
+        -3,
+        "key [key ...] timeout",
+        "Pops the first element of the first non-empty list, waiting up to timeout seconds \
+             (0: forever); answers [key, element] or nil.",
+        Group::Blocking,
+    ),
+    cmd(
+        "BRPOP",
+        -3,
+        "key [key ...] timeout",
+        "Like BLPOP, from the end of the list.",
+        Group::Blocking,
+    ),
+    cmd(
+        "BRPOPLPUSH",
+        4,
+        "source destination timeout",
+        "Moves the last element of source to the head of destination, waiting for one.",
+        Group::Blocking,
+    ),
+    cmd(
+        "BLMOVE",
+        6,
+        "source destination LEFT | RIGHT LEFT | RIGHT timeout",
+        "Moves an element from one end of source to one end of destination, waiting for one.",
+        Group::Blocking,
+    ),
+    cmd(
+        "BLMPOP",
+        -5,
+        "timeout numkeys key [key ...] LEFT | RIGHT [COUNT count]",
+        "Pops up to count elements from the first non-empty list, waiting for one.",
+        Group::Blocking,
+    ),
+    cmd(
+        "BZPOPMIN",
+        -3,
+        "key [key ...] timeout",
+        "Pops the lowest-scored member of the first non-empty sorted set, waiting for one.",
+        Group::Blocking,
+    ),
+    cmd(
+        "BZPOPMAX",
+        -3,
+        "key [key ...] timeout",
+        "Pops the highest-scored member of the first non-empty sorted set, waiting for one.",
+        Group::Blocking,
+    ),
+    cmd(
+        "BZMPOP",
+        -5,
+        "timeout numkeys key [key ...] MIN | MAX [COUNT count]",
+        "Pops up to count lowest or highest members of the first non-empty sorted set, \
+             waiting for one.",
+        Group::Blocking,
     ),
     cmd(
         "GETSET",
