@@ -92,6 +92,86 @@ fn every_type_refuses_commands_of_another_type_with_wrongtype_and_changes_nothin
     assert_eq!(read(&h, &[b"type", b"s"]), RedisReply::status("set"));
 }
 
+/// The remaining TTL of `key` in ms (0: none), and whether it exists.
+fn ttl(h: &Harness, key: &[u8]) -> (bool, u64) {
+    match h
+        .sm
+        .read(&Op::Ttl(synod_kvstore::Ttl { key: key.to_vec() }))
+        .unwrap()
+        .outcome
+    {
+        Some(Outcome::Ttl(t)) => (t.exists, t.remaining_ms),
+        other => panic!("ttl answered {other:?}"),
+    }
+}
+
+#[test]
+fn set_with_get_refuses_a_collection_and_otherwise_answers_the_old_string() {
+    let mut h = Harness::new();
+    run(&mut h, &[b"hset", b"h", b"f", b"v"]);
+    let revision = h.sm.revision();
+    for args in [
+        &[&b"set"[..], b"h", b"x", b"GET"][..],
+        &[b"set", b"h", b"x", b"NX", b"GET"],
+        &[b"set", b"h", b"x", b"XX", b"GET", b"PX", b"100"],
+        &[b"set", b"h", b"x", b"GET", b"EXPIRED"],
+    ] {
+        assert!(is_wrongtype(&run(&mut h, args)), "{args:?}");
+    }
+    assert_eq!(h.sm.revision(), revision, "nothing changed");
+    assert_eq!(read(&h, &[b"hgetall", b"h"]), bulks(&[b"f", b"v"]));
+
+    let nil = RedisReply::nil();
+    assert_eq!(run(&mut h, &[b"set", b"s", b"1", b"GET"]), nil);
+    assert_eq!(
+        run(&mut h, &[b"set", b"s", b"2", b"GET", b"PX", b"5000"]),
+        RedisReply::bulk(b"1".to_vec())
+    );
+    assert_eq!(ttl(&h, b"s"), (true, 5000));
+    assert_eq!(
+        run(&mut h, &[b"set", b"s", b"3", b"GET", b"KEEPTTL"]),
+        RedisReply::bulk(b"2".to_vec())
+    );
+    assert_eq!(ttl(&h, b"s"), (true, 5000));
+    assert_eq!(
+        run(&mut h, &[b"set", b"s", b"4", b"NX", b"GET"]),
+        RedisReply::bulk(b"3".to_vec())
+    );
+    assert_eq!(
+        run(&mut h, &[b"set", b"s", b"5", b"xx", b"get"]),
+        RedisReply::bulk(b"3".to_vec())
+    );
+    assert_eq!(
+        ttl(&h, b"s"),
+        (true, 0),
+        "SET without KEEPTTL clears the TTL"
+    );
+    assert_eq!(run(&mut h, &[b"set", b"absent", b"v", b"XX", b"GET"]), nil);
+    assert!(h.get(b"absent").is_none());
+    assert_eq!(
+        run(&mut h, &[b"set", b"s", b"6", b"GET", b"EXPIRED"]),
+        RedisReply::bulk(b"5".to_vec())
+    );
+    assert!(h.get(b"s").is_none(), "a time already past deletes the key");
+    // Without GET, a collection is overwritten, and NX/XX answer as Redis's SET.
+    assert_eq!(run(&mut h, &[b"set", b"h", b"str", b"NX"]), nil);
+    assert_eq!(
+        run(&mut h, &[b"set", b"h", b"str", b"XX"]),
+        RedisReply::ok()
+    );
+    assert_eq!(h.get(b"h").unwrap().value, b"str");
+    for args in [
+        &[&b"set"[..], b"k", b"v", b"NX", b"XX"][..],
+        &[b"set", b"k", b"v", b"PX", b"0"],
+        &[b"set", b"k", b"v", b"PX"],
+        &[b"set", b"k", b"v", b"KEEPTTL", b"PX", b"5"],
+        &[b"set", b"k", b"v", b"EX", b"5"],
+    ] {
+        assert!(run(&mut h, args).as_error().is_some(), "{args:?}");
+    }
+    assert!(h.get(b"k").is_none());
+}
+
 #[test]
 fn del_expiry_and_flushdb_remove_a_collections_elements() {
     let mut h = Harness::new();

@@ -240,7 +240,9 @@ pub static COMMANDS: &[CommandSpec] = &[
     c("flushdb", -1, false, NOKEY),
     c("flushall", -1, false, NOKEY),
     c("move", 3, false, K1),
-    // Strings.
+    // Strings. `set` is the state machine's form of `SET .. GET` (see `strings::set`); the
+    // Redis endpoint runs its own `SET` and sends only that form here.
+    c("set", -3, false, K1),
     c("getset", 3, false, K1),
     c("append", 3, false, K1),
     c("strlen", 2, true, K1),
@@ -687,9 +689,8 @@ fn run_write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> Res<Red
         "rename" | "renamenx" | "copy" | "flushdb" | "flushall" | "move" => {
             keyspace::write(ctx, name, args)
         }
-        "getset" | "append" | "getdel" | "getex" | "setrange" | "setbit" | "incrbyfloat" => {
-            strings::write(ctx, name, args)
-        }
+        "set" | "getset" | "append" | "getdel" | "getex" | "setrange" | "setbit"
+        | "incrbyfloat" => strings::write(ctx, name, args),
         "rpoplpush" | "lmove" | "lmpop" => list::write(ctx, name, args),
         _ if name.starts_with('h') => hash::write(ctx, name, args),
         _ if name.starts_with('s') => set::write(ctx, name, args),
