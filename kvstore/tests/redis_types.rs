@@ -579,3 +579,39 @@ fn replicas_applying_the_same_random_redis_log_agree_and_a_snapshot_restores_the
         }
     }
 }
+
+#[test]
+fn intercard_and_hincrbyfloat_refuse_bad_arguments_with_redis_texts() {
+    let mut h = Harness::new();
+    run(&mut h, &[b"sadd", b"s", b"a"]);
+    let error = |reply: RedisReply| reply.as_error().unwrap_or_default().to_owned();
+    for name in [&b"sintercard"[..], b"zintercard"] {
+        for args in [
+            &[name, b"1", b"s", b"LIMIT", b"-1"][..],
+            &[name, b"1", b"s", b"LIMIT", b"a"],
+        ] {
+            assert_eq!(error(read(&h, args)), "ERR LIMIT can't be negative");
+        }
+    }
+    for numkeys in [&b"0"[..], b"a", b"-1"] {
+        assert_eq!(
+            error(read(&h, &[b"sintercard", numkeys, b"s"])),
+            "ERR numkeys should be greater than 0"
+        );
+    }
+    for increment in [&b"+inf"[..], b"-inf", b"inf"] {
+        assert_eq!(
+            error(run(&mut h, &[b"hincrbyfloat", b"h", b"f", increment])),
+            "ERR value is NaN or Infinity"
+        );
+    }
+    assert!(h.get(b"h").is_none(), "a refused increment creates nothing");
+    run(&mut h, &[b"hset", b"h", b"f", b"1.7976931348623157e308"]);
+    assert_eq!(
+        error(run(
+            &mut h,
+            &[b"hincrbyfloat", b"h", b"f", b"1.7976931348623157e308"]
+        )),
+        "ERR increment would produce NaN or Infinity"
+    );
+}

@@ -243,6 +243,9 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
         _ => {
             check_element(&args[2])?;
             let delta = float_arg(&args[3])?;
+            if delta.is_nan() || delta.is_infinite() {
+                return err("value is NaN or Infinity");
+            }
             let current = match hash_get(ctx, &hash, &args[2])? {
                 None => {
                     hash.length += 1;

@@ -206,12 +206,14 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
     }
 }
 
-/// `numkeys key... [LIMIT n]` of `SINTERCARD` (and `ZINTERCARD`).
+/// `numkeys key... [LIMIT n]` of `SINTERCARD` (and `ZINTERCARD`), with Redis's errors: a
+/// `numkeys` that is not a positive integer is "numkeys should be greater than 0", a `LIMIT`
+/// that is not a non-negative integer "LIMIT can't be negative".
 pub(super) fn numkeys_and_limit(args: &[Vec<u8>]) -> Res<(&[Vec<u8>], u64)> {
-    let numkeys = int_arg(&args[1])?;
-    if numkeys <= 0 {
-        return err("numkeys should be greater than 0");
-    }
+    let numkeys = match parse_int(&args[1]) {
+        Some(n) if n > 0 => n,
+        _ => return err("numkeys should be greater than 0"),
+    };
     let numkeys = numkeys as usize;
     if numkeys > args.len() - 2 {
         return err("Number of keys can't be greater than number of args");
@@ -223,8 +225,7 @@ pub(super) fn numkeys_and_limit(args: &[Vec<u8>]) -> Res<(&[Vec<u8>], u64)> {
         [] => {}
         [word, n] if word.eq_ignore_ascii_case(b"limit") => match parse_int(n) {
             Some(n) if n >= 0 => limit = n as u64,
-            Some(_) => return err("LIMIT can't be negative"),
-            None => return err("value is not an integer or out of range"),
+            _ => return err("LIMIT can't be negative"),
         },
         _ => return syntax(),
     }
