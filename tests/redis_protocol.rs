@@ -86,6 +86,66 @@ fn command_config_client_and_info_give_tools_what_they_ask_for() {
 }
 
 #[test]
+fn config_set_of_a_fixed_setting_to_its_value_changes_nothing_and_succeeds() {
+    let mut c = follower();
+    // Redis's test suite opens files with `CONFIG SET save ""`.
+    assert_eq!(c.call(&["CONFIG", "SET", "save", ""]), ok());
+    assert_eq!(c.call(&["CONFIG", "SET", "appendonly", "yes"]), ok());
+    assert_eq!(c.cmd("CONFIG GET save"), strings(&["save", ""]));
+    assert!(c
+        .call(&["CONFIG", "SET", "appendonly", "no"])
+        .error()
+        .contains("does not support changing it"));
+    assert!(c
+        .call(&["CONFIG", "SET", "save", "", "maxmemory", "10"])
+        .error()
+        .contains("'maxmemory'"));
+}
+
+#[test]
+fn time_answers_the_nodes_wall_clock_in_seconds_and_microseconds() {
+    let mut c = follower();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let reply = c.cmd("TIME");
+    let [seconds, micros] = reply.items() else {
+        panic!("TIME answered {reply:?}");
+    };
+    let seconds: u64 = seconds.text().parse().unwrap();
+    let micros: u64 = micros.text().parse().unwrap();
+    assert!(seconds >= before, "{seconds} < {before}");
+    assert!(micros < 1_000_000);
+    assert!(c
+        .cmd("TIME now")
+        .error()
+        .contains("wrong number of arguments"));
+}
+
+#[test]
+fn a_command_of_tens_of_thousands_of_arguments_is_served() {
+    let mut c = follower();
+    // Redis's suite sends an MSET of 10 001 pairs (20 003 arguments).
+    let mut args = vec!["MSET"];
+    for _ in 0..10_000 {
+        args.extend(["many:k", "v"]);
+    }
+    args.extend(["many:k2", "v2"]);
+    assert_eq!(c.call(&args), ok());
+    assert_eq!(c.cmd("MGET many:k many:k2"), strings(&["v", "v2"]));
+    let mut sadd = vec!["SADD".to_owned(), "many:s".to_owned()];
+    sadd.extend((0..30_000).map(|i| format!("m{i}")));
+    let sadd: Vec<&str> = sadd.iter().map(String::as_str).collect();
+    assert_eq!(c.call(&sadd), int(30_000));
+    assert_eq!(c.cmd("SCARD many:s"), int(30_000));
+    let limit = synod_kvstore::limits::MAX_REDIS_ARGS;
+    c.send_raw(format!("*{}\r\n", limit + 1).as_bytes());
+    assert!(c.read().error().contains("invalid multibulk length"));
+    assert!(c.closed());
+}
+
+#[test]
 fn unknown_commands_and_wrong_arity_get_redis_errors() {
     let mut c = follower();
     assert_eq!(

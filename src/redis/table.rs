@@ -64,6 +64,7 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("config", -2, ADMIN, NO_KEYS),
     spec("client", -2, ADMIN, NO_KEYS),
     spec("dbsize", 1, &["readonly"], NO_KEYS),
+    spec("time", 1, &["random", "fast", "loading", "stale"], NO_KEYS),
     spec("get", 2, R, ONE_KEY),
     spec("set", -3, W, ONE_KEY),
     spec("setnx", 3, WF, ONE_KEY),
@@ -167,6 +168,7 @@ pub(super) async fn execute(
     let reply = match name {
         "quit" => return (Reply::ok(), true),
         "ping" => admin::ping(&args),
+        "time" => admin::time(),
         "echo" => Reply::Bulk(args[1].clone()),
         "auth" => admin::auth(shared, conn, &args),
         "hello" => admin::hello(shared, conn, &args).await,
