@@ -48,13 +48,72 @@ fn ping_echo_select_and_quit_behave_like_redis() {
 }
 
 #[test]
-fn hello_speaks_resp2_and_refuses_resp3() {
+fn hello_chooses_resp2_or_resp3_and_refuses_other_versions() {
     let mut c = follower();
     let hello = c.cmd("HELLO 2");
     assert_eq!(field(&hello, "proto"), Some(&int(2)));
     assert_eq!(field(&hello, "server"), Some(&bulk("redis")));
-    assert!(c.cmd("HELLO 3").error().starts_with("NOPROTO"));
+    assert!(c.cmd("HELLO 4").error().starts_with("NOPROTO"));
     assert_eq!(field(&c.cmd("HELLO"), "proto"), Some(&int(2)));
+    let Value::Map(hello) = c.cmd("HELLO 3") else {
+        panic!("HELLO 3 answers a map");
+    };
+    let proto = hello.chunks(2).find(|kv| kv[0] == bulk("proto"));
+    assert_eq!(proto.map(|kv| &kv[1]), Some(&int(3)));
+    // A refused HELLO leaves the protocol as it was.
+    assert!(c.cmd("HELLO 2 NOPE").error().contains("syntax error"));
+    assert_eq!(c.cmd("GET resp3:none"), Value::Null);
+    assert!(matches!(c.cmd("HELLO 2"), Value::Array(Some(_))));
+    assert_eq!(c.cmd("GET resp3:none"), nil());
+}
+
+#[test]
+fn resp3_types_scores_as_doubles_hashes_as_maps_and_sets_as_sets() {
+    let mut c = follower();
+    assert!(matches!(c.cmd("HELLO 3"), Value::Map(_)));
+    let double = |text: &str| Value::Double(text.into());
+    assert_eq!(c.cmd("ZADD resp3:z 1 a 2.5 b"), int(2));
+    assert_eq!(c.cmd("ZSCORE resp3:z b"), double("2.5"));
+    assert_eq!(c.cmd("ZINCRBY resp3:z 1 a"), double("2"));
+    assert_eq!(
+        c.cmd("ZRANGE resp3:z 0 -1 WITHSCORES"),
+        Value::Array(Some(vec![
+            Value::Array(Some(vec![bulk("a"), double("2")])),
+            Value::Array(Some(vec![bulk("b"), double("2.5")])),
+        ]))
+    );
+    assert_eq!(c.cmd("ZRANGE resp3:z 0 0"), strings(&["a"]));
+    assert_eq!(
+        c.cmd("ZMSCORE resp3:z a nope"),
+        Value::Array(Some(vec![double("2"), Value::Null]))
+    );
+    assert_eq!(
+        c.cmd("ZPOPMIN resp3:z"),
+        Value::Array(Some(vec![bulk("a"), double("2")]))
+    );
+    assert_eq!(
+        c.cmd("BZPOPMAX resp3:z 0"),
+        Value::Array(Some(vec![bulk("resp3:z"), bulk("b"), double("2.5")]))
+    );
+    assert_eq!(c.cmd("HSET resp3:h f v"), int(1));
+    assert_eq!(
+        c.cmd("HGETALL resp3:h"),
+        Value::Map(vec![bulk("f"), bulk("v")])
+    );
+    assert_eq!(c.cmd("HGETALL resp3:none"), Value::Map(vec![]));
+    assert_eq!(c.cmd("SADD resp3:s m"), int(1));
+    assert_eq!(c.cmd("SMEMBERS resp3:s"), Value::Set(vec![bulk("m")]));
+    assert_eq!(c.cmd("LPOP resp3:none 2"), Value::Null);
+    assert_eq!(
+        c.cmd("CONFIG GET appendonly"),
+        Value::Map(vec![bulk("appendonly"), bulk("yes")])
+    );
+    // The same commands in RESP2.
+    assert!(matches!(c.cmd("HELLO 2"), Value::Array(Some(_))));
+    assert_eq!(c.cmd("HGETALL resp3:h"), strings(&["f", "v"]));
+    assert_eq!(c.cmd("ZADD resp3:z 1.5 a"), int(1));
+    assert_eq!(c.cmd("ZSCORE resp3:z a"), bulk("1.5"));
+    assert_eq!(c.cmd("LPOP resp3:none 2"), Value::Array(None));
 }
 
 #[test]

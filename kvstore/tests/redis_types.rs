@@ -19,18 +19,18 @@ fn command(args: &[&[u8]]) -> Op {
     ))
 }
 
-/// Apply one Redis command as its own slot; its reply.
+/// Apply one Redis command as its own slot; its reply, as a RESP2 client gets it.
 fn run(h: &mut Harness, args: &[&[u8]]) -> RedisReply {
     match h.op(command(args)).outcome {
-        Some(Outcome::Redis(reply)) => reply,
+        Some(Outcome::Redis(reply)) => reply.into_resp2(),
         other => panic!("{args:?} answered {other:?}"),
     }
 }
 
-/// Serve a read-only Redis command outside the log.
+/// Serve a read-only Redis command outside the log; its reply, as a RESP2 client gets it.
 fn read(h: &Harness, args: &[&[u8]]) -> RedisReply {
     match h.sm.read(&command(args)).unwrap().outcome {
-        Some(Outcome::Redis(reply)) => reply,
+        Some(Outcome::Redis(reply)) => reply.into_resp2(),
         other => panic!("{args:?} answered {other:?}"),
     }
 }
@@ -508,7 +508,7 @@ fn every_type_agrees_with_a_plain_model_over_random_commands() {
             let expected = model(&mut db, &args);
             let response = h.op(sm_op(&args));
             let got = match response.outcome {
-                Some(Outcome::Redis(reply)) => reply,
+                Some(Outcome::Redis(reply)) => reply.into_resp2(),
                 Some(Outcome::Delete(d)) => int(d.deleted as i64),
                 other => panic!("seed {seed} step {step}: {other:?}"),
             };
@@ -613,5 +613,71 @@ fn intercard_and_hincrbyfloat_refuse_bad_arguments_with_redis_texts() {
             &[b"hincrbyfloat", b"h", b"f", b"1.7976931348623157e308"]
         )),
         "ERR increment would produce NaN or Infinity"
+    );
+}
+
+#[test]
+fn replies_carry_resp3_types_that_flatten_to_what_resp2_clients_get() {
+    let mut h = Harness::new();
+    let typed = |h: &Harness, args: &[&[u8]]| match h.sm.read(&command(args)).unwrap().outcome {
+        Some(Outcome::Redis(reply)) => reply,
+        other => panic!("{args:?} answered {other:?}"),
+    };
+    run(&mut h, &[b"zadd", b"z", b"1", b"a", b"2.5", b"b"]);
+    run(&mut h, &[b"hset", b"h", b"f", b"v"]);
+    run(&mut h, &[b"sadd", b"s", b"m"]);
+    let bulk = |b: &[u8]| RedisReply::bulk(b.to_vec());
+    assert_eq!(typed(&h, &[b"zscore", b"z", b"b"]), RedisReply::double(2.5));
+    assert_eq!(
+        typed(&h, &[b"zrange", b"z", b"0", b"-1", b"withscores"]),
+        RedisReply::pairs(vec![
+            bulk(b"a"),
+            RedisReply::double(1.0),
+            bulk(b"b"),
+            RedisReply::double(2.5)
+        ])
+    );
+    assert_eq!(
+        typed(&h, &[b"zrange", b"z", b"0", b"0"]),
+        bulks(&[b"a"]),
+        "without scores, a plain array"
+    );
+    assert_eq!(
+        typed(&h, &[b"hgetall", b"h"]),
+        RedisReply::map(vec![bulk(b"f"), bulk(b"v")])
+    );
+    assert_eq!(typed(&h, &[b"hgetall", b"nope"]), RedisReply::map(vec![]));
+    assert_eq!(typed(&h, &[b"hkeys", b"h"]), bulks(&[b"f"]));
+    assert_eq!(
+        typed(&h, &[b"smembers", b"s"]),
+        RedisReply::set(vec![bulk(b"m")])
+    );
+    assert_eq!(
+        typed(&h, &[b"sunion", b"s", b"nope"]),
+        RedisReply::set(vec![bulk(b"m")])
+    );
+    // RESP2 sees bulk strings and flat arrays.
+    assert_eq!(read(&h, &[b"zscore", b"z", b"b"]), bulk(b"2.5"));
+    assert_eq!(
+        read(&h, &[b"zrange", b"z", b"0", b"-1", b"withscores"]),
+        bulks(&[b"a", b"1", b"b", b"2.5"])
+    );
+    assert_eq!(read(&h, &[b"hgetall", b"h"]), bulks(&[b"f", b"v"]));
+    // ZPOPMIN without a count answers one flat pair; with one, pairs.
+    let popped = match h.op(command(&[b"zpopmin", b"z"])).outcome {
+        Some(Outcome::Redis(reply)) => reply,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        popped,
+        RedisReply::array(vec![bulk(b"a"), RedisReply::double(1.0)])
+    );
+    let popped = match h.op(command(&[b"zpopmax", b"z", b"1"])).outcome {
+        Some(Outcome::Redis(reply)) => reply,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        popped,
+        RedisReply::pairs(vec![bulk(b"b"), RedisReply::double(2.5)])
     );
 }

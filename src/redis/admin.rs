@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use synod_paxos::Role;
 
 use super::keyspace::glob_match;
-use super::resp::{parse_i64, Reply};
+use super::resp::{parse_i64, Protocol, Reply};
 use super::{Conn, RedisShared};
 
 /// The Redis version Synod's endpoint behaves like, reported by `HELLO`
@@ -78,12 +78,15 @@ pub(super) fn auth(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> R
     }
 }
 
-/// `HELLO [2 [AUTH user password] [SETNAME name]]`: RESP2 only.
+/// `HELLO [2|3 [AUTH user password] [SETNAME name]]`: switches the
+/// connection to RESP2 or RESP3 once the options are accepted.
 pub(super) async fn hello(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Reply {
+    let mut protocol = conn.protocol;
     if let Some(version) = args.get(1) {
         match parse_i64(version) {
             None => return Reply::err("Protocol version is not an integer or out of range"),
-            Some(2) => {}
+            Some(2) => protocol = Protocol::Resp2,
+            Some(3) => protocol = Protocol::Resp3,
             Some(_) => {
                 return Reply::Error(
                     "NOPROTO sorry, this protocol version is not supported.".into(),
@@ -125,11 +128,15 @@ pub(super) async fn hello(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>
     if name.is_some() {
         conn.name = name;
     }
+    conn.protocol = protocol;
     let leads = matches!(shared.backend.status().await, Ok(s) if s.role == Role::Leader);
     let pairs: Vec<(&str, Reply)> = vec![
         ("server", Reply::text("redis")),
         ("version", Reply::text(REDIS_VERSION)),
-        ("proto", Reply::Integer(2)),
+        (
+            "proto",
+            Reply::Integer(if protocol == Protocol::Resp3 { 3 } else { 2 }),
+        ),
         ("id", Reply::Integer(client_number(conn))),
         ("mode", Reply::text("standalone")),
         (
@@ -138,7 +145,7 @@ pub(super) async fn hello(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>
         ),
         ("modules", Reply::Array(Vec::new())),
     ];
-    Reply::Array(
+    Reply::Map(
         pairs
             .into_iter()
             .flat_map(|(key, value)| [Reply::text(key), value])
@@ -308,7 +315,7 @@ pub(super) fn config(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
             out.push(Reply::text(value));
         }
     }
-    Reply::Array(out)
+    Reply::Map(out)
 }
 
 /// `CLIENT ID | GETNAME | SETNAME name | SETINFO attr value`.

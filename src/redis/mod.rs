@@ -1,4 +1,5 @@
-//! The Redis-protocol endpoint: RESP2 and inline commands on TCP, so that
+//! The Redis-protocol endpoint: RESP2 (and RESP3 after `HELLO 3`) and
+//! inline commands on TCP, so that
 //! `redis-cli`, `redis-benchmark` and Redis client libraries talk to Synod.
 //!
 //! Every node runs one (when `redis_addr` is configured) and accepts every
@@ -39,7 +40,7 @@ use tracing::Instrument;
 use self::backend::{Backend, CallError, ClientIds};
 use self::coord::ConnSession;
 use self::keyspace::CursorTable;
-use self::resp::{parse_request, Reply, MAX_PENDING_BYTES};
+use self::resp::{parse_request, Protocol, Reply, MAX_PENDING_BYTES};
 use crate::node::ReadConsistency;
 
 /// Most Redis connections open at once on one node; one more is answered
@@ -92,6 +93,8 @@ struct Conn {
     next_seq: u64,
     authenticated: bool,
     name: Option<Vec<u8>>,
+    /// The protocol replies are encoded in (`HELLO 3` switches to RESP3).
+    protocol: Protocol,
     /// The session owning this connection's locks and candidacies, opened
     /// on first use.
     session: Option<ConnSession>,
@@ -164,6 +167,7 @@ async fn accept_connection(
         next_seq: 1,
         authenticated: shared.password.is_none(),
         name: None,
+        protocol: Protocol::Resp2,
         session: None,
     };
     serve_connection(&shared, &mut conn, stream, shutdown).await;
@@ -213,7 +217,7 @@ async fn serve_connection(
                     } else {
                         table::execute(shared, conn, parsed.args).await
                     };
-                    reply.encode(&mut out);
+                    reply.encode(conn.protocol, &mut out);
                     close = quit;
                     if out.len() >= OUTPUT_FLUSH_BYTES {
                         if stream.write_all(&out).await.is_err() {
@@ -225,7 +229,7 @@ async fn serve_connection(
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "closing a connection after a protocol error");
-                    Reply::err(e).encode(&mut out);
+                    Reply::err(e).encode(conn.protocol, &mut out);
                     close = true;
                     linger = true;
                 }
@@ -252,7 +256,7 @@ async fn serve_connection(
         if buf.len() > MAX_PENDING_BYTES {
             tracing::warn!(size_bytes = buf.len(), "unparsed input over the bound");
             let mut refusal = Vec::new();
-            Reply::err("Protocol error: request too large").encode(&mut refusal);
+            Reply::err("Protocol error: request too large").encode(conn.protocol, &mut refusal);
             let _ = stream.write_all(&refusal).await;
             close_gently(stream).await;
             return;

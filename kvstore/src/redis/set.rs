@@ -127,19 +127,9 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
     rng: &mut Rng,
 ) -> Res<RedisReply> {
     match name {
-        "sinter" => Ok(RedisReply::bulks(combine(
-            v,
-            &args[1..],
-            Algebra::Inter,
-            0,
-        )?)),
-        "sunion" => Ok(RedisReply::bulks(combine(
-            v,
-            &args[1..],
-            Algebra::Union,
-            0,
-        )?)),
-        "sdiff" => Ok(RedisReply::bulks(combine(v, &args[1..], Algebra::Diff, 0)?)),
+        "sinter" => Ok(set_reply(combine(v, &args[1..], Algebra::Inter, 0)?)),
+        "sunion" => Ok(set_reply(combine(v, &args[1..], Algebra::Union, 0)?)),
+        "sdiff" => Ok(set_reply(combine(v, &args[1..], Algebra::Diff, 0)?)),
         "sintercard" => {
             let (keys, limit) = numkeys_and_limit(args)?;
             Ok(RedisReply::int(
@@ -164,7 +154,7 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
                     }
                     Ok(RedisReply::array(items))
                 }
-                "smembers" => Ok(RedisReply::bulks(members(
+                "smembers" => Ok(set_reply(members(
                     v,
                     record.as_ref(),
                     &mut ReplyBudget::default(),
@@ -315,7 +305,7 @@ fn spop(ctx: &mut Ctx<'_, '_, '_>, mut set: Coll, args: &[Vec<u8>]) -> Res<Redis
     if !set.existed() {
         return Ok(match count {
             None => RedisReply::nil(),
-            Some(_) => RedisReply::array(Vec::new()),
+            Some(_) => set_reply(Vec::new()),
         });
     }
     let all = members(&ctx.view(), set.prev.as_ref(), &mut ReplyBudget::default())?;
@@ -332,8 +322,13 @@ fn spop(ctx: &mut Ctx<'_, '_, '_>, mut set: Coll, args: &[Vec<u8>]) -> Res<Redis
     }
     Ok(match count {
         None => popped.pop().map_or_else(RedisReply::nil, RedisReply::bulk),
-        Some(_) => RedisReply::bulks(popped),
+        Some(_) => set_reply(popped),
     })
+}
+
+/// A set reply of `members` (RESP3 `~`).
+fn set_reply(members: impl IntoIterator<Item = Vec<u8>>) -> RedisReply {
+    RedisReply::set(members.into_iter().map(RedisReply::bulk).collect())
 }
 
 fn smove(ctx: &mut Ctx<'_, '_, '_>, args: &[Vec<u8>]) -> Res<RedisReply> {
