@@ -681,3 +681,18 @@ fn replies_carry_resp3_types_that_flatten_to_what_resp2_clients_get() {
         RedisReply::pairs(vec![bulk(b"b"), RedisReply::double(2.5)])
     );
 }
+
+#[test]
+fn lpop_and_rpop_with_two_counts_answer_a_wrong_arity_and_pop_nothing() {
+    let mut h = Harness::new();
+    run(&mut h, &[b"rpush", b"l", b"a", b"b"]);
+    for name in [&b"lpop"[..], b"rpop"] {
+        let reply = run(&mut h, &[name, b"l", b"1", b"1"]);
+        let expected = format!(
+            "ERR wrong number of arguments for '{}' command",
+            String::from_utf8_lossy(name)
+        );
+        assert_eq!(reply.as_error(), Some(expected.as_str()));
+    }
+    assert_eq!(read(&h, &[b"llen", b"l"]), int(2));
+}
