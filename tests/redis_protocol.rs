@@ -650,3 +650,44 @@ fn writes_through_a_follower_survive_a_leader_change_once() {
         .unwrap();
     assert_eq!(cluster.client(other).cmd("GET fo:n"), bulk("2"));
 }
+
+/// `INFO clients`' `blocked_clients` on the node of `c`.
+fn blocked_clients(c: &mut Client) -> i64 {
+    let text = c.cmd("INFO clients").text();
+    text.lines()
+        .find_map(|line| line.strip_prefix("blocked_clients:"))
+        .expect("INFO clients has blocked_clients")
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+#[test]
+fn info_counts_the_clients_waiting_in_a_blocking_pop() {
+    let cluster = cluster();
+    let node = cluster.follower();
+    let mut c = cluster.client(node);
+    let port = cluster.redis_ports[node - 1];
+    assert_eq!(blocked_clients(&mut c), 0);
+    let waiter = std::thread::spawn(move || Client::connect(port).cmd("BLPOP blocked:l 0"));
+    let mut seen = false;
+    for _ in 0..400 {
+        if blocked_clients(&mut c) == 1 {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(seen, "the waiting BLPOP is counted");
+    assert_eq!(c.cmd("RPUSH blocked:l x"), int(1));
+    assert_eq!(waiter.join().unwrap(), strings(&["blocked:l", "x"]));
+    let mut released = false;
+    for _ in 0..400 {
+        if blocked_clients(&mut c) == 0 {
+            released = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(released, "an answered BLPOP is no longer counted");
+}

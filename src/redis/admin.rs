@@ -203,8 +203,9 @@ pub(super) async fn info(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
     if show("clients") {
         let _ = write!(
             text,
-            "# Clients\r\nconnected_clients:{}\r\n\r\n",
-            shared.connections.load(Ordering::Relaxed)
+            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n",
+            shared.connections.load(Ordering::Relaxed),
+            shared.blocked.load(Ordering::Relaxed)
         );
     }
     let leads = status.role == Role::Leader;

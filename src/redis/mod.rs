@@ -63,6 +63,9 @@ pub struct RedisShared {
     cursors: Mutex<CursorTable>,
     started: std::time::Instant,
     connections: AtomicUsize,
+    /// Connections running a blocking command now (`INFO`'s
+    /// `blocked_clients`, which Redis's tests wait on).
+    blocked: AtomicUsize,
     port: u16,
     /// What `CONFIG SET` was given (settings that change nothing in Synod).
     settings: Mutex<std::collections::BTreeMap<String, String>>,
@@ -79,6 +82,7 @@ impl RedisShared {
             cursors: Mutex::new(CursorTable::default()),
             started: std::time::Instant::now(),
             connections: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
             port,
             settings: Mutex::new(std::collections::BTreeMap::new()),
         }
@@ -202,6 +206,7 @@ async fn serve_connection(
                     let (reply, quit) = if table::is_blocking(&parsed.args[0]) {
                         // A blocked client that goes away stops waiting
                         // (else its pop would take an element nobody reads).
+                        let _blocked = BlockedClient::enter(shared);
                         let exec = table::execute(shared, conn, parsed.args);
                         tokio::pin!(exec);
                         loop {
@@ -272,6 +277,24 @@ async fn serve_connection(
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
+    }
+}
+
+/// Counts a connection in [`RedisShared::blocked`] while it lives (the
+/// blocking command, however it ends: answered, or dropped when the client
+/// goes away).
+struct BlockedClient<'a>(&'a AtomicUsize);
+
+impl<'a> BlockedClient<'a> {
+    fn enter(shared: &'a RedisShared) -> BlockedClient<'a> {
+        shared.blocked.fetch_add(1, Ordering::SeqCst);
+        BlockedClient(&shared.blocked)
+    }
+}
+
+impl Drop for BlockedClient<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
