@@ -696,3 +696,28 @@ fn lpop_and_rpop_with_two_counts_answer_a_wrong_arity_and_pop_nothing() {
     }
     assert_eq!(read(&h, &[b"llen", b"l"]), int(2));
 }
+
+#[test]
+fn sorted_set_pops_and_intercard_check_their_counts_first_with_redis_texts() {
+    let mut h = Harness::new();
+    run(&mut h, &[b"set", b"str", b"foo"]);
+    let error = |reply: RedisReply| reply.as_error().unwrap_or_default().to_owned();
+    for name in [&b"zpopmin"[..], b"zpopmax"] {
+        assert_eq!(
+            error(run(&mut h, &[name, b"str", b"-1"])),
+            "ERR value is out of range, must be positive",
+            "the count is checked before the type"
+        );
+    }
+    for numkeys in [&b"0"[..], b"a", b"-1"] {
+        assert_eq!(
+            error(run(&mut h, &[b"zmpop", numkeys, b"z", b"MIN"])),
+            "ERR numkeys should be greater than 0"
+        );
+    }
+    assert_eq!(
+        error(read(&h, &[b"zintercard", b"0", b"z"])),
+        "ERR at least 1 input key is needed for 'zintercard' command"
+    );
+    assert_eq!(h.get(b"str").unwrap().value, b"foo");
+}

@@ -339,6 +339,10 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
             Ok(pairs_reply(sorted(result), with_scores))
         }
         "zintercard" => {
+            // Redis checks ZINTERCARD's numkeys as ZINTER's.
+            if parse_int(&args[1]).is_some_and(|n| n < 1) {
+                return err("at least 1 input key is needed for 'zintercard' command");
+            }
             let (keys, limit) = numkeys_and_limit(args)?;
             let mut inputs = Vec::new();
             for key in keys {
@@ -731,6 +735,10 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
             Ok(RedisReply::int(count))
         }
         "zmpop" => zmpop(ctx, args),
+        "zpopmin" | "zpopmax" if args.len() == 3 && parse_int(&args[2]).is_none_or(|n| n < 0) => {
+            // Redis checks the count before the key's type.
+            err("value is out of range, must be positive")
+        }
         _ => {
             let key = &args[1];
             check_key(key)?;
@@ -943,10 +951,10 @@ fn pop(
 
 /// `ZMPOP numkeys key... MIN|MAX [COUNT n]`.
 fn zmpop(ctx: &mut Ctx<'_, '_, '_>, args: &[Vec<u8>]) -> Res<RedisReply> {
-    let numkeys = int_arg(&args[1])?;
-    if numkeys <= 0 {
-        return err("numkeys should be greater than 0");
-    }
+    let numkeys = match parse_int(&args[1]) {
+        Some(n) if n > 0 => n,
+        _ => return err("numkeys should be greater than 0"),
+    };
     let numkeys = numkeys as usize;
     if numkeys > args.len() - 3 {
         return syntax();
