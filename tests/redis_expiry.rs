@@ -211,10 +211,6 @@ fn expire_conditions_nx_xx_gt_lt() {
         "ERR invalid expire time in 'expire' command"
     );
     assert_eq!(
-        c.cmd("PEXPIREAT ec:b 9223372036854775807").error(),
-        "ERR invalid expire time in 'pexpireat' command"
-    );
-    assert_eq!(
         c.cmd("EXPIRE ec:b").error(),
         "ERR wrong number of arguments for 'expire' command"
     );
@@ -305,4 +301,42 @@ fn expiry_commands_are_listed_for_tools() {
         assert_eq!(info.items()[0].items()[0], bulk(name));
     }
     assert_eq!(c.cmd("TYPE ex:nothing"), Value::Simple("none".into()));
+}
+
+#[test]
+fn times_out_of_range_follow_redis_and_a_far_future_gets_the_longest_ttl() {
+    let mut c = follower();
+    let invalid = |command: &str| format!("ERR invalid expire time in '{command}' command");
+    assert_eq!(c.cmd("SET far:k v"), ok());
+    // Relative times that overflow when added to now, and seconds that
+    // overflow in ms, are refused as Redis refuses them.
+    assert_eq!(
+        c.cmd("PEXPIRE far:k 9223372036854770000").error(),
+        invalid("pexpire")
+    );
+    assert_eq!(
+        c.cmd("EXPIRE far:k 9223370399119966").error(),
+        invalid("expire")
+    );
+    assert_eq!(
+        c.cmd("EXPIRE far:k -9223372036854776").error(),
+        invalid("expire")
+    );
+    assert_eq!(
+        c.cmd("SET far:k v EX 9223370399119966").error(),
+        invalid("set")
+    );
+    assert_eq!(ttl(&mut c, "far:k"), -1);
+    // An absolute time is never out of range: far ahead, the key keeps
+    // Synod's longest TTL (2^62 ms); far behind, it is deleted.
+    assert_eq!(c.cmd("PEXPIREAT far:k 9223372036854770000"), int(1));
+    let longest = synod_kvstore::limits::MAX_KEY_TTL_MS as i64;
+    let left = pttl(&mut c, "far:k");
+    assert!(left > longest - 600_000 && left <= longest, "{left}");
+    assert_eq!(c.cmd("PEXPIRE far:k 9000000000000000000"), int(1));
+    assert!(pttl(&mut c, "far:k") <= longest);
+    assert_eq!(c.cmd("PEXPIREAT far:k -9223372036854770000"), int(1));
+    assert_eq!(ttl(&mut c, "far:k"), -2);
+    assert_eq!(c.cmd("SET far:k v PXAT 9223372036854770000"), ok());
+    assert!(pttl(&mut c, "far:k") > longest - 600_000);
 }

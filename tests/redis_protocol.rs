@@ -48,13 +48,72 @@ fn ping_echo_select_and_quit_behave_like_redis() {
 }
 
 #[test]
-fn hello_speaks_resp2_and_refuses_resp3() {
+fn hello_chooses_resp2_or_resp3_and_refuses_other_versions() {
     let mut c = follower();
     let hello = c.cmd("HELLO 2");
     assert_eq!(field(&hello, "proto"), Some(&int(2)));
     assert_eq!(field(&hello, "server"), Some(&bulk("redis")));
-    assert!(c.cmd("HELLO 3").error().starts_with("NOPROTO"));
+    assert!(c.cmd("HELLO 4").error().starts_with("NOPROTO"));
     assert_eq!(field(&c.cmd("HELLO"), "proto"), Some(&int(2)));
+    let Value::Map(hello) = c.cmd("HELLO 3") else {
+        panic!("HELLO 3 answers a map");
+    };
+    let proto = hello.chunks(2).find(|kv| kv[0] == bulk("proto"));
+    assert_eq!(proto.map(|kv| &kv[1]), Some(&int(3)));
+    // A refused HELLO leaves the protocol as it was.
+    assert!(c.cmd("HELLO 2 NOPE").error().contains("syntax error"));
+    assert_eq!(c.cmd("GET resp3:none"), Value::Null);
+    assert!(matches!(c.cmd("HELLO 2"), Value::Array(Some(_))));
+    assert_eq!(c.cmd("GET resp3:none"), nil());
+}
+
+#[test]
+fn resp3_types_scores_as_doubles_hashes_as_maps_and_sets_as_sets() {
+    let mut c = follower();
+    assert!(matches!(c.cmd("HELLO 3"), Value::Map(_)));
+    let double = |text: &str| Value::Double(text.into());
+    assert_eq!(c.cmd("ZADD resp3:z 1 a 2.5 b"), int(2));
+    assert_eq!(c.cmd("ZSCORE resp3:z b"), double("2.5"));
+    assert_eq!(c.cmd("ZINCRBY resp3:z 1 a"), double("2"));
+    assert_eq!(
+        c.cmd("ZRANGE resp3:z 0 -1 WITHSCORES"),
+        Value::Array(Some(vec![
+            Value::Array(Some(vec![bulk("a"), double("2")])),
+            Value::Array(Some(vec![bulk("b"), double("2.5")])),
+        ]))
+    );
+    assert_eq!(c.cmd("ZRANGE resp3:z 0 0"), strings(&["a"]));
+    assert_eq!(
+        c.cmd("ZMSCORE resp3:z a nope"),
+        Value::Array(Some(vec![double("2"), Value::Null]))
+    );
+    assert_eq!(
+        c.cmd("ZPOPMIN resp3:z"),
+        Value::Array(Some(vec![bulk("a"), double("2")]))
+    );
+    assert_eq!(
+        c.cmd("BZPOPMAX resp3:z 0"),
+        Value::Array(Some(vec![bulk("resp3:z"), bulk("b"), double("2.5")]))
+    );
+    assert_eq!(c.cmd("HSET resp3:h f v"), int(1));
+    assert_eq!(
+        c.cmd("HGETALL resp3:h"),
+        Value::Map(vec![bulk("f"), bulk("v")])
+    );
+    assert_eq!(c.cmd("HGETALL resp3:none"), Value::Map(vec![]));
+    assert_eq!(c.cmd("SADD resp3:s m"), int(1));
+    assert_eq!(c.cmd("SMEMBERS resp3:s"), Value::Set(vec![bulk("m")]));
+    assert_eq!(c.cmd("LPOP resp3:none 2"), Value::Null);
+    assert_eq!(
+        c.cmd("CONFIG GET appendonly"),
+        Value::Map(vec![bulk("appendonly"), bulk("yes")])
+    );
+    // The same commands in RESP2.
+    assert!(matches!(c.cmd("HELLO 2"), Value::Array(Some(_))));
+    assert_eq!(c.cmd("HGETALL resp3:h"), strings(&["f", "v"]));
+    assert_eq!(c.cmd("ZADD resp3:z 1.5 a"), int(1));
+    assert_eq!(c.cmd("ZSCORE resp3:z a"), bulk("1.5"));
+    assert_eq!(c.cmd("LPOP resp3:none 2"), Value::Array(None));
 }
 
 #[test]
@@ -83,6 +142,66 @@ fn command_config_client_and_info_give_tools_what_they_ask_for() {
         assert!(text.contains(line), "INFO lacks {line}: {text}");
     }
     assert!(!c.cmd("INFO synod").text().contains("# Server"));
+}
+
+#[test]
+fn config_set_of_a_fixed_setting_to_its_value_changes_nothing_and_succeeds() {
+    let mut c = follower();
+    // Redis's test suite opens files with `CONFIG SET save ""`.
+    assert_eq!(c.call(&["CONFIG", "SET", "save", ""]), ok());
+    assert_eq!(c.call(&["CONFIG", "SET", "appendonly", "yes"]), ok());
+    assert_eq!(c.cmd("CONFIG GET save"), strings(&["save", ""]));
+    assert!(c
+        .call(&["CONFIG", "SET", "appendonly", "no"])
+        .error()
+        .contains("does not support changing it"));
+    assert!(c
+        .call(&["CONFIG", "SET", "save", "", "maxmemory", "10"])
+        .error()
+        .contains("'maxmemory'"));
+}
+
+#[test]
+fn time_answers_the_nodes_wall_clock_in_seconds_and_microseconds() {
+    let mut c = follower();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let reply = c.cmd("TIME");
+    let [seconds, micros] = reply.items() else {
+        panic!("TIME answered {reply:?}");
+    };
+    let seconds: u64 = seconds.text().parse().unwrap();
+    let micros: u64 = micros.text().parse().unwrap();
+    assert!(seconds >= before, "{seconds} < {before}");
+    assert!(micros < 1_000_000);
+    assert!(c
+        .cmd("TIME now")
+        .error()
+        .contains("wrong number of arguments"));
+}
+
+#[test]
+fn a_command_of_tens_of_thousands_of_arguments_is_served() {
+    let mut c = follower();
+    // Redis's suite sends an MSET of 10 001 pairs (20 003 arguments).
+    let mut args = vec!["MSET"];
+    for _ in 0..10_000 {
+        args.extend(["many:k", "v"]);
+    }
+    args.extend(["many:k2", "v2"]);
+    assert_eq!(c.call(&args), ok());
+    assert_eq!(c.cmd("MGET many:k many:k2"), strings(&["v", "v2"]));
+    let mut sadd = vec!["SADD".to_owned(), "many:s".to_owned()];
+    sadd.extend((0..30_000).map(|i| format!("m{i}")));
+    let sadd: Vec<&str> = sadd.iter().map(String::as_str).collect();
+    assert_eq!(c.call(&sadd), int(30_000));
+    assert_eq!(c.cmd("SCARD many:s"), int(30_000));
+    let limit = synod_kvstore::limits::MAX_REDIS_ARGS;
+    c.send_raw(format!("*{}\r\n", limit + 1).as_bytes());
+    assert!(c.read().error().contains("invalid multibulk length"));
+    assert!(c.closed());
 }
 
 #[test]
@@ -530,4 +649,45 @@ fn writes_through_a_follower_survive_a_leader_change_once() {
         .find(|n| *n != old_leader && *n != survivor)
         .unwrap();
     assert_eq!(cluster.client(other).cmd("GET fo:n"), bulk("2"));
+}
+
+/// `INFO clients`' `blocked_clients` on the node of `c`.
+fn blocked_clients(c: &mut Client) -> i64 {
+    let text = c.cmd("INFO clients").text();
+    text.lines()
+        .find_map(|line| line.strip_prefix("blocked_clients:"))
+        .expect("INFO clients has blocked_clients")
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+#[test]
+fn info_counts_the_clients_waiting_in_a_blocking_pop() {
+    let cluster = cluster();
+    let node = cluster.follower();
+    let mut c = cluster.client(node);
+    let port = cluster.redis_ports[node - 1];
+    assert_eq!(blocked_clients(&mut c), 0);
+    let waiter = std::thread::spawn(move || Client::connect(port).cmd("BLPOP blocked:l 0"));
+    let mut seen = false;
+    for _ in 0..400 {
+        if blocked_clients(&mut c) == 1 {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(seen, "the waiting BLPOP is counted");
+    assert_eq!(c.cmd("RPUSH blocked:l x"), int(1));
+    assert_eq!(waiter.join().unwrap(), strings(&["blocked:l", "x"]));
+    let mut released = false;
+    for _ in 0..400 {
+        if blocked_clients(&mut c) == 0 {
+            released = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(released, "an answered BLPOP is no longer counted");
 }

@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use synod::redis::resp::{parse_request, Reply, MAX_ARGS, MAX_BULK_BYTES};
+use synod::redis::resp::{parse_request, Protocol, Reply, MAX_ARGS, MAX_BULK_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let mut pos = 0;
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         }
         if !parsed.args.is_empty() {
             let mut encoded = Vec::new();
-            Reply::bulks(parsed.args.clone()).encode(&mut encoded);
+            Reply::bulks(parsed.args.clone()).encode(Protocol::Resp2, &mut encoded);
             let again = parse_request(&encoded)
                 .expect("a re-encoded request parses")
                 .expect("a re-encoded request is complete");

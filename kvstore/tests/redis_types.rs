@@ -19,18 +19,18 @@ fn command(args: &[&[u8]]) -> Op {
     ))
 }
 
-/// Apply one Redis command as its own slot; its reply.
+/// Apply one Redis command as its own slot; its reply, as a RESP2 client gets it.
 fn run(h: &mut Harness, args: &[&[u8]]) -> RedisReply {
     match h.op(command(args)).outcome {
-        Some(Outcome::Redis(reply)) => reply,
+        Some(Outcome::Redis(reply)) => reply.into_resp2(),
         other => panic!("{args:?} answered {other:?}"),
     }
 }
 
-/// Serve a read-only Redis command outside the log.
+/// Serve a read-only Redis command outside the log; its reply, as a RESP2 client gets it.
 fn read(h: &Harness, args: &[&[u8]]) -> RedisReply {
     match h.sm.read(&command(args)).unwrap().outcome {
-        Some(Outcome::Redis(reply)) => reply,
+        Some(Outcome::Redis(reply)) => reply.into_resp2(),
         other => panic!("{args:?} answered {other:?}"),
     }
 }
@@ -90,6 +90,86 @@ fn every_type_refuses_commands_of_another_type_with_wrongtype_and_changes_nothin
     );
     assert_eq!(read(&h, &[b"smembers", b"s"]), bulks(&[b"x"]));
     assert_eq!(read(&h, &[b"type", b"s"]), RedisReply::status("set"));
+}
+
+/// The remaining TTL of `key` in ms (0: none), and whether it exists.
+fn ttl(h: &Harness, key: &[u8]) -> (bool, u64) {
+    match h
+        .sm
+        .read(&Op::Ttl(synod_kvstore::Ttl { key: key.to_vec() }))
+        .unwrap()
+        .outcome
+    {
+        Some(Outcome::Ttl(t)) => (t.exists, t.remaining_ms),
+        other => panic!("ttl answered {other:?}"),
+    }
+}
+
+#[test]
+fn set_with_get_refuses_a_collection_and_otherwise_answers_the_old_string() {
+    let mut h = Harness::new();
+    run(&mut h, &[b"hset", b"h", b"f", b"v"]);
+    let revision = h.sm.revision();
+    for args in [
+        &[&b"set"[..], b"h", b"x", b"GET"][..],
+        &[b"set", b"h", b"x", b"NX", b"GET"],
+        &[b"set", b"h", b"x", b"XX", b"GET", b"PX", b"100"],
+        &[b"set", b"h", b"x", b"GET", b"EXPIRED"],
+    ] {
+        assert!(is_wrongtype(&run(&mut h, args)), "{args:?}");
+    }
+    assert_eq!(h.sm.revision(), revision, "nothing changed");
+    assert_eq!(read(&h, &[b"hgetall", b"h"]), bulks(&[b"f", b"v"]));
+
+    let nil = RedisReply::nil();
+    assert_eq!(run(&mut h, &[b"set", b"s", b"1", b"GET"]), nil);
+    assert_eq!(
+        run(&mut h, &[b"set", b"s", b"2", b"GET", b"PX", b"5000"]),
+        RedisReply::bulk(b"1".to_vec())
+    );
+    assert_eq!(ttl(&h, b"s"), (true, 5000));
+    assert_eq!(
+        run(&mut h, &[b"set", b"s", b"3", b"GET", b"KEEPTTL"]),
+        RedisReply::bulk(b"2".to_vec())
+    );
+    assert_eq!(ttl(&h, b"s"), (true, 5000));
+    assert_eq!(
+        run(&mut h, &[b"set", b"s", b"4", b"NX", b"GET"]),
+        RedisReply::bulk(b"3".to_vec())
+    );
+    assert_eq!(
+        run(&mut h, &[b"set", b"s", b"5", b"xx", b"get"]),
+        RedisReply::bulk(b"3".to_vec())
+    );
+    assert_eq!(
+        ttl(&h, b"s"),
+        (true, 0),
+        "SET without KEEPTTL clears the TTL"
+    );
+    assert_eq!(run(&mut h, &[b"set", b"absent", b"v", b"XX", b"GET"]), nil);
+    assert!(h.get(b"absent").is_none());
+    assert_eq!(
+        run(&mut h, &[b"set", b"s", b"6", b"GET", b"EXPIRED"]),
+        RedisReply::bulk(b"5".to_vec())
+    );
+    assert!(h.get(b"s").is_none(), "a time already past deletes the key");
+    // Without GET, a collection is overwritten, and NX/XX answer as Redis's SET.
+    assert_eq!(run(&mut h, &[b"set", b"h", b"str", b"NX"]), nil);
+    assert_eq!(
+        run(&mut h, &[b"set", b"h", b"str", b"XX"]),
+        RedisReply::ok()
+    );
+    assert_eq!(h.get(b"h").unwrap().value, b"str");
+    for args in [
+        &[&b"set"[..], b"k", b"v", b"NX", b"XX"][..],
+        &[b"set", b"k", b"v", b"PX", b"0"],
+        &[b"set", b"k", b"v", b"PX"],
+        &[b"set", b"k", b"v", b"KEEPTTL", b"PX", b"5"],
+        &[b"set", b"k", b"v", b"EX", b"5"],
+    ] {
+        assert!(run(&mut h, args).as_error().is_some(), "{args:?}");
+    }
+    assert!(h.get(b"k").is_none());
 }
 
 #[test]
@@ -428,7 +508,7 @@ fn every_type_agrees_with_a_plain_model_over_random_commands() {
             let expected = model(&mut db, &args);
             let response = h.op(sm_op(&args));
             let got = match response.outcome {
-                Some(Outcome::Redis(reply)) => reply,
+                Some(Outcome::Redis(reply)) => reply.into_resp2(),
                 Some(Outcome::Delete(d)) => int(d.deleted as i64),
                 other => panic!("seed {seed} step {step}: {other:?}"),
             };
@@ -498,4 +578,146 @@ fn replicas_applying_the_same_random_redis_log_agree_and_a_snapshot_restores_the
             assert!(n > 0, "seed {seed}: an empty collection was kept");
         }
     }
+}
+
+#[test]
+fn intercard_and_hincrbyfloat_refuse_bad_arguments_with_redis_texts() {
+    let mut h = Harness::new();
+    run(&mut h, &[b"sadd", b"s", b"a"]);
+    let error = |reply: RedisReply| reply.as_error().unwrap_or_default().to_owned();
+    for name in [&b"sintercard"[..], b"zintercard"] {
+        for args in [
+            &[name, b"1", b"s", b"LIMIT", b"-1"][..],
+            &[name, b"1", b"s", b"LIMIT", b"a"],
+        ] {
+            assert_eq!(error(read(&h, args)), "ERR LIMIT can't be negative");
+        }
+    }
+    for numkeys in [&b"0"[..], b"a", b"-1"] {
+        assert_eq!(
+            error(read(&h, &[b"sintercard", numkeys, b"s"])),
+            "ERR numkeys should be greater than 0"
+        );
+    }
+    for increment in [&b"+inf"[..], b"-inf", b"inf"] {
+        assert_eq!(
+            error(run(&mut h, &[b"hincrbyfloat", b"h", b"f", increment])),
+            "ERR value is NaN or Infinity"
+        );
+    }
+    assert!(h.get(b"h").is_none(), "a refused increment creates nothing");
+    run(&mut h, &[b"hset", b"h", b"f", b"1.7976931348623157e308"]);
+    assert_eq!(
+        error(run(
+            &mut h,
+            &[b"hincrbyfloat", b"h", b"f", b"1.7976931348623157e308"]
+        )),
+        "ERR increment would produce NaN or Infinity"
+    );
+}
+
+#[test]
+fn replies_carry_resp3_types_that_flatten_to_what_resp2_clients_get() {
+    let mut h = Harness::new();
+    let typed = |h: &Harness, args: &[&[u8]]| match h.sm.read(&command(args)).unwrap().outcome {
+        Some(Outcome::Redis(reply)) => reply,
+        other => panic!("{args:?} answered {other:?}"),
+    };
+    run(&mut h, &[b"zadd", b"z", b"1", b"a", b"2.5", b"b"]);
+    run(&mut h, &[b"hset", b"h", b"f", b"v"]);
+    run(&mut h, &[b"sadd", b"s", b"m"]);
+    let bulk = |b: &[u8]| RedisReply::bulk(b.to_vec());
+    assert_eq!(typed(&h, &[b"zscore", b"z", b"b"]), RedisReply::double(2.5));
+    assert_eq!(
+        typed(&h, &[b"zrange", b"z", b"0", b"-1", b"withscores"]),
+        RedisReply::pairs(vec![
+            bulk(b"a"),
+            RedisReply::double(1.0),
+            bulk(b"b"),
+            RedisReply::double(2.5)
+        ])
+    );
+    assert_eq!(
+        typed(&h, &[b"zrange", b"z", b"0", b"0"]),
+        bulks(&[b"a"]),
+        "without scores, a plain array"
+    );
+    assert_eq!(
+        typed(&h, &[b"hgetall", b"h"]),
+        RedisReply::map(vec![bulk(b"f"), bulk(b"v")])
+    );
+    assert_eq!(typed(&h, &[b"hgetall", b"nope"]), RedisReply::map(vec![]));
+    assert_eq!(typed(&h, &[b"hkeys", b"h"]), bulks(&[b"f"]));
+    assert_eq!(
+        typed(&h, &[b"smembers", b"s"]),
+        RedisReply::set(vec![bulk(b"m")])
+    );
+    assert_eq!(
+        typed(&h, &[b"sunion", b"s", b"nope"]),
+        RedisReply::set(vec![bulk(b"m")])
+    );
+    // RESP2 sees bulk strings and flat arrays.
+    assert_eq!(read(&h, &[b"zscore", b"z", b"b"]), bulk(b"2.5"));
+    assert_eq!(
+        read(&h, &[b"zrange", b"z", b"0", b"-1", b"withscores"]),
+        bulks(&[b"a", b"1", b"b", b"2.5"])
+    );
+    assert_eq!(read(&h, &[b"hgetall", b"h"]), bulks(&[b"f", b"v"]));
+    // ZPOPMIN without a count answers one flat pair; with one, pairs.
+    let popped = match h.op(command(&[b"zpopmin", b"z"])).outcome {
+        Some(Outcome::Redis(reply)) => reply,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        popped,
+        RedisReply::array(vec![bulk(b"a"), RedisReply::double(1.0)])
+    );
+    let popped = match h.op(command(&[b"zpopmax", b"z", b"1"])).outcome {
+        Some(Outcome::Redis(reply)) => reply,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        popped,
+        RedisReply::pairs(vec![bulk(b"b"), RedisReply::double(2.5)])
+    );
+}
+
+#[test]
+fn lpop_and_rpop_with_two_counts_answer_a_wrong_arity_and_pop_nothing() {
+    let mut h = Harness::new();
+    run(&mut h, &[b"rpush", b"l", b"a", b"b"]);
+    for name in [&b"lpop"[..], b"rpop"] {
+        let reply = run(&mut h, &[name, b"l", b"1", b"1"]);
+        let expected = format!(
+            "ERR wrong number of arguments for '{}' command",
+            String::from_utf8_lossy(name)
+        );
+        assert_eq!(reply.as_error(), Some(expected.as_str()));
+    }
+    assert_eq!(read(&h, &[b"llen", b"l"]), int(2));
+}
+
+#[test]
+fn sorted_set_pops_and_intercard_check_their_counts_first_with_redis_texts() {
+    let mut h = Harness::new();
+    run(&mut h, &[b"set", b"str", b"foo"]);
+    let error = |reply: RedisReply| reply.as_error().unwrap_or_default().to_owned();
+    for name in [&b"zpopmin"[..], b"zpopmax"] {
+        assert_eq!(
+            error(run(&mut h, &[name, b"str", b"-1"])),
+            "ERR value is out of range, must be positive",
+            "the count is checked before the type"
+        );
+    }
+    for numkeys in [&b"0"[..], b"a", b"-1"] {
+        assert_eq!(
+            error(run(&mut h, &[b"zmpop", numkeys, b"z", b"MIN"])),
+            "ERR numkeys should be greater than 0"
+        );
+    }
+    assert_eq!(
+        error(read(&h, &[b"zintercard", b"0", b"z"])),
+        "ERR at least 1 input key is needed for 'zintercard' command"
+    );
+    assert_eq!(h.get(b"str").unwrap().value, b"foo");
 }

@@ -7,12 +7,25 @@ use std::sync::atomic::Ordering;
 use synod_paxos::Role;
 
 use super::keyspace::glob_match;
-use super::resp::{parse_i64, Reply};
+use super::resp::{parse_i64, Protocol, Reply};
 use super::{Conn, RedisShared};
 
 /// The Redis version Synod's endpoint behaves like, reported by `HELLO`
 /// and `INFO` (some clients choose features by it).
 pub(super) const REDIS_VERSION: &str = "7.0.0";
+
+/// `TIME`: this node's wall clock, seconds and microseconds since the Unix
+/// epoch, as Redis answers it (the clock Synod turns `EXPIREAT`/`PXAT` times
+/// into TTLs with).
+pub(super) fn time() -> Reply {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Reply::Array(vec![
+        Reply::text(since.as_secs().to_string()),
+        Reply::text(since.subsec_micros().to_string()),
+    ])
+}
 
 pub(super) fn ping(args: &[Vec<u8>]) -> Reply {
     match args {
@@ -65,12 +78,15 @@ pub(super) fn auth(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> R
     }
 }
 
-/// `HELLO [2 [AUTH user password] [SETNAME name]]`: RESP2 only.
+/// `HELLO [2|3 [AUTH user password] [SETNAME name]]`: switches the
+/// connection to RESP2 or RESP3 once the options are accepted.
 pub(super) async fn hello(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Reply {
+    let mut protocol = conn.protocol;
     if let Some(version) = args.get(1) {
         match parse_i64(version) {
             None => return Reply::err("Protocol version is not an integer or out of range"),
-            Some(2) => {}
+            Some(2) => protocol = Protocol::Resp2,
+            Some(3) => protocol = Protocol::Resp3,
             Some(_) => {
                 return Reply::Error(
                     "NOPROTO sorry, this protocol version is not supported.".into(),
@@ -112,11 +128,15 @@ pub(super) async fn hello(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>
     if name.is_some() {
         conn.name = name;
     }
+    conn.protocol = protocol;
     let leads = matches!(shared.backend.status().await, Ok(s) if s.role == Role::Leader);
     let pairs: Vec<(&str, Reply)> = vec![
         ("server", Reply::text("redis")),
         ("version", Reply::text(REDIS_VERSION)),
-        ("proto", Reply::Integer(2)),
+        (
+            "proto",
+            Reply::Integer(if protocol == Protocol::Resp3 { 3 } else { 2 }),
+        ),
         ("id", Reply::Integer(client_number(conn))),
         ("mode", Reply::text("standalone")),
         (
@@ -125,7 +145,7 @@ pub(super) async fn hello(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>
         ),
         ("modules", Reply::Array(Vec::new())),
     ];
-    Reply::Array(
+    Reply::Map(
         pairs
             .into_iter()
             .flat_map(|(key, value)| [Reply::text(key), value])
@@ -183,8 +203,9 @@ pub(super) async fn info(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
     if show("clients") {
         let _ = write!(
             text,
-            "# Clients\r\nconnected_clients:{}\r\n\r\n",
-            shared.connections.load(Ordering::Relaxed)
+            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n",
+            shared.connections.load(Ordering::Relaxed),
+            shared.blocked.load(Ordering::Relaxed)
         );
     }
     let leads = status.role == Role::Leader;
@@ -244,8 +265,10 @@ fn accepted_setting(name: &str) -> bool {
     encoding || name.starts_with("lazyfree-")
 }
 
-/// `CONFIG GET pattern...`, `CONFIG SET name value...` (only the settings
-/// [`accepted_setting`] names), `CONFIG RESETSTAT`.
+/// `CONFIG GET pattern...`, `CONFIG SET name value...` (the settings
+/// [`accepted_setting`] names, and a fixed setting of [`SETTINGS`] to the
+/// value it has, which changes nothing: Redis's test suite sets `save ""`),
+/// `CONFIG RESETSTAT`.
 pub(super) fn config(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
     let sub = args[1].to_ascii_uppercase();
     if sub.as_slice() == b"RESETSTAT" {
@@ -258,6 +281,10 @@ pub(super) fn config(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
         let mut pairs = Vec::new();
         for pair in args[2..].chunks(2) {
             let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+            let fixed = SETTINGS.iter().find(|(fixed, _)| *fixed == name);
+            if fixed.is_some_and(|(_, value)| value.as_bytes() == pair[1].as_slice()) {
+                continue;
+            }
             if !accepted_setting(&name) {
                 return Reply::err(format!(
                     "CONFIG SET failed (possibly related to argument '{name}') - Synod does not support changing it"
@@ -289,7 +316,7 @@ pub(super) fn config(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
             out.push(Reply::text(value));
         }
     }
-    Reply::Array(out)
+    Reply::Map(out)
 }
 
 /// `CLIENT ID | GETNAME | SETNAME name | SETINFO attr value`.

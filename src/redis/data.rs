@@ -66,6 +66,12 @@ pub(super) fn to_reply(reply: RedisReply) -> Reply {
         Some(ReplyKind::Array(array)) => {
             Reply::Array(array.items.into_iter().map(to_reply).collect())
         }
+        Some(ReplyKind::Double(text)) => Reply::Double(text),
+        Some(ReplyKind::Map(array)) => Reply::Map(array.items.into_iter().map(to_reply).collect()),
+        Some(ReplyKind::Set(array)) => Reply::Set(array.items.into_iter().map(to_reply).collect()),
+        Some(ReplyKind::Pairs(array)) => {
+            Reply::Pairs(array.items.into_iter().map(to_reply).collect())
+        }
         None => Reply::err("the state machine gave an empty reply"),
     }
 }

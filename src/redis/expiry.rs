@@ -49,20 +49,23 @@ fn unix_now_ms() -> i64 {
 
 /// The TTL in ms that the time argument `value` means (negative if an
 /// absolute time has passed), or Redis's error for a time out of range.
+/// Redis's rules decide what is out of range: seconds that overflow in ms,
+/// or a relative time that overflows when added to now; an absolute time
+/// is never out of range (a past one deletes the key). A TTL beyond
+/// [`MAX_KEY_TTL_MS`] (2^62 ms, 146 million years) is given that TTL.
 pub(super) fn ttl_ms(value: i64, unit: Unit, base: Base, command: &str) -> Result<i64, Reply> {
     let invalid = || Reply::err(format!("invalid expire time in '{command}' command"));
     let ms = match unit {
         Unit::Seconds => value.checked_mul(1000).ok_or_else(invalid)?,
         Unit::Millis => value,
     };
+    let now = unix_now_ms();
     let ttl = match base {
+        Base::FromNow if ms > i64::MAX - now => return Err(invalid()),
         Base::FromNow => ms,
-        Base::UnixEpoch => ms.checked_sub(unix_now_ms()).ok_or_else(invalid)?,
+        Base::UnixEpoch => ms.saturating_sub(now),
     };
-    if ttl > 0 && ttl.unsigned_abs() > MAX_KEY_TTL_MS {
-        return Err(invalid());
-    }
-    Ok(ttl)
+    Ok(ttl.min(MAX_KEY_TTL_MS as i64))
 }
 
 /// Runs the expiry command `name` (lower case, arity already checked).

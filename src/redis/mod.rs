@@ -1,4 +1,5 @@
-//! The Redis-protocol endpoint: RESP2 and inline commands on TCP, so that
+//! The Redis-protocol endpoint: RESP2 (and RESP3 after `HELLO 3`) and
+//! inline commands on TCP, so that
 //! `redis-cli`, `redis-benchmark` and Redis client libraries talk to Synod.
 //!
 //! Every node runs one (when `redis_addr` is configured) and accepts every
@@ -39,7 +40,7 @@ use tracing::Instrument;
 use self::backend::{Backend, CallError, ClientIds};
 use self::coord::ConnSession;
 use self::keyspace::CursorTable;
-use self::resp::{parse_request, Reply, MAX_PENDING_BYTES};
+use self::resp::{parse_request, Protocol, Reply, MAX_PENDING_BYTES};
 use crate::node::ReadConsistency;
 
 /// Most Redis connections open at once on one node; one more is answered
@@ -62,6 +63,9 @@ pub struct RedisShared {
     cursors: Mutex<CursorTable>,
     started: std::time::Instant,
     connections: AtomicUsize,
+    /// Connections running a blocking command now (`INFO`'s
+    /// `blocked_clients`, which Redis's tests wait on).
+    blocked: AtomicUsize,
     port: u16,
     /// What `CONFIG SET` was given (settings that change nothing in Synod).
     settings: Mutex<std::collections::BTreeMap<String, String>>,
@@ -78,6 +82,7 @@ impl RedisShared {
             cursors: Mutex::new(CursorTable::default()),
             started: std::time::Instant::now(),
             connections: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
             port,
             settings: Mutex::new(std::collections::BTreeMap::new()),
         }
@@ -92,6 +97,8 @@ struct Conn {
     next_seq: u64,
     authenticated: bool,
     name: Option<Vec<u8>>,
+    /// The protocol replies are encoded in (`HELLO 3` switches to RESP3).
+    protocol: Protocol,
     /// The session owning this connection's locks and candidacies, opened
     /// on first use.
     session: Option<ConnSession>,
@@ -164,6 +171,7 @@ async fn accept_connection(
         next_seq: 1,
         authenticated: shared.password.is_none(),
         name: None,
+        protocol: Protocol::Resp2,
         session: None,
     };
     serve_connection(&shared, &mut conn, stream, shutdown).await;
@@ -198,6 +206,7 @@ async fn serve_connection(
                     let (reply, quit) = if table::is_blocking(&parsed.args[0]) {
                         // A blocked client that goes away stops waiting
                         // (else its pop would take an element nobody reads).
+                        let _blocked = BlockedClient::enter(shared);
                         let exec = table::execute(shared, conn, parsed.args);
                         tokio::pin!(exec);
                         loop {
@@ -213,7 +222,7 @@ async fn serve_connection(
                     } else {
                         table::execute(shared, conn, parsed.args).await
                     };
-                    reply.encode(&mut out);
+                    reply.encode(conn.protocol, &mut out);
                     close = quit;
                     if out.len() >= OUTPUT_FLUSH_BYTES {
                         if stream.write_all(&out).await.is_err() {
@@ -225,7 +234,7 @@ async fn serve_connection(
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "closing a connection after a protocol error");
-                    Reply::err(e).encode(&mut out);
+                    Reply::err(e).encode(conn.protocol, &mut out);
                     close = true;
                     linger = true;
                 }
@@ -252,7 +261,7 @@ async fn serve_connection(
         if buf.len() > MAX_PENDING_BYTES {
             tracing::warn!(size_bytes = buf.len(), "unparsed input over the bound");
             let mut refusal = Vec::new();
-            Reply::err("Protocol error: request too large").encode(&mut refusal);
+            Reply::err("Protocol error: request too large").encode(conn.protocol, &mut refusal);
             let _ = stream.write_all(&refusal).await;
             close_gently(stream).await;
             return;
@@ -268,6 +277,24 @@ async fn serve_connection(
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
+    }
+}
+
+/// Counts a connection in [`RedisShared::blocked`] while it lives (the
+/// blocking command, however it ends: answered, or dropped when the client
+/// goes away).
+struct BlockedClient<'a>(&'a AtomicUsize);
+
+impl<'a> BlockedClient<'a> {
+    fn enter(shared: &'a RedisShared) -> BlockedClient<'a> {
+        shared.blocked.fetch_add(1, Ordering::SeqCst);
+        BlockedClient(&shared.blocked)
+    }
+}
+
+impl Drop for BlockedClient<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

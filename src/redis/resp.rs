@@ -273,7 +273,20 @@ pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
     }
 }
 
-/// A reply in RESP2.
+/// The protocol version a connection speaks: RESP2 until `HELLO 3`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// RESP2: nulls are `$-1`/`*-1`; doubles are bulk strings; maps, sets
+    /// and pairs are flat arrays.
+    #[default]
+    Resp2,
+    /// RESP3: nulls are `_`, doubles `,`, maps `%`, sets `~`, and pairs
+    /// two-item arrays.
+    Resp3,
+}
+
+/// A reply, typed as RESP3 types it; [`Reply::encode`] writes it in either
+/// protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// `+text`: a status such as `OK` or `PONG`.
@@ -285,12 +298,22 @@ pub enum Reply {
     Integer(i64),
     /// `$len` and the bytes.
     Bulk(Vec<u8>),
-    /// `$-1`: the null bulk string (an absent key).
+    /// `$-1` (RESP3 `_`): the null bulk string (an absent key).
     Nil,
     /// `*n` and the elements.
     Array(Vec<Reply>),
-    /// `*-1`: the null array.
+    /// `*-1` (RESP3 `_`): the null array.
     NilArray,
+    /// A double as its text (`2.5`, `inf`): RESP2 a bulk string, RESP3
+    /// `,text`.
+    Double(String),
+    /// Keys and values alternating: RESP2 a flat array, RESP3 `%n`.
+    Map(Vec<Reply>),
+    /// RESP2 an array, RESP3 `~n`.
+    Set(Vec<Reply>),
+    /// Pairs alternating (member and score, field and value): RESP2 a flat
+    /// array, RESP3 an array of two-item arrays.
+    Pairs(Vec<Reply>),
 }
 
 impl Reply {
@@ -319,24 +342,53 @@ impl Reply {
         matches!(self, Reply::Error(_))
     }
 
-    /// Appends the RESP2 encoding to `out`. Iterative (no recursion), so
-    /// nesting depth costs no stack.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut stack: Vec<std::slice::Iter<'_, Reply>> = Vec::new();
+    /// Appends the encoding in `protocol` to `out`. Iterative (no
+    /// recursion), so nesting depth costs no stack.
+    pub fn encode(&self, protocol: Protocol, out: &mut Vec<u8>) {
+        let resp3 = protocol == Protocol::Resp3;
+        // The items left of each open aggregate, and whether they are
+        // pairs to nest (RESP3), with how many were written.
+        let mut stack: Vec<(std::slice::Iter<'_, Reply>, bool, usize)> = Vec::new();
         let mut next = Some(self);
         loop {
             if let Some(reply) = next.take() {
-                if let Reply::Array(items) = reply {
-                    out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
-                    stack.push(items.iter());
-                } else {
-                    encode_scalar(reply, out);
+                let header = |out: &mut Vec<u8>, kind: char, n: usize| {
+                    out.extend_from_slice(format!("{kind}{n}\r\n").as_bytes());
+                };
+                match reply {
+                    Reply::Array(items) => {
+                        header(out, '*', items.len());
+                        stack.push((items.iter(), false, 0));
+                    }
+                    Reply::Map(items) if resp3 => {
+                        header(out, '%', items.len() / 2);
+                        stack.push((items.iter(), false, 0));
+                    }
+                    Reply::Set(items) if resp3 => {
+                        header(out, '~', items.len());
+                        stack.push((items.iter(), false, 0));
+                    }
+                    Reply::Pairs(items) if resp3 => {
+                        header(out, '*', items.len() / 2);
+                        stack.push((items.iter(), true, 0));
+                    }
+                    Reply::Map(items) | Reply::Set(items) | Reply::Pairs(items) => {
+                        header(out, '*', items.len());
+                        stack.push((items.iter(), false, 0));
+                    }
+                    _ => encode_scalar(reply, resp3, out),
                 }
             }
             match stack.last_mut() {
                 None => return,
-                Some(items) => match items.next() {
-                    Some(item) => next = Some(item),
+                Some((items, pairs, written)) => match items.next() {
+                    Some(item) => {
+                        if *pairs && *written % 2 == 0 {
+                            out.extend_from_slice(b"*2\r\n");
+                        }
+                        *written += 1;
+                        next = Some(item);
+                    }
                     None => {
                         stack.pop();
                     }
@@ -351,7 +403,12 @@ fn one_line(text: &str) -> String {
     text.replace(['\r', '\n'], " ")
 }
 
-fn encode_scalar(reply: &Reply, out: &mut Vec<u8>) {
+fn encode_scalar(reply: &Reply, resp3: bool, out: &mut Vec<u8>) {
+    let bulk = |bytes: &[u8], out: &mut Vec<u8>| {
+        out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(b"\r\n");
+    };
     match reply {
         Reply::Simple(text) => {
             out.push(b'+');
@@ -364,14 +421,19 @@ fn encode_scalar(reply: &Reply, out: &mut Vec<u8>) {
             out.extend_from_slice(b"\r\n");
         }
         Reply::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
-        Reply::Bulk(bytes) => {
-            out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
-            out.extend_from_slice(bytes);
+        Reply::Bulk(bytes) => bulk(bytes, out),
+        Reply::Double(text) if resp3 => {
+            out.push(b',');
+            out.extend_from_slice(one_line(text).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
+        Reply::Double(text) => bulk(text.as_bytes(), out),
+        Reply::Nil | Reply::NilArray if resp3 => out.extend_from_slice(b"_\r\n"),
         Reply::Nil => out.extend_from_slice(b"$-1\r\n"),
         Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
-        Reply::Array(_) => unreachable!("arrays are encoded by Reply::encode"),
+        Reply::Array(_) | Reply::Map(_) | Reply::Set(_) | Reply::Pairs(_) => {
+            unreachable!("aggregates are encoded by Reply::encode")
+        }
     }
 }
 
@@ -505,10 +567,40 @@ mod tests {
             Reply::Array(vec![Reply::NilArray, Reply::Array(vec![])]),
             Reply::err("bad\r\nthing"),
         ])
-        .encode(&mut out);
+        .encode(Protocol::Resp2, &mut out);
         assert_eq!(
             out,
             b"*6\r\n+OK\r\n:-3\r\n$4\r\na\r\nb\r\n$-1\r\n*2\r\n*-1\r\n*0\r\n-ERR bad  thing\r\n"
+        );
+    }
+
+    #[test]
+    fn typed_replies_encode_flat_in_resp2_and_as_their_type_in_resp3() {
+        let reply = Reply::Array(vec![
+            Reply::Double("2.5".into()),
+            Reply::Map(vec![Reply::text("f"), Reply::Nil]),
+            Reply::Set(vec![Reply::text("m")]),
+            Reply::Pairs(vec![
+                Reply::text("a"),
+                Reply::Double("1".into()),
+                Reply::text("b"),
+                Reply::Double("inf".into()),
+            ]),
+            Reply::NilArray,
+        ]);
+        let mut resp2 = Vec::new();
+        reply.encode(Protocol::Resp2, &mut resp2);
+        assert_eq!(
+            String::from_utf8(resp2).unwrap(),
+            "*5\r\n$3\r\n2.5\r\n*2\r\n$1\r\nf\r\n$-1\r\n*1\r\n$1\r\nm\r\n\
+             *4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$3\r\ninf\r\n*-1\r\n"
+        );
+        let mut resp3 = Vec::new();
+        reply.encode(Protocol::Resp3, &mut resp3);
+        assert_eq!(
+            String::from_utf8(resp3).unwrap(),
+            "*5\r\n,2.5\r\n%1\r\n$1\r\nf\r\n_\r\n~1\r\n$1\r\nm\r\n\
+             *2\r\n*2\r\n$1\r\na\r\n,1\r\n*2\r\n$1\r\nb\r\n,inf\r\n_\r\n"
         );
     }
 

@@ -18,7 +18,7 @@ use synod_kvstore::{
 use super::expiry::{ttl_ms, Base, Unit};
 use super::resp::Reply;
 use super::table::int_arg;
-use super::{check_key, read, write, write_with_ttl, Conn, RedisShared};
+use super::{check_key, data, read, write, write_with_ttl, Conn, RedisShared};
 
 /// Runs the string command `name` (lower case, arity already checked).
 pub(super) async fn execute(
@@ -162,11 +162,6 @@ fn txn_kv(response: &TxnResponse, index: usize) -> Option<KeyValue> {
     kv.cloned()
 }
 
-/// The value of a put or get result of a transaction branch.
-fn txn_value(response: &TxnResponse, index: usize) -> Option<Vec<u8>> {
-    txn_kv(response, index).map(|kv| kv.value)
-}
-
 /// What `SET` does to the key's expiry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SetTtl {
@@ -226,19 +221,22 @@ async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<
             }
         }
     };
+    check_key(key)?;
+    if want_old {
+        return set_get(shared, conn, args, nx, xx, ttl).await;
+    }
     let key_ttl = match ttl {
         SetTtl::Clear | SetTtl::Past => None,
         SetTtl::Keep => Some(KeyTtl::keep()),
         SetTtl::In(ms) => Some(KeyTtl::expire_in(ms)),
     };
-    check_key(key)?;
     let write_op = if ttl == SetTtl::Past {
         txn_op(TxnOpKind::Delete(Delete {
             key: key.clone(),
-            prev_kv: want_old,
+            prev_kv: false,
         }))
     } else {
-        put_op(key, value, want_old)
+        put_op(key, value, false)
     };
     if !nx && !xx {
         let op = match write_op.op {
@@ -247,8 +245,6 @@ async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<
             _ => return Err(unexpected()),
         };
         return match write_with_ttl(shared, conn, op, key_ttl).await? {
-            Outcome::Put(put) if want_old => Ok(value_or_nil(put.prev)),
-            Outcome::Delete(delete) if want_old => Ok(value_or_nil(delete.prev)),
             Outcome::Put(_) | Outcome::Delete(_) => Ok(Reply::ok()),
             _ => Err(unexpected()),
         };
@@ -261,30 +257,53 @@ async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<
             CompareOp::Greater
         },
     );
-    let failure = if want_old && nx {
-        vec![txn_op(TxnOpKind::Get(Get { key: key.clone() }))]
-    } else {
-        Vec::new()
-    };
     let response = txn(
         shared,
         conn,
         Txn {
             compares: vec![compare],
             success: vec![write_op],
-            failure,
+            failure: Vec::new(),
         },
         key_ttl,
     )
     .await?;
-    Ok(match (want_old, response.succeeded) {
-        (false, true) => Reply::ok(),
-        (false, false) => Reply::Nil,
-        // NX succeeded: the key was absent. XX failed: the key is absent.
-        (true, true) if nx => Reply::Nil,
-        (true, false) if xx => Reply::Nil,
-        (true, _) => txn_value(&response, 0).map_or(Reply::Nil, Reply::Bulk),
+    Ok(if response.succeeded {
+        Reply::ok()
+    } else {
+        Reply::Nil
     })
+}
+
+/// `SET .. GET`: the state machine's `set`, which answers `WRONGTYPE` for a
+/// collection without changing it (a put would overwrite it), with the
+/// expiry as a TTL (`PX`), `KEEPTTL`, or `EXPIRED` for a time already past.
+async fn set_get(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    args: &[Vec<u8>],
+    nx: bool,
+    xx: bool,
+    ttl: SetTtl,
+) -> Result<Reply, Reply> {
+    let mut forwarded = vec![b"set".to_vec(), args[1].clone(), args[2].clone()];
+    if nx {
+        forwarded.push(b"NX".to_vec());
+    }
+    if xx {
+        forwarded.push(b"XX".to_vec());
+    }
+    forwarded.push(b"GET".to_vec());
+    match ttl {
+        SetTtl::Clear => {}
+        SetTtl::Keep => forwarded.push(b"KEEPTTL".to_vec()),
+        SetTtl::In(ms) => {
+            forwarded.push(b"PX".to_vec());
+            forwarded.push(ms.to_string().into_bytes());
+        }
+        SetTtl::Past => forwarded.push(b"EXPIRED".to_vec()),
+    }
+    data::run(shared, conn, forwarded).await.map(data::to_reply)
 }
 
 async fn setnx(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {

@@ -64,6 +64,7 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("config", -2, ADMIN, NO_KEYS),
     spec("client", -2, ADMIN, NO_KEYS),
     spec("dbsize", 1, &["readonly"], NO_KEYS),
+    spec("time", 1, &["random", "fast", "loading", "stale"], NO_KEYS),
     spec("get", 2, R, ONE_KEY),
     spec("set", -3, W, ONE_KEY),
     spec("setnx", 3, WF, ONE_KEY),
@@ -167,6 +168,7 @@ pub(super) async fn execute(
     let reply = match name {
         "quit" => return (Reply::ok(), true),
         "ping" => admin::ping(&args),
+        "time" => admin::time(),
         "echo" => Reply::Bulk(args[1].clone()),
         "auth" => admin::auth(shared, conn, &args),
         "hello" => admin::hello(shared, conn, &args).await,
@@ -198,6 +200,15 @@ pub(super) async fn execute(
     (reply, false)
 }
 
+/// The state machine's commands that clients call directly: all but those
+/// the endpoint runs itself (`SET`, whose `GET` form it sends to the state
+/// machine's `set`).
+fn data_commands() -> impl Iterator<Item = &'static CommandSpec> {
+    sm_redis::COMMANDS
+        .iter()
+        .filter(|spec| lookup(spec.name.as_bytes()).is_none())
+}
+
 /// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO name...`, `COMMAND LIST`,
 /// `COMMAND DOCS` (an error, on which `redis-cli` uses its built-in help
 /// for Redis commands and lists the others from `COMMAND`).
@@ -206,20 +217,20 @@ fn command(args: &[Vec<u8>]) -> Reply {
         COMMANDS
             .iter()
             .map(describe)
-            .chain(sm_redis::COMMANDS.iter().map(describe_data))
+            .chain(data_commands().map(describe_data))
     };
     let Some(sub) = args.get(1) else {
         return Reply::Array(all().collect());
     };
     match sub.to_ascii_uppercase().as_slice() {
         b"COUNT" if args.len() == 2 => {
-            Reply::Integer((COMMANDS.len() + sm_redis::COMMANDS.len()) as i64)
+            Reply::Integer((COMMANDS.len() + data_commands().count()) as i64)
         }
         b"LIST" => Reply::Array(
             COMMANDS
                 .iter()
                 .map(|s| s.name)
-                .chain(sm_redis::COMMANDS.iter().map(|s| s.name))
+                .chain(data_commands().map(|s| s.name))
                 .map(Reply::text)
                 .collect(),
         ),
@@ -284,10 +295,11 @@ mod tests {
     fn every_command_is_listed_once_in_lower_case() {
         let mut names: Vec<&str> = COMMANDS.iter().map(|s| s.name).collect();
         assert!(names.iter().all(|n| *n == n.to_lowercase()));
-        names.extend(sm_redis::COMMANDS.iter().map(|s| s.name));
+        names.extend(data_commands().map(|s| s.name));
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), COMMANDS.len() + sm_redis::COMMANDS.len());
+        assert_eq!(names.len(), COMMANDS.len() + data_commands().count());
+        assert_eq!(data_commands().count() + 1, sm_redis::COMMANDS.len());
         assert!(lookup(b"GeT").is_some());
         assert!(lookup(b"nope").is_none());
     }

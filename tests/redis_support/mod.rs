@@ -171,7 +171,7 @@ pub fn field<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
         .map(|pair| &pair[1])
 }
 
-/// A RESP2 reply.
+/// A RESP2 or RESP3 reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Simple(String),
@@ -179,6 +179,14 @@ pub enum Value {
     Int(i64),
     Bulk(Option<Vec<u8>>),
     Array(Option<Vec<Value>>),
+    /// RESP3 `_`.
+    Null,
+    /// RESP3 `,text`.
+    Double(String),
+    /// RESP3 `%n`: keys and values alternating.
+    Map(Vec<Value>),
+    /// RESP3 `~n`.
+    Set(Vec<Value>),
 }
 
 impl Value {
@@ -230,7 +238,8 @@ pub fn int(n: i64) -> Value {
     Value::Int(n)
 }
 
-/// A blocking RESP2 client over one TCP connection.
+/// A blocking RESP2 (or, after `HELLO 3`, RESP3) client over one TCP
+/// connection.
 pub struct Client {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
@@ -326,6 +335,16 @@ impl Client {
                     return Value::Array(None);
                 }
                 Value::Array(Some((0..len).map(|_| self.read()).collect()))
+            }
+            "_" => Value::Null,
+            "," => Value::Double(rest.into()),
+            "%" => {
+                let len: usize = rest.parse().expect("map length");
+                Value::Map((0..2 * len).map(|_| self.read()).collect())
+            }
+            "~" => {
+                let len: usize = rest.parse().expect("set length");
+                Value::Set((0..len).map(|_| self.read()).collect())
             }
             _ => panic!("not a RESP reply: {line:?}"),
         }

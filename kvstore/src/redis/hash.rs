@@ -46,8 +46,13 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
         )),
         "hexists" => Ok(RedisReply::int(get(&args[2])?.is_some() as i64)),
         "hkeys" | "hvals" | "hgetall" => {
+            let reply = if name == "hgetall" {
+                RedisReply::map
+            } else {
+                RedisReply::array
+            };
             let Some(id) = id else {
-                return Ok(RedisReply::array(Vec::new()));
+                return Ok(reply(Vec::new()));
             };
             let mut items = Vec::new();
             let mut budget = ReplyBudget::default();
@@ -68,7 +73,7 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
                     Ok(true)
                 },
             )?;
-            Ok(RedisReply::array(items))
+            Ok(reply(items))
         }
         "hrandfield" => randfield(v, args, record.map(|r| (r.collection_id, r.length)), rng),
         _ => {
@@ -160,7 +165,11 @@ fn randfield<T: ReadableTable<&'static [u8], &'static [u8]>>(
     if count.is_none() {
         return Ok(items.pop().unwrap_or_else(RedisReply::nil));
     }
-    Ok(RedisReply::array(items))
+    Ok(if with_values {
+        RedisReply::pairs(items)
+    } else {
+        RedisReply::array(items)
+    })
 }
 
 pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> Res<RedisReply> {
@@ -243,6 +252,9 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
         _ => {
             check_element(&args[2])?;
             let delta = float_arg(&args[3])?;
+            if delta.is_nan() || delta.is_infinite() {
+                return err("value is NaN or Infinity");
+            }
             let current = match hash_get(ctx, &hash, &args[2])? {
                 None => {
                     hash.length += 1;

@@ -328,7 +328,8 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
                             Some(n) if n >= 0 => Some(n as u64),
                             _ => return err("value is out of range, must be positive"),
                         },
-                        _ => return syntax(),
+                        // Redis counts a second count as a wrong arity.
+                        _ => return err(format!("wrong number of arguments for '{name}' command")),
                     };
                     if !list.existed() {
                         return Ok(match count {

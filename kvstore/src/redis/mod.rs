@@ -38,7 +38,10 @@
 //!
 //! # Replies
 //!
-//! A command answers a [`RedisReply`], the RESP value Redis would send. Errors Redis reports
+//! A command answers a [`RedisReply`], the RESP value Redis would send, typed as RESP3 types it
+//! (a score is a double, `HGETALL` a map, `SMEMBERS` a set, `ZRANGE .. WITHSCORES` member/score
+//! pairs) so that the Redis endpoint can encode it in either protocol: RESP2 sends those as bulk
+//! strings and flat arrays. Errors Redis reports
 //! (`WRONGTYPE`, syntax errors, ...) are error replies inside a successful response: they change
 //! nothing, as every check is made before the first write.
 
@@ -90,7 +93,7 @@ impl RedisCommand {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct RedisReply {
     /// The value; `None` is never produced.
-    #[prost(oneof = "ReplyKind", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "ReplyKind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub kind: Option<ReplyKind>,
 }
 
@@ -118,6 +121,20 @@ pub enum ReplyKind {
     /// `*-1` (the value is ignored).
     #[prost(bool, tag = "7")]
     NilArray(bool),
+    /// A double, as the text Redis gives it (`3`, `2.5`, `inf`): RESP2 sends it as a bulk
+    /// string, RESP3 as `,text`.
+    #[prost(string, tag = "8")]
+    Double(String),
+    /// A map, its keys and values alternating: RESP2 sends a flat array, RESP3 `%n`.
+    #[prost(message, tag = "9")]
+    Map(RedisArray),
+    /// A set: RESP2 sends an array, RESP3 `~n`.
+    #[prost(message, tag = "10")]
+    Set(RedisArray),
+    /// Pairs (member and score, field and value), alternating: RESP2 sends a flat array, RESP3
+    /// an array of two-item arrays.
+    #[prost(message, tag = "11")]
+    Pairs(RedisArray),
 }
 
 /// The items of an array reply.
@@ -176,6 +193,48 @@ impl RedisReply {
     /// An array.
     pub fn array(items: Vec<RedisReply>) -> RedisReply {
         RedisReply::of(ReplyKind::Array(RedisArray { items }))
+    }
+
+    /// A double (see [`ReplyKind::Double`]).
+    pub fn double(value: f64) -> RedisReply {
+        RedisReply::of(ReplyKind::Double(number::format_double(value)))
+    }
+
+    /// A map of `items`, keys and values alternating.
+    pub fn map(items: Vec<RedisReply>) -> RedisReply {
+        RedisReply::of(ReplyKind::Map(RedisArray { items }))
+    }
+
+    /// A set of `items`.
+    pub fn set(items: Vec<RedisReply>) -> RedisReply {
+        RedisReply::of(ReplyKind::Set(RedisArray { items }))
+    }
+
+    /// Pairs of `items`, alternating (an even number of items).
+    pub fn pairs(items: Vec<RedisReply>) -> RedisReply {
+        debug_assert!(items.len().is_multiple_of(2));
+        RedisReply::of(ReplyKind::Pairs(RedisArray { items }))
+    }
+
+    /// This reply as RESP2 types it: doubles as bulk strings, maps, sets and pairs as flat
+    /// arrays (what a RESP2 client receives).
+    pub fn into_resp2(self) -> RedisReply {
+        match self.kind {
+            Some(ReplyKind::Double(text)) => RedisReply::bulk(text.into_bytes()),
+            Some(
+                ReplyKind::Map(array)
+                | ReplyKind::Set(array)
+                | ReplyKind::Pairs(array)
+                | ReplyKind::Array(array),
+            ) => RedisReply::array(
+                array
+                    .items
+                    .into_iter()
+                    .map(RedisReply::into_resp2)
+                    .collect(),
+            ),
+            kind => RedisReply { kind },
+        }
     }
 
     /// An array of bulk strings.
@@ -240,7 +299,9 @@ pub static COMMANDS: &[CommandSpec] = &[
     c("flushdb", -1, false, NOKEY),
     c("flushall", -1, false, NOKEY),
     c("move", 3, false, K1),
-    // Strings.
+    // Strings. `set` is the state machine's form of `SET .. GET` (see `strings::set`); the
+    // Redis endpoint runs its own `SET` and sends only that form here.
+    c("set", -3, false, K1),
     c("getset", 3, false, K1),
     c("append", 3, false, K1),
     c("strlen", 2, true, K1),
@@ -687,9 +748,8 @@ fn run_write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> Res<Red
         "rename" | "renamenx" | "copy" | "flushdb" | "flushall" | "move" => {
             keyspace::write(ctx, name, args)
         }
-        "getset" | "append" | "getdel" | "getex" | "setrange" | "setbit" | "incrbyfloat" => {
-            strings::write(ctx, name, args)
-        }
+        "set" | "getset" | "append" | "getdel" | "getex" | "setrange" | "setbit"
+        | "incrbyfloat" => strings::write(ctx, name, args),
         "rpoplpush" | "lmove" | "lmpop" => list::write(ctx, name, args),
         _ if name.starts_with('h') => hash::write(ctx, name, args),
         _ if name.starts_with('s') => set::write(ctx, name, args),

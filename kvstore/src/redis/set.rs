@@ -127,19 +127,9 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
     rng: &mut Rng,
 ) -> Res<RedisReply> {
     match name {
-        "sinter" => Ok(RedisReply::bulks(combine(
-            v,
-            &args[1..],
-            Algebra::Inter,
-            0,
-        )?)),
-        "sunion" => Ok(RedisReply::bulks(combine(
-            v,
-            &args[1..],
-            Algebra::Union,
-            0,
-        )?)),
-        "sdiff" => Ok(RedisReply::bulks(combine(v, &args[1..], Algebra::Diff, 0)?)),
+        "sinter" => Ok(set_reply(combine(v, &args[1..], Algebra::Inter, 0)?)),
+        "sunion" => Ok(set_reply(combine(v, &args[1..], Algebra::Union, 0)?)),
+        "sdiff" => Ok(set_reply(combine(v, &args[1..], Algebra::Diff, 0)?)),
         "sintercard" => {
             let (keys, limit) = numkeys_and_limit(args)?;
             Ok(RedisReply::int(
@@ -164,7 +154,7 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
                     }
                     Ok(RedisReply::array(items))
                 }
-                "smembers" => Ok(RedisReply::bulks(members(
+                "smembers" => Ok(set_reply(members(
                     v,
                     record.as_ref(),
                     &mut ReplyBudget::default(),
@@ -206,12 +196,14 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
     }
 }
 
-/// `numkeys key... [LIMIT n]` of `SINTERCARD` (and `ZINTERCARD`).
+/// `numkeys key... [LIMIT n]` of `SINTERCARD` (and `ZINTERCARD`), with Redis's errors: a
+/// `numkeys` that is not a positive integer is "numkeys should be greater than 0", a `LIMIT`
+/// that is not a non-negative integer "LIMIT can't be negative".
 pub(super) fn numkeys_and_limit(args: &[Vec<u8>]) -> Res<(&[Vec<u8>], u64)> {
-    let numkeys = int_arg(&args[1])?;
-    if numkeys <= 0 {
-        return err("numkeys should be greater than 0");
-    }
+    let numkeys = match parse_int(&args[1]) {
+        Some(n) if n > 0 => n,
+        _ => return err("numkeys should be greater than 0"),
+    };
     let numkeys = numkeys as usize;
     if numkeys > args.len() - 2 {
         return err("Number of keys can't be greater than number of args");
@@ -223,8 +215,7 @@ pub(super) fn numkeys_and_limit(args: &[Vec<u8>]) -> Res<(&[Vec<u8>], u64)> {
         [] => {}
         [word, n] if word.eq_ignore_ascii_case(b"limit") => match parse_int(n) {
             Some(n) if n >= 0 => limit = n as u64,
-            Some(_) => return err("LIMIT can't be negative"),
-            None => return err("value is not an integer or out of range"),
+            _ => return err("LIMIT can't be negative"),
         },
         _ => return syntax(),
     }
@@ -314,7 +305,7 @@ fn spop(ctx: &mut Ctx<'_, '_, '_>, mut set: Coll, args: &[Vec<u8>]) -> Res<Redis
     if !set.existed() {
         return Ok(match count {
             None => RedisReply::nil(),
-            Some(_) => RedisReply::array(Vec::new()),
+            Some(_) => set_reply(Vec::new()),
         });
     }
     let all = members(&ctx.view(), set.prev.as_ref(), &mut ReplyBudget::default())?;
@@ -331,8 +322,13 @@ fn spop(ctx: &mut Ctx<'_, '_, '_>, mut set: Coll, args: &[Vec<u8>]) -> Res<Redis
     }
     Ok(match count {
         None => popped.pop().map_or_else(RedisReply::nil, RedisReply::bulk),
-        Some(_) => RedisReply::bulks(popped),
+        Some(_) => set_reply(popped),
     })
+}
+
+/// A set reply of `members` (RESP3 `~`).
+fn set_reply(members: impl IntoIterator<Item = Vec<u8>>) -> RedisReply {
+    RedisReply::set(members.into_iter().map(RedisReply::bulk).collect())
 }
 
 fn smove(ctx: &mut Ctx<'_, '_, '_>, args: &[Vec<u8>]) -> Res<RedisReply> {

@@ -1,15 +1,16 @@
-//! String commands that read and write in one step: `GETSET`, `APPEND`, `GETDEL`, `GETEX`,
-//! `SETRANGE`, `SETBIT`, `INCRBYFLOAT`; and the string reads `STRLEN`, `GETRANGE`/`SUBSTR`,
+//! String commands that read and write in one step: `SET .. GET`, `GETSET`, `APPEND`, `GETDEL`,
+//! `GETEX`, `SETRANGE`, `SETBIT`, `INCRBYFLOAT`; and the string reads `STRLEN`, `GETRANGE`/`SUBSTR`,
 //! `GETBIT`, `BITCOUNT`, `BITPOS`, `LCS`.
 
 use redb::ReadableTable;
 
 use super::number::{float_arg, format_stored_float, int_arg, parse_float, parse_int};
 use super::store::View;
-use super::{check_key, err, syntax, Ctx, Fail, RedisReply, Res};
+use super::{check_key, err, syntax, wrong_type, Ctx, Fail, RedisReply, Res};
 use crate::command::Persist;
 use crate::expiry::{self, TtlMode};
 use crate::limits::MAX_VALUE_BYTES;
+use crate::tables::KIND_STRING;
 
 /// Most cells (length of one string times the other's) `LCS` computes (16 Mi, 64 MiB of
 /// table); longer inputs are refused.
@@ -287,6 +288,9 @@ fn lcs<T: ReadableTable<&'static [u8], &'static [u8]>>(
 pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> Res<RedisReply> {
     let key = &args[1];
     check_key(key)?;
+    if name == "set" {
+        return set(ctx, key, &args[2], &args[3..]);
+    }
     let current = ctx.view().string(key)?;
     match name {
         "getset" => {
@@ -374,6 +378,69 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
             Ok(RedisReply::bulk(text.into_bytes()))
         }
     }
+}
+
+/// The state machine's `SET key value [NX | XX] [GET] [PX ms | KEEPTTL | EXPIRED]`, which the
+/// Redis endpoint sends for `SET .. GET` (a `SET` without `GET` is a plain put): the endpoint
+/// turns `EX`, `EXAT` and `PXAT` into `PX`, or into Synod's `EXPIRED` for a time already past,
+/// on which the key is deleted instead of written (Redis writes it and expires it at once).
+/// With `GET`, a key of another type answers `WRONGTYPE` and nothing changes; without it, a
+/// collection is overwritten, as Redis's `SET` does.
+fn set(
+    ctx: &mut Ctx<'_, '_, '_>,
+    key: &[u8],
+    value: &[u8],
+    options: &[Vec<u8>],
+) -> Res<RedisReply> {
+    let (mut nx, mut xx, mut get) = (false, false, false);
+    let mut ttl: Option<TtlMode> = None;
+    let mut expired = false;
+    let mut i = 0;
+    while i < options.len() {
+        let option = options[i].to_ascii_lowercase();
+        match option.as_slice() {
+            b"nx" if !xx => nx = true,
+            b"xx" if !nx => xx = true,
+            b"get" => get = true,
+            b"keepttl" if ttl.is_none() && !expired => ttl = Some(TtlMode::Keep),
+            b"expired" if ttl.is_none() => expired = true,
+            b"px" if ttl.is_none() && !expired && i + 1 < options.len() => {
+                i += 1;
+                let ms = int_arg(&options[i])?;
+                if ms <= 0 || ms.unsigned_abs() > crate::limits::MAX_KEY_TTL_MS {
+                    return err("invalid expire time in 'set' command");
+                }
+                ttl = Some(TtlMode::Set(ms.unsigned_abs()));
+            }
+            _ => return syntax(),
+        }
+        i += 1;
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return too_large();
+    }
+    let record = ctx.view().record(key)?;
+    if get && record.as_ref().is_some_and(|r| r.kind != KIND_STRING) {
+        return wrong_type();
+    }
+    let exists = record.is_some();
+    // NX writes only an absent key, XX only an existing one.
+    let writes = if exists { !nx } else { !xx };
+    if writes {
+        if expired {
+            if exists {
+                ctx.w.remove_key(key, true)?;
+            }
+        } else {
+            ctx.w
+                .put(key, value, false, ttl.unwrap_or(TtlMode::Clear))?;
+        }
+    }
+    Ok(match (get, writes) {
+        (true, _) => record.map_or_else(RedisReply::nil, |r| RedisReply::bulk(r.value)),
+        (false, true) => RedisReply::ok(),
+        (false, false) => RedisReply::nil(),
+    })
 }
 
 /// `GETEX key [EX s | PX ms | PERSIST]` (the endpoint turns `EXAT`/`PXAT` into `PX`, or into

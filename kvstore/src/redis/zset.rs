@@ -249,15 +249,20 @@ fn select<T: ReadableTable<&'static [u8], &'static [u8]>>(
     Ok(out)
 }
 
+/// The members, or with `with_scores` member/score pairs (RESP3 nests each pair).
 fn pairs_reply(pairs: Vec<(Vec<u8>, f64)>, with_scores: bool) -> RedisReply {
     let mut items = Vec::with_capacity(pairs.len() * if with_scores { 2 } else { 1 });
     for (member, score) in pairs {
         items.push(RedisReply::bulk(member));
         if with_scores {
-            items.push(RedisReply::bulk(format_double(score).into_bytes()));
+            items.push(RedisReply::double(score));
         }
     }
-    RedisReply::array(items)
+    if with_scores {
+        RedisReply::pairs(items)
+    } else {
+        RedisReply::array(items)
+    }
 }
 
 /// Parses a `ZRANGE`-family command into a query; whether `WITHSCORES` was given.
@@ -334,6 +339,10 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
             Ok(pairs_reply(sorted(result), with_scores))
         }
         "zintercard" => {
+            // Redis checks ZINTERCARD's numkeys as ZINTER's.
+            if parse_int(&args[1]).is_some_and(|n| n < 1) {
+                return err("at least 1 input key is needed for 'zintercard' command");
+            }
             let (keys, limit) = numkeys_and_limit(args)?;
             let mut inputs = Vec::new();
             for key in keys {
@@ -371,15 +380,11 @@ fn single_read<T: ReadableTable<&'static [u8], &'static [u8]>>(
     };
     match name {
         "zcard" => Ok(RedisReply::int(record.map_or(0, |r| r.length as i64))),
-        "zscore" => Ok(score_of(&args[2])?.map_or_else(RedisReply::nil, |s| {
-            RedisReply::bulk(format_double(s).into_bytes())
-        })),
+        "zscore" => Ok(score_of(&args[2])?.map_or_else(RedisReply::nil, RedisReply::double)),
         "zmscore" => {
             let mut items = Vec::new();
             for member in &args[2..] {
-                items.push(score_of(member)?.map_or_else(RedisReply::nil, |s| {
-                    RedisReply::bulk(format_double(s).into_bytes())
-                }));
+                items.push(score_of(member)?.map_or_else(RedisReply::nil, RedisReply::double));
             }
             Ok(RedisReply::array(items))
         }
@@ -422,10 +427,7 @@ fn single_read<T: ReadableTable<&'static [u8], &'static [u8]>>(
                 record.length as i64 - 1 - below
             };
             Ok(if with_score {
-                RedisReply::array(vec![
-                    RedisReply::int(rank),
-                    RedisReply::bulk(format_double(s).into_bytes()),
-                ])
+                RedisReply::array(vec![RedisReply::int(rank), RedisReply::double(s)])
             } else {
                 RedisReply::int(rank)
             })
@@ -733,6 +735,10 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
             Ok(RedisReply::int(count))
         }
         "zmpop" => zmpop(ctx, args),
+        "zpopmin" | "zpopmax" if args.len() == 3 && parse_int(&args[2]).is_none_or(|n| n < 0) => {
+            // Redis checks the count before the key's type.
+            err("value is out of range, must be positive")
+        }
         _ => {
             let key = &args[1];
             check_key(key)?;
@@ -770,7 +776,16 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
                         _ => return syntax(),
                     };
                     let popped = pop(ctx, zset, name == "zpopmax", count.unwrap_or(1))?;
-                    Ok(pairs_reply(popped, true))
+                    if count.is_some() {
+                        return Ok(pairs_reply(popped, true));
+                    }
+                    // Without a count, one member and its score, flat in RESP3 too.
+                    Ok(RedisReply::array(
+                        popped
+                            .into_iter()
+                            .flat_map(|(m, s)| [RedisReply::bulk(m), RedisReply::double(s)])
+                            .collect(),
+                    ))
                 }
                 _ => remove_range(ctx, zset, name, args),
             }
@@ -814,7 +829,7 @@ fn incr(ctx: &mut Ctx<'_, '_, '_>, mut zset: Coll, member: &[u8], by: f64) -> Re
     }
     put_member(ctx, &mut zset, member, old, new)?;
     zset.save(ctx)?;
-    Ok(RedisReply::bulk(format_double(new).into_bytes()))
+    Ok(RedisReply::double(new))
 }
 
 fn zadd(ctx: &mut Ctx<'_, '_, '_>, mut zset: Coll, args: &[Vec<u8>]) -> Res<RedisReply> {
@@ -900,9 +915,7 @@ fn zadd(ctx: &mut Ctx<'_, '_, '_>, mut zset: Coll, args: &[Vec<u8>]) -> Res<Redi
         zset.save(ctx)?;
     }
     if incr_mode {
-        return Ok(incr_result.map_or_else(RedisReply::nil, |s| {
-            RedisReply::bulk(format_double(s).into_bytes())
-        }));
+        return Ok(incr_result.map_or_else(RedisReply::nil, RedisReply::double));
     }
     Ok(RedisReply::int(if ch { added + changed } else { added }))
 }
@@ -938,10 +951,10 @@ fn pop(
 
 /// `ZMPOP numkeys key... MIN|MAX [COUNT n]`.
 fn zmpop(ctx: &mut Ctx<'_, '_, '_>, args: &[Vec<u8>]) -> Res<RedisReply> {
-    let numkeys = int_arg(&args[1])?;
-    if numkeys <= 0 {
-        return err("numkeys should be greater than 0");
-    }
+    let numkeys = match parse_int(&args[1]) {
+        Some(n) if n > 0 => n,
+        _ => return err("numkeys should be greater than 0"),
+    };
     let numkeys = numkeys as usize;
     if numkeys > args.len() - 3 {
         return syntax();
@@ -971,10 +984,7 @@ fn zmpop(ctx: &mut Ctx<'_, '_, '_>, args: &[Vec<u8>]) -> Res<RedisReply> {
         let items = popped
             .into_iter()
             .map(|(member, s)| {
-                RedisReply::array(vec![
-                    RedisReply::bulk(member),
-                    RedisReply::bulk(format_double(s).into_bytes()),
-                ])
+                RedisReply::array(vec![RedisReply::bulk(member), RedisReply::double(s)])
             })
             .collect();
         return Ok(RedisReply::array(vec![
