@@ -167,6 +167,13 @@ pub static COMMANDS: &[Command] = &[
         Server,
     ),
     cmd(
+        "TIME",
+        1,
+        "",
+        "The node's wall clock: [Unix seconds, microseconds].",
+        Server,
+    ),
+    cmd(
         "DBSIZE",
         1,
         "",
