@@ -102,6 +102,20 @@ impl Simulation {
             .map_err(|e| e.to_string())
     }
 
+    /// The node stops on a storage error, as `synod start` does: the
+    /// machine goes down and restarts later from what its disks synced.
+    fn stop(&mut self, node: usize, error: &dyn std::fmt::Display) {
+        self.note(|| format!("n{} stops: {error}", node + 1));
+        self.crash(node);
+        self.restart_later(node);
+    }
+
+    /// Schedules the restart of a machine that went down.
+    fn restart_later(&mut self, node: usize) {
+        let delay = 50_000 + self.rng.below(1_000_000);
+        self.schedule(delay, Event::Restart(node));
+    }
+
     /// Hands a client's request to `node`.
     pub(super) fn on_request(
         &mut self,
@@ -186,8 +200,7 @@ impl Simulation {
                     durable.promised
                 ));
             }
-            let delay = 50_000 + self.rng.below(1_000_000);
-            self.schedule(delay, super::Event::Restart(node));
+            self.restart_later(node);
             return Ok(());
         }
         let log = self.nodes[node].log.as_mut().expect("up");
@@ -195,10 +208,7 @@ impl Simulation {
             // A failed fsync or a full disk stops the node (the driver's
             // `?`): nothing that relied on these records may go out. It
             // restarts from what its disks synced.
-            self.note(|| format!("n{} stops: {e}", node + 1));
-            self.crash(node);
-            let delay = 50_000 + self.rng.below(1_000_000);
-            self.schedule(delay, super::Event::Restart(node));
+            self.stop(node, &e);
             return Ok(());
         }
         for envelope in round.send_after_persist {
@@ -209,10 +219,7 @@ impl Simulation {
         let output = match running.finish_round(now) {
             Ok(output) => output,
             Err(e) if self.nodes[node].state_sync_fails => {
-                self.note(|| format!("n{} stops: {e}", node + 1));
-                self.crash(node);
-                let delay = 50_000 + self.rng.below(1_000_000);
-                self.schedule(delay, super::Event::Restart(node));
+                self.stop(node, &e);
                 return Ok(());
             }
             Err(e) => return Err(format!("n{}: {e}", node + 1)),
@@ -449,10 +456,7 @@ impl Simulation {
             if !n.state_sync_fails {
                 return Err(format!("n{} cannot install a snapshot: {e}", node + 1));
             }
-            self.note(|| format!("n{} stops: {e}", node + 1));
-            self.crash(node);
-            let delay = 50_000 + self.rng.below(1_000_000);
-            self.schedule(delay, Event::Restart(node));
+            self.stop(node, &e);
             return Ok(());
         }
         let after = running.state_machine().applied_index();
