@@ -2,7 +2,8 @@
 //! rounds around a snapshot install.
 
 use prost::Message as _;
-use synod::node::{CompactionPolicy, Node, NodeConfig, SNAPSHOT_STALL};
+use synod::node::{CompactionPolicy, Node, NodeConfig};
+use synod_kvstore::SNAPSHOT_STALL;
 use synod_kvstore::{Op, Put, Request, SessionClockConfig, SnapshotChunk, StateMachine};
 use synod_paxos::{Ballot, Config, DurableState, Envelope, Instant, Message, NodeId, Slot, Value};
 
@@ -79,6 +80,36 @@ fn a_second_snapshot_stream_does_not_replace_one_being_received() {
         3,
         "the second stream's later chunks are ignored"
     );
+}
+
+#[test]
+fn two_copies_of_one_snapshot_stream_interleaved_install_it_once() {
+    // The source offered the same snapshot twice; both copies arrive
+    // interleaved, each in order. Whichever brings the next chunk is taken.
+    let copy = snapshot(3, 1_000_000);
+    assert!(copy.len() >= 3, "a multi-chunk snapshot");
+    let mut node = follower();
+    feed(&mut node, at_ms(10), 1, &copy[..1]);
+    feed(&mut node, at_ms(11), 1, &copy[..2]);
+    feed(&mut node, at_ms(12), 1, &copy[1..2]);
+    assert_eq!(applied(&node), 0);
+    feed(&mut node, at_ms(13), 1, &copy[2..]);
+    assert_eq!(applied(&node), 3, "installed from chunks of both copies");
+    feed(&mut node, at_ms(14), 1, &copy[2..]);
+    assert_eq!(applied(&node), 3);
+}
+
+#[test]
+fn a_chunk_lost_from_a_snapshot_stream_is_taken_from_a_later_copy() {
+    let copy = snapshot(3, 1_000_000);
+    let mut node = follower();
+    feed(&mut node, at_ms(10), 1, &copy[..1]);
+    // Chunk 1 is lost; the rest of this copy is ahead of the gap.
+    feed(&mut node, at_ms(11), 1, &copy[2..]);
+    assert_eq!(applied(&node), 0);
+    // The source offers the snapshot again.
+    feed(&mut node, at_ms(600), 1, &copy);
+    assert_eq!(applied(&node), 3);
 }
 
 #[test]

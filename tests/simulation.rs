@@ -228,21 +228,35 @@ fn oracles_catch_phase2_sent_before_the_own_promise_is_durable() {
     eprintln!("caught: {caught}");
 }
 
+/// Like [`first_caught`], for a broken rule of the storage crate (whose
+/// switches the coordination rules share).
+fn first_caught_in_storage(mix_name: &str, bugs: synod_kvstore::Bugs) -> Option<String> {
+    (1..=env_u64("SYNOD_TEETH_SEEDS", 60)).find_map(|seed| {
+        let mut options = SimOptions::new(seed, 3, mix(mix_name));
+        options.coord_clients = 0;
+        options.coord_bugs = bugs;
+        run(&options).err().map(|f| f.to_string())
+    })
+}
+
 #[test]
 fn oracles_catch_a_log_that_cuts_synced_frames_after_a_corrupt_one() {
-    let caught = (1..=env_u64("SYNOD_TEETH_SEEDS", 60)).find_map(|seed| {
-        let mut options = SimOptions::new(seed, 3, mix("crashes"));
-        options.coord_clients = 0;
-        options.coord_bugs = synod_kvstore::Bugs {
-            wal_cuts_after_corrupt_frame: true,
-            ..Default::default()
-        };
-        run(&options).err().map(|f| f.to_string())
-    });
-    eprintln!(
-        "caught: {}",
-        caught.expect("the broken rule went unnoticed")
-    );
+    let bugs = synod_kvstore::Bugs {
+        wal_cuts_after_corrupt_frame: true,
+        ..Default::default()
+    };
+    let caught = first_caught_in_storage("crashes", bugs).expect("the broken rule went unnoticed");
+    eprintln!("caught: {caught}");
+}
+
+#[test]
+fn oracles_catch_a_snapshot_stream_replaced_by_a_second_one() {
+    let bugs = synod_kvstore::Bugs {
+        snapshot_stream_replaced_at_once: true,
+        ..Default::default()
+    };
+    let caught = first_caught_in_storage("crashes", bugs).expect("the broken rule went unnoticed");
+    eprintln!("caught: {caught}");
 }
 
 #[test]

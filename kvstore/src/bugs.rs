@@ -12,12 +12,14 @@ pub(crate) enum Bug {
     KeepAliveKeepsDeadline,
     NoCheckpoints,
     WalCutsAfterCorruptFrame,
+    SnapshotStreamReplacedAtOnce,
 }
 
 /// Deliberately broken rules. Only exists with the `bug-injection` feature. The state machine
 /// reads the first four (from [`Options`](crate::Options)), the session clock the next two
-/// (from [`SessionClockConfig`](crate::SessionClockConfig)), the write-ahead log the last (from
-/// [`WalOptions`](crate::WalOptions)).
+/// (from [`SessionClockConfig`](crate::SessionClockConfig)), the write-ahead log the next (from
+/// [`WalOptions`](crate::WalOptions)), the snapshot receiver the last (from the state machine's
+/// `Options`).
 #[cfg(feature = "bug-injection")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bugs {
@@ -37,6 +39,9 @@ pub struct Bugs {
     /// `WalLog` opening cuts the last segment at its first bad frame, whatever follows it,
     /// even a valid (synced, reported) frame or a damaged whole one (issue 11, finding 2).
     pub wal_cuts_after_corrupt_frame: bool,
+    /// The first chunk of a second snapshot stream replaces the one being received at once,
+    /// whatever its progress (issue 11, finding 4: two streams then abort each other).
+    pub snapshot_stream_replaced_at_once: bool,
 }
 
 #[cfg(feature = "bug-injection")]
@@ -50,6 +55,7 @@ impl Bugs {
             Bug::KeepAliveKeepsDeadline => self.keepalive_keeps_deadline,
             Bug::NoCheckpoints => self.no_checkpoints,
             Bug::WalCutsAfterCorruptFrame => self.wal_cuts_after_corrupt_frame,
+            Bug::SnapshotStreamReplacedAtOnce => self.snapshot_stream_replaced_at_once,
         }
     }
 }

@@ -250,6 +250,11 @@ impl SnapshotInstaller {
         self.header.map(|(applied_index, _)| applied_index)
     }
 
+    /// The number of the chunk this installer takes next.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// True once the last chunk arrived and the whole snapshot validated.
     pub fn is_complete(&self) -> bool {
         self.phase == Phase::Complete

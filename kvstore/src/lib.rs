@@ -47,6 +47,7 @@ pub mod lock;
 mod node_store;
 mod queue;
 mod range;
+mod receive;
 pub mod redis;
 pub mod response;
 pub mod session;
@@ -76,6 +77,7 @@ pub use install::{SnapshotError, SnapshotInstaller};
 pub use key_expiry_clock::{KeyExpiryClock, KeyExpiryConfig};
 pub use lock::DelayedLock;
 pub use node_store::{NodeStore, LOG_DIR, STATE_FILE};
+pub use receive::{SnapshotReceiver, SNAPSHOT_STALL};
 pub use response::{
     CampaignResponse, CheckpointKeysResponse, CheckpointSessionsResponse, CloseSessionResponse,
     CompareAndSwapResponse, DeleteRangeResponse, DeleteResponse, ElectionStatus, ErrorCode,

@@ -318,6 +318,8 @@ pub struct Snapshot {
     applied_index: u64,
     revision: u64,
     next_seq: u64,
+    /// Most entry-stream bytes per chunk.
+    chunk_bytes: usize,
     /// Encoded entries not yet sent; `pending[sent..]` is what remains.
     pending: Vec<u8>,
     sent: usize,
@@ -347,6 +349,7 @@ impl Snapshot {
             applied_index,
             revision,
             next_seq: 0,
+            chunk_bytes: SNAPSHOT_CHUNK_DATA_BYTES,
             pending: Vec::new(),
             sent: 0,
             entry_count: 0,
@@ -354,6 +357,15 @@ impl Snapshot {
             exhausted: false,
             finished: false,
         })
+    }
+
+    /// Cut chunks of at most `bytes` entry-stream bytes instead of [`SNAPSHOT_CHUNK_DATA_BYTES`]
+    /// (clamped to 1 ..= that), before the first chunk is taken: the simulator streams small
+    /// states as many chunks.
+    pub fn with_chunk_bytes(mut self, bytes: usize) -> Snapshot {
+        assert_eq!(self.next_seq, 0, "the chunk size is set before streaming");
+        self.chunk_bytes = bytes.clamp(1, SNAPSHOT_CHUNK_DATA_BYTES);
+        self
     }
 
     /// The slot the snapshot was taken at.
@@ -368,7 +380,7 @@ impl Snapshot {
 
     /// Read entries until a full chunk is pending or the entries run out.
     fn fill(&mut self) -> Result<(), StorageError> {
-        while !self.exhausted && self.pending.len() - self.sent < SNAPSHOT_CHUNK_DATA_BYTES {
+        while !self.exhausted && self.pending.len() - self.sent < self.chunk_bytes {
             match self.entries.next() {
                 None => self.exhausted = true,
                 Some(entry) => {
@@ -400,7 +412,7 @@ impl Iterator for Snapshot {
             self.finished = true;
             return Some(Err(e));
         }
-        let end = (self.sent + SNAPSHOT_CHUNK_DATA_BYTES).min(self.pending.len());
+        let end = (self.sent + self.chunk_bytes).min(self.pending.len());
         let data = self.pending[self.sent..end].to_vec();
         self.sent = end;
         let last = self.exhausted && self.sent == self.pending.len();

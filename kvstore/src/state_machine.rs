@@ -432,6 +432,11 @@ impl StateMachine {
         Snapshot::new(&self.db)
     }
 
+    /// The broken rules this state machine was opened with (bug injection only).
+    pub(crate) fn bugs(&self) -> Active {
+        self.options.active_bugs()
+    }
+
     /// Start receiving a snapshot: an installer that validates and stages chunks one at a time
     /// (see [`SnapshotInstaller`]), to finish with
     /// [`complete_install`](StateMachine::complete_install). Discards any snapshot staged

@@ -29,12 +29,11 @@
 //! relied on (see `Ready::take_early_messages`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use prost::Message as _;
 use synod_kvstore::{
     EventFilter, KeyExpiryConfig, Op, Request, RequestError, Response, SessionClockConfig,
-    SlotEffects, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller, StateMachine,
+    SlotEffects, Snapshot, SnapshotChunk, SnapshotError, SnapshotReceiver, StateMachine,
     StorageError, WatchError,
 };
 use synod_paxos::{
@@ -73,10 +72,6 @@ impl Default for CompactionPolicy {
         }
     }
 }
-
-/// How long a snapshot being received may go without a chunk before a
-/// stream of another snapshot may replace it.
-pub const SNAPSHOT_STALL: Duration = Duration::from_secs(5);
 
 /// What a [`Node`] starts from, besides its durable state.
 #[derive(Debug, Clone)]
@@ -165,14 +160,6 @@ pub struct RoundOutput {
     pub snapshots: Vec<(NodeId, Snapshot)>,
 }
 
-/// A snapshot being received.
-struct Install {
-    from: NodeId,
-    applied_index: u64,
-    installer: SnapshotInstaller,
-    last_chunk_at: Instant,
-}
-
 /// Where a write proposed here came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiting {
@@ -198,8 +185,8 @@ pub struct Node {
     expiry: ExpiryTimer,
     /// The applied index at the last state-machine flush (or start).
     flushed_through: u64,
-    /// A snapshot being received.
-    installing: Option<Install>,
+    /// The snapshot stream being received.
+    receiver: SnapshotReceiver,
     /// Commands proposed here and not answered yet, by (client id, seq).
     waiting: HashMap<(u64, u64), Waiting>,
     /// Linearizable reads waiting for the core to release them.
@@ -234,7 +221,7 @@ impl Node {
             expiry: ExpiryTimer::new(KeyExpiryConfig::like_sessions(&config.sessions)),
             sessions: SessionTimer::new(config.sessions),
             flushed_through: applied.0,
-            installing: None,
+            receiver: SnapshotReceiver::default(),
             waiting: HashMap::new(),
             reads: BTreeMap::new(),
             next_read_id: 1,
@@ -318,16 +305,13 @@ impl Node {
     }
 
     /// Takes one chunk of a snapshot `from` streams to this node. Only one
-    /// snapshot is received at a time: chunks of any other stream are
-    /// ignored, unless the one being received went [`SNAPSHOT_STALL`]
-    /// without a chunk, when a new stream's first chunk replaces it. On
-    /// the last chunk the state machine's tables are swapped (one fsync)
-    /// and the core told.
+    /// stream is received at a time (see [`SnapshotReceiver`]). On the last
+    /// chunk the state machine's tables are swapped (one fsync) and the
+    /// core told.
     ///
     /// # Errors
-    /// Only a failure to swap in a complete, valid snapshot; a bad or
-    /// out-of-order chunk abandons that transfer (logged), and the peer
-    /// sends another later.
+    /// Only a storage failure; a bad or out-of-order chunk abandons that
+    /// transfer (logged), and the peer sends another later.
     pub fn snapshot_chunk(
         &mut self,
         now: Instant,
@@ -335,44 +319,14 @@ impl Node {
         chunk: SnapshotChunk,
     ) -> Result<(), NodeFailure> {
         self.assert_between_rounds();
-        let same_stream = |install: &Install| {
-            install.from == from && install.applied_index == chunk.applied_index
-        };
-        if chunk.seq == 0 {
-            if let Some(install) = &self.installing {
-                if !same_stream(install) && now < install.last_chunk_at + SNAPSHOT_STALL {
-                    tracing::debug!(%from, "a second snapshot stream ignored while one is received");
-                    return Ok(());
-                }
-            }
-            if Slot(chunk.applied_index) <= self.replica.commit_index() {
-                return Ok(());
-            }
-            self.installing = Some(Install {
-                from,
-                applied_index: chunk.applied_index,
-                installer: self.state_machine.snapshot_installer()?,
-                last_chunk_at: now,
-            });
-        }
-        let Some(install) = self.installing.as_mut().filter(|i| same_stream(i)) else {
+        let commit_index = self.replica.commit_index().0;
+        let Some(installer) =
+            self.receiver
+                .receive(&self.state_machine, now, from, &chunk, commit_index)?
+        else {
             return Ok(());
         };
-        install.last_chunk_at = now;
-        match install.installer.push(&chunk) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {}
-            Err(e) => {
-                tracing::warn!(%from, error = %e, "snapshot transfer abandoned");
-                self.installing = None;
-                return Ok(());
-            }
-        }
-        let install = self.installing.take().expect("the install just completed");
-        if Slot(install.applied_index) <= self.replica.commit_index() {
-            return Ok(());
-        }
-        let through = self.state_machine.complete_install(install.installer)?;
+        let through = self.state_machine.complete_install(installer)?;
         self.flushed_through = through;
         self.sessions.reset();
         self.expiry.reset();

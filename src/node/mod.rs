@@ -39,7 +39,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use core_task::{spawn_core, spawn_core_with_sessions, CoreSetup, PeerInput, PeerOutbox};
 pub use machine::{
     Answer, AppliedSlot, CompactionPolicy, Node, NodeConfig, NodeFailure, Round, RoundOutput,
-    SNAPSHOT_STALL,
 };
 pub use session_timer::SessionTimer;
 pub use watch::{AppliedEvents, WatchAnswer, MAX_WATCH_WAIT};

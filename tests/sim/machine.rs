@@ -19,7 +19,7 @@ use super::coord_oracles::{self, ReplicaView};
 use super::snapshots::snapshot_chunks;
 use super::trace::describe_value;
 use super::workload::{read_value, write_outcome, Client, Reply, Request};
-use super::{Event, Simulation};
+use super::{Event, Simulation, SNAPSHOT_CHUNK_BYTES};
 use crate::support::linearizability::KvOutcome;
 
 /// In the crash mixes, the chance (per mille) that a machine crashes
@@ -411,21 +411,29 @@ impl Simulation {
     }
 
     /// Ships `snapshot` from `from` to `to` chunk by chunk, in order, each
-    /// chunk lost or cut like a message (a lost chunk abandons the
-    /// transfer; the peer asks again).
+    /// chunk lost or cut like a message (the receiver waits for the lost
+    /// chunk from a later copy of the stream; the peer asks again).
     fn send_snapshot(&mut self, from: usize, to: NodeId, snapshot: Snapshot) {
         let to = to.0 as usize - 1;
-        let Ok(chunks) = snapshot_chunks(snapshot) else {
+        let Ok(chunks) = snapshot_chunks(snapshot.with_chunk_bytes(SNAPSHOT_CHUNK_BYTES)) else {
             return;
         };
-        self.note(|| format!("n{} streams a snapshot to n{}", from + 1, to + 1));
+        self.note(|| {
+            format!(
+                "n{} streams a snapshot to n{} ({} chunks)",
+                from + 1,
+                to + 1,
+                chunks.len()
+            )
+        });
         let incarnation = self.nodes[to].incarnation;
+        let link_us_per_chunk = self.snapshot_stream_us / chunks.len().max(1) as u64;
         let mut delay = self.delay();
         for chunk in chunks {
             if self.partitions.blocks(from, to) || self.copies() == 0 {
                 return;
             }
-            delay += self.delay();
+            delay += self.delay() + link_us_per_chunk;
             self.schedule(
                 delay,
                 Event::SnapshotChunk {

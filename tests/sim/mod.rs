@@ -86,6 +86,13 @@ const FLUSH_EVERY_SLOTS: u64 = 20;
 const COMPACT_EVERY_SLOTS: u64 = 40;
 /// ...keeping this many recent slots for followers that lag a little.
 const COMPACT_KEEP_SLOTS: u64 = 8;
+/// Snapshots stream in chunks of this many bytes...
+const SNAPSHOT_CHUNK_BYTES: usize = 512;
+/// ...and a whole stream takes up to this long on the link besides its
+/// network delays (a time drawn per run), so that in slow runs a stream
+/// outlasts the election timeout after which its source offers the
+/// snapshot again, and two streams overlap at the receiver.
+const MAX_SNAPSHOT_STREAM_US: u64 = 1_500_000;
 
 /// One simulation run's settings.
 #[derive(Clone, Debug)]
@@ -373,6 +380,8 @@ struct Simulation {
     first_commit_us: Option<u64>,
     committed_commands: u64,
     snapshots_installed: u64,
+    /// How long a snapshot stream takes on the link this run.
+    snapshot_stream_us: u64,
     coord: Vec<CoordClient>,
     truth: Truth,
     drift_bound_ppm: u64,
@@ -408,8 +417,10 @@ impl Simulation {
         let clients = (0..options.clients)
             .map(|c| Client::new(c as u64 + 1, options.nodes))
             .collect();
+        let snapshot_stream_us = rng.below(MAX_SNAPSHOT_STREAM_US + 1);
         Simulation {
             heal_at_us: options.fault_phase_us,
+            snapshot_stream_us,
             options,
             rng,
             now_us: 0,
