@@ -78,7 +78,7 @@ pub use crate::expiry_command::{
     CheckpointKeys, Expire, ExpireIf, ExpireKeyEntry, ExpireKeys, KeyCheckpointEntry, KeyTtl,
     Persist, Ttl,
 };
-pub use crate::redis::RedisCommand;
+pub use crate::redis::{RedisCommand, RedisMulti, WatchedKey};
 
 /// One client request: who sent it, its sequence number, and the operation.
 ///
@@ -96,7 +96,7 @@ pub struct Request {
     /// What to do. `None` (absent on the wire) is refused by validation.
     #[prost(
         oneof = "Op",
-        tags = "3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31"
+        tags = "3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32"
     )]
     pub op: Option<Op>,
     /// Apply only if this lock token is current (see the module docs).
@@ -196,6 +196,9 @@ pub enum Op {
     /// atomic command; see [`crate::redis`].
     #[prost(message, tag = "31")]
     Redis(RedisCommand),
+    /// Run a Redis `MULTI` block as one atomic command; see [`RedisMulti`].
+    #[prost(message, tag = "32")]
+    RedisMulti(RedisMulti),
 }
 
 impl Op {

@@ -570,6 +570,7 @@ impl Writer<'_, '_> {
             Op::ExpireKeys(e) => Outcome::ExpireKeys(expiry::expire_keys(self, e)?),
             Op::CheckpointKeys(c) => Outcome::CheckpointKeys(expiry::checkpoint(self, c)?),
             Op::Redis(command) => Outcome::Redis(redis::execute(self, command)?),
+            Op::RedisMulti(multi) => Outcome::Redis(redis::execute_multi(self, multi)?),
         })
     }
 }

@@ -68,7 +68,8 @@ pub use command::{
     CompareAndSwap, CompareOp, CompareTarget, Delete, DeleteRange, Expected, Expire, ExpireIf,
     ExpireKeyEntry, ExpireKeys, ExpireSession, Fence, Get, Incr, KeepAlive, KeyCheckpointEntry,
     KeyTtl, Leader, Lock, LockHolder, Op, OpenSession, Persist, Proclaim, Put, RedisCommand,
-    ReleaseLockDelay, Request, Resign, Scan, Ttl, Txn, TxnOp, TxnOpKind, Unlock,
+    RedisMulti, ReleaseLockDelay, Request, Resign, Scan, Ttl, Txn, TxnOp, TxnOpKind, Unlock,
+    WatchedKey,
 };
 pub use effects::{ExpiryEvent, SessionEvent, SlotEffects};
 pub use error::{RequestError, StorageError};

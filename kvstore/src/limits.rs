@@ -39,6 +39,9 @@ pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 /// besides [`MAX_REQUEST_BYTES`]).
 pub const MAX_REDIS_ARGS: usize = 64 * 1024;
 
+/// Most commands in one Redis `MULTI` block (10 000), which runs as one state-machine command.
+pub const MAX_MULTI_COMMANDS: usize = 10_000;
+
 /// Largest hash field, set member or sorted-set member, in bytes (64 KiB): these are part of an
 /// `sm_redis_elements` key, and keys are kept small so the table's pages stay small.
 pub const MAX_ELEMENT_NAME_BYTES: usize = 64 * 1024;

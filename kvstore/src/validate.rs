@@ -62,7 +62,9 @@ impl Request {
         if let Some(key_ttl) = &self.key_ttl {
             check_key_ttl(key_ttl)?;
         }
-        if matches!(self.op, Some(Op::Redis(_))) && (self.session != 0 || self.key_ttl.is_some()) {
+        if matches!(self.op, Some(Op::Redis(_) | Op::RedisMulti(_)))
+            && (self.session != 0 || self.key_ttl.is_some())
+        {
             return Err(RequestError::BadRedisCommand(
                 "a Redis command carries neither a session nor a key ttl".into(),
             ));
@@ -140,6 +142,7 @@ pub(crate) fn validate_op(op: &Op) -> Result<(), RequestError> {
             c.entries.iter().try_for_each(|entry| check_key(&entry.key))
         }
         Op::Redis(command) => crate::redis::validate(command),
+        Op::RedisMulti(multi) => crate::redis::validate_multi(multi),
     }
 }
 

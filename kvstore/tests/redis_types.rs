@@ -721,3 +721,103 @@ fn sorted_set_pops_and_intercard_check_their_counts_first_with_redis_texts() {
     );
     assert_eq!(h.get(b"str").unwrap().value, b"foo");
 }
+
+/// Apply a `MULTI` block of `commands`, watching `watched`, as one slot; its reply.
+fn run_block(h: &mut Harness, commands: &[&[&[u8]]], watched: &[(&[u8], u64)]) -> RedisReply {
+    let multi = synod_kvstore::RedisMulti {
+        commands: commands
+            .iter()
+            .enumerate()
+            .map(|(i, args)| RedisCommand::new(args.iter().map(|a| a.to_vec()).collect(), i as u64))
+            .collect(),
+        watched: watched
+            .iter()
+            .map(|(key, mod_revision)| synod_kvstore::WatchedKey {
+                key: key.to_vec(),
+                mod_revision: *mod_revision,
+            })
+            .collect(),
+    };
+    match h.op(Op::RedisMulti(multi)).outcome {
+        Some(Outcome::Redis(reply)) => reply.into_resp2(),
+        other => panic!("the block answered {other:?}"),
+    }
+}
+
+#[test]
+fn a_multi_block_runs_every_command_at_one_revision_and_answers_each() {
+    let mut h = Harness::new();
+    let before = h.sm.revision();
+    let reply = run_block(
+        &mut h,
+        &[
+            &[b"set", b"k", b"1"],
+            &[b"incrby", b"k", b"5"],
+            &[b"lpush", b"k", b"x"],
+            &[b"mset", b"a", b"1", b"b", b"2"],
+            &[b"mget", b"a", b"b", b"zz"],
+            &[b"del", b"a", b"zz"],
+            &[b"exists", b"a", b"b", b"k"],
+        ],
+        &[],
+    );
+    let Some(ReplyKind::Array(items)) = reply.kind else {
+        panic!("an array reply: {reply:?}");
+    };
+    let items = items.items;
+    assert_eq!(items[0], RedisReply::ok());
+    assert_eq!(items[1], int(6));
+    assert!(is_wrongtype(&items[2]), "{:?}", items[2]);
+    assert_eq!(items[3], RedisReply::ok());
+    assert_eq!(
+        items[4],
+        RedisReply::array(vec![
+            RedisReply::bulk(b"1".to_vec()),
+            RedisReply::bulk(b"2".to_vec()),
+            RedisReply::nil()
+        ])
+    );
+    assert_eq!(items[5], int(1));
+    assert_eq!(items[6], int(2));
+    assert_eq!(
+        h.sm.revision(),
+        before + 1,
+        "one revision for the whole block"
+    );
+}
+
+#[test]
+fn a_multi_block_whose_watched_key_changed_runs_nothing() {
+    let mut h = Harness::new();
+    run(&mut h, &[b"set", b"w", b"1"]);
+    let watched_at = h.sm.revision();
+    run(&mut h, &[b"set", b"w", b"2"]);
+    let reply = run_block(&mut h, &[&[b"set", b"other", b"x"]], &[(b"w", watched_at)]);
+    assert_eq!(reply, RedisReply::nil_array());
+    assert_eq!(read(&h, &[b"exists", b"other"]), int(0));
+    // Watched at its current revision (and an absent key at 0): the block runs.
+    let now = h.sm.revision();
+    let reply = run_block(
+        &mut h,
+        &[&[b"set", b"other", b"x"]],
+        &[(b"w", now), (b"absent", 0)],
+    );
+    assert_eq!(reply, RedisReply::array(vec![RedisReply::ok()]));
+}
+
+#[test]
+fn collections_created_by_one_block_get_distinct_ids() {
+    let mut h = Harness::new();
+    let sets: Vec<Vec<u8>> = (0..100).map(|i| format!("s{i}").into_bytes()).collect();
+    let commands: Vec<Vec<&[u8]>> = sets
+        .iter()
+        .map(|key| vec![&b"sadd"[..], key.as_slice(), b"m"])
+        .collect();
+    let commands: Vec<&[&[u8]]> = commands.iter().map(Vec::as_slice).collect();
+    run_block(&mut h, &commands, &[]);
+    // Deleting one set leaves every other set whole.
+    run(&mut h, &[b"del", b"s0"]);
+    for key in &sets[1..] {
+        assert_eq!(read(&h, &[b"smembers", key]), bulks(&[b"m"]), "{key:?}");
+    }
+}

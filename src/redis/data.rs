@@ -42,7 +42,7 @@ const MAX_POLL: Duration = Duration::from_millis(50);
 
 /// A seed for the command's random choices: different for every command
 /// of this process (a counter mixed with the start time).
-fn seed() -> u64 {
+pub(super) fn seed() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let start = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -115,7 +115,13 @@ pub(super) async fn execute(
 
 /// `GETEX`, with `EXAT`/`PXAT` turned into a TTL here.
 async fn getex(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {
-    let mut forwarded = args[..2].to_vec();
+    let forwarded = getex_in_state_machine_form(args)?;
+    run(shared, conn, forwarded).await.map(to_reply)
+}
+
+/// `GETEX` as the state machine takes it: `EXAT`/`PXAT` turned into a TTL
+/// on this node's clock (`PX`), or `EXPIRED` for a time already past.
+pub(super) fn getex_in_state_machine_form(args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, Reply> {
     if let [option, time] = &args[2..] {
         let upper = option.to_ascii_uppercase();
         if upper == b"EXAT" || upper == b"PXAT" {
@@ -129,19 +135,20 @@ async fn getex(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Resul
                 return Err(Reply::err("invalid expire time in 'getex' command"));
             }
             let ms = ttl_ms(time, unit, Base::UnixEpoch, "getex")?;
+            let mut forwarded = args[..2].to_vec();
             if ms > 0 {
                 forwarded.push(b"PX".to_vec());
                 forwarded.push(ms.to_string().into_bytes());
             } else {
                 forwarded.push(b"EXPIRED".to_vec());
             }
-            return run(shared, conn, forwarded).await.map(to_reply);
+            return Ok(forwarded);
         }
     }
     if args[2..].iter().any(|a| a.eq_ignore_ascii_case(b"expired")) {
         return Err(Reply::err("syntax error"));
     }
-    run(shared, conn, args.to_vec()).await.map(to_reply)
+    Ok(args.to_vec())
 }
 
 /// `HSCAN`/`SSCAN`/`ZSCAN key cursor [MATCH pattern] [COUNT n]`: Redis's

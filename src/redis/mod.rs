@@ -13,7 +13,8 @@
 //!
 //! Modules: [`resp`] (the wire format and its limits), [`backend`] (local
 //! or forwarded requests), `table` (the command table and dispatch),
-//! `strings`, `expiry` and `keyspace` (the key-value commands), `admin`
+//! `strings`, `expiry` and `keyspace` (the key-value commands), `multi`
+//! (transactions), `admin`
 //! (connection and server commands) and `coord` (Synod's own `SYNOD.*`
 //! commands: compare-and-swap, locks, elections, status).
 
@@ -23,6 +24,7 @@ mod coord;
 mod data;
 mod expiry;
 mod keyspace;
+mod multi;
 pub mod resp;
 mod strings;
 mod table;
@@ -102,6 +104,10 @@ struct Conn {
     /// The session owning this connection's locks and candidacies, opened
     /// on first use.
     session: Option<ConnSession>,
+    /// The `MULTI` block being queued, if any.
+    block: Option<multi::Block>,
+    /// The keys `WATCH`ed for the next `EXEC`, with their revisions then.
+    watched: Vec<synod_kvstore::WatchedKey>,
 }
 
 impl Conn {
@@ -173,6 +179,8 @@ async fn accept_connection(
         name: None,
         protocol: Protocol::Resp2,
         session: None,
+        block: None,
+        watched: Vec::new(),
     };
     serve_connection(&shared, &mut conn, stream, shutdown).await;
     if let Some(session) = conn.session.take() {

@@ -176,9 +176,18 @@ enum SetTtl {
     Past,
 }
 
-/// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT t | PXAT t | KEEPTTL]`.
-async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {
-    let (key, value) = (&args[1], &args[2]);
+/// The options of a `SET`, parsed.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SetOptions {
+    nx: bool,
+    xx: bool,
+    want_old: bool,
+    ttl: SetTtl,
+}
+
+/// Parses `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT t | PXAT t |
+/// KEEPTTL]`, with absolute times turned into TTLs on this node's clock.
+pub(super) fn parse_set(args: &[Vec<u8>]) -> Result<SetOptions, Reply> {
     let (mut nx, mut xx, mut want_old, mut keepttl) = (false, false, false, false);
     let mut expiry: Option<(&[u8], Unit, Base)> = None;
     let mut i = 3;
@@ -221,9 +230,55 @@ async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<
             }
         }
     };
-    check_key(key)?;
+    check_key(&args[1])?;
+    Ok(SetOptions {
+        nx,
+        xx,
+        want_old,
+        ttl,
+    })
+}
+
+/// `SET` in the state machine's form (see `synod_kvstore::redis`): the
+/// expiry as a TTL (`PX`), `KEEPTTL`, or `EXPIRED` for a time already past.
+pub(super) fn set_in_state_machine_form(args: &[Vec<u8>], options: SetOptions) -> Vec<Vec<u8>> {
+    let mut forwarded = vec![b"set".to_vec(), args[1].clone(), args[2].clone()];
+    if options.nx {
+        forwarded.push(b"NX".to_vec());
+    }
+    if options.xx {
+        forwarded.push(b"XX".to_vec());
+    }
+    if options.want_old {
+        forwarded.push(b"GET".to_vec());
+    }
+    match options.ttl {
+        SetTtl::Clear => {}
+        SetTtl::Keep => forwarded.push(b"KEEPTTL".to_vec()),
+        SetTtl::In(ms) => {
+            forwarded.push(b"PX".to_vec());
+            forwarded.push(ms.to_string().into_bytes());
+        }
+        SetTtl::Past => forwarded.push(b"EXPIRED".to_vec()),
+    }
+    forwarded
+}
+
+/// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT t | PXAT t | KEEPTTL]`.
+async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {
+    let options = parse_set(args)?;
+    let SetOptions {
+        nx,
+        xx,
+        want_old,
+        ttl,
+    } = options;
+    let (key, value) = (&args[1], &args[2]);
     if want_old {
-        return set_get(shared, conn, args, nx, xx, ttl).await;
+        // The state machine's `set` answers `WRONGTYPE` for a collection
+        // without changing it (a put would overwrite it).
+        let forwarded = set_in_state_machine_form(args, options);
+        return data::run(shared, conn, forwarded).await.map(data::to_reply);
     }
     let key_ttl = match ttl {
         SetTtl::Clear | SetTtl::Past => None,
@@ -273,37 +328,6 @@ async fn set(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<
     } else {
         Reply::Nil
     })
-}
-
-/// `SET .. GET`: the state machine's `set`, which answers `WRONGTYPE` for a
-/// collection without changing it (a put would overwrite it), with the
-/// expiry as a TTL (`PX`), `KEEPTTL`, or `EXPIRED` for a time already past.
-async fn set_get(
-    shared: &RedisShared,
-    conn: &mut Conn,
-    args: &[Vec<u8>],
-    nx: bool,
-    xx: bool,
-    ttl: SetTtl,
-) -> Result<Reply, Reply> {
-    let mut forwarded = vec![b"set".to_vec(), args[1].clone(), args[2].clone()];
-    if nx {
-        forwarded.push(b"NX".to_vec());
-    }
-    if xx {
-        forwarded.push(b"XX".to_vec());
-    }
-    forwarded.push(b"GET".to_vec());
-    match ttl {
-        SetTtl::Clear => {}
-        SetTtl::Keep => forwarded.push(b"KEEPTTL".to_vec()),
-        SetTtl::In(ms) => {
-            forwarded.push(b"PX".to_vec());
-            forwarded.push(ms.to_string().into_bytes());
-        }
-        SetTtl::Past => forwarded.push(b"EXPIRED".to_vec()),
-    }
-    data::run(shared, conn, forwarded).await.map(data::to_reply)
 }
 
 async fn setnx(shared: &RedisShared, conn: &mut Conn, args: &[Vec<u8>]) -> Result<Reply, Reply> {

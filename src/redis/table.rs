@@ -5,7 +5,7 @@
 use synod_kvstore::redis::{self as sm_redis, CommandSpec};
 
 use super::resp::{parse_i64, Reply};
-use super::{admin, coord, data, expiry, keyspace, strings, Conn, RedisShared};
+use super::{admin, coord, data, expiry, keyspace, multi, strings, Conn, RedisShared};
 
 /// One command as `COMMAND` describes it.
 pub(super) struct Spec {
@@ -50,6 +50,7 @@ const WF: &[&str] = &["write", "denyoom", "fast"];
 const CONN: &[&str] = &["fast", "no-auth", "loading", "stale"];
 const ADMIN: &[&str] = &["loading", "stale"];
 const BLOCKING: &[&str] = &["write", "blocking"];
+const TRANSACTION: &[&str] = &["noscript", "loading", "stale", "fast"];
 
 /// Every command the endpoint knows.
 pub(super) static COMMANDS: &[Spec] = &[
@@ -110,6 +111,11 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("bzpopmin", -3, BLOCKING, (1, -2, 1)),
     spec("bzpopmax", -3, BLOCKING, (1, -2, 1)),
     spec("bzmpop", -5, BLOCKING, NO_KEYS),
+    spec("multi", 1, TRANSACTION, NO_KEYS),
+    spec("exec", 1, TRANSACTION, NO_KEYS),
+    spec("discard", 1, TRANSACTION, NO_KEYS),
+    spec("watch", -2, TRANSACTION, ALL_KEYS),
+    spec("unwatch", 1, TRANSACTION, NO_KEYS),
 ];
 
 /// Whether `name` (lower case) waits for data (see [`data::blocking`]).
@@ -147,20 +153,19 @@ pub(super) async fn execute(
     let (name, arity, no_auth) = match (lookup(&args[0]), sm_redis::spec(&args[0])) {
         (Some(spec), _) => (spec.name, spec.arity, spec.flags.contains(&"no-auth")),
         (None, Some(spec)) => (spec.name, spec.arity, false),
-        (None, None) => return (unknown_command(&args), false),
+        (None, None) => return (multi::refuse(conn, unknown_command(&args)), false),
     };
     let n = args.len() as i64;
     if (arity > 0 && n != arity) || n < -arity {
-        return (
-            Reply::err(format!("wrong number of arguments for '{name}' command")),
-            false,
-        );
+        let error = Reply::err(format!("wrong number of arguments for '{name}' command"));
+        return (multi::refuse(conn, error), false);
     }
     if !conn.authenticated && !no_auth {
-        return (
-            Reply::Error("NOAUTH Authentication required.".into()),
-            false,
-        );
+        let error = Reply::Error("NOAUTH Authentication required.".into());
+        return (multi::refuse(conn, error), false);
+    }
+    if conn.block.is_some() && !multi::runs_inside_block(name) {
+        return (multi::queue(conn, name, &args), false);
     }
     if lookup(&args[0]).is_none() {
         return (data::execute(shared, conn, name, &args).await, false);
@@ -191,6 +196,11 @@ pub(super) async fn execute(
         "synod.resign" => coord::resign(shared, conn, &args).await,
         "synod.leader" => coord::leader(shared, &args).await,
         "synod.session" => coord::session(conn),
+        "multi" => multi::multi(conn),
+        "exec" => multi::exec(shared, conn).await,
+        "discard" => multi::discard(conn),
+        "watch" => multi::watch(shared, conn, &args[1..]).await,
+        "unwatch" => multi::unwatch(conn),
         "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" | "expire" | "pexpire"
         | "expireat" | "pexpireat" => expiry::execute(shared, conn, name, &args).await,
         "blpop" | "brpop" | "brpoplpush" | "blmove" | "blmpop" | "bzpopmin" | "bzpopmax"
@@ -299,7 +309,14 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), COMMANDS.len() + data_commands().count());
-        assert_eq!(data_commands().count() + 1, sm_redis::COMMANDS.len());
+        let run_by_both = sm_redis::COMMANDS
+            .iter()
+            .filter(|spec| lookup(spec.name.as_bytes()).is_some())
+            .count();
+        assert_eq!(
+            data_commands().count() + run_by_both,
+            sm_redis::COMMANDS.len()
+        );
         assert!(lookup(b"GeT").is_some());
         assert!(lookup(b"nope").is_none());
     }

@@ -1,4 +1,4 @@
-//! Keyspace commands over every type: `TYPE`, `RENAME`, `RENAMENX`, `COPY`, `MOVE`,
+//! Keyspace commands over every type: `TYPE`, `EXISTS`, `RENAME`, `RENAMENX`, `COPY`, `MOVE`,
 //! `RANDOMKEY`, `OBJECT`, `FLUSHDB`, `FLUSHALL`.
 
 use std::ops::Bound;
@@ -7,9 +7,10 @@ use redb::ReadableTable;
 
 use super::number::parse_int;
 use super::store::{Coll, View};
-use super::{check_key, err, syntax, Ctx, RedisReply, Res, Rng};
-use crate::command::DeleteRange;
+use super::{check_key, err, not_integer, syntax, Ctx, RedisReply, Res, Rng};
+use crate::command::{DeleteRange, Expire, ExpireIf, Persist};
 use crate::expiry::{self, TtlMode};
+use crate::limits::MAX_KEY_TTL_MS;
 use crate::tables::{kind_name, KvRecord, KIND_HASH, KIND_LIST, KIND_SET, KIND_STRING, KIND_ZSET};
 
 /// Keys `RANDOMKEY` counts before it falls back to a random seek (which is not uniform).
@@ -26,6 +27,14 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
             check_key(&args[1])?;
             let kind = v.record(&args[1])?.map(|r| r.kind);
             Ok(RedisReply::status(kind.map_or("none", kind_name)))
+        }
+        "exists" => {
+            let mut found = 0;
+            for key in &args[1..] {
+                check_key(key)?;
+                found += i64::from(v.record(key)?.is_some());
+            }
+            Ok(RedisReply::int(found))
         }
         "randomkey" => random_key(v, rng),
         "memory" => memory(v, args),
@@ -207,6 +216,15 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
         "rename" => rename(ctx, &args[1], &args[2], false),
         "renamenx" => rename(ctx, &args[1], &args[2], true),
         "copy" => copy(ctx, args),
+        "pexpire" => pexpire(ctx, args),
+        "persist" => {
+            check_key(&args[1])?;
+            let persist = Persist {
+                key: args[1].clone(),
+            };
+            let removed = expiry::persist(ctx.w, &persist)?.removed;
+            Ok(RedisReply::int(i64::from(removed)))
+        }
         "move" => {
             check_key(&args[1])?;
             match parse_int(&args[2]) {
@@ -217,6 +235,28 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
         }
         _ => flush(ctx, args),
     }
+}
+
+/// The state machine's `PEXPIRE key ms [NX | XX]`, which the Redis endpoint sends in `MULTI`
+/// blocks for `EXPIRE`, `PEXPIRE`, `EXPIREAT` and `PEXPIREAT` (absolute times turned into TTLs;
+/// a TTL of 0 or less deletes the key). 1 if set, 0 if the key is missing or the condition fails.
+fn pexpire(ctx: &mut Ctx<'_, '_, '_>, args: &[Vec<u8>]) -> Res<RedisReply> {
+    check_key(&args[1])?;
+    let ttl_ms = parse_int(&args[2]).map_or_else(not_integer, Ok)?;
+    let condition = match &args[3..] {
+        [] => ExpireIf::Always,
+        [flag] if flag.eq_ignore_ascii_case(b"nx") => ExpireIf::NoExpiry,
+        [flag] if flag.eq_ignore_ascii_case(b"xx") => ExpireIf::HasExpiry,
+        _ => return syntax(),
+    };
+    let expire = Expire {
+        key: args[1].clone(),
+        ttl_ms: ttl_ms.min(MAX_KEY_TTL_MS as i64),
+        condition: condition as i32,
+        expiry_revision: 0,
+    };
+    let applied = expiry::expire(ctx.w, &expire)?.applied;
+    Ok(RedisReply::int(i64::from(applied)))
 }
 
 /// `FLUSHDB` / `FLUSHALL` `[ASYNC | SYNC]`: every key, with its elements and expiry, in one

@@ -54,11 +54,15 @@ mod store;
 mod strings;
 mod zset;
 
+use prost::Message as _;
 use redb::ReadableTable;
 
 use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};
-use crate::limits::{MAX_ELEMENT_NAME_BYTES, MAX_KEY_BYTES, MAX_REDIS_ARGS, MAX_REDIS_REPLY_BYTES};
+use crate::limits::{
+    MAX_ELEMENT_NAME_BYTES, MAX_KEY_BYTES, MAX_MULTI_COMMANDS, MAX_REDIS_ARGS,
+    MAX_REDIS_REPLY_BYTES,
+};
 
 pub(crate) use store::drop_elements;
 use store::View;
@@ -87,6 +91,32 @@ impl RedisCommand {
             .and_then(|name| spec(name))
             .is_some_and(|spec| spec.read_only)
     }
+}
+
+/// A Redis `MULTI` block: commands run in order as ONE state-machine command (atomic, applied
+/// once, all writes at one revision), unless a watched key changed since it was watched (then
+/// nothing runs and the reply is a nil array, as `EXEC` answers after a failed `WATCH`). A
+/// command's error is its own reply; the others still run, as in Redis.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RedisMulti {
+    /// The queued commands, in order.
+    #[prost(message, repeated, tag = "1")]
+    pub commands: Vec<RedisCommand>,
+    /// The keys `WATCH`ed before the block, with what they were then.
+    #[prost(message, repeated, tag = "2")]
+    pub watched: Vec<WatchedKey>,
+}
+
+/// A key `WATCH`ed by a connection: the block runs only if the key's modification revision is
+/// still this one.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WatchedKey {
+    /// The key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    /// Its `mod_revision` when watched; 0 if it did not exist.
+    #[prost(uint64, tag = "2")]
+    pub mod_revision: u64,
 }
 
 /// A Redis reply (RESP2 value).
@@ -290,6 +320,11 @@ const KNUM: (i64, i64, i64) = (0, 0, 0);
 pub static COMMANDS: &[CommandSpec] = &[
     // Keyspace.
     c("type", 2, true, K1),
+    c("exists", -2, true, KALL),
+    c("del", -2, false, KALL),
+    c("unlink", -2, false, KALL),
+    c("pexpire", -3, false, K1),
+    c("persist", 2, false, K1),
     c("rename", 3, false, K2),
     c("renamenx", 3, false, K2),
     c("copy", -3, false, K2),
@@ -300,8 +335,18 @@ pub static COMMANDS: &[CommandSpec] = &[
     c("flushall", -1, false, NOKEY),
     c("move", 3, false, K1),
     // Strings. `set` is the state machine's form of `SET .. GET` (see `strings::set`); the
-    // Redis endpoint runs its own `SET` and sends only that form here.
+    // Redis endpoint runs its own `SET`, `GET`, `MSET`, `INCR`, ... and sends them here only in
+    // `MULTI` blocks.
     c("set", -3, false, K1),
+    c("get", 2, true, K1),
+    c("mget", -2, true, KALL),
+    c("setnx", 3, false, K1),
+    c("mset", -3, false, (1, -1, 2)),
+    c("msetnx", -3, false, (1, -1, 2)),
+    c("incr", 2, false, K1),
+    c("decr", 2, false, K1),
+    c("incrby", 3, false, K1),
+    c("decrby", 3, false, K1),
     c("getset", 3, false, K1),
     c("append", 3, false, K1),
     c("strlen", 2, true, K1),
@@ -606,6 +651,9 @@ impl Rng {
     }
 }
 
+/// Collection ids one revision can hand out (see the module docs).
+const COLLECTIONS_PER_REVISION: u64 = 256;
+
 /// The context of one write command: the writer, and the collection ids handed out so far.
 pub(crate) struct Ctx<'w, 'a, 'txn> {
     pub w: &'w mut Writer<'a, 'txn>,
@@ -625,8 +673,8 @@ impl<'txn> Ctx<'_, '_, 'txn> {
     /// A new collection id, never used before (see the module docs).
     pub fn new_collection_id(&mut self) -> u64 {
         assert!(
-            self.created < 256,
-            "a command creates at most 256 collections"
+            self.created < COLLECTIONS_PER_REVISION,
+            "a command (or MULTI block) creates at most {COLLECTIONS_PER_REVISION} collections"
         );
         let id = (self.w.revision << 8) | self.created;
         self.created += 1;
@@ -660,6 +708,67 @@ pub(crate) fn execute(
         Ok(reply) => Ok(reply),
         Err(Fail::Reply(reply)) => Ok(reply),
         Err(Fail::Storage(e)) => Err(ExecError::Storage(e)),
+    }
+}
+
+/// Most collections one command creates (a destination key, or a copy); a block stops running
+/// commands once fewer ids than this are left at its revision.
+const MAX_CREATED_PER_COMMAND: u64 = 4;
+
+/// Apply the `MULTI` block `multi` in a write transaction: the watched keys' check, then each
+/// command in order with one shared collection-id counter (see [`Ctx::new_collection_id`]). A
+/// reply that would take the block's reply over [`MAX_REDIS_REPLY_BYTES`] is replaced by an error
+/// (the command ran all the same).
+pub(crate) fn execute_multi(
+    w: &mut Writer<'_, '_>,
+    multi: &RedisMulti,
+) -> Result<RedisReply, ExecError> {
+    for watched in &multi.watched {
+        let now = crate::tables::get_kv(&*w.kv, &watched.key)?.map_or(0, |r| r.mod_revision);
+        if now != watched.mod_revision {
+            return Ok(RedisReply::nil_array());
+        }
+    }
+    let mut ctx = Ctx {
+        w,
+        created: 0,
+        rng: Rng::new(0),
+    };
+    let mut replies = Vec::with_capacity(multi.commands.len());
+    let mut reply_bytes = 0usize;
+    for command in &multi.commands {
+        let reply = if ctx.created + MAX_CREATED_PER_COMMAND > COLLECTIONS_PER_REVISION {
+            RedisReply::err("too many new collections in one transaction: this command did not run")
+        } else {
+            run_in_block(&mut ctx, command).map_err(ExecError::Storage)?
+        };
+        reply_bytes += reply.encoded_len();
+        replies.push(if reply_bytes > MAX_REDIS_REPLY_BYTES {
+            RedisReply::err("EXEC reply too large: this command ran but its reply was dropped")
+        } else {
+            reply
+        });
+    }
+    Ok(RedisReply::array(replies))
+}
+
+/// Run one command of a `MULTI` block.
+fn run_in_block(
+    ctx: &mut Ctx<'_, '_, '_>,
+    command: &RedisCommand,
+) -> Result<RedisReply, StorageError> {
+    let Some((spec, args)) = checked(command) else {
+        return Ok(arity_error(command));
+    };
+    let result = if spec.read_only {
+        run_read(&ctx.view(), spec.name, args, &mut Rng::new(command.seed))
+    } else {
+        ctx.rng = Rng::new(command.seed);
+        run_write(ctx, spec.name, args)
+    };
+    match result {
+        Ok(reply) | Err(Fail::Reply(reply)) => Ok(reply),
+        Err(Fail::Storage(e)) => Err(e),
     }
 }
 
@@ -708,6 +817,25 @@ fn arity_error(command: &RedisCommand) -> RedisReply {
     }
 }
 
+/// Validation of a [`RedisMulti`]: each command as [`validate`] checks it, at most
+/// [`MAX_MULTI_COMMANDS`] of them, and watched keys that are keys.
+pub(crate) fn validate_multi(multi: &RedisMulti) -> Result<(), crate::RequestError> {
+    if multi.commands.len() > MAX_MULTI_COMMANDS {
+        return Err(crate::RequestError::BadRedisCommand(format!(
+            "{} commands in one MULTI block, limit {MAX_MULTI_COMMANDS}",
+            multi.commands.len()
+        )));
+    }
+    for watched in &multi.watched {
+        if watched.key.is_empty() || watched.key.len() > MAX_KEY_BYTES {
+            return Err(crate::RequestError::BadRedisCommand(
+                "a watched key is empty or too large".into(),
+            ));
+        }
+    }
+    multi.commands.iter().try_for_each(validate)
+}
+
 /// Validation of a [`RedisCommand`] against the limits (the rest is checked when it runs).
 pub(crate) fn validate(command: &RedisCommand) -> Result<(), crate::RequestError> {
     if command.args.is_empty() {
@@ -731,10 +859,9 @@ fn run_read<T: ReadableTable<&'static [u8], &'static [u8]>>(
     rng: &mut Rng,
 ) -> Res<RedisReply> {
     match name {
-        "type" | "randomkey" | "object" | "memory" => keyspace::read(v, name, args, rng),
-        "strlen" | "getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "lcs" => {
-            strings::read(v, name, args)
-        }
+        "type" | "exists" | "randomkey" | "object" | "memory" => keyspace::read(v, name, args, rng),
+        "get" | "mget" | "strlen" | "getrange" | "substr" | "getbit" | "bitcount" | "bitpos"
+        | "lcs" => strings::read(v, name, args),
         _ if name.starts_with('h') => hash::read(v, name, args, rng),
         _ if name.starts_with('s') => set::read(v, name, args, rng),
         _ if name.starts_with('l') => list::read(v, name, args),
@@ -745,10 +872,10 @@ fn run_read<T: ReadableTable<&'static [u8], &'static [u8]>>(
 
 fn run_write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> Res<RedisReply> {
     match name {
-        "rename" | "renamenx" | "copy" | "flushdb" | "flushall" | "move" => {
-            keyspace::write(ctx, name, args)
-        }
-        "set" | "getset" | "append" | "getdel" | "getex" | "setrange" | "setbit"
+        "rename" | "renamenx" | "copy" | "pexpire" | "persist" | "flushdb" | "flushall"
+        | "move" => keyspace::write(ctx, name, args),
+        "set" | "setnx" | "mset" | "msetnx" | "del" | "unlink" | "incr" | "decr" | "incrby"
+        | "decrby" | "getset" | "append" | "getdel" | "getex" | "setrange" | "setbit"
         | "incrbyfloat" => strings::write(ctx, name, args),
         "rpoplpush" | "lmove" | "lmpop" => list::write(ctx, name, args),
         _ if name.starts_with('h') => hash::write(ctx, name, args),

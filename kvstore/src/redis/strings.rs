@@ -1,12 +1,16 @@
 //! String commands that read and write in one step: `SET .. GET`, `GETSET`, `APPEND`, `GETDEL`,
 //! `GETEX`, `SETRANGE`, `SETBIT`, `INCRBYFLOAT`; and the string reads `STRLEN`, `GETRANGE`/`SUBSTR`,
 //! `GETBIT`, `BITCOUNT`, `BITPOS`, `LCS`.
+//!
+//! The plain string commands (`GET`, `MGET`, `SETNX`, `MSET`, `MSETNX`, `DEL`, `INCR`, ...) are
+//! here too for `MULTI` blocks, which run as one state-machine command: outside a block the Redis
+//! endpoint maps them to the store's own ops (`Get`, `Put`, `Txn`, `Incr`).
 
 use redb::ReadableTable;
 
 use super::number::{float_arg, format_stored_float, int_arg, parse_float, parse_int};
 use super::store::View;
-use super::{check_key, err, syntax, wrong_type, Ctx, Fail, RedisReply, Res};
+use super::{check_key, err, syntax, wrong_type, Ctx, Fail, RedisReply, ReplyBudget, Res};
 use crate::command::Persist;
 use crate::expiry::{self, TtlMode};
 use crate::limits::MAX_VALUE_BYTES;
@@ -25,8 +29,14 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
     name: &str,
     args: &[Vec<u8>],
 ) -> Res<RedisReply> {
+    if name == "mget" {
+        return mget(v, &args[1..]);
+    }
     check_key(&args[1])?;
     match name {
+        "get" => Ok(v
+            .string(&args[1])?
+            .map_or_else(RedisReply::nil, RedisReply::bulk)),
         "strlen" => Ok(RedisReply::int(
             v.string(&args[1])?.map_or(0, |s| s.len() as i64),
         )),
@@ -45,6 +55,27 @@ pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
         "bitpos" => bitpos(v, args),
         _ => lcs(v, args),
     }
+}
+
+/// `MGET key...`: each key's string, nil for a missing key or one of another type.
+fn mget<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    v: &View<'_, T>,
+    keys: &[Vec<u8>],
+) -> Res<RedisReply> {
+    let mut budget = ReplyBudget::default();
+    let mut values = Vec::with_capacity(keys.len());
+    for key in keys {
+        check_key(key)?;
+        let value = match v.record(key)? {
+            Some(record) if record.kind == KIND_STRING => {
+                budget.take(record.value.len())?;
+                RedisReply::bulk(record.value)
+            }
+            _ => RedisReply::nil(),
+        };
+        values.push(value);
+    }
+    Ok(RedisReply::array(values))
 }
 
 /// Redis's `GETRANGE`: inclusive, negative from the end, clamped.
@@ -286,13 +317,44 @@ fn lcs<T: ReadableTable<&'static [u8], &'static [u8]>>(
 }
 
 pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> Res<RedisReply> {
+    match name {
+        "mset" | "msetnx" => return mset(ctx, &args[1..], name == "msetnx"),
+        "del" | "unlink" => return del(ctx, &args[1..]),
+        _ => {}
+    }
     let key = &args[1];
     check_key(key)?;
-    if name == "set" {
-        return set(ctx, key, &args[2], &args[3..]);
+    match name {
+        "set" => return set(ctx, key, &args[2], &args[3..]),
+        "setnx" => {
+            return set(ctx, key, &args[2], &[b"nx".to_vec()])
+                .map(|reply| RedisReply::int(i64::from(reply == RedisReply::ok())))
+        }
+        _ => {}
     }
     let current = ctx.view().string(key)?;
     match name {
+        "incr" | "decr" | "incrby" | "decrby" => {
+            let delta = match name {
+                "incr" => 1,
+                "decr" => -1,
+                "incrby" => int_arg(&args[2])?,
+                _ => match int_arg(&args[2])?.checked_neg() {
+                    Some(delta) => delta,
+                    None => return err("decrement would overflow"),
+                },
+            };
+            let base = match &current {
+                None => 0,
+                Some(value) => int_value(value)?,
+            };
+            let Some(result) = base.checked_add(delta) else {
+                return err("increment or decrement would overflow");
+            };
+            ctx.w
+                .put(key, result.to_string().as_bytes(), false, TtlMode::Keep)?;
+            Ok(RedisReply::int(result))
+        }
         "getset" => {
             ctx.w.put(key, &args[2], false, TtlMode::Clear)?;
             Ok(current.map_or_else(RedisReply::nil, RedisReply::bulk))
@@ -378,6 +440,57 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
             Ok(RedisReply::bulk(text.into_bytes()))
         }
     }
+}
+
+/// A stored string as an integer, or Redis's error.
+fn int_value(value: &[u8]) -> Res<i64> {
+    parse_int(value).map_or_else(|| err("value is not an integer or out of range"), Ok)
+}
+
+/// `MSET key value [key value ...]`, or `MSETNX` (all or nothing: only if no key exists; answers
+/// 1 or 0). Writes clear the keys' TTLs, as Redis's do.
+fn mset(ctx: &mut Ctx<'_, '_, '_>, pairs: &[Vec<u8>], only_new: bool) -> Res<RedisReply> {
+    if !pairs.len().is_multiple_of(2) {
+        return err(format!(
+            "wrong number of arguments for '{}' command",
+            if only_new { "msetnx" } else { "mset" }
+        ));
+    }
+    for pair in pairs.chunks(2) {
+        check_key(&pair[0])?;
+        if pair[1].len() > MAX_VALUE_BYTES {
+            return too_large();
+        }
+    }
+    if only_new {
+        for pair in pairs.chunks(2) {
+            if ctx.view().record(&pair[0])?.is_some() {
+                return Ok(RedisReply::int(0));
+            }
+        }
+    }
+    for pair in pairs.chunks(2) {
+        ctx.w.put(&pair[0], &pair[1], false, TtlMode::Clear)?;
+    }
+    Ok(if only_new {
+        RedisReply::int(1)
+    } else {
+        RedisReply::ok()
+    })
+}
+
+/// `DEL key...` (and `UNLINK`): the number of keys that existed, of any type.
+fn del(ctx: &mut Ctx<'_, '_, '_>, keys: &[Vec<u8>]) -> Res<RedisReply> {
+    for key in keys {
+        check_key(key)?;
+    }
+    let mut removed = 0;
+    for key in keys {
+        if ctx.w.remove_key(key, true)?.is_some() {
+            removed += 1;
+        }
+    }
+    Ok(RedisReply::int(removed))
 }
 
 /// The state machine's `SET key value [NX | XX] [GET] [PX ms | KEEPTTL | EXPIRED]`, which the

@@ -16,6 +16,8 @@ pub enum Group {
     Keyspace,
     /// Lists and sorted sets: the blocking pops.
     Blocking,
+    /// Transactions: `MULTI` blocks and optimistic locking.
+    Transaction,
     /// Synod's own commands: compare-and-swap, locks, elections, status.
     Synod,
     /// Handled by `synod-cli` itself, never sent.
@@ -24,12 +26,13 @@ pub enum Group {
 
 impl Group {
     /// Every group, in the order `HELP` lists them.
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::Connection,
         Group::Server,
         Group::String,
         Group::Keyspace,
         Group::Blocking,
+        Group::Transaction,
         Group::Synod,
         Group::Shell,
     ];
@@ -42,6 +45,7 @@ impl Group {
             Group::String => "string",
             Group::Keyspace => "keyspace",
             Group::Blocking => "blocking",
+            Group::Transaction => "transactions",
             Group::Synod => "synod",
             Group::Shell => "shell",
         }
@@ -267,6 +271,42 @@ pub static COMMANDS: &[Command] = &[
         "Pops up to count lowest or highest members of the first non-empty sorted set, \
              waiting for one.",
         Group::Blocking,
+    ),
+    cmd(
+        "MULTI",
+        1,
+        "",
+        "Starts a transaction: the commands that follow are queued (QUEUED) until EXEC.",
+        Group::Transaction,
+    ),
+    cmd(
+        "EXEC",
+        1,
+        "",
+        "Runs the queued commands as one atomic write and answers their replies; nil if a \
+             WATCHed key changed, EXECABORT if a command was refused while queuing.",
+        Group::Transaction,
+    ),
+    cmd(
+        "DISCARD",
+        1,
+        "",
+        "Drops the queued commands and the watched keys.",
+        Group::Transaction,
+    ),
+    cmd(
+        "WATCH",
+        -2,
+        "key [key ...]",
+        "The next EXEC runs only if none of these keys changed meanwhile.",
+        Group::Transaction,
+    ),
+    cmd(
+        "UNWATCH",
+        1,
+        "",
+        "Forgets the watched keys.",
+        Group::Transaction,
     ),
     cmd(
         "GETSET",
