@@ -34,9 +34,18 @@ fn exec_runs_the_queued_commands_and_answers_their_replies() {
     assert_eq!(c.cmd("EXPIRE multi:a 100"), queued());
     assert_eq!(c.cmd("GET multi:a"), queued());
     assert_eq!(c.cmd("SETEX multi:b 100 v"), queued());
+    assert_eq!(c.cmd("PING"), queued());
     assert_eq!(
         c.cmd("EXEC"),
-        Value::Array(Some(vec![ok(), int(2), int(2), int(1), bulk("2"), ok()]))
+        Value::Array(Some(vec![
+            ok(),
+            int(2),
+            int(2),
+            int(1),
+            bulk("2"),
+            ok(),
+            Value::Simple("PONG".into())
+        ]))
     );
     let ttl = c.cmd("TTL multi:a").int().unwrap();
     assert!((1..=100).contains(&ttl), "TTL {ttl}");
@@ -102,6 +111,12 @@ fn exec_answers_nil_and_runs_nothing_when_a_watched_key_changed() {
     assert_eq!(c.cmd("DEL multi:absent"), queued());
     assert_eq!(c.cmd("EXEC"), Value::Array(None));
     assert_eq!(c.cmd("GET multi:absent"), bulk("x"));
+    // So does a new expiry.
+    assert_eq!(c.cmd("WATCH multi:w"), ok());
+    assert_eq!(other.cmd("EXPIRE multi:w 100"), int(1));
+    assert_eq!(c.cmd("MULTI"), ok());
+    assert_eq!(c.cmd("INCR multi:w"), queued());
+    assert_eq!(c.cmd("EXEC"), Value::Array(None));
 }
 
 #[test]
@@ -134,6 +149,15 @@ fn transaction_commands_out_of_place_are_refused_like_redis() {
     assert_eq!(c.cmd("SET multi:d 1"), queued());
     assert_eq!(c.cmd("DISCARD"), ok());
     assert_eq!(c.cmd("GET multi:d"), nil());
+    // Those errors leave the block as it was, as in Redis.
+    assert_eq!(c.cmd("MULTI"), ok());
+    assert!(c
+        .cmd("WATCH multi:x")
+        .error()
+        .contains("WATCH inside MULTI"));
+    assert!(c.cmd("MULTI").error().contains("nested"));
+    assert_eq!(c.cmd("SET multi:d 2"), queued());
+    assert_eq!(c.cmd("EXEC"), Value::Array(Some(vec![ok()])));
 }
 
 #[test]

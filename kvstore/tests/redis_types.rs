@@ -735,6 +735,7 @@ fn run_block(h: &mut Harness, commands: &[&[&[u8]]], watched: &[(&[u8], u64)]) -
             .map(|(key, mod_revision)| synod_kvstore::WatchedKey {
                 key: key.to_vec(),
                 mod_revision: *mod_revision,
+                expiry_revision: 0,
             })
             .collect(),
     };
@@ -803,6 +804,11 @@ fn a_multi_block_whose_watched_key_changed_runs_nothing() {
         &[(b"w", now), (b"absent", 0)],
     );
     assert_eq!(reply, RedisReply::array(vec![RedisReply::ok()]));
+    // A new expiry counts as a change.
+    let now = h.sm.revision();
+    run(&mut h, &[b"pexpire", b"w", b"100000"]);
+    let reply = run_block(&mut h, &[&[b"set", b"other", b"y"]], &[(b"w", now)]);
+    assert_eq!(reply, RedisReply::nil_array());
 }
 
 #[test]

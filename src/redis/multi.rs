@@ -4,21 +4,23 @@
 //! (each answered `+QUEUED`); `EXEC` sends the whole block as ONE
 //! state-machine command ([`RedisMulti`]): atomic, applied once, exactly
 //! once like any write of the connection, every write at one revision.
-//! `WATCH key...` notes each key's modification revision (a linearizable
-//! read); the block carries them, and the state machine runs it only if
-//! none changed, else `EXEC` answers a nil array, as Redis does. A command
+//! `WATCH key...` notes each key's modification and expiry revisions
+//! (linearizable reads); the block carries them, and the state machine
+//! runs it only if none changed (a write, a deletion, an expiry, `EXPIRE`
+//! or `PERSIST`), else `EXEC` answers a nil array, as Redis does. A command
 //! refused while queuing (unknown, wrong arity, bad options, or one a
 //! block cannot hold) makes `EXEC` answer `EXECABORT` and run nothing.
 //!
 //! What a block can hold: the commands the state machine runs (strings,
-//! keyspace, hashes, sets, lists, sorted sets) and `EXPIRE`, `PEXPIRE`,
+//! keyspace, hashes, sets, lists, sorted sets, and `PING`/`ECHO`, which
+//! answer in the block's reply as in Redis) and `EXPIRE`, `PEXPIRE`,
 //! `EXPIREAT`, `PEXPIREAT` (without `GT`/`LT`), `PERSIST`, `SETEX`,
 //! `PSETEX`. Not the endpoint's own commands (`TTL`, `KEYS`, `SCAN`, the
 //! `*SCAN` cursors, blocking pops, `SYNOD.*`, connection and server
 //! commands): the block is refused with an error naming the command.
 
 use synod_kvstore::limits::MAX_MULTI_COMMANDS;
-use synod_kvstore::{Get, Op, Outcome, RedisCommand, RedisMulti, WatchedKey};
+use synod_kvstore::{Get, Op, Outcome, RedisCommand, RedisMulti, Ttl, WatchedKey};
 
 use super::data::{getex_in_state_machine_form, seed, to_reply};
 use super::expiry::{ttl_ms, Base, Unit};
@@ -173,7 +175,8 @@ pub(super) fn unwatch(conn: &mut Conn) -> Reply {
 /// `WATCH key...`: notes each key's modification revision now.
 pub(super) async fn watch(shared: &RedisShared, conn: &mut Conn, keys: &[Vec<u8>]) -> Reply {
     if conn.block.is_some() {
-        return refuse(conn, Reply::err("WATCH inside MULTI is not allowed"));
+        // As in Redis, this error leaves the block as it is.
+        return Reply::err("WATCH inside MULTI is not allowed");
     }
     if conn.watched.len() + keys.len() > MAX_WATCHED_KEYS {
         return Reply::err(format!(
@@ -187,12 +190,19 @@ pub(super) async fn watch(shared: &RedisShared, conn: &mut Conn, keys: &[Vec<u8>
         let outcome = read(shared, Op::Get(Get { key: key.clone() })).await;
         let mod_revision = match outcome {
             Ok(Outcome::Get(get)) => get.kv.map_or(0, |kv| kv.mod_revision),
-            Ok(_) => return Reply::err("the state machine answered with an unexpected outcome"),
+            Ok(_) => return unexpected(),
+            Err(error) => return error,
+        };
+        let outcome = read(shared, Op::Ttl(Ttl { key: key.clone() })).await;
+        let expiry_revision = match outcome {
+            Ok(Outcome::Ttl(ttl)) => ttl.expiry_revision,
+            Ok(_) => return unexpected(),
             Err(error) => return error,
         };
         conn.watched.push(WatchedKey {
             key: key.clone(),
             mod_revision,
+            expiry_revision,
         });
     }
     Reply::ok()
@@ -213,7 +223,11 @@ pub(super) async fn exec(shared: &RedisShared, conn: &mut Conn) -> Reply {
     };
     match write(shared, conn, Op::RedisMulti(multi)).await {
         Ok(Outcome::Redis(reply)) => to_reply(reply),
-        Ok(_) => Reply::err("the state machine answered with an unexpected outcome"),
+        Ok(_) => unexpected(),
         Err(error) => error,
     }
+}
+
+fn unexpected() -> Reply {
+    Reply::err("the state machine answered with an unexpected outcome")
 }

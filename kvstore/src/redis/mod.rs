@@ -107,8 +107,8 @@ pub struct RedisMulti {
     pub watched: Vec<WatchedKey>,
 }
 
-/// A key `WATCH`ed by a connection: the block runs only if the key's modification revision is
-/// still this one.
+/// A key `WATCH`ed by a connection: the block runs only if the key's modification and expiry
+/// revisions are still these.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WatchedKey {
     /// The key.
@@ -117,6 +117,10 @@ pub struct WatchedKey {
     /// Its `mod_revision` when watched; 0 if it did not exist.
     #[prost(uint64, tag = "2")]
     pub mod_revision: u64,
+    /// The revision of the write that gave it its expiry; 0 if it had none (so `EXPIRE` and
+    /// `PERSIST` count as changes, as in Redis).
+    #[prost(uint64, tag = "3")]
+    pub expiry_revision: u64,
 }
 
 /// A Redis reply (RESP2 value).
@@ -318,6 +322,10 @@ const KNUM: (i64, i64, i64) = (0, 0, 0);
 
 /// Every Redis command the state machine runs, by name.
 pub static COMMANDS: &[CommandSpec] = &[
+    // Connection: the Redis endpoint answers these itself, and sends them here only in `MULTI`
+    // blocks, whose replies they are part of.
+    c("ping", -1, true, NOKEY),
+    c("echo", 2, true, NOKEY),
     // Keyspace.
     c("type", 2, true, K1),
     c("exists", -2, true, KALL),
@@ -724,8 +732,10 @@ pub(crate) fn execute_multi(
     multi: &RedisMulti,
 ) -> Result<RedisReply, ExecError> {
     for watched in &multi.watched {
-        let now = crate::tables::get_kv(&*w.kv, &watched.key)?.map_or(0, |r| r.mod_revision);
-        if now != watched.mod_revision {
+        let mod_revision =
+            crate::tables::get_kv(&*w.kv, &watched.key)?.map_or(0, |r| r.mod_revision);
+        let expiry_revision = w.coord.expiry(&watched.key)?.map_or(0, |e| e.revision);
+        if (mod_revision, expiry_revision) != (watched.mod_revision, watched.expiry_revision) {
             return Ok(RedisReply::nil_array());
         }
     }
@@ -859,6 +869,12 @@ fn run_read<T: ReadableTable<&'static [u8], &'static [u8]>>(
     rng: &mut Rng,
 ) -> Res<RedisReply> {
     match name {
+        "ping" => Ok(match args {
+            [_] => RedisReply::status("PONG"),
+            [_, message] => RedisReply::bulk(message.clone()),
+            _ => return err("wrong number of arguments for 'ping' command"),
+        }),
+        "echo" => Ok(RedisReply::bulk(args[1].clone())),
         "type" | "exists" | "randomkey" | "object" | "memory" => keyspace::read(v, name, args, rng),
         "get" | "mget" | "strlen" | "getrange" | "substr" | "getbit" | "bitcount" | "bitpos"
         | "lcs" => strings::read(v, name, args),
