@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{ConfigError, NodeConfig, PeerConfig, Sessions, Timing, TlsFiles};
+use crate::config::{ConfigError, ExactlyOnce, NodeConfig, PeerConfig, Sessions, Timing, TlsFiles};
 
 /// Flags of `synod start`. With `--config`, flags given override the file;
 /// without it, `--id`, `--peer-addr`, `--client-addr`, `--data-dir`,
@@ -110,6 +110,7 @@ impl StartFlags {
                 peers: Vec::new(),
                 timing: Timing::default(),
                 sessions: Sessions::default(),
+                exactly_once: ExactlyOnce::default(),
             },
         };
         if let Some(id) = self.id {

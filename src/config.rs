@@ -44,6 +44,9 @@ pub struct NodeConfig {
     /// lock-delay).
     #[serde(default)]
     pub sessions: Sessions,
+    /// The exactly-once table's size.
+    #[serde(default)]
+    pub exactly_once: ExactlyOnce,
 }
 
 /// PEM files of the cluster CA and this node's certificate and key.
@@ -111,6 +114,50 @@ pub struct Sessions {
     /// unlocked) stays unavailable, so the old holder can notice; 0 for
     /// none. Fenced writes do not need it.
     pub lock_delay_ms: u64,
+}
+
+/// The exactly-once table (TOML section `[exactly_once]`): every node must
+/// have the same setting, since it decides which clients the state machine
+/// forgets, in log order.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExactlyOnce {
+    /// Most clients remembered, from 1 to [`MAX_EXACTLY_ONCE_CLIENTS`]
+    /// (default 100,000, about 10 MiB). A client whose last write is the
+    /// oldest is forgotten first; its next write moves it to a new id.
+    pub clients: u64,
+}
+
+/// Most clients the exactly-once table may be set to remember.
+pub const MAX_EXACTLY_ONCE_CLIENTS: u64 = 10_000_000;
+
+impl Default for ExactlyOnce {
+    fn default() -> Self {
+        ExactlyOnce {
+            clients: synod_kvstore::limits::MAX_DEDUP_CLIENTS,
+        }
+    }
+}
+
+impl ExactlyOnce {
+    /// Checks the values are within their bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_EXACTLY_ONCE_CLIENTS).contains(&self.clients) {
+            return Err(ConfigError::Invalid(format!(
+                "exactly_once.clients is {}; it must be from 1 to {MAX_EXACTLY_ONCE_CLIENTS}",
+                self.clients
+            )));
+        }
+        Ok(())
+    }
+
+    /// The state machine's options for this setting.
+    pub fn state_machine_options(&self) -> synod_kvstore::Options {
+        synod_kvstore::Options {
+            max_dedup_clients: self.clients,
+            ..synod_kvstore::Options::default()
+        }
+    }
 }
 
 /// Fewest milliseconds between TTL checkpoints: each one is a log entry
@@ -251,6 +298,7 @@ impl NodeConfig {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.0))?;
         self.sessions.validate()?;
+        self.exactly_once.validate()?;
         Ok(())
     }
 
@@ -303,6 +351,7 @@ mod tests {
             }],
             timing: Timing::default(),
             sessions: Sessions::default(),
+            exactly_once: ExactlyOnce::default(),
         }
     }
 
@@ -448,5 +497,24 @@ lease_ms = 300
         assert!(err.contains("lock_delay_ms is 3600000"), "{err}");
         config.sessions = Sessions::default();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn an_exactly_once_table_of_no_clients_is_refused_with_the_bounds() {
+        let dir = temp_dir("exactly-once-range");
+        let mut config = sample(&dir);
+        config.exactly_once.clients = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("exactly_once.clients is 0"), "{err}");
+        assert!(err.contains("from 1 to 10000000"), "{err}");
+        config.exactly_once.clients = 2;
+        config.validate().unwrap();
+        assert_eq!(
+            config
+                .exactly_once
+                .state_machine_options()
+                .max_dedup_clients,
+            2
+        );
     }
 }

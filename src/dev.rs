@@ -14,7 +14,7 @@ use anyhow::Context;
 use synod_net::certs::{self, CertAuthority};
 use synod_paxos::NodeId;
 
-use crate::config::{NodeConfig, PeerConfig, Sessions, Timing, TlsFiles};
+use crate::config::{ExactlyOnce, NodeConfig, PeerConfig, Sessions, Timing, TlsFiles};
 
 /// Nodes in a development cluster.
 pub const DEV_NODES: u32 = 3;
@@ -71,6 +71,7 @@ pub fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
             peers,
             timing: Timing::default(),
             sessions: Sessions::default(),
+            exactly_once: ExactlyOnce::default(),
         };
         let path = config_path(dir, id);
         std::fs::write(&path, toml::to_string(&config)?)

@@ -38,8 +38,11 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
     let id = NodeId(config.id);
     let tls = TlsIdentity::from_pem_files(&config.tls.ca, &config.tls.cert, &config.tls.key)
         .context("cannot load the node's certificates")?;
-    let store = NodeStore::open(&config.data_dir)
-        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    let store = NodeStore::open_with(
+        &config.data_dir,
+        config.exactly_once.state_machine_options(),
+    )
+    .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
     // Notice a crashed peer within two seconds, so a restarted one is
     // redialed before its election timer runs out several times.
     let options = NetOptions {

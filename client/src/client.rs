@@ -225,11 +225,23 @@ impl Client {
             request = request.in_session(session);
         }
         let timeout = options.timeout.unwrap_or(self.inner.config.timeout);
-        let result = self.call(&request, false, timeout).await;
+        let mut result = self.call(&request, false, timeout).await;
+        if result.as_ref().is_ok_and(is_unknown_client) {
+            // Applied nothing: the state machine does not know this id (its
+            // first write never reached the log, or the exactly-once table
+            // forgot it). Send the write once more as a fresh id's first.
+            (request.client_id, request.seq) = (self.fresh_id(), 1);
+            result = self.call(&request, false, timeout).await;
+        }
         // A timed-out write may still be applied later under this (id,
-        // seq): never reuse the id then.
-        if !matches!(result, Err(ClientError::Timeout)) {
-            self.return_id(id, seq + 1);
+        // seq): never reuse the id then; nor one the state machine forgot.
+        let reusable = match &result {
+            Err(ClientError::Timeout) => false,
+            Ok(response) => !is_unknown_client(response),
+            Err(_) => true,
+        };
+        if reusable {
+            self.return_id(request.client_id, request.seq + 1);
         }
         command_result(result?)
     }
@@ -250,7 +262,12 @@ impl Client {
 
     fn borrow_id(&self) -> (u64, u64) {
         let reused = self.inner.idle_ids.lock().expect("ids lock").pop();
-        reused.unwrap_or_else(|| (self.inner.next_id.fetch_add(1, Ordering::Relaxed), 1))
+        reused.unwrap_or_else(|| (self.fresh_id(), 1))
+    }
+
+    /// An exactly-once id this client never used.
+    fn fresh_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     fn return_id(&self, id: u64, next_seq: u64) {
@@ -426,6 +443,14 @@ fn classify(response: ClientResponse) -> Attempt {
 }
 
 /// Turns a state-machine error response into `ClientError::Command`.
+/// Whether the state machine refused `response`'s request as from a client
+/// it does not know (nothing was applied).
+fn is_unknown_client(response: &Response) -> bool {
+    response
+        .as_error()
+        .is_some_and(|e| e.error_code() == synod_kvstore::ErrorCode::UnknownClient)
+}
+
 fn command_result(response: Response) -> Result<Response, ClientError> {
     match response.as_error() {
         Some(error) => Err(ClientError::Command {

@@ -24,7 +24,9 @@ use synod_paxos::Role;
 use super::backend::Backend;
 use super::resp::{parse_i64, Reply};
 use super::RedisShared;
-use super::{call_error_reply, check_key, outcome, read, request_error_reply, write, Conn};
+use super::{
+    call_error_reply, call_numbered, check_key, outcome, read, request_error_reply, write, Conn,
+};
 use crate::node::ReadConsistency;
 
 /// TTL of a connection's session when the opening command names none.
@@ -137,11 +139,7 @@ async fn write_tolerating(
     tolerated: ErrorCode,
 ) -> Result<Option<Outcome>, Reply> {
     let request = conn.numbered(op);
-    let response = shared
-        .backend
-        .call(&request, ReadConsistency::Linearizable)
-        .await
-        .map_err(call_error_reply)?;
+    let response = call_numbered(shared, conn, request).await?;
     match response.as_error() {
         Some(e) if e.error_code() == tolerated => Ok(None),
         Some(e) => Err(request_error_reply(e)),
@@ -216,11 +214,7 @@ pub(super) async fn set_fenced(shared: &RedisShared, conn: &mut Conn, args: &[Ve
                 lock_name: args[1].clone(),
                 token: token as u64,
             });
-            let response = shared
-                .backend
-                .call(&request, ReadConsistency::Linearizable)
-                .await
-                .map_err(call_error_reply)?;
+            let response = call_numbered(shared, conn, request).await?;
             match response.as_error() {
                 Some(e) if e.error_code() == ErrorCode::FencingTokenRejected => {
                     Err(Reply::Error(format!("FENCED {}", e.message)))

@@ -113,9 +113,15 @@ struct Conn {
 impl Conn {
     /// The next write of this connection, numbered.
     fn numbered(&mut self, op: Op) -> Request {
-        let request = Request::from_client(self.client_id, self.next_seq, op);
+        let (client_id, seq) = self.take_number();
+        Request::from_client(client_id, seq, op)
+    }
+
+    /// This connection's id and the next write's sequence number, taken.
+    fn take_number(&mut self) -> (u64, u64) {
+        let seq = self.next_seq;
         self.next_seq += 1;
-        request
+        (self.client_id, seq)
     }
 }
 
@@ -341,12 +347,44 @@ async fn write_with_ttl(
 ) -> Result<Outcome, Reply> {
     let mut request = conn.numbered(op);
     request.key_ttl = key_ttl;
+    let response = call_numbered(shared, conn, request).await?;
+    outcome(response.outcome)
+}
+
+/// Sends this connection's numbered write `request`. If the state machine
+/// answers `UnknownClient`, it applied nothing: it does not know this
+/// connection's id (its first write never reached the log, answered
+/// `TRYAGAIN` say, or the exactly-once table forgot the connection after
+/// a long idle time). The connection then moves to a fresh id and sends
+/// the request once more, as its first.
+async fn call_numbered(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    mut request: Request,
+) -> Result<synod_kvstore::Response, Reply> {
     let response = shared
         .backend
         .call(&request, ReadConsistency::Linearizable)
         .await
         .map_err(call_error_reply)?;
-    outcome(response.outcome)
+    let unknown = response
+        .as_error()
+        .is_some_and(|e| e.error_code() == KvErrorCode::UnknownClient);
+    if !unknown {
+        return Ok(response);
+    }
+    tracing::debug!(
+        client_id = conn.client_id,
+        "unknown to the state machine: a fresh id"
+    );
+    conn.client_id = shared.ids.next();
+    conn.next_seq = 1;
+    (request.client_id, request.seq) = conn.take_number();
+    shared
+        .backend
+        .call(&request, ReadConsistency::Linearizable)
+        .await
+        .map_err(call_error_reply)
 }
 
 /// Serves the read `op` linearizably (client id 0: reads need no

@@ -16,7 +16,10 @@ pub struct Cluster {
     pub redis_ports: Vec<u16>,
     /// Flip a node's sender to true to stop it.
     stops: Vec<watch::Sender<bool>>,
+    /// The cluster's directory (certificates, node data).
     pub dir: PathBuf,
+    /// The dev port scheme's base (`ClientConfig::from_dev_cluster`).
+    pub base_port: u16,
 }
 
 /// Whether every port of a dev cluster at `base` (3 nodes × peer, client,
@@ -58,6 +61,18 @@ impl Cluster {
     /// `name`; with `password`, every node asks Redis clients for it.
     /// Returns once a write through node 1 succeeded.
     pub fn start(name: &str, nodes: usize, password: Option<&str>) -> Cluster {
+        Cluster::start_with(name, nodes, |config| {
+            config.redis_password = password.map(str::to_owned);
+        })
+    }
+
+    /// [`start`](Cluster::start), with `adjust` applied to every node's
+    /// configuration.
+    pub fn start_with(
+        name: &str,
+        nodes: usize,
+        adjust: impl Fn(&mut synod::config::NodeConfig),
+    ) -> Cluster {
         assert!(nodes == 1 || nodes == 3);
         remove_dirs_of_finished_runs();
         let dir = std::env::temp_dir().join(format!("synod-redis-{name}-{}", std::process::id()));
@@ -70,11 +85,12 @@ impl Cluster {
         let mut configs = synod::dev::prepare(&dir, base).expect("cluster files");
         configs.truncate(nodes);
         for config in &mut configs {
-            config.redis_password = password.map(str::to_owned);
+            adjust(config);
             if nodes == 1 {
                 config.peers.clear();
             }
         }
+        let password = configs[0].redis_password.clone();
         let redis_ports = configs
             .iter()
             .map(|c| {
@@ -107,8 +123,9 @@ impl Cluster {
             redis_ports,
             stops,
             dir,
+            base_port: base,
         };
-        cluster.wait_until_writable(password);
+        cluster.wait_until_writable(password.as_deref());
         cluster
     }
 
