@@ -86,7 +86,17 @@ pub struct Timing {
     pub election_timeout_ms: u64,
     /// Leader lease.
     pub lease_ms: u64,
+    /// How long the Redis endpoint retries one command (across leader
+    /// changes) before answering `TRYAGAIN` (not applied) or `UNCERTAIN`
+    /// (a write that may have been applied); from
+    /// [`MIN_REDIS_DEADLINE_MS`] to [`MAX_REDIS_DEADLINE_MS`].
+    pub redis_deadline_ms: u64,
 }
+
+/// Shortest Redis command deadline.
+pub const MIN_REDIS_DEADLINE_MS: u64 = 100;
+/// Longest Redis command deadline.
+pub const MAX_REDIS_DEADLINE_MS: u64 = 60_000;
 
 impl Default for Timing {
     fn default() -> Self {
@@ -94,6 +104,7 @@ impl Default for Timing {
             heartbeat_ms: 50,
             election_timeout_ms: 500,
             lease_ms: 400,
+            redis_deadline_ms: crate::redis::backend::DEFAULT_CALL_DEADLINE.as_millis() as u64,
         }
     }
 }
@@ -299,6 +310,13 @@ impl NodeConfig {
             .map_err(|e| ConfigError::Invalid(e.0))?;
         self.sessions.validate()?;
         self.exactly_once.validate()?;
+        let deadline = self.timing.redis_deadline_ms;
+        if !(MIN_REDIS_DEADLINE_MS..=MAX_REDIS_DEADLINE_MS).contains(&deadline) {
+            return Err(ConfigError::Invalid(format!(
+                "timing.redis_deadline_ms is {deadline}; it must be from \
+                 {MIN_REDIS_DEADLINE_MS} to {MAX_REDIS_DEADLINE_MS}"
+            )));
+        }
         Ok(())
     }
 
@@ -509,6 +527,9 @@ lease_ms = 300
         assert!(err.contains("from 1 to 10000000"), "{err}");
         config.exactly_once.clients = 2;
         config.validate().unwrap();
+        config.timing.redis_deadline_ms = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("timing.redis_deadline_ms is 0"), "{err}");
         assert_eq!(
             config
                 .exactly_once

@@ -110,6 +110,7 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
             id,
             client_addrs.clone(),
             tls.clone(),
+            std::time::Duration::from_millis(config.timing.redis_deadline_ms),
         );
         let password = config.redis_password.clone();
         let addr = crate::redis::spawn(listener, backend, password, shutdown.clone())?;
@@ -431,7 +432,7 @@ impl ClientService {
 
     fn error_response(&self, error: NodeError) -> synod_net::ClientResponse {
         let (code, hint) = match &error {
-            NodeError::NotLeader { leader } => (
+            NodeError::NotLeader { leader } | NodeError::SteppedDown { leader } => (
                 ErrorCode::NotLeader,
                 leader.map(|l| synod_net::LeaderHint {
                     node_id: l.0,
@@ -450,6 +451,7 @@ impl ClientService {
         let mut response = synod_net::ClientResponse::error(0, code, error.to_string());
         if let Some(synod_net::Outcome::Error(e)) = response.outcome.as_mut() {
             e.leader_hint = hint;
+            e.outcome_unknown = matches!(error, NodeError::SteppedDown { .. });
         }
         response
     }

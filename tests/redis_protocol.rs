@@ -638,7 +638,11 @@ fn synod_elections_campaign_proclaim_and_resign() {
 
 #[test]
 fn writes_through_a_follower_survive_a_leader_change_once() {
-    let cluster = Cluster::start("failover", 3, None);
+    // Long enough for the election, so the write waits for the new leader
+    // (with the default 1.5 s it may answer TRYAGAIN, or UNCERTAIN).
+    let cluster = Cluster::start_with("failover", 3, |config| {
+        config.timing.redis_deadline_ms = 10_000;
+    });
     let old_leader = cluster.leader();
     let survivor = (1..=3).find(|n| *n != old_leader).unwrap();
     let mut c = cluster.client(survivor);

@@ -48,6 +48,7 @@ impl ClientResponse {
                 code: code as i32,
                 message: message.into(),
                 leader_hint: None,
+                outcome_unknown: false,
             })),
             more: false,
         }

@@ -507,7 +507,7 @@ impl Node {
     /// When this node stops leading, the commands it proposed but has not
     /// applied may still be chosen under the next leader, or never: this
     /// node cannot tell which, and would otherwise keep their clients
-    /// waiting until they time out. Each is answered "not the leader" now;
+    /// waiting until they time out. Each is answered "stepped down" now;
     /// a client that retries with the same (client, seq) at the new leader
     /// gets the command's one result (exactly-once).
     fn answer_waiting_on_step_down(&mut self) {
@@ -517,7 +517,7 @@ impl Node {
         let leader = self.replica.status().leader;
         let keys: Vec<(u64, u64)> = self.waiting.keys().copied().collect();
         for key in keys {
-            self.answer_waiting(key, Err(NodeError::NotLeader { leader }));
+            self.answer_waiting(key, Err(NodeError::SteppedDown { leader }));
         }
     }
 

@@ -60,6 +60,14 @@ pub enum NodeError {
         /// The believed leader.
         leader: Option<NodeId>,
     },
+    /// This node stopped leading while the write waited for its slot: it
+    /// may still be chosen. Retry under the same `(client_id, seq)` at
+    /// `leader`: the write then applies once, and its one result answers.
+    #[error("stepped down while the write waited; it may have been applied{}", leader.map(|l| format!("; the leader is node {}", l.0)).unwrap_or_default())]
+    SteppedDown {
+        /// The believed leader.
+        leader: Option<NodeId>,
+    },
     /// Too much in flight; retry later.
     #[error("the node is busy; retry later")]
     Busy,

@@ -16,15 +16,17 @@ use synod_net::tls::{node_name, TlsIdentity};
 use synod_net::{ClientConnection, ErrorCode, Outcome};
 use synod_paxos::NodeId;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use crate::node::{NodeError, NodeHandle, NodeStatus, ReadConsistency};
 
 /// How long one attempt (local or forwarded) may take before it is
-/// abandoned and the request retried.
+/// abandoned and the request retried (within the call's deadline).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a request is retried in all before the caller is told the
-/// cluster is unavailable (and, for a write, that its effect is unknown).
-const CALL_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a request is retried in all, by default, before the caller is
+/// told the cluster is unavailable: below the 2 to 3 s timeouts common
+/// Redis clients use, so that they hear the reason rather than time out.
+pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_millis(1_500);
 /// First pause between attempts; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 /// Longest pause between attempts.
@@ -36,9 +38,15 @@ pub enum CallError {
     /// The request breaks a limit or is malformed; retrying will not help.
     #[error("{0}")]
     Invalid(String),
-    /// No leader answered in time. For a write the effect is unknown.
-    #[error("no leader answered in time ({0}); a write may or may not have been applied")]
+    /// No leader took the request in time, and it was certainly not
+    /// applied: retrying it as a new request is safe.
+    #[error("no leader answered in time ({0}); the command was not applied")]
     Unavailable(String),
+    /// A write reached a leader but no answer came in time: it may or may
+    /// not have been applied (and may still be). Retrying it as a new
+    /// request could apply it twice.
+    #[error("no answer in time ({0}); the write may or may not have been applied")]
+    Uncertain(String),
     /// This node is stopping.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -57,6 +65,16 @@ enum Attempt {
     Fail(CallError),
 }
 
+/// Whether an attempt that did not complete may have been applied (only
+/// writes can be): after it, giving up is [`CallError::Uncertain`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reached {
+    /// Certainly not proposed (refused, or never sent).
+    No,
+    /// Maybe proposed (sent and not answered, or answered "stepped down").
+    Maybe,
+}
+
 /// Serves requests from any node: locally at the leader, forwarded to the
 /// leader otherwise. Cheap to share (`Arc`); connections to other nodes are
 /// opened on first use and kept, one per node.
@@ -66,16 +84,20 @@ pub struct Backend {
     client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
     tls: TlsIdentity,
     links: Mutex<HashMap<NodeId, Arc<ClientConnection>>>,
+    /// How long one call is retried in all.
+    deadline: Duration,
 }
 
 impl Backend {
     /// A backend for node `me`, which forwards to the other nodes' client
-    /// addresses with its own certificate.
+    /// addresses with its own certificate, retrying each call for up to
+    /// `deadline`.
     pub fn new(
         node: NodeHandle,
         me: NodeId,
         client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
         tls: TlsIdentity,
+        deadline: Duration,
     ) -> Backend {
         Backend {
             node,
@@ -83,6 +105,7 @@ impl Backend {
             client_addrs,
             tls,
             links: Mutex::new(HashMap::new()),
+            deadline,
         }
     }
 
@@ -101,27 +124,37 @@ impl Backend {
 
     /// Serves `request`: a write through the leader's log, a read
     /// linearizably at the leader (or as `consistency` says). Retries on
-    /// leader changes, overload and lost connections for up to
-    /// 10 s in all, always with the same request, so the state
-    /// machine's exactly-once table turns retries of a write into one
-    /// application. A response carrying a state-machine error is `Ok`.
+    /// leader changes, overload and lost connections until the deadline,
+    /// always with the same request, so the state machine's exactly-once
+    /// table turns retries of a write into one application. A response
+    /// carrying a state-machine error is `Ok`. Giving up is
+    /// [`CallError::Unavailable`] if no attempt may have been applied,
+    /// [`CallError::Uncertain`] if one may.
     pub async fn call(
         &self,
         request: &Request,
         consistency: ReadConsistency,
     ) -> Result<Response, CallError> {
-        let deadline = tokio::time::Instant::now() + CALL_DEADLINE;
+        let deadline = Instant::now() + self.deadline;
+        let is_write = !request.op.as_ref().is_some_and(|op| op.is_read_only());
+        let mut reached = Reached::No;
         let mut target = self.me;
         let mut backoff = FIRST_BACKOFF;
         let mut redirects_without_pause = 0;
         loop {
             let attempt = if target == self.me {
-                self.local(request, consistency).await
+                self.local(request, consistency, deadline, &mut reached)
+                    .await
             } else {
-                self.forward(target, request, consistency).await
+                self.forward(target, request, consistency, deadline, &mut reached)
+                    .await
             };
             let reason = match attempt {
                 Attempt::Done(response) => return Ok(response),
+                // The node may have proposed the write before it stopped.
+                Attempt::Fail(CallError::ShuttingDown) if is_write => {
+                    return Err(CallError::Uncertain("the node is shutting down".into()))
+                }
                 Attempt::Fail(error) => return Err(error),
                 Attempt::Redirect(Some(leader))
                     if leader != target && redirects_without_pause < 2 =>
@@ -140,20 +173,37 @@ impl Backend {
                 }
             };
             redirects_without_pause = 0;
-            if tokio::time::Instant::now() + backoff > deadline {
-                return Err(CallError::Unavailable(reason));
+            if Instant::now() + backoff > deadline {
+                return Err(if is_write && reached == Reached::Maybe {
+                    CallError::Uncertain(reason)
+                } else {
+                    CallError::Unavailable(reason)
+                });
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
-    async fn local(&self, request: &Request, consistency: ReadConsistency) -> Attempt {
+    async fn local(
+        &self,
+        request: &Request,
+        consistency: ReadConsistency,
+        deadline: Instant,
+        reached: &mut Reached,
+    ) -> Attempt {
         let call = self.node.request(request.clone(), consistency);
-        match tokio::time::timeout(ATTEMPT_TIMEOUT, call).await {
-            Err(_) => Attempt::Retry("timed out".into()),
+        match tokio::time::timeout_at(attempt_deadline(deadline), call).await {
+            Err(_) => {
+                *reached = Reached::Maybe;
+                Attempt::Retry("timed out".into())
+            }
             Ok(Ok(response)) => Attempt::Done(response),
             Ok(Err(NodeError::NotLeader { leader })) => {
+                Attempt::Redirect(leader.filter(|l| *l != self.me))
+            }
+            Ok(Err(NodeError::SteppedDown { leader })) => {
+                *reached = Reached::Maybe;
                 Attempt::Redirect(leader.filter(|l| *l != self.me))
             }
             Ok(Err(NodeError::Busy)) => Attempt::Retry("busy".into()),
@@ -168,6 +218,8 @@ impl Backend {
         to: NodeId,
         request: &Request,
         consistency: ReadConsistency,
+        deadline: Instant,
+        reached: &mut Reached,
     ) -> Attempt {
         let payload = ApiRequest {
             call: Some(Call::Kv(KvCall {
@@ -176,13 +228,19 @@ impl Backend {
             })),
         }
         .encode_to_vec();
-        let link = match self.link(to).await {
+        let link = match self.link(to, attempt_deadline(deadline)).await {
             Ok(link) => link,
             Err(reason) => return Attempt::Retry(reason),
         };
-        let response = match tokio::time::timeout(ATTEMPT_TIMEOUT, link.request(payload)).await {
-            Err(_) => return Attempt::Retry(format!("node {} timed out", to.0)),
+        // From here the request may reach the leader.
+        let sent = tokio::time::timeout_at(attempt_deadline(deadline), link.request(payload));
+        let response = match sent.await {
+            Err(_) => {
+                *reached = Reached::Maybe;
+                return Attempt::Retry(format!("node {} timed out", to.0));
+            }
             Ok(Err(e)) => {
+                *reached = Reached::Maybe;
                 self.links.lock().await.remove(&to);
                 return Attempt::Retry(format!("node {}: {e}", to.0));
             }
@@ -190,33 +248,43 @@ impl Backend {
         };
         match response.outcome {
             Some(Outcome::Payload(bytes)) => decode_kv(&bytes),
-            Some(Outcome::Error(error)) => match error.code() {
-                ErrorCode::NotLeader => Attempt::Redirect(
-                    error
-                        .leader_hint
-                        .map(|hint| NodeId(hint.node_id))
-                        .filter(|l| l.0 != 0 && *l != to),
-                ),
-                ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::Timeout => {
-                    Attempt::Retry(error.message)
+            Some(Outcome::Error(error)) => {
+                if error.outcome_unknown || error.code() == ErrorCode::Timeout {
+                    *reached = Reached::Maybe;
                 }
-                ErrorCode::BadRequest | ErrorCode::TooLarge => {
-                    Attempt::Fail(CallError::Invalid(error.message))
+                match error.code() {
+                    ErrorCode::NotLeader => Attempt::Redirect(
+                        error
+                            .leader_hint
+                            .map(|hint| NodeId(hint.node_id))
+                            .filter(|l| l.0 != 0 && *l != to),
+                    ),
+                    ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::Timeout => {
+                        Attempt::Retry(error.message)
+                    }
+                    ErrorCode::BadRequest | ErrorCode::TooLarge => {
+                        Attempt::Fail(CallError::Invalid(error.message))
+                    }
+                    ErrorCode::Internal | ErrorCode::Unspecified => {
+                        Attempt::Fail(CallError::Internal(error.message))
+                    }
                 }
-                ErrorCode::Internal | ErrorCode::Unspecified => {
-                    Attempt::Fail(CallError::Internal(error.message))
-                }
-            },
+            }
             None => Attempt::Fail(CallError::Internal("empty response".into())),
         }
     }
 
-    /// The cached connection to `to`, opened if missing.
-    async fn link(&self, to: NodeId) -> Result<Arc<ClientConnection>, String> {
-        let mut links = self.links.lock().await;
-        if let Some(link) = links.get(&to) {
+    /// The cached connection to `to`, opened if missing by `until`. The
+    /// table is not locked while dialing, so a slow dial to one node holds
+    /// up no call to another.
+    async fn link(&self, to: NodeId, until: Instant) -> Result<Arc<ClientConnection>, String> {
+        let cached = match tokio::time::timeout_at(until, self.links.lock()).await {
+            Err(_) => return Err("timed out waiting for the connection table".into()),
+            Ok(links) => links.get(&to).cloned(),
+        };
+        if let Some(link) = cached {
             if link.connection().close_reason().is_none() {
-                return Ok(link.clone());
+                return Ok(link);
             }
         }
         let addr = self
@@ -226,14 +294,20 @@ impl Backend {
             .ok_or_else(|| format!("node {}'s client address is not configured", to.0))?;
         let name = node_name(to);
         let connect = ClientConnection::connect_with_name(addr, &name, &self.tls);
-        let link = match tokio::time::timeout(ATTEMPT_TIMEOUT, connect).await {
+        let link = match tokio::time::timeout_at(until, connect).await {
             Err(_) => return Err(format!("connecting to node {} timed out", to.0)),
             Ok(Err(e)) => return Err(format!("cannot connect to node {}: {e}", to.0)),
             Ok(Ok(link)) => Arc::new(link),
         };
-        links.insert(to, link.clone());
+        self.links.lock().await.insert(to, link.clone());
         Ok(link)
     }
+}
+
+/// When one attempt must end: [`ATTEMPT_TIMEOUT`] from now, or the call's
+/// `deadline` if sooner.
+fn attempt_deadline(deadline: Instant) -> Instant {
+    (Instant::now() + ATTEMPT_TIMEOUT).min(deadline)
 }
 
 fn decode_kv(bytes: &[u8]) -> Attempt {

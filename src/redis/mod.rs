@@ -407,11 +407,17 @@ fn outcome(outcome: Option<Outcome>) -> Result<Outcome, Reply> {
 }
 
 /// The Redis reply for a request that could not be served.
+///
+/// `TRYAGAIN` (which Redis cluster clients retry on their own, as a new
+/// command) only when the command was certainly not applied; `UNCERTAIN`
+/// when a write may have been applied, so that no client retries it
+/// blindly (an `INCR` could then apply twice).
 fn call_error_reply(error: CallError) -> Reply {
     match error {
         CallError::Unavailable(_) | CallError::ShuttingDown => {
             Reply::Error(format!("TRYAGAIN {error}"))
         }
+        CallError::Uncertain(_) => Reply::Error(format!("UNCERTAIN {error}")),
         CallError::Invalid(_) | CallError::Internal(_) => Reply::err(error),
     }
 }

@@ -1,0 +1,38 @@
+//! What a Redis client hears when the cluster cannot serve: `UNCERTAIN`
+//! for a write that reached a leader and may have been applied (a client
+//! must not blindly retry it), `TRYAGAIN` only for a command certainly not
+//! applied (which Redis cluster clients retry on their own).
+
+mod redis_support;
+
+use redis_support::{ok, Cluster, Value};
+
+fn error_code(reply: &Value) -> String {
+    reply
+        .error()
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_leader_cut_off_answers_uncertain_for_its_write_and_tryagain_after() {
+    let cluster = Cluster::start("unavailable", 3, None);
+    let leader = cluster.leader();
+    let mut c = cluster.client(leader);
+    assert_eq!(c.cmd("SET un:k 1"), ok());
+    for node in 1..=3 {
+        if node != leader {
+            cluster.stop(node);
+        }
+    }
+    // The leader proposes the write but hears no quorum.
+    let write = c.cmd("INCR un:k");
+    assert_eq!(error_code(&write), "UNCERTAIN", "{write:?}");
+    // Reads and writes that find no leader were certainly not applied.
+    let read = c.cmd("GET un:k");
+    assert_eq!(error_code(&read), "TRYAGAIN", "{read:?}");
+    let write = c.cmd("SET un:other 1");
+    assert_eq!(error_code(&write), "TRYAGAIN", "{write:?}");
+}
