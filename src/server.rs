@@ -12,7 +12,7 @@ use synod_net::proto::api::{
     api_request::Call, api_response::Result as ApiResult, ApiRequest, ApiResponse,
     NodeStatus as WireStatus, WatchCall, WatchCompacted, WatchResult, WatchSpace,
 };
-use synod_net::tls::{TlsIdentity, NODE_NAME_PREFIX};
+use synod_net::tls::{Alpn, TlsIdentity, NODE_NAME_PREFIX};
 use synod_net::{
     ClientConnection, ErrorCode, IncomingRequest, NetOptions, NodeEndpoint, PeerSender,
 };
@@ -50,8 +50,16 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
         keep_alive: std::time::Duration::from_millis(500),
         ..NetOptions::default()
     };
-    let peer_endpoint = NodeEndpoint::bind(id, config.peer_addr, &tls, options.clone())?;
-    let client_endpoint = NodeEndpoint::bind(id, config.client_addr, &tls, options)?;
+    let peer_options = NetOptions {
+        serves: Some(Alpn::Peer),
+        ..options.clone()
+    };
+    let client_options = NetOptions {
+        serves: Some(Alpn::Client),
+        ..options
+    };
+    let peer_endpoint = NodeEndpoint::bind(id, config.peer_addr, &tls, peer_options)?;
+    let client_endpoint = NodeEndpoint::bind(id, config.client_addr, &tls, client_options)?;
     let redis_listener = match config.redis_addr {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)

@@ -18,7 +18,9 @@ fn error_code(reply: &Value) -> String {
 
 #[test]
 fn a_leader_cut_off_answers_uncertain_for_its_write_and_tryagain_after() {
-    let cluster = Cluster::start("unavailable", 3, None);
+    let cluster = Cluster::start_with("unavailable", 3, |config| {
+        config.timing.redis_deadline_ms = 1_500;
+    });
     let leader = cluster.leader();
     let mut c = cluster.client(leader);
     assert_eq!(c.cmd("SET un:k 1"), ok());

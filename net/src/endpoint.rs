@@ -83,6 +83,12 @@ pub struct NetOptions {
     /// Flow-control window of one connection: bounds the memory a remote
     /// side can make us buffer.
     pub connection_window_bytes: u32,
+    /// The one kind of connection this endpoint accepts, if one (a node
+    /// binds its peer port for [`Alpn::Peer`] and its client port for
+    /// [`Alpn::Client`], so that a client pointed at the peer port fails its
+    /// handshake at once instead of waiting on a queue nobody reads);
+    /// `None` accepts both (a single-port endpoint, as tests use).
+    pub serves: Option<Alpn>,
 }
 
 impl Default for NetOptions {
@@ -99,6 +105,7 @@ impl Default for NetOptions {
             idle_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(1),
             connection_window_bytes: 64 * 1024 * 1024,
+            serves: None,
         }
     }
 }
@@ -152,7 +159,7 @@ impl NodeEndpoint {
                 "our certificate names {named}, not {node}"
             )));
         }
-        let server_config = tls.quic_server_config(options.transport(true))?;
+        let server_config = tls.quic_server_config(options.transport(true), options.serves)?;
         let peer_config = tls.quic_client_config(Alpn::Peer, options.transport(false))?;
         let endpoint =
             quinn::Endpoint::server(server_config, listen).map_err(|source| NetError::Bind {

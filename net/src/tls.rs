@@ -4,8 +4,8 @@
 //! Every connection, peer or client, is TLS 1.3 with certificates on both
 //! sides, each verified against the one cluster CA. The ALPN protocol says
 //! what a connection is for: [`ALPN_PEER`] for Paxos traffic between nodes,
-//! [`ALPN_CLIENT`] for client requests. A server accepts both and reports
-//! which one was negotiated ([`Alpn::of`]).
+//! [`ALPN_CLIENT`] for client requests. A server accepts the one it serves
+//! (or both) and reports which one was negotiated ([`Alpn::of`]).
 //!
 //! Only rustls's `ring` provider is used; it is passed explicitly, so the
 //! process-wide default provider is never consulted.
@@ -182,9 +182,10 @@ impl TlsIdentity {
     }
 
     /// rustls server settings: TLS 1.3 only, our certificate, a client
-    /// certificate required and verified against the CA, and both ALPN
-    /// protocols offered.
-    pub fn server_config(&self) -> Result<rustls::ServerConfig, NetError> {
+    /// certificate required and verified against the CA, and the ALPN
+    /// protocol of `serves` offered (both for `None`): a connection asking
+    /// for another fails its handshake.
+    pub fn server_config(&self, serves: Option<Alpn>) -> Result<rustls::ServerConfig, NetError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider.clone())
@@ -193,7 +194,10 @@ impl TlsIdentity {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
-        config.alpn_protocols = vec![ALPN_PEER.to_vec(), ALPN_CLIENT.to_vec()];
+        config.alpn_protocols = match serves {
+            Some(alpn) => vec![alpn.as_bytes().to_vec()],
+            None => vec![ALPN_PEER.to_vec(), ALPN_CLIENT.to_vec()],
+        };
         Ok(config)
     }
 
@@ -214,8 +218,9 @@ impl TlsIdentity {
     pub fn quic_server_config(
         &self,
         transport: Arc<quinn::TransportConfig>,
+        serves: Option<Alpn>,
     ) -> Result<quinn::ServerConfig, NetError> {
-        let crypto = QuicServerConfig::try_from(self.server_config()?)
+        let crypto = QuicServerConfig::try_from(self.server_config(serves)?)
             .map_err(|err| NetError::QuicCrypto(err.to_string()))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(transport);

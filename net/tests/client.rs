@@ -179,3 +179,22 @@ async fn a_request_dropped_by_the_runtime_is_answered_unavailable() {
     let response = eventually("answer", pending).await.unwrap().unwrap();
     assert_eq!(response.error_code(), Some(ErrorCode::Unavailable));
 }
+
+#[tokio::test]
+async fn a_client_dialing_a_peer_only_endpoint_is_refused_at_the_handshake() {
+    let cluster = Cluster::new("peer-only");
+    let options = NetOptions {
+        serves: Some(synod_net::tls::Alpn::Peer),
+        ..test_options()
+    };
+    let endpoint = NodeEndpoint::bind(NodeId(1), loopback(), &cluster.node(1), options).unwrap();
+    let net = endpoint.start(HashMap::new());
+    let addr = net.handle.local_addr().unwrap();
+    // Refused outright (no application protocol in common), not left
+    // waiting on a queue the node never reads.
+    let dialed = eventually("the handshake's answer", async {
+        ClientConnection::connect(addr, &cluster.client("c")).await
+    })
+    .await;
+    assert!(dialed.is_err(), "a client connection to the peer port");
+}

@@ -25,7 +25,7 @@ use synod_kvstore::{Get, Op, Outcome, RedisCommand, RedisMulti, Ttl, WatchedKey}
 use super::data::{getex_in_state_machine_form, seed, to_reply};
 use super::expiry::{ttl_ms, Base, Unit};
 use super::resp::Reply;
-use super::strings::{parse_set, set_in_state_machine_form};
+use super::strings::{parse_set, set_in_state_machine_form, setex_ttl_ms};
 use super::table::int_arg;
 use super::{check_key, read, write, Conn, RedisShared};
 
@@ -89,14 +89,7 @@ fn in_state_machine_form(name: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, R
             } else {
                 Unit::Millis
             };
-            let time = int_arg(&args[2])?;
-            if time <= 0 {
-                return Err(Reply::err(format!(
-                    "invalid expire time in '{name}' command"
-                )));
-            }
-            let ms = ttl_ms(time, unit, Base::FromNow, name)?;
-            check_key(&args[1])?;
+            let ms = setex_ttl_ms(args, unit)?;
             Ok(vec![
                 b"set".to_vec(),
                 args[1].clone(),

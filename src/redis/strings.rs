@@ -69,13 +69,9 @@ fn string_or_nil(kv: Option<KeyValue>) -> Result<Reply, Reply> {
     }
 }
 
-/// `SETEX key seconds value` / `PSETEX key ms value`.
-async fn setex(
-    shared: &RedisShared,
-    conn: &mut Conn,
-    args: &[Vec<u8>],
-    unit: Unit,
-) -> Result<Reply, Reply> {
+/// `SETEX key seconds value` / `PSETEX key ms value`: the TTL in ms, or
+/// Redis's error.
+pub(super) fn setex_ttl_ms(args: &[Vec<u8>], unit: Unit) -> Result<u64, Reply> {
     let name = if unit == Unit::Seconds {
         "setex"
     } else {
@@ -89,12 +85,23 @@ async fn setex(
     }
     let ms = ttl_ms(time, unit, Base::FromNow, name)?;
     check_key(&args[1])?;
+    Ok(ms.unsigned_abs())
+}
+
+/// `SETEX key seconds value` / `PSETEX key ms value`.
+async fn setex(
+    shared: &RedisShared,
+    conn: &mut Conn,
+    args: &[Vec<u8>],
+    unit: Unit,
+) -> Result<Reply, Reply> {
+    let ms = setex_ttl_ms(args, unit)?;
     let op = Op::Put(Put {
         key: args[1].clone(),
         value: args[3].clone(),
         prev_kv: false,
     });
-    match write_with_ttl(shared, conn, op, Some(KeyTtl::expire_in(ms.unsigned_abs()))).await? {
+    match write_with_ttl(shared, conn, op, Some(KeyTtl::expire_in(ms))).await? {
         Outcome::Put(_) => Ok(Reply::ok()),
         _ => Err(unexpected()),
     }

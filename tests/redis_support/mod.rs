@@ -85,6 +85,10 @@ impl Cluster {
         let mut configs = synod::dev::prepare(&dir, base).expect("cluster files");
         configs.truncate(nodes);
         for config in &mut configs {
+            // Semantics tests on a shared 2-core machine: room for a slow
+            // election, so they never see TRYAGAIN (tests of the deadline
+            // set their own).
+            config.timing.redis_deadline_ms = 10_000;
             adjust(config);
             if nodes == 1 {
                 config.peers.clear();

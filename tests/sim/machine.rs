@@ -348,7 +348,9 @@ impl Simulation {
                 if is_coord(client_id) {
                     let answer = match answer {
                         Ok(response) => CoordAnswer::Done(response),
-                        Err(NodeError::NotLeader { leader }) => CoordAnswer::Redirect(leader),
+                        Err(
+                            NodeError::NotLeader { leader } | NodeError::SteppedDown { leader },
+                        ) => CoordAnswer::Redirect(leader),
                         // Busy: the client's attempt times out and retries.
                         Err(_) => return Ok(()),
                     };
@@ -374,7 +376,8 @@ impl Simulation {
                             self.reply(node, client, Reply::Done { tag: seq, outcome });
                         }
                     }
-                    Err(NodeError::NotLeader { leader }) => {
+                    // Retried under the same (client, seq): it applies once.
+                    Err(NodeError::NotLeader { leader } | NodeError::SteppedDown { leader }) => {
                         self.reply(node, client, Reply::Redirect { tag: seq, leader });
                     }
                     Err(_) => {}
