@@ -154,13 +154,14 @@ async fn a_deposed_leader_answers_its_waiting_writes_and_a_retry_applies_once() 
     let new = cluster.leader(Some(old)).await;
     cluster.isolated.lock().unwrap().clear();
     // Healed, the old leader sees the higher ballot and steps down: its
-    // waiting client hears so instead of waiting for a timeout.
+    // waiting client hears so instead of waiting for a timeout, and that
+    // the write may still be chosen (it was proposed).
     let answer = tokio::time::timeout(Duration::from_secs(30), stranded)
         .await
         .expect("the stranded write is answered once its node stops leading")
         .unwrap();
     assert!(
-        matches!(answer, Err(NodeError::NotLeader { .. })),
+        matches!(answer, Err(NodeError::SteppedDown { .. })),
         "{answer:?}"
     );
     let retried = cluster.handles[new]

@@ -170,7 +170,11 @@ impl Cluster {
                 .await
             {
                 Ok(response) => return response,
-                Err(NodeError::NotLeader { .. }) | Err(NodeError::ShuttingDown) => {
+                Err(
+                    NodeError::NotLeader { .. }
+                    | NodeError::SteppedDown { .. }
+                    | NodeError::ShuttingDown,
+                ) => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(e) => panic!("request failed: {e}"),
