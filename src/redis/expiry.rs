@@ -81,13 +81,29 @@ pub(super) async fn execute(
         "expiretime" => ttl(shared, &args[1], Unit::Seconds, Base::UnixEpoch).await,
         "pexpiretime" => ttl(shared, &args[1], Unit::Millis, Base::UnixEpoch).await,
         "persist" => persist(shared, conn, &args[1]).await,
-        "expire" => expire(shared, conn, name, args, Unit::Seconds, Base::FromNow).await,
-        "pexpire" => expire(shared, conn, name, args, Unit::Millis, Base::FromNow).await,
-        "expireat" => expire(shared, conn, name, args, Unit::Seconds, Base::UnixEpoch).await,
-        "pexpireat" => expire(shared, conn, name, args, Unit::Millis, Base::UnixEpoch).await,
+        "expire" | "pexpire" | "expireat" | "pexpireat" => {
+            let (unit, base) = expire_time_kind(name);
+            expire(shared, conn, name, args, unit, base).await
+        }
         _ => Err(Reply::err(format!("command '{name}' is not implemented"))),
     };
     result.unwrap_or_else(|error| error)
+}
+
+/// The unit and base of the time argument of `EXPIRE`, `PEXPIRE`,
+/// `EXPIREAT` or `PEXPIREAT` (`name`, lower case).
+pub(super) fn expire_time_kind(name: &str) -> (Unit, Base) {
+    let unit = if name.starts_with('p') {
+        Unit::Millis
+    } else {
+        Unit::Seconds
+    };
+    let base = if name.ends_with("at") {
+        Base::UnixEpoch
+    } else {
+        Base::FromNow
+    };
+    (unit, base)
 }
 
 /// A linearizable read of `key`'s expiry, the remaining TTL on the

@@ -23,7 +23,7 @@ use synod_kvstore::limits::MAX_MULTI_COMMANDS;
 use synod_kvstore::{Get, Op, Outcome, RedisCommand, RedisMulti, Ttl, WatchedKey};
 
 use super::data::{getex_in_state_machine_form, seed, to_reply};
-use super::expiry::{ttl_ms, Base, Unit};
+use super::expiry::{expire_time_kind, ttl_ms};
 use super::resp::Reply;
 use super::strings::{parse_set, set_in_state_machine_form, setex_ttl_ms};
 use super::table::int_arg;
@@ -84,12 +84,7 @@ fn in_state_machine_form(name: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, R
         "set" => Ok(set_in_state_machine_form(args, parse_set(args)?)),
         "getex" => getex_in_state_machine_form(args),
         "setex" | "psetex" => {
-            let unit = if name == "setex" {
-                Unit::Seconds
-            } else {
-                Unit::Millis
-            };
-            let ms = setex_ttl_ms(args, unit)?;
+            let ms = setex_ttl_ms(name, args)?;
             Ok(vec![
                 b"set".to_vec(),
                 args[1].clone(),
@@ -99,16 +94,7 @@ fn in_state_machine_form(name: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, R
             ])
         }
         "expire" | "pexpire" | "expireat" | "pexpireat" => {
-            let unit = if name.starts_with('p') {
-                Unit::Millis
-            } else {
-                Unit::Seconds
-            };
-            let base = if name.ends_with("at") {
-                Base::UnixEpoch
-            } else {
-                Base::FromNow
-            };
+            let (unit, base) = expire_time_kind(name);
             check_key(&args[1])?;
             let ms = ttl_ms(int_arg(&args[2])?, unit, base, name)?;
             let mut forwarded = vec![

@@ -46,8 +46,7 @@ pub(super) async fn execute(
             });
             incr(shared, conn, &args[1], delta).await
         }
-        "setex" => setex(shared, conn, args, Unit::Seconds).await,
-        "psetex" => setex(shared, conn, args, Unit::Millis).await,
+        "setex" | "psetex" => setex(shared, conn, name, args).await,
         _ => Err(Reply::err(format!("command '{name}' is not implemented"))),
     };
     result.unwrap_or_else(|error| error)
@@ -69,13 +68,13 @@ fn string_or_nil(kv: Option<KeyValue>) -> Result<Reply, Reply> {
     }
 }
 
-/// `SETEX key seconds value` / `PSETEX key ms value`: the TTL in ms, or
-/// Redis's error.
-pub(super) fn setex_ttl_ms(args: &[Vec<u8>], unit: Unit) -> Result<u64, Reply> {
-    let name = if unit == Unit::Seconds {
-        "setex"
+/// `SETEX key seconds value` / `PSETEX key ms value` (`name`): the TTL in
+/// ms, or Redis's error.
+pub(super) fn setex_ttl_ms(name: &str, args: &[Vec<u8>]) -> Result<u64, Reply> {
+    let unit = if name == "setex" {
+        Unit::Seconds
     } else {
-        "psetex"
+        Unit::Millis
     };
     let time = int_arg(&args[2])?;
     if time <= 0 {
@@ -92,10 +91,10 @@ pub(super) fn setex_ttl_ms(args: &[Vec<u8>], unit: Unit) -> Result<u64, Reply> {
 async fn setex(
     shared: &RedisShared,
     conn: &mut Conn,
+    name: &str,
     args: &[Vec<u8>],
-    unit: Unit,
 ) -> Result<Reply, Reply> {
-    let ms = setex_ttl_ms(args, unit)?;
+    let ms = setex_ttl_ms(name, args)?;
     let op = Op::Put(Put {
         key: args[1].clone(),
         value: args[3].clone(),
