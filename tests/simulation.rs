@@ -158,12 +158,13 @@ fn replay_one_seed() {
             }
             println!(
                 "seed {seed}: ok, {} commands, {} operations, {} leaderships, {} sessions \
-                 expired, {} closed; clients: {:?}",
+                 expired, {} closed, recovery after heal {} ms; clients: {:?}",
                 report.committed_commands,
                 report.history_len,
                 report.terms,
                 report.sessions_expired,
                 report.sessions_closed,
+                report.recovery_us / 1000,
                 report.coord
             );
         }

@@ -117,7 +117,8 @@ pub enum Message {
         slots: Vec<Slot>,
     },
     /// A prepare, accept or heartbeat at `ballot` was refused because the
-    /// acceptor promised `promised` (or holds a lease for another leader).
+    /// acceptor promised `promised`, holds a lease for another leader, or
+    /// (a prepare) has compacted slots the candidate lacks.
     Reject {
         /// The refused ballot.
         ballot: Ballot,

@@ -511,9 +511,19 @@ impl Replica {
 
     fn on_prepare(&mut self, now: Instant, from: NodeId, ballot: Ballot, first_slot: Slot) {
         self.observe_ballot(ballot);
+        // A candidate that wants slots this acceptor compacted cannot lead
+        // (it could not re-propose them): promising it would only take this
+        // acceptor from candidates that can. It catches up once a leader's
+        // heartbeat reaches it. Refusing is always safe; and the node with
+        // the highest commit index is never refused, since no acceptor
+        // compacts past its own commit.
+        let behind = first_slot <= self.compacted_through;
         let refused = ballot < self.promised
-            || (ballot > self.promised && self.lease_forbids(now, ballot.node()));
+            || (ballot > self.promised && (behind || self.lease_forbids(now, ballot.node())));
         if refused {
+            if behind && ballot > self.promised {
+                tracing::debug!(node = %self.config.id, %from, %first_slot, compacted_through = %self.compacted_through, "prepare from a node behind the compaction point refused");
+            }
             let promised = self.promised;
             self.send(from, Message::Reject { ballot, promised });
             return;

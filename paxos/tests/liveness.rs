@@ -199,3 +199,51 @@ fn a_follower_whose_catch_up_source_died_fetches_from_the_leader() {
     assert_eq!(nodes[2].commit_index(), nodes[0].commit_index());
     assert!(nodes[0].commit_index() >= leader_commit);
 }
+
+/// A node that missed values its peers have compacted cannot lead (it could
+/// not re-propose them), so its prepares must not take up-to-date acceptors
+/// away from candidates that can: such an acceptor refuses it without
+/// raising its promise. (Promising it let a lagging node, re-campaigning
+/// while a snapshot streamed to it, keep a 5-node simulation leaderless for
+/// seconds after the network healed.)
+#[test]
+fn a_prepare_from_a_node_behind_the_compaction_point_is_refused_without_a_promise() {
+    let mut nodes = cluster_led_by_node_1(3);
+    for i in 0..5u8 {
+        nodes[0].propose(at_ms(2), vec![i]).unwrap();
+    }
+    deliver_where(&mut nodes, at_ms(2), not_to_or_from(3));
+    for ms in (50..=200).step_by(50) {
+        nodes[0].tick(at_ms(ms));
+        deliver_where(&mut nodes, at_ms(ms), not_to_or_from(3));
+    }
+    let commit = nodes[1].commit_index();
+    assert!(
+        commit >= Slot(5),
+        "node 2 knows the values chosen: {commit}"
+    );
+    nodes[1].compact(commit);
+    let promised = nodes[1].status().promised;
+
+    // Node 1 falls silent; long after its lease, node 3 campaigns.
+    let now = at_ms(3_000);
+    nodes[2].campaign(now);
+    let prepare = nodes[2]
+        .ready()
+        .messages
+        .into_iter()
+        .find(|e| e.to == NodeId(2))
+        .expect("a prepare to node 2");
+    nodes[1].step(now, prepare);
+    let reply = nodes[1].ready().messages.remove(0);
+    assert!(
+        matches!(reply.message, Message::Reject { promised: p, .. } if p == promised),
+        "refused, naming the promise it keeps: {reply:?}"
+    );
+    assert_eq!(nodes[1].status().promised, promised);
+
+    // Node 2, which can lead, still wins with node 1.
+    nodes[1].campaign(now);
+    deliver_where(&mut nodes, now, not_to_or_from(3));
+    assert!(nodes[1].is_leader());
+}
