@@ -27,6 +27,10 @@ pub struct StartFlags {
     /// Address of the Redis-protocol endpoint (TCP).
     #[arg(long)]
     pub redis_addr: Option<SocketAddr>,
+    /// Address of the operations endpoint (HTTP: /metrics, /health,
+    /// /ready).
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
     /// Directory of this node's database.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -101,6 +105,7 @@ impl StartFlags {
                 client_addr: self.client_addr.ok_or_else(|| missing("client-addr"))?,
                 redis_addr: None,
                 redis_password: None,
+                metrics_addr: None,
                 data_dir: self.data_dir.clone().ok_or_else(|| missing("data-dir"))?,
                 tls: TlsFiles {
                     ca: self.ca.clone().ok_or_else(|| missing("ca"))?,
@@ -124,6 +129,9 @@ impl StartFlags {
         }
         if self.redis_addr.is_some() {
             config.redis_addr = self.redis_addr;
+        }
+        if self.metrics_addr.is_some() {
+            config.metrics_addr = self.metrics_addr;
         }
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;

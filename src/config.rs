@@ -30,6 +30,10 @@ pub struct NodeConfig {
     /// commands, like Redis's `requirepass`; none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_password: Option<String>,
+    /// Where the operations endpoint listens (HTTP: `/metrics` for
+    /// Prometheus, `/health`, `/ready`), if enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<SocketAddr>,
     /// The directory holding this node's database.
     pub data_dir: PathBuf,
     /// Certificates and key.
@@ -281,6 +285,11 @@ impl NodeConfig {
                 return invalid("redis_addr must differ from the other addresses".into());
             }
         }
+        if let Some(metrics) = self.metrics_addr {
+            if !addrs.insert(metrics) {
+                return invalid("metrics_addr must differ from the other addresses".into());
+            }
+        }
         for (what, path) in [
             ("CA certificate", &self.tls.ca),
             ("node certificate", &self.tls.cert),
@@ -360,6 +369,7 @@ mod tests {
             client_addr: "127.0.0.1:7401".parse().unwrap(),
             redis_addr: None,
             redis_password: None,
+            metrics_addr: None,
             data_dir: dir.join("data"),
             tls: write_tls(dir),
             peers: vec![PeerConfig {

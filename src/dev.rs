@@ -1,7 +1,7 @@
 //! `synod dev`: a 3-node cluster on 127.0.0.1 in one command.
 //!
 //! Node i (1, 2, 3) uses ports `P + 10·(i−1) + k`: k = 0 peers, 1 clients
-//! (QUIC), 2 Redis protocol. Everything lives under one directory:
+//! (QUIC), 2 Redis protocol, 3 operations (HTTP: metrics, health). Everything lives under one directory:
 //! `certs/` (cluster CA, node and client certificates, created when
 //! missing), `node<i>/` (each node's database) and `node<i>.toml` (each
 //! node's configuration, which `synod start --config` also accepts). Run it
@@ -22,13 +22,31 @@ pub const DEV_NODES: u32 = 3;
 /// The name of the client certificate `synod dev` makes.
 pub const DEV_CLIENT: &str = "client-dev";
 
+/// The addresses of one node of a dev cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DevAddrs {
+    /// Peers (QUIC): port `P + 10·(i−1)`.
+    pub peer: SocketAddr,
+    /// Clients (QUIC): `+ 1`.
+    pub client: SocketAddr,
+    /// Redis protocol (TCP): `+ 2`.
+    pub redis: SocketAddr,
+    /// Operations endpoint (HTTP): `+ 3`.
+    pub metrics: SocketAddr,
+}
+
 /// The addresses of node `id` (1-based) for base port `base_port`.
-pub fn dev_addrs(base_port: u16, id: u32) -> (SocketAddr, SocketAddr, SocketAddr) {
+pub fn dev_addrs(base_port: u16, id: u32) -> DevAddrs {
     let port = |k: u16| {
         let offset = 10 * (id as u16 - 1) + k;
         SocketAddr::from((Ipv4Addr::LOCALHOST, base_port + offset))
     };
-    (port(0), port(1), port(2))
+    DevAddrs {
+        peer: port(0),
+        client: port(1),
+        redis: port(2),
+        metrics: port(3),
+    }
 }
 
 /// Creates certificates if missing and writes each node's configuration;
@@ -43,25 +61,26 @@ pub fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
     ensure_certificates(&certs_dir)?;
     let mut configs = Vec::new();
     for id in 1..=DEV_NODES {
-        let (peer_addr, client_addr, redis_addr) = dev_addrs(base_port, id);
+        let addrs = dev_addrs(base_port, id);
         let peers = (1..=DEV_NODES)
             .filter(|other| *other != id)
             .map(|other| {
-                let (addr, client, _) = dev_addrs(base_port, other);
+                let other_addrs = dev_addrs(base_port, other);
                 PeerConfig {
                     id: other,
-                    addr,
-                    client_addr: Some(client),
+                    addr: other_addrs.peer,
+                    client_addr: Some(other_addrs.client),
                 }
             })
             .collect();
         let stem = synod_net::tls::node_name(NodeId(id));
         let config = NodeConfig {
             id,
-            peer_addr,
-            client_addr,
-            redis_addr: Some(redis_addr),
+            peer_addr: addrs.peer,
+            client_addr: addrs.client,
+            redis_addr: Some(addrs.redis),
             redis_password: None,
+            metrics_addr: Some(addrs.metrics),
             data_dir: dir.join(format!("node{id}")),
             tls: TlsFiles {
                 ca: certs_dir.join("ca.pem"),

@@ -7,6 +7,8 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod http;
+pub mod metrics;
 pub mod node;
 pub mod redis;
 pub mod server;

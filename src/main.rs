@@ -285,7 +285,7 @@ async fn show_status(
     )?;
     if nodes.is_empty() {
         nodes = (1..=dev::DEV_NODES)
-            .map(|id| dev::dev_addrs(base_port, id).1)
+            .map(|id| dev::dev_addrs(base_port, id).client)
             .collect();
     }
     println!(

@@ -20,6 +20,7 @@ use synod_paxos::{Envelope, NodeId, Role};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::NodeConfig;
+use crate::metrics::{error_kind, ClientMetrics, NodeMetrics, PeerLinks};
 use crate::node::{
     spawn_core_with_sessions, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput,
     PeerOutbox, ReadConsistency, WatchAnswer, PEER_QUEUE,
@@ -68,6 +69,14 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
         ),
         None => None,
     };
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics scrapes on {addr}"))?,
+        ),
+        None => None,
+    };
     let peer_addrs: HashMap<NodeId, SocketAddr> = config
         .peers
         .iter()
@@ -92,6 +101,11 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
             .filter_map(|p| Some((NodeId(p.id), p.client_addr?)))
             .collect(),
     );
+    let metrics = NodeMetrics::default();
+    let peer_links = PeerLinks::new(
+        peer_net.peers.clone(),
+        config.peers.iter().map(|p| NodeId(p.id)).collect(),
+    );
     let outbox = NetOutbox {
         peers: peer_net.peers,
         client_addrs: client_addrs.clone(),
@@ -108,6 +122,7 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
             inbox,
             compaction: CompactionPolicy::default(),
             shutdown: shutdown.clone(),
+            metrics: metrics.core.clone(),
         },
         config.sessions.clock_config(),
     )?;
@@ -121,14 +136,29 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
             std::time::Duration::from_millis(config.timing.redis_deadline_ms),
         );
         let password = config.redis_password.clone();
-        let addr = crate::redis::spawn(listener, backend, password, shutdown.clone())?;
+        let addr = crate::redis::spawn(
+            listener,
+            backend,
+            password,
+            metrics.clients.clone(),
+            shutdown.clone(),
+        )?;
         tracing::info!(node = config.id, redis = %addr, "Redis endpoint listening");
+    }
+    if let Some(listener) = metrics_listener {
+        let endpoint = crate::http::OpsEndpoint {
+            registry: metrics.registry(config.data_dir.clone(), peer_links),
+            node: handle.clone(),
+        };
+        let addr = crate::http::spawn(listener, endpoint, shutdown.clone())?;
+        tracing::info!(node = config.id, metrics = %addr, "operations endpoint listening (/metrics, /health, /ready)");
     }
 
     let service = ClientService {
         node: handle,
         client_addrs,
         inbox: inbox_tx,
+        metrics: metrics.clients,
     };
     let mut stop = shutdown.clone();
     loop {
@@ -267,6 +297,7 @@ struct ClientService {
     node: NodeHandle,
     client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
     inbox: mpsc::Sender<PeerInput>,
+    metrics: ClientMetrics,
 }
 
 impl ClientService {
@@ -292,6 +323,13 @@ impl ClientService {
                 return;
             }
         };
+        let name = match &call {
+            Call::Kv(_) => "kv",
+            Call::Status(_) => "status",
+            Call::Watch(_) => "watch",
+            Call::SnapshotChunk(_) => "snapshot_chunk",
+        };
+        self.metrics.api_in_progress().inc();
         let result = match call {
             Call::Kv(kv) => self
                 .kv(&kv.request, kv.serializable)
@@ -304,14 +342,17 @@ impl ClientService {
                 .await
                 .map(|()| ApiResult::Kv(Vec::new())),
         };
+        self.metrics.api_in_progress().dec();
         match result {
             Ok(result) => {
+                self.metrics.api_request(name, "ok");
                 let response = ApiResponse {
                     result: Some(result),
                 };
                 responder.respond_ok(response.encode_to_vec());
             }
             Err(error) => {
+                self.metrics.api_request(name, error_kind(&error));
                 responder.respond(self.error_response(error));
             }
         }

@@ -101,7 +101,7 @@ fn keys_to_load() -> u64 {
 
 /// The Redis port of node `id`.
 fn redis_port(cluster: &ProcessCluster, id: u32) -> u16 {
-    synod::dev::dev_addrs(cluster.base_port, id).2.port()
+    synod::dev::dev_addrs(cluster.base_port, id).redis.port()
 }
 
 /// Loads keys `0..total` through `port`: [`LOAD_CONNECTIONS`] connections,

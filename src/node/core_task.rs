@@ -15,6 +15,7 @@ use super::{
     first_anonymous_seq, CoreCall, NodeError, NodeHandle, WriteAnswer, CLIENT_QUEUE,
     MAX_WAITING_WRITES,
 };
+use crate::metrics::{error_kind, CoreMetrics};
 
 /// How often the core's timers are checked.
 const TICK: Duration = Duration::from_millis(5);
@@ -63,6 +64,8 @@ pub struct CoreSetup<S> {
     pub compaction: CompactionPolicy,
     /// Flips to true when the node should stop.
     pub shutdown: watch::Receiver<bool>,
+    /// Where the core reports what it does.
+    pub metrics: CoreMetrics,
 }
 
 /// Starts the core task with the default [`SessionClockConfig`]; returns
@@ -110,6 +113,7 @@ where
         writes: HashMap::new(),
         reads: HashMap::new(),
         applied_events: applied_events.clone(),
+        metrics: setup.metrics,
     };
     let handle = NodeHandle {
         calls: calls_tx,
@@ -119,7 +123,11 @@ where
     Ok((handle, task))
 }
 
-type WriteReply = oneshot::Sender<WriteAnswer>;
+/// A client waiting for its write's answer, since when.
+struct WriteReply {
+    reply: oneshot::Sender<WriteAnswer>,
+    since: std::time::Instant,
+}
 type ReadReply = oneshot::Sender<Result<Response, NodeError>>;
 
 struct CoreTask<S> {
@@ -134,6 +142,7 @@ struct CoreTask<S> {
     reads: HashMap<ReadId, ReadReply>,
     /// Each applied slot's watch events, for waiting watchers.
     applied_events: broadcast::Sender<Arc<AppliedEvents>>,
+    metrics: CoreMetrics,
 }
 
 impl<S: Storage> CoreTask<S> {
@@ -150,10 +159,14 @@ impl<S: Storage> CoreTask<S> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let mut inputs = 1;
             tokio::select! {
                 Some(input) = inbox.recv() => self.on_peer_input(input)?,
                 Some(call) = calls.recv() => self.on_call(call),
-                _ = tick.tick() => self.node.tick(self.now()),
+                _ = tick.tick() => {
+                    inputs = 0;
+                    self.node.tick(self.now());
+                }
                 _ = shutdown.changed() => break,
             }
             // Take what else is already queued, so one fsync covers it all.
@@ -165,16 +178,22 @@ impl<S: Storage> CoreTask<S> {
                 } else {
                     break;
                 }
+                inputs += 1;
             }
-            self.round()?;
+            self.round(inputs)?;
+            self.metrics.observe_queues(
+                calls.len(),
+                inbox.len(),
+                self.applied_events.receiver_count(),
+            );
         }
         // Stop accepting, finish persisting what the core asked for, answer
         // nobody further.
-        self.round()?;
+        self.round(0)?;
         self.node.flush()?;
         let waiting: Vec<WriteReply> = self.writes.drain().flat_map(|(_, r)| r).collect();
-        for reply in waiting {
-            let _ = reply.send(Err(NodeError::ShuttingDown));
+        for waiting in waiting {
+            let _ = waiting.reply.send(Err(NodeError::ShuttingDown));
         }
         Ok(())
     }
@@ -184,7 +203,11 @@ impl<S: Storage> CoreTask<S> {
         match input {
             PeerInput::Message(envelope) => self.node.step(now, envelope),
             PeerInput::SnapshotChunk { from, chunk } => {
+                let before = self.node.status().applied_index;
                 self.node.snapshot_chunk(now, from, chunk)?;
+                if self.node.status().applied_index != before {
+                    self.metrics.snapshot_installed();
+                }
             }
         }
         Ok(())
@@ -194,6 +217,10 @@ impl<S: Storage> CoreTask<S> {
         let now = self.now();
         match call {
             CoreCall::Write { request, respond } => {
+                let respond = WriteReply {
+                    reply: respond,
+                    since: std::time::Instant::now(),
+                };
                 let key = (request.client_id, request.seq);
                 if request.client_id != 0 {
                     if let Some(waiting) = self.writes.get_mut(&key) {
@@ -204,7 +231,7 @@ impl<S: Storage> CoreTask<S> {
                     }
                 }
                 if self.writes.len() >= MAX_WAITING_WRITES {
-                    let _ = respond.send(Err(NodeError::Busy));
+                    self.answer_write(respond, Err(NodeError::Busy));
                     return;
                 }
                 let key = self.node.write(now, request);
@@ -232,16 +259,31 @@ impl<S: Storage> CoreTask<S> {
         }
     }
 
-    /// One round of the node: early sends, persist, later sends, then
-    /// apply and answer (see [`Node`]).
-    fn round(&mut self) -> anyhow::Result<()> {
+    fn answer_write(&self, waiting: WriteReply, answer: WriteAnswer) {
+        let outcome = match &answer {
+            Ok(_) => "applied",
+            Err(e) => error_kind(e),
+        };
+        self.metrics
+            .observe_write(outcome, waiting.since.elapsed().as_secs_f64());
+        let _ = waiting.reply.send(answer);
+    }
+
+    /// One round of the node, covering `inputs` peer messages and client
+    /// calls: early sends, persist, later sends, then apply and answer (see
+    /// [`Node`]).
+    fn round(&mut self, inputs: usize) -> anyhow::Result<()> {
         let round = self.node.begin_round(self.now())?;
         for envelope in round.send_now {
             self.outbox.send(envelope);
         }
+        let mut fsync_seconds = None;
         if !round.persist.is_empty() {
+            let started = std::time::Instant::now();
             tokio::task::block_in_place(|| self.log.persist(&round.persist))?;
+            fsync_seconds = Some(started.elapsed().as_secs_f64());
         }
+        self.metrics.observe_round(inputs, fsync_seconds);
         for envelope in round.send_after_persist {
             self.outbox.send(envelope);
         }
@@ -262,20 +304,26 @@ impl<S: Storage> CoreTask<S> {
                     seq,
                     answer,
                 } => {
-                    for reply in self.writes.remove(&(client_id, seq)).unwrap_or_default() {
-                        let _ = reply.send(answer.clone());
+                    for waiting in self.writes.remove(&(client_id, seq)).unwrap_or_default() {
+                        self.answer_write(waiting, answer.clone());
                     }
                 }
                 Answer::Read { id, answer } => {
                     if let Some(reply) = self.reads.remove(&id) {
+                        self.metrics.observe_read(match &answer {
+                            Ok(_) => "served",
+                            Err(e) => error_kind(e),
+                        });
                         let _ = reply.send(answer);
                     }
                 }
             }
         }
         for (peer, snapshot) in output.snapshots {
+            self.metrics.snapshot_sent();
             self.outbox.send_snapshot(peer, snapshot);
         }
+        self.metrics.observe_status(&self.node.status());
         Ok(())
     }
 }

@@ -43,6 +43,7 @@ use self::backend::{Backend, CallError, ClientIds};
 use self::coord::ConnSession;
 use self::keyspace::CursorTable;
 use self::resp::{parse_request, Protocol, Reply, MAX_PENDING_BYTES};
+use crate::metrics::ClientMetrics;
 use crate::node::ReadConsistency;
 
 /// Most Redis connections open at once on one node; one more is answered
@@ -71,12 +72,20 @@ pub struct RedisShared {
     port: u16,
     /// What `CONFIG SET` was given (settings that change nothing in Synod).
     settings: Mutex<std::collections::BTreeMap<String, String>>,
+    /// Commands and connections counted for Prometheus.
+    metrics: ClientMetrics,
 }
 
 impl RedisShared {
     /// The state of an endpoint serving through `backend`, asking for
-    /// `password` if set, listening on `port` (reported by `INFO`).
-    pub fn new(backend: Backend, password: Option<String>, port: u16) -> RedisShared {
+    /// `password` if set, listening on `port` (reported by `INFO`), counting
+    /// its commands in `metrics`.
+    pub fn new(
+        backend: Backend,
+        password: Option<String>,
+        port: u16,
+        metrics: ClientMetrics,
+    ) -> RedisShared {
         RedisShared {
             ids: ClientIds::new(backend.node_id()),
             backend: Arc::new(backend),
@@ -87,6 +96,7 @@ impl RedisShared {
             blocked: AtomicUsize::new(0),
             port,
             settings: Mutex::new(std::collections::BTreeMap::new()),
+            metrics,
         }
     }
 }
@@ -157,10 +167,11 @@ pub fn spawn(
     listener: TcpListener,
     backend: Backend,
     password: Option<String>,
+    metrics: ClientMetrics,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
     let local = listener.local_addr()?;
-    let shared = RedisShared::new(backend, password, local.port());
+    let shared = RedisShared::new(backend, password, local.port(), metrics);
     tokio::spawn(serve(listener, shared, shutdown));
     Ok(local)
 }
@@ -188,7 +199,9 @@ async fn accept_connection(
         block: None,
         watched: Vec::new(),
     };
+    shared.metrics.redis_connections().inc();
     serve_connection(&shared, &mut conn, stream, shutdown).await;
+    shared.metrics.redis_connections().dec();
     if let Some(session) = conn.session.take() {
         session.close(&shared.backend);
     }
@@ -217,6 +230,7 @@ async fn serve_connection(
                     if parsed.args.is_empty() {
                         continue;
                     }
+                    let command = table::lookup(&parsed.args[0]).map_or("unknown", |s| s.name);
                     let (reply, quit) = if table::is_blocking(&parsed.args[0]) {
                         // A blocked client that goes away stops waiting
                         // (else its pop would take an element nobody reads).
@@ -236,6 +250,7 @@ async fn serve_connection(
                     } else {
                         table::execute(shared, conn, parsed.args).await
                     };
+                    shared.metrics.redis_command(command, reply.error_code());
                     reply.encode(conn.protocol, &mut out);
                     close = quit;
                     if out.len() >= OUTPUT_FLUSH_BYTES {

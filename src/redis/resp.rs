@@ -342,6 +342,28 @@ impl Reply {
         matches!(self, Reply::Error(_))
     }
 
+    /// `ok` for a reply that is not an error; else the error's code (its
+    /// first word) if it is one Synod sends, `ERR` otherwise: a small,
+    /// fixed set of values, for counting replies.
+    pub fn error_code(&self) -> &'static str {
+        const CODES: &[&str] = &[
+            "ERR",
+            "WRONGTYPE",
+            "NOAUTH",
+            "WRONGPASS",
+            "NOPROTO",
+            "EXECABORT",
+            "TRYAGAIN",
+            "UNCERTAIN",
+            "FENCED",
+        ];
+        let Reply::Error(text) = self else {
+            return "ok";
+        };
+        let word = text.split(' ').next().unwrap_or_default();
+        CODES.iter().find(|code| **code == word).unwrap_or(&"ERR")
+    }
+
     /// Appends the encoding in `protocol` to `out`. Iterative (no
     /// recursion), so nesting depth costs no stack.
     pub fn encode(&self, protocol: Protocol, out: &mut Vec<u8>) {

@@ -94,7 +94,7 @@ impl ProcessCluster {
 
     /// The client address of node `id`.
     pub fn client_addr(&self, id: u32) -> SocketAddr {
-        synod::dev::dev_addrs(self.base_port, id).1
+        synod::dev::dev_addrs(self.base_port, id).client
     }
 
     /// A client configuration for this cluster.

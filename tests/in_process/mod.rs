@@ -127,6 +127,7 @@ impl Cluster {
                 inbox: inboxes.remove(id).unwrap(),
                 compaction: options.compaction,
                 shutdown,
+                metrics: synod::metrics::CoreMetrics::new(),
             };
             let (handle, _task) =
                 spawn_core_with_sessions(setup, options.sessions.clone()).unwrap();

@@ -23,13 +23,14 @@ pub struct Cluster {
 }
 
 /// Whether every port of a dev cluster at `base` (3 nodes × peer, client,
-/// redis) is free now.
+/// redis, metrics) is free now.
 fn ports_free(base: u16) -> bool {
     (0..3u16).all(|node| {
         let port = |k: u16| base + 10 * node + k;
         UdpSocket::bind((Ipv4Addr::LOCALHOST, port(0))).is_ok()
             && UdpSocket::bind((Ipv4Addr::LOCALHOST, port(1))).is_ok()
             && TcpListener::bind((Ipv4Addr::LOCALHOST, port(2))).is_ok()
+            && TcpListener::bind((Ipv4Addr::LOCALHOST, port(3))).is_ok()
     })
 }
 

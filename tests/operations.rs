@@ -1,0 +1,220 @@
+//! The operations endpoint as an operator's tools see it: a Prometheus
+//! scrape during a write load parses and shows the node's work; `/health`
+//! and `/ready` answer with a status code and a JSON reason.
+
+mod redis_support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use redis_support::{ok, Cluster};
+
+/// One HTTP GET: the status code and the body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {head}"));
+    (code, body.to_string())
+}
+
+/// A sample's name with its labels (`synod_writes_total{kind="applied"}`).
+type Series = String;
+
+/// Parses Prometheus's text format: every sample by series, and every
+/// family named by a `# TYPE` line. Panics on a line that is neither.
+fn parse(text: &str) -> (BTreeMap<Series, f64>, Vec<String>) {
+    let mut samples = BTreeMap::new();
+    let mut families = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            families.push(rest.split(' ').next().unwrap().to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line == "# EOF" {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number in {line:?}"));
+        samples.insert(series.to_string(), value);
+    }
+    (samples, families)
+}
+
+fn metrics_port(cluster: &Cluster, node: usize) -> u16 {
+    synod::dev::dev_addrs(cluster.base_port, node as u32)
+        .metrics
+        .port()
+}
+
+#[test]
+fn a_scrape_during_a_write_load_shows_the_nodes_work() {
+    let cluster = Cluster::start("metrics", 3, None);
+    let leader = cluster.leader();
+    let follower = cluster.follower();
+    let load = {
+        let ports = cluster.redis_ports.clone();
+        std::thread::spawn(move || {
+            let mut leader_client = redis_support::Client::connect(ports[leader - 1]);
+            let mut follower_client = redis_support::Client::connect(ports[follower - 1]);
+            for i in 0..200 {
+                assert_eq!(leader_client.cmd(&format!("SET m:{i} v{i}")), ok());
+                assert_eq!(follower_client.cmd(&format!("SET f:{i} v{i}")), ok());
+            }
+        })
+    };
+    // Scrape while the load runs, and again after it.
+    let (code, during) = get(metrics_port(&cluster, leader), "/metrics");
+    assert_eq!(code, 200);
+    parse(&during);
+    load.join().expect("the load");
+    let mut client = cluster.client(follower);
+    assert!(client.cmd("GET m:1").text() == "v1");
+    assert!(client.cmd("NOSUCHCOMMAND").error().starts_with("ERR"));
+
+    let (code, text) = get(metrics_port(&cluster, leader), "/metrics");
+    assert_eq!(code, 200);
+    let (samples, families) = parse(&text);
+    for family in [
+        "synod_role",
+        "synod_ballot",
+        "synod_leader_id",
+        "synod_commit_index",
+        "synod_applied_index",
+        "synod_revision",
+        "synod_leader_changes_total",
+        "synod_writes_total",
+        "synod_write_latency_seconds",
+        "synod_fsync_seconds",
+        "synod_round_inputs",
+        "synod_snapshots_sent_total",
+        "synod_snapshots_installed_total",
+        "synod_client_queue_depth",
+        "synod_peer_queue_depth",
+        "synod_watchers",
+        "synod_api_requests_total",
+        "synod_redis_commands_total",
+        "synod_redis_connections",
+        "synod_wal_segments",
+        "synod_wal_bytes",
+        "synod_state_machine_bytes",
+        "synod_peer_messages_sent_total",
+        "synod_peer_messages_dropped_total",
+    ] {
+        assert!(families.iter().any(|f| f == family), "{family} missing");
+    }
+    let sample = |series: &str| -> f64 {
+        *samples
+            .get(series)
+            .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+    };
+    assert_eq!(sample(r#"synod_role{kind="leader"}"#), 1.0);
+    assert_eq!(sample("synod_leader_id"), leader as f64);
+    // 200 writes through the leader's endpoint, 200 forwarded to it.
+    assert!(sample(r#"synod_writes_total{kind="applied"}"#) >= 400.0);
+    assert!(sample(r#"synod_redis_commands_total{command="set",result="ok"}"#) >= 200.0);
+    assert!(sample("synod_write_latency_seconds_count") >= 400.0);
+    assert!(sample("synod_fsync_seconds_count") > 0.0);
+    assert!(sample("synod_commit_index") > 0.0);
+    assert!(sample("synod_applied_index") > 0.0);
+    assert!(sample("synod_revision") >= 400.0);
+    assert!(sample("synod_wal_bytes") > 0.0);
+    assert!(sample("synod_state_machine_bytes") > 0.0);
+    // The follower's endpoint forwarded its writes to the leader's API.
+    assert!(sample(r#"synod_api_requests_total{command="kv",result="ok"}"#) >= 200.0);
+    let peer = (1..=3).find(|n| *n != leader).unwrap();
+    assert!(
+        sample(&format!(
+            r#"synod_peer_messages_sent_total{{peer="{peer}"}}"#
+        )) > 0.0
+    );
+
+    let (_, text) = get(metrics_port(&cluster, follower), "/metrics");
+    let (samples, _) = parse(&text);
+    assert_eq!(samples[r#"synod_role{kind="follower"}"#], 1.0);
+    assert_eq!(samples[r#"synod_role{kind="leader"}"#], 0.0);
+    assert!(samples[r#"synod_redis_commands_total{command="set",result="ok"}"#] >= 200.0);
+    assert!(samples[r#"synod_redis_commands_total{command="unknown",result="ERR"}"#] >= 1.0);
+}
+
+#[test]
+fn health_and_readiness_say_why() {
+    let cluster = Cluster::start("health", 3, None);
+    let leader = cluster.leader();
+    for node in 1..=3 {
+        let port = metrics_port(&cluster, node);
+        let (code, body) = get(port, "/health");
+        assert_eq!(code, 200, "node {node}: {body}");
+        assert!(body.starts_with(r#"{"health":true,"#), "{body}");
+        assert!(body.contains(&format!(r#""leader":{leader}"#)), "{body}");
+        assert_eq!(get(port, "/ready"), (200, "{\"ready\":true}\n".to_string()));
+        let (code, body) = get(port, "/nothing");
+        assert_eq!(code, 404, "{body}");
+    }
+    // A node left alone loses its leader: unhealthy, with the reason, but
+    // still ready (it answers).
+    let survivor = (1..=3).find(|n| *n != leader).unwrap();
+    for node in 1..=3 {
+        if node != survivor {
+            cluster.stop(node);
+        }
+    }
+    let port = metrics_port(&cluster, survivor);
+    let mut last = (0, String::new());
+    for _ in 0..600 {
+        last = get(port, "/health");
+        if last.0 == 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(last.0, 503, "{}", last.1);
+    assert!(
+        last.1.contains(r#""health":false,"reason":"no leader""#),
+        "{}",
+        last.1
+    );
+    assert_eq!(get(port, "/ready").0, 200);
+}
+
+#[test]
+fn malformed_requests_get_a_clear_status() {
+    let cluster = Cluster::start("httpbad", 1, None);
+    let port = metrics_port(&cluster, 1);
+    let send = |request: &[u8]| -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        send(b"POST /metrics HTTP/1.1\r\n\r\n"),
+        "HTTP/1.1 405 Method Not Allowed"
+    );
+    assert_eq!(send(b"GARBAGE\r\n\r\n"), "HTTP/1.1 400 Bad Request");
+    let mut huge = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 16 * 1024));
+    assert_eq!(send(&huge), "HTTP/1.1 431 Request Header Fields Too Large");
+    // And it still serves.
+    assert_eq!(get(port, "/metrics").0, 200);
+}
