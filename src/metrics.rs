@@ -230,12 +230,15 @@ impl CoreMetrics {
         self.revision.set(status.revision);
     }
 
-    /// Records a write's answer, `seconds` after it reached the core.
+    /// Records a write's answer, `seconds` after it reached the core; the
+    /// latency only of writes that were applied (a refusal is immediate).
     pub fn observe_write(&self, outcome: &'static str, seconds: f64) {
         self.writes
             .get_or_create(&KindLabel { kind: outcome })
             .inc();
-        self.write_seconds.observe(seconds);
+        if outcome == APPLIED {
+            self.write_seconds.observe(seconds);
+        }
     }
 
     /// Records a read's answer.
@@ -243,10 +246,12 @@ impl CoreMetrics {
         self.reads.get_or_create(&KindLabel { kind: outcome }).inc();
     }
 
-    /// Records one round: the inputs it took and, if it persisted
-    /// anything, the fsync's duration.
+    /// Records one round: the inputs it took (a round of the timer alone
+    /// is not counted) and, if it persisted anything, the fsync's duration.
     pub fn observe_round(&self, inputs: usize, fsync_seconds: Option<f64>) {
-        self.round_inputs.observe(inputs as f64);
+        if inputs > 0 {
+            self.round_inputs.observe(inputs as f64);
+        }
         if let Some(seconds) = fsync_seconds {
             self.fsync_seconds.observe(seconds);
         }
@@ -275,6 +280,10 @@ impl Default for CoreMetrics {
         CoreMetrics::new()
     }
 }
+
+/// The outcome of a write whose slot was applied (whatever the state
+/// machine answered).
+pub const APPLIED: &str = "applied";
 
 /// The label of a node error, for the outcome of a request.
 pub fn error_kind(error: &NodeError) -> &'static str {

@@ -15,7 +15,7 @@ use super::{
     first_anonymous_seq, CoreCall, NodeError, NodeHandle, WriteAnswer, CLIENT_QUEUE,
     MAX_WAITING_WRITES,
 };
-use crate::metrics::{error_kind, CoreMetrics};
+use crate::metrics::{error_kind, CoreMetrics, APPLIED};
 
 /// How often the core's timers are checked.
 const TICK: Duration = Duration::from_millis(5);
@@ -261,7 +261,7 @@ impl<S: Storage> CoreTask<S> {
 
     fn answer_write(&self, waiting: WriteReply, answer: WriteAnswer) {
         let outcome = match &answer {
-            Ok(_) => "applied",
+            Ok(_) => APPLIED,
             Err(e) => error_kind(e),
         };
         self.metrics
