@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod redis;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use prost::Message as _;
 use synod::cli::StartFlags;
 use synod::dev;
+use synod::logging::{self, LogFormat};
 use synod_net::certs::{self, CertAuthority};
 use synod_net::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, StatusCall};
 use synod_net::tls::TlsIdentity;
@@ -22,6 +23,10 @@ use tokio::sync::watch;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr (filter them with RUST_LOG, e.g.
+    /// `RUST_LOG=synod=debug,info`).
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -66,17 +71,19 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
-    /// Show each node's role, ballot, commit index and applied index.
+    /// Show each node's role, ballot, leader, commit and applied index, how
+    /// far applying lags, and health (as its /health endpoint says).
     Status {
         /// Client addresses of the nodes to ask (default: the `synod dev`
-        /// cluster's).
+        /// cluster's, from the node configurations in its directory).
         #[arg(long = "node")]
         nodes: Vec<SocketAddr>,
         /// The `synod dev` cluster's directory (for its addresses and
         /// client certificate).
         #[arg(long, default_value = "synod-data")]
         data_dir: PathBuf,
-        /// The base port of that `synod dev` cluster.
+        /// The base port of that `synod dev` cluster, if its directory has
+        /// no node configurations.
         #[arg(long, default_value_t = 7400)]
         base_port: u16,
         /// CA certificate (defaults to the dev cluster's).
@@ -115,19 +122,12 @@ enum CertKind {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours for a terminal only: a log file or a pipe gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Start(flags) => {
             let config = flags.into_config()?;
+            logging::init(cli.log_format, Some(config.id));
             runtime.block_on(async {
                 let shutdown = shutdown_on_signal()?;
                 synod::server::run_node(config, shutdown).await
@@ -136,8 +136,14 @@ fn main() -> anyhow::Result<()> {
         Command::Dev {
             data_dir,
             base_port,
-        } => run_dev(&data_dir, base_port),
-        Command::Cert { dir, what } => make_cert(&dir, what),
+        } => {
+            logging::init(cli.log_format, None);
+            run_dev(&data_dir, base_port, cli.log_format)
+        }
+        Command::Cert { dir, what } => {
+            logging::init(cli.log_format, None);
+            make_cert(&dir, what)
+        }
         Command::Bench {
             data_dir,
             base_port,
@@ -145,6 +151,7 @@ fn main() -> anyhow::Result<()> {
             clients,
             seconds,
         } => runtime.block_on(async {
+            logging::init(cli.log_format, None);
             let config = synod_client::ClientConfig::from_dev_cluster(&data_dir, base_port)?;
             println!("| workload | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors |");
             println!("|---|---|---|---|---|---|---|");
@@ -167,7 +174,10 @@ fn main() -> anyhow::Result<()> {
             ca,
             cert,
             key,
-        } => runtime.block_on(show_status(nodes, data_dir, base_port, ca, cert, key)),
+        } => {
+            logging::init(cli.log_format, None);
+            runtime.block_on(show_status(nodes, data_dir, base_port, ca, cert, key))
+        }
     }
 }
 
@@ -188,7 +198,7 @@ fn shutdown_on_signal() -> anyhow::Result<watch::Receiver<bool>> {
 
 /// Starts the three nodes of a dev cluster as child processes and waits;
 /// ctrl-c or SIGTERM stops them all.
-fn run_dev(dir: &Path, base_port: u16) -> anyhow::Result<()> {
+fn run_dev(dir: &Path, base_port: u16, log_format: LogFormat) -> anyhow::Result<()> {
     let configs = dev::prepare(dir, base_port)?;
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
@@ -197,14 +207,22 @@ fn run_dev(dir: &Path, base_port: u16) -> anyhow::Result<()> {
             .arg("start")
             .arg("--config")
             .arg(dev::config_path(dir, config.id))
+            .arg("--log-format")
+            .arg(match log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            })
             .spawn()
             .with_context(|| format!("cannot start node {}", config.id))?;
         println!(
-            "node {}: peers {}, clients {}, redis {}, data {}",
+            "node {}: peers {}, clients {}, redis {}, metrics http://{}/metrics, data {}",
             config.id,
             config.peer_addr,
             config.client_addr,
             config.redis_addr.map_or("-".to_string(), |a| a.to_string()),
+            config
+                .metrics_addr
+                .map_or("-".to_string(), |a| a.to_string()),
             config.data_dir.display()
         );
         children.push(child);
@@ -284,33 +302,56 @@ async fn show_status(
         &pick(key, &format!("{}.key", dev::DEV_CLIENT))?,
     )?;
     if nodes.is_empty() {
-        nodes = (1..=dev::DEV_NODES)
-            .map(|id| dev::dev_addrs(base_port, id).client)
-            .collect();
+        nodes = dev_client_addrs(&data_dir, base_port);
     }
     println!(
-        "{:<22} {:>4} {:<10} {:>14} {:>6} {:>10} {:>10} {:>10}",
-        "node", "id", "role", "ballot", "leader", "commit", "applied", "revision"
+        "{:<22} {:>4} {:<10} {:>14} {:>6} {:>10} {:>10} {:>6} {:>10}  health",
+        "node", "id", "role", "ballot", "leader", "commit", "applied", "lag", "revision"
     );
     for addr in nodes {
         match node_status(addr, &tls).await {
-            Ok(s) => println!(
-                "{:<22} {:>4} {:<10} {:>14} {:>6} {:>10} {:>10} {:>10}",
-                addr,
-                s.id,
-                s.role,
-                format!("{}.{}", s.ballot >> 32, s.ballot & 0xffff_ffff),
-                s.leader,
-                s.commit_index,
-                s.applied_index,
-                s.revision
-            ),
+            Ok(s) => {
+                let health =
+                    match synod::http::health_of(s.leader != 0, s.commit_index, s.applied_index) {
+                        Ok(()) => "healthy".to_string(),
+                        Err(reason) => format!("unhealthy: {reason}"),
+                    };
+                println!(
+                    "{:<22} {:>4} {:<10} {:>14} {:>6} {:>10} {:>10} {:>6} {:>10}  {health}",
+                    addr,
+                    s.id,
+                    s.role,
+                    format!("{}.{}", s.ballot >> 32, s.ballot & 0xffff_ffff),
+                    s.leader,
+                    s.commit_index,
+                    s.applied_index,
+                    s.commit_index.saturating_sub(s.applied_index),
+                    s.revision
+                )
+            }
             Err(e) => println!("{addr:<22} unreachable: {e:#}"),
         }
     }
     Ok(())
 }
 
+/// The client addresses of a dev cluster: from the node configurations
+/// `synod dev` wrote into `dir`, or else by the port scheme from
+/// `base_port`.
+fn dev_client_addrs(dir: &Path, base_port: u16) -> Vec<SocketAddr> {
+    let from_files: Option<Vec<SocketAddr>> = (1..=dev::DEV_NODES)
+        .map(|id| {
+            synod::config::NodeConfig::from_file(&dev::config_path(dir, id))
+                .ok()
+                .map(|c| c.client_addr)
+        })
+        .collect();
+    from_files.unwrap_or_else(|| {
+        (1..=dev::DEV_NODES)
+            .map(|id| dev::dev_addrs(base_port, id).client)
+            .collect()
+    })
+}
 async fn node_status(
     addr: SocketAddr,
     tls: &TlsIdentity,

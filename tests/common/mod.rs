@@ -19,12 +19,20 @@ pub struct ProcessCluster {
     pub dir: PathBuf,
     pub base_port: u16,
     nodes: Vec<Option<Child>>,
+    /// Flags given to every `synod` before `start` (such as
+    /// `--log-format json`).
+    global_flags: Vec<String>,
 }
 
 impl ProcessCluster {
     /// Prepares certificates and configurations in a fresh directory named
     /// after `name` and starts the three nodes.
     pub fn start(name: &str) -> ProcessCluster {
+        ProcessCluster::start_with_flags(name, &[])
+    }
+
+    /// [`start`](ProcessCluster::start), giving every node `global_flags`.
+    pub fn start_with_flags(name: &str, global_flags: &[&str]) -> ProcessCluster {
         let dir = std::env::temp_dir().join(format!("synod-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         // Each cluster of this process gets its own 30 ports; processes
@@ -37,6 +45,7 @@ impl ProcessCluster {
             dir,
             base_port,
             nodes: vec![None, None, None],
+            global_flags: global_flags.iter().map(|f| f.to_string()).collect(),
         };
         for id in 1..=3 {
             cluster.restart(id);
@@ -52,6 +61,7 @@ impl ProcessCluster {
         }
         let log = std::fs::File::create(self.dir.join(format!("node{id}.log"))).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args(&self.global_flags)
             .arg("start")
             .arg("--config")
             .arg(synod::dev::config_path(&self.dir, id))
