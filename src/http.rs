@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::metrics::render;
+use crate::metrics::{render, CoreMetrics};
 use crate::node::{NodeHandle, NodeStatus};
 
 /// A node further than this many slots behind its commit index in applying
@@ -47,6 +47,8 @@ pub struct OpsEndpoint {
     pub registry: Registry,
     /// The node, for its status.
     pub node: NodeHandle,
+    /// The core's metrics, whose state sizes a scrape refreshes.
+    pub core: CoreMetrics,
 }
 
 /// Serves `endpoint` on `listener` in a new task until `shutdown` turns
@@ -176,11 +178,19 @@ fn parse_request_line(head: &str) -> Result<(&str, &str), Response> {
 
 async fn route(endpoint: &OpsEndpoint, path: &str) -> Response {
     match path {
-        "/metrics" => Response {
-            status: OK,
-            content_type: prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-            body: render(&endpoint.registry),
-        },
+        "/metrics" => {
+            // The state's sizes are read now (three table lengths); if the
+            // core is busy or stopping, the last values are shown.
+            let counts = tokio::time::timeout(STATUS_TIMEOUT, endpoint.node.state_counts()).await;
+            if let Ok(Ok(counts)) = counts {
+                endpoint.core.observe_counts(&counts);
+            }
+            Response {
+                status: OK,
+                content_type: prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                body: render(&endpoint.registry),
+            }
+        }
         "/health" => health(endpoint).await,
         "/ready" => ready(endpoint).await,
         _ => Response::text(NOT_FOUND, "served: /metrics, /health, /ready\n"),

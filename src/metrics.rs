@@ -82,6 +82,9 @@ pub struct CoreMetrics {
     client_queue: Gauge,
     peer_queue: Gauge,
     watchers: Gauge,
+    keys: Gauge<u64, std::sync::atomic::AtomicU64>,
+    sessions: Gauge<u64, std::sync::atomic::AtomicU64>,
+    locks: Gauge<u64, std::sync::atomic::AtomicU64>,
 }
 
 impl CoreMetrics {
@@ -109,6 +112,9 @@ impl CoreMetrics {
             client_queue: Gauge::default(),
             peer_queue: Gauge::default(),
             watchers: Gauge::default(),
+            keys: Gauge::default(),
+            sessions: Gauge::default(),
+            locks: Gauge::default(),
         }
     }
 
@@ -205,6 +211,28 @@ impl CoreMetrics {
             "Watchers waiting for events on this node",
             self.watchers.clone(),
         );
+        r.register(
+            "keys",
+            "Keys in the applied state (read at scrape time)",
+            self.keys.clone(),
+        );
+        r.register(
+            "sessions",
+            "Open sessions in the applied state (read at scrape time)",
+            self.sessions.clone(),
+        );
+        r.register(
+            "locks",
+            "Locks held or in lock-delay in the applied state (read at scrape time)",
+            self.locks.clone(),
+        );
+    }
+
+    /// Records the applied state's sizes.
+    pub fn observe_counts(&self, counts: &synod_kvstore::StateCounts) {
+        self.keys.set(counts.keys);
+        self.sessions.set(counts.sessions);
+        self.locks.set(counts.locks);
     }
 
     /// Records the node's status after a round; counts a leader change.

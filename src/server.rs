@@ -149,6 +149,7 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
         let endpoint = crate::http::OpsEndpoint {
             registry: metrics.registry(config.data_dir.clone(), peer_links),
             node: handle.clone(),
+            core: metrics.core.clone(),
         };
         let addr = crate::http::spawn(listener, endpoint, shutdown.clone())?;
         tracing::info!(node = config.id, metrics = %addr, "operations endpoint listening (/metrics, /health, /ready)");

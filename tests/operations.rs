@@ -85,6 +85,8 @@ fn a_scrape_during_a_write_load_shows_the_nodes_work() {
     load.join().expect("the load");
     let mut client = cluster.client(follower);
     assert!(client.cmd("GET m:1").text() == "v1");
+    // A lock, held by the connection's session.
+    assert!(client.cmd("SYNOD.LOCK m:lock 5000").int().is_some());
     assert!(client.cmd("NOSUCHCOMMAND").error().starts_with("ERR"));
 
     let (code, text) = get(metrics_port(&cluster, leader), "/metrics");
@@ -107,6 +109,9 @@ fn a_scrape_during_a_write_load_shows_the_nodes_work() {
         "synod_client_queue_depth",
         "synod_peer_queue_depth",
         "synod_watchers",
+        "synod_keys",
+        "synod_sessions",
+        "synod_locks",
         "synod_api_requests_total",
         "synod_redis_commands_total",
         "synod_redis_connections",
@@ -134,6 +139,9 @@ fn a_scrape_during_a_write_load_shows_the_nodes_work() {
     assert!(sample("synod_applied_index") > 0.0);
     assert!(sample("synod_revision") >= 400.0);
     assert!(sample("synod_wal_bytes") > 0.0);
+    assert!(sample("synod_keys") >= 400.0);
+    assert!(sample("synod_sessions") >= 1.0);
+    assert!(sample("synod_locks") >= 1.0);
     assert!(sample("synod_state_machine_bytes") > 0.0);
     // The follower's endpoint forwarded its writes to the leader's API.
     assert!(sample(r#"synod_api_requests_total{command="kv",result="ok"}"#) >= 200.0);

@@ -92,7 +92,7 @@ pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};
 pub use sim_backend::SimRedbBackend;
 pub use snapshot::{Snapshot, SnapshotChunk, MAX_SNAPSHOT_REVISION};
-pub use state_machine::{AppliedSlot, Options, StateMachine};
+pub use state_machine::{AppliedSlot, Options, StateCounts, StateMachine};
 pub use tables::{kind_name, KIND_HASH, KIND_LIST, KIND_SET, KIND_STRING, KIND_ZSET};
 pub use wal::{format as wal_format, LogError, WalLog, WalOptions, WAL_FORMAT};
 pub use wal_disk::{FsDisk, SimDisk, WalDisk};

@@ -208,6 +208,23 @@ impl StateMachine {
         })
     }
 
+    /// How many keys, sessions and locks the applied state holds. Cheap:
+    /// redb keeps each table's length, so this reads three numbers.
+    pub fn counts(&self) -> Result<StateCounts, StorageError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read()?;
+        let len = |table: Result<redb::ReadOnlyTable<&[u8], &[u8]>, redb::TableError>| match table {
+            Ok(table) => Ok(table.len()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(StorageError::from(e)),
+        };
+        Ok(StateCounts {
+            keys: len(txn.open_table(KV))?,
+            sessions: len(txn.open_table(crate::coord_tables::SESSIONS))?,
+            locks: len(txn.open_table(crate::coord_tables::LOCKS))?,
+        })
+    }
+
     /// The last applied slot (0 before the first).
     pub fn applied_index(&self) -> u64 {
         self.applied_index
@@ -567,4 +584,15 @@ impl WriteTables<'_, '_> {
         }
         Ok(response)
     }
+}
+
+/// Sizes of the applied state, from [`StateMachine::counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// Keys of every keyspace (strings and the Redis types' keys).
+    pub keys: u64,
+    /// Open sessions.
+    pub sessions: u64,
+    /// Locks held or in lock-delay.
+    pub locks: u64,
 }

@@ -256,6 +256,9 @@ impl<S: Storage> CoreTask<S> {
             CoreCall::Status(respond) => {
                 let _ = respond.send(self.node.status());
             }
+            CoreCall::Counts(respond) => {
+                let _ = respond.send(self.node.state_counts());
+            }
         }
     }
 

@@ -411,6 +411,14 @@ impl Node {
 
     // ----- queries --------------------------------------------------------
 
+    /// How many keys, sessions and locks the applied state holds (see
+    /// [`StateMachine::counts`]).
+    pub fn state_counts(&self) -> Result<synod_kvstore::StateCounts, NodeError> {
+        self.state_machine
+            .counts()
+            .map_err(|e| NodeError::Storage(e.to_string()))
+    }
+
     /// The watch history from `from_revision` (see
     /// [`StateMachine::events_since`]).
     pub fn watch(

@@ -137,6 +137,8 @@ pub enum CoreCall {
     },
     /// Report the node's status.
     Status(oneshot::Sender<NodeStatus>),
+    /// Count the applied state's keys, sessions and locks.
+    Counts(oneshot::Sender<Result<synod_kvstore::StateCounts, NodeError>>),
     /// Read the watch history from a revision (see
     /// [`StateMachine::events_since`](synod_kvstore::StateMachine::events_since)).
     Watch {
@@ -187,6 +189,13 @@ impl NodeHandle {
         let (respond, answer) = oneshot::channel();
         self.call(CoreCall::Status(respond)).await?;
         answer.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// How many keys, sessions and locks the applied state holds.
+    pub async fn state_counts(&self) -> Result<synod_kvstore::StateCounts, NodeError> {
+        let (respond, answer) = oneshot::channel();
+        self.call(CoreCall::Counts(respond)).await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)?
     }
 
     async fn call(&self, call: CoreCall) -> Result<(), NodeError> {
