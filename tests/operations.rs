@@ -123,6 +123,25 @@ fn a_scrape_during_a_write_load_shows_the_nodes_work() {
     ] {
         assert!(families.iter().any(|f| f == family), "{family} missing");
     }
+    // Every metric the Grafana dashboard plots exists.
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/grafana-dashboard.json"),
+    )
+    .expect("the dashboard");
+    for (at, _) in dashboard.match_indices("synod_") {
+        let name: String = dashboard[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        assert!(
+            families.iter().any(|f| f == family),
+            "the dashboard plots {name}, which is not exported"
+        );
+    }
     let sample = |series: &str| -> f64 {
         *samples
             .get(series)
