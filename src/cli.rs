@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{ConfigError, ExactlyOnce, NodeConfig, PeerConfig, Sessions, Timing, TlsFiles};
+use crate::config::{
+    ConfigError, ExactlyOnce, NodeConfig, PeerConfig, RedisConnections, Sessions, Timing, TlsFiles,
+};
 
 /// Flags of `synod start`. With `--config`, flags given override the file;
 /// without it, `--id`, `--peer-addr`, `--client-addr`, `--data-dir`,
@@ -116,6 +118,7 @@ impl StartFlags {
                 timing: Timing::default(),
                 sessions: Sessions::default(),
                 exactly_once: ExactlyOnce::default(),
+                redis: RedisConnections::default(),
             },
         };
         if let Some(id) = self.id {

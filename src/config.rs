@@ -51,6 +51,9 @@ pub struct NodeConfig {
     /// The exactly-once table's size.
     #[serde(default)]
     pub exactly_once: ExactlyOnce,
+    /// Redis-protocol connection limits.
+    #[serde(default)]
+    pub redis: RedisConnections,
 }
 
 /// PEM files of the cluster CA and this node's certificate and key.
@@ -172,6 +175,52 @@ impl ExactlyOnce {
             max_dedup_clients: self.clients,
             ..synod_kvstore::Options::default()
         }
+    }
+}
+
+/// Redis-protocol connections (TOML section `[redis]`), as Redis's
+/// `timeout` and `maxclients`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConnections {
+    /// Seconds a connection may stay silent before the node closes it; 0
+    /// (the default, as in Redis) never closes an idle connection. A
+    /// connection blocked in `BLPOP` and the like is not idle.
+    pub timeout_s: u64,
+    /// Most connections at once, from 1 to [`MAX_REDIS_CLIENTS`] (default
+    /// 10,000, as Redis); one more is answered `-ERR max number of clients
+    /// reached` and closed.
+    pub max_clients: usize,
+}
+
+/// Most Redis connections a node may be set to take.
+pub const MAX_REDIS_CLIENTS: usize = 1_000_000;
+
+impl Default for RedisConnections {
+    fn default() -> Self {
+        RedisConnections {
+            timeout_s: 0,
+            max_clients: 10_000,
+        }
+    }
+}
+
+impl RedisConnections {
+    /// Checks the values are within their bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_REDIS_CLIENTS).contains(&self.max_clients) {
+            return Err(ConfigError::Invalid(format!(
+                "redis.max_clients is {}; it must be from 1 to {MAX_REDIS_CLIENTS}",
+                self.max_clients
+            )));
+        }
+        if self.timeout_s > 365 * 24 * 3600 {
+            return Err(ConfigError::Invalid(format!(
+                "redis.timeout_s is {}; it must be at most a year (0: never)",
+                self.timeout_s
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -319,6 +368,7 @@ impl NodeConfig {
             .map_err(|e| ConfigError::Invalid(e.0))?;
         self.sessions.validate()?;
         self.exactly_once.validate()?;
+        self.redis.validate()?;
         let deadline = self.timing.redis_deadline_ms;
         if !(MIN_REDIS_DEADLINE_MS..=MAX_REDIS_DEADLINE_MS).contains(&deadline) {
             return Err(ConfigError::Invalid(format!(
@@ -380,6 +430,7 @@ mod tests {
             timing: Timing::default(),
             sessions: Sessions::default(),
             exactly_once: ExactlyOnce::default(),
+            redis: RedisConnections::default(),
         }
     }
 

@@ -14,7 +14,9 @@ use anyhow::Context;
 use synod_net::certs::{self, CertAuthority};
 use synod_paxos::NodeId;
 
-use crate::config::{ExactlyOnce, NodeConfig, PeerConfig, Sessions, Timing, TlsFiles};
+use crate::config::{
+    ExactlyOnce, NodeConfig, PeerConfig, RedisConnections, Sessions, Timing, TlsFiles,
+};
 
 /// Nodes in a development cluster.
 pub const DEV_NODES: u32 = 3;
@@ -91,6 +93,7 @@ pub fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
             timing: Timing::default(),
             sessions: Sessions::default(),
             exactly_once: ExactlyOnce::default(),
+            redis: RedisConnections::default(),
         };
         let path = config_path(dir, id);
         std::fs::write(&path, toml::to_string(&config)?)

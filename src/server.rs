@@ -135,11 +135,16 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
             tls.clone(),
             std::time::Duration::from_millis(config.timing.redis_deadline_ms),
         );
-        let password = config.redis_password.clone();
+        let options = crate::redis::RedisOptions {
+            password: config.redis_password.clone(),
+            idle_timeout: (config.redis.timeout_s > 0)
+                .then(|| std::time::Duration::from_secs(config.redis.timeout_s)),
+            max_clients: config.redis.max_clients,
+        };
         let addr = crate::redis::spawn(
             listener,
             backend,
-            password,
+            options,
             metrics.clients.clone(),
             shutdown.clone(),
         )?;

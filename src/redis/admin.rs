@@ -253,6 +253,19 @@ const SETTINGS: &[(&str, &str)] = &[
     ("maxmemory", "0"),
 ];
 
+/// [`SETTINGS`] and the connection limits of the node's configuration
+/// (`[redis] timeout_s` and `max_clients`), which `CONFIG SET` cannot change.
+fn fixed_settings(shared: &RedisShared) -> Vec<(String, String)> {
+    let mut fixed: Vec<(String, String)> = SETTINGS
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let timeout = shared.idle_timeout.map_or(0, |t| t.as_secs());
+    fixed.push(("timeout".into(), timeout.to_string()));
+    fixed.push(("maxclients".into(), shared.max_clients.to_string()));
+    fixed
+}
+
 /// Whether `CONFIG SET` accepts `name`: Redis's encoding thresholds and
 /// lazy-free switches, which Redis's own tests set. Synod stores every type
 /// one way and frees in the applying command, so they change nothing; they
@@ -279,11 +292,18 @@ pub(super) fn config(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
             return Reply::err("wrong number of arguments for 'config|set' command");
         }
         let mut pairs = Vec::new();
+        let fixed_settings = fixed_settings(shared);
         for pair in args[2..].chunks(2) {
             let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
-            let fixed = SETTINGS.iter().find(|(fixed, _)| *fixed == name);
+            let fixed = fixed_settings.iter().find(|(fixed, _)| *fixed == name);
             if fixed.is_some_and(|(_, value)| value.as_bytes() == pair[1].as_slice()) {
                 continue;
+            }
+            if fixed.is_some() && (name == "timeout" || name == "maxclients") {
+                return Reply::err(format!(
+                    "CONFIG SET failed (possibly related to argument '{name}') - set it in the \
+                     node's configuration ([redis] timeout_s / max_clients)"
+                ));
             }
             if !accepted_setting(&name) {
                 return Reply::err(format!(
@@ -306,8 +326,7 @@ pub(super) fn config(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
     }
     let mut out = Vec::new();
     let set = shared.settings.lock().expect("settings lock").clone();
-    let fixed = SETTINGS.iter().map(|(n, v)| (n.to_string(), v.to_string()));
-    for (name, value) in fixed.chain(set) {
+    for (name, value) in fixed_settings(shared).into_iter().chain(set) {
         if args[2..]
             .iter()
             .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))

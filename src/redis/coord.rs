@@ -5,10 +5,15 @@
 //! Locks and candidacies belong to a session. A connection opens one on its
 //! first `SYNOD.LOCK` or `SYNOD.CAMPAIGN` (with that command's TTL, default
 //! [`DEFAULT_SESSION_TTL_MS`]), keeps it alive every third of its TTL from
-//! a background task, and closes it when the connection ends, which
-//! releases its locks and candidacies. If the session expires anyway (the
-//! node was cut off longer than the TTL), the next lock or election
-//! command says so once and then opens a new session.
+//! a background task while the client shows traffic, and closes it when
+//! the connection ends, which releases its locks and candidacies. A client
+//! silent for longer than the TTL (its host may be gone, with the
+//! connection still open) is no longer kept alive: the session expires,
+//! and its locks are released after the lock-delay, as any expired
+//! session's. If the session ends that way, or expires anyway (the node
+//! was cut off longer than the TTL), the next lock or election command
+//! says so once and then opens a new session. A client that holds a lock
+//! and has nothing to say sends `PING` within the TTL.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,10 +70,14 @@ fn close_id(request: &Request) -> u64 {
     }
 }
 
+/// Keeps `session` alive every third of `ttl_ms` while the connection's
+/// client sent something within the last `ttl_ms` (`silent_ms` says how
+/// long it has been silent); sets `lost` when it stops.
 fn keepalive_task(
     backend: Arc<Backend>,
     session: u64,
     ttl_ms: u64,
+    silent_ms: impl Fn() -> u64 + Send + 'static,
     lost: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     let period = Duration::from_millis((ttl_ms / 3).max(100));
@@ -76,6 +85,12 @@ fn keepalive_task(
         let request = Request::anonymous(Op::KeepAlive(KeepAlive { session }));
         loop {
             tokio::time::sleep(period).await;
+            let silent = silent_ms();
+            if silent > ttl_ms {
+                tracing::info!(session, silent_ms = silent, ttl_ms, "a Redis connection owning a session was silent longer than its TTL; letting the session expire");
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
             let Ok(response) = backend.call(&request, ReadConsistency::Linearizable).await else {
                 continue;
             };
@@ -103,7 +118,8 @@ async fn session_of(
         let lost = conn.session.take().expect("checked above");
         lost.keepalive.abort();
         return Err(Reply::err(format!(
-            "this connection's session {} expired, releasing its locks and candidacies; \
+            "this connection's session {} expired (the node was cut off, or the connection \
+             was silent longer than the session's TTL), releasing its locks and candidacies; \
              the next command opens a new session",
             lost.id
         )));
@@ -117,12 +133,18 @@ async fn session_of(
         ));
     };
     let lost = Arc::new(AtomicBool::new(false));
+    let last_input_ms = conn.last_input_ms.clone();
+    let started = shared.started;
+    let silent_ms = move || {
+        (started.elapsed().as_millis() as u64).saturating_sub(last_input_ms.load(Ordering::Relaxed))
+    };
     conn.session = Some(ConnSession {
         id: opened.session,
         keepalive: keepalive_task(
             shared.backend.clone(),
             opened.session,
             opened.ttl_ms,
+            silent_ms,
             lost.clone(),
         ),
         lost,

@@ -30,8 +30,9 @@ mod strings;
 mod table;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use synod_kvstore::{ErrorCode as KvErrorCode, ErrorResponse, KeyTtl, Op, Outcome, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,9 +47,15 @@ use self::resp::{parse_request, Protocol, Reply, MAX_PENDING_BYTES};
 use crate::metrics::ClientMetrics;
 use crate::node::ReadConsistency;
 
-/// Most Redis connections open at once on one node; one more is answered
-/// `-ERR max number of clients reached` and closed, as Redis does.
-pub const MAX_CONNECTIONS: usize = 10_000;
+/// TCP keepalive on every connection: the first probe after this much
+/// silence, then every [`KEEPALIVE_INTERVAL`], and the connection is
+/// dropped after [`KEEPALIVE_PROBES`] unanswered ones (about 90 s after a
+/// client's host died), which closes its session and releases its locks.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// See [`KEEPALIVE_IDLE`].
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`KEEPALIVE_IDLE`].
+pub const KEEPALIVE_PROBES: u32 = 3;
 /// Replies buffered for a pipelining client before they are written out.
 const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 /// Bytes read from the socket at a time.
@@ -58,10 +65,34 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 const LINGER_BYTES: usize = 4 * 1024 * 1024;
 
+/// How an endpoint treats its connections.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// The password clients must give (`AUTH`), if any.
+    pub password: Option<String>,
+    /// Silence after which a connection is closed (Redis's `timeout`), if
+    /// any. A connection blocked in a command is not silent.
+    pub idle_timeout: Option<Duration>,
+    /// Most connections at once (Redis's `maxclients`).
+    pub max_clients: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            password: None,
+            idle_timeout: None,
+            max_clients: 10_000,
+        }
+    }
+}
+
 /// What every connection of one node's endpoint shares.
 pub struct RedisShared {
     backend: Arc<Backend>,
     password: Option<String>,
+    idle_timeout: Option<Duration>,
+    max_clients: usize,
     ids: ClientIds,
     cursors: Mutex<CursorTable>,
     started: std::time::Instant,
@@ -77,19 +108,21 @@ pub struct RedisShared {
 }
 
 impl RedisShared {
-    /// The state of an endpoint serving through `backend`, asking for
-    /// `password` if set, listening on `port` (reported by `INFO`), counting
-    /// its commands in `metrics`.
+    /// The state of an endpoint serving through `backend` as `options`
+    /// say, listening on `port` (reported by `INFO`), counting its commands
+    /// in `metrics`.
     pub fn new(
         backend: Backend,
-        password: Option<String>,
+        options: RedisOptions,
         port: u16,
         metrics: ClientMetrics,
     ) -> RedisShared {
         RedisShared {
             ids: ClientIds::new(backend.node_id()),
             backend: Arc::new(backend),
-            password,
+            password: options.password,
+            idle_timeout: options.idle_timeout,
+            max_clients: options.max_clients,
             cursors: Mutex::new(CursorTable::default()),
             started: std::time::Instant::now(),
             connections: AtomicUsize::new(0),
@@ -98,6 +131,12 @@ impl RedisShared {
             settings: Mutex::new(std::collections::BTreeMap::new()),
             metrics,
         }
+    }
+
+    /// Milliseconds since the endpoint started (the clock of
+    /// [`Conn::last_input_ms`]).
+    fn millis_since_start(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 }
 
@@ -118,6 +157,10 @@ struct Conn {
     block: Option<multi::Block>,
     /// The keys `WATCH`ed for the next `EXEC`, with their revisions then.
     watched: Vec<synod_kvstore::WatchedKey>,
+    /// When the client last sent anything, in milliseconds since the
+    /// endpoint started: the session's keep-alive task stops renewing a
+    /// session whose connection has been silent for its TTL.
+    last_input_ms: Arc<AtomicU64>,
 }
 
 impl Conn {
@@ -166,12 +209,12 @@ pub async fn serve(listener: TcpListener, shared: RedisShared, shutdown: watch::
 pub fn spawn(
     listener: TcpListener,
     backend: Backend,
-    password: Option<String>,
+    options: RedisOptions,
     metrics: ClientMetrics,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
     let local = listener.local_addr()?;
-    let shared = RedisShared::new(backend, password, local.port(), metrics);
+    let shared = RedisShared::new(backend, options, local.port(), metrics);
     tokio::spawn(serve(listener, shared, shutdown));
     Ok(local)
 }
@@ -181,7 +224,7 @@ async fn accept_connection(
     mut stream: TcpStream,
     shutdown: watch::Receiver<bool>,
 ) {
-    if shared.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+    if shared.connections.fetch_add(1, Ordering::SeqCst) >= shared.max_clients {
         shared.connections.fetch_sub(1, Ordering::SeqCst);
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
@@ -189,6 +232,13 @@ async fn accept_connection(
         return;
     }
     let _ = stream.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+        tracing::warn!(error = %e, "cannot enable TCP keepalive on a Redis connection");
+    }
     let mut conn = Conn {
         client_id: shared.ids.next(),
         next_seq: 1,
@@ -198,6 +248,7 @@ async fn accept_connection(
         session: None,
         block: None,
         watched: Vec::new(),
+        last_input_ms: Arc::new(AtomicU64::new(shared.millis_since_start())),
     };
     shared.metrics.redis_connections().inc();
     serve_connection(&shared, &mut conn, stream, shutdown).await;
@@ -219,6 +270,7 @@ async fn serve_connection(
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     // Input read while a blocking command waited, parsed after it.
     let mut early: Vec<u8> = Vec::new();
+    let last_input_ms = conn.last_input_ms.clone();
     loop {
         let mut pos = 0;
         let mut close = false;
@@ -243,7 +295,10 @@ async fn serve_connection(
                                 done = &mut exec => break done,
                                 read = stream.read(&mut chunk), if room => match read {
                                     Ok(0) | Err(_) => return,
-                                    Ok(n) => early.extend_from_slice(&chunk[..n]),
+                                    Ok(n) => {
+                                        last_input_ms.store(shared.millis_since_start(), Ordering::Relaxed);
+                                        early.extend_from_slice(&chunk[..n]);
+                                    }
                                 },
                             }
                         }
@@ -298,13 +353,23 @@ async fn serve_connection(
         if read_early {
             continue;
         }
+        let idle_timeout = shared.idle_timeout.unwrap_or(Duration::MAX);
         let read = tokio::select! {
-            read = stream.read(&mut chunk) => read,
+            read = tokio::time::timeout(idle_timeout, stream.read(&mut chunk)) => match read {
+                Ok(read) => read,
+                Err(_) => {
+                    tracing::debug!("closing a connection idle for the configured timeout");
+                    return;
+                }
+            },
             _ = shutdown.changed() => return,
         };
         match read {
             Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                last_input_ms.store(shared.millis_since_start(), Ordering::Relaxed);
+                buf.extend_from_slice(&chunk[..n]);
+            }
         }
     }
 }
