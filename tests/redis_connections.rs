@@ -122,3 +122,26 @@ fn max_clients_refuses_one_connection_more() {
         .error()
         .contains("node's configuration"));
 }
+
+#[test]
+fn before_auth_only_small_requests_are_read() {
+    let cluster = Cluster::start("preauth", 1, Some("sesame"));
+    let mut stranger = cluster.client(1);
+    let eleven: Vec<&str> = std::iter::once("MSET")
+        .chain(std::iter::repeat_n("k", 10))
+        .collect();
+    let reply = stranger.call(&eleven);
+    assert!(
+        reply
+            .error()
+            .starts_with("ERR Protocol error: unauthenticated"),
+        "{reply:?}"
+    );
+    assert!(stranger.closed(), "the connection is closed after it");
+    let mut member = cluster.client(1);
+    assert_eq!(member.cmd("AUTH sesame"), ok());
+    let pairs: Vec<&str> = std::iter::once("MSET")
+        .chain(std::iter::repeat_n("k", 20))
+        .collect();
+    assert_eq!(member.call(&pairs), ok());
+}

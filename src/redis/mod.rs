@@ -43,7 +43,7 @@ use tracing::Instrument;
 use self::backend::{Backend, CallError, ClientIds};
 use self::coord::ConnSession;
 use self::keyspace::CursorTable;
-use self::resp::{parse_request, Protocol, Reply, MAX_PENDING_BYTES};
+use self::resp::{Protocol, Reply, RequestParser, MAX_PENDING_BYTES};
 use crate::metrics::ClientMetrics;
 use crate::node::ReadConsistency;
 
@@ -60,6 +60,9 @@ pub const KEEPALIVE_PROBES: u32 = 3;
 const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A connection's input and output buffers shrink back to
+/// [`READ_CHUNK_BYTES`] once drained if they grew past this.
+const RETAINED_BUFFER_BYTES: usize = 1024 * 1024;
 /// How long, and how many bytes, a connection closed for a protocol error
 /// is still read (and dropped) after the error reply.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -271,12 +274,13 @@ async fn serve_connection(
     // Input read while a blocking command waited, parsed after it.
     let mut early: Vec<u8> = Vec::new();
     let last_input_ms = conn.last_input_ms.clone();
+    let mut parser = RequestParser::default();
     loop {
         let mut pos = 0;
         let mut close = false;
         let mut linger = false;
         while !close {
-            match parse_request(&buf[pos..]) {
+            match parser.parse(&buf[pos..], conn.authenticated) {
                 Ok(Some(parsed)) => {
                     pos += parsed.consumed;
                     if parsed.args.is_empty() {
@@ -332,6 +336,12 @@ async fn serve_connection(
                 return;
             }
             out.clear();
+        }
+        // A large request or reply leaves no large buffer behind.
+        for buffer in [&mut buf, &mut out, &mut early] {
+            if buffer.capacity() > RETAINED_BUFFER_BYTES && buffer.len() <= READ_CHUNK_BYTES {
+                buffer.shrink_to(READ_CHUNK_BYTES);
+            }
         }
         if linger {
             close_gently(stream).await;

@@ -57,13 +57,223 @@ pub struct Parsed {
     pub consumed: usize,
 }
 
-/// Parses the first request in `buf`. `Ok(None)` means the request is not
-/// complete yet: read more bytes and call again with the same start.
+/// Most arguments of a request before the connection authenticated (Redis
+/// 7's limit since CVE-2021-32675).
+pub const PRE_AUTH_MAX_ARGS: usize = 10;
+/// Largest argument of a request before the connection authenticated.
+pub const PRE_AUTH_MAX_BULK_BYTES: usize = 16 * 1024;
+
+/// Parses the first request in `buf`, as an authenticated connection's.
+/// `Ok(None)` means the request is not complete yet: read more bytes and
+/// call again with the same start. (A connection keeps a
+/// [`RequestParser`] instead, which does not parse a request's bytes
+/// again on every read.)
 pub fn parse_request(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => parse_multibulk(buf),
-        Some(_) => parse_inline(buf),
+    RequestParser::default().parse(buf, true)
+}
+
+/// One connection's parser: it keeps what it learned of an incomplete
+/// request, so a request trickled in over many reads costs time in
+/// proportion to its size, not to its size times the number of reads.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    progress: Progress,
+    /// Bytes of headers parsed, arguments copied and inline lines scanned,
+    /// for the tests of the parser's cost.
+    #[cfg(test)]
+    examined: usize,
+}
+
+/// What is known of the incomplete request at the front of the buffer.
+#[derive(Debug, Default)]
+enum Progress {
+    /// Nothing.
+    #[default]
+    Start,
+    /// An array of `count` bulk strings, of which `args` are parsed; the
+    /// next header starts at `next`; `total_bytes` is the sum of their
+    /// lengths.
+    Multibulk {
+        count: usize,
+        args: Vec<Vec<u8>>,
+        next: usize,
+        total_bytes: usize,
+    },
+    /// An inline command whose first `scanned` bytes hold no newline.
+    Inline { scanned: usize },
+}
+
+/// The limits a request is checked against.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_args: usize,
+    max_bulk_bytes: usize,
+    /// The prefix of the error texts (`unauthenticated ` before AUTH).
+    qualifier: &'static str,
+}
+
+impl RequestParser {
+    /// Parses the first request in `buf`, which starts where the previous
+    /// call's `buf` did until a request is returned (then right after it).
+    /// Before the connection authenticated, requests are held to
+    /// [`PRE_AUTH_MAX_ARGS`] arguments of [`PRE_AUTH_MAX_BULK_BYTES`].
+    pub fn parse(
+        &mut self,
+        buf: &[u8],
+        authenticated: bool,
+    ) -> Result<Option<Parsed>, ProtocolError> {
+        let limits = if authenticated {
+            Limits {
+                max_args: MAX_ARGS,
+                max_bulk_bytes: MAX_BULK_BYTES,
+                qualifier: "",
+            }
+        } else {
+            Limits {
+                max_args: PRE_AUTH_MAX_ARGS,
+                max_bulk_bytes: PRE_AUTH_MAX_BULK_BYTES,
+                qualifier: "unauthenticated ",
+            }
+        };
+        let result = match buf.first() {
+            None => Ok(None),
+            Some(b'*') => self.parse_multibulk(buf, limits),
+            Some(_) => self.parse_inline(buf),
+        };
+        if !matches!(result, Ok(None)) {
+            self.progress = Progress::Start;
+        }
+        result
+    }
+
+    fn parse_multibulk(
+        &mut self,
+        buf: &[u8],
+        limits: Limits,
+    ) -> Result<Option<Parsed>, ProtocolError> {
+        if !matches!(self.progress, Progress::Multibulk { .. }) {
+            let Some(end) = line_end(buf, 1, MAX_HEADER_BYTES, "too big mbulk count string")?
+            else {
+                return Ok(None);
+            };
+            let count = parse_i64(&buf[1..end])
+                .ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
+            if count <= 0 {
+                return Ok(Some(Parsed {
+                    args: Vec::new(),
+                    consumed: end + 2,
+                }));
+            }
+            if count as u64 > limits.max_args as u64 {
+                return Err(ProtocolError::new(format!(
+                    "{}invalid multibulk length: {count} arguments, limit {}",
+                    limits.qualifier, limits.max_args
+                )));
+            }
+            self.progress = Progress::Multibulk {
+                count: count as usize,
+                args: Vec::with_capacity(count as usize),
+                next: end + 2,
+                total_bytes: 0,
+            };
+        }
+        let Progress::Multibulk {
+            count,
+            args,
+            next,
+            total_bytes,
+        } = &mut self.progress
+        else {
+            unreachable!("set above");
+        };
+        while args.len() < *count {
+            let pos = *next;
+            let Some(&marker) = buf.get(pos) else {
+                return Ok(None);
+            };
+            if marker != b'$' {
+                return Err(ProtocolError::new(format!(
+                    "expected '$', got '{}'",
+                    char::from(marker).escape_default()
+                )));
+            }
+            let Some(end) = line_end(buf, pos + 1, MAX_HEADER_BYTES, "too big bulk count string")?
+            else {
+                return Ok(None);
+            };
+            let len = parse_i64(&buf[pos + 1..end])
+                .filter(|len| (0..=limits.max_bulk_bytes as i64).contains(len))
+                .ok_or_else(|| {
+                    ProtocolError::new(format!(
+                        "{}invalid bulk length (limit {} bytes)",
+                        limits.qualifier, limits.max_bulk_bytes
+                    ))
+                })? as usize;
+            if *total_bytes + len > MAX_COMMAND_BYTES {
+                return Err(ProtocolError::new(format!(
+                    "request too large (limit {MAX_COMMAND_BYTES} bytes)"
+                )));
+            }
+            let start = end + 2;
+            if buf.len() < start + len + 2 {
+                return Ok(None);
+            }
+            if &buf[start + len..start + len + 2] != b"\r\n" {
+                return Err(ProtocolError::new("bulk string not terminated by CRLF"));
+            }
+            args.push(buf[start..start + len].to_vec());
+            #[cfg(test)]
+            {
+                self.examined += start - pos + len;
+            }
+            *total_bytes += len;
+            *next = start + len + 2;
+        }
+        let consumed = *next;
+        assert!(consumed <= buf.len(), "parsed past the buffer");
+        Ok(Some(Parsed {
+            args: std::mem::take(args),
+            consumed,
+        }))
+    }
+
+    fn parse_inline(&mut self, buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
+        let scanned = match self.progress {
+            Progress::Inline { scanned } => scanned.min(buf.len()),
+            _ => 0,
+        };
+        let window = &buf[..buf.len().min(MAX_INLINE_BYTES + 1)];
+        #[cfg(test)]
+        {
+            self.examined += window.len().saturating_sub(scanned);
+        }
+        let Some(newline) = window[scanned.min(window.len())..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| scanned + i)
+        else {
+            if window.len() > MAX_INLINE_BYTES {
+                return Err(ProtocolError::new("too big inline request"));
+            }
+            self.progress = Progress::Inline {
+                scanned: window.len(),
+            };
+            return Ok(None);
+        };
+        let mut line = &buf[..newline];
+        if let Some(stripped) = line.strip_suffix(b"\r") {
+            line = stripped;
+        }
+        let args = split_args(line)?;
+        if args.len() > MAX_ARGS {
+            return Err(ProtocolError::new(format!(
+                "too many arguments in inline request (limit {MAX_ARGS})"
+            )));
+        }
+        Ok(Some(Parsed {
+            args,
+            consumed: newline + 1,
+        }))
     }
 }
 
@@ -96,95 +306,6 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
         return None;
     }
     text.parse().ok()
-}
-
-fn parse_multibulk(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
-    let Some(end) = line_end(buf, 1, MAX_HEADER_BYTES, "too big mbulk count string")? else {
-        return Ok(None);
-    };
-    let count =
-        parse_i64(&buf[1..end]).ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
-    let mut pos = end + 2;
-    if count <= 0 {
-        return Ok(Some(Parsed {
-            args: Vec::new(),
-            consumed: pos,
-        }));
-    }
-    if count as u64 > MAX_ARGS as u64 {
-        return Err(ProtocolError::new(format!(
-            "invalid multibulk length: {count} arguments, limit {MAX_ARGS}"
-        )));
-    }
-    let count = count as usize;
-    let mut args = Vec::with_capacity(count);
-    let mut total_bytes = 0usize;
-    while args.len() < count {
-        let Some(&marker) = buf.get(pos) else {
-            return Ok(None);
-        };
-        if marker != b'$' {
-            return Err(ProtocolError::new(format!(
-                "expected '$', got '{}'",
-                char::from(marker).escape_default()
-            )));
-        }
-        let Some(end) = line_end(buf, pos + 1, MAX_HEADER_BYTES, "too big bulk count string")?
-        else {
-            return Ok(None);
-        };
-        let len = parse_i64(&buf[pos + 1..end])
-            .filter(|len| (0..=MAX_BULK_BYTES as i64).contains(len))
-            .ok_or_else(|| {
-                ProtocolError::new(format!(
-                    "invalid bulk length (limit {MAX_BULK_BYTES} bytes)"
-                ))
-            })? as usize;
-        total_bytes += len;
-        if total_bytes > MAX_COMMAND_BYTES {
-            return Err(ProtocolError::new(format!(
-                "request too large (limit {MAX_COMMAND_BYTES} bytes)"
-            )));
-        }
-        let start = end + 2;
-        if buf.len() < start + len + 2 {
-            return Ok(None);
-        }
-        if &buf[start + len..start + len + 2] != b"\r\n" {
-            return Err(ProtocolError::new("bulk string not terminated by CRLF"));
-        }
-        args.push(buf[start..start + len].to_vec());
-        pos = start + len + 2;
-    }
-    debug_assert!(pos <= buf.len());
-    Ok(Some(Parsed {
-        args,
-        consumed: pos,
-    }))
-}
-
-fn parse_inline(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
-    let window = &buf[..buf.len().min(MAX_INLINE_BYTES + 1)];
-    let Some(newline) = window.iter().position(|&b| b == b'\n') else {
-        if window.len() > MAX_INLINE_BYTES {
-            return Err(ProtocolError::new("too big inline request"));
-        }
-        return Ok(None);
-    };
-    let mut line = &buf[..newline];
-    if let Some(stripped) = line.strip_suffix(b"\r") {
-        line = stripped;
-    }
-    let args = split_args(line)?;
-    if args.len() > MAX_ARGS {
-        return Err(ProtocolError::new(format!(
-            "too many arguments in inline request (limit {MAX_ARGS})"
-        )));
-    }
-    Ok(Some(Parsed {
-        args,
-        consumed: newline + 1,
-    }))
 }
 
 fn hex_digit(b: u8) -> Option<u8> {
@@ -465,6 +586,68 @@ mod tests {
 
     fn args(parts: &[&str]) -> Vec<Vec<u8>> {
         parts.iter().map(|p| p.as_bytes().to_vec()).collect()
+    }
+
+    /// Feeds `request` to one parser a byte at a time, as a client
+    /// trickling it would; returns the request and the bytes examined.
+    fn trickle(request: &[u8], authenticated: bool) -> (Parsed, usize) {
+        let mut parser = RequestParser::default();
+        for end in 1..request.len() {
+            let partial = parser.parse(&request[..end], authenticated).unwrap();
+            assert_eq!(partial, None, "complete at {end} of {}", request.len());
+        }
+        let parsed = parser.parse(request, authenticated).unwrap().unwrap();
+        (parsed, parser.examined)
+    }
+
+    #[test]
+    fn a_request_trickled_a_byte_at_a_time_is_examined_once() {
+        // 2,000 arguments: each header and argument is looked at once, not
+        // again on every read.
+        let mut request = b"*2000\r\n".to_vec();
+        for i in 0..2000 {
+            let arg = format!("a{i}");
+            request.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+        }
+        let (parsed, examined) = trickle(&request, true);
+        assert_eq!(parsed.args.len(), 2000);
+        assert_eq!(parsed.consumed, request.len());
+        assert!(
+            examined <= request.len(),
+            "{examined} bytes examined for a {}-byte request",
+            request.len()
+        );
+        // An inline line.
+        let line = format!("SET k {}\r\n", "v".repeat(20_000));
+        let (parsed, examined) = trickle(line.as_bytes(), true);
+        assert_eq!(parsed.args.len(), 3);
+        assert!(examined <= line.len() + 1, "{examined} for {}", line.len());
+    }
+
+    #[test]
+    fn requests_before_auth_are_held_to_small_limits() {
+        let many = format!("*11\r\n{}", "$1\r\na\r\n".repeat(11));
+        let mut parser = RequestParser::default();
+        let err = parser.parse(many.as_bytes(), false).unwrap_err();
+        assert!(err.to_string().contains("unauthenticated"), "{err}");
+        assert!(RequestParser::default()
+            .parse(many.as_bytes(), true)
+            .unwrap()
+            .is_some());
+        let big = format!("*2\r\n$4\r\nAUTH\r\n$16385\r\n{}\r\n", "p".repeat(16385));
+        let err = RequestParser::default()
+            .parse(big.as_bytes(), false)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unauthenticated invalid bulk length"),
+            "{err}"
+        );
+        let small = format!("*2\r\n$4\r\nAUTH\r\n$16384\r\n{}\r\n", "p".repeat(16384));
+        assert!(RequestParser::default()
+            .parse(small.as_bytes(), false)
+            .unwrap()
+            .is_some());
     }
 
     fn parse_all(buf: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
