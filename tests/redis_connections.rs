@@ -145,3 +145,28 @@ fn before_auth_only_small_requests_are_read() {
         .collect();
     assert_eq!(member.call(&pairs), ok());
 }
+
+#[test]
+fn a_pattern_crafted_to_backtrack_gets_an_error_not_a_cpu() {
+    let cluster = Cluster::start("glob", 1, None);
+    let mut client = cluster.client(1);
+    let long = "a".repeat(4090);
+    for i in 0..20 {
+        assert_eq!(client.cmd(&format!("SET {long}{i:02} v")), ok());
+    }
+    let pattern = format!("*{}b", "a".repeat(2048));
+    for command in [
+        vec!["KEYS", pattern.as_str()],
+        vec!["SCAN", "0", "MATCH", pattern.as_str(), "COUNT", "100"],
+    ] {
+        let reply = client.call(&command);
+        assert!(
+            reply.error().contains("use a simpler pattern"),
+            "{}: {reply:?}",
+            command[0]
+        );
+    }
+    // Ordinary patterns are answered.
+    let keys = client.call(&["KEYS", &format!("{long}0*")]);
+    assert_eq!(keys.items().len(), 10);
+}

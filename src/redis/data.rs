@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use synod_kvstore::{Op, Outcome, RedisCommand, RedisReply, ReplyKind};
 
 use super::expiry::{ttl_ms, Base, Unit};
-use super::keyspace::glob_match;
+use super::keyspace::Glob;
 use super::resp::Reply;
 use super::table::int_arg;
 use super::{read, write, Conn, RedisShared};
@@ -222,11 +222,21 @@ async fn scan(
     let stride = if name == "sscan" { 1 } else { 2 };
     let items = match pattern {
         None => items,
-        Some(pattern) => items
-            .chunks(stride)
-            .filter(|chunk| matches!(&chunk[0], Reply::Bulk(b) if glob_match(&pattern, b)))
-            .flat_map(|chunk| chunk.to_vec())
-            .collect(),
+        Some(pattern) => {
+            let entries: Vec<Vec<Reply>> = items.chunks(stride).map(<[Reply]>::to_vec).collect();
+            fn member(entry: &Vec<Reply>) -> &[u8] {
+                match &entry[0] {
+                    Reply::Bulk(member) => member.as_slice(),
+                    _ => &[],
+                }
+            }
+            Glob::new(pattern)
+                .retain(entries, member)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect()
+        }
     };
     Ok(Reply::Array(vec![
         Reply::text(next.to_string()),

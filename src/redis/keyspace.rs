@@ -26,31 +26,98 @@ pub(super) const MAX_KEYS_REPLY: usize = 100_000;
 /// Keys examined by one `SCAN` without `COUNT` (Redis's default).
 const DEFAULT_SCAN_COUNT: u32 = 10;
 
+/// Most pattern steps one `KEYS`, `SCAN` or `*SCAN ... MATCH` may spend
+/// (a fraction of a second): a pattern crafted to backtrack over long keys
+/// gets an error instead of a CPU.
+pub(super) const MAX_GLOB_STEPS: u64 = 50_000_000;
+
 /// Whether `text` matches the glob `pattern` (Redis's `stringmatchlen`:
-/// `*`, `?`, `[abc]`, `[^a-z]`, `\` escapes). Iterative, O(len × len).
+/// `*`, `?`, `[abc]`, `[^a-z]`, `\` escapes). Iterative, O(len × len):
+/// for patterns from the configuration, not from clients (see [`Glob`]).
 pub(super) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let mut unbounded = u64::MAX;
+    glob_match_within(pattern, text, &mut unbounded).expect("an unbounded budget")
+}
+
+/// A client's pattern with a budget of [`MAX_GLOB_STEPS`] for one command.
+pub(super) struct Glob {
+    pattern: Vec<u8>,
+    steps_left: u64,
+}
+
+impl Glob {
+    /// `pattern` with a fresh budget.
+    pub(super) fn new(pattern: Vec<u8>) -> Glob {
+        Glob {
+            pattern,
+            steps_left: MAX_GLOB_STEPS,
+        }
+    }
+
+    /// Keeps the items whose key (`key_of`) matches, on a blocking thread:
+    /// matching never holds a runtime worker, which the consensus core
+    /// needs. An error once the command's budget is spent.
+    pub(super) async fn retain<T: Send + 'static>(
+        &mut self,
+        items: Vec<T>,
+        key_of: fn(&T) -> &[u8],
+    ) -> Result<Vec<T>, Reply> {
+        let mut glob = Glob {
+            pattern: std::mem::take(&mut self.pattern),
+            steps_left: self.steps_left,
+        };
+        let (glob, kept) = tokio::task::spawn_blocking(move || {
+            let mut kept = Vec::new();
+            for item in items {
+                match glob_match_within(&glob.pattern, key_of(&item), &mut glob.steps_left) {
+                    Some(true) => kept.push(item),
+                    Some(false) => {}
+                    None => return (glob, None),
+                }
+            }
+            (glob, Some(kept))
+        })
+        .await
+        .map_err(|_| Reply::err("pattern matching failed"))?;
+        *self = glob;
+        kept.ok_or_else(|| {
+            Reply::err(format!(
+                "the pattern took over {MAX_GLOB_STEPS} steps to match against these keys; \
+                 use a simpler pattern"
+            ))
+        })
+    }
+}
+
+/// [`glob_match`] spending at most `steps_left` steps: `None` once they are
+/// spent.
+fn glob_match_within(pattern: &[u8], text: &[u8], steps_left: &mut u64) -> Option<bool> {
     let (mut p, mut t) = (0, 0);
     // Where to resume after the last `*`: (pattern after it, text position).
     let mut star: Option<(usize, usize)> = None;
     loop {
+        *steps_left = steps_left.checked_sub(1)?;
         if p < pattern.len() && pattern[p] == b'*' {
             while p < pattern.len() && pattern[p] == b'*' {
                 p += 1;
             }
             if p == pattern.len() {
-                return true;
+                return Some(true);
             }
             star = Some((p, t));
             continue;
         }
         if p < pattern.len() && t < text.len() {
-            if let Some(next) = match_one(pattern, p, text[t]) {
+            let (matched, next) = match_one(pattern, p, text[t]);
+            // A character class costs its length.
+            *steps_left = steps_left.checked_sub((next - p) as u64)?;
+            if matched {
                 p = next;
                 t += 1;
                 continue;
             }
         } else if p == pattern.len() && t == text.len() {
-            return true;
+            return Some(true);
         }
         match star {
             Some((after, from)) if from < text.len() => {
@@ -58,17 +125,17 @@ pub(super) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
                 p = after;
                 t = from + 1;
             }
-            _ => return false,
+            _ => return Some(false),
         }
     }
 }
 
-/// Matches one pattern token at `p` (not `*`) against `c`; returns the
-/// position after the token on a match.
-fn match_one(pattern: &[u8], p: usize, c: u8) -> Option<usize> {
+/// Matches one pattern token at `p` (not `*`) against `c`: whether it
+/// matches, and the position after the token.
+fn match_one(pattern: &[u8], p: usize, c: u8) -> (bool, usize) {
     match pattern[p] {
-        b'?' => Some(p + 1),
-        b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == c).then_some(p + 2),
+        b'?' => (true, p + 1),
+        b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == c, p + 2),
         b'[' => {
             let mut i = p + 1;
             let negate = pattern.get(i) == Some(&b'^');
@@ -91,9 +158,9 @@ fn match_one(pattern: &[u8], p: usize, c: u8) -> Option<usize> {
                 }
             }
             // An unterminated class runs to the end of the pattern.
-            (matched != negate).then_some((i + 1).min(pattern.len()))
+            (matched != negate, (i + 1).min(pattern.len()))
         }
-        literal => (literal == c).then_some(p + 1),
+        literal => (literal == c, p + 1),
     }
 }
 
@@ -236,29 +303,38 @@ pub(super) async fn dbsize(shared: &RedisShared) -> Reply {
     }
 }
 
-/// `KEYS pattern`.
+/// `KEYS pattern`: page by page, each page matched off the runtime's
+/// workers within the command's [`MAX_GLOB_STEPS`].
 pub(super) async fn keys(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
     let pattern = &args[1];
+    let prefix = literal_prefix(pattern);
+    let mut glob = Glob::new(pattern.clone());
     let mut found = Vec::new();
-    let mut too_many = false;
-    let walk = for_each_key(shared, literal_prefix(pattern), |key| {
-        if glob_match(pattern, &key) {
-            if found.len() == MAX_KEYS_REPLY {
-                too_many = true;
-                return false;
-            }
-            found.push(key);
+    let mut start = Vec::new();
+    loop {
+        let scan = match page(shared, start, prefix.clone(), MAX_SCAN_LIMIT).await {
+            Ok(scan) => scan,
+            Err(error) => return error,
+        };
+        let Some(last) = scan.kvs.last() else {
+            break;
+        };
+        start = successor(&last.key);
+        let keys = scan.kvs.into_iter().map(|kv| kv.key).collect();
+        match glob.retain(keys, |key| key.as_slice()).await {
+            Ok(matched) => found.extend(matched),
+            Err(error) => return error,
         }
-        true
-    })
-    .await;
-    match walk {
-        Err(error) => error,
-        Ok(()) if too_many => Reply::err(format!(
-            "KEYS would return more than {MAX_KEYS_REPLY} keys; use SCAN"
-        )),
-        Ok(()) => Reply::bulks(found),
+        if found.len() > MAX_KEYS_REPLY {
+            return Reply::err(format!(
+                "KEYS would return more than {MAX_KEYS_REPLY} keys; use SCAN"
+            ));
+        }
+        if !scan.more {
+            break;
+        }
     }
+    Reply::bulks(found)
 }
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
@@ -315,17 +391,41 @@ pub(super) async fn scan(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
             .insert(successor(&last.key)),
         _ => 0,
     };
-    let keys = scan
-        .kvs
-        .into_iter()
-        .map(|kv| kv.key)
-        .filter(|key| strings_only && pattern.as_ref().is_none_or(|p| glob_match(p, key)));
+    let mut keys: Vec<Vec<u8>> = if strings_only {
+        scan.kvs.into_iter().map(|kv| kv.key).collect()
+    } else {
+        Vec::new()
+    };
+    if let Some(pattern) = pattern {
+        keys = match Glob::new(pattern).retain(keys, |key| key.as_slice()).await {
+            Ok(keys) => keys,
+            Err(error) => return error,
+        };
+    }
     Reply::Array(vec![Reply::text(next.to_string()), Reply::bulks(keys)])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backtracking_pattern_spends_its_budget_and_stops() {
+        let text = vec![b'a'; 4096];
+        let mut pattern = vec![b'*'];
+        pattern.extend(std::iter::repeat_n(b'a', 2048));
+        pattern.push(b'b');
+        let mut steps = u64::MAX;
+        assert_eq!(glob_match_within(&pattern, &text, &mut steps), Some(false));
+        let spent = u64::MAX - steps;
+        assert!(spent > 2_000_000, "O(n × m): {spent} steps");
+        let mut steps = spent - 1;
+        assert_eq!(glob_match_within(&pattern, &text, &mut steps), None);
+        // A simple pattern costs about the text's length.
+        let mut steps = u64::MAX;
+        assert_eq!(glob_match_within(b"a*", &text, &mut steps), Some(true));
+        assert!(u64::MAX - steps < 10);
+    }
 
     #[test]
     fn globs_match_like_redis() {
