@@ -224,6 +224,8 @@ async fn scan(
         None => items,
         Some(pattern) => {
             let entries: Vec<Vec<Reply>> = items.chunks(stride).map(<[Reply]>::to_vec).collect();
+            // The item type `Glob::retain` is given, so a `&Vec`.
+            #[allow(clippy::ptr_arg)]
             fn member(entry: &Vec<Reply>) -> &[u8] {
                 match &entry[0] {
                     Reply::Bulk(member) => member.as_slice(),
