@@ -418,12 +418,27 @@ impl ClientService {
             .await?;
         Ok(match answer {
             WatchAnswer::Batch(batch) => {
-                let (events, next_revision) = fit_watch_answer(batch.events, batch.next_revision);
+                let mut events = batch.events;
+                let skipped = events
+                    .iter()
+                    .take(call.skip as usize)
+                    .take_while(|e| e.revision == call.from_revision)
+                    .count();
+                events.drain(..skipped);
+                let fitted = fit_watch_answer(events, batch.next_revision, MAX_WATCH_ANSWER_BYTES);
+                let next_skip = if fitted.next_revision == call.from_revision {
+                    // Still in the revision the call skipped into (or not
+                    // past it: nothing new yet).
+                    skipped as u32 + fitted.next_skip
+                } else {
+                    fitted.next_skip
+                };
                 WatchResult {
-                    events,
-                    next_revision,
+                    events: fitted.events,
+                    next_revision: fitted.next_revision,
                     revision: batch.revision,
                     compacted: None,
+                    next_skip,
                 }
             }
             WatchAnswer::Compacted {
@@ -437,6 +452,7 @@ impl ClientService {
                     compacted_through,
                     revision,
                 }),
+                next_skip: 0,
             },
         })
     }
@@ -512,10 +528,26 @@ impl ClientService {
     }
 }
 
-/// Encodes `events` (in revision order), keeping whole revisions within
-/// [`MAX_WATCH_ANSWER_BYTES`] (the first revision always); returns them and
-/// where the watcher continues.
-fn fit_watch_answer(events: Vec<synod_kvstore::Event>, next_revision: u64) -> (Vec<Vec<u8>>, u64) {
+/// A watch answer's events and where the watcher continues.
+struct FittedWatchAnswer {
+    /// The encoded events.
+    events: Vec<Vec<u8>>,
+    /// The revision to ask from next.
+    next_revision: u64,
+    /// Events of `next_revision` this answer holds (0: none).
+    next_skip: u32,
+}
+
+/// Encodes `events` (in revision order) within `max_bytes`: whole
+/// revisions while they fit, and at least one event. A first revision that
+/// does not fit is cut after the events that do (at least one), and the
+/// watcher continues inside it (`next_skip`), so no revision is too large
+/// to watch.
+fn fit_watch_answer(
+    events: Vec<synod_kvstore::Event>,
+    next_revision: u64,
+    max_bytes: usize,
+) -> FittedWatchAnswer {
     let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(events.len());
     let mut size_bytes = 0;
     let mut start = 0;
@@ -530,19 +562,95 @@ fn fit_watch_answer(events: Vec<synod_kvstore::Event>, next_revision: u64) -> (V
             .map(|e| e.encode_to_vec())
             .collect();
         let group_bytes: usize = group.iter().map(Vec::len).sum();
-        if !encoded.is_empty() && size_bytes + group_bytes > MAX_WATCH_ANSWER_BYTES {
-            return (encoded, revision);
+        if size_bytes + group_bytes > max_bytes {
+            if !encoded.is_empty() {
+                return FittedWatchAnswer {
+                    events: encoded,
+                    next_revision: revision,
+                    next_skip: 0,
+                };
+            }
+            // The first revision alone is too large: the events that fit.
+            for event in group {
+                if !encoded.is_empty() && size_bytes + event.len() > max_bytes {
+                    break;
+                }
+                size_bytes += event.len();
+                encoded.push(event);
+            }
+            let taken = encoded.len();
+            if taken == end - start {
+                // One event, larger than the bound: alone.
+                return FittedWatchAnswer {
+                    events: encoded,
+                    next_revision: events.get(end).map_or(next_revision, |e| e.revision),
+                    next_skip: 0,
+                };
+            }
+            return FittedWatchAnswer {
+                events: encoded,
+                next_revision: revision,
+                next_skip: taken as u32,
+            };
         }
         size_bytes += group_bytes;
         encoded.extend(group);
         start = end;
     }
-    (encoded, next_revision)
+    FittedWatchAnswer {
+        events: encoded,
+        next_revision,
+        next_skip: 0,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(revision: u64, value_bytes: usize) -> synod_kvstore::Event {
+        synod_kvstore::Event {
+            revision,
+            kind: synod_kvstore::EventKind::Put as i32,
+            key: b"k".to_vec(),
+            prev_value: None,
+            value: Some(vec![b'v'; value_bytes]),
+            session: 0,
+            prev_session: 0,
+        }
+    }
+
+    #[test]
+    fn a_revision_too_large_for_one_watch_answer_is_cut_and_continued() {
+        // Revision 5 holds four 100-byte events; answers hold 250 bytes.
+        let events: Vec<_> = (0..4)
+            .map(|_| event(5, 100))
+            .chain([event(6, 10)])
+            .collect();
+        let first = fit_watch_answer(events.clone(), 7, 250);
+        assert_eq!(first.events.len(), 2);
+        assert_eq!((first.next_revision, first.next_skip), (5, 2));
+        // The rest of revision 5 and revision 6 fit the next answer.
+        let rest = fit_watch_answer(events[2..].to_vec(), 7, 250);
+        assert_eq!(
+            (rest.events.len(), rest.next_revision, rest.next_skip),
+            (3, 7, 0)
+        );
+        // Whole revisions that fit come whole, and the answer stops before
+        // one that does not.
+        let stop = fit_watch_answer(vec![event(4, 10), event(5, 300)], 7, 250);
+        assert_eq!(
+            (stop.events.len(), stop.next_revision, stop.next_skip),
+            (1, 5, 0)
+        );
+        // One event larger than the bound comes alone, and the watcher
+        // moves past its revision.
+        let huge = fit_watch_answer(vec![event(5, 1000), event(6, 10)], 7, 250);
+        assert_eq!(
+            (huge.events.len(), huge.next_revision, huge.next_skip),
+            (1, 6, 0)
+        );
+    }
 
     #[test]
     fn one_snapshot_stream_per_peer_until_it_ends() {

@@ -52,6 +52,9 @@ pub struct Watcher {
     client: Client,
     filter: EventFilter,
     next_revision: u64,
+    /// Events of `next_revision` already delivered (a revision too large
+    /// for one answer comes in several).
+    next_skip: u32,
     buffered: VecDeque<Event>,
 }
 
@@ -65,6 +68,7 @@ impl Watcher {
             client,
             filter,
             next_revision: from_revision,
+            next_skip: 0,
             buffered: VecDeque::new(),
         }
     }
@@ -97,6 +101,7 @@ impl Watcher {
             prefix: self.filter.prefix,
             wait_ms: WATCH_WAIT.as_millis() as u32,
             limit: WATCH_BATCH_EVENTS,
+            skip: self.next_skip,
         });
         let result = match self
             .client
@@ -127,7 +132,14 @@ impl Watcher {
                 events.push(event);
             }
         }
-        self.next_revision = self.next_revision.max(result.next_revision);
+        if result.next_revision >= self.next_revision {
+            self.next_skip = if result.next_revision == self.next_revision {
+                self.next_skip.max(result.next_skip)
+            } else {
+                result.next_skip
+            };
+            self.next_revision = result.next_revision;
+        }
         Ok(events)
     }
 
