@@ -95,7 +95,6 @@ struct Inner {
     /// seq)`. The state machine remembers one request per client id, so
     /// every concurrent write borrows its own id.
     idle_ids: Mutex<Vec<(u64, u64)>>,
-    next_id: AtomicU64,
     /// The endpoint calls try first while the leader is unknown; moved on
     /// past a node that fails, so concurrent calls do not each wait for
     /// the same dead node.
@@ -121,7 +120,6 @@ impl Client {
                 dialing: Mutex::new(HashMap::new()),
                 leader: Mutex::new(None),
                 idle_ids: Mutex::new(Vec::new()),
-                next_id: AtomicU64::new(unique_base_id()),
                 cursor: AtomicUsize::new(0),
             }),
         })
@@ -265,9 +263,9 @@ impl Client {
         reused.unwrap_or_else(|| (self.fresh_id(), 1))
     }
 
-    /// An exactly-once id this client never used.
+    /// An exactly-once id no client of this process used.
     fn fresh_id(&self) -> u64 {
-        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        process_fresh_id()
     }
 
     fn return_id(&self, id: u64, next_seq: u64) {
@@ -472,21 +470,38 @@ pub(crate) fn unexpected(outcome: Option<Outcome>) -> ClientError {
     ClientError::Protocol(format!("unexpected outcome {outcome:?}"))
 }
 
-/// A base for this client's exactly-once ids, with the low 16 bits left for
-/// its concurrent calls. Clients of one process take consecutive blocks
-/// from a start drawn from the wall clock and the process id, so clients
-/// of different processes are unlikely to collide and clients of one
-/// process never do.
-fn unique_base_id() -> u64 {
-    static NEXT_BLOCK: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
-    let next = NEXT_BLOCK.get_or_init(|| {
+/// A new exactly-once id. Every client of the process draws from one
+/// counter, so they never share an id however many each uses (per-client
+/// blocks of 65,536 ran into each other's after a client's timeouts used
+/// up its block); it starts at a point drawn from the wall clock and the
+/// process id, so different processes are unlikely to meet, and stays
+/// below 2^62, so it never meets the Redis endpoint's connection ids (bit 63
+/// set, see `synod::redis::backend::ClientIds`).
+fn process_fresh_id() -> u64 {
+    static NEXT: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let start = (nanos ^ (u64::from(std::process::id()) << 40)) >> 16;
-        AtomicU64::new(start.max(1))
+        let start = (nanos ^ (u64::from(std::process::id()) << 40)) & (u64::MAX >> 2);
+        AtomicU64::new(start.max(1 << 16))
     });
     next.fetch_add(1, Ordering::Relaxed)
-        .wrapping_shl(16)
-        .max(1 << 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_of_one_process_never_share_an_exactly_once_id() {
+        // One client that used up many ids (timeouts never return theirs),
+        // then a second client: no id in common.
+        let first: std::collections::HashSet<u64> =
+            (0..70_000).map(|_| process_fresh_id()).collect();
+        assert_eq!(first.len(), 70_000);
+        let second: Vec<u64> = (0..1_000).map(|_| process_fresh_id()).collect();
+        assert!(second.iter().all(|id| !first.contains(id)));
+        assert!(second.iter().all(|id| *id != 0 && *id < 1 << 62));
+    }
 }
