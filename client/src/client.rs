@@ -101,6 +101,10 @@ struct Inner {
     cursor: AtomicUsize,
 }
 
+/// The request a write is sending, shared with the undo of an abandoned
+/// wait (see `UndoOnDrop`), which must not overtake it.
+pub(crate) type InFlight = Arc<Mutex<Option<Request>>>;
+
 /// Pause between attempts when no node could serve.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Longest a single attempt waits for its node.
@@ -214,6 +218,23 @@ impl Client {
         op: Op,
         options: &WriteOptions,
     ) -> Result<Response, ClientError> {
+        self.write_tracked(op, options, None).await
+    }
+
+    /// [`write_with`](Client::write_with), keeping in `in_flight` the
+    /// request as it is being sent (its exactly-once id and seq), so that
+    /// whoever drops this future can [`settle`](Client::settle) it first.
+    pub(crate) async fn write_tracked(
+        &self,
+        op: Op,
+        options: &WriteOptions,
+        in_flight: Option<&InFlight>,
+    ) -> Result<Response, ClientError> {
+        let track = |request: &Request| {
+            if let Some(slot) = in_flight {
+                *slot.lock().expect("in-flight lock") = Some(request.clone());
+            }
+        };
         let (id, seq) = self.borrow_id();
         let mut request = Request::from_client(id, seq, op);
         if let Some(fence) = &options.fence {
@@ -223,12 +244,14 @@ impl Client {
             request = request.in_session(session);
         }
         let timeout = options.timeout.unwrap_or(self.inner.config.timeout);
+        track(&request);
         let mut result = self.call(&request, false, timeout).await;
         if result.as_ref().is_ok_and(is_unknown_client) {
             // Applied nothing: the state machine does not know this id (its
             // first write never reached the log, or the exactly-once table
             // forgot it). Send the write once more as a fresh id's first.
             (request.client_id, request.seq) = (self.fresh_id(), 1);
+            track(&request);
             result = self.call(&request, false, timeout).await;
         }
         // A timed-out write may still be applied later under this (id,
@@ -242,6 +265,16 @@ impl Client {
             self.return_id(request.client_id, request.seq + 1);
         }
         command_result(result?)
+    }
+
+    /// Sends `request` again under its own exactly-once id and seq until a
+    /// node answers (or the timeout passes): it is then applied, once,
+    /// whether the first sending arrived or not, and anything written
+    /// after this returns is ordered after it.
+    pub(crate) async fn settle(&self, request: &Request) {
+        if let Err(e) = self.call(request, false, self.inner.config.timeout).await {
+            tracing::debug!(error = %e, "could not settle an abandoned write");
+        }
     }
 
     /// Runs any read-only op; `serializable` reads from any node.

@@ -8,6 +8,7 @@ use synod_kvstore::{
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::options::WriteOptions;
 use crate::session::Session;
 use crate::undo::UndoOnDrop;
 use crate::watch::Watcher;
@@ -81,7 +82,10 @@ impl Election {
                 session: self.session.id(),
                 value: value.to_vec(),
             });
-            let response = self.client().write(op).await?;
+            let response = self
+                .client()
+                .write_tracked(op, &WriteOptions::default(), Some(undo.in_flight()))
+                .await?;
             let campaign = match response.outcome {
                 Some(Outcome::Campaign(campaign)) => campaign,
                 other => {

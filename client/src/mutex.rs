@@ -7,6 +7,7 @@ use synod_kvstore::{
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::options::WriteOptions;
 use crate::session::Session;
 use crate::undo::UndoOnDrop;
 use crate::watch::Watcher;
@@ -90,7 +91,7 @@ impl Mutex {
         }
         let mut undo = UndoOnDrop::new(self.client(), self.unlock_op());
         loop {
-            let (lock, revision) = self.request(true).await?;
+            let (lock, revision) = self.request(true, &undo).await?;
             match lock.lock_status() {
                 LockStatus::Granted => {
                     undo.disarm();
@@ -120,7 +121,11 @@ impl Mutex {
     /// Takes the lock if it is free (and not in lock-delay); returns its
     /// token, or `None` if someone else holds it or it is delayed.
     pub async fn try_lock(&self) -> Result<Option<FencingToken>, ClientError> {
-        let (lock, _) = self.request(false).await?;
+        // Dropped before the answer, the grant it may have taken would be
+        // held by the session for nobody: give it back.
+        let mut undo = UndoOnDrop::new(self.client(), self.unlock_op());
+        let (lock, _) = self.request(false, &undo).await?;
+        undo.disarm();
         Ok(match lock.lock_status() {
             LockStatus::Granted => Some(self.token(lock.token)),
             _ => None,
@@ -163,14 +168,22 @@ impl Mutex {
         })
     }
 
-    /// Asks for the lock; returns the answer and its revision.
-    async fn request(&self, wait: bool) -> Result<(LockResponse, u64), ClientError> {
+    /// Asks for the lock, recording the request in `undo`; returns the
+    /// answer and its revision.
+    async fn request(
+        &self,
+        wait: bool,
+        undo: &UndoOnDrop,
+    ) -> Result<(LockResponse, u64), ClientError> {
         let op = Op::Lock(synod_kvstore::Lock {
             name: self.name.clone(),
             session: self.session.id(),
             wait,
         });
-        let response = self.client().write(op).await?;
+        let response = self
+            .client()
+            .write_tracked(op, &WriteOptions::default(), Some(undo.in_flight()))
+            .await?;
         match response.outcome {
             Some(Outcome::Lock(lock)) => Ok((lock, response.revision)),
             other => Err(ClientError::Protocol(format!(
