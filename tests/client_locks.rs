@@ -10,15 +10,20 @@ use std::time::Duration;
 use redis_support::Cluster;
 use synod_client::{Client, Mutex, Session};
 
-/// Waits until nobody holds `mutex`'s lock; false if it stays held.
-async fn becomes_free(mutex: &Mutex) -> bool {
-    for _ in 0..400 {
-        if mutex.holder().await.expect("holder").holder == 0 {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+/// Whether another session gets `name` within a bound only a lock held
+/// for nobody reaches; it unlocks it again.
+async fn another_session_gets(client: &Client, name: &str) -> bool {
+    let session = Session::open(client, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mutex = Mutex::new(&session, name);
+    let got = tokio::time::timeout(Duration::from_secs(10), mutex.lock()).await;
+    let got = matches!(got, Ok(Ok(_)));
+    if got {
+        mutex.unlock().await.unwrap();
     }
-    false
+    session.close().await.unwrap();
+    got
 }
 
 #[test]
@@ -35,32 +40,62 @@ fn dropped_lock_calls_never_leave_the_lock_held() {
         let mutex = Mutex::new(&session, "dropped");
         // Give up after ever longer waits, so some calls are dropped before
         // their request left, some after it was applied.
-        let mut granted_then_dropped = 0;
-        for attempt in 0..60u64 {
+        let mut dropped = 0;
+        for attempt in 0..40u64 {
             let patience = Duration::from_micros(50 * attempt * attempt);
-            let try_lock = tokio::time::timeout(patience, mutex.try_lock()).await;
-            match try_lock {
-                Ok(result) => {
-                    let token = result.expect("try_lock answers");
-                    assert!(token.is_some(), "free, so granted");
-                    mutex.unlock().await.unwrap();
-                }
-                Err(_) => granted_then_dropped += 1,
+            match tokio::time::timeout(patience, mutex.try_lock()).await {
+                Ok(Ok(Some(_))) => mutex.unlock().await.unwrap(),
+                // Held by this session's undo of the previous attempt.
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => panic!("try_lock: {e}"),
+                Err(_) => dropped += 1,
             }
             assert!(
-                becomes_free(&mutex).await,
+                another_session_gets(&client, "dropped").await,
                 "attempt {attempt}: a dropped try_lock left the lock held"
             );
-            let lock = tokio::time::timeout(patience, mutex.lock()).await;
-            if let Ok(token) = lock {
-                token.expect("lock answers");
-                mutex.unlock().await.unwrap();
+            match tokio::time::timeout(patience, mutex.lock()).await {
+                Ok(token) => {
+                    token.expect("lock answers");
+                    mutex.unlock().await.unwrap();
+                }
+                Err(_) => dropped += 1,
             }
             assert!(
-                becomes_free(&mutex).await,
+                another_session_gets(&client, "dropped").await,
                 "attempt {attempt}: a dropped lock left the lock held"
             );
         }
-        assert!(granted_then_dropped > 0, "some calls were dropped");
+        assert!(dropped > 0, "some calls were dropped");
+    });
+}
+
+#[test]
+fn tasks_sharing_a_session_hold_its_lock_one_at_a_time() {
+    let cluster = Cluster::start("sharedsession", 1, None);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let config = synod_client::ClientConfig::from_dev_cluster(&cluster.dir, cluster.base_port)
+            .expect("client config");
+        let client = Client::connect(config).await.unwrap();
+        let session = Session::open(&client, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let first = Mutex::new(&session, "shared");
+        let second = Mutex::new(&session, "shared");
+        let token = first.lock().await.unwrap();
+        assert_eq!(second.try_lock().await.unwrap(), None, "held by the first");
+        let waiting = tokio::spawn(async move { second.lock().await });
+        // However long the first holds it, the second waits.
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            assert!(!waiting.is_finished(), "two holders of one lock");
+        }
+        first.unlock().await.unwrap();
+        let next = waiting.await.unwrap().unwrap();
+        assert!(
+            next.token > token.token,
+            "a new grant: {next:?} after {token:?}"
+        );
     });
 }

@@ -96,7 +96,7 @@ impl Election {
             };
             match (campaign.election_status(), campaign.leader) {
                 (ElectionStatus::Elected, Some(leader)) => {
-                    undo.disarm();
+                    let _ = undo.disarm();
                     return Ok(leader);
                 }
                 (ElectionStatus::Queued, _) => {}
@@ -109,7 +109,7 @@ impl Election {
             tokio::select! {
                 elected = self.wait_until_elected(response.revision + 1) => match elected? {
                     Some(leader) => {
-                        undo.disarm();
+                        let _ = undo.disarm();
                         return Ok(leader);
                     }
                     // Out of the queue without being elected: run again.

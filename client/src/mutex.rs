@@ -76,11 +76,14 @@ impl Mutex {
     }
 
     /// Waits until the session holds the lock; returns its fencing token.
-    /// Returns at once if it already holds it.
     ///
-    /// Waiters are granted the lock in the order they asked. Dropping the
-    /// future before it returns gives up the place in the queue (and the
-    /// lock, had it just been granted), in the background.
+    /// Waiters are granted the lock in the order they asked. The cluster
+    /// grants a lock to a session, so tasks sharing one session take it one
+    /// at a time: a second `lock` through the same session waits for the
+    /// first holder's [`unlock`](Mutex::unlock) (it is not re-entrant; a
+    /// task that locks twice waits for itself). Dropping the future before
+    /// it returns gives up the place in the queue (and the lock, had it
+    /// just been granted), in the background.
     ///
     /// # Errors
     /// [`ClientError::SessionLost`] if the session is lost while waiting;
@@ -89,12 +92,16 @@ impl Mutex {
         if self.session.is_lost() {
             return Err(self.session.lost_error());
         }
-        let mut undo = UndoOnDrop::new(self.client(), self.unlock_op());
+        let gate = tokio::select! {
+            gate = self.session.lock_gate(&self.name).lock_owned() => gate,
+            _ = self.session.lost() => return Err(self.session.lost_error()),
+        };
+        let mut undo = UndoOnDrop::new(self.client(), self.unlock_op()).with_gate(gate);
         loop {
             let (lock, revision) = self.request(true, &undo).await?;
             match lock.lock_status() {
                 LockStatus::Granted => {
-                    undo.disarm();
+                    self.hold(undo.disarm());
                     return Ok(self.token(lock.token));
                 }
                 LockStatus::Queued => {}
@@ -107,7 +114,7 @@ impl Mutex {
             tokio::select! {
                 granted = self.wait_for_grant(revision + 1) => match granted? {
                     Some(token) => {
-                        undo.disarm();
+                        self.hold(undo.disarm());
                         return Ok(token);
                     }
                     // Out of the queue without a grant: ask again.
@@ -121,13 +128,20 @@ impl Mutex {
     /// Takes the lock if it is free (and not in lock-delay); returns its
     /// token, or `None` if someone else holds it or it is delayed.
     pub async fn try_lock(&self) -> Result<Option<FencingToken>, ClientError> {
+        // Another task of this session holds it (or is taking it).
+        let Ok(gate) = self.session.lock_gate(&self.name).try_lock_owned() else {
+            return Ok(None);
+        };
         // Dropped before the answer, the grant it may have taken would be
         // held by the session for nobody: give it back.
-        let mut undo = UndoOnDrop::new(self.client(), self.unlock_op());
+        let mut undo = UndoOnDrop::new(self.client(), self.unlock_op()).with_gate(gate);
         let (lock, _) = self.request(false, &undo).await?;
-        undo.disarm();
+        let gate = undo.disarm();
         Ok(match lock.lock_status() {
-            LockStatus::Granted => Some(self.token(lock.token)),
+            LockStatus::Granted => {
+                self.hold(gate);
+                Some(self.token(lock.token))
+            }
             _ => None,
         })
     }
@@ -141,7 +155,9 @@ impl Mutex {
     /// session neither holds nor waits for it (it was lost with the
     /// session, say).
     pub async fn unlock(&self) -> Result<(), ClientError> {
-        self.client().write(self.unlock_op()).await.map(|_| ())
+        let result = self.client().write(self.unlock_op()).await.map(|_| ());
+        self.session.release(&self.name);
+        result
     }
 
     /// Who holds the lock now, with which token, and who waits
@@ -152,6 +168,13 @@ impl Mutex {
 
     fn client(&self) -> &Client {
         self.session.client()
+    }
+
+    /// Keeps the session's gate of this lock closed while it is held.
+    fn hold(&self, gate: Option<tokio::sync::OwnedMutexGuard<()>>) {
+        if let Some(gate) = gate {
+            self.session.hold(&self.name, gate);
+        }
     }
 
     fn token(&self, token: u64) -> FencingToken {

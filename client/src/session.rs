@@ -1,12 +1,13 @@
 //! Sessions: a TTL the client keeps alive in the background; locks,
 //! elections and ephemeral keys belong to one and end with it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use synod_kvstore::{CloseSession, ErrorCode, KeepAlive, Op, OpenSession, Outcome, Put};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -62,6 +63,12 @@ struct Inner {
     /// Set by `close`, so drop does not close again.
     closed: AtomicBool,
     keep_alive: JoinHandle<()>,
+    /// One gate per lock name: the cluster grants a lock to a session, so
+    /// the tasks sharing this session take it one at a time (see
+    /// [`Mutex`](crate::Mutex)).
+    lock_gates: std::sync::Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    /// The gates of the locks a task of this session holds.
+    held: std::sync::Mutex<HashMap<Vec<u8>, OwnedMutexGuard<()>>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -109,6 +116,8 @@ impl Session {
                 lost,
                 closed: AtomicBool::new(false),
                 keep_alive,
+                lock_gates: std::sync::Mutex::new(HashMap::new()),
+                held: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -168,6 +177,25 @@ impl Session {
             Err(e) if e.command_code() == Some(ErrorCode::SessionNotFound) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// The gate of lock `name` among this session's tasks.
+    pub(crate) fn lock_gate(&self, name: &[u8]) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self.inner.lock_gates.lock().expect("gates lock");
+        gates.entry(name.to_vec()).or_default().clone()
+    }
+
+    /// Keeps lock `name`'s gate closed while a task of this session holds
+    /// the lock.
+    pub(crate) fn hold(&self, name: &[u8], gate: OwnedMutexGuard<()>) {
+        let mut held = self.inner.held.lock().expect("held lock");
+        held.insert(name.to_vec(), gate);
+    }
+
+    /// Opens lock `name`'s gate to the session's next task.
+    pub(crate) fn release(&self, name: &[u8]) {
+        let gate = self.inner.held.lock().expect("held lock").remove(name);
+        drop(gate);
     }
 
     pub(crate) fn lost_error(&self) -> ClientError {

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use synod_kvstore::Op;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::client::{Client, InFlight};
 
@@ -17,11 +18,14 @@ use crate::client::{Client, InFlight};
 /// the undo could be applied first and the request then take the lock for
 /// nobody. So the undo first sends that request again under its own
 /// exactly-once id and seq ([`Client::settle`]): once that is answered the
-/// request has been applied, once, and the undo comes after it.
+/// request has been applied, once, and the undo comes after it. A lock's
+/// session gate (see [`Session`](crate::Session)) stays closed until the
+/// undo is done, so a later call of the same session is not undone by it.
 pub(crate) struct UndoOnDrop {
     client: Client,
     op: Option<Op>,
     in_flight: InFlight,
+    gate: Option<OwnedMutexGuard<()>>,
 }
 
 impl UndoOnDrop {
@@ -30,7 +34,14 @@ impl UndoOnDrop {
             client: client.clone(),
             op: Some(op),
             in_flight: Arc::new(Mutex::new(None)),
+            gate: None,
         }
+    }
+
+    /// Keeps `gate` closed until the wait completes or its undo is done.
+    pub(crate) fn with_gate(mut self, gate: OwnedMutexGuard<()>) -> UndoOnDrop {
+        self.gate = Some(gate);
+        self
     }
 
     /// Where the wait's writes record what they are sending.
@@ -38,9 +49,10 @@ impl UndoOnDrop {
         &self.in_flight
     }
 
-    /// The wait completed: nothing to undo.
-    pub(crate) fn disarm(&mut self) {
+    /// The wait completed: nothing to undo. Returns the gate.
+    pub(crate) fn disarm(&mut self) -> Option<OwnedMutexGuard<()>> {
         self.op = None;
+        self.gate.take()
     }
 }
 
@@ -50,6 +62,7 @@ impl Drop for UndoOnDrop {
             return;
         };
         let pending = self.in_flight.lock().expect("in-flight lock").take();
+        let gate = self.gate.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let client = self.client.clone();
             runtime.spawn(async move {
@@ -59,6 +72,7 @@ impl Drop for UndoOnDrop {
                 if let Err(e) = client.write(op).await {
                     tracing::debug!(error = %e, "undoing an abandoned wait failed");
                 }
+                drop(gate);
             });
         }
     }
