@@ -50,13 +50,14 @@ pub struct NodeMetrics {
 
 impl NodeMetrics {
     /// A registry holding these metrics, the size of `data_dir`'s log and
-    /// state file, and the peer links' counters.
-    pub fn registry(&self, data_dir: PathBuf, peers: PeerLinks) -> Registry {
+    /// state file, the peer links' counters and the QUIC endpoints'.
+    pub fn registry(&self, data_dir: PathBuf, peers: PeerLinks, quic: QuicEndpoints) -> Registry {
         let mut registry = Registry::with_prefix("synod");
         self.core.register(&mut registry);
         self.clients.register(&mut registry);
         registry.register_collector(Box::new(StorageCollector { data_dir }));
         registry.register_collector(Box::new(peers));
+        registry.register_collector(Box::new(quic));
         registry
     }
 }
@@ -494,6 +495,62 @@ impl Collector for PeerLinks {
                 let metric = family.encode_family(&label)?;
                 ConstCounter::new(field(&stats)).encode(metric)?;
             }
+        }
+        let mut family = encoder.encode_descriptor(
+            "peer_rtt",
+            "Round-trip time to a peer (QUIC's smoothed estimate) when a batch was last sent",
+            Some(&Unit::Seconds),
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for peer in &self.peers {
+            if let Some(stats) = self.sender.stats(*peer) {
+                let label = PeerLabel { peer: peer.0 };
+                let metric = family.encode_family(&label)?;
+                ConstGauge::new(stats.rtt_micros as f64 / 1e6).encode(metric)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the QUIC endpoints' accept-side counters at scrape time.
+#[derive(Debug)]
+pub struct QuicEndpoints {
+    /// The peer endpoint's.
+    pub peer: synod_net::ServerStatsReader,
+    /// The client endpoint's.
+    pub client: synod_net::ServerStatsReader,
+}
+
+impl Collector for QuicEndpoints {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (peer, client) = (self.peer.snapshot(), self.client.snapshot());
+        let counters = [
+            (
+                "quic_client_connections",
+                "Client QUIC connections accepted",
+                client.client_connections,
+            ),
+            (
+                "quic_client_requests_overloaded",
+                "Client requests answered OVERLOADED (the request queue was full)",
+                client.requests_overloaded,
+            ),
+            (
+                "quic_bad_streams",
+                "Peer and client streams closed for an oversized or malformed frame",
+                peer.bad_streams + client.bad_streams,
+            ),
+            (
+                "quic_rejected_peer_connections",
+                "Peer connections closed because the certificate names no node",
+                peer.rejected_peer_connections,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
         }
         Ok(())
     }

@@ -83,6 +83,7 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
         .map(|p| (NodeId(p.id), p.addr))
         .collect();
     let mut peer_net = peer_endpoint.start(peer_addrs);
+    let peer_stats = peer_net.handle.stats_reader();
     let mut client_net = client_endpoint.start(HashMap::new());
 
     let (inbox_tx, inbox) = mpsc::channel(PEER_QUEUE);
@@ -152,7 +153,14 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
     }
     if let Some(listener) = metrics_listener {
         let endpoint = crate::http::OpsEndpoint {
-            registry: metrics.registry(config.data_dir.clone(), peer_links),
+            registry: metrics.registry(
+                config.data_dir.clone(),
+                peer_links,
+                crate::metrics::QuicEndpoints {
+                    peer: peer_stats,
+                    client: client_net.handle.stats_reader(),
+                },
+            ),
             node: handle.clone(),
             core: metrics.core.clone(),
         };

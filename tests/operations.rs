@@ -120,6 +120,9 @@ fn a_scrape_during_a_write_load_shows_the_nodes_work() {
         "synod_state_machine_bytes",
         "synod_peer_messages_sent_total",
         "synod_peer_messages_dropped_total",
+        "synod_peer_rtt_seconds",
+        "synod_quic_client_connections_total",
+        "synod_quic_bad_streams_total",
     ] {
         assert!(families.iter().any(|f| f == family), "{family} missing");
     }
@@ -170,6 +173,9 @@ fn a_scrape_during_a_write_load_shows_the_nodes_work() {
             r#"synod_peer_messages_sent_total{{peer="{peer}"}}"#
         )) > 0.0
     );
+    assert!(sample(&format!(r#"synod_peer_rtt_seconds{{peer="{peer}"}}"#)) > 0.0);
+    // The follower's endpoint dialed the leader's client port.
+    assert!(sample("synod_quic_client_connections_total") >= 1.0);
 
     let (_, text) = get(metrics_port(&cluster, follower), "/metrics");
     let (samples, _) = parse(&text);

@@ -246,6 +246,17 @@ pub struct NetHandle {
     counters: Arc<ServerCounters>,
 }
 
+/// Reads a [`NetHandle`]'s [`ServerStats`]; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ServerStatsReader(Arc<ServerCounters>);
+
+impl ServerStatsReader {
+    /// What the accepting side has seen so far.
+    pub fn snapshot(&self) -> ServerStats {
+        self.0.snapshot()
+    }
+}
+
 impl NetHandle {
     /// The bound address (`None` only if the OS would not say).
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -255,6 +266,12 @@ impl NetHandle {
     /// What the accepting side has seen so far.
     pub fn server_stats(&self) -> ServerStats {
         self.counters.snapshot()
+    }
+
+    /// A reader of [`server_stats`](NetHandle::server_stats) that can be
+    /// kept apart from the handle (by a metrics exporter).
+    pub fn stats_reader(&self) -> ServerStatsReader {
+        ServerStatsReader(self.counters.clone())
     }
 
     /// Closes every connection (peers see [`CLOSE_SHUTDOWN`] and start

@@ -32,8 +32,8 @@ pub mod wire;
 
 pub use client_service::{ClientConnection, IncomingRequest, Responder};
 pub use endpoint::{
-    NetHandle, NetOptions, NodeEndpoint, NodeNet, CLOSE_NOT_A_NODE, CLOSE_SHUTDOWN,
-    CLOSE_UNKNOWN_ALPN, STREAM_FRAME_TOO_LARGE, STREAM_MALFORMED,
+    NetHandle, NetOptions, NodeEndpoint, NodeNet, ServerStatsReader, CLOSE_NOT_A_NODE,
+    CLOSE_SHUTDOWN, CLOSE_UNKNOWN_ALPN, STREAM_FRAME_TOO_LARGE, STREAM_MALFORMED,
 };
 pub use error::{FrameError, NetError, WireError};
 pub use peer::{PeerSender, SendError};

@@ -44,7 +44,7 @@ use crate::endpoint::{AcceptContext, NetOptions, CLOSE_NOT_A_NODE};
 use crate::endpoint::{STREAM_FRAME_TOO_LARGE, STREAM_MALFORMED};
 use crate::error::FrameError;
 use crate::frame::{encode_frame_into, read_frame, MAX_PEER_FRAME_BYTES};
-use crate::stats::{add, PeerCounters, PeerStats};
+use crate::stats::{add, set, PeerCounters, PeerStats};
 use crate::tls::{node_name, peer_node_id};
 use crate::wire::{decode_peer, encode_peer};
 
@@ -323,7 +323,10 @@ impl SenderTask {
         }
         .await;
         match result {
-            Ok(()) => add(&self.counters.sent, count),
+            Ok(()) => {
+                add(&self.counters.sent, count);
+                set(&self.counters.rtt_micros, conn.rtt().as_micros() as u64);
+            }
             Err(err) => {
                 add(&self.counters.lost, count);
                 debug!(%err, "batch not written");

@@ -25,6 +25,9 @@ pub struct PeerStats {
     pub connects: u64,
     /// Connection attempts that failed (each followed by a backoff).
     pub connect_failures: u64,
+    /// The connection's smoothed round-trip time (QUIC's estimate) when a
+    /// batch was last written, in microseconds; 0 before the first.
+    pub rtt_micros: u64,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +39,7 @@ pub(crate) struct PeerCounters {
     pub oversized: AtomicU64,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
+    pub rtt_micros: AtomicU64,
 }
 
 impl PeerCounters {
@@ -48,6 +52,7 @@ impl PeerCounters {
             oversized: get(&self.oversized),
             connects: get(&self.connects),
             connect_failures: get(&self.connect_failures),
+            rtt_micros: get(&self.rtt_micros),
         }
     }
 }
@@ -100,6 +105,11 @@ impl ServerCounters {
             requests_overloaded: get(&self.requests_overloaded),
         }
     }
+}
+
+/// Sets a gauge to `value`.
+pub(crate) fn set(gauge: &AtomicU64, value: u64) {
+    gauge.store(value, Ordering::Relaxed);
 }
 
 /// Adds `n` to a counter.
