@@ -92,7 +92,7 @@ pub(crate) fn campaign(
         });
     }
     if record.holder == 0 {
-        debug_assert!(
+        assert!(
             record.waiters.is_empty(),
             "a leaderless election has no waiters"
         );

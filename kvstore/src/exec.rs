@@ -513,12 +513,22 @@ pub(crate) fn execute<'txn>(
         key_ttl: request.key_ttl,
         bugs,
     };
+    let next_revision = *revision + 1;
     match writer.run(request, op) {
         Ok(outcome) => {
+            // Replicated state: checked in release builds too.
+            assert_eq!(
+                writer.revision, next_revision,
+                "a command moves the revision by exactly one"
+            );
             if writer.changed {
                 *revision = writer.revision;
             } else {
-                debug_assert_eq!(writer.effects.events.len(), events_before);
+                assert_eq!(
+                    writer.effects.events.len(),
+                    events_before,
+                    "an event from a command that changed nothing"
+                );
             }
             Ok(outcome)
         }

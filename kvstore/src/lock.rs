@@ -101,7 +101,7 @@ pub(crate) fn lock(w: &mut Writer<'_, '_>, lock: &Lock) -> Result<LockResponse, 
     }
     let grant_held = w.bugs.has(Bug::GrantHeldLocks) && record.holder != 0;
     if (record.holder == 0 || grant_held) && !delayed {
-        debug_assert!(
+        assert!(
             grant_held || record.waiters.is_empty(),
             "a free lock has no waiters"
         );

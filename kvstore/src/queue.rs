@@ -68,7 +68,7 @@ pub(crate) fn remove_waiter(record: &mut QueueRecord, session: u64) -> bool {
 /// Make the next waiter (if any) the holder at `revision`; returns it. The record must have no
 /// holder.
 pub(crate) fn promote_next(record: &mut QueueRecord, revision: u64) -> Option<Waiter> {
-    debug_assert_eq!(record.holder, 0, "promote only into a free record");
+    assert_eq!(record.holder, 0, "promote only into a free record");
     if record.waiters.is_empty() {
         return None;
     }

@@ -90,8 +90,10 @@ pub struct Replica {
     /// Slots through here are captured by a state-machine snapshot and gone
     /// from `log` (durable).
     pub(crate) compacted_through: Slot,
-    /// Every slot through here is chosen (and in `log` above
-    /// `compacted_through`).
+    /// Every slot through here is chosen. Above `compacted_through` the log
+    /// marks it chosen, except the slots a restarted node's state machine
+    /// had applied (it restarts with `commit` there, and its log may hold
+    /// them only as accepted).
     pub(crate) commit: Slot,
     /// Committed slots through here were handed to the driver to apply.
     pub(crate) delivered: Slot,
@@ -459,11 +461,36 @@ impl Replica {
         }
     }
 
+    /// The relations between the fields that every step keeps (checked
+    /// after each, in O(log n)):
+    /// - `compacted_through <= delivered == commit`: everything chosen is
+    ///   handed to the driver within the step, and only applied slots are
+    ///   compacted;
+    /// - `log` holds no slot at or below `compacted_through`;
+    /// - ballot rounds stay usable; `log_bytes` is zero exactly when the log
+    ///   is empty;
+    /// - a candidate holds fewer complete promises than a quorum (with a
+    ///   quorum it leads), none from an acceptor that refused it;
+    /// - a leader's ballot is its own acceptor's promise (an acceptor that
+    ///   promised a higher ballot made its node step down in that step), and
+    ///   its next slot is above the commit index.
     fn check_invariants(&self) {
         assert_eq!(
             self.delivered, self.commit,
             "committed values not delivered"
         );
+        assert!(
+            self.compacted_through <= self.delivered,
+            "compacted past the applied slots"
+        );
+        assert!(
+            self.log
+                .keys()
+                .next()
+                .is_none_or(|first| *first > self.compacted_through),
+            "a log slot at or below the compaction point"
+        );
+
         assert!(
             self.promised.round_in_range() && self.max_round_seen <= Ballot::MAX_ROUND,
             "ballot round above the highest usable one"
@@ -472,10 +499,23 @@ impl Replica {
             self.log.is_empty() == (self.log_bytes == 0),
             "log byte count out of step with the log"
         );
-        if let RoleState::Leader(leader) = &self.role {
+        if let RoleState::Candidate(candidate) = &self.role {
             assert!(
-                leader.ballot <= self.promised,
-                "leader above its own promise"
+                candidate.promises.len() < self.config.quorum(),
+                "a candidate with a quorum of promises"
+            );
+            assert!(
+                candidate
+                    .promises
+                    .keys()
+                    .all(|p| !candidate.refused_by.contains(p)),
+                "an acceptor counted as promising and refusing"
+            );
+        }
+        if let RoleState::Leader(leader) = &self.role {
+            assert_eq!(
+                leader.ballot, self.promised,
+                "a leader whose own acceptor promised another ballot"
             );
             assert!(
                 leader.next_slot > self.commit,
