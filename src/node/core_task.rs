@@ -109,6 +109,7 @@ where
         clock,
         writes: HashMap::new(),
         reads: HashMap::new(),
+        snapshots: HashMap::new(),
         applied_events: applied_events.clone(),
     };
     let handle = NodeHandle {
@@ -121,6 +122,7 @@ where
 
 type WriteReply = oneshot::Sender<WriteAnswer>;
 type ReadReply = oneshot::Sender<Result<Response, NodeError>>;
+type SnapshotReply = oneshot::Sender<Result<Snapshot, NodeError>>;
 
 struct CoreTask<S> {
     node: Node,
@@ -132,6 +134,8 @@ struct CoreTask<S> {
     writes: HashMap<(u64, u64), Vec<WriteReply>>,
     /// Clients waiting for their read.
     reads: HashMap<ReadId, ReadReply>,
+    /// Clients waiting for a snapshot for a backup.
+    snapshots: HashMap<ReadId, SnapshotReply>,
     /// Each applied slot's watch events, for waiting watchers.
     applied_events: broadcast::Sender<Arc<AppliedEvents>>,
 }
@@ -229,6 +233,13 @@ impl<S: Storage> CoreTask<S> {
             CoreCall::Status(respond) => {
                 let _ = respond.send(self.node.status());
             }
+            CoreCall::Snapshot {
+                consistency,
+                respond,
+            } => {
+                let id = self.node.snapshot_for_backup(now, consistency);
+                self.snapshots.insert(id, respond);
+            }
         }
     }
 
@@ -268,6 +279,11 @@ impl<S: Storage> CoreTask<S> {
                 }
                 Answer::Read { id, answer } => {
                     if let Some(reply) = self.reads.remove(&id) {
+                        let _ = reply.send(answer);
+                    }
+                }
+                Answer::Snapshot { id, answer } => {
+                    if let Some(reply) = self.snapshots.remove(&id) {
                         let _ = reply.send(answer);
                     }
                 }
