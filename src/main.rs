@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use prost::Message as _;
-use synod::cli::StartFlags;
+use synod::cli::{ClusterFlags, StartFlags};
 use synod::dev;
 use synod_net::certs::{self, CertAuthority};
 use synod_net::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, StatusCall};
@@ -67,27 +67,11 @@ enum Command {
         seconds: u64,
     },
     /// Show each node's role, ballot, commit index and applied index.
-    Status {
-        /// Client addresses of the nodes to ask (default: the `synod dev`
-        /// cluster's).
-        #[arg(long = "node")]
-        nodes: Vec<SocketAddr>,
-        /// The `synod dev` cluster's directory (for its addresses and
-        /// client certificate).
-        #[arg(long, default_value = "synod-data")]
-        data_dir: PathBuf,
-        /// The base port of that `synod dev` cluster.
-        #[arg(long, default_value_t = 7400)]
-        base_port: u16,
-        /// CA certificate (defaults to the dev cluster's).
-        #[arg(long)]
-        ca: Option<PathBuf>,
-        /// Client certificate (defaults to the dev cluster's).
-        #[arg(long)]
-        cert: Option<PathBuf>,
-        /// Client key (defaults to the dev cluster's).
-        #[arg(long)]
-        key: Option<PathBuf>,
+    Status(ClusterFlags),
+    /// Back up a live cluster to a file, or seed a new cluster from one.
+    Snapshot {
+        #[command(subcommand)]
+        what: synod::backup::cli::SnapshotCommand,
     },
 }
 
@@ -160,14 +144,8 @@ fn main() -> anyhow::Result<()> {
             }
             anyhow::Ok(())
         }),
-        Command::Status {
-            nodes,
-            data_dir,
-            base_port,
-            ca,
-            cert,
-            key,
-        } => runtime.block_on(show_status(nodes, data_dir, base_port, ca, cert, key)),
+        Command::Status(cluster) => runtime.block_on(show_status(&cluster)),
+        Command::Snapshot { what } => runtime.block_on(synod::backup::cli::run(what)),
     }
 }
 
@@ -266,28 +244,9 @@ fn make_cert(dir: &Path, what: CertKind) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show_status(
-    mut nodes: Vec<SocketAddr>,
-    data_dir: PathBuf,
-    base_port: u16,
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let certs_dir = data_dir.join("certs");
-    let pick = |given: Option<PathBuf>, file: &str| -> anyhow::Result<PathBuf> {
-        Ok(given.unwrap_or_else(|| certs_dir.join(file)))
-    };
-    let tls = TlsIdentity::from_pem_files(
-        &pick(ca, "ca.pem")?,
-        &pick(cert, &format!("{}.pem", dev::DEV_CLIENT))?,
-        &pick(key, &format!("{}.key", dev::DEV_CLIENT))?,
-    )?;
-    if nodes.is_empty() {
-        nodes = (1..=dev::DEV_NODES)
-            .map(|id| dev::dev_addrs(base_port, id).1)
-            .collect();
-    }
+async fn show_status(cluster: &ClusterFlags) -> anyhow::Result<()> {
+    let tls = cluster.tls()?;
+    let nodes = cluster.node_addrs();
     println!(
         "{:<22} {:>4} {:<10} {:>14} {:>6} {:>10} {:>10} {:>10}",
         "node", "id", "role", "ballot", "leader", "commit", "applied", "revision"

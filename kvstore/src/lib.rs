@@ -39,7 +39,7 @@ pub mod error;
 mod exec;
 pub mod expiry;
 pub mod expiry_command;
-mod fnv;
+pub mod fnv;
 mod install;
 pub mod key_expiry_clock;
 pub mod limits;
