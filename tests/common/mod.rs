@@ -25,8 +25,21 @@ impl ProcessCluster {
     /// Prepares certificates and configurations in a fresh directory named
     /// after `name` and starts the three nodes.
     pub fn start(name: &str) -> ProcessCluster {
-        let dir = std::env::temp_dir().join(format!("synod-{name}-{}", std::process::id()));
+        let dir = Self::fresh_dir(name);
         let _ = std::fs::remove_dir_all(&dir);
+        Self::start_in(dir)
+    }
+
+    /// The directory `start(name)` uses, for clusters prepared another way
+    /// (such as `synod snapshot restore --dev`) before `start_in`.
+    pub fn fresh_dir(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("synod-{name}-{}", std::process::id()))
+    }
+
+    /// Starts the three nodes of the `synod dev`-style cluster in `dir`
+    /// (certificates and data made when missing, kept when there), on
+    /// ports of their own.
+    pub fn start_in(dir: PathBuf) -> ProcessCluster {
         // Each cluster of this process gets its own 30 ports; processes
         // are spread over the port space by their id.
         static NEXT_CLUSTER: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
