@@ -57,6 +57,9 @@ pub enum SaveError {
     /// The destination exists already.
     #[error("{0} exists already; refusing to overwrite it")]
     Exists(PathBuf),
+    /// The temporary file of an interrupted save is in the way.
+    #[error("{0} is left from an interrupted save; remove it and save again")]
+    Leftover(PathBuf),
     /// The destination file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -99,6 +102,9 @@ pub async fn save(
         return Err(SaveError::Exists(path.to_path_buf()));
     }
     let part = part_path(path);
+    if part.exists() {
+        return Err(SaveError::Leftover(part));
+    }
     let write_error = |source| SaveError::Write {
         path: path.to_path_buf(),
         source,
