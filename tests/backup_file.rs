@@ -269,3 +269,31 @@ fn the_source_clusters_own_ca_is_refused() {
     let (new_ca_path, _) = new_ca(&dir.0.join("new-ca"));
     check_new_cluster(&header, &new_ca_path).unwrap();
 }
+
+#[test]
+fn a_backup_of_another_format_is_refused_by_name() {
+    let dir = TempDir::new("format");
+    let sm = source_state(&dir.0, 3);
+    let mut bytes = backup_bytes(&sm, 1024, Vec::new());
+    bytes[8] = 2; // the file format number, little-endian
+    let err = read_all(&bytes).unwrap_err();
+    assert!(
+        matches!(err, BackupFileError::UnsupportedFormat { found: 2 }),
+        "{err}"
+    );
+
+    let header = BackupHeader {
+        snapshot_format: 99,
+        ..BackupHeader::default()
+    };
+    let mut bytes = Vec::new();
+    drop(BackupWriter::new(&mut bytes, header).unwrap());
+    let err = read_all(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackupFileError::UnsupportedSnapshotFormat { found: 99 }
+        ),
+        "{err}"
+    );
+}

@@ -22,15 +22,15 @@
 //! flipped bit. On top of that the chunks carry the snapshot's own state hash, which the
 //! installer checks on restore.
 //!
-//! [`BackupReader`] refuses, with the byte offset, anything else: another magic or format, a
-//! length over the limit, a checksum mismatch, an undecodable record, chunks out of order or of
-//! two snapshots, a missing trailer (a truncated file), bytes after it.
+//! [`BackupReader`] refuses, with the byte offset, anything else: another magic, file format or
+//! snapshot format, a length over the limit, a checksum mismatch, an undecodable record, chunks
+//! out of order or of two snapshots, a missing trailer (a truncated file), bytes after it.
 
 use std::io::{Read, Write};
 
 use prost::Message as _;
 use synod_kvstore::fnv::Fnv;
-use synod_kvstore::snapshot::MAX_SNAPSHOT_CHUNK_BYTES;
+use synod_kvstore::snapshot::{MAX_SNAPSHOT_CHUNK_BYTES, SNAPSHOT_FORMAT};
 use synod_kvstore::SnapshotChunk;
 
 /// What a backup file starts with.
@@ -95,6 +95,15 @@ pub enum BackupFileError {
     #[error("backup format {found} is not supported (this version reads format {BACKUP_FORMAT})")]
     UnsupportedFormat {
         /// The format the file names.
+        found: u32,
+    },
+    /// The chunks are of a snapshot format this version does not install.
+    #[error(
+        "the backup holds snapshot format {found}; this version installs snapshot format \
+         {SNAPSHOT_FORMAT}"
+    )]
+    UnsupportedSnapshotFormat {
+        /// The snapshot format the header names.
         found: u32,
     },
     /// The file ends before its trailer.
@@ -269,6 +278,11 @@ impl<R: Read> BackupReader<R> {
                 offset: at,
                 reason: format!("undecodable header: {e}"),
             })?;
+        if reader.header.snapshot_format != SNAPSHOT_FORMAT {
+            return Err(BackupFileError::UnsupportedSnapshotFormat {
+                found: reader.header.snapshot_format,
+            });
+        }
         Ok(reader)
     }
 
