@@ -46,6 +46,7 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
     let id = NodeId(config.id);
     let tls = TlsIdentity::from_pem_files(&config.tls.ca, &config.tls.cert, &config.tls.key)
         .context("cannot load the node's certificates")?;
+    crate::backup::origin::check_start(&config.data_dir, tls.ca_certificates())?;
     let store = NodeStore::open_with(
         &config.data_dir,
         config.exactly_once.state_machine_options(),

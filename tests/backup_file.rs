@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use prost::Message as _;
 
 use synod::backup::file::{BackupFileError, BackupHeader, BackupReader, BackupWriter};
+use synod::backup::origin::{check_start, OriginError};
 use synod::backup::restore::{check_new_cluster, restore_data_dir, verify, RestoreError};
 use synod_kvstore::{NodeStore, Op, Options, Put, Request, StateMachine};
 use synod_net::certs::{self, CertAuthority};
@@ -102,7 +103,7 @@ fn a_restored_data_dir_holds_the_snapshot_and_opens_like_a_node_that_installed_i
     let sm = source_state(&dir.0, 300);
     let (_, old_ca) = new_ca(&dir.0.join("old-ca"));
     let file = dir.0.join("backup.snap");
-    std::fs::write(&file, backup_bytes(&sm, 4096, vec![old_ca])).unwrap();
+    std::fs::write(&file, backup_bytes(&sm, 4096, vec![old_ca.clone()])).unwrap();
 
     let verified = verify(&file).unwrap();
     assert_eq!(verified.header.applied_index, 300);
@@ -135,6 +136,16 @@ fn a_restored_data_dir_holds_the_snapshot_and_opens_like_a_node_that_installed_i
         Ballot(0),
         "no promise from the old cluster"
     );
+
+    // The directory remembers its source cluster: `synod start` refuses its CA.
+    let (_, new_ca) = new_ca(&dir.0.join("another-ca"));
+    let err = check_start(&node, &[old_ca]).unwrap_err();
+    assert!(matches!(err, OriginError::SourceCluster { .. }), "{err}");
+    assert!(err.to_string().contains("restored from a backup"), "{err}");
+    check_start(&node, std::slice::from_ref(&new_ca)).unwrap();
+    let never_restored = dir.0.join("plain");
+    drop(NodeStore::open(&never_restored).unwrap());
+    check_start(&never_restored, &[new_ca]).unwrap();
 }
 
 #[test]

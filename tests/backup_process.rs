@@ -2,8 +2,9 @@
 //! `synod snapshot save` runs; `synod snapshot restore --dev` seeds a new 3-node cluster (new
 //! directory, new CA, new ports) from the file; every write acknowledged before the save began
 //! is there with its value, and the restored cluster takes new writes. Also: only a client
-//! certificate may save, restore refuses a non-empty directory and the source cluster's CA, and
-//! the old cluster's certificates are strangers to the new cluster. No timing is asserted.
+//! certificate may save, restore refuses a non-empty directory and the source cluster's CA, a
+//! restored node will not start with the old cluster's CA, and the old cluster's certificates
+//! are strangers to the new cluster. No timing is asserted.
 
 mod common;
 
@@ -222,6 +223,37 @@ async fn a_backup_saved_under_load_restores_every_acknowledged_write_into_a_new_
         text(&restored.stderr)
     );
     println!("{}", text(&restored.stdout).trim());
+
+    // A restored node started with the old cluster's certificates refuses to run.
+    let mut wrong = tokio::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args([
+            "start",
+            "--config",
+            path(&restored_dir.join("node1.toml")),
+            "--ca",
+            path(&certs.join("ca.pem")),
+            "--cert",
+            path(&certs.join("node-1.pem")),
+            "--key",
+            path(&certs.join("node-1.key")),
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), wrong.wait())
+        .await
+        .expect("a restored node with the old cluster's CA stops at once")
+        .unwrap();
+    assert!(!status.success());
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut wrong.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("restored from a backup"), "{stderr}");
+
     let target = ProcessCluster::start_in(restored_dir.clone());
     assert_ne!(target.base_port, source.base_port);
     target

@@ -12,7 +12,8 @@
 //! certificates the cluster's CA signed. The backup records the source cluster's CA
 //! certificates, and a restore refuses a target that trusts any of them, so a restored node can
 //! never join, or be joined by, a node of the cluster it was saved from, even if a peer address
-//! is wrong. (`synod snapshot restore --dev` makes a new CA, as `synod dev` does in a fresh
+//! is wrong. The data directory keeps that record (`restored-from.toml`, see
+//! [`origin`](super::origin)) and `synod start` checks it again. (`synod snapshot restore --dev` makes a new CA, as `synod dev` does in a fresh
 //! directory.)
 //!
 //! # Never overwrites
@@ -29,6 +30,7 @@ use synod_kvstore::{NodeStore, Options, SnapshotError, SnapshotInstaller, Storag
 use synod_paxos::{Record, Slot, Storage};
 
 use super::file::{BackupFileError, BackupHeader, BackupReader};
+use super::origin::RestoredFrom;
 
 /// What a backup file holds, once [`verify`] read all of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,6 +264,9 @@ fn build(path: &Path, staging: &Path, options: Options) -> Result<(u64, u64), Re
         .log
         .persist(&[Record::Compacted(Slot(applied_index))])
         .map_err(storage_error)?;
+    RestoredFrom::of(reader.header())
+        .write(staging)
+        .map_err(|e| storage_error(e.into()))?;
     let (durable, applied) = store.recovery_state().map_err(storage_error)?;
     assert_eq!(
         (durable.compacted_through, applied),
