@@ -119,7 +119,12 @@ impl Responder {
     /// `None` if the client is gone.
     pub fn respond_stream(self) -> Option<ResponseStream> {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        self.tx.send(Reply::Stream(rx)).ok()?;
+        self.tx
+            .send(Reply::Stream {
+                request_id: self.request_id,
+                frames: rx,
+            })
+            .ok()?;
         Some(ResponseStream::new(self.request_id, tx))
     }
 
@@ -187,8 +192,8 @@ impl StreamContext {
             Ok(Some(frame)) => match ClientRequest::decode(&frame[..]) {
                 Ok(request) => match self.hand_over(request, &send).await {
                     Some(Reply::One(response)) => response,
-                    Some(Reply::Stream(frames)) => {
-                        write_stream(&mut send, frames).await;
+                    Some(Reply::Stream { request_id, frames }) => {
+                        write_stream(&mut send, request_id, frames).await;
                         return;
                     }
                     None => return,

@@ -29,7 +29,12 @@ pub(crate) enum Reply {
     /// One frame.
     One(ClientResponse),
     /// Frames, in order, until one with `more = false`.
-    Stream(mpsc::Receiver<ClientResponse>),
+    Stream {
+        /// The request they answer.
+        request_id: u64,
+        /// The frames.
+        frames: mpsc::Receiver<ClientResponse>,
+    },
 }
 
 /// The runtime's end of a server stream; see the [module docs](self).
@@ -85,6 +90,7 @@ impl ResponseStream {
 /// is finished or the client is gone.
 pub(crate) async fn write_stream(
     send: &mut quinn::SendStream,
+    request_id: u64,
     mut frames: mpsc::Receiver<ClientResponse>,
 ) {
     loop {
@@ -94,7 +100,7 @@ pub(crate) async fn write_stream(
         };
         let mut frame = frame.unwrap_or_else(|| {
             ClientResponse::error(
-                0,
+                request_id,
                 ErrorCode::Unavailable,
                 "the node ended the response stream early",
             )
