@@ -1,6 +1,6 @@
 //! The `synod snapshot` subcommands: `save`, `verify`, `restore`. Errors become words here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -137,46 +137,49 @@ fn restore_cluster(
         });
     }
     if let Some(dir) = &dev {
-        // The whole cluster directory must be new: its certificates are made here.
+        // The whole cluster directory must be new: its certificates are made here, and all of
+        // it is removed again if the restore fails.
         check_empty(dir)?;
-        match dev_targets(dir) {
-            Ok(dev_targets) => targets.extend(dev_targets),
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(dir);
-                return Err(e);
-            }
+        let seeded = dev_targets(dir).and_then(|dev_targets| seed(&file, &verified, &dev_targets));
+        if seeded.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
         }
+        seeded?;
+        println!(
+            "start the new cluster with `synod dev --data-dir {}` (add --base-port P if the old \
+             one still runs on 7400)",
+            dir.display()
+        );
+        return Ok(());
     }
     if targets.is_empty() {
         anyhow::bail!("name the new nodes: --dev DIR, --config FILE or --data-dir DIR --ca FILE");
     }
+    seed(&file, &verified, &targets)
+}
+
+/// Checks every target, then seeds each data directory from the backup at `file`.
+fn seed(file: &Path, verified: &VerifiedBackup, targets: &[Target]) -> anyhow::Result<()> {
     // Every check before anything is written.
-    for target in &targets {
+    for target in targets {
         check_empty(&target.data_dir)?;
         check_new_cluster(&verified.header, &target.ca)?;
     }
-    for target in &targets {
+    for target in targets {
         let started = Instant::now();
         let (applied_index, revision) =
-            restore_data_dir(&file, &target.data_dir, target.options.clone())?;
+            restore_data_dir(file, &target.data_dir, target.options.clone())?;
         println!(
             "restored {}: applied index {applied_index}, revision {revision}, in {:.2} s",
             target.data_dir.display(),
             started.elapsed().as_secs_f64()
         );
     }
-    if let Some(dir) = dev {
-        println!(
-            "start the new cluster with `synod dev --data-dir {}` (add --base-port P if the old \
-             one still runs on 7400)",
-            dir.display()
-        );
-    }
     Ok(())
 }
 
 /// Makes a new `synod dev` cluster's certificates and configurations in `dir`; its nodes.
-fn dev_targets(dir: &std::path::Path) -> anyhow::Result<Vec<Target>> {
+fn dev_targets(dir: &Path) -> anyhow::Result<Vec<Target>> {
     let configs = crate::dev::prepare(dir, 7400)?;
     Ok(configs
         .into_iter()
@@ -188,7 +191,7 @@ fn dev_targets(dir: &std::path::Path) -> anyhow::Result<Vec<Target>> {
         .collect())
 }
 
-fn describe(file: &std::path::Path, verified: &VerifiedBackup) -> String {
+fn describe(file: &Path, verified: &VerifiedBackup) -> String {
     format!(
         "{} is whole: applied index {}, revision {}, {} entries, {} chunks, {} bytes, saved from {}",
         file.display(),
