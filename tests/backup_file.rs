@@ -107,6 +107,7 @@ fn a_restored_data_dir_holds_the_snapshot_and_opens_like_a_node_that_installed_i
 
     let verified = verify(&file).unwrap();
     assert_eq!(verified.header.applied_index, 300);
+    assert_eq!(verified.keys, 600, "two keys a slot");
     assert!(verified.chunks > 10, "cut into many chunks");
     assert_eq!(verified.bytes, std::fs::metadata(&file).unwrap().len());
 

@@ -91,7 +91,7 @@ pub use response::{
 pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};
 pub use sim_backend::SimRedbBackend;
-pub use snapshot::{Snapshot, SnapshotChunk, MAX_SNAPSHOT_REVISION};
+pub use snapshot::{EntryTally, Snapshot, SnapshotChunk, MAX_SNAPSHOT_REVISION};
 pub use state_machine::{AppliedSlot, Options, StateMachine};
 pub use tables::{kind_name, KIND_HASH, KIND_LIST, KIND_SET, KIND_STRING, KIND_ZSET};
 pub use wal::{format as wal_format, LogError, WalLog, WalOptions, WAL_FORMAT};

@@ -74,11 +74,12 @@ pub async fn run(command: SnapshotCommand) -> anyhow::Result<()> {
             let started = Instant::now();
             let saved = save(&cluster.node_addrs(), &tls, serializable, &file).await?;
             println!(
-                "saved {}: applied index {}, revision {}, {} entries, {} chunks, {} bytes, from {} \
-                 in {:.2} s",
+                "saved {}: applied index {}, revision {}, {} keys ({} entries), {} chunks, {} \
+                 bytes, from {} in {:.2} s",
                 file.display(),
                 saved.applied_index,
                 saved.revision,
+                saved.keys,
                 saved.entries,
                 saved.chunks,
                 saved.bytes,
@@ -193,10 +194,12 @@ fn dev_targets(dir: &Path) -> anyhow::Result<Vec<Target>> {
 
 fn describe(file: &Path, verified: &VerifiedBackup) -> String {
     format!(
-        "{} is whole: applied index {}, revision {}, {} entries, {} chunks, {} bytes, saved from {}",
+        "{} is whole: applied index {}, revision {}, {} keys ({} entries), {} chunks, {} bytes, \
+         saved from {}",
         file.display(),
         verified.header.applied_index,
         verified.header.revision,
+        verified.keys,
         verified.entries,
         verified.chunks,
         verified.bytes,

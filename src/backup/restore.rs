@@ -26,7 +26,9 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use synod_kvstore::{NodeStore, Options, SnapshotError, SnapshotInstaller, StorageError};
+use synod_kvstore::{
+    EntryTally, NodeStore, Options, SnapshotError, SnapshotInstaller, StorageError,
+};
 use synod_paxos::{Record, Slot, Storage};
 
 use super::file::{BackupFileError, BackupHeader, BackupReader};
@@ -39,6 +41,8 @@ pub struct VerifiedBackup {
     pub header: BackupHeader,
     /// Chunks in the file.
     pub chunks: u64,
+    /// Keys in the snapshot (of every type).
+    pub keys: u64,
     /// Entries in the snapshot, from its last chunk.
     pub entries: u64,
     /// The file's size.
@@ -131,9 +135,11 @@ pub fn verify(path: &Path) -> Result<VerifiedBackup, RestoreError> {
     };
     let mut chunks = 0;
     let mut entries = 0;
+    let mut tally = EntryTally::default();
     while let Some(chunk) = reader.next_chunk().map_err(file_error)? {
         chunks += 1;
         entries = chunk.entry_count;
+        tally.push(&chunk.data);
     }
     let header = reader.header().clone();
     if header.applied_index == 0 {
@@ -142,6 +148,7 @@ pub fn verify(path: &Path) -> Result<VerifiedBackup, RestoreError> {
     Ok(VerifiedBackup {
         header,
         chunks,
+        keys: tally.keys,
         entries,
         bytes: reader.bytes_read(),
     })

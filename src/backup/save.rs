@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
-use synod_kvstore::SnapshotChunk;
+use synod_kvstore::{EntryTally, SnapshotChunk};
 use synod_net::proto::api::{
     api_request::Call, api_response, ApiRequest, ApiResponse, SnapshotSaveCall,
 };
@@ -42,6 +42,8 @@ pub struct SavedBackup {
     pub applied_index: u64,
     /// The store revision there.
     pub revision: u64,
+    /// Keys in the snapshot (of every type).
+    pub keys: u64,
     /// Entries in the snapshot (keys, hash/set/list elements, sessions, locks, exactly-once
     /// records, ...), from its last chunk.
     pub entries: u64,
@@ -178,8 +180,10 @@ async fn save_from(
     let mut writer = BackupWriter::new(BufWriter::new(file), header)?;
     let mut chunk = first;
     let mut chunks = 0;
+    let mut tally = EntryTally::default();
     loop {
         writer.push(&chunk)?;
+        tally.push(&chunk.data);
         chunks += 1;
         if chunk.last {
             break;
@@ -197,6 +201,7 @@ async fn save_from(
         source: node,
         applied_index: chunk.applied_index,
         revision: chunk.revision,
+        keys: tally.keys,
         entries,
         chunks,
         bytes,
