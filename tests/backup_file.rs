@@ -309,3 +309,17 @@ fn a_backup_of_another_format_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn a_header_over_the_record_limit_is_an_error_not_a_panic() {
+    let header = BackupHeader {
+        snapshot_format: synod_kvstore::snapshot::SNAPSHOT_FORMAT,
+        source_ca_der: vec![vec![0; 64 * 1024]; 20],
+        ..BackupHeader::default()
+    };
+    let err = BackupWriter::new(Vec::new(), header).unwrap_err();
+    assert!(
+        matches!(err, BackupFileError::RecordTooLarge { what: "header", .. }),
+        "{err}"
+    );
+}

@@ -122,6 +122,15 @@ pub enum BackupFileError {
         /// What is wrong.
         reason: String,
     },
+    /// A record to write is over [`MAX_RECORD_BYTES`] (a header naming very many CA
+    /// certificates).
+    #[error("the backup's {what} is {size_bytes} bytes, over the limit of {MAX_RECORD_BYTES}")]
+    RecordTooLarge {
+        /// "header", "chunk" or "trailer".
+        what: &'static str,
+        /// Its size.
+        size_bytes: usize,
+    },
     /// The writer was given chunks out of order or of two snapshots (a bug in the caller).
     #[error("chunk {got} cannot follow chunk {expected} of this backup: {reason}")]
     BadChunk {
@@ -166,7 +175,7 @@ impl<W: Write> BackupWriter<W> {
         writer.out.write_all(&BACKUP_MAGIC)?;
         writer.out.write_all(&BACKUP_FORMAT.to_le_bytes())?;
         writer.bytes = (BACKUP_MAGIC.len() + 4) as u64;
-        writer.record(&header.encode_to_vec())?;
+        writer.record("header", &header.encode_to_vec())?;
         Ok(writer)
     }
 
@@ -192,7 +201,7 @@ impl<W: Write> BackupWriter<W> {
         {
             return Err(bad("of another snapshot"));
         }
-        self.record(&chunk.encode_to_vec())?;
+        self.record("chunk", &chunk.encode_to_vec())?;
         self.chunks += 1;
         self.finished_snapshot = chunk.last;
         Ok(())
@@ -212,17 +221,18 @@ impl<W: Write> BackupWriter<W> {
             chunks: self.chunks,
             payload_hash: self.payload_hash.0,
         };
-        self.record(&trailer.encode_to_vec())?;
+        self.record("trailer", &trailer.encode_to_vec())?;
         self.out.flush()?;
         Ok((self.out, self.bytes))
     }
 
-    fn record(&mut self, payload: &[u8]) -> Result<(), BackupFileError> {
-        assert!(
-            payload.len() <= MAX_RECORD_BYTES,
-            "a record of {} bytes is over MAX_RECORD_BYTES",
-            payload.len()
-        );
+    fn record(&mut self, what: &'static str, payload: &[u8]) -> Result<(), BackupFileError> {
+        if payload.len() > MAX_RECORD_BYTES {
+            return Err(BackupFileError::RecordTooLarge {
+                what,
+                size_bytes: payload.len(),
+            });
+        }
         self.out.write_all(&(payload.len() as u32).to_le_bytes())?;
         self.out.write_all(&checksum(payload).to_le_bytes())?;
         self.out.write_all(payload)?;
