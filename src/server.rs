@@ -459,7 +459,8 @@ impl ClientService {
 
     /// Answers a [`SnapshotSaveCall`] with a stream of the snapshot's
     /// chunks, read on a blocking thread (redb reads) and sent as the client
-    /// takes them: memory stays at a few chunks whatever the state's size.
+    /// takes them (QUIC flow control): memory stays at a few chunks plus the
+    /// connection's flow-control window, whatever the state's size.
     async fn snapshot_save(
         &self,
         client_name: Option<&str>,

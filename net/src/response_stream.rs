@@ -4,7 +4,8 @@
 //! `more = false`, and an error frame is always the last. The runtime sends frames through a
 //! [`ResponseStream`] (from [`Responder::respond_stream`](crate::Responder::respond_stream));
 //! the stream's task writes each as QUIC flow control lets it, so at most [`STREAM_QUEUE`] frames
-//! wait in memory whatever the client's speed. The client reads them with [`ResponseFrames`]
+//! wait besides what the connection's flow-control window holds in flight, whatever the
+//! client's speed. The client reads them with [`ResponseFrames`]
 //! (from [`ClientConnection::request_stream`](crate::ClientConnection::request_stream)).
 //!
 //! A client that stops reading (drops its [`ResponseFrames`]) stops the stream: the sender's next

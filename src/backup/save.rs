@@ -4,8 +4,9 @@
 //! By default the snapshot is linearizable: a follower answers NOT_LEADER with the leader's
 //! address and the save follows it, and the leader takes the snapshot once every write
 //! acknowledged before the call is applied. Writes go on meanwhile; the snapshot is one redb
-//! read transaction on the node, streamed chunk by chunk as this client writes them (memory: a
-//! few chunks on each side, whatever the state's size).
+//! read transaction on the node, streamed chunk by chunk as QUIC flow control lets them (memory:
+//! a few chunks plus the connection's flow-control window on each side, whatever the state's
+//! size).
 //!
 //! The file is written as `FILE.part` (created new), synced, renamed to `FILE` and the directory
 //! synced, so `FILE` is whole or absent; an existing `FILE` is never overwritten.
