@@ -224,6 +224,50 @@ async fn a_backup_saved_under_load_restores_every_acknowledged_write_into_a_new_
     );
     println!("{}", text(&restored.stdout).trim());
 
+    // --config: a node's own configuration names its data directory and CA. The --dev nodes are
+    // seeded now (refused, untouched); a node of a new CA in a fresh directory is seeded.
+    let refused = synod(&[
+        "snapshot",
+        "restore",
+        path(&file),
+        "--config",
+        path(&restored_dir.join("node2.toml")),
+    ])
+    .await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("not empty"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let manual = ProcessCluster::fresh_dir("backup-manual");
+    let _ = std::fs::remove_dir_all(&manual);
+    let made = synod(&["cert", "--dir", path(&manual.join("certs")), "ca"]).await;
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let config = manual.join("node7.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "id = 7\npeer_addr = \"127.0.0.1:1\"\nclient_addr = \"127.0.0.1:2\"\n\
+             data_dir = {:?}\n[tls]\nca = {:?}\ncert = \"unused.pem\"\nkey = \"unused.key\"\n",
+            path(&manual.join("node7")),
+            path(&manual.join("certs").join("ca.pem")),
+        ),
+    )
+    .unwrap();
+    let seeded = synod(&[
+        "snapshot",
+        "restore",
+        path(&file),
+        "--config",
+        path(&config),
+    ])
+    .await;
+    assert!(seeded.status.success(), "{}", text(&seeded.stderr));
+    assert!(manual.join("node7").join("state.redb").is_file());
+    assert!(manual.join("node7").join("restored-from.toml").is_file());
+    let _ = std::fs::remove_dir_all(&manual);
+
     // A restored node started with the old cluster's certificates refuses to run.
     let mut wrong = tokio::process::Command::new(env!("CARGO_BIN_EXE_synod"))
         .args([
