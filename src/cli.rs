@@ -1,9 +1,12 @@
-//! Command-line flags of `synod start`, merged over an optional TOML file.
+//! Command-line flags: those of `synod start`, merged over an optional TOML file
+//! ([`StartFlags`]), and how the client subcommands address a running cluster
+//! ([`ClusterFlags`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use synod_net::tls::TlsIdentity;
 
 use crate::config::{
     ConfigError, ExactlyOnce, NodeConfig, PeerConfig, RedisConnections, Sessions, Timing, TlsFiles,
@@ -65,6 +68,71 @@ pub struct StartFlags {
     /// milliseconds.
     #[arg(long)]
     pub lock_delay_ms: Option<u64>,
+}
+
+/// How `synod status` and `synod snapshot save` find a cluster: `--node`
+/// addresses with `--ca/--cert/--key`, or by default the `synod dev`
+/// cluster of `--data-dir` and `--base-port` (its addresses and client
+/// certificate).
+#[derive(Args, Debug, Clone)]
+pub struct ClusterFlags {
+    /// Client addresses of the nodes to ask (default: the `synod dev`
+    /// cluster's, from the node configurations in its directory).
+    #[arg(long = "node")]
+    pub nodes: Vec<SocketAddr>,
+    /// The `synod dev` cluster's directory (for its addresses and client
+    /// certificate).
+    #[arg(long, default_value = "synod-data")]
+    pub data_dir: PathBuf,
+    /// The base port of that `synod dev` cluster, if its directory has no
+    /// node configurations.
+    #[arg(long, default_value_t = 7400)]
+    pub base_port: u16,
+    /// CA certificate (defaults to the dev cluster's).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (defaults to the dev cluster's).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Client key (defaults to the dev cluster's).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+}
+
+impl ClusterFlags {
+    /// The client identity: the files given, else the dev cluster's.
+    pub fn tls(&self) -> Result<TlsIdentity, synod_net::NetError> {
+        let certs_dir = self.data_dir.join("certs");
+        let pick = |given: &Option<PathBuf>, file: &str| {
+            given.clone().unwrap_or_else(|| certs_dir.join(file))
+        };
+        TlsIdentity::from_pem_files(
+            &pick(&self.ca, "ca.pem"),
+            &pick(&self.cert, &format!("{}.pem", crate::dev::DEV_CLIENT)),
+            &pick(&self.key, &format!("{}.key", crate::dev::DEV_CLIENT)),
+        )
+    }
+
+    /// The nodes' client addresses: those given, else the dev cluster's:
+    /// from the node configurations `synod dev` wrote into `data_dir`
+    /// (whatever its base port), or by the port scheme from `base_port`.
+    pub fn node_addrs(&self) -> Vec<SocketAddr> {
+        if !self.nodes.is_empty() {
+            return self.nodes.clone();
+        }
+        let from_files: Option<Vec<SocketAddr>> = (1..=crate::dev::DEV_NODES)
+            .map(|id| {
+                NodeConfig::from_file(&crate::dev::config_path(&self.data_dir, id))
+                    .ok()
+                    .map(|c| c.client_addr)
+            })
+            .collect();
+        from_files.unwrap_or_else(|| {
+            (1..=crate::dev::DEV_NODES)
+                .map(|id| crate::dev::dev_addrs(self.base_port, id).client)
+                .collect()
+        })
+    }
 }
 
 fn parse_peer(text: &str) -> Result<PeerConfig, String> {

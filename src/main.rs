@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use prost::Message as _;
-use synod::cli::StartFlags;
+use synod::cli::{ClusterFlags, StartFlags};
 use synod::dev;
 use synod::logging::{self, LogFormat};
 use synod_net::certs::{self, CertAuthority};
@@ -73,28 +73,11 @@ enum Command {
     },
     /// Show each node's role, ballot, leader, commit and applied index, how
     /// far applying lags, and health (as its /health endpoint says).
-    Status {
-        /// Client addresses of the nodes to ask (default: the `synod dev`
-        /// cluster's, from the node configurations in its directory).
-        #[arg(long = "node")]
-        nodes: Vec<SocketAddr>,
-        /// The `synod dev` cluster's directory (for its addresses and
-        /// client certificate).
-        #[arg(long, default_value = "synod-data")]
-        data_dir: PathBuf,
-        /// The base port of that `synod dev` cluster, if its directory has
-        /// no node configurations.
-        #[arg(long, default_value_t = 7400)]
-        base_port: u16,
-        /// CA certificate (defaults to the dev cluster's).
-        #[arg(long)]
-        ca: Option<PathBuf>,
-        /// Client certificate (defaults to the dev cluster's).
-        #[arg(long)]
-        cert: Option<PathBuf>,
-        /// Client key (defaults to the dev cluster's).
-        #[arg(long)]
-        key: Option<PathBuf>,
+    Status(ClusterFlags),
+    /// Back up a live cluster to a file, or seed a new cluster from one.
+    Snapshot {
+        #[command(subcommand)]
+        what: synod::backup::cli::SnapshotCommand,
     },
 }
 
@@ -167,16 +150,13 @@ fn main() -> anyhow::Result<()> {
             }
             anyhow::Ok(())
         }),
-        Command::Status {
-            nodes,
-            data_dir,
-            base_port,
-            ca,
-            cert,
-            key,
-        } => {
+        Command::Status(cluster) => {
             logging::init(cli.log_format, None);
-            runtime.block_on(show_status(nodes, data_dir, base_port, ca, cert, key))
+            runtime.block_on(show_status(&cluster))
+        }
+        Command::Snapshot { what } => {
+            logging::init(cli.log_format, None);
+            runtime.block_on(synod::backup::cli::run(what))
         }
     }
 }
@@ -284,26 +264,9 @@ fn make_cert(dir: &Path, what: CertKind) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show_status(
-    mut nodes: Vec<SocketAddr>,
-    data_dir: PathBuf,
-    base_port: u16,
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let certs_dir = data_dir.join("certs");
-    let pick = |given: Option<PathBuf>, file: &str| -> anyhow::Result<PathBuf> {
-        Ok(given.unwrap_or_else(|| certs_dir.join(file)))
-    };
-    let tls = TlsIdentity::from_pem_files(
-        &pick(ca, "ca.pem")?,
-        &pick(cert, &format!("{}.pem", dev::DEV_CLIENT))?,
-        &pick(key, &format!("{}.key", dev::DEV_CLIENT))?,
-    )?;
-    if nodes.is_empty() {
-        nodes = dev_client_addrs(&data_dir, base_port);
-    }
+async fn show_status(cluster: &ClusterFlags) -> anyhow::Result<()> {
+    let tls = cluster.tls()?;
+    let nodes = cluster.node_addrs();
     println!(
         "{:<22} {:>4} {:<10} {:>14} {:>6} {:>10} {:>10} {:>6} {:>10}  health",
         "node", "id", "role", "ballot", "leader", "commit", "applied", "lag", "revision"
@@ -335,23 +298,6 @@ async fn show_status(
     Ok(())
 }
 
-/// The client addresses of a dev cluster: from the node configurations
-/// `synod dev` wrote into `dir`, or else by the port scheme from
-/// `base_port`.
-fn dev_client_addrs(dir: &Path, base_port: u16) -> Vec<SocketAddr> {
-    let from_files: Option<Vec<SocketAddr>> = (1..=dev::DEV_NODES)
-        .map(|id| {
-            synod::config::NodeConfig::from_file(&dev::config_path(dir, id))
-                .ok()
-                .map(|c| c.client_addr)
-        })
-        .collect();
-    from_files.unwrap_or_else(|| {
-        (1..=dev::DEV_NODES)
-            .map(|id| dev::dev_addrs(base_port, id).client)
-            .collect()
-    })
-}
 async fn node_status(
     addr: SocketAddr,
     tls: &TlsIdentity,

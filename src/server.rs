@@ -8,16 +8,18 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use prost::Message as _;
 use synod_kvstore::{EventFilter, EventSpace, NodeStore, Request, Snapshot, SnapshotChunk};
+use synod_net::certs::CLIENT_NAME_PREFIX;
 use synod_net::proto::api::{
     api_request::Call, api_response::Result as ApiResult, ApiRequest, ApiResponse,
-    NodeStatus as WireStatus, WatchCall, WatchCompacted, WatchResult, WatchSpace,
+    NodeStatus as WireStatus, SnapshotSaveCall, WatchCall, WatchCompacted, WatchResult, WatchSpace,
 };
 use synod_net::tls::{Alpn, TlsIdentity, NODE_NAME_PREFIX};
 use synod_net::{
-    ClientConnection, ErrorCode, IncomingRequest, NetOptions, NodeEndpoint, PeerSender,
+    ClientConnection, ErrorCode, IncomingRequest, NetOptions, NodeEndpoint, PeerSender, Responder,
+    ResponseStream,
 };
 use synod_paxos::{Envelope, NodeId, Role};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::NodeConfig;
 use crate::metrics::{error_kind, ClientMetrics, NodeMetrics, PeerLinks};
@@ -32,6 +34,12 @@ const DEFAULT_WATCH_EVENTS: usize = 1_000;
 /// least one), well under the client frame limit.
 const MAX_WATCH_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
+/// Snapshot saves (backups) one node streams at once. Each holds a redb
+/// read transaction for its whole transfer, and while one lives redb cannot
+/// reuse the pages later commits free (the state file grows with the
+/// writes meanwhile), so a few at a time; more are answered OVERLOADED.
+const MAX_CONCURRENT_SNAPSHOT_SAVES: usize = 2;
+
 /// Runs one node until `shutdown` turns true; then stops accepting, lets the
 /// core persist what it has, and returns.
 pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -39,6 +47,7 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
     let id = NodeId(config.id);
     let tls = TlsIdentity::from_pem_files(&config.tls.ca, &config.tls.cert, &config.tls.key)
         .context("cannot load the node's certificates")?;
+    crate::backup::origin::check_start(&config.data_dir, tls.ca_certificates())?;
     let store = NodeStore::open_with(
         &config.data_dir,
         config.exactly_once.state_machine_options(),
@@ -169,10 +178,12 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
     }
 
     let service = ClientService {
+        id,
         node: handle,
         client_addrs,
         inbox: inbox_tx,
         metrics: metrics.clients,
+        snapshot_saves: Arc::new(Semaphore::new(MAX_CONCURRENT_SNAPSHOT_SAVES)),
     };
     let mut stop = shutdown.clone();
     loop {
@@ -308,10 +319,13 @@ async fn stream_snapshot(
 /// Answers client requests with the node runtime.
 #[derive(Clone)]
 struct ClientService {
+    id: NodeId,
     node: NodeHandle,
     client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
     inbox: mpsc::Sender<PeerInput>,
     metrics: ClientMetrics,
+    /// Permits for snapshot saves in flight ([`MAX_CONCURRENT_SNAPSHOT_SAVES`]).
+    snapshot_saves: Arc<Semaphore>,
 }
 
 impl ClientService {
@@ -342,9 +356,19 @@ impl ClientService {
             Call::Status(_) => "status",
             Call::Watch(_) => "watch",
             Call::SnapshotChunk(_) => "snapshot_chunk",
+            Call::SnapshotSave(_) => "snapshot_save",
         };
         self.metrics.api_in_progress().inc();
         let result = match call {
+            Call::SnapshotSave(save) => {
+                // A stream of answers, which it sends (or ends with an
+                // error) itself.
+                self.snapshot_save(client_name.as_deref(), save, responder)
+                    .await;
+                self.metrics.api_in_progress().dec();
+                self.metrics.api_request(name, "streamed");
+                return;
+            }
             Call::Kv(kv) => self
                 .kv(&kv.request, kv.serializable)
                 .await
@@ -509,6 +533,55 @@ impl ClientService {
             .map_err(|_| NodeError::ShuttingDown)
     }
 
+    /// Answers a [`SnapshotSaveCall`] with a stream of the snapshot's
+    /// chunks, read on a blocking thread (redb reads) and sent as the client
+    /// takes them (QUIC flow control): memory stays at a few chunks plus the
+    /// connection's flow-control window, whatever the state's size.
+    async fn snapshot_save(
+        &self,
+        client_name: Option<&str>,
+        call: SnapshotSaveCall,
+        responder: Responder,
+    ) {
+        if !client_name.is_some_and(|name| name.starts_with(CLIENT_NAME_PREFIX)) {
+            responder.respond_error(
+                ErrorCode::BadRequest,
+                "only a client certificate (client-<name>) may save a snapshot",
+            );
+            return;
+        }
+        let Ok(permit) = self.snapshot_saves.clone().try_acquire_owned() else {
+            responder.respond_error(
+                ErrorCode::Overloaded,
+                format!(
+                    "{MAX_CONCURRENT_SNAPSHOT_SAVES} snapshot saves are in progress on this \
+                     node; retry later"
+                ),
+            );
+            return;
+        };
+        let consistency = if call.serializable {
+            ReadConsistency::Serializable
+        } else {
+            ReadConsistency::Linearizable
+        };
+        let snapshot = match self.node.snapshot(consistency).await {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                responder.respond(self.error_response(error));
+                return;
+            }
+        };
+        let Some(stream) = responder.respond_stream() else {
+            return;
+        };
+        let span = tracing::info_span!("snapshot_save", node = self.id.0);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(|| stream_backup(snapshot, stream));
+        });
+    }
+
     fn error_response(&self, error: NodeError) -> synod_net::ClientResponse {
         let (code, hint) = match &error {
             NodeError::NotLeader { leader } | NodeError::SteppedDown { leader } => (
@@ -534,6 +607,45 @@ impl ClientService {
         }
         response
     }
+}
+
+/// Sends every chunk of `snapshot` down `stream`, the last one ending it;
+/// stops when the client goes away. Blocks (redb reads, waiting for the
+/// client): run it on a blocking thread.
+fn stream_backup(snapshot: Snapshot, stream: ResponseStream) {
+    let started = std::time::Instant::now();
+    let (applied_index, revision) = (snapshot.applied_index(), snapshot.revision());
+    let mut bytes = 0u64;
+    for chunk in snapshot {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot save failed reading the state machine");
+                stream.blocking_send_error(
+                    ErrorCode::Internal,
+                    format!("reading the snapshot failed: {e}"),
+                );
+                return;
+            }
+        };
+        let last = chunk.last;
+        let frame = ApiResponse {
+            result: Some(ApiResult::SnapshotChunk(chunk.encode_to_vec())),
+        }
+        .encode_to_vec();
+        bytes += frame.len() as u64;
+        if stream.blocking_send_payload(frame, !last).is_err() {
+            tracing::info!(applied_index, "snapshot save abandoned by the client");
+            return;
+        }
+    }
+    tracing::info!(
+        applied_index,
+        revision,
+        bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "snapshot saved by a client"
+    );
 }
 
 /// A watch answer's events and where the watcher continues.

@@ -1,11 +1,13 @@
-//! The sans-IO node's own rules, driven by hand: snapshot streams and the
-//! rounds around a snapshot install.
+//! The sans-IO node's own rules, driven by hand: snapshot streams, the
+//! rounds around a snapshot install, and backup snapshots.
 
 use prost::Message as _;
-use synod::node::{CompactionPolicy, Node, NodeConfig};
+use synod::node::{Answer, CompactionPolicy, Node, NodeConfig, NodeError, ReadConsistency};
 use synod_kvstore::SNAPSHOT_STALL;
 use synod_kvstore::{Op, Put, Request, SessionClockConfig, SnapshotChunk, StateMachine};
-use synod_paxos::{Ballot, Config, DurableState, Envelope, Instant, Message, NodeId, Slot, Value};
+use synod_paxos::{
+    Ballot, Config, DurableState, Envelope, Instant, Message, NodeId, ReadId, Slot, Value,
+};
 
 fn at_ms(ms: u64) -> Instant {
     Instant::from_micros(ms * 1000)
@@ -200,4 +202,101 @@ fn a_log_of_large_slots_is_compacted_before_it_reaches_its_byte_bound() {
         node.replica().log_bytes()
     );
     assert!(node.status().compacted_through > Slot(0));
+}
+
+/// Runs rounds at `now` (the node's records count as persisted) and
+/// returns the answers.
+fn rounds(node: &mut Node, now: Instant, n: usize) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    for _ in 0..n {
+        node.begin_round(now).unwrap();
+        answers.extend(node.finish_round(now).unwrap().answers);
+    }
+    answers
+}
+
+/// The answer to backup snapshot `id` among `answers`.
+fn backup_answer(answers: Vec<Answer>, id: ReadId) -> Result<synod_kvstore::Snapshot, NodeError> {
+    answers
+        .into_iter()
+        .find_map(|answer| match answer {
+            Answer::Snapshot { id: got, answer } if got == id => Some(answer),
+            _ => None,
+        })
+        .expect("the backup snapshot is answered")
+}
+
+#[test]
+fn a_backup_snapshot_is_served_like_a_read_by_the_leader_with_every_acknowledged_write() {
+    // A follower refuses a linearizable backup and names no leader yet; a
+    // serializable one is its applied state.
+    let mut node = follower();
+    let id = node.snapshot_for_backup(at_ms(1), ReadConsistency::Linearizable);
+    let answer = backup_answer(rounds(&mut node, at_ms(1), 1), id);
+    assert!(
+        matches!(answer, Err(NodeError::NotLeader { .. })),
+        "{answer:?}"
+    );
+    feed(&mut node, at_ms(2), 1, &snapshot(5, 10));
+    let id = node.snapshot_for_backup(at_ms(3), ReadConsistency::Serializable);
+    let snapshot = backup_answer(rounds(&mut node, at_ms(3), 1), id).unwrap();
+    assert_eq!(snapshot.applied_index(), 5);
+
+    // A one-node cluster's leader takes it after the writes it acknowledged.
+    let config = NodeConfig {
+        paxos: Config::new(NodeId(1), vec![NodeId(1)]),
+        compaction: CompactionPolicy::default(),
+        sessions: SessionClockConfig::default(),
+        first_anonymous_seq: 1,
+    };
+    let mut leader = Node::new(
+        config,
+        DurableState::default(),
+        StateMachine::in_memory().unwrap(),
+        at_ms(0),
+    )
+    .unwrap();
+    let mut now = 0;
+    while leader.leading().is_none() {
+        now += 10;
+        assert!(now < 10_000, "a one-node cluster elects itself");
+        leader.tick(at_ms(now));
+        rounds(&mut leader, at_ms(now), 2);
+    }
+    let request = Request::decode(put("backed-up", 3).as_slice()).unwrap();
+    let (client_id, seq) = leader.write(at_ms(now), request);
+    let id = leader.snapshot_for_backup(at_ms(now), ReadConsistency::Linearizable);
+    let mut answers = Vec::new();
+    for _ in 0..100 {
+        now += 1;
+        leader.tick(at_ms(now));
+        answers.extend(rounds(&mut leader, at_ms(now), 1));
+        if answers
+            .iter()
+            .any(|a| matches!(a, Answer::Snapshot { id: got, .. } if *got == id))
+        {
+            break;
+        }
+    }
+    assert!(answers.iter().any(|a| matches!(
+        a,
+        Answer::Write { client_id: c, seq: s, answer: Ok(_) } if (*c, *s) == (client_id, seq)
+    )));
+    let snapshot = backup_answer(answers, id).unwrap();
+    let mut copy = StateMachine::in_memory().unwrap();
+    copy.install_snapshot(snapshot.map(Result::unwrap)).unwrap();
+    let got = copy
+        .read(&Op::Get(synod_kvstore::Get {
+            key: b"backed-up".to_vec(),
+        }))
+        .unwrap();
+    let value = match got.outcome {
+        Some(synod_kvstore::Outcome::Get(get)) => get.kv.map(|kv| kv.value),
+        other => panic!("a get answered {other:?}"),
+    };
+    assert_eq!(
+        value,
+        Some(vec![7; 3]),
+        "the acknowledged write is in the snapshot"
+    );
 }

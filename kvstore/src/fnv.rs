@@ -1,8 +1,11 @@
 //! FNV-1a, 64 bits, with length-prefixed fields: the state hash of the state machine and of
-//! snapshot streams (which must agree, so both use this one definition).
+//! snapshot streams (which must agree, so both use this one definition), and the checksums of
+//! backup files (`synod snapshot save`). Not cryptographic: it catches corruption, not forgery.
 
-/// An FNV-1a hasher over length-prefixed fields, so field boundaries count.
-pub(crate) struct Fnv(pub u64);
+/// An FNV-1a hasher over length-prefixed fields, so field boundaries count. The hash so far is
+/// the `u64` inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fnv(pub u64);
 
 impl Default for Fnv {
     fn default() -> Fnv {

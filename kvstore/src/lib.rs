@@ -39,7 +39,7 @@ pub mod error;
 mod exec;
 pub mod expiry;
 pub mod expiry_command;
-mod fnv;
+pub mod fnv;
 mod install;
 pub mod key_expiry_clock;
 pub mod limits;
@@ -91,7 +91,7 @@ pub use response::{
 pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};
 pub use sim_backend::SimRedbBackend;
-pub use snapshot::{Snapshot, SnapshotChunk, MAX_SNAPSHOT_REVISION};
+pub use snapshot::{EntryTally, Snapshot, SnapshotChunk, MAX_SNAPSHOT_REVISION};
 pub use state_machine::{AppliedSlot, Options, StateCounts, StateMachine};
 pub use tables::{kind_name, KIND_HASH, KIND_LIST, KIND_SET, KIND_STRING, KIND_ZSET};
 pub use wal::{format as wal_format, LogError, WalLog, WalOptions, WAL_FORMAT};

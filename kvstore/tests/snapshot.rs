@@ -392,3 +392,39 @@ fn an_unknown_state_machine_table_fails_the_snapshot_instead_of_being_left_out()
     assert!(sm.snapshot().is_err());
     assert!(sm.state_hash().is_err());
 }
+
+#[test]
+fn an_entry_tally_counts_every_entry_and_key_across_chunk_boundaries() {
+    let (h, _, _) = populated(11, 200);
+    let keys = h.all().len() as u64;
+    assert!(keys > 0);
+    for chunk_bytes in [1, 7, 300, usize::MAX] {
+        let mut tally = synod_kvstore::EntryTally::default();
+        let mut last = None;
+        for chunk in h.sm.snapshot().unwrap().with_chunk_bytes(chunk_bytes) {
+            let chunk = chunk.unwrap();
+            tally.push(&chunk.data);
+            last = Some(chunk);
+        }
+        let last = last.unwrap();
+        assert_eq!(
+            tally.entries, last.entry_count,
+            "chunks of {chunk_bytes} bytes"
+        );
+        assert_eq!(tally.keys, keys, "chunks of {chunk_bytes} bytes");
+    }
+    // Entries larger than a chunk.
+    let source = big(3, 2 * 1024 * 1024);
+    let mut tally = synod_kvstore::EntryTally::default();
+    for chunk in chunks(&source.sm) {
+        tally.push(&chunk.data);
+    }
+    assert_eq!(tally.keys, 3);
+    // Garbage never panics.
+    let mut rng = Rng(5);
+    let mut tally = synod_kvstore::EntryTally::default();
+    for _ in 0..1000 {
+        let bytes: Vec<u8> = (0..rng.below(64)).map(|_| rng.next_u64() as u8).collect();
+        tally.push(&bytes);
+    }
+}

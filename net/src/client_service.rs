@@ -8,6 +8,11 @@
 //! connection are independent and may complete in any order; up to
 //! [`NetOptions::max_client_streams`](crate::NetOptions) run at once.
 //!
+//! A runtime may instead answer with a stream of frames on the same stream
+//! ([`Responder::respond_stream`], read with
+//! [`ClientConnection::request_stream`]): every frame but the last has
+//! `more = true`; see [`crate::response_stream`].
+//!
 //! The server hands each request to the runtime as an [`IncomingRequest`]
 //! through a bounded channel and never waits for room: a full channel
 //! answers `OVERLOADED` at once. An oversized or malformed request frame is
@@ -27,6 +32,7 @@ use crate::endpoint::{AcceptContext, NetOptions, STREAM_FRAME_TOO_LARGE, STREAM_
 use crate::error::{FrameError, NetError, WireError};
 use crate::frame::{read_frame, write_frame, MAX_CLIENT_REQUEST_BYTES, MAX_CLIENT_RESPONSE_BYTES};
 use crate::proto::client::{client_response::Outcome, ClientRequest, ClientResponse, ErrorCode};
+use crate::response_stream::{write_stream, Reply, ResponseFrames, ResponseStream, STREAM_QUEUE};
 use crate::stats::add;
 use crate::tls::{peer_certificates, Alpn, TlsIdentity};
 
@@ -91,7 +97,7 @@ pub struct IncomingRequest {
 #[derive(Debug)]
 pub struct Responder {
     request_id: u64,
-    tx: oneshot::Sender<ClientResponse>,
+    tx: oneshot::Sender<Reply>,
 }
 
 impl Responder {
@@ -104,7 +110,22 @@ impl Responder {
     /// false if the client is gone (nothing to do about it).
     pub fn respond(self, mut response: ClientResponse) -> bool {
         response.request_id = self.request_id;
-        self.tx.send(response).is_ok()
+        self.tx.send(Reply::One(response)).is_ok()
+    }
+
+    /// Answers with a stream of frames instead of one: the returned
+    /// [`ResponseStream`] sends them, each as the client reads it (at most
+    /// a few frames wait in memory; QUIC flow control paces the sender).
+    /// `None` if the client is gone.
+    pub fn respond_stream(self) -> Option<ResponseStream> {
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        self.tx
+            .send(Reply::Stream {
+                request_id: self.request_id,
+                frames: rx,
+            })
+            .ok()?;
+        Some(ResponseStream::new(self.request_id, tx))
     }
 
     /// Sends a successful response with `payload`; see [`Responder::respond`].
@@ -170,7 +191,11 @@ impl StreamContext {
         let response = match read_frame(&mut recv, MAX_CLIENT_REQUEST_BYTES).await {
             Ok(Some(frame)) => match ClientRequest::decode(&frame[..]) {
                 Ok(request) => match self.hand_over(request, &send).await {
-                    Some(response) => response,
+                    Some(Reply::One(response)) => response,
+                    Some(Reply::Stream { request_id, frames }) => {
+                        write_stream(&mut send, request_id, frames).await;
+                        return;
+                    }
                     None => return,
                 },
                 Err(err) => {
@@ -226,11 +251,7 @@ impl StreamContext {
 
     /// Gives the request to the runtime and waits for its answer, or for
     /// the client to give up (then `None`).
-    async fn hand_over(
-        &self,
-        request: ClientRequest,
-        send: &quinn::SendStream,
-    ) -> Option<ClientResponse> {
+    async fn hand_over(&self, request: ClientRequest, send: &quinn::SendStream) -> Option<Reply> {
         let request_id = request.request_id;
         let (tx, rx) = oneshot::channel();
         let incoming = IncomingRequest {
@@ -242,27 +263,27 @@ impl StreamContext {
             Ok(()) => add(&self.counters.requests_delivered, 1),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 add(&self.counters.requests_overloaded, 1);
-                return Some(ClientResponse::error(
+                return Some(Reply::One(ClientResponse::error(
                     request_id,
                     ErrorCode::Overloaded,
                     "request queue full; retry later",
-                ));
+                )));
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Some(ClientResponse::error(
+                return Some(Reply::One(ClientResponse::error(
                     request_id,
                     ErrorCode::Unavailable,
                     "node is shutting down",
-                ));
+                )));
             }
         }
         tokio::select! {
             answer = rx => Some(answer.unwrap_or_else(|_| {
-                ClientResponse::error(
+                Reply::One(ClientResponse::error(
                     request_id,
                     ErrorCode::Unavailable,
                     "the node dropped the request unanswered; its effect is unknown",
-                )
+                ))
             })),
             _ = send.stopped() => None,
         }
@@ -335,8 +356,31 @@ impl ClientConnection {
         }
     }
 
-    async fn exchange(&self, request: &ClientRequest) -> Result<ClientResponse, NetError> {
-        let (mut send, mut recv) = self.conn.open_bi().await?;
+    /// Sends `payload` as one request whose answer is a stream of frames
+    /// (see [`Responder::respond_stream`]); read them with
+    /// [`ResponseFrames::next`]. A server that answers with one frame gives
+    /// a stream of that one frame.
+    pub async fn request_stream(&self, payload: Vec<u8>) -> Result<ResponseFrames, NetError> {
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let request = ClientRequest {
+            request_id,
+            payload,
+        };
+        let recv = match self.send_request(&request).await {
+            Ok(recv) => recv,
+            Err(e) => {
+                return Err(match self.conn.close_reason() {
+                    Some(reason) => NetError::Connection(reason),
+                    None => e,
+                })
+            }
+        };
+        Ok(ResponseFrames::new(request_id, recv))
+    }
+
+    /// Opens a stream, writes `request` on it and finishes our side.
+    async fn send_request(&self, request: &ClientRequest) -> Result<quinn::RecvStream, NetError> {
+        let (mut send, recv) = self.conn.open_bi().await?;
         write_frame(
             &mut send,
             &request.encode_to_vec(),
@@ -344,6 +388,11 @@ impl ClientConnection {
         )
         .await?;
         send.finish().map_err(|err| FrameError::Io(err.into()))?;
+        Ok(recv)
+    }
+
+    async fn exchange(&self, request: &ClientRequest) -> Result<ClientResponse, NetError> {
+        let mut recv = self.send_request(request).await?;
         let frame = read_frame(&mut recv, MAX_CLIENT_RESPONSE_BYTES)
             .await?
             .ok_or(NetError::NoResponse)?;

@@ -26,6 +26,7 @@ pub mod error;
 pub mod frame;
 mod peer;
 pub mod proto;
+pub mod response_stream;
 pub mod stats;
 pub mod tls;
 pub mod wire;
@@ -41,5 +42,6 @@ pub use proto::client::{
     client_response::Outcome, ClientRequest, ClientResponse, Error as ResponseError, ErrorCode,
     LeaderHint,
 };
+pub use response_stream::{ResponseFrames, ResponseStream};
 pub use stats::{PeerStats, ServerStats};
 pub use wire::{decode_peer, encode_peer};

@@ -173,6 +173,12 @@ impl TlsIdentity {
         &self.chain[0]
     }
 
+    /// The CA certificates this identity trusts: the cluster's identity
+    /// (peers and clients trust exactly the certificates it signed).
+    pub fn ca_certificates(&self) -> &[CertificateDer<'static>] {
+        &self.ca
+    }
+
     fn roots(&self) -> Result<RootCertStore, NetError> {
         let mut roots = RootCertStore::empty();
         for cert in &self.ca {
@@ -239,6 +245,17 @@ impl TlsIdentity {
         config.transport_config(transport);
         Ok(config)
     }
+}
+
+/// The CA certificates in the PEM file at `path` (a cluster's `ca.pem`).
+pub fn ca_certificates_from_pem_file(
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, NetError> {
+    let pem = std::fs::read(path).map_err(|source| NetError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    certs_from_pem(&pem, "CA")
 }
 
 fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, NetError> {

@@ -112,6 +112,7 @@ where
         clock,
         writes: HashMap::new(),
         reads: HashMap::new(),
+        snapshots: HashMap::new(),
         applied_events: applied_events.clone(),
         metrics: setup.metrics,
     };
@@ -129,6 +130,7 @@ struct WriteReply {
     since: std::time::Instant,
 }
 type ReadReply = oneshot::Sender<Result<Response, NodeError>>;
+type SnapshotReply = oneshot::Sender<Result<Snapshot, NodeError>>;
 
 struct CoreTask<S> {
     node: Node,
@@ -140,6 +142,8 @@ struct CoreTask<S> {
     writes: HashMap<(u64, u64), Vec<WriteReply>>,
     /// Clients waiting for their read.
     reads: HashMap<ReadId, ReadReply>,
+    /// Clients waiting for a snapshot for a backup.
+    snapshots: HashMap<ReadId, SnapshotReply>,
     /// Each applied slot's watch events, for waiting watchers.
     applied_events: broadcast::Sender<Arc<AppliedEvents>>,
     metrics: CoreMetrics,
@@ -259,6 +263,13 @@ impl<S: Storage> CoreTask<S> {
             CoreCall::Counts(respond) => {
                 let _ = respond.send(self.node.state_counts());
             }
+            CoreCall::Snapshot {
+                consistency,
+                respond,
+            } => {
+                let id = self.node.snapshot_for_backup(now, consistency);
+                self.snapshots.insert(id, respond);
+            }
         }
     }
 
@@ -317,6 +328,11 @@ impl<S: Storage> CoreTask<S> {
                             Ok(_) => "served",
                             Err(e) => error_kind(e),
                         });
+                        let _ = reply.send(answer);
+                    }
+                }
+                Answer::Snapshot { id, answer } => {
+                    if let Some(reply) = self.snapshots.remove(&id) {
                         let _ = reply.send(answer);
                     }
                 }

@@ -131,6 +131,15 @@ pub enum Answer {
         /// The response, or why there is none.
         answer: Result<Response, NodeError>,
     },
+    /// A snapshot asked for with [`Node::snapshot_for_backup`], by the id
+    /// it returned.
+    Snapshot {
+        /// The id [`Node::snapshot_for_backup`] returned.
+        id: ReadId,
+        /// The snapshot (stream it, then drop it: it holds a read
+        /// transaction), or why there is none.
+        answer: Result<Snapshot, NodeError>,
+    },
 }
 
 /// One slot applied in a round, as the state machine reported it.
@@ -170,6 +179,15 @@ enum Waiting {
     Read(ReadId),
 }
 
+/// A linearizable read waiting for the core to release it.
+#[derive(Debug)]
+enum PendingRead {
+    /// A client's read request.
+    Request(Request),
+    /// A snapshot of the whole state machine, for a backup.
+    Snapshot,
+}
+
 /// One Synod node without its IO; see the module docs.
 pub struct Node {
     replica: Replica,
@@ -190,7 +208,7 @@ pub struct Node {
     /// Commands proposed here and not answered yet, by (client id, seq).
     waiting: HashMap<(u64, u64), Waiting>,
     /// Linearizable reads waiting for the core to release them.
-    reads: BTreeMap<ReadId, Request>,
+    reads: BTreeMap<ReadId, PendingRead>,
     next_read_id: ReadId,
     next_anonymous_seq: u64,
     /// Answers not handed out yet.
@@ -293,9 +311,38 @@ impl Node {
             }
             ReadConsistency::Linearizable => match self.replica.read(now, id) {
                 Ok(()) => {
-                    self.reads.insert(id, request);
+                    self.reads.insert(id, PendingRead::Request(request));
                 }
                 Err(refused) => self.answers.push(Answer::Read {
+                    id,
+                    answer: Err(unavailable(refused)),
+                }),
+            },
+        }
+        id
+    }
+
+    /// Takes a snapshot of the state machine for a backup; returns the id
+    /// its [`Answer::Snapshot`] will carry (from a later
+    /// [`finish_round`](Node::finish_round)). Linearizable: taken when the
+    /// core releases it as it would a read (leader only), so it holds every
+    /// write acknowledged before this call. Serializable: this node's
+    /// applied state now. Costs what [`StateMachine::snapshot`] does (one
+    /// read transaction, held until the snapshot is dropped).
+    pub fn snapshot_for_backup(&mut self, now: Instant, consistency: ReadConsistency) -> ReadId {
+        self.assert_between_rounds();
+        let id = self.next_read_id;
+        self.next_read_id += 1;
+        match consistency {
+            ReadConsistency::Serializable => {
+                let answer = self.take_snapshot();
+                self.answers.push(Answer::Snapshot { id, answer });
+            }
+            ReadConsistency::Linearizable => match self.replica.read(now, id) {
+                Ok(()) => {
+                    self.reads.insert(id, PendingRead::Snapshot);
+                }
+                Err(refused) => self.answers.push(Answer::Snapshot {
                     id,
                     answer: Err(unavailable(refused)),
                 }),
@@ -372,17 +419,28 @@ impl Node {
             ..RoundOutput::default()
         };
         for id in ready.reads {
-            if let Some(request) = self.reads.remove(&id) {
-                self.answer_read(now, id, request)?;
+            match self.reads.remove(&id) {
+                Some(PendingRead::Request(request)) => self.answer_read(now, id, request)?,
+                Some(PendingRead::Snapshot) => {
+                    let answer = self.take_snapshot();
+                    self.answers.push(Answer::Snapshot { id, answer });
+                }
+                None => {}
             }
         }
         let leader = self.replica.status().leader;
         for id in ready.failed_reads {
-            if self.reads.remove(&id).is_some() {
-                self.answers.push(Answer::Read {
+            let answer = NodeError::NotLeader { leader };
+            match self.reads.remove(&id) {
+                Some(PendingRead::Request(_)) => self.answers.push(Answer::Read {
                     id,
-                    answer: Err(NodeError::NotLeader { leader }),
-                });
+                    answer: Err(answer),
+                }),
+                Some(PendingRead::Snapshot) => self.answers.push(Answer::Snapshot {
+                    id,
+                    answer: Err(answer),
+                }),
+                None => {}
             }
         }
         for bytes in ready.unproposed {
@@ -527,6 +585,12 @@ impl Node {
         for key in keys {
             self.answer_waiting(key, Err(NodeError::SteppedDown { leader }));
         }
+    }
+
+    fn take_snapshot(&self) -> Result<Snapshot, NodeError> {
+        self.state_machine
+            .snapshot()
+            .map_err(|e| NodeError::Storage(e.to_string()))
     }
 
     fn read_now(&self, request: &Request) -> Result<Response, NodeError> {

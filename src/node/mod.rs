@@ -32,7 +32,7 @@ mod watch;
 
 use std::sync::Arc;
 
-use synod_kvstore::{EventFilter, Request, RequestError, Response};
+use synod_kvstore::{EventFilter, Request, RequestError, Response, Snapshot};
 use synod_paxos::{Ballot, NodeId, Role, Slot};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -139,6 +139,15 @@ pub enum CoreCall {
     Status(oneshot::Sender<NodeStatus>),
     /// Count the applied state's keys, sessions and locks.
     Counts(oneshot::Sender<Result<synod_kvstore::StateCounts, NodeError>>),
+    /// Take a snapshot of the state machine for a backup (see
+    /// [`Node::snapshot_for_backup`]).
+    Snapshot {
+        /// Linearizable (leader, every acknowledged write in it) or this
+        /// node's applied state.
+        consistency: ReadConsistency,
+        /// Where the snapshot goes.
+        respond: oneshot::Sender<Result<Snapshot, NodeError>>,
+    },
     /// Read the watch history from a revision (see
     /// [`StateMachine::events_since`](synod_kvstore::StateMachine::events_since)).
     Watch {
@@ -195,6 +204,19 @@ impl NodeHandle {
     pub async fn state_counts(&self) -> Result<synod_kvstore::StateCounts, NodeError> {
         let (respond, answer) = oneshot::channel();
         self.call(CoreCall::Counts(respond)).await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// A snapshot of the state machine for a backup, taken as
+    /// `consistency` says (see [`Node::snapshot_for_backup`]). Stream it
+    /// off the core's task and drop it soon: it holds a read transaction.
+    pub async fn snapshot(&self, consistency: ReadConsistency) -> Result<Snapshot, NodeError> {
+        let (respond, answer) = oneshot::channel();
+        self.call(CoreCall::Snapshot {
+            consistency,
+            respond,
+        })
+        .await?;
         answer.await.map_err(|_| NodeError::ShuttingDown)?
     }
 

@@ -33,8 +33,27 @@ impl ProcessCluster {
 
     /// [`start`](ProcessCluster::start), giving every node `global_flags`.
     pub fn start_with_flags(name: &str, global_flags: &[&str]) -> ProcessCluster {
-        let dir = std::env::temp_dir().join(format!("synod-{name}-{}", std::process::id()));
+        let dir = Self::fresh_dir(name);
         let _ = std::fs::remove_dir_all(&dir);
+        Self::start_in_with_flags(dir, global_flags)
+    }
+
+    /// The directory `start(name)` uses, for clusters prepared another way
+    /// (such as `synod snapshot restore --dev`) before `start_in`.
+    pub fn fresh_dir(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("synod-{name}-{}", std::process::id()))
+    }
+
+    /// Starts the three nodes of the `synod dev`-style cluster in `dir`
+    /// (certificates and data made when missing, kept when there), on
+    /// ports of their own.
+    pub fn start_in(dir: PathBuf) -> ProcessCluster {
+        Self::start_in_with_flags(dir, &[])
+    }
+
+    /// [`start_in`](ProcessCluster::start_in), giving every node
+    /// `global_flags`.
+    pub fn start_in_with_flags(dir: PathBuf, global_flags: &[&str]) -> ProcessCluster {
         // Each cluster of this process gets its own 30 ports; processes
         // are spread over the port space by their id.
         static NEXT_CLUSTER: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);

@@ -409,6 +409,8 @@ impl Simulation {
                     Err(_) => {}
                 }
             }
+            // The simulated clients take no backups.
+            Answer::Snapshot { .. } => {}
         }
         Ok(())
     }
