@@ -1,10 +1,10 @@
 //! Applying key expiry: TTLs set by writes and [`Expire`], removed by [`Persist`] and by every
 //! deletion, keys deleted by the leader's [`ExpireKeys`], remaining TTLs recorded by
-//! [`CheckpointKeys`]; and reading them ([`Ttl`](crate::Ttl), [`list`]).
+//! [`CheckpointKeys`]; and reading them ([`Ttl`](crate::Ttl), `list`).
 //!
 //! See [`crate::expiry_command`] for the rules. Invariant: `sm_key_expiry` holds a record only
 //! for a key that exists in `sm_kv` (every deletion goes through the writer's one deletion
-//! bookkeeping, which calls [`clear`]).
+//! bookkeeping, which calls `clear`).
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 

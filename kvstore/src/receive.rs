@@ -20,7 +20,7 @@ use crate::{SnapshotChunk, SnapshotInstaller, StateMachine, StorageError};
 /// snapshot may replace it.
 pub const SNAPSHOT_STALL: Duration = Duration::from_secs(5);
 
-/// The snapshot stream a node is receiving, if any; see the [module docs](self).
+/// The snapshot stream a node is receiving, if any; see the module docs.
 #[derive(Debug, Default)]
 pub struct SnapshotReceiver {
     stream: Option<Stream>,

@@ -63,18 +63,18 @@ pub(crate) struct KvRecord {
     pub list_head: u64,
 }
 
-/// [`KvRecord::kind`] of a string (every key written by the key-value API).
+/// `KvRecord::kind` of a string (every key written by the key-value API).
 pub const KIND_STRING: u32 = 0;
-/// [`KvRecord::kind`] of a Redis hash.
+/// `KvRecord::kind` of a Redis hash.
 pub const KIND_HASH: u32 = 1;
-/// [`KvRecord::kind`] of a Redis set.
+/// `KvRecord::kind` of a Redis set.
 pub const KIND_SET: u32 = 2;
-/// [`KvRecord::kind`] of a Redis list.
+/// `KvRecord::kind` of a Redis list.
 pub const KIND_LIST: u32 = 3;
-/// [`KvRecord::kind`] of a Redis sorted set.
+/// `KvRecord::kind` of a Redis sorted set.
 pub const KIND_ZSET: u32 = 4;
 
-/// The Redis `TYPE` name of a [`KvRecord::kind`].
+/// The Redis `TYPE` name of a `KvRecord::kind`.
 pub fn kind_name(kind: u32) -> &'static str {
     match kind {
         KIND_STRING => "string",

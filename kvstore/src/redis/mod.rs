@@ -11,7 +11,7 @@
 //!
 //! # Storage
 //!
-//! A key of any type has its [`KvRecord`] in `sm_kv`, so `DEL`, key expiry, `FLUSHDB`
+//! A key of any type has its `KvRecord` in `sm_kv`, so `DEL`, key expiry, `FLUSHDB`
 //! (delete-range), `KEYS`/`SCAN`, watches and revisions cover every type alike. A string keeps its
 //! value there. A collection keeps a small header there instead (its kind, its length, its
 //! collection id, a list's head index) and one row per element in `sm_redis_elements`, under the
