@@ -32,6 +32,7 @@ perf record -F 499 -g -p "$(pid_of "$follower")" -o "$out/follower.data" -- slee
 wait %2 %3 || true
 wait $load
 cat "$out/load.json"
+set +o pipefail # head closes the pipe early
 for who in leader follower; do
   echo "== $who"
   perf report -i "$out/$who.data" --stdio --no-children -g none --sort dso 2>/dev/null | grep '%' | head -5
