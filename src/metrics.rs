@@ -238,14 +238,10 @@ impl CoreMetrics {
 
     /// Records the node's status after a round; counts a leader change.
     pub fn observe_status(&self, status: &NodeStatus) {
-        for (role, name) in [
-            (Role::Leader, "leader"),
-            (Role::Candidate, "candidate"),
-            (Role::Follower, "follower"),
-        ] {
+        for role in Role::ALL {
             let value = i64::from(status.role == role);
             self.role
-                .get_or_create(&KindLabel { kind: name })
+                .get_or_create(&KindLabel { kind: role.name() })
                 .set(value);
         }
         self.ballot.set(status.ballot.0);
@@ -480,6 +476,12 @@ impl Collector for PeerLinks {
                 |s| s.connect_failures,
             ),
         ];
+        // One reading of each link for the whole scrape.
+        let links: Vec<(PeerLabel, synod_net::PeerStats)> = self
+            .peers
+            .iter()
+            .filter_map(|peer| Some((PeerLabel { peer: peer.0 }, self.sender.stats(*peer)?)))
+            .collect();
         for (name, help, field) in counters {
             let mut family = encoder.encode_descriptor(
                 name,
@@ -487,13 +489,9 @@ impl Collector for PeerLinks {
                 None,
                 prometheus_client::metrics::MetricType::Counter,
             )?;
-            for peer in &self.peers {
-                let Some(stats) = self.sender.stats(*peer) else {
-                    continue;
-                };
-                let label = PeerLabel { peer: peer.0 };
-                let metric = family.encode_family(&label)?;
-                ConstCounter::new(field(&stats)).encode(metric)?;
+            for (label, stats) in &links {
+                let metric = family.encode_family(label)?;
+                ConstCounter::new(field(stats)).encode(metric)?;
             }
         }
         let mut family = encoder.encode_descriptor(
@@ -502,12 +500,9 @@ impl Collector for PeerLinks {
             Some(&Unit::Seconds),
             prometheus_client::metrics::MetricType::Gauge,
         )?;
-        for peer in &self.peers {
-            if let Some(stats) = self.sender.stats(*peer) {
-                let label = PeerLabel { peer: peer.0 };
-                let metric = family.encode_family(&label)?;
-                ConstGauge::new(stats.rtt_micros as f64 / 1e6).encode(metric)?;
-            }
+        for (label, stats) in &links {
+            let metric = family.encode_family(label)?;
+            ConstGauge::new(stats.rtt_micros as f64 / 1e6).encode(metric)?;
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use synod_net::{
     ClientConnection, ErrorCode, IncomingRequest, NetOptions, NodeEndpoint, PeerSender, Responder,
     ResponseStream,
 };
-use synod_paxos::{Envelope, NodeId, Role};
+use synod_paxos::{Envelope, NodeId};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::NodeConfig;
@@ -493,12 +493,7 @@ impl ClientService {
         let status = self.node.status().await?;
         Ok(WireStatus {
             id: status.id.0,
-            role: match status.role {
-                Role::Leader => "leader",
-                Role::Candidate => "candidate",
-                Role::Follower => "follower",
-            }
-            .to_string(),
+            role: status.role.name().to_string(),
             ballot: status.ballot.0,
             leader: status.leader.map_or(0, |l| l.0),
             commit_index: status.commit_index.0,

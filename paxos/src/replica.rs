@@ -28,6 +28,21 @@ pub enum Role {
     Leader,
 }
 
+impl Role {
+    /// Every role, for callers that report each one.
+    pub const ALL: [Role; 3] = [Role::Leader, Role::Candidate, Role::Follower];
+
+    /// The role's name as status reports, metrics and logs spell it:
+    /// `leader`, `candidate` or `follower`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Candidate => "candidate",
+            Role::Follower => "follower",
+        }
+    }
+}
+
 /// Why a proposal or read was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unavailable {

@@ -217,11 +217,7 @@ pub(super) async fn info(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
         );
     }
     if show("synod") {
-        let role = match status.role {
-            Role::Leader => "leader",
-            Role::Candidate => "candidate",
-            Role::Follower => "follower",
-        };
+        let role = status.role.name();
         let _ = write!(
             text,
             "# Synod\r\nnode_id:{}\r\npaxos_role:{role}\r\nleader_id:{}\r\nballot:{}\r\n\

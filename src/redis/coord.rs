@@ -24,7 +24,6 @@ use synod_kvstore::{
     Leader, Lock, LockHolder, LockStatus, Op, OpenSession, Outcome, Proclaim, Put, Request, Resign,
     Unlock,
 };
-use synod_paxos::Role;
 
 use super::backend::Backend;
 use super::resp::{parse_i64, Reply};
@@ -254,11 +253,7 @@ pub(super) async fn status(shared: &RedisShared) -> Reply {
         Ok(status) => status,
         Err(error) => return call_error_reply(error),
     };
-    let role = match status.role {
-        Role::Leader => "leader",
-        Role::Candidate => "candidate",
-        Role::Follower => "follower",
-    };
+    let role = status.role.name();
     let int = |n: u64| Reply::Integer(n as i64);
     pairs(vec![
         ("node_id", int(status.id.0.into())),
