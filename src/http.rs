@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use synod_paxos::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -228,11 +227,7 @@ async fn health(endpoint: &OpsEndpoint) -> Response {
         status.commit_index.0,
         status.applied_index.0,
     );
-    let role = match status.role {
-        Role::Leader => "leader",
-        Role::Candidate => "candidate",
-        Role::Follower => "follower",
-    };
+    let role = status.role.name();
     let figures = format!(
         r#""role":"{role}","leader":{},"commit_index":{},"applied_index":{}"#,
         status.leader.map_or(0, |l| l.0),
@@ -285,21 +280,8 @@ async fn write(stream: &mut TcpStream, response: &Response, head_only: bool) {
         out.extend_from_slice(response.body.as_bytes());
     }
     let _ = stream.write_all(&out).await;
-    let _ = stream.shutdown().await;
-    // Read what the client still sends (an over-long head) before closing:
-    // closing with unread input resets the connection, and the client could
-    // lose the answer.
-    let mut sink = [0u8; 4096];
-    let mut left = LINGER_BYTES;
-    let _ = tokio::time::timeout(LINGER, async {
-        while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    })
-    .await;
+    // The client may still be sending an over-long head.
+    crate::tcp::close_gently(stream, LINGER, LINGER_BYTES).await;
 }
 
 #[cfg(test)]

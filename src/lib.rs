@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod node;
 pub mod redis;
 pub mod server;
+mod tcp;
 
 pub use synod_paxos as paxos;

@@ -80,16 +80,6 @@ pub struct RedisOptions {
     pub max_clients: usize,
 }
 
-impl Default for RedisOptions {
-    fn default() -> Self {
-        RedisOptions {
-            password: None,
-            idle_timeout: None,
-            max_clients: 10_000,
-        }
-    }
-}
-
 /// What every connection of one node's endpoint shares.
 pub struct RedisShared {
     backend: Arc<Backend>,
@@ -344,7 +334,7 @@ async fn serve_connection(
             }
         }
         if linger {
-            close_gently(stream).await;
+            crate::tcp::close_gently(&mut stream, LINGER, LINGER_BYTES).await;
             return;
         }
         if close || *shutdown.borrow() {
@@ -357,7 +347,7 @@ async fn serve_connection(
             let mut refusal = Vec::new();
             Reply::err("Protocol error: request too large").encode(conn.protocol, &mut refusal);
             let _ = stream.write_all(&refusal).await;
-            close_gently(stream).await;
+            crate::tcp::close_gently(&mut stream, LINGER, LINGER_BYTES).await;
             return;
         }
         if read_early {
@@ -400,25 +390,6 @@ impl Drop for BlockedClient<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Closes after a protocol error: sends FIN, then reads and drops what
-/// the client still sends for a moment, so that closing with unread input
-/// (which makes the kernel send RST) does not destroy the error reply
-/// before the client reads it.
-async fn close_gently(mut stream: TcpStream) {
-    let _ = stream.shutdown().await;
-    let mut sink = vec![0u8; READ_CHUNK_BYTES];
-    let drain = async {
-        let mut drained = 0;
-        while drained < LINGER_BYTES {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => drained += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Sends `op` as this connection's next write; returns its outcome, or the
