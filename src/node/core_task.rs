@@ -124,10 +124,10 @@ where
     Ok((handle, task))
 }
 
-/// A client waiting for its write's answer, since when.
+/// A client waiting for its write's answer, since when (the core's clock).
 struct WriteReply {
     reply: oneshot::Sender<WriteAnswer>,
-    since: std::time::Instant,
+    since: Instant,
 }
 type ReadReply = oneshot::Sender<Result<Response, NodeError>>;
 type SnapshotReply = oneshot::Sender<Result<Snapshot, NodeError>>;
@@ -207,9 +207,9 @@ impl<S: Storage> CoreTask<S> {
         match input {
             PeerInput::Message(envelope) => self.node.step(now, envelope),
             PeerInput::SnapshotChunk { from, chunk } => {
-                let before = self.node.status().applied_index;
+                let before = self.node.state_machine().applied_index();
                 self.node.snapshot_chunk(now, from, chunk)?;
-                if self.node.status().applied_index != before {
+                if self.node.state_machine().applied_index() != before {
                     self.metrics.snapshot_installed();
                 }
             }
@@ -223,7 +223,7 @@ impl<S: Storage> CoreTask<S> {
             CoreCall::Write { request, respond } => {
                 let respond = WriteReply {
                     reply: respond,
-                    since: std::time::Instant::now(),
+                    since: now,
                 };
                 let key = (request.client_id, request.seq);
                 if request.client_id != 0 {
@@ -235,7 +235,7 @@ impl<S: Storage> CoreTask<S> {
                     }
                 }
                 if self.writes.len() >= MAX_WAITING_WRITES {
-                    self.answer_write(respond, Err(NodeError::Busy));
+                    self.answer_write(respond, Err(NodeError::Busy), now);
                     return;
                 }
                 let key = self.node.write(now, request);
@@ -273,13 +273,14 @@ impl<S: Storage> CoreTask<S> {
         }
     }
 
-    fn answer_write(&self, waiting: WriteReply, answer: WriteAnswer) {
+    /// Sends `answer` to a waiting client, counting it at `now`.
+    fn answer_write(&self, waiting: WriteReply, answer: WriteAnswer, now: Instant) {
         let outcome = match &answer {
             Ok(_) => APPLIED,
             Err(e) => error_kind(e),
         };
-        self.metrics
-            .observe_write(outcome, waiting.since.elapsed().as_secs_f64());
+        let latency = now.saturating_since(waiting.since);
+        self.metrics.observe_write(outcome, latency.as_secs_f64());
         let _ = waiting.reply.send(answer);
     }
 
@@ -302,6 +303,8 @@ impl<S: Storage> CoreTask<S> {
             self.outbox.send(envelope);
         }
         let output = self.node.finish_round(self.now())?;
+        // One clock reading for every answer of the round.
+        let answered_at = self.now();
         for slot in output.applied {
             if !slot.effects.events.is_empty() {
                 // No receiver (no watcher waiting) is fine.
@@ -319,7 +322,7 @@ impl<S: Storage> CoreTask<S> {
                     answer,
                 } => {
                     for waiting in self.writes.remove(&(client_id, seq)).unwrap_or_default() {
-                        self.answer_write(waiting, answer.clone());
+                        self.answer_write(waiting, answer.clone(), answered_at);
                     }
                 }
                 Answer::Read { id, answer } => {
