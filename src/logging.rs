@@ -35,54 +35,33 @@ pub fn init(format: LogFormat, node: Option<u32>) {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
             builder
                 .with_ansi(ansi)
-                .event_format(NodeText {
+                .event_format(WithNode {
                     node,
+                    format,
                     inner: Format::default().with_ansi(ansi),
                 })
                 .init();
         }
         LogFormat::Json => builder
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .event_format(NodeJson {
+            .event_format(WithNode {
                 node,
+                format,
                 inner: Format::default().json(),
             })
             .init(),
     }
 }
 
-/// Text lines, prefixed with `node=<id> `.
-struct NodeText<F> {
+/// `inner`'s lines with the node's id: `node=<id> ` first in text, a
+/// `"node"` field first in JSON.
+struct WithNode<F> {
     node: Option<u32>,
+    format: LogFormat,
     inner: F,
 }
 
-impl<S, N, F> FormatEvent<S, N> for NodeText<F>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-    F: FormatEvent<S, N>,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        if let Some(node) = self.node {
-            write!(writer, "node={node} ")?;
-        }
-        self.inner.format_event(ctx, writer, event)
-    }
-}
-
-/// JSON lines with a `"node"` field first.
-struct NodeJson<F> {
-    node: Option<u32>,
-    inner: F,
-}
-
-impl<S, N, F> FormatEvent<S, N> for NodeJson<F>
+impl<S, N, F> FormatEvent<S, N> for WithNode<F>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -97,12 +76,20 @@ where
         let Some(node) = self.node else {
             return self.inner.format_event(ctx, writer, event);
         };
-        let mut line = String::new();
-        self.inner
-            .format_event(ctx, Writer::new(&mut line), event)?;
-        match line.strip_prefix('{') {
-            Some(rest) => write!(writer, "{{\"node\":{node},{rest}"),
-            None => writer.write_str(&line),
+        match self.format {
+            LogFormat::Text => {
+                write!(writer, "node={node} ")?;
+                self.inner.format_event(ctx, writer, event)
+            }
+            LogFormat::Json => {
+                let mut line = String::new();
+                self.inner
+                    .format_event(ctx, Writer::new(&mut line), event)?;
+                match line.strip_prefix('{') {
+                    Some(rest) => write!(writer, "{{\"node\":{node},{rest}"),
+                    None => writer.write_str(&line),
+                }
+            }
         }
     }
 }
