@@ -192,10 +192,19 @@ impl Session {
         held.insert(name.to_vec(), gate);
     }
 
-    /// Opens lock `name`'s gate to the session's next task.
+    /// Opens lock `name`'s gate to the session's next task, and forgets
+    /// the gate if no task holds or waits for it (so a session that uses
+    /// many lock names keeps no gate per name).
     pub(crate) fn release(&self, name: &[u8]) {
         let gate = self.inner.held.lock().expect("held lock").remove(name);
         drop(gate);
+        let mut gates = self.inner.lock_gates.lock().expect("gates lock");
+        if gates
+            .get(name)
+            .is_some_and(|gate| Arc::strong_count(gate) == 1)
+        {
+            gates.remove(name);
+        }
     }
 
     pub(crate) fn lost_error(&self) -> ClientError {
