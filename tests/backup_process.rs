@@ -90,6 +90,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `synod` failed, saying `reason` on stderr.
+fn assert_refused(output: &Output, reason: &str) {
+    assert!(!output.status.success(), "it succeeded");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(reason), "{stderr}");
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -180,12 +187,7 @@ async fn a_backup_saved_under_load_restores_every_acknowledged_write_into_a_new_
         path(source.dir()),
     ])
     .await;
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused.stderr).contains("not empty"),
-        "{}",
-        text(&refused.stderr)
-    );
+    assert_refused(&refused, "not empty");
     let stray = ProcessCluster::fresh_dir("backup-stray");
     let _ = std::fs::remove_dir_all(&stray);
     let refused = synod(&[
@@ -198,12 +200,7 @@ async fn a_backup_saved_under_load_restores_every_acknowledged_write_into_a_new_
         path(&certs.join("ca.pem")),
     ])
     .await;
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused.stderr).contains("needs a new CA"),
-        "{}",
-        text(&refused.stderr)
-    );
+    assert_refused(&refused, "needs a new CA");
     assert!(!stray.exists(), "a refused restore creates nothing");
 
     // Restore into a new cluster: fresh directory, new CA, other ports.
@@ -234,12 +231,7 @@ async fn a_backup_saved_under_load_restores_every_acknowledged_write_into_a_new_
         path(&restored_dir.join("node2.toml")),
     ])
     .await;
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused.stderr).contains("not empty"),
-        "{}",
-        text(&refused.stderr)
-    );
+    assert_refused(&refused, "not empty");
     let manual = ProcessCluster::fresh_dir("backup-manual");
     let _ = std::fs::remove_dir_all(&manual);
     let made = synod(&["cert", "--dir", path(&manual.join("certs")), "ca"]).await;

@@ -31,9 +31,7 @@ fn dropped_lock_calls_never_leave_the_lock_held() {
     let cluster = Cluster::start("clientlocks", 3, None);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let config = synod_client::ClientConfig::from_dev_cluster(&cluster.dir, cluster.base_port)
-            .expect("client config");
-        let client = Client::connect(config).await.unwrap();
+        let client = cluster.rust_client().await;
         let session = Session::open(&client, Duration::from_secs(30))
             .await
             .unwrap();
@@ -75,9 +73,7 @@ fn tasks_sharing_a_session_hold_its_lock_one_at_a_time() {
     let cluster = Cluster::start("sharedsession", 1, None);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let config = synod_client::ClientConfig::from_dev_cluster(&cluster.dir, cluster.base_port)
-            .expect("client config");
-        let client = Client::connect(config).await.unwrap();
+        let client = cluster.rust_client().await;
         let session = Session::open(&client, Duration::from_secs(30))
             .await
             .unwrap();

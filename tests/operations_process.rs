@@ -9,26 +9,35 @@ use std::time::Duration;
 
 use common::ProcessCluster;
 
-/// Waits for a leader, then stops every node cleanly; returns the leader.
-fn run_until_led(cluster: &mut ProcessCluster) -> u32 {
+/// Waits until the cluster has a leader.
+fn wait_for_leader(cluster: &ProcessCluster) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime
         .block_on(cluster.leader(Duration::from_secs(60)))
-        .expect("a leader")
+        .expect("a leader");
 }
 
-fn log_lines(cluster: &ProcessCluster, id: u32) -> Vec<String> {
+/// Stops node `id` (it must exit cleanly) and returns its log's lines,
+/// which must include its start.
+fn stopped_node_log(cluster: &mut ProcessCluster, id: u32) -> Vec<String> {
+    assert!(cluster.stop(id), "node {id} stops cleanly");
     let text = std::fs::read_to_string(cluster.dir().join(format!("node{id}.log"))).unwrap();
-    text.lines()
+    let lines: Vec<String> = text
+        .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
-        .collect()
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("node started")),
+        "{lines:?}"
+    );
+    lines
 }
 
 #[test]
 fn text_logs_name_their_node_and_status_finds_the_cluster_from_its_directory() {
     let mut cluster = ProcessCluster::start("opslog");
-    let leader = run_until_led(&mut cluster);
+    wait_for_leader(&cluster);
 
     // The cluster's base port is not the default one: status finds the
     // addresses in the node configurations of the directory.
@@ -56,32 +65,19 @@ fn text_logs_name_their_node_and_status_finds_the_cluster_from_its_directory() {
     );
 
     for id in 1..=3 {
-        assert!(cluster.stop(id), "node {id} stops cleanly");
-        let lines = log_lines(&cluster, id);
-        assert!(
-            lines.iter().any(|l| l.contains("node started")),
-            "{lines:?}"
-        );
-        for line in &lines {
+        for line in &stopped_node_log(&mut cluster, id) {
             assert!(line.starts_with(&format!("node={id} ")), "{line:?}");
             assert!(!line.contains('\u{1b}'), "a terminal escape: {line:?}");
         }
     }
-    assert!(leader >= 1);
 }
 
 #[test]
 fn json_logs_are_one_object_per_line_with_the_node() {
     let mut cluster = ProcessCluster::start_with_flags("opsjson", &["--log-format", "json"]);
-    run_until_led(&mut cluster);
+    wait_for_leader(&cluster);
     for id in 1..=3 {
-        assert!(cluster.stop(id), "node {id} stops cleanly");
-        let lines = log_lines(&cluster, id);
-        assert!(
-            lines.iter().any(|l| l.contains("node started")),
-            "{lines:?}"
-        );
-        for line in &lines {
+        for line in &stopped_node_log(&mut cluster, id) {
             assert!(
                 line.starts_with(&format!("{{\"node\":{id},\"timestamp\":")),
                 "{line:?}"

@@ -21,9 +21,7 @@ fn a_watcher_receives_a_revision_larger_than_one_answer() {
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let config = synod_client::ClientConfig::from_dev_cluster(&cluster.dir, cluster.base_port)
-            .expect("client config");
-        let client = synod_client::Client::connect(config).await.unwrap();
+        let client = cluster.rust_client().await;
         let from = client.current_revision().await.unwrap() + 1;
         let mut watcher = client.watch(EventFilter::prefix("big:"), from);
 

@@ -149,6 +149,13 @@ impl Cluster {
         panic!("the cluster never accepted a write");
     }
 
+    /// A Rust client (`synod-client`) of the whole cluster.
+    pub async fn rust_client(&self) -> synod_client::Client {
+        let config = synod_client::ClientConfig::from_dev_cluster(&self.dir, self.base_port)
+            .expect("client config");
+        synod_client::Client::connect(config).await.expect("client")
+    }
+
     /// A client of node `id` (1-based).
     pub fn client(&self, id: usize) -> Client {
         Client::connect(self.redis_ports[id - 1])
