@@ -187,6 +187,7 @@ impl StartFlags {
                 sessions: Sessions::default(),
                 exactly_once: ExactlyOnce::default(),
                 redis: RedisConnections::default(),
+                join: false,
             },
         };
         if let Some(id) = self.id {

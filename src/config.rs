@@ -54,6 +54,13 @@ pub struct NodeConfig {
     /// Redis-protocol connection limits.
     #[serde(default)]
     pub redis: RedisConnections,
+    /// True for a node that joins a running cluster (`synod start --join`):
+    /// `peers` are only members to reach; it starts empty, waits until a
+    /// member adds it (`synod member add`), then catches up by snapshot. A
+    /// node of a new cluster leaves it false: `peers` and itself are the
+    /// founding voters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub join: bool,
 }
 
 /// PEM files of the cluster CA and this node's certificate and key.
@@ -381,12 +388,8 @@ impl NodeConfig {
 
     /// The consensus core's configuration for this node.
     pub fn paxos_config(&self, rng_seed: u64) -> synod_paxos::Config {
-        let mut members: Vec<synod_paxos::NodeId> = self
-            .peers
-            .iter()
-            .map(|p| synod_paxos::NodeId(p.id))
-            .collect();
-        members.push(synod_paxos::NodeId(self.id));
+        let mut members: Vec<synod_paxos::NodeId> =
+            self.founding_members().into_iter().map(|m| m.id).collect();
         members.sort();
         let mut config = synod_paxos::Config::new(synod_paxos::NodeId(self.id), members);
         config.heartbeat_interval = Duration::from_millis(self.timing.heartbeat_ms);
@@ -394,6 +397,28 @@ impl NodeConfig {
         config.lease = Duration::from_millis(self.timing.lease_ms);
         config.rng_seed = rng_seed;
         config
+    }
+
+    /// The founding voters with their addresses: this node and its peers,
+    /// or nobody for a joining node.
+    pub fn founding_members(&self) -> Vec<synod_paxos::Member> {
+        if self.join {
+            return Vec::new();
+        }
+        let me = synod_paxos::Member {
+            id: synod_paxos::NodeId(self.id),
+            voter: true,
+            peer_addr: self.peer_addr.to_string(),
+            client_addr: self.client_addr.to_string(),
+        };
+        std::iter::once(me)
+            .chain(self.peers.iter().map(|p| synod_paxos::Member {
+                id: synod_paxos::NodeId(p.id),
+                voter: true,
+                peer_addr: p.addr.to_string(),
+                client_addr: p.client_addr.map(|a| a.to_string()).unwrap_or_default(),
+            }))
+            .collect()
     }
 }
 
@@ -431,6 +456,7 @@ mod tests {
             sessions: Sessions::default(),
             exactly_once: ExactlyOnce::default(),
             redis: RedisConnections::default(),
+            join: false,
         }
     }
 

@@ -94,6 +94,7 @@ pub fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
             sessions: Sessions::default(),
             exactly_once: ExactlyOnce::default(),
             redis: RedisConnections::default(),
+            join: false,
         };
         let path = config_path(dir, id);
         std::fs::write(&path, toml::to_string(&config)?)

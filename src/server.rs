@@ -133,6 +133,7 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
             compaction: CompactionPolicy::default(),
             shutdown: shutdown.clone(),
             metrics: metrics.core.clone(),
+            founding: config.founding_members(),
         },
         config.sessions.clock_config(),
     )?;

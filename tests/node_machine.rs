@@ -20,6 +20,7 @@ fn follower() -> Node {
         compaction: CompactionPolicy::default(),
         sessions: SessionClockConfig::default(),
         first_anonymous_seq: 1,
+        founding: Vec::new(),
     };
     let state_machine = StateMachine::in_memory().unwrap();
     Node::new(config, DurableState::default(), state_machine, at_ms(0)).unwrap()
@@ -178,6 +179,7 @@ fn a_log_of_large_slots_is_compacted_before_it_reaches_its_byte_bound() {
         },
         sessions: SessionClockConfig::default(),
         first_anonymous_seq: 1,
+        founding: Vec::new(),
     };
     let mut log = synod_paxos::MemStorage::new();
     let state_machine = StateMachine::in_memory().unwrap();
@@ -248,6 +250,7 @@ fn a_backup_snapshot_is_served_like_a_read_by_the_leader_with_every_acknowledged
         compaction: CompactionPolicy::default(),
         sessions: SessionClockConfig::default(),
         first_anonymous_seq: 1,
+        founding: Vec::new(),
     };
     let mut leader = Node::new(
         config,

@@ -149,7 +149,11 @@ fn replay_one_seed() {
     let seed = env_u64("SYNOD_SIM_SEED", 1);
     let nodes = env_u64("SYNOD_SIM_NODES", 3) as usize;
     let name = std::env::var("SYNOD_SIM_MIX").unwrap_or_else(|_| "chaos".to_string());
-    let mut options = options(seed, nodes, &name);
+    let mut options = if std::env::var("SYNOD_SIM_MEMBERSHIP").is_ok() {
+        membership_options(seed, nodes, &name)
+    } else {
+        options(seed, nodes, &name)
+    };
     options.trace = true;
     match run(&options) {
         Ok(report) => {
@@ -199,6 +203,51 @@ fn dueling_proposers_converge_on_one_leader() {
     assert!(worst_ballots >= 2, "both proposers ran phase 1");
 }
 
+/// The settings of a run with membership changes: founding `nodes`, two
+/// spare machines that join, key-value clients only.
+fn membership_options(seed: u64, nodes: usize, mix_name: &str) -> SimOptions {
+    let mut options = SimOptions::new(seed, nodes, mix(mix_name));
+    options.coord_clients = 0;
+    options.membership_changes = true;
+    options.spares = 2;
+    options
+}
+
+/// Membership changes (a spare added as a learner, promoted, a voter
+/// removed: a crashed one first, the leader itself at times) under the
+/// loss, partitions, crashes and clock drift of four fault mixes;
+/// `SYNOD_SIM_MEMBERSHIP_SEEDS` seeds per mix (default 12).
+#[test]
+fn membership_changes_keep_every_oracle() {
+    let per_mix = env_u64("SYNOD_SIM_MEMBERSHIP_SEEDS", 12);
+    let first = env_u64("SYNOD_SIM_FIRST_SEED", 1);
+    for name in ["lossy", "partitions", "crashes", "chaos"] {
+        let started = WallClock::now();
+        let (mut changes, mut commands, mut worst_recovery_us) = (0, 0, 0);
+        for seed in first..first + per_mix {
+            let nodes = if seed % 2 == 0 { 5 } else { 3 };
+            match run(&membership_options(seed, nodes, name)) {
+                Ok(report) => {
+                    changes += report.membership_changes;
+                    commands += report.committed_commands;
+                    worst_recovery_us = worst_recovery_us.max(report.recovery_us);
+                }
+                Err(failure) => panic!("{failure}"),
+            }
+        }
+        eprintln!(
+            "membership under {name}: {per_mix} seeds, {changes} changes chosen, {commands} \
+             commands, slowest recovery after heal {} ms, {:.1} s",
+            worst_recovery_us / 1000,
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            changes >= per_mix,
+            "too few membership changes to mean anything"
+        );
+    }
+}
+
 /// Runs seeds with a deliberately broken rule until the oracles flag one.
 fn first_caught(mix_name: &str, bugs: synod_paxos::Bugs) -> Option<String> {
     (1..=env_u64("SYNOD_TEETH_SEEDS", 60)).find_map(|seed| {
@@ -226,6 +275,22 @@ fn oracles_catch_phase2_sent_before_the_own_promise_is_durable() {
         ..Default::default()
     };
     let caught = first_caught("elections", bugs).expect("the broken rule went unnoticed");
+    eprintln!("caught: {caught}");
+}
+
+#[test]
+fn oracles_catch_a_membership_change_that_governs_at_once() {
+    let bugs = synod_paxos::Bugs {
+        reconfigure_at_once: true,
+        ..Default::default()
+    };
+    let caught = (1..=env_u64("SYNOD_TEETH_SEEDS", 60))
+        .find_map(|seed| {
+            let mut options = membership_options(seed, 3, "lossy");
+            options.bugs = bugs.clone();
+            run(&options).err().map(|f| f.to_string())
+        })
+        .expect("the broken rule went unnoticed");
     eprintln!("caught: {caught}");
 }
 

@@ -6,6 +6,7 @@
 //! | `sm_elections` | election name | [`QueueRecord`]: leader, its value and revision, candidates |
 //! | `sm_key_expiry` | user key | [`ExpiryRecord`]: expiry revision, remaining TTL |
 //! | `sm_locks` | lock name | [`QueueRecord`]: holder, token, lock-delay, waiters |
+//! | `sm_membership` | `log` | the cluster's membership log (see [`crate::membership`]) |
 //! | `sm_redis_elements` | collection id (8 bytes BE) ‖ element key | element value (see [`crate::redis`]) |
 //! | `sm_session_owned` | session (8 bytes BE) ‖ kind (1 byte) ‖ name | empty |
 //! | `sm_sessions` | session (8 bytes BE) | [`SessionRecord`]: TTL, remaining TTL, counts |
@@ -29,6 +30,8 @@ pub(crate) const ELECTIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new
 pub(crate) const KEY_EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_key_expiry");
 /// Lock name to its [`QueueRecord`].
 pub(crate) const LOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_locks");
+/// `log` to the encoded membership log.
+pub(crate) const MEMBERSHIP: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_membership");
 /// The elements of the Redis collections (hashes, sets, lists, sorted sets): see
 /// [`crate::redis`] for the layout.
 pub(crate) const REDIS_ELEMENTS: TableDefinition<&[u8], &[u8]> =
@@ -52,7 +55,7 @@ pub(crate) struct CoordTable {
 }
 
 /// Every coordination table, sorted by name: the order snapshots stream and hash them in.
-pub(crate) const COORD_TABLES: [CoordTable; 7] = [
+pub(crate) const COORD_TABLES: [CoordTable; 8] = [
     CoordTable {
         live: ELECTIONS,
         staged: TableDefinition::new("snapshot_install_elections"),
@@ -64,6 +67,10 @@ pub(crate) const COORD_TABLES: [CoordTable; 7] = [
     CoordTable {
         live: LOCKS,
         staged: TableDefinition::new("snapshot_install_locks"),
+    },
+    CoordTable {
+        live: MEMBERSHIP,
+        staged: TableDefinition::new("snapshot_install_membership"),
     },
     CoordTable {
         live: REDIS_ELEMENTS,
@@ -226,6 +233,8 @@ pub(crate) struct CoordTables<'txn> {
     pub expiry: Table<'txn, &'static [u8], &'static [u8]>,
     /// The elements of Redis collections.
     pub elements: Table<'txn, &'static [u8], &'static [u8]>,
+    /// The membership log.
+    pub membership: Table<'txn, &'static [u8], &'static [u8]>,
 }
 
 impl<'txn> CoordTables<'txn> {
@@ -238,6 +247,7 @@ impl<'txn> CoordTables<'txn> {
             elections: txn.open_table(ELECTIONS)?,
             expiry: txn.open_table(KEY_EXPIRY)?,
             elements: txn.open_table(REDIS_ELEMENTS)?,
+            membership: txn.open_table(MEMBERSHIP)?,
         })
     }
 

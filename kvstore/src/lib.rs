@@ -44,6 +44,7 @@ mod install;
 pub mod key_expiry_clock;
 pub mod limits;
 pub mod lock;
+pub mod membership;
 mod node_store;
 mod queue;
 mod range;

@@ -18,7 +18,7 @@ use crate::{SnapshotChunk, SnapshotInstaller, StateMachine, StorageError};
 
 /// How long a snapshot being received may go without a chunk before a stream of another
 /// snapshot may replace it.
-pub const SNAPSHOT_STALL: Duration = Duration::from_secs(5);
+pub const SNAPSHOT_STALL: Duration = Duration::from_secs(2);
 
 /// The snapshot stream a node is receiving, if any; see the module docs.
 #[derive(Debug, Default)]

@@ -23,7 +23,7 @@
 //! // The entry stream: SnapshotEntry messages, each prefixed with its length as a varint
 //! // (protobuf's length-delimited framing), table by table in this order, each table in its
 //! // key order: sm_meta, sm_kv, sm_dedup, sm_dedup_age, then the coordination tables
-//! // sm_elections, sm_key_expiry, sm_locks, sm_session_owned, sm_sessions, sm_watch_events.
+//! // sm_elections, sm_key_expiry, sm_locks, sm_membership, sm_redis_elements, sm_session_owned, sm_sessions, sm_watch_events.
 //! message SnapshotEntry { oneof entry { MetaEntry meta = 1; KvEntry kv = 2;
 //!                                       DedupEntry dedup = 3; DedupAgeEntry dedup_age = 4;
 //!                                       CoordEntry coord = 5; } }
@@ -215,7 +215,7 @@ pub(crate) type Entries = Box<dyn Iterator<Item = Result<Entry, StorageError>> +
 /// Every `sm_*` table the stream carries. A table of the state machine missing here would be
 /// silently left out of snapshots and of the state hash, so reading one refuses a database that
 /// holds any other `sm_*` table.
-const SNAPSHOT_TABLES: [&str; 11] = [
+const SNAPSHOT_TABLES: [&str; 12] = [
     "sm_meta",
     "sm_kv",
     "sm_dedup",
@@ -223,6 +223,7 @@ const SNAPSHOT_TABLES: [&str; 11] = [
     "sm_elections",
     "sm_key_expiry",
     "sm_locks",
+    "sm_membership",
     "sm_redis_elements",
     "sm_session_owned",
     "sm_sessions",

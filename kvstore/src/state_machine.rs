@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use redb::backends::InMemoryBackend;
 use redb::{Database, Durability, ReadableDatabase, Table};
+use synod_paxos::MembershipLog;
 
 use crate::bugs::Active;
 use crate::command::{Op, Request};
-use crate::coord_tables::{create_tables, CoordTables};
+use crate::coord_tables::{create_tables, CoordTables, MEMBERSHIP};
 use crate::dedup::{self, Admission, AppliedAt};
 use crate::effects::SlotEffects;
 use crate::error::{RequestError, StorageError};
@@ -16,6 +17,7 @@ use crate::exec::{self, ExecError};
 use crate::fnv::Fnv;
 use crate::install::{reset_staging, SnapshotError, SnapshotInstaller};
 use crate::limits::MAX_DEDUP_CLIENTS;
+use crate::membership::{self, decode_membership_command};
 use crate::response::{Outcome, Response};
 use crate::snapshot::{read_entries, Snapshot, SnapshotChunk};
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
@@ -280,6 +282,40 @@ impl StateMachine {
         expiry::list(&self.db)
     }
 
+    /// The memberships as of the applied slot (unknown until
+    /// [`set_founding_membership`](StateMachine::set_founding_membership) or a snapshot
+    /// install sets one): what the consensus core starts from.
+    pub fn membership(&self) -> Result<MembershipLog, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(MEMBERSHIP) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(MembershipLog::default()),
+            Err(e) => return Err(e.into()),
+        };
+        membership::load(&table)
+    }
+
+    /// Stores a new cluster's founding membership, durably, if no membership is known yet
+    /// (a node's first start; every founding node stores the same one, from its configuration).
+    /// Returns the membership now stored.
+    pub fn set_founding_membership(
+        &mut self,
+        founding: MembershipLog,
+    ) -> Result<MembershipLog, StorageError> {
+        let known = self.membership()?;
+        if !known.is_unknown() {
+            return Ok(known);
+        }
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut table = txn.open_table(MEMBERSHIP)?;
+            membership::store(&mut table, &founding)?;
+        }
+        txn.commit()?;
+        Ok(founding)
+    }
+
     /// Every lock in lock-delay, by name: the other input of
     /// [`SessionClock::become_leader`](crate::SessionClock::become_leader). Reads every lock.
     pub fn delayed_locks(&self) -> Result<Vec<DelayedLock>, StorageError> {
@@ -360,6 +396,21 @@ impl StateMachine {
                 };
                 let mut responses = Vec::with_capacity(commands.len());
                 for (position, bytes) in commands.iter().enumerate() {
+                    if let Some(change) = decode_membership_command(bytes) {
+                        match change {
+                            Ok(change) => {
+                                membership::record(&mut tables.coord.membership, slot, &change)?
+                            }
+                            Err(error) => {
+                                tracing::warn!(slot, %error, "malformed membership command ignored")
+                            }
+                        }
+                        responses.push(Response {
+                            revision,
+                            outcome: None,
+                        });
+                        continue;
+                    }
                     let at = AppliedAt {
                         slot,
                         position: position as u64,

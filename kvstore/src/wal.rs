@@ -81,6 +81,7 @@ const RECORD_CHOSEN: u8 = 3;
 const RECORD_COMPACTED: u8 = 4;
 const VALUE_NOOP: u8 = 0;
 const VALUE_COMMANDS: u8 = 1;
+const VALUE_RECONFIGURE: u8 = 2;
 const SEGMENT_SUFFIX: &str = ".wal";
 
 /// Why the write-ahead log refused to open or to write.
@@ -881,7 +882,7 @@ fn decode_record(reader: &mut Reader<'_>) -> Result<Record, String> {
 }
 
 /// A value: tag `0` for a no-op; tag `1`, a u32 count, then each command as a u32 length and
-/// its bytes.
+/// its bytes; tag `2`, a u32 length and a membership change as `Change::encode` writes it.
 fn encode_value(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Noop => out.push(VALUE_NOOP),
@@ -893,6 +894,12 @@ fn encode_value(value: &Value, out: &mut Vec<u8>) {
                 out.extend_from_slice(&u32_len(command.len()).to_le_bytes());
                 out.extend_from_slice(command);
             }
+        }
+        Value::Reconfigure(change) => {
+            let bytes = change.encode();
+            out.push(VALUE_RECONFIGURE);
+            out.extend_from_slice(&u32_len(bytes.len()).to_le_bytes());
+            out.extend_from_slice(&bytes);
         }
     }
 }
@@ -922,6 +929,12 @@ fn decode_value(reader: &mut Reader<'_>) -> Result<Value, String> {
                 commands.push(reader.take(len)?.to_vec());
             }
             Ok(Value::Commands(commands))
+        }
+        VALUE_RECONFIGURE => {
+            let len = reader.u32()? as usize;
+            synod_paxos::Change::decode(reader.take(len)?)
+                .map(Value::Reconfigure)
+                .map_err(|e| e.to_string())
         }
         tag => Err(format!("unknown value tag {tag}")),
     }

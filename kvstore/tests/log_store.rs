@@ -372,7 +372,7 @@ fn put_slot(n: u64) -> Value {
 
 fn apply(store: &mut NodeStore, slot: Slot, value: &Value) {
     let commands = match value {
-        Value::Noop => Vec::new(),
+        Value::Noop | Value::Reconfigure(_) => Vec::new(),
         Value::Commands(commands) => commands.clone(),
     };
     store.state_machine.apply(slot.0, &commands).unwrap();

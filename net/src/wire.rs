@@ -5,7 +5,7 @@
 //! panic. Absent scalars decode as zero, as proto3 defines.
 
 use prost::Message as _;
-use synod_paxos::{Ballot, Envelope, Message, NodeId, Slot, SlotState, Value};
+use synod_paxos::{Ballot, Change, Envelope, Message, NodeId, Slot, SlotState, Value};
 
 use crate::error::WireError;
 use crate::proto::peer as pb;
@@ -75,9 +75,14 @@ fn to_proto(envelope: &Envelope) -> pb::PeerEnvelope {
             commit: commit.0,
             round: *round,
         }),
-        Message::HeartbeatAck { ballot, round } => PbMessage::HeartbeatAck(pb::HeartbeatAck {
+        Message::HeartbeatAck {
+            ballot,
+            round,
+            commit,
+        } => PbMessage::HeartbeatAck(pb::HeartbeatAck {
             ballot: ballot.0,
             round: *round,
+            commit: commit.0,
         }),
         Message::Fetch { first_slot } => PbMessage::Fetch(pb::Fetch {
             first_slot: first_slot.0,
@@ -99,6 +104,7 @@ fn value_to_proto(value: &Value) -> pb::Value {
         Value::Commands(commands) => pb::value::Kind::Commands(pb::Commands {
             commands: commands.clone(),
         }),
+        Value::Reconfigure(change) => pb::value::Kind::Reconfigure(change.encode()),
     };
     pb::Value { kind: Some(kind) }
 }
@@ -167,6 +173,7 @@ fn from_proto(wire: pb::PeerEnvelope) -> Result<Envelope, WireError> {
         PbMessage::HeartbeatAck(m) => Message::HeartbeatAck {
             ballot: Ballot(m.ballot),
             round: m.round,
+            commit: Slot(m.commit),
         },
         PbMessage::Fetch(m) => Message::Fetch {
             first_slot: Slot(m.first_slot),
@@ -186,6 +193,9 @@ fn value_from_proto(value: Option<pb::Value>) -> Result<Value, WireError> {
     match value.and_then(|v| v.kind) {
         Some(pb::value::Kind::Noop(_)) => Ok(Value::Noop),
         Some(pb::value::Kind::Commands(c)) => Ok(Value::Commands(c.commands)),
+        Some(pb::value::Kind::Reconfigure(bytes)) => Change::decode(&bytes)
+            .map(Value::Reconfigure)
+            .map_err(|e| WireError::Protobuf(e.to_string())),
         None => Err(WireError::MissingField("value")),
     }
 }

@@ -68,6 +68,7 @@ fn every_variant(rng: &mut Rng) -> Vec<Message> {
         Message::HeartbeatAck {
             ballot,
             round: rng.next_u64(),
+            commit: Slot(rng.next_u64()),
         },
         Message::Fetch {
             first_slot: Slot(rng.next_u64()),
@@ -106,6 +107,12 @@ fn zero_values_and_empty_batches_round_trip() {
         Value::Noop,
         Value::Commands(vec![]),
         Value::Commands(vec![vec![]]),
+        Value::Reconfigure(synod_paxos::Change::Promote(NodeId(4))),
+        Value::Reconfigure(synod_paxos::Change::AddLearner {
+            id: NodeId(5),
+            peer_addr: "127.0.0.1:7001".into(),
+            client_addr: "127.0.0.1:7002".into(),
+        }),
     ] {
         let original = Envelope {
             from: NodeId(0),

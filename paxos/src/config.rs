@@ -11,7 +11,10 @@ use crate::types::{NodeId, COMMAND_OVERHEAD_BYTES, SLOT_OVERHEAD_BYTES};
 pub struct Config {
     /// This node.
     pub id: NodeId,
-    /// Every member, this node included. A majority of them is a quorum.
+    /// The cluster's founding voters, this node included, used until the
+    /// membership is known from the log or a snapshot
+    /// ([`DurableState::membership`](crate::DurableState)); empty for a node
+    /// that joins a running cluster and learns its membership there.
     pub members: Vec<NodeId>,
     /// How often the leader sends heartbeats (and retransmits unacknowledged
     /// accepts).
@@ -108,6 +111,10 @@ pub struct Bugs {
     /// A new leader sends its Accepts and Heartbeats before its own
     /// promise is durable (`Ready::take_early_messages` ignores it).
     pub phase2_before_own_promise_durable: bool,
+    /// A membership change governs from the slot right after it instead of
+    /// `ACTIVATION_DELAY` slots later, while slots proposed under the old
+    /// membership may still be in flight.
+    pub reconfigure_at_once: bool,
 }
 
 /// A configuration that cannot work.
@@ -160,8 +167,11 @@ impl Config {
         if sorted.len() != self.members.len() {
             return err("a node id appears twice in members");
         }
-        if !self.members.contains(&self.id) {
+        if !self.members.is_empty() && !self.members.contains(&self.id) {
             return err("members must include this node's id");
+        }
+        if self.id.0 == 0 {
+            return err("node id 0 is not valid");
         }
         if self.heartbeat_interval.is_zero() {
             return err("heartbeat interval must be positive");
@@ -199,17 +209,17 @@ impl Config {
                 "max_message_bytes must hold one full batch (max_batch_bytes, max_batch_commands)",
             );
         }
+        if self.max_inflight_slots > crate::membership::ACTIVATION_DELAY {
+            return err(
+                "max_inflight_slots may not exceed the membership activation delay (ACTIVATION_DELAY, 8)",
+            );
+        }
         if self.max_slots_ahead < self.max_inflight_slots {
             return err(
                 "max_slots_ahead must be at least the pipeline window (max_inflight_slots)",
             );
         }
         Ok(())
-    }
-
-    /// Members needed for a quorum.
-    pub fn quorum(&self) -> usize {
-        self.members.len() / 2 + 1
     }
 
     /// How long after sending a heartbeat round that a majority acknowledged

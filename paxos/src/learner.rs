@@ -1,6 +1,7 @@
 //! The learner side of a replica: which slots are chosen, delivering them in
 //! order, catching up by fetch or snapshot, and compaction.
 
+use crate::membership::MembershipLog;
 use crate::message::{Message, MESSAGE_OVERHEAD_BYTES};
 use crate::replica::Replica;
 use crate::storage::{Record, SlotState};
@@ -36,11 +37,19 @@ impl Replica {
     /// driver must only install snapshots ahead of `commit_index()`; one
     /// that is not, or one above [`Slot::MAX`], is ignored and `false`
     /// returned.
-    pub fn install_snapshot(&mut self, now: Instant, through: Slot) -> bool {
-        if through <= self.commit || through > Slot::MAX {
+    /// `membership` is the snapshot's: the memberships governing the slots
+    /// after `through`.
+    pub fn install_snapshot(
+        &mut self,
+        now: Instant,
+        through: Slot,
+        membership: MembershipLog,
+    ) -> bool {
+        if through <= self.commit || through > Slot::MAX || membership.is_unknown() {
             return false;
         }
         tracing::info!(node = %self.config.id, slot = %through, "snapshot installed");
+        self.membership = membership;
         self.commit = through;
         self.delivered = through;
         self.known_commit = self.known_commit.max(through);
@@ -111,6 +120,7 @@ impl Replica {
         assert!(self.commit >= before, "commit index went down");
         if self.commit > before {
             self.deliver_committed();
+            self.membership.forget_before(self.commit.next());
             self.release_reads();
         }
     }
@@ -119,6 +129,17 @@ impl Replica {
         while self.delivered < self.commit {
             let slot = self.delivered.next();
             let value = self.chosen(slot).expect("committed slot is chosen").clone();
+            if let Value::Reconfigure(change) = &value {
+                let delay = self.activation_delay();
+                match self.membership.record_chosen(slot, change, delay) {
+                    Ok(()) => {
+                        tracing::info!(node = %self.config.id, %slot, %change, "membership change chosen")
+                    }
+                    Err(error) => {
+                        tracing::warn!(node = %self.config.id, %slot, %change, %error, "membership change chosen but invalid; ignored")
+                    }
+                }
+            }
             self.ready.committed.push((slot, value));
             self.delivered = slot;
         }
@@ -152,7 +173,11 @@ impl Replica {
     }
 
     pub(crate) fn on_fetch(&mut self, now: Instant, from: NodeId, first_slot: Slot) {
-        if first_slot <= self.compacted_through {
+        // A node that joined after the log began cannot apply it from the
+        // start (it does not know the founding membership): it gets a
+        // snapshot, which carries the membership.
+        let joiner_from_start = first_slot == Slot(1) && !self.config.members.contains(&from);
+        if first_slot <= self.compacted_through || joiner_from_start {
             // The values are gone; the driver sends our snapshot instead, at
             // most once per election timeout per peer.
             let due = self
@@ -192,6 +217,10 @@ impl Replica {
     }
 
     pub(crate) fn on_chosen(&mut self, now: Instant, from: NodeId, entries: Vec<(Slot, Value)>) {
+        if self.membership.is_unknown() {
+            // A joining node waits for a snapshot (see `on_fetch`).
+            return;
+        }
         let horizon = self.slot_horizon();
         for (slot, value) in entries {
             if slot > horizon {

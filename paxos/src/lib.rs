@@ -26,6 +26,7 @@
 //! grows.
 pub mod config;
 mod learner;
+pub mod membership;
 pub mod message;
 mod peer_input;
 mod proposer;
@@ -39,9 +40,10 @@ pub mod types;
 #[cfg(feature = "bug-injection")]
 pub use config::Bugs;
 pub use config::{Config, ConfigError};
+pub use membership::{Change, ChangeError, Member, Membership, MembershipLog, ACTIVATION_DELAY};
 pub use message::{Envelope, Message};
 pub use ready::{ReadId, Ready};
-pub use replica::{Replica, Role, Status, Unavailable};
+pub use replica::{ChangeRefused, Replica, Role, Status, Unavailable, PROMOTE_MAX_LAG_SLOTS};
 pub use rng::Rng;
 pub use storage::{DurableState, MemStorage, Record, RecordRuleError, SlotState, Storage};
 pub use time::Instant;

@@ -141,6 +141,8 @@ pub enum Message {
         ballot: Ballot,
         /// The acknowledged round.
         round: u64,
+        /// The acknowledging node's commit index (how far behind it is).
+        commit: Slot,
     },
     /// Send me chosen values from `first_slot` on.
     Fetch {

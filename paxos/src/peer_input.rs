@@ -226,8 +226,13 @@ impl Replica {
                 }
                 Ok(())
             }
-            Message::Accepted { ballot, .. } | Message::HeartbeatAck { ballot, .. } => {
-                check_round(*ballot)
+            Message::Accepted { ballot, .. } => check_round(*ballot),
+            Message::HeartbeatAck { ballot, commit, .. } => {
+                check_round(*ballot)?;
+                if *commit > Slot::MAX {
+                    return Err(PeerInputError::SlotOutOfRange(*commit));
+                }
+                Ok(())
             }
             Message::Reject { ballot, promised } => {
                 check_round(*ballot)?;

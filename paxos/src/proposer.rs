@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use crate::membership::{Change, Membership};
 use crate::message::{Message, MESSAGE_OVERHEAD_BYTES};
 use crate::ready::ReadId;
 use crate::replica::{Replica, RoleState, Unavailable};
@@ -37,6 +38,22 @@ pub(crate) struct Candidate {
     pub(crate) asked_self: bool,
     /// Give up this attempt (and back off) at this time.
     pub(crate) deadline: Instant,
+    /// The memberships governing `first_slot ..= first_slot + α − 1`: the
+    /// attempt wins with promises from a quorum of each.
+    pub(crate) window: Vec<Membership>,
+    /// Commands a leader had queued when it ran Phase 1 again (for a new
+    /// membership); they get slots if it wins, go back to the driver if not.
+    pub(crate) carried: VecDeque<Command>,
+}
+
+impl Candidate {
+    /// True if the promises so far, with `extra`, make a quorum of every
+    /// membership of the window.
+    fn wins_with(&self, extra: Option<NodeId>) -> bool {
+        self.window
+            .iter()
+            .all(|m| m.has_quorum(self.promises.keys().chain(extra.as_ref())))
+    }
 }
 
 /// A value proposed in a slot, waiting for a quorum of `Accepted`.
@@ -87,9 +104,41 @@ pub(crate) struct Leader {
     /// the election). A leader that has not heard a quorum for an election
     /// timeout steps down (check-quorum), so its clients go elsewhere.
     quorum_heard_at: Instant,
+    /// Acceptors whose complete promise for this ballot it holds: it
+    /// proposes in a slot only if they include a quorum of the membership
+    /// governing that slot (else it runs Phase 1 again).
+    promised_by: BTreeSet<NodeId>,
+    /// Values recovered in Phase 1 for slots not yet proposed (no-ops for
+    /// holes), proposed in order as the pipeline window allows.
+    recovered: BTreeMap<Slot, Value>,
+    /// A membership change waiting for a slot.
+    pub(crate) queued_change: Option<Change>,
+    /// Each peer's commit index, from its latest heartbeat acknowledgment.
+    peer_commit: BTreeMap<NodeId, Slot>,
 }
 
 impl Leader {
+    /// True if a membership change is queued, proposed or recovered and not
+    /// yet chosen, or the newest membership is one this ballot's promises
+    /// hold no quorum of (it is about to run Phase 1 again).
+    pub(crate) fn change_in_flight(&self, latest: &Membership) -> bool {
+        let is_change = |v: &Value| matches!(v, Value::Reconfigure(_));
+        !latest.has_quorum(&self.promised_by)
+            || self.queued_change.is_some()
+            || self.proposals.values().any(|p| is_change(&p.value))
+            || self.recovered.values().any(is_change)
+    }
+
+    /// The commit index `peer` last reported (zero if never).
+    pub(crate) fn peer_commit(&self, peer: NodeId) -> Slot {
+        self.peer_commit.get(&peer).copied().unwrap_or_default()
+    }
+
+    /// Every peer's last reported commit index.
+    pub(crate) fn peer_commits(&self) -> BTreeMap<NodeId, Slot> {
+        self.peer_commit.clone()
+    }
+
     /// Queues a command for a slot.
     pub(crate) fn push_pending(&mut self, command: Command) {
         self.pending_bytes += command.len();
@@ -125,6 +174,12 @@ impl Replica {
     /// Once rounds reach [`Ballot::MAX_ROUND`] the node no longer campaigns
     /// (it logs an error each time it would); it still votes and follows.
     pub(crate) fn start_phase1(&mut self, now: Instant) {
+        self.start_phase1_carrying(now, VecDeque::new());
+    }
+
+    /// [`start_phase1`](Replica::start_phase1), keeping `carried` commands
+    /// for the slots it will propose if it wins.
+    fn start_phase1_carrying(&mut self, now: Instant, carried: VecDeque<Command>) {
         if self.max_round_seen >= Ballot::MAX_ROUND {
             tracing::error!(node = %self.config.id, max_round = Ballot::MAX_ROUND, "ballot rounds exhausted; not campaigning");
             self.step_down(now);
@@ -135,7 +190,12 @@ impl Replica {
         let ballot = Ballot::new(round, self.config.id);
         let first_slot = self.commit.next();
         tracing::info!(node = %self.config.id, %ballot, slot = %first_slot, "starting phase 1");
-        let ask_self_now = self.config.quorum() <= 1;
+        let window = self.window_memberships();
+        let me = self.config.id;
+        let ask_self_now = window.iter().all(|m| m.has_quorum([&me]));
+        let mut voters: Vec<NodeId> = window.iter().flat_map(|m| m.voters()).collect();
+        voters.sort();
+        voters.dedup();
         self.role = RoleState::Candidate(Candidate {
             ballot,
             first_slot,
@@ -145,10 +205,12 @@ impl Replica {
             refused_by: BTreeSet::new(),
             asked_self: ask_self_now,
             deadline: now + self.config.election_timeout,
+            window,
+            carried,
         });
         self.leader_hint = None;
         let prepare = Message::Prepare { ballot, first_slot };
-        for to in self.config.members.clone() {
+        for to in voters {
             if to != self.config.id || ask_self_now {
                 self.send(to, prepare.clone());
             }
@@ -167,7 +229,6 @@ impl Replica {
         slots: Vec<(Slot, SlotState)>,
         more_from: Option<Slot>,
     ) {
-        let quorum = self.config.quorum();
         let RoleState::Candidate(candidate) = &mut self.role else {
             return;
         };
@@ -220,9 +281,9 @@ impl Replica {
         }
         candidate.refused_by.remove(&from);
         candidate.promises.insert(from, collected);
-        if candidate.promises.len() >= quorum {
+        if candidate.wins_with(None) {
             self.become_leader(now);
-        } else if !candidate.asked_self && candidate.promises.len() + 1 >= quorum {
+        } else if !candidate.asked_self && candidate.wins_with(Some(self.config.id)) {
             candidate.asked_self = true;
             let prepare = Message::Prepare {
                 ballot,
@@ -242,6 +303,7 @@ impl Replica {
             unreachable!("only a candidate becomes leader");
         };
         let ballot = candidate.ballot;
+        let promised_by: BTreeSet<NodeId> = candidate.promises.keys().copied().collect();
         // For each slot: the chosen value if anyone knows it, else the value
         // accepted at the highest ballot.
         let mut recovered: BTreeMap<Slot, (Option<Ballot>, Value)> = BTreeMap::new();
@@ -283,14 +345,15 @@ impl Replica {
         .flatten()
         .max()
         .unwrap_or_default();
+        let pending_bytes = candidate.carried.iter().map(Vec::len).sum();
         let mut leader = Leader {
             ballot,
             next_slot: candidate.first_slot.max(self.commit.next()),
             recovered_through: Slot(0),
             proposals: BTreeMap::new(),
             unsent: Vec::new(),
-            pending: VecDeque::new(),
-            pending_bytes: 0,
+            pending: candidate.carried,
+            pending_bytes,
             next_heartbeat_at: now,
             heartbeat_round: 0,
             rounds: BTreeMap::new(),
@@ -299,28 +362,45 @@ impl Replica {
             reads: VecDeque::new(),
             round_wanted: false,
             quorum_heard_at: now,
+            promised_by,
+            recovered: BTreeMap::new(),
+            queued_change: None,
+            peer_commit: BTreeMap::new(),
         };
+        // Values known chosen are learned at once; the others are proposed
+        // from `leader.recovered` as the pipeline window allows (a slot more
+        // than α above the commit index may be governed by a membership not
+        // known yet).
         let mut learned = Vec::new();
+        let mut first_to_propose = None;
         for slot in (leader.next_slot.0..=last_known.0).map(Slot) {
-            if self.chosen(slot).is_some() {
-                leader.next_slot = slot.next();
-                continue;
-            }
-            match recovered.remove(&slot) {
-                Some((None, value)) => {
+            // A value known chosen before the first slot to propose is
+            // learned; after it, it is proposed again (the same value).
+            let value = match (self.chosen(slot), recovered.remove(&slot)) {
+                (Some(_), _) if first_to_propose.is_none() => continue,
+                (None, Some((None, value))) if first_to_propose.is_none() => {
                     learned.push((slot, value));
-                    leader.next_slot = slot.next();
+                    continue;
                 }
-                Some((Some(_), value)) => leader.propose_at(now, slot, value),
-                None => leader.propose_at(now, slot, Value::Noop),
-            }
+                (Some(chosen), _) => chosen.clone(),
+                (None, Some((_, value))) => value,
+                (None, None) => Value::Noop,
+            };
+            first_to_propose.get_or_insert(slot);
+            leader.recovered.insert(slot, value);
         }
-        if leader.proposals.is_empty() {
+        leader.next_slot =
+            first_to_propose.unwrap_or(Slot(last_known.0.max(leader.next_slot.0 - 1) + 1));
+        if leader.recovered.is_empty() {
             // Reads need a value chosen at our own ballot.
-            let slot = leader.next_slot;
-            leader.propose_at(now, slot, Value::Noop);
+            leader.recovered.insert(leader.next_slot, Value::Noop);
         }
-        leader.recovered_through = Slot(leader.next_slot.0 - 1);
+        leader.recovered_through = leader
+            .recovered
+            .keys()
+            .next_back()
+            .copied()
+            .expect("a recovered slot at least");
         tracing::info!(node = %self.config.id, %ballot, through = %leader.recovered_through, "elected leader");
         self.role = RoleState::Leader(Box::new(leader));
         self.leader_hint = Some(self.config.id);
@@ -329,11 +409,11 @@ impl Replica {
             self.mark_chosen(slot, value);
         }
         self.advance_commit();
+        self.leader_flush(now);
         self.send_heartbeat_round(now);
     }
 
     pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slots: Vec<Slot>) {
-        let quorum = self.config.quorum();
         let RoleState::Leader(leader) = &mut self.role else {
             return;
         };
@@ -344,7 +424,7 @@ impl Replica {
         for slot in slots {
             if let Some(proposal) = leader.proposals.get_mut(&slot) {
                 proposal.acks.insert(from);
-                if proposal.acks.len() >= quorum {
+                if self.membership.governing(slot).has_quorum(&proposal.acks) {
                     let proposal = leader.proposals.remove(&slot).expect("present");
                     chosen.push((slot, proposal.value));
                 }
@@ -369,15 +449,17 @@ impl Replica {
         promised: Ballot,
     ) {
         self.observe_ballot(promised);
-        let members = self.config.members.len();
-        let quorum = self.config.quorum();
         let superseded = promised > ballot;
         let give_up = match &mut self.role {
             RoleState::Candidate(c) if c.ballot == ballot => {
                 if !superseded && !c.promises.contains_key(&from) {
                     c.refused_by.insert(from);
                 }
-                superseded || members - c.refused_by.len() < quorum
+                let out_of_reach = c
+                    .window
+                    .iter()
+                    .any(|m| m.voters().filter(|v| !c.refused_by.contains(v)).count() < m.quorum());
+                superseded || out_of_reach
             }
             RoleState::Leader(l) if l.ballot == ballot => superseded,
             _ => false,
@@ -389,18 +471,26 @@ impl Replica {
         }
     }
 
-    pub(crate) fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, round: u64) {
-        let quorum = self.config.quorum();
+    pub(crate) fn on_heartbeat_ack(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        round: u64,
+        commit: Slot,
+    ) {
         let leader_lease = self.config.leader_lease();
+        let window = self.window_memberships();
         let RoleState::Leader(leader) = &mut self.role else {
             return;
         };
         if leader.ballot != ballot {
             return;
         }
+        let known = leader.peer_commit.entry(from).or_default();
+        *known = (*known).max(commit);
         if let Some(r) = leader.rounds.get_mut(&round) {
             r.acks.insert(from);
-            if r.acks.len() >= quorum {
+            if window.iter().all(|m| m.has_quorum(&r.acks)) {
                 leader.confirmed_round = leader.confirmed_round.max(round);
                 leader.quorum_heard_at = leader.quorum_heard_at.max(r.sent_at);
                 let until = r.sent_at + leader_lease;
@@ -438,10 +528,10 @@ impl Replica {
                 continue;
             }
             proposal.sent_at = now;
-            for member in &self.config.members {
-                if !proposal.acks.contains(member) {
+            for member in self.membership.governing(*slot).voters() {
+                if !proposal.acks.contains(&member) {
                     resend
-                        .entry(*member)
+                        .entry(member)
                         .or_default()
                         .push((*slot, proposal.value.clone()));
                 }
@@ -486,7 +576,7 @@ impl Replica {
             leader.rounds.pop_first();
         }
         let ballot = leader.ballot;
-        for to in self.config.members.clone() {
+        for to in self.member_ids() {
             if to != id {
                 self.send(
                     to,
@@ -498,7 +588,7 @@ impl Replica {
                 );
             }
         }
-        self.on_heartbeat_ack(id, ballot, round);
+        self.on_heartbeat_ack(id, ballot, round, commit);
     }
 
     /// True if the leader may answer a read from local state right now:
@@ -562,6 +652,10 @@ impl Replica {
             self.config.max_batch_bytes,
         );
         let budget = self.config.max_message_bytes;
+        let me = self.config.id;
+        // A chosen change governs from here; the slots before it are filled
+        // with no-ops when no command is waiting, so that it takes effect.
+        let change_from = self.membership.latest_from();
         // Opening no slot while the log is over its byte bound stops the
         // leader's log (and, through them, every follower's) from growing
         // until the driver compacts.
@@ -569,10 +663,41 @@ impl Replica {
         let RoleState::Leader(leader) = &mut self.role else {
             return;
         };
-        while log_has_room
-            && !leader.pending.is_empty()
-            && leader.next_slot.0 - commit.0 - 1 < max_inflight
-        {
+        let mut outcome = FlushOutcome::Proposing;
+        loop {
+            let slot = leader.next_slot;
+            if slot.0 - commit.0 - 1 >= max_inflight || !log_has_room {
+                break;
+            }
+            let governing = self.membership.governing(slot);
+            if !governing.is_voter(me) {
+                outcome = FlushOutcome::NoLongerVoter;
+                break;
+            }
+            if !governing.has_quorum(&leader.promised_by) {
+                outcome = FlushOutcome::NeedsPromises;
+                break;
+            }
+            let wants_slot = slot <= leader.recovered_through
+                || !leader.pending.is_empty()
+                || leader.queued_change.is_some()
+                || slot < change_from;
+            if !wants_slot {
+                break;
+            }
+            if slot <= leader.recovered_through {
+                let value = leader.recovered.remove(&slot).unwrap_or(Value::Noop);
+                leader.propose_at(now, slot, value);
+                continue;
+            }
+            if let Some(change) = leader.queued_change.take() {
+                leader.propose_at(now, slot, Value::Reconfigure(change));
+                continue;
+            }
+            if leader.pending.is_empty() {
+                leader.propose_at(now, slot, Value::Noop);
+                continue;
+            }
             let mut batch = Vec::new();
             let mut bytes = 0;
             while let Some(command) = leader.pending.front() {
@@ -585,7 +710,6 @@ impl Replica {
                 leader.pending_bytes -= command.len();
                 batch.push(leader.pending.pop_front().expect("front exists"));
             }
-            let slot = leader.next_slot;
             leader.propose_at(now, slot, Value::Commands(batch));
         }
         let round_wanted = leader.round_wanted;
@@ -604,7 +728,48 @@ impl Replica {
         if round_wanted {
             self.send_heartbeat_round(now);
         }
+        match outcome {
+            FlushOutcome::Proposing => {}
+            FlushOutcome::NoLongerVoter => {
+                // Removed (or demoted): every slot of the old membership is
+                // proposed; a voter of the new one takes over.
+                tracing::info!(node = %me, "no longer a voter; handing over leadership");
+                self.step_down(now);
+                self.leader_hint = None;
+            }
+            FlushOutcome::NeedsPromises => {
+                // A new membership governs the next slot and this ballot's
+                // promises hold no quorum of it: run Phase 1 again, keeping
+                // the queued commands.
+                let RoleState::Leader(leader) =
+                    std::mem::replace(&mut self.role, RoleState::Follower)
+                else {
+                    unreachable!("checked above");
+                };
+                tracing::info!(node = %me, ballot = %leader.ballot, "new membership; running phase 1 again");
+                self.ready
+                    .failed_reads
+                    .extend(leader.reads.iter().map(|r| r.id));
+                let mut carried = leader.pending;
+                if let Some(change) = leader.queued_change {
+                    tracing::warn!(node = %me, %change, "membership change dropped by a new phase 1");
+                }
+                carried.shrink_to_fit();
+                self.start_phase1_carrying(now, carried);
+            }
+        }
     }
+}
+
+/// Why [`Replica::leader_flush`] stopped opening slots.
+enum FlushOutcome {
+    /// The window is full or nothing is waiting.
+    Proposing,
+    /// This node does not vote in the membership governing the next slot.
+    NoLongerVoter,
+    /// The promises of this ballot hold no quorum of the membership
+    /// governing the next slot.
+    NeedsPromises,
 }
 
 /// Cuts `entries` into runs whose messages stay within `max_message_bytes`

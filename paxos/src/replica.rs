@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
+use crate::membership::{Change, ChangeError, Member, Membership, MembershipLog, ACTIVATION_DELAY};
 use crate::message::{Envelope, Message, MESSAGE_OVERHEAD_BYTES};
 use crate::proposer::{Candidate, Leader};
 use crate::ready::{ReadId, Ready};
@@ -66,6 +67,21 @@ impl std::fmt::Display for Unavailable {
 }
 
 impl std::error::Error for Unavailable {}
+
+/// Why a membership change was not proposed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeRefused {
+    /// Only the leader proposes changes.
+    #[error("{0}")]
+    Unavailable(Unavailable),
+    /// The change is not valid now.
+    #[error("{0}")]
+    Invalid(ChangeError),
+}
+
+/// How far (in slots) a learner's commit index may trail the leader's for
+/// it to count as caught up, so that it may be promoted.
+pub const PROMOTE_MAX_LAG_SLOTS: u64 = 1024;
 
 /// A snapshot of a replica's state for status displays and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +153,10 @@ pub struct Replica {
     pub(crate) catch_up_progress_at: Instant,
     /// When we last asked the driver to send each peer a snapshot.
     pub(crate) snapshot_offered_at: BTreeMap<NodeId, Instant>,
+    /// The memberships governing the slots from `commit + 1` on (see
+    /// [`crate::membership`]). Changed only when a change is delivered or a
+    /// snapshot installed.
+    pub(crate) membership: MembershipLog,
     /// Messages from this node to itself, handled before the call returns.
     loopback: VecDeque<Message>,
     pub(crate) ready: Ready,
@@ -186,6 +206,18 @@ impl Replica {
                 Slot::MAX
             )));
         }
+        let membership = if durable.membership.is_unknown() && !config.members.is_empty() {
+            MembershipLog::new(Membership::founding(config.members.iter().map(|id| {
+                Member {
+                    id: *id,
+                    voter: true,
+                    peer_addr: String::new(),
+                    client_addr: String::new(),
+                }
+            })))
+        } else {
+            durable.membership
+        };
         let log_bytes = durable
             .slots
             .values()
@@ -215,6 +247,7 @@ impl Replica {
             catch_up_from: None,
             catch_up_progress_at: now,
             snapshot_offered_at: BTreeMap::new(),
+            membership,
             loopback: VecDeque::new(),
             ready: Ready::default(),
             config,
@@ -234,7 +267,12 @@ impl Replica {
         match &self.role {
             RoleState::Follower => {
                 if now >= self.election_deadline {
-                    self.start_phase1(now);
+                    if self.may_campaign() {
+                        self.start_phase1(now);
+                    } else {
+                        self.election_deadline =
+                            now + random_election_timeout(&self.config, &mut self.rng);
+                    }
                 }
             }
             RoleState::Candidate(c) => {
@@ -257,8 +295,8 @@ impl Replica {
     pub fn step(&mut self, now: Instant, envelope: Envelope) {
         assert_eq!(envelope.to, self.config.id, "message for another node");
         let from = envelope.from;
-        if from == self.config.id || !self.config.members.contains(&from) {
-            tracing::warn!(node = %self.config.id, %from, "message from a non-member dropped");
+        if from == self.config.id || self.membership.latest().is_retired(from) {
+            tracing::warn!(node = %self.config.id, %from, "message from a removed node dropped");
             return;
         }
         if let Err(error) = self.check_peer_message(from, &envelope.message) {
@@ -277,7 +315,7 @@ impl Replica {
     /// Starts Phase 1 now, whatever the election timer says (used to force
     /// a leader change, and by tests of dueling proposers).
     pub fn campaign(&mut self, now: Instant) {
-        if !matches!(self.role, RoleState::Leader(_)) {
+        if !matches!(self.role, RoleState::Leader(_)) && self.may_campaign() {
             self.start_phase1(now);
         }
         self.settle(now);
@@ -306,6 +344,71 @@ impl Replica {
         leader.push_pending(command);
         self.settle(now);
         Ok(())
+    }
+
+    /// Proposes a membership change. It is checked against the newest
+    /// membership (one change at a time: refused while the previous one does
+    /// not govern yet; a learner is promoted only once its commit index is
+    /// within [`PROMOTE_MAX_LAG_SLOTS`] of the leader's), then chosen in a
+    /// slot of its own; it governs `ACTIVATION_DELAY` slots later (the
+    /// leader fills the slots in between with no-ops when idle). Watch
+    /// [`Replica::membership`] to see it take effect.
+    pub fn propose_change(&mut self, now: Instant, change: Change) -> Result<(), ChangeRefused> {
+        let commit = self.commit;
+        let not_leader = self.not_leader();
+        let RoleState::Leader(leader) = &self.role else {
+            return Err(ChangeRefused::Unavailable(not_leader));
+        };
+        if self.membership.latest_from() > commit.next()
+            || leader.change_in_flight(self.membership.latest())
+        {
+            return Err(ChangeRefused::Invalid(ChangeError::InProgress));
+        }
+        self.membership
+            .latest()
+            .apply(&change)
+            .map_err(ChangeRefused::Invalid)?;
+        if let Change::Promote(id) = &change {
+            let has = leader.peer_commit(*id);
+            if has.0 + PROMOTE_MAX_LAG_SLOTS < commit.0 || has == Slot(0) && commit.0 > 0 {
+                return Err(ChangeRefused::Invalid(ChangeError::Lagging {
+                    id: *id,
+                    has,
+                    leader: commit,
+                }));
+            }
+        }
+        let RoleState::Leader(leader) = &mut self.role else {
+            unreachable!("checked above");
+        };
+        tracing::info!(node = %self.config.id, %change, "proposing a membership change");
+        leader.queued_change = Some(change);
+        self.settle(now);
+        Ok(())
+    }
+
+    /// The memberships governing the slots from the commit index on: the
+    /// one in force, then any chosen change not in force yet.
+    pub fn membership(&self) -> &MembershipLog {
+        &self.membership
+    }
+
+    /// The commit index each peer last reported to this node while it led
+    /// (empty on a follower): how far behind each member is.
+    pub fn peer_commits(&self) -> BTreeMap<NodeId, Slot> {
+        match &self.role {
+            RoleState::Leader(leader) => leader.peer_commits(),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// True if this node has been removed from the cluster: a change chosen
+    /// in the log retired its id, and it governs. A removed node never
+    /// campaigns, votes or leads again; its driver should stop serving.
+    pub fn is_removed(&self) -> bool {
+        self.membership
+            .governing(self.commit.next())
+            .is_retired(self.config.id)
     }
 
     /// Asks to serve a linearizable read. Under a valid lease the read is
@@ -406,11 +509,62 @@ impl Replica {
         }
     }
 
-    /// Sends to every member, this node included.
+    /// Sends to every member (voter or learner) of every membership from the
+    /// commit index on, this node included.
     pub(crate) fn broadcast(&mut self, message: &Message) {
-        for to in self.config.members.clone() {
+        for to in self.member_ids() {
             self.send(to, message.clone());
         }
+    }
+
+    /// Every member of the memberships governing slots from the commit index
+    /// on, in order, without repeats.
+    pub(crate) fn member_ids(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .membership
+            .entries()
+            .flat_map(|(_, m)| m.members().map(|member| member.id))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The memberships governing the slots a leader may have in flight
+    /// right now: `commit + 1 ..= commit + ACTIVATION_DELAY`, all known. A
+    /// candidate needs promises from a quorum of each, a leader's lease an
+    /// acknowledgment from a quorum of each.
+    pub(crate) fn window_memberships(&self) -> Vec<Membership> {
+        let first = self.commit.next();
+        self.membership
+            .governing_range(first, Slot(first.0 + ACTIVATION_DELAY - 1))
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// True if this node votes in a membership of the current window, so it
+    /// may campaign.
+    pub(crate) fn may_campaign(&self) -> bool {
+        let me = self.config.id;
+        !self.is_removed() && self.window_memberships().iter().any(|m| m.is_voter(me))
+    }
+
+    /// True if this node acts as an acceptor (promises, acknowledges): it
+    /// votes in some membership from its commit index on. Learners and
+    /// nodes that are not (or no longer) members never do.
+    pub(crate) fn votes(&self) -> bool {
+        let me = self.config.id;
+        self.membership.entries().any(|(_, m)| m.is_voter(me))
+    }
+
+    /// The delay after which a chosen change governs.
+    pub(crate) fn activation_delay(&self) -> u64 {
+        #[cfg(feature = "bug-injection")]
+        if self.config.bugs.reconfigure_at_once {
+            return 1;
+        }
+        ACTIVATION_DELAY
     }
 
     pub(crate) fn persist(&mut self, record: Record) {
@@ -470,7 +624,11 @@ impl Replica {
                 commit,
                 round,
             } => self.on_heartbeat(now, from, ballot, commit, round),
-            Message::HeartbeatAck { ballot, round } => self.on_heartbeat_ack(from, ballot, round),
+            Message::HeartbeatAck {
+                ballot,
+                round,
+                commit,
+            } => self.on_heartbeat_ack(from, ballot, round, commit),
             Message::Fetch { first_slot } => self.on_fetch(now, from, first_slot),
             Message::Chosen { entries } => self.on_chosen(now, from, entries),
         }
@@ -516,7 +674,10 @@ impl Replica {
         );
         if let RoleState::Candidate(candidate) = &self.role {
             assert!(
-                candidate.promises.len() < self.config.quorum(),
+                !candidate
+                    .window
+                    .iter()
+                    .all(|m| m.has_quorum(candidate.promises.keys())),
                 "a candidate with a quorum of promises"
             );
             assert!(
@@ -566,6 +727,11 @@ impl Replica {
 
     fn on_prepare(&mut self, now: Instant, from: NodeId, ballot: Ballot, first_slot: Slot) {
         self.observe_ballot(ballot);
+        if !self.votes() {
+            // Learners and non-members never promise: they count toward no
+            // quorum, and a promise would only hold back the leader they follow.
+            return;
+        }
         // A candidate that wants slots this acceptor compacted cannot lead
         // (it could not re-propose them): promising it would only take this
         // acceptor from candidates that can. It catches up once a leader's
@@ -644,6 +810,14 @@ impl Replica {
         }
         self.promise(ballot);
         self.follow(now, ballot);
+        if self.membership.is_unknown() {
+            // A joining node keeps nothing until a snapshot tells it the
+            // membership the log's changes apply to; it only learns how far
+            // the log goes, and fetches.
+            self.known_commit = self.known_commit.max(commit);
+            self.maybe_fetch(now);
+            return;
+        }
         let horizon = self.slot_horizon();
         let mut accepted = Vec::with_capacity(entries.len());
         for (slot, value) in entries {
@@ -684,13 +858,15 @@ impl Replica {
             }
             accepted.push(slot);
         }
-        self.send(
-            from,
-            Message::Accepted {
-                ballot,
-                slots: accepted,
-            },
-        );
+        if self.votes() {
+            self.send(
+                from,
+                Message::Accepted {
+                    ballot,
+                    slots: accepted,
+                },
+            );
+        }
         self.learn_commit(now, ballot, commit);
     }
 
@@ -710,8 +886,20 @@ impl Replica {
         }
         self.promise(ballot);
         self.follow(now, ballot);
-        self.send(from, Message::HeartbeatAck { ballot, round });
         self.learn_commit(now, ballot, commit);
+        if self.membership.latest().is_member(self.config.id) {
+            // Learners acknowledge too, so the leader knows how far behind
+            // they are; only voters' acknowledgments count for the lease.
+            let commit = self.commit;
+            self.send(
+                from,
+                Message::HeartbeatAck {
+                    ballot,
+                    round,
+                    commit,
+                },
+            );
+        }
     }
 
     // ----- timers ---------------------------------------------------------
@@ -726,7 +914,8 @@ impl Replica {
                     .failed_reads
                     .extend(leader.reads.iter().map(|r| r.id));
             }
-            RoleState::Candidate(_) | RoleState::Follower => {}
+            RoleState::Candidate(candidate) => self.ready.unproposed.extend(candidate.carried),
+            RoleState::Follower => {}
         }
         self.election_deadline = now + random_election_timeout(&self.config, &mut self.rng);
     }

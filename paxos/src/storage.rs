@@ -115,6 +115,12 @@ pub struct DurableState {
     /// Slots through here were dropped after a state-machine snapshot
     /// captured them.
     pub compacted_through: Slot,
+    /// The memberships as of the state machine's applied slot, which the
+    /// driver reads from its state machine (the log above that slot holds
+    /// the later changes). Unknown (empty) on a node's first start: the
+    /// replica then uses `Config::members` as the founding voters, or, for a
+    /// node joining a cluster, waits to learn it with a snapshot.
+    pub membership: crate::membership::MembershipLog,
 }
 
 /// A [`Record`] that breaks the acceptor's rules when applied to a [`DurableState`]: storage

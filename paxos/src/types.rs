@@ -105,6 +105,8 @@ pub enum Value {
     Noop,
     /// A batch of client commands, applied in order.
     Commands(Vec<Command>),
+    /// A membership change (see [`crate::membership`]); always alone in its slot.
+    Reconfigure(crate::membership::Change),
 }
 
 /// Bytes allowed, on top of its payload, for each slot a message carries:
@@ -122,6 +124,7 @@ impl Value {
         match self {
             Value::Noop => 0,
             Value::Commands(cmds) => cmds.iter().map(Vec::len).sum(),
+            Value::Reconfigure(change) => change.encode().len(),
         }
     }
 
@@ -131,7 +134,7 @@ impl Value {
     /// on the log are counted in it.
     pub fn size_bound_bytes(&self) -> usize {
         let commands = match self {
-            Value::Noop => 0,
+            Value::Noop | Value::Reconfigure(_) => 0,
             Value::Commands(cmds) => cmds.len(),
         };
         SLOT_OVERHEAD_BYTES + self.payload_bytes() + commands * COMMAND_OVERHEAD_BYTES

@@ -66,6 +66,8 @@ pub struct CoreSetup<S> {
     pub shutdown: watch::Receiver<bool>,
     /// Where the core reports what it does.
     pub metrics: CoreMetrics,
+    /// The founding members' addresses (see [`NodeConfig::founding`]).
+    pub founding: Vec<synod_paxos::Member>,
 }
 
 /// Starts the core task with the default [`SessionClockConfig`]; returns
@@ -96,6 +98,7 @@ where
         paxos: setup.paxos,
         compaction: setup.compaction,
         sessions,
+        founding: setup.founding,
     };
     let node = Node::new(
         config,

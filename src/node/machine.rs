@@ -31,14 +31,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use prost::Message as _;
+use synod_kvstore::membership::membership_command;
 use synod_kvstore::{
     EventFilter, KeyExpiryConfig, Op, Request, RequestError, Response, SessionClockConfig,
     SlotEffects, Snapshot, SnapshotChunk, SnapshotError, SnapshotReceiver, StateMachine,
     StorageError, WatchError,
 };
 use synod_paxos::{
-    Ballot, ConfigError, DurableState, Envelope, Instant, NodeId, ReadId, Ready, Record, Replica,
-    Slot, Unavailable, Value,
+    Ballot, Change, ChangeRefused, ConfigError, DurableState, Envelope, Instant, Member,
+    Membership, MembershipLog, NodeId, ReadId, Ready, Record, Replica, Slot, Unavailable, Value,
 };
 
 use super::expiry_timer::ExpiryTimer;
@@ -85,6 +86,10 @@ pub struct NodeConfig {
     /// The first number of this run's anonymous writes (client id 0); see
     /// [`first_anonymous_seq`](super::first_anonymous_seq).
     pub first_anonymous_seq: u64,
+    /// The founding members' addresses, stored with the founding membership
+    /// on a node's first start (`paxos.members` says who they are; a member
+    /// missing here gets empty addresses). Empty for a joining node.
+    pub founding: Vec<Member>,
 }
 
 /// Why a node must stop: its storage failed, so it can no longer keep its
@@ -229,6 +234,10 @@ impl Node {
     ) -> Result<Node, ConfigError> {
         let applied = Slot(state_machine.applied_index());
         let max_log_bytes = config.paxos.max_log_bytes;
+        let mut state_machine = state_machine;
+        let mut durable = durable;
+        durable.membership = known_membership(&mut state_machine, &config)
+            .map_err(|e| ConfigError(format!("reading the membership: {e}")))?;
         let replica = Replica::new(config.paxos, durable, applied, now)?;
         Ok(Node {
             replica,
@@ -322,6 +331,14 @@ impl Node {
         id
     }
 
+    /// Proposes a membership change; only the leader takes one (see
+    /// [`Replica::propose_change`]). It is chosen like a write; watch
+    /// [`Replica::membership`] to see it govern.
+    pub fn propose_change(&mut self, now: Instant, change: Change) -> Result<(), ChangeRefused> {
+        self.assert_between_rounds();
+        self.replica.propose_change(now, change)
+    }
+
     /// Takes a snapshot of the state machine for a backup; returns the id
     /// its [`Answer::Snapshot`] will carry (from a later
     /// [`finish_round`](Node::finish_round)). Linearizable: taken when the
@@ -379,7 +396,14 @@ impl Node {
         self.expiry.reset();
         // The installer refuses applied indexes above `Slot::MAX`, and the
         // commit index was checked above.
-        let taken = self.replica.install_snapshot(now, Slot(through));
+        let membership = self.state_machine.membership()?;
+        if membership.is_unknown() {
+            tracing::error!(%from, through, "installed a snapshot without a membership; ignoring it");
+            return Ok(());
+        }
+        let taken = self
+            .replica
+            .install_snapshot(now, Slot(through), membership);
         assert!(taken, "a snapshot ahead of the commit index is taken");
         tracing::info!(%from, through, "snapshot installed");
         Ok(())
@@ -660,6 +684,7 @@ impl Node {
             .map(|(slot, value)| match value {
                 Value::Noop => (slot.0, Vec::new()),
                 Value::Commands(commands) => (slot.0, commands),
+                Value::Reconfigure(change) => (slot.0, vec![membership_command(&change)]),
             })
             .collect();
         if slots.is_empty() {
@@ -768,6 +793,32 @@ impl Node {
 }
 
 /// The node's clock in milliseconds, for the session and key expiry clocks.
+/// The membership the state machine holds; on a founding node's first start,
+/// the founding one from `config`, stored first.
+fn known_membership(
+    state_machine: &mut StateMachine,
+    config: &NodeConfig,
+) -> Result<MembershipLog, StorageError> {
+    let known = state_machine.membership()?;
+    if !known.is_unknown() || config.paxos.members.is_empty() {
+        return Ok(known);
+    }
+    let founding = config.paxos.members.iter().map(|id| {
+        config
+            .founding
+            .iter()
+            .find(|m| m.id == *id)
+            .cloned()
+            .unwrap_or(Member {
+                id: *id,
+                voter: true,
+                peer_addr: String::new(),
+                client_addr: String::new(),
+            })
+    });
+    state_machine.set_founding_membership(MembershipLog::new(Membership::founding(founding)))
+}
+
 fn now_ms(now: Instant) -> u64 {
     now.as_micros() / 1_000
 }

@@ -128,6 +128,7 @@ impl Cluster {
                 compaction: options.compaction,
                 shutdown,
                 metrics: synod::metrics::CoreMetrics::new(),
+                founding: Vec::new(),
             };
             let (handle, _task) =
                 spawn_core_with_sessions(setup, options.sessions.clone()).unwrap();

@@ -86,7 +86,7 @@ impl Simulation {
     /// or gives it up when the client's patience ran out.
     pub(super) fn retry(&mut self, client: usize, guess: Option<usize>, pause_us: u64) {
         let now = self.now_us;
-        let nodes = self.options.nodes as u64;
+        let nodes = self.nodes.len() as u64;
         let random = self.rng.below(nodes) as usize;
         let c = &mut self.clients[client];
         let current = c.current.as_mut().expect("in flight");

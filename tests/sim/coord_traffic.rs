@@ -81,7 +81,7 @@ impl Simulation {
     /// gives it up once the client's patience ran out.
     fn coord_retry(&mut self, client: usize, stream: usize, guess: Option<usize>, pause_us: u64) {
         let now = self.now_us;
-        let random = self.rng.below(self.options.nodes as u64) as usize;
+        let random = self.rng.below(self.nodes.len() as u64) as usize;
         let s = &mut self.coord[client].streams[stream];
         let pending = s.pending.as_mut().expect("in flight");
         if now >= pending.give_up_at {

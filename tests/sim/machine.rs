@@ -11,6 +11,7 @@
 
 use prost::Message as _;
 use synod::node::{Answer, AppliedSlot, NodeError, ReadConsistency};
+use synod_kvstore::membership::{decode_membership_command, membership_command};
 use synod_kvstore::{Get, Op, Request as KvRequest, Snapshot, SnapshotChunk, WalLog};
 use synod_paxos::{Message, NodeId, ReadId, Record, Slot, Storage};
 
@@ -203,6 +204,8 @@ impl Simulation {
             self.restart_later(node);
             return Ok(());
         }
+        self.membership_oracle
+            .record_accepts(NodeId(node as u32 + 1), &round.persist);
         let log = self.nodes[node].log.as_mut().expect("up");
         if let Err(e) = log.persist(&round.persist) {
             // A failed fsync or a full disk stops the node (the driver's
@@ -291,7 +294,7 @@ impl Simulation {
         let slot = applied.slot;
         let first = !self.chosen.contains_key(&slot);
         match self.chosen.get(&slot) {
-            Some(existing) if value_commands(existing) != applied.commands.as_slice() => {
+            Some(existing) if value_commands(existing) != applied.commands => {
                 return Err(format!(
                     "slot {slot} has two values: {} and {} commands (at n{})",
                     describe_value(existing),
@@ -303,10 +306,8 @@ impl Simulation {
             None => {
                 self.first_commit_us.get_or_insert(self.now_us);
                 self.committed_commands += applied.commands.len() as u64;
-                let value = match applied.commands.is_empty() {
-                    true => synod_paxos::Value::Noop,
-                    false => synod_paxos::Value::Commands(applied.commands.clone()),
-                };
+                let value = value_of(&applied.commands);
+                self.membership_chosen(slot, &value)?;
                 self.chosen.insert(slot, value);
             }
         }
@@ -483,10 +484,24 @@ impl Simulation {
     }
 }
 
-/// The commands of a chosen value (none for a no-op).
-fn value_commands(value: &synod_paxos::Value) -> &[Vec<u8>] {
+/// The commands of a chosen value as the state machine applies them (none
+/// for a no-op, one membership command for a change).
+fn value_commands(value: &synod_paxos::Value) -> Vec<Vec<u8>> {
     match value {
-        synod_paxos::Value::Noop => &[],
-        synod_paxos::Value::Commands(commands) => commands,
+        synod_paxos::Value::Noop => Vec::new(),
+        synod_paxos::Value::Commands(commands) => commands.clone(),
+        synod_paxos::Value::Reconfigure(change) => vec![membership_command(change)],
+    }
+}
+
+/// The chosen value an applied slot's commands come from.
+fn value_of(commands: &[Vec<u8>]) -> synod_paxos::Value {
+    match commands {
+        [] => synod_paxos::Value::Noop,
+        [only] => match decode_membership_command(only) {
+            Some(Ok(change)) => synod_paxos::Value::Reconfigure(change),
+            _ => synod_paxos::Value::Commands(commands.to_vec()),
+        },
+        _ => synod_paxos::Value::Commands(commands.to_vec()),
     }
 }

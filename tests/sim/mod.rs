@@ -33,6 +33,7 @@ mod coord_node;
 mod coord_oracles;
 mod coord_traffic;
 mod machine;
+pub mod membership;
 pub mod network;
 mod oracles;
 mod session_oracles;
@@ -54,6 +55,7 @@ use synod_paxos::{
 pub use coord::CoordStats;
 use coord::{CoordClient, CoordReply};
 use coord_oracles::ReplicaView;
+use membership::MembershipOracle;
 use network::{FaultMix, Partitions};
 use session_oracles::Truth;
 use synod::node::{CompactionPolicy, Node, NodeConfig};
@@ -119,6 +121,11 @@ pub struct SimOptions {
     pub coord_bugs: synod_kvstore::Bugs,
     /// The nodes' session clock settings.
     pub sessions: SessionClockConfig,
+    /// Membership changes during the fault phase (see [`membership`]), with
+    /// this many empty machines that join as new members.
+    pub membership_changes: bool,
+    /// Machines beyond the founding `nodes` (joining ones).
+    pub spares: usize,
 }
 
 impl SimOptions {
@@ -147,6 +154,8 @@ impl SimOptions {
                 retry_ms: 200,
                 ..SessionClockConfig::default()
             },
+            membership_changes: false,
+            spares: 0,
         }
     }
 }
@@ -155,6 +164,8 @@ impl SimOptions {
 #[derive(Debug, Default)]
 pub struct SimReport {
     pub simulated_us: u64,
+    /// Membership changes chosen.
+    pub membership_changes: u64,
     /// Client commands chosen (each counted once, however many nodes).
     pub committed_commands: u64,
     pub history_len: usize,
@@ -290,6 +301,8 @@ enum Event {
         life: u64,
     },
     CoordReply(CoordReply),
+    /// Ask the leader for the next membership change.
+    MembershipChange,
     /// The churn mix ends a leadership: crash `node` if it still leads
     /// with `ballot`.
     ChurnCrash {
@@ -386,13 +399,14 @@ struct Simulation {
     truth: Truth,
     drift_bound_ppm: u64,
     trace: Vec<String>,
+    membership_oracle: MembershipOracle,
 }
 
 impl Simulation {
     fn new(options: SimOptions) -> Simulation {
         let mut rng = Rng::new(options.seed);
         let drift_bound = i64::from(Config::new(NodeId(1), vec![NodeId(1)]).max_clock_drift_ppm);
-        let nodes = (0..options.nodes)
+        let nodes = (0..options.nodes + options.spares)
             .map(|_| Machine {
                 log: None,
                 log_disk: SimDisk::new(),
@@ -421,6 +435,7 @@ impl Simulation {
         Simulation {
             heal_at_us: options.fault_phase_us,
             snapshot_stream_us,
+            membership_oracle: MembershipOracle::new(options.nodes),
             options,
             rng,
             now_us: 0,
@@ -472,7 +487,12 @@ impl Simulation {
     }
 
     fn config(&self, node: usize) -> Config {
-        let members = (1..=self.options.nodes as u32).map(NodeId).collect();
+        // Spare machines join: they know no membership until a snapshot.
+        let members = if node < self.options.nodes {
+            (1..=self.options.nodes as u32).map(NodeId).collect()
+        } else {
+            Vec::new()
+        };
         let mut config = Config::new(NodeId(node as u32 + 1), members);
         config.rng_seed = self
             .options
@@ -506,6 +526,7 @@ impl Simulation {
             },
             sessions,
             first_anonymous_seq: ((node as u64 + 1) << 48) | (self.nodes[node].incarnation << 32),
+            founding: Vec::new(),
         };
         let started = Node::new(config, durable, state_machine, now).expect("valid configuration");
         let n = &mut self.nodes[node];
@@ -542,8 +563,12 @@ impl Simulation {
     }
 
     fn run(&mut self) -> Result<(), String> {
-        for node in 0..self.options.nodes {
+        for node in 0..self.nodes.len() {
             self.start_node(node)?;
+        }
+        if self.options.membership_changes {
+            let delay = 300_000 + self.rng.below(500_000);
+            self.schedule(delay, Event::MembershipChange);
         }
         for node in self.options.campaign_at_start.clone() {
             let now = self.local_now(node);
@@ -622,13 +647,13 @@ impl Simulation {
             } => {
                 let current = self.clients[client].current.as_ref();
                 if current.is_some_and(|c| c.tag == tag && c.attempt == attempt) {
-                    let guess = self.rng.below(self.options.nodes as u64) as usize;
+                    let guess = self.rng.below(self.nodes.len() as u64) as usize;
                     self.retry(client, Some(guess), 0);
                 }
             }
             Event::Cut => {
                 if self.faults_active {
-                    let nodes = self.options.nodes;
+                    let nodes = self.nodes.len();
                     let leader = self.nodes.iter().position(|n| n.leading.is_some());
                     let what = match (self.options.mix.isolate_leaders, leader) {
                         (true, Some(leader)) => self.partitions.isolate(leader, nodes),
@@ -649,7 +674,7 @@ impl Simulation {
             }
             Event::Crash => {
                 if self.faults_active {
-                    let node = self.rng.below(self.options.nodes as u64) as usize;
+                    let node = self.rng.below(self.nodes.len() as u64) as usize;
                     if self.nodes[node].node.is_some() {
                         match self.rng.below(4) {
                             // The next fsync of its log fails: it stops then.
@@ -738,11 +763,12 @@ impl Simulation {
                     self.schedule(delay, Event::Restart(node));
                 }
             }
+            Event::MembershipChange => self.membership_change()?,
             Event::EndFaults => {
                 self.note(|| "faults end; network heals, crashed nodes restart".to_string());
                 self.faults_active = false;
                 self.partitions.heal();
-                for node in 0..self.options.nodes {
+                for node in 0..self.nodes.len() {
                     if self.nodes[node].node.is_none() {
                         self.start_node(node)?;
                     }
@@ -829,6 +855,7 @@ impl Simulation {
             terms: self.truth.terms.len(),
             closest_early_us: self.truth.closest_early_us,
             closest_late_us: self.truth.closest_late_us,
+            membership_changes: self.membership_oracle.changes,
             trace: self.trace,
         }
     }

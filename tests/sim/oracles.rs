@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use synod_paxos::Value;
+use synod_paxos::{NodeId, Value};
 
 use super::workload::WriteCommand;
 use super::{Simulation, AFTER_HEAL_US};
@@ -12,7 +12,12 @@ impl Simulation {
     pub(super) fn final_checks(&mut self) -> Result<(), String> {
         self.coord_final_checks()?;
         let newest = self.chosen.keys().next_back().copied().unwrap_or_default();
+        let members = self.membership_oracle.final_members();
         for (i, node) in self.nodes.iter().enumerate() {
+            if !members.contains(&NodeId(i as u32 + 1)) {
+                continue;
+            }
+            self.membership_oracle.check_node(i, node.node.as_ref())?;
             if node.applied() != newest {
                 return Err(format!(
                     "n{} applied through slot {} but slot {newest} is chosen (no convergence after heal)",
@@ -20,10 +25,12 @@ impl Simulation {
                     node.applied()
                 ));
             }
-            if node.state_hash() != self.nodes[0].state_hash() {
+            let reference = members.first().map(|id| id.0 as usize - 1).unwrap_or(0);
+            if node.state_hash() != self.nodes[reference].state_hash() {
                 return Err(format!(
-                    "n{} and n1 applied the same log but hold different states",
-                    i + 1
+                    "n{} and n{} applied the same log but hold different states",
+                    i + 1,
+                    reference + 1
                 ));
             }
         }
@@ -32,7 +39,7 @@ impl Simulation {
             .values()
             .filter_map(|v| match v {
                 Value::Commands(c) => Some(c),
-                Value::Noop => None,
+                Value::Noop | Value::Reconfigure(_) => None,
             })
             .flatten()
             .map(|bytes| WriteCommand::origin(bytes))

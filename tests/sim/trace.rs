@@ -29,7 +29,11 @@ pub fn describe(envelope: &Envelope) -> String {
             commit,
             round,
         } => format!("Heartbeat b={ballot} commit {commit} round {round}"),
-        Message::HeartbeatAck { ballot, round } => format!("HeartbeatAck b={ballot} round {round}"),
+        Message::HeartbeatAck {
+            ballot,
+            round,
+            commit,
+        } => format!("HeartbeatAck b={ballot} round {round} commit {commit}"),
         Message::Fetch { first_slot } => format!("Fetch from {first_slot}"),
         Message::Chosen { entries } => format!("Chosen {} entries", entries.len()),
     };
@@ -40,5 +44,6 @@ pub fn describe_value(value: &Value) -> String {
     match value {
         Value::Noop => "noop".to_string(),
         Value::Commands(commands) => format!("{} cmds", commands.len()),
+        Value::Reconfigure(change) => format!("membership: {change}"),
     }
 }
