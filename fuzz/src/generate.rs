@@ -390,6 +390,7 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
         6 => Message::HeartbeatAck {
             ballot: ballot(u)?,
             round: number(u)?,
+            commit: slot(u)?,
         },
         7 => Message::Fetch {
             first_slot: slot(u)?,

@@ -6,7 +6,9 @@
 //! A chosen [`Change`] reaches the state machine as a *membership command*
 //! ([`membership_command`]): its first byte, `0xFF`, is a protobuf key with
 //! wire type 7, which no [`Request`](crate::Request) can start with, so it is
-//! never mistaken for a client command. It is applied in its slot's write
+//! never mistaken for a client command (one that starts so but does not
+//! decode as a change is refused as malformed, like any other bytes that are
+//! no request). It is applied in its slot's write
 //! transaction like any command (atomic with the applied index), moves no
 //! revision and answers an empty response.
 

@@ -396,15 +396,8 @@ impl StateMachine {
                 };
                 let mut responses = Vec::with_capacity(commands.len());
                 for (position, bytes) in commands.iter().enumerate() {
-                    if let Some(change) = decode_membership_command(bytes) {
-                        match change {
-                            Ok(change) => {
-                                membership::record(&mut tables.coord.membership, slot, &change)?
-                            }
-                            Err(error) => {
-                                tracing::warn!(slot, %error, "malformed membership command ignored")
-                            }
-                        }
+                    if let Some(Ok(change)) = decode_membership_command(bytes) {
+                        membership::record(&mut tables.coord.membership, slot, &change)?;
                         responses.push(Response {
                             revision,
                             outcome: None,

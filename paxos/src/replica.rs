@@ -403,12 +403,12 @@ impl Replica {
     }
 
     /// True if this node has been removed from the cluster: a change chosen
-    /// in the log retired its id, and it governs. A removed node never
-    /// campaigns, votes or leads again; its driver should stop serving.
+    /// in the log retired its id. It no longer campaigns; it still
+    /// acknowledges the slots its old membership governs, and once the
+    /// change governs it neither votes nor leads; its driver should stop
+    /// serving clients.
     pub fn is_removed(&self) -> bool {
-        self.membership
-            .governing(self.commit.next())
-            .is_retired(self.config.id)
+        self.membership.latest().is_retired(self.config.id)
     }
 
     /// Asks to serve a linearizable read. Under a valid lease the read is
