@@ -663,6 +663,12 @@ impl Replica {
         let RoleState::Leader(leader) = &mut self.role else {
             return;
         };
+        if leader.next_slot <= commit {
+            // Recovered slots not yet proposed were learned chosen meanwhile
+            // (a fetch reply): nothing to propose there any more.
+            leader.next_slot = commit.next();
+            leader.recovered = leader.recovered.split_off(&leader.next_slot);
+        }
         let mut outcome = FlushOutcome::Proposing;
         loop {
             let slot = leader.next_slot;

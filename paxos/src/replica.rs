@@ -295,7 +295,7 @@ impl Replica {
     pub fn step(&mut self, now: Instant, envelope: Envelope) {
         assert_eq!(envelope.to, self.config.id, "message for another node");
         let from = envelope.from;
-        if from == self.config.id || self.membership.latest().is_retired(from) {
+        if from == self.config.id || self.is_gone(from) {
             tracing::warn!(node = %self.config.id, %from, "message from a removed node dropped");
             return;
         }
@@ -548,6 +548,14 @@ impl Replica {
     pub(crate) fn may_campaign(&self) -> bool {
         let me = self.config.id;
         !self.is_removed() && self.window_memberships().iter().any(|m| m.is_voter(me))
+    }
+
+    /// True if `node` was removed and no membership from the commit index on
+    /// counts it any more: its messages are dropped. (A node whose removal
+    /// does not govern yet still acknowledges the slots it governs.)
+    fn is_gone(&self, node: NodeId) -> bool {
+        self.membership.latest().is_retired(node)
+            && !self.membership.entries().any(|(_, m)| m.is_member(node))
     }
 
     /// True if this node acts as an acceptor (promises, acknowledges): it
