@@ -672,7 +672,7 @@ impl Replica {
         let mut outcome = FlushOutcome::Proposing;
         loop {
             let slot = leader.next_slot;
-            if slot.0 - commit.0 - 1 >= max_inflight || !log_has_room {
+            if slot.0 - commit.0 > max_inflight || !log_has_room {
                 break;
             }
             let governing = self.membership.governing(slot);
