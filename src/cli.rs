@@ -68,6 +68,11 @@ pub struct StartFlags {
     /// milliseconds.
     #[arg(long)]
     pub lock_delay_ms: Option<u64>,
+    /// Join a running cluster: start empty, wait until a member adds this
+    /// node (`synod member add`), then catch up. `--peer` names members to
+    /// reach.
+    #[arg(long)]
+    pub join: bool,
 }
 
 /// How `synod status` and `synod snapshot save` find a cluster: `--node`
@@ -120,18 +125,19 @@ impl ClusterFlags {
         if !self.nodes.is_empty() {
             return self.nodes.clone();
         }
-        let from_files: Option<Vec<SocketAddr>> = (1..=crate::dev::DEV_NODES)
-            .map(|id| {
+        let from_files: Vec<SocketAddr> = (1..=crate::dev::MAX_DEV_NODES)
+            .filter_map(|id| {
                 NodeConfig::from_file(&crate::dev::config_path(&self.data_dir, id))
                     .ok()
                     .map(|c| c.client_addr)
             })
             .collect();
-        from_files.unwrap_or_else(|| {
-            (1..=crate::dev::DEV_NODES)
-                .map(|id| crate::dev::dev_addrs(self.base_port, id).client)
-                .collect()
-        })
+        if !from_files.is_empty() {
+            return from_files;
+        }
+        (1..=crate::dev::DEFAULT_DEV_NODES)
+            .map(|id| crate::dev::dev_addrs(self.base_port, id).client)
+            .collect()
     }
 }
 
@@ -234,6 +240,9 @@ impl StartFlags {
         }
         if let Some(ms) = self.lock_delay_ms {
             config.sessions.lock_delay_ms = ms;
+        }
+        if self.join {
+            config.join = true;
         }
         Ok(config)
     }

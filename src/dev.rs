@@ -1,6 +1,7 @@
-//! `synod dev`: a 3-node cluster on 127.0.0.1 in one command.
+//! `synod dev`: a cluster of 1 to 7 nodes (3 by default) on 127.0.0.1 in
+//! one command.
 //!
-//! Node i (1, 2, 3) uses ports `P + 10·(i−1) + k`: k = 0 peers, 1 clients
+//! Node i (1, 2, 3, ...) uses ports `P + 10·(i−1) + k`: k = 0 peers, 1 clients
 //! (QUIC), 2 Redis protocol, 3 operations (HTTP: metrics, health). Everything lives under one directory:
 //! `certs/` (cluster CA, node and client certificates, created when
 //! missing), `node<i>/` (each node's database) and `node<i>.toml` (each
@@ -18,8 +19,12 @@ use crate::config::{
     ExactlyOnce, NodeConfig, PeerConfig, RedisConnections, Sessions, Timing, TlsFiles,
 };
 
-/// Nodes in a development cluster.
-pub const DEV_NODES: u32 = 3;
+/// Nodes in a development cluster unless told otherwise.
+pub const DEFAULT_DEV_NODES: u32 = 3;
+
+/// The most nodes a development cluster has; node certificates exist for
+/// all of them, so nodes can join one later with the same port scheme.
+pub const MAX_DEV_NODES: u32 = 7;
 
 /// The name of the client certificate `synod dev` makes.
 pub const DEV_CLIENT: &str = "client-dev";
@@ -51,20 +56,25 @@ pub fn dev_addrs(base_port: u16, id: u32) -> DevAddrs {
     }
 }
 
-/// Creates certificates if missing and writes each node's configuration;
-/// returns the configurations.
-pub fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
-    if base_port > u16::MAX - 30 {
-        anyhow::bail!("base port {base_port} leaves no room for three nodes");
+/// Creates certificates if missing and writes the configuration of each
+/// of `nodes` founding nodes; returns the configurations. A directory whose
+/// cluster already started keeps its membership (it is in the log): only
+/// the configurations are written again.
+pub fn prepare(dir: &Path, base_port: u16, nodes: u32) -> anyhow::Result<Vec<NodeConfig>> {
+    if !(1..=MAX_DEV_NODES).contains(&nodes) {
+        anyhow::bail!("a dev cluster has 1 to {MAX_DEV_NODES} nodes, not {nodes}");
+    }
+    if base_port > u16::MAX - 10 * MAX_DEV_NODES as u16 {
+        anyhow::bail!("base port {base_port} leaves no room for {MAX_DEV_NODES} nodes");
     }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     let certs_dir = dir.join("certs");
     ensure_certificates(&certs_dir)?;
     let mut configs = Vec::new();
-    for id in 1..=DEV_NODES {
+    for id in 1..=nodes {
         let addrs = dev_addrs(base_port, id);
-        let peers = (1..=DEV_NODES)
+        let peers = (1..=nodes)
             .filter(|other| *other != id)
             .map(|other| {
                 let other_addrs = dev_addrs(base_port, other);
@@ -109,20 +119,25 @@ pub fn config_path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("node{id}.toml"))
 }
 
-/// Makes the CA, the three node certificates and a client certificate, if
-/// the CA is not there yet.
+/// Makes the CA and a client certificate if the CA is not there yet, and
+/// the certificate of every possible dev node that has none.
 fn ensure_certificates(certs_dir: &Path) -> anyhow::Result<()> {
-    if certs_dir.join("ca.pem").is_file() {
-        return Ok(());
-    }
-    let ca = CertAuthority::generate("synod-dev")?;
-    certs::write_ca(certs_dir, &ca)?;
-    for id in 1..=DEV_NODES {
+    let ca = if certs_dir.join("ca.pem").is_file() {
+        certs::read_ca(certs_dir)?
+    } else {
+        let ca = CertAuthority::generate("synod-dev")?;
+        certs::write_ca(certs_dir, &ca)?;
+        let client = ca.issue_client("dev")?;
+        certs::write_issued(certs_dir, DEV_CLIENT, &client)?;
+        ca
+    };
+    for id in 1..=MAX_DEV_NODES {
         let node = NodeId(id);
-        let cert = ca.issue_node(node, &[])?;
-        certs::write_issued(certs_dir, &synod_net::tls::node_name(node), &cert)?;
+        let stem = synod_net::tls::node_name(node);
+        if !certs_dir.join(format!("{stem}.pem")).is_file() {
+            let cert = ca.issue_node(node, &[])?;
+            certs::write_issued(certs_dir, &stem, &cert)?;
+        }
     }
-    let client = ca.issue_client("dev")?;
-    certs::write_issued(certs_dir, DEV_CLIENT, &client)?;
     Ok(())
 }

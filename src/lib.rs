@@ -10,6 +10,8 @@ pub mod config;
 pub mod dev;
 pub mod http;
 pub mod logging;
+pub mod member;
+pub mod members;
 pub mod metrics;
 pub mod node;
 pub mod redis;

@@ -39,9 +39,10 @@ struct Cli {
 enum Command {
     /// Run one node, configured by a TOML file and/or flags.
     Start(Box<StartFlags>),
-    /// Run a 3-node cluster on 127.0.0.1, creating certificates and data
-    /// directories when missing. Node i uses ports P+10(i-1)+k: k=0 peers,
-    /// 1 clients (QUIC), 2 Redis protocol.
+    /// Run a cluster on 127.0.0.1 (3 nodes unless --nodes says otherwise),
+    /// creating certificates and data directories when missing. Node i uses
+    /// ports P+10(i-1)+k: k=0 peers, 1 clients (QUIC), 2 Redis protocol, 3
+    /// operations (HTTP).
     Dev {
         /// Where certificates, configurations and data live.
         #[arg(long, default_value = "synod-data")]
@@ -49,6 +50,9 @@ enum Command {
         /// The base port P.
         #[arg(long, default_value_t = 7400)]
         base_port: u16,
+        /// How many nodes found the cluster (1 to 7).
+        #[arg(long, default_value_t = dev::DEFAULT_DEV_NODES)]
+        nodes: u32,
     },
     /// Create a cluster CA, or node and client certificates signed by it.
     Cert {
@@ -84,6 +88,13 @@ enum Command {
     Snapshot {
         #[command(subcommand)]
         what: synod::backup::cli::SnapshotCommand,
+    },
+    /// List, add, promote or remove members of a running cluster.
+    Member {
+        #[command(flatten)]
+        cluster: ClusterFlags,
+        #[command(subcommand)]
+        what: synod::member::MemberCommand,
     },
 }
 
@@ -125,9 +136,10 @@ fn main() -> anyhow::Result<()> {
         Command::Dev {
             data_dir,
             base_port,
+            nodes,
         } => {
             logging::init(cli.log_format, None);
-            run_dev(&data_dir, base_port, cli.log_format)
+            run_dev(&data_dir, base_port, nodes, cli.log_format)
         }
         Command::Cert { dir, what } => {
             logging::init(cli.log_format, None);
@@ -164,6 +176,10 @@ fn main() -> anyhow::Result<()> {
             logging::init(cli.log_format, None);
             runtime.block_on(synod::backup::cli::run(what))
         }
+        Command::Member { cluster, what } => {
+            logging::init(cli.log_format, None);
+            runtime.block_on(synod::member::run(&cluster, what))
+        }
     }
 }
 
@@ -184,8 +200,8 @@ fn shutdown_on_signal() -> anyhow::Result<watch::Receiver<bool>> {
 
 /// Starts the three nodes of a dev cluster as child processes and waits;
 /// ctrl-c or SIGTERM stops them all.
-fn run_dev(dir: &Path, base_port: u16, log_format: LogFormat) -> anyhow::Result<()> {
-    let configs = dev::prepare(dir, base_port)?;
+fn run_dev(dir: &Path, base_port: u16, nodes: u32, log_format: LogFormat) -> anyhow::Result<()> {
+    let configs = dev::prepare(dir, base_port, nodes)?;
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for config in &configs {

@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use synod_net::PeerSender;
-use synod_paxos::{NodeId, Role};
+use synod_paxos::Role;
 
 use crate::node::{NodeError, NodeStatus};
 
@@ -316,7 +316,7 @@ pub fn error_kind(error: &NodeError) -> &'static str {
         NodeError::NotLeader { .. } => "not_leader",
         NodeError::SteppedDown { .. } => "stepped_down",
         NodeError::Busy => "busy",
-        NodeError::Invalid(_) => "invalid",
+        NodeError::Invalid(_) | NodeError::MembershipRefused(_) => "invalid",
         NodeError::ShuttingDown => "shutting_down",
         NodeError::Storage(_) => "storage",
     }
@@ -432,13 +432,12 @@ impl Collector for StorageCollector {
 #[derive(Debug)]
 pub struct PeerLinks {
     sender: PeerSender,
-    peers: Vec<NodeId>,
 }
 
 impl PeerLinks {
-    /// The links of `sender` to `peers`.
-    pub fn new(sender: PeerSender, peers: Vec<NodeId>) -> PeerLinks {
-        PeerLinks { sender, peers }
+    /// The links of `sender` to its peers (those of the moment of each scrape).
+    pub fn new(sender: PeerSender) -> PeerLinks {
+        PeerLinks { sender }
     }
 }
 
@@ -478,9 +477,10 @@ impl Collector for PeerLinks {
         ];
         // One reading of each link for the whole scrape.
         let links: Vec<(PeerLabel, synod_net::PeerStats)> = self
-            .peers
-            .iter()
-            .filter_map(|peer| Some((PeerLabel { peer: peer.0 }, self.sender.stats(*peer)?)))
+            .sender
+            .peers()
+            .into_iter()
+            .filter_map(|peer| Some((PeerLabel { peer: peer.0 }, self.sender.stats(peer)?)))
             .collect();
         for (name, help, field) in counters {
             let mut family = encoder.encode_descriptor(

@@ -11,6 +11,7 @@ use synod_kvstore::{EventFilter, EventSpace, NodeStore, Request, Snapshot, Snaps
 use synod_net::certs::CLIENT_NAME_PREFIX;
 use synod_net::proto::api::{
     api_request::Call, api_response::Result as ApiResult, ApiRequest, ApiResponse,
+    member_change_call, MemberChangeCall, MemberChangeDone, MemberInfo, Members,
     NodeStatus as WireStatus, SnapshotSaveCall, WatchCall, WatchCompacted, WatchResult, WatchSpace,
 };
 use synod_net::tls::{Alpn, TlsIdentity, NODE_NAME_PREFIX};
@@ -18,10 +19,11 @@ use synod_net::{
     ClientConnection, ErrorCode, IncomingRequest, NetOptions, NodeEndpoint, PeerSender, Responder,
     ResponseStream,
 };
-use synod_paxos::{Envelope, NodeId};
+use synod_paxos::{Change, Envelope, MembershipLog, NodeId};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::NodeConfig;
+use crate::members::{routes, ClientAddrs};
 use crate::metrics::{error_kind, ClientMetrics, NodeMetrics, PeerLinks};
 use crate::node::{
     spawn_core_with_sessions, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput,
@@ -91,7 +93,7 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
         .iter()
         .map(|p| (NodeId(p.id), p.addr))
         .collect();
-    let mut peer_net = peer_endpoint.start(peer_addrs);
+    let mut peer_net = peer_endpoint.start(peer_addrs.clone());
     let peer_stats = peer_net.handle.stats_reader();
     let mut client_net = client_endpoint.start(HashMap::new());
 
@@ -104,19 +106,18 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
             }
         }
     });
-    let client_addrs: Arc<HashMap<NodeId, SocketAddr>> = Arc::new(
+    let client_addrs = ClientAddrs::new(
         config
             .peers
             .iter()
             .filter_map(|p| Some((NodeId(p.id), p.client_addr?)))
+            .chain([(NodeId(config.id), config.client_addr)])
             .collect(),
     );
     let metrics = NodeMetrics::default();
-    let peer_links = PeerLinks::new(
-        peer_net.peers.clone(),
-        config.peers.iter().map(|p| NodeId(p.id)).collect(),
-    );
+    let peer_links = PeerLinks::new(peer_net.peers.clone());
     let outbox = NetOutbox {
+        configured_peers: peer_addrs.clone(),
         peers: peer_net.peers,
         client_addrs: client_addrs.clone(),
         tls: tls.clone(),
@@ -206,8 +207,11 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
 
 /// Sends the core's messages through the QUIC peer transport.
 struct NetOutbox {
+    /// The peer addresses of the configuration file, for members the log
+    /// records without one.
+    configured_peers: HashMap<NodeId, SocketAddr>,
     peers: PeerSender,
-    client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
+    client_addrs: ClientAddrs,
     tls: TlsIdentity,
     snapshot_streams: SnapshotStreams,
 }
@@ -244,13 +248,23 @@ impl Drop for SnapshotStream {
 }
 
 impl PeerOutbox for NetOutbox {
+    fn members_changed(&mut self, membership: &MembershipLog) {
+        let known_clients = self.client_addrs.all();
+        if let Some((peers, clients)) = routes(membership, &self.configured_peers, &known_clients)
+        {
+            tracing::info!(peers = ?peers.keys().map(|p| p.0).collect::<Vec<_>>(), "routes follow the membership");
+            self.peers.set_peers(&peers);
+            self.client_addrs.set(clients);
+        }
+    }
+
     fn send(&mut self, envelope: Envelope) {
         // A full queue drops the message; Paxos retransmits what matters.
         let _ = self.peers.send(envelope);
     }
 
     fn send_snapshot(&mut self, to: NodeId, snapshot: Snapshot) {
-        let Some(addr) = self.client_addrs.get(&to).copied() else {
+        let Some(addr) = self.client_addrs.get(to) else {
             tracing::warn!(%to, "cannot send a snapshot: the peer's client address is not configured");
             return;
         };
@@ -322,7 +336,7 @@ async fn stream_snapshot(
 struct ClientService {
     id: NodeId,
     node: NodeHandle,
-    client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
+    client_addrs: ClientAddrs,
     inbox: mpsc::Sender<PeerInput>,
     metrics: ClientMetrics,
     /// Permits for snapshot saves in flight ([`MAX_CONCURRENT_SNAPSHOT_SAVES`]).
@@ -358,6 +372,8 @@ impl ClientService {
             Call::Watch(_) => "watch",
             Call::SnapshotChunk(_) => "snapshot_chunk",
             Call::SnapshotSave(_) => "snapshot_save",
+            Call::Members(_) => "members",
+            Call::MemberChange(_) => "member_change",
         };
         self.metrics.api_in_progress().inc();
         let result = match call {
@@ -375,6 +391,11 @@ impl ClientService {
                 .await
                 .map(ApiResult::Kv),
             Call::Status(_) => self.status().await.map(ApiResult::Status),
+            Call::Members(_) => self.members().await.map(ApiResult::Members),
+            Call::MemberChange(call) => self
+                .member_change(call)
+                .await
+                .map(|()| ApiResult::MemberChange(MemberChangeDone {})),
             Call::Watch(watch) => self.watch(watch).await.map(ApiResult::Watch),
             Call::SnapshotChunk(chunk) => self
                 .snapshot_chunk(client_name.as_deref(), &chunk.chunk)
@@ -490,6 +511,42 @@ impl ClientService {
         })
     }
 
+    async fn members(&self) -> Result<Members, NodeError> {
+        let view = self.node.members().await?;
+        Ok(Members {
+            leader: view.leader.0,
+            commit_index: view.commit_index.0,
+            change_in_progress: view.change_in_progress,
+            members: view
+                .members
+                .into_iter()
+                .map(|m| MemberInfo {
+                    id: m.member.id.0,
+                    voter: m.member.voter,
+                    peer_addr: m.member.peer_addr,
+                    client_addr: m.member.client_addr,
+                    commit_index: m.commit_index.0,
+                    heard_ms_ago: m.heard_ago.map(|d| d.as_millis() as u64),
+                })
+                .collect(),
+        })
+    }
+
+    async fn member_change(&self, call: MemberChangeCall) -> Result<(), NodeError> {
+        let refused = |m: &str| NodeError::MembershipRefused(m.to_string());
+        let change = match call.change {
+            Some(member_change_call::Change::Add(add)) => Change::AddLearner {
+                id: NodeId(add.id),
+                peer_addr: check_addr(&add.peer_addr).map_err(|e| refused(&e))?,
+                client_addr: check_addr(&add.client_addr).map_err(|e| refused(&e))?,
+            },
+            Some(member_change_call::Change::Promote(id)) => Change::Promote(NodeId(id)),
+            Some(member_change_call::Change::Remove(id)) => Change::Remove(NodeId(id)),
+            None => return Err(refused("the request names no change")),
+        };
+        self.node.change_membership(change).await
+    }
+
     async fn status(&self) -> Result<WireStatus, NodeError> {
         let status = self.node.status().await?;
         Ok(WireStatus {
@@ -586,13 +643,15 @@ impl ClientService {
                     node_id: l.0,
                     address: self
                         .client_addrs
-                        .get(&l)
+                        .get(l)
                         .map(|a| a.to_string())
                         .unwrap_or_default(),
                 }),
             ),
             NodeError::Busy => (ErrorCode::Overloaded, None),
-            NodeError::Invalid(_) => (ErrorCode::BadRequest, None),
+            NodeError::Invalid(_) | NodeError::MembershipRefused(_) => {
+                (ErrorCode::BadRequest, None)
+            }
             NodeError::ShuttingDown => (ErrorCode::Unavailable, None),
             NodeError::Storage(_) => (ErrorCode::Internal, None),
         };
@@ -781,4 +840,12 @@ mod tests {
         );
         drop(other);
     }
+}
+
+/// A member's address as the log records it: `host:port` with an IP
+/// address (what the peer transport dials), normalized.
+fn check_addr(addr: &str) -> Result<String, String> {
+    addr.parse::<SocketAddr>()
+        .map(|a| a.to_string())
+        .map_err(|_| format!("{addr:?} is not an address of the form ip:port"))
 }

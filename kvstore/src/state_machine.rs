@@ -316,6 +316,20 @@ impl StateMachine {
         Ok(founding)
     }
 
+    /// Forgets the membership, durably: a state restored from another
+    /// cluster's backup must not bring that cluster's members along (the
+    /// new cluster's founding membership is stored at its first start).
+    pub fn forget_membership(&mut self) -> Result<(), StorageError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut table = txn.open_table(MEMBERSHIP)?;
+            table.retain(|_, _| false)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Every lock in lock-delay, by name: the other input of
     /// [`SessionClock::become_leader`](crate::SessionClock::become_leader). Reads every lock.
     pub fn delayed_locks(&self) -> Result<Vec<DelayedLock>, StorageError> {

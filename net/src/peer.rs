@@ -31,7 +31,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use synod_paxos::{Envelope, NodeId};
@@ -70,6 +70,7 @@ struct PeerQueue {
     queue: mpsc::Sender<Envelope>,
     bytes: Arc<QueuedBytes>,
     counters: Arc<PeerCounters>,
+    addr: SocketAddr,
 }
 
 /// Bytes of the envelopes in one peer's queue, by
@@ -108,17 +109,29 @@ impl QueuedBytes {
 
 /// Sends envelopes to peers without blocking. Cheap to clone; all clones
 /// share the queues. When every clone is dropped, the sender tasks stop.
+///
+/// The set of peers can change while it runs ([`PeerSender::set_peers`]):
+/// a membership change adds and removes nodes.
 #[derive(Clone)]
 pub struct PeerSender {
     node: NodeId,
-    peers: Arc<HashMap<NodeId, PeerQueue>>,
+    peers: Arc<RwLock<HashMap<NodeId, PeerQueue>>>,
+    spawner: Arc<SenderSpawner>,
+}
+
+/// What starting a sender task to a new peer takes.
+struct SenderSpawner {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    options: NetOptions,
+    span: Span,
 }
 
 impl std::fmt::Debug for PeerSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerSender")
             .field("node", &self.node)
-            .field("peers", &self.peers.keys().collect::<Vec<_>>())
+            .field("peers", &self.peers())
             .finish()
     }
 }
@@ -129,9 +142,29 @@ impl PeerSender {
         self.node
     }
 
-    /// The configured peers (this node excluded).
-    pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.peers.keys().copied()
+    /// The peers it sends to (this node excluded), in id order.
+    pub fn peers(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self.table().keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Makes `peers` (this node's own entry ignored) the set it sends to:
+    /// starts a sender task for each new peer or new address, and stops
+    /// those of peers no longer named (their queued envelopes are dropped).
+    /// Must be called inside a tokio runtime.
+    pub fn set_peers(&self, peers: &HashMap<NodeId, SocketAddr>) {
+        let mut table = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        table.retain(|id, queue| peers.get(id) == Some(&queue.addr));
+        for (peer, addr) in peers {
+            if *peer == self.node || table.contains_key(peer) {
+                continue;
+            }
+            info!(peer = peer.0, %addr, "new peer");
+            let (queue, task) = self.spawner.prepare(*peer, *addr);
+            tokio::spawn(task);
+            table.insert(*peer, queue);
+        }
     }
 
     /// Queues `envelope` for `envelope.to`. Never blocks and never awaits:
@@ -143,7 +176,8 @@ impl PeerSender {
             return Err(SendError::WrongSender(envelope.from, self.node));
         }
         let to = envelope.to;
-        let peer = self.peers.get(&to).ok_or(SendError::UnknownPeer(to))?;
+        let table = self.table();
+        let peer = table.get(&to).ok_or(SendError::UnknownPeer(to))?;
         let bytes = envelope.message.size_bound_bytes();
         if !peer.bytes.reserve(bytes) {
             add(&peer.counters.dropped_full, 1);
@@ -168,11 +202,46 @@ impl PeerSender {
 
     /// Counters of the queue and connection to `peer`.
     pub fn stats(&self, peer: NodeId) -> Option<PeerStats> {
-        self.peers.get(&peer).map(|p| p.counters.snapshot())
+        self.table().get(&peer).map(|p| p.counters.snapshot())
+    }
+
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeId, PeerQueue>> {
+        self.peers.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Spawns one sender task per peer into `tasks`.
+impl SenderSpawner {
+    /// The queue to `peer` at `addr` and the sender task that drains it
+    /// (for the caller to spawn).
+    fn prepare(
+        &self,
+        peer: NodeId,
+        addr: SocketAddr,
+    ) -> (PeerQueue, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (queue, rx) = mpsc::channel(self.options.peer_queue_capacity.max(1));
+        let bytes = Arc::new(QueuedBytes::new(self.options.peer_queue_max_bytes));
+        let counters = Arc::new(PeerCounters::default());
+        let task = SenderTask {
+            peer,
+            addr,
+            endpoint: self.endpoint.clone(),
+            config: self.config.clone(),
+            options: self.options.clone(),
+            bytes: bytes.clone(),
+            counters: counters.clone(),
+        };
+        let task_span = info_span!(parent: &self.span, "peer_out", peer = peer.0, %addr);
+        let queue = PeerQueue {
+            queue,
+            bytes,
+            counters,
+            addr,
+        };
+        (queue, task.run(rx).instrument(task_span))
+    }
+}
+
+/// Starts one sender task per peer, the first ones in `tasks`.
 pub(crate) fn start_senders(
     node: NodeId,
     peers: HashMap<NodeId, SocketAddr>,
@@ -182,37 +251,25 @@ pub(crate) fn start_senders(
     tasks: &mut JoinSet<()>,
     span: &Span,
 ) -> PeerSender {
+    let spawner = SenderSpawner {
+        endpoint: endpoint.clone(),
+        config: config.clone(),
+        options: options.clone(),
+        span: span.clone(),
+    };
     let mut queues = HashMap::new();
     for (peer, addr) in peers {
         if peer == node {
             continue;
         }
-        let (queue, rx) = mpsc::channel(options.peer_queue_capacity.max(1));
-        let bytes = Arc::new(QueuedBytes::new(options.peer_queue_max_bytes));
-        let counters = Arc::new(PeerCounters::default());
-        let task = SenderTask {
-            peer,
-            addr,
-            endpoint: endpoint.clone(),
-            config: config.clone(),
-            options: options.clone(),
-            bytes: bytes.clone(),
-            counters: counters.clone(),
-        };
-        let task_span = info_span!(parent: span, "peer_out", peer = peer.0, %addr);
-        tasks.spawn(task.run(rx).instrument(task_span));
-        queues.insert(
-            peer,
-            PeerQueue {
-                queue,
-                bytes,
-                counters,
-            },
-        );
+        let (queue, task) = spawner.prepare(peer, addr);
+        tasks.spawn(task);
+        queues.insert(peer, queue);
     }
     PeerSender {
         node,
-        peers: Arc::new(queues),
+        peers: Arc::new(RwLock::new(queues)),
+        spawner: Arc::new(spawner),
     }
 }
 

@@ -113,8 +113,9 @@ pub(crate) struct Leader {
     recovered: BTreeMap<Slot, Value>,
     /// A membership change waiting for a slot.
     pub(crate) queued_change: Option<Change>,
-    /// Each peer's commit index, from its latest heartbeat acknowledgment.
-    peer_commit: BTreeMap<NodeId, Slot>,
+    /// Each peer's commit index, from its latest heartbeat acknowledgment,
+    /// and when that came.
+    peer_commit: BTreeMap<NodeId, (Slot, Instant)>,
 }
 
 impl Leader {
@@ -131,11 +132,11 @@ impl Leader {
 
     /// The commit index `peer` last reported (zero if never).
     pub(crate) fn peer_commit(&self, peer: NodeId) -> Slot {
-        self.peer_commit.get(&peer).copied().unwrap_or_default()
+        self.peer_commit.get(&peer).map(|(s, _)| *s).unwrap_or_default()
     }
 
-    /// Every peer's last reported commit index.
-    pub(crate) fn peer_commits(&self) -> BTreeMap<NodeId, Slot> {
+    /// Every peer's last reported commit index, and when it came.
+    pub(crate) fn peer_commits(&self) -> BTreeMap<NodeId, (Slot, Instant)> {
         self.peer_commit.clone()
     }
 
@@ -473,6 +474,7 @@ impl Replica {
 
     pub(crate) fn on_heartbeat_ack(
         &mut self,
+        now: Instant,
         from: NodeId,
         ballot: Ballot,
         round: u64,
@@ -486,8 +488,8 @@ impl Replica {
         if leader.ballot != ballot {
             return;
         }
-        let known = leader.peer_commit.entry(from).or_default();
-        *known = (*known).max(commit);
+        let known = leader.peer_commit.entry(from).or_insert((commit, now));
+        *known = (known.0.max(commit), now);
         if let Some(r) = leader.rounds.get_mut(&round) {
             r.acks.insert(from);
             if window.iter().all(|m| m.has_quorum(&r.acks)) {
@@ -588,7 +590,7 @@ impl Replica {
                 );
             }
         }
-        self.on_heartbeat_ack(id, ballot, round, commit);
+        self.on_heartbeat_ack(now, id, ballot, round, commit);
     }
 
     /// True if the leader may answer a read from local state right now:

@@ -393,9 +393,10 @@ impl Replica {
         &self.membership
     }
 
-    /// The commit index each peer last reported to this node while it led
-    /// (empty on a follower): how far behind each member is.
-    pub fn peer_commits(&self) -> BTreeMap<NodeId, Slot> {
+    /// The commit index each peer last reported to this node while it led,
+    /// and when (empty on a follower): how far behind each member is, and
+    /// whether it is reachable.
+    pub fn peer_commits(&self) -> BTreeMap<NodeId, (Slot, Instant)> {
         match &self.role {
             RoleState::Leader(leader) => leader.peer_commits(),
             _ => BTreeMap::new(),
@@ -636,7 +637,7 @@ impl Replica {
                 ballot,
                 round,
                 commit,
-            } => self.on_heartbeat_ack(from, ballot, round, commit),
+            } => self.on_heartbeat_ack(now, from, ballot, round, commit),
             Message::Fetch { first_slot } => self.on_fetch(now, from, first_slot),
             Message::Chosen { entries } => self.on_chosen(now, from, entries),
         }

@@ -181,7 +181,7 @@ fn seed(file: &Path, verified: &VerifiedBackup, targets: &[Target]) -> anyhow::R
 
 /// Makes a new `synod dev` cluster's certificates and configurations in `dir`; its nodes.
 fn dev_targets(dir: &Path) -> anyhow::Result<Vec<Target>> {
-    let configs = crate::dev::prepare(dir, 7400)?;
+    let configs = crate::dev::prepare(dir, 7400, crate::dev::DEFAULT_DEV_NODES)?;
     Ok(configs
         .into_iter()
         .map(|config| Target {

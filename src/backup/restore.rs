@@ -267,6 +267,12 @@ fn build(path: &Path, staging: &Path, options: Options) -> Result<(u64, u64), Re
         .complete_install(installer)
         .map_err(snapshot_error)?;
     let revision = store.state_machine.revision();
+    // The backed-up cluster's members are not this one's: the new nodes
+    // store their founding membership when they first start.
+    store
+        .state_machine
+        .forget_membership()
+        .map_err(storage_error)?;
     store
         .log
         .persist(&[Record::Compacted(Slot(applied_index))])

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use synod_kvstore::{Response, SessionClockConfig, Snapshot, SnapshotChunk, StateMachine};
-use synod_paxos::{Envelope, Instant, NodeId, ReadId, Storage};
+use synod_paxos::{
+    Change, ChangeRefused, Envelope, Instant, Membership, MembershipLog, NodeId, ReadId, Storage,
+    Unavailable,
+};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::machine::{Answer, CompactionPolicy, Node, NodeConfig};
@@ -32,6 +35,10 @@ pub trait PeerOutbox: Send + 'static {
     /// Streams `snapshot`'s chunks to `to`, off the core task. A lost chunk
     /// only makes the peer ask again later.
     fn send_snapshot(&mut self, to: NodeId, snapshot: Snapshot);
+
+    /// The membership changed (or the node started): route to its members
+    /// from now on. Outboxes with fixed routes ignore it.
+    fn members_changed(&mut self, _membership: &synod_paxos::MembershipLog) {}
 }
 
 /// What peers send the core.
@@ -118,6 +125,8 @@ where
         snapshots: HashMap::new(),
         applied_events: applied_events.clone(),
         metrics: setup.metrics,
+        changes: Vec::new(),
+        routed: MembershipLog::default(),
     };
     let handle = NodeHandle {
         calls: calls_tx,
@@ -150,6 +159,11 @@ struct CoreTask<S> {
     /// Each applied slot's watch events, for waiting watchers.
     applied_events: broadcast::Sender<Arc<AppliedEvents>>,
     metrics: CoreMetrics,
+    /// Membership changes proposed here, waiting to govern, with the time
+    /// they give up.
+    changes: Vec<(Change, oneshot::Sender<Result<(), NodeError>>, Instant)>,
+    /// The membership the outbox last routed to.
+    routed: MembershipLog,
 }
 
 impl<S: Storage> CoreTask<S> {
@@ -263,6 +277,27 @@ impl<S: Storage> CoreTask<S> {
             CoreCall::Status(respond) => {
                 let _ = respond.send(self.node.status());
             }
+            CoreCall::Members(respond) => {
+                let _ = respond.send(self.node.members(now));
+            }
+            CoreCall::ChangeMembership { change, respond } => {
+                if self.changes.len() >= MAX_WAITING_CHANGES {
+                    let _ = respond.send(Err(NodeError::Busy));
+                    return;
+                }
+                match self.node.propose_change(now, change.clone()) {
+                    Ok(()) => self.changes.push((change, respond, now + CHANGE_DEADLINE)),
+                    Err(ChangeRefused::Unavailable(Unavailable::NotLeader { leader })) => {
+                        let _ = respond.send(Err(NodeError::NotLeader { leader }));
+                    }
+                    Err(ChangeRefused::Unavailable(Unavailable::Busy)) => {
+                        let _ = respond.send(Err(NodeError::Busy));
+                    }
+                    Err(ChangeRefused::Invalid(error)) => {
+                        let _ = respond.send(Err(NodeError::MembershipRefused(error.to_string())));
+                    }
+                }
+            }
             CoreCall::Counts(respond) => {
                 let _ = respond.send(self.node.state_counts());
             }
@@ -348,7 +383,59 @@ impl<S: Storage> CoreTask<S> {
             self.metrics.snapshot_sent();
             self.outbox.send_snapshot(peer, snapshot);
         }
+        self.follow_membership(answered_at);
         self.metrics.observe_status(&self.node.status());
         Ok(())
+    }
+
+    /// Routes to the members of a changed membership, and answers the
+    /// changes that now govern (or can no longer be followed here).
+    fn follow_membership(&mut self, now: Instant) {
+        let replica = self.node.replica();
+        let membership = replica.membership();
+        if *membership != self.routed {
+            self.routed = membership.clone();
+            self.outbox.members_changed(&self.routed);
+        }
+        if self.changes.is_empty() {
+            return;
+        }
+        let replica = self.node.replica();
+        let governing = replica.membership().governing(replica.commit_index().next());
+        let leading = replica.is_leader();
+        let leader = replica.status().leader;
+        for (change, respond, deadline) in std::mem::take(&mut self.changes) {
+            let answer = if change_governs(governing, &change) {
+                Ok(())
+            } else if !leading {
+                Err(NodeError::SteppedDown { leader })
+            } else if now >= deadline {
+                Err(NodeError::MembershipRefused(format!(
+                    "{change} did not take effect within {} s; list the members to see where it stands",
+                    CHANGE_DEADLINE.as_secs()
+                )))
+            } else {
+                self.changes.push((change, respond, deadline));
+                continue;
+            };
+            let _ = respond.send(answer);
+        }
+    }
+}
+
+/// Most membership changes waiting at once (one governs at a time; the rest
+/// are refused as in progress).
+const MAX_WAITING_CHANGES: usize = 16;
+
+/// How long a proposed membership change may take to govern before its
+/// caller is told to look.
+const CHANGE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// True if `change` is in force in `membership`.
+fn change_governs(membership: &Membership, change: &Change) -> bool {
+    match change {
+        Change::AddLearner { id, .. } => membership.is_member(*id),
+        Change::Promote(id) => membership.is_voter(*id),
+        Change::Remove(id) => membership.is_retired(*id),
     }
 }

@@ -45,7 +45,9 @@ use synod_paxos::{
 use super::expiry_timer::ExpiryTimer;
 use super::leadership::{LeadershipChange, LeadershipWatch};
 use super::session_timer::SessionTimer;
-use super::{NodeError, NodeStatus, ReadConsistency, WatchAnswer, WriteAnswer};
+use super::{
+    MemberView, MembersView, NodeError, NodeStatus, ReadConsistency, WatchAnswer, WriteAnswer,
+};
 
 /// When the state machine is flushed and the log compacted. Applies are
 /// not synced (the log has the slots), so the state machine is flushed
@@ -337,6 +339,44 @@ impl Node {
     pub fn propose_change(&mut self, now: Instant, change: Change) -> Result<(), ChangeRefused> {
         self.assert_between_rounds();
         self.replica.propose_change(now, change)
+    }
+
+    /// The newest membership with each member's progress, as this node
+    /// sees it while it leads.
+    pub fn members(&self, now: Instant) -> Result<MembersView, NodeError> {
+        let me = self.replica.id();
+        if !self.replica.is_leader() {
+            let leader = self.replica.status().leader.filter(|l| *l != me);
+            return Err(NodeError::NotLeader { leader });
+        }
+        let commit = self.replica.commit_index();
+        let progress = self.replica.peer_commits();
+        let membership = self.replica.membership();
+        let members = membership
+            .latest()
+            .members()
+            .map(|member| {
+                let (commit_index, heard_ago) = if member.id == me {
+                    (commit, Some(std::time::Duration::ZERO))
+                } else {
+                    match progress.get(&member.id) {
+                        Some((slot, at)) => (*slot, Some(now.saturating_since(*at))),
+                        None => (Slot(0), None),
+                    }
+                };
+                MemberView {
+                    member: member.clone(),
+                    commit_index,
+                    heard_ago,
+                }
+            })
+            .collect();
+        Ok(MembersView {
+            leader: me,
+            commit_index: commit,
+            members,
+            change_in_progress: membership.latest_from() > commit.next(),
+        })
     }
 
     /// Takes a snapshot of the state machine for a backup; returns the id

@@ -80,6 +80,34 @@ pub enum NodeError {
     /// The node's storage failed.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// A membership change was refused (nothing of it was applied).
+    #[error("membership change refused: {0}")]
+    MembershipRefused(String),
+}
+
+/// One member, as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// Its id, role and addresses.
+    pub member: synod_paxos::Member,
+    /// Its commit index as last reported to the leader (the leader's own
+    /// for the leader).
+    pub commit_index: Slot,
+    /// How long ago the leader last heard it; `None` if never.
+    pub heard_ago: Option<std::time::Duration>,
+}
+
+/// The membership in force, as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembersView {
+    /// The leader answering.
+    pub leader: NodeId,
+    /// Its commit index.
+    pub commit_index: Slot,
+    /// Every member of the newest membership, in id order.
+    pub members: Vec<MemberView>,
+    /// True while a change is chosen but does not govern yet.
+    pub change_in_progress: bool,
 }
 
 /// How a read may be served.
@@ -137,6 +165,15 @@ pub enum CoreCall {
     },
     /// Report the node's status.
     Status(oneshot::Sender<NodeStatus>),
+    /// Report the membership (leader only).
+    Members(oneshot::Sender<Result<MembersView, NodeError>>),
+    /// Propose a membership change (leader only); answered once it governs.
+    ChangeMembership {
+        /// The change.
+        change: synod_paxos::Change,
+        /// Where the answer goes.
+        respond: oneshot::Sender<Result<(), NodeError>>,
+    },
     /// Count the applied state's keys, sessions and locks.
     Counts(oneshot::Sender<Result<synod_kvstore::StateCounts, NodeError>>),
     /// Take a snapshot of the state machine for a backup (see
@@ -198,6 +235,25 @@ impl NodeHandle {
         let (respond, answer) = oneshot::channel();
         self.call(CoreCall::Status(respond)).await?;
         answer.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// The membership, with each member's progress, from the leader (a
+    /// follower answers `NotLeader`).
+    pub async fn members(&self) -> Result<MembersView, NodeError> {
+        let (respond, answer) = oneshot::channel();
+        self.call(CoreCall::Members(respond)).await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// Proposes a membership change at the leader (a follower answers
+    /// `NotLeader`); answers once the change governs, or why it was refused.
+    /// `SteppedDown` means the leader changed meanwhile: the change may or
+    /// may not be in force, list the members to see.
+    pub async fn change_membership(&self, change: synod_paxos::Change) -> Result<(), NodeError> {
+        let (respond, answer) = oneshot::channel();
+        self.call(CoreCall::ChangeMembership { change, respond })
+            .await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)?
     }
 
     /// How many keys, sessions and locks the applied state holds.

@@ -4,7 +4,6 @@
 //! `(client_id, seq)` so that a write applies once.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +17,7 @@ use synod_paxos::NodeId;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::members::ClientAddrs;
 use crate::node::{NodeError, NodeHandle, NodeStatus, ReadConsistency};
 
 /// How long one attempt (local or forwarded) may take before it is
@@ -81,7 +81,7 @@ enum Reached {
 pub struct Backend {
     node: NodeHandle,
     me: NodeId,
-    client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
+    client_addrs: ClientAddrs,
     tls: TlsIdentity,
     links: Mutex<HashMap<NodeId, Arc<ClientConnection>>>,
     /// How long one call is retried in all.
@@ -95,7 +95,7 @@ impl Backend {
     pub fn new(
         node: NodeHandle,
         me: NodeId,
-        client_addrs: Arc<HashMap<NodeId, SocketAddr>>,
+        client_addrs: ClientAddrs,
         tls: TlsIdentity,
         deadline: Duration,
     ) -> Backend {
@@ -208,6 +208,7 @@ impl Backend {
             }
             Ok(Err(NodeError::Busy)) => Attempt::Retry("busy".into()),
             Ok(Err(NodeError::Invalid(e))) => Attempt::Fail(CallError::Invalid(e.to_string())),
+            Ok(Err(NodeError::MembershipRefused(e))) => Attempt::Fail(CallError::Invalid(e)),
             Ok(Err(NodeError::ShuttingDown)) => Attempt::Fail(CallError::ShuttingDown),
             Ok(Err(NodeError::Storage(e))) => Attempt::Fail(CallError::Internal(e)),
         }
@@ -289,8 +290,7 @@ impl Backend {
         }
         let addr = self
             .client_addrs
-            .get(&to)
-            .copied()
+            .get(to)
             .ok_or_else(|| format!("node {}'s client address is not configured", to.0))?;
         let name = node_name(to);
         let connect = ClientConnection::connect_with_name(addr, &name, &self.tls);

@@ -59,7 +59,7 @@ impl ProcessCluster {
         static NEXT_CLUSTER: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
         let index = NEXT_CLUSTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 8;
         let base_port = 20_000 + (std::process::id() % 150) as u16 * 240 + index * 30;
-        synod::dev::prepare(&dir, base_port).expect("cluster files");
+        synod::dev::prepare(&dir, base_port, synod::dev::DEFAULT_DEV_NODES).expect("cluster files");
         let mut cluster = ProcessCluster {
             dir,
             base_port,
