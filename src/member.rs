@@ -25,6 +25,10 @@ const CAUGHT_UP_SLOTS: u64 = synod_paxos::PROMOTE_MAX_LAG_SLOTS;
 const REACHABLE_MS: u64 = 2_000;
 /// How long one call to one node may take (a change waits until it governs).
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to keep looking for a leader while none is known.
+const ELECTION_PATIENCE: Duration = Duration::from_secs(10);
+/// How long connecting to one node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `add` waits for the new learner to catch up before promoting it.
 const PROMOTE_WAIT: Duration = Duration::from_secs(120);
 
@@ -180,7 +184,11 @@ fn print_members(members: &Members) {
             Some(ms) => format!("no ({} s)", ms / 1000),
             None => "never".to_string(),
         };
-        let caught_up = if is_caught_up(members, m) { "yes" } else { "no" };
+        let caught_up = if is_caught_up(members, m) {
+            "yes"
+        } else {
+            "no"
+        };
         println!(
             "{:>4}  {:<8} {:<22} {:<22} {:>10}  {:<11} {caught_up}",
             m.id, role, m.peer_addr, m.client_addr, m.commit_index, reachable
@@ -192,41 +200,57 @@ fn print_members(members: &Members) {
 }
 
 /// Sends `call` to the leader: tries each of `nodes`, following a
-/// follower's redirect once.
+/// follower's redirect; while no node knows a leader (an election), tries
+/// again for up to [`ELECTION_PATIENCE`].
 async fn call_leader(
     nodes: &[SocketAddr],
     tls: &TlsIdentity,
     call: Call,
 ) -> anyhow::Result<api_response::Result> {
     let payload = ApiRequest { call: Some(call) }.encode_to_vec();
-    let mut last_error = anyhow::anyhow!("no node to ask");
-    let mut to_try: Vec<SocketAddr> = nodes.to_vec();
-    let mut tried = Vec::new();
-    while let Some(addr) = to_try.first().copied() {
-        to_try.remove(0);
-        if tried.contains(&addr) {
-            continue;
-        }
-        tried.push(addr);
-        match call_one(addr, tls, &payload).await {
-            Ok(Answer::Done(result)) => return Ok(result),
-            Ok(Answer::Redirect(Some(leader))) => to_try.insert(0, leader),
-            Ok(Answer::Redirect(None)) => {
-                last_error = anyhow::anyhow!("{addr} knows no leader now; retry in a moment")
+    let give_up = tokio::time::Instant::now() + ELECTION_PATIENCE;
+    loop {
+        let mut last_error = anyhow::anyhow!("no node to ask");
+        let mut to_try: Vec<SocketAddr> = nodes.to_vec();
+        let mut tried = Vec::new();
+        while let Some(addr) = to_try.first().copied() {
+            to_try.remove(0);
+            if tried.contains(&addr) {
+                continue;
             }
-            Err(e) => last_error = e.context(format!("asking {addr}")),
+            tried.push(addr);
+            match call_one(addr, tls, &payload).await {
+                Ok(Answer::Done(result)) => return Ok(result),
+                Ok(Answer::Refused(reason)) => anyhow::bail!("{reason}"),
+                Ok(Answer::Redirect(Some(leader))) => to_try.insert(0, leader),
+                Ok(Answer::Redirect(None)) => {
+                    last_error = anyhow::anyhow!("{addr} knows no leader now")
+                }
+                Err(e) => last_error = e.context(format!("asking {addr}")),
+            }
         }
+        if tokio::time::Instant::now() >= give_up {
+            return Err(last_error);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(last_error)
 }
 
+/// What one node answered.
 enum Answer {
+    /// Served.
     Done(api_response::Result),
+    /// Not the leader; here is the leader's client address, if known.
     Redirect(Option<SocketAddr>),
+    /// The leader refused the call (a bad change); asking elsewhere would
+    /// not help.
+    Refused(String),
 }
 
 async fn call_one(addr: SocketAddr, tls: &TlsIdentity, payload: &[u8]) -> anyhow::Result<Answer> {
-    let conn = ClientConnection::connect(addr, tls).await?;
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, ClientConnection::connect(addr, tls))
+        .await
+        .context("no connection in time")??;
     let response = tokio::time::timeout(CALL_TIMEOUT, conn.request(payload.to_vec()))
         .await
         .context("no answer in time")??;
@@ -239,6 +263,9 @@ async fn call_one(addr: SocketAddr, tls: &TlsIdentity, payload: &[u8]) -> anyhow
         Some(Outcome::Error(e)) if e.code() == ErrorCode::NotLeader => Ok(Answer::Redirect(
             e.leader_hint.and_then(|h| h.address.parse().ok()),
         )),
+        Some(Outcome::Error(e)) if e.code() == ErrorCode::BadRequest => {
+            Ok(Answer::Refused(e.message))
+        }
         Some(Outcome::Error(e)) => anyhow::bail!("{}", e.message),
         None => anyhow::bail!("an empty answer"),
     }

@@ -10,9 +10,9 @@ use prost::Message as _;
 use synod_kvstore::{EventFilter, EventSpace, NodeStore, Request, Snapshot, SnapshotChunk};
 use synod_net::certs::CLIENT_NAME_PREFIX;
 use synod_net::proto::api::{
-    api_request::Call, api_response::Result as ApiResult, ApiRequest, ApiResponse,
-    member_change_call, MemberChangeCall, MemberChangeDone, MemberInfo, Members,
-    NodeStatus as WireStatus, SnapshotSaveCall, WatchCall, WatchCompacted, WatchResult, WatchSpace,
+    api_request::Call, api_response::Result as ApiResult, member_change_call, ApiRequest,
+    ApiResponse, MemberChangeCall, MemberChangeDone, MemberInfo, Members, NodeStatus as WireStatus,
+    SnapshotSaveCall, WatchCall, WatchCompacted, WatchResult, WatchSpace,
 };
 use synod_net::tls::{Alpn, TlsIdentity, NODE_NAME_PREFIX};
 use synod_net::{
@@ -250,8 +250,7 @@ impl Drop for SnapshotStream {
 impl PeerOutbox for NetOutbox {
     fn members_changed(&mut self, membership: &MembershipLog) {
         let known_clients = self.client_addrs.all();
-        if let Some((peers, clients)) = routes(membership, &self.configured_peers, &known_clients)
-        {
+        if let Some((peers, clients)) = routes(membership, &self.configured_peers, &known_clients) {
             tracing::info!(peers = ?peers.keys().map(|p| p.0).collect::<Vec<_>>(), "routes follow the membership");
             self.peers.set_peers(&peers);
             self.client_addrs.set(clients);

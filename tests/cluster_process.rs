@@ -261,3 +261,152 @@ async fn node_logs_written_to_a_file_are_plain_text() {
         );
     }
 }
+
+/// Runs `synod member ARGS` against `cluster` off the async workers;
+/// panics with what it printed if it fails.
+fn member_ok(cluster: &ProcessCluster, args: &[&str]) -> String {
+    let (ok, output) = tokio::task::block_in_place(|| cluster.member(args));
+    assert!(ok, "synod member {args:?} failed: {output}");
+    output
+}
+
+/// The ids `synod member list` shows in a role.
+fn listed(output: &str, role: &str) -> Vec<u32> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let id = fields.next()?.parse().ok()?;
+            (fields.next()? == role).then_some(id)
+        })
+        .collect()
+}
+
+/// Membership changes on real processes under a write load: two nodes
+/// started empty with `--join` are added and promoted (`synod member add`),
+/// growing the cluster from 3 to 5; the leader is removed and hands over; a
+/// SIGKILLed voter is replaced by a new node on an empty data directory.
+/// The clients' history stays linearizable, and the final members serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growing_shrinking_and_replacing_nodes_keeps_the_history_linearizable() {
+    let mut cluster = ProcessCluster::start("membership");
+    cluster
+        .leader(Duration::from_secs(15))
+        .await
+        .expect("a leader is elected");
+    let workload = Workload::start(&cluster, 3).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Grow to five.
+    for id in [4u32, 5] {
+        cluster.start_joiner(id);
+        let addrs = synod::dev::dev_addrs(cluster.base_port, id);
+        let output = member_ok(
+            &cluster,
+            &[
+                "add",
+                &id.to_string(),
+                "--peer-addr",
+                &addrs.peer.to_string(),
+                "--client-addr",
+                &addrs.client.to_string(),
+            ],
+        );
+        assert!(output.contains("promoted to voter"), "{output}");
+    }
+    let list = member_ok(&cluster, &["list"]);
+    let mut voters = listed(&list, "voter");
+    voters.extend(listed(&list, "leader"));
+    voters.sort();
+    assert_eq!(voters, vec![1, 2, 3, 4, 5], "{list}");
+
+    // Bad input is refused and changes nothing.
+    let (ok, output) = tokio::task::block_in_place(|| cluster.member(&["remove", "9"]));
+    assert!(!ok && output.contains("not a member"), "{output}");
+    let addrs = synod::dev::dev_addrs(cluster.base_port, 6);
+    let taken = synod::dev::dev_addrs(cluster.base_port, 1).peer.to_string();
+    let (ok, output) = tokio::task::block_in_place(|| {
+        cluster.member(&[
+            "add",
+            "6",
+            "--peer-addr",
+            &taken,
+            "--client-addr",
+            &addrs.client.to_string(),
+            "--learner",
+        ])
+    });
+    assert!(!ok && output.contains("already used"), "{output}");
+
+    // Remove the leader: it hands over.
+    let leader = cluster
+        .leader(Duration::from_secs(15))
+        .await
+        .expect("a leader");
+    member_ok(&cluster, &["remove", &leader.to_string()]);
+    let next = cluster
+        .leader(Duration::from_secs(15))
+        .await
+        .expect("a new leader after the old one left");
+    // The removed node may still run, but it never leads again.
+    let next = if next == leader {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster
+            .leader(Duration::from_secs(15))
+            .await
+            .expect("a leader")
+    } else {
+        next
+    };
+    assert_ne!(next, leader, "the removed leader leads no more");
+    cluster.kill(leader);
+
+    // Replace a SIGKILLed voter by a fresh node.
+    let victim = (1..=5).find(|id| *id != leader && *id != next).unwrap();
+    cluster.kill(victim);
+    member_ok(&cluster, &["remove", &victim.to_string()]);
+    cluster.start_joiner(6);
+    member_ok(
+        &cluster,
+        &[
+            "add",
+            "6",
+            "--peer-addr",
+            &addrs.peer.to_string(),
+            "--client-addr",
+            &addrs.client.to_string(),
+        ],
+    );
+    let list = member_ok(&cluster, &["list"]);
+    let mut voters = listed(&list, "voter");
+    voters.extend(listed(&list, "leader"));
+    voters.sort();
+    let mut expected: Vec<u32> = (1..=6)
+        .filter(|id| *id != leader && *id != victim)
+        .collect();
+    expected.sort();
+    assert_eq!(voters, expected, "{list}");
+    // A removed id never comes back.
+    let (ok, output) = tokio::task::block_in_place(|| {
+        cluster.member(&[
+            "add",
+            &victim.to_string(),
+            "--peer-addr",
+            "127.0.0.1:1",
+            "--client-addr",
+            "127.0.0.1:2",
+            "--learner",
+        ])
+    });
+    assert!(!ok && output.contains("never reused"), "{output}");
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let changed_at = workload.now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let history = workload.finish().await;
+    assert!(
+        completed_writes_after(&history, changed_at) > 0,
+        "writes go on after the changes"
+    );
+    assert_linearizable(&history);
+}

@@ -217,7 +217,10 @@ impl SenderSpawner {
         &self,
         peer: NodeId,
         addr: SocketAddr,
-    ) -> (PeerQueue, impl std::future::Future<Output = ()> + Send + 'static) {
+    ) -> (
+        PeerQueue,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let (queue, rx) = mpsc::channel(self.options.peer_queue_capacity.max(1));
         let bytes = Arc::new(QueuedBytes::new(self.options.peer_queue_max_bytes));
         let counters = Arc::new(PeerCounters::default());

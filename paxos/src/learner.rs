@@ -50,6 +50,7 @@ impl Replica {
         }
         tracing::info!(node = %self.config.id, slot = %through, "snapshot installed");
         self.membership = membership;
+        self.membership.forget_before(through.next());
         self.commit = through;
         self.delivered = through;
         self.known_commit = self.known_commit.max(through);

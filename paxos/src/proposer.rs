@@ -132,7 +132,10 @@ impl Leader {
 
     /// The commit index `peer` last reported (zero if never).
     pub(crate) fn peer_commit(&self, peer: NodeId) -> Slot {
-        self.peer_commit.get(&peer).map(|(s, _)| *s).unwrap_or_default()
+        self.peer_commit
+            .get(&peer)
+            .map(|(s, _)| *s)
+            .unwrap_or_default()
     }
 
     /// Every peer's last reported commit index, and when it came.
@@ -558,6 +561,9 @@ impl Replica {
 
     fn send_heartbeat_round(&mut self, now: Instant) {
         let id = self.config.id;
+        if !matches!(self.role, RoleState::Leader(_)) {
+            return;
+        }
         self.grant_lease(now, id);
         let commit = self.commit;
         let RoleState::Leader(leader) = &mut self.role else {
@@ -671,6 +677,9 @@ impl Replica {
             leader.next_slot = commit.next();
             leader.recovered = leader.recovered.split_off(&leader.next_slot);
         }
+        // Proposals learned chosen another way are done (their slots'
+        // memberships may be forgotten).
+        leader.proposals = leader.proposals.split_off(&commit.next());
         let mut outcome = FlushOutcome::Proposing;
         loop {
             let slot = leader.next_slot;
@@ -739,11 +748,16 @@ impl Replica {
         match outcome {
             FlushOutcome::Proposing => {}
             FlushOutcome::NoLongerVoter => {
-                // Removed (or demoted): every slot of the old membership is
-                // proposed; a voter of the new one takes over.
-                tracing::info!(node = %me, "no longer a voter; handing over leadership");
-                self.step_down(now);
-                self.leader_hint = None;
+                // Removed: every slot of the old membership is proposed;
+                // once they are all chosen (so every voter can learn them
+                // from the commit index this node announced), a voter of
+                // the new membership takes over.
+                if self.commit.next() >= self.membership.latest_from() {
+                    tracing::info!(node = %me, "no longer a voter; handing over leadership");
+                    self.send_heartbeat_round(now);
+                    self.step_down(now);
+                    self.leader_hint = None;
+                }
             }
             FlushOutcome::NeedsPromises => {
                 // A new membership governs the next slot and this ballot's

@@ -259,6 +259,7 @@ impl Replica {
             replica.commit = replica.commit.next();
         }
         replica.deliver_committed();
+        replica.membership.forget_before(replica.commit.next());
         Ok(replica)
     }
 
@@ -403,13 +404,16 @@ impl Replica {
         }
     }
 
-    /// True if this node has been removed from the cluster: a change chosen
-    /// in the log retired its id. It no longer campaigns; it still
-    /// acknowledges the slots its old membership governs, and once the
-    /// change governs it neither votes nor leads; its driver should stop
-    /// serving clients.
+    /// True if this node has been removed from the cluster and the removal
+    /// governs: every slot its old membership governed is chosen, so it no
+    /// longer votes, leads or campaigns, and its driver may stop serving and
+    /// shut it down. (From the moment the removal is chosen it no longer
+    /// campaigns, but it still acknowledges the slots before the removal
+    /// governs: stopping it then could stall a small cluster.)
     pub fn is_removed(&self) -> bool {
-        self.membership.latest().is_retired(self.config.id)
+        self.membership
+            .governing(self.commit.next())
+            .is_retired(self.config.id)
     }
 
     /// Asks to serve a linearizable read. Under a valid lease the read is
@@ -544,11 +548,13 @@ impl Replica {
             .collect()
     }
 
-    /// True if this node votes in a membership of the current window, so it
-    /// may campaign.
+    /// True if this node may campaign: it votes in the membership governing
+    /// its next slot (the first it would propose in), and no chosen change
+    /// removes it.
     pub(crate) fn may_campaign(&self) -> bool {
         let me = self.config.id;
-        !self.is_removed() && self.window_memberships().iter().any(|m| m.is_voter(me))
+        !self.membership.latest().is_retired(me)
+            && self.membership.governing(self.commit.next()).is_voter(me)
     }
 
     /// True if `node` was removed and no membership from the commit index on
@@ -736,6 +742,15 @@ impl Replica {
 
     fn on_prepare(&mut self, now: Instant, from: NodeId, ballot: Ballot, first_slot: Slot) {
         self.observe_ballot(ballot);
+        let candidate_votes = self.membership.is_unknown()
+            || self.window_memberships().iter().any(|m| m.is_voter(from));
+        if !candidate_votes {
+            // Only a voter of the slots it would propose in may lead: a
+            // learner, a removed node or a stray node with a cluster
+            // certificate must not take acceptors from the leader.
+            tracing::debug!(node = %self.config.id, %from, "prepare from a node that does not vote here ignored");
+            return;
+        }
         if !self.votes() {
             // Learners and non-members never promise: they count toward no
             // quorum, and a promise would only hold back the leader they follow.
@@ -896,7 +911,7 @@ impl Replica {
         self.promise(ballot);
         self.follow(now, ballot);
         self.learn_commit(now, ballot, commit);
-        if self.membership.latest().is_member(self.config.id) {
+        if self.votes() || self.membership.latest().is_member(self.config.id) {
             // Learners acknowledge too, so the leader knows how far behind
             // they are; only voters' acknowledgments count for the lease.
             let commit = self.commit;

@@ -34,8 +34,15 @@ fn a_change_governs_alpha_slots_after_its_own_and_the_leader_fills_them() {
     for node in &nodes[..2] {
         assert_eq!(voters_at(node, from), vec![NodeId(1), NodeId(2)]);
     }
-    assert!(nodes[2].is_removed());
+    // Node 3 knows it is being removed (it campaigns no more), and the
+    // others no longer count it.
+    assert!(nodes[2].membership().latest().is_retired(NodeId(3)));
     assert!(!nodes[0].is_removed());
+    nodes[2].tick(at_ms(10_000));
+    assert!(
+        nodes[2].ready().messages.is_empty(),
+        "a removed node does not campaign"
+    );
     // The remaining pair still chooses values.
     nodes[0].propose(at_ms(3), b"after".to_vec()).unwrap();
     let delivered = deliver_all(&mut nodes, at_ms(3));

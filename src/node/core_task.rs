@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use synod_kvstore::{Response, SessionClockConfig, Snapshot, SnapshotChunk, StateMachine};
 use synod_paxos::{
-    Change, ChangeRefused, Envelope, Instant, Membership, MembershipLog, NodeId, ReadId, Storage,
-    Unavailable,
+    Change, ChangeRefused, Envelope, Instant, Member, Membership, MembershipLog, NodeId, ReadId,
+    Storage, Unavailable,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -126,7 +126,7 @@ where
         applied_events: applied_events.clone(),
         metrics: setup.metrics,
         changes: Vec::new(),
-        routed: MembershipLog::default(),
+        routed: Vec::new(),
     };
     let handle = NodeHandle {
         calls: calls_tx,
@@ -162,8 +162,8 @@ struct CoreTask<S> {
     /// Membership changes proposed here, waiting to govern, with the time
     /// they give up.
     changes: Vec<(Change, oneshot::Sender<Result<(), NodeError>>, Instant)>,
-    /// The membership the outbox last routed to.
-    routed: MembershipLog,
+    /// The members (with addresses) the outbox last routed to.
+    routed: Vec<Member>,
 }
 
 impl<S: Storage> CoreTask<S> {
@@ -391,24 +391,33 @@ impl<S: Storage> CoreTask<S> {
     /// Routes to the members of a changed membership, and answers the
     /// changes that now govern (or can no longer be followed here).
     fn follow_membership(&mut self, now: Instant) {
-        let replica = self.node.replica();
-        let membership = replica.membership();
-        if *membership != self.routed {
-            self.routed = membership.clone();
-            self.outbox.members_changed(&self.routed);
+        let members = member_addresses(self.node.replica().membership());
+        if members != self.routed {
+            self.routed = members;
+            self.outbox
+                .members_changed(self.node.replica().membership());
         }
         if self.changes.is_empty() {
             return;
         }
         let replica = self.node.replica();
-        let governing = replica.membership().governing(replica.commit_index().next());
+        let governing = replica
+            .membership()
+            .governing(replica.commit_index().next());
         let leading = replica.is_leader();
-        let leader = replica.status().leader;
+        let me = replica.id();
+        // Another node leads (not this one running Phase 1 again).
+        let led_elsewhere = replica.status().leader.filter(|l| *l != me);
         for (change, respond, deadline) in std::mem::take(&mut self.changes) {
-            let answer = if change_governs(governing, &change) {
+            // A leader that handed over (it removed itself) sees its change
+            // chosen; the next leader makes it govern.
+            let chosen_here = !leading && change_governs(replica.membership().latest(), &change);
+            let answer = if change_governs(governing, &change) || chosen_here {
                 Ok(())
-            } else if !leading {
-                Err(NodeError::SteppedDown { leader })
+            } else if !leading && led_elsewhere.is_some() {
+                Err(NodeError::SteppedDown {
+                    leader: led_elsewhere,
+                })
             } else if now >= deadline {
                 Err(NodeError::MembershipRefused(format!(
                     "{change} did not take effect within {} s; list the members to see where it stands",
@@ -438,4 +447,17 @@ fn change_governs(membership: &Membership, change: &Change) -> bool {
         Change::Promote(id) => membership.is_voter(*id),
         Change::Remove(id) => membership.is_retired(*id),
     }
+}
+
+/// Every member named from the commit index on, with its addresses, in
+/// order: what routing depends on.
+fn member_addresses(membership: &MembershipLog) -> Vec<Member> {
+    let mut members: Vec<Member> = membership
+        .entries()
+        .flat_map(|(_, m)| m.members().cloned())
+        .map(|m| Member { voter: false, ..m })
+        .collect();
+    members.sort_by_key(|m| m.id);
+    members.dedup();
+    members
 }

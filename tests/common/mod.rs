@@ -14,7 +14,8 @@ use synod_net::proto::api::{
 use synod_net::tls::TlsIdentity;
 use synod_net::ClientConnection;
 
-/// A three-node cluster of child processes.
+/// A cluster of child processes: three founding nodes, and up to
+/// [`MAX_DEV_NODES`](synod::dev::MAX_DEV_NODES) with nodes that join.
 pub struct ProcessCluster {
     pub dir: PathBuf,
     pub base_port: u16,
@@ -54,16 +55,16 @@ impl ProcessCluster {
     /// [`start_in`](ProcessCluster::start_in), giving every node
     /// `global_flags`.
     pub fn start_in_with_flags(dir: PathBuf, global_flags: &[&str]) -> ProcessCluster {
-        // Each cluster of this process gets its own 30 ports; processes
-        // are spread over the port space by their id.
+        // Each cluster of this process gets its own 70 ports (7 nodes);
+        // processes are spread over the port space by their id.
         static NEXT_CLUSTER: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
         let index = NEXT_CLUSTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 8;
-        let base_port = 20_000 + (std::process::id() % 150) as u16 * 240 + index * 30;
+        let base_port = 20_000 + (std::process::id() % 75) as u16 * 560 + index * 70;
         synod::dev::prepare(&dir, base_port, synod::dev::DEFAULT_DEV_NODES).expect("cluster files");
         let mut cluster = ProcessCluster {
             dir,
             base_port,
-            nodes: vec![None, None, None],
+            nodes: (0..synod::dev::MAX_DEV_NODES).map(|_| None).collect(),
             global_flags: global_flags.iter().map(|f| f.to_string()).collect(),
         };
         for id in 1..=3 {
@@ -89,6 +90,60 @@ impl ProcessCluster {
             .spawn()
             .expect("synod starts");
         *slot = Some(child);
+    }
+
+    /// Writes the configuration of node `id`, a node that joins the
+    /// cluster (`join = true`, an empty data directory, and as its peers
+    /// every node this cluster may have: a joining node must be able to
+    /// reach whichever member leads), and starts it.
+    pub fn start_joiner(&mut self, id: u32) {
+        let mut config =
+            synod::config::NodeConfig::from_file(&synod::dev::config_path(&self.dir, 1))
+                .expect("node 1's configuration");
+        let addrs = synod::dev::dev_addrs(self.base_port, id);
+        let stem = synod_net::tls::node_name(synod_paxos::NodeId(id));
+        let certs = self.dir.join("certs");
+        config.peers = (1..=synod::dev::MAX_DEV_NODES)
+            .filter(|other| *other != id)
+            .map(|other| {
+                let a = synod::dev::dev_addrs(self.base_port, other);
+                synod::config::PeerConfig {
+                    id: other,
+                    addr: a.peer,
+                    client_addr: Some(a.client),
+                }
+            })
+            .collect();
+        config.id = id;
+        config.peer_addr = addrs.peer;
+        config.client_addr = addrs.client;
+        config.redis_addr = Some(addrs.redis);
+        config.metrics_addr = Some(addrs.metrics);
+        config.data_dir = self.dir.join(format!("node{id}"));
+        config.tls.cert = certs.join(format!("{stem}.pem"));
+        config.tls.key = certs.join(format!("{stem}.key"));
+        config.join = true;
+        let path = synod::dev::config_path(&self.dir, id);
+        std::fs::write(&path, toml::to_string(&config).expect("toml")).expect("config file");
+        self.restart(id);
+    }
+
+    /// Runs `synod member ARGS` against this cluster (its dev files); the
+    /// exit status and what it printed.
+    pub fn member(&self, args: &[&str]) -> (bool, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_synod"))
+            .arg("member")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("synod member runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
     }
 
     /// Kills node `id` with SIGKILL.
@@ -169,7 +224,7 @@ impl ProcessCluster {
     pub async fn leader(&self, patience: Duration) -> Option<u32> {
         let deadline = tokio::time::Instant::now() + patience;
         while tokio::time::Instant::now() < deadline {
-            for id in 1..=3 {
+            for id in 1..=self.nodes.len() as u32 {
                 if self.nodes[id as usize - 1].is_none() {
                     continue;
                 }
@@ -192,7 +247,7 @@ impl ProcessCluster {
 
 impl Drop for ProcessCluster {
     fn drop(&mut self) {
-        for id in 1..=3 {
+        for id in 1..=self.nodes.len() as u32 {
             self.kill(id);
         }
     }

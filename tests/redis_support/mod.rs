@@ -83,7 +83,8 @@ impl Cluster {
         while !ports_free(base) {
             base = 21_000 + (base - 21_000 + 97) % 30_000;
         }
-        let mut configs = synod::dev::prepare(&dir, base, synod::dev::DEFAULT_DEV_NODES).expect("cluster files");
+        let mut configs =
+            synod::dev::prepare(&dir, base, synod::dev::DEFAULT_DEV_NODES).expect("cluster files");
         configs.truncate(nodes);
         for config in &mut configs {
             // Semantics tests on a shared 2-core machine: room for a slow
