@@ -834,14 +834,6 @@ impl Replica {
         }
         self.promise(ballot);
         self.follow(now, ballot);
-        if self.membership.is_unknown() {
-            // A joining node keeps nothing until a snapshot tells it the
-            // membership the log's changes apply to; it only learns how far
-            // the log goes, and fetches.
-            self.known_commit = self.known_commit.max(commit);
-            self.maybe_fetch(now);
-            return;
-        }
         let horizon = self.slot_horizon();
         let mut accepted = Vec::with_capacity(entries.len());
         for (slot, value) in entries {

@@ -1,0 +1,101 @@
+//! `synod dev --nodes N` as a user runs it, and `synod member` against it.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use synod_client::{Client, ClientConfig};
+
+/// Runs `synod member ARGS` against the dev cluster in `dir`.
+fn member(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .arg("member")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("synod member runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The voter ids (the leader included) `synod member list` printed.
+fn voters(list: &str) -> Vec<u32> {
+    let mut ids: Vec<u32> = list
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let id = fields.next()?.parse().ok()?;
+            matches!(fields.next()?, "voter" | "leader").then_some(id)
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Stops `synod dev` (and with it its nodes) when dropped.
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child has no memory effects.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_node_dev_cluster_shrinks_to_four() {
+    let dir = std::env::temp_dir().join(format!("synod-dev5-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // Ports away from the ProcessCluster ranges (20,000 and up).
+    let base_port = 10_000 + (std::process::id() % 100) as u16 * 80;
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.join("dev.log")).unwrap();
+    let _dev = Dev(Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["dev", "--nodes", "5", "--base-port", &base_port.to_string()])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("synod dev starts"));
+    let mut config = None;
+    for _ in 0..100 {
+        if let Ok(c) = ClientConfig::from_dev_cluster(&dir, base_port) {
+            config = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = Client::connect(config.expect("the dev cluster's certificates"))
+        .await
+        .unwrap();
+    client.put(b"before", b"5 nodes").await.expect("a write");
+
+    let (ok, list) = tokio::task::block_in_place(|| member(&dir, &["list"]));
+    assert!(ok, "{list}");
+    assert_eq!(voters(&list), vec![1, 2, 3, 4, 5], "{list}");
+
+    let (ok, output) = tokio::task::block_in_place(|| member(&dir, &["remove", "5"]));
+    assert!(ok, "{output}");
+    let (ok, list) = tokio::task::block_in_place(|| member(&dir, &["list"]));
+    assert!(ok, "{list}");
+    assert_eq!(voters(&list), vec![1, 2, 3, 4], "{list}");
+
+    client.put(b"after", b"4 nodes").await.expect("a write");
+    assert_eq!(
+        client.get(b"before").await.unwrap().unwrap().value,
+        b"5 nodes"
+    );
+    assert_eq!(
+        client.get(b"after").await.unwrap().unwrap().value,
+        b"4 nodes"
+    );
+}
