@@ -563,6 +563,35 @@ fn synod_status_names_the_leader_everywhere() {
 }
 
 #[test]
+fn synod_members_lists_the_voters_from_any_node_and_refuses_bad_changes() {
+    let cluster = cluster();
+    let leader = cluster.leader() as i64;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let mut c = cluster.client(follower);
+    let reply = c.cmd("SYNOD.MEMBERS");
+    let members = reply.items();
+    assert_eq!(members.len(), 3, "{reply:?}");
+    for (i, member) in members.iter().enumerate() {
+        assert_eq!(field(member, "id"), Some(&int(i as i64 + 1)));
+        let role = if i as i64 + 1 == leader {
+            "leader"
+        } else {
+            "voter"
+        };
+        assert_eq!(field(member, "role"), Some(&bulk(role)));
+    }
+    let refused = c.cmd("SYNOD.MEMBER REMOVE 9");
+    assert!(refused.error().contains("not a member"), "{refused:?}");
+    let refused = c.cmd("SYNOD.MEMBER ADD 2 127.0.0.1:1 127.0.0.1:2");
+    assert!(refused.error().contains("already a member"), "{refused:?}");
+    let refused = c.cmd("SYNOD.MEMBER ADD 4 nowhere 127.0.0.1:2");
+    assert!(refused.error().contains("ip:port"), "{refused:?}");
+    let refused = c.cmd("SYNOD.MEMBER FROB 4");
+    assert!(refused.error().contains("syntax"), "{refused:?}");
+    assert_eq!(c.cmd("SYNOD.MEMBERS").items().len(), 3);
+}
+
+#[test]
 fn synod_locks_fence_writes_and_free_on_disconnect() {
     let cluster = cluster();
     let mut a = cluster.client(1);

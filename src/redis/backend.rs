@@ -122,6 +122,23 @@ impl Backend {
             .map_err(|_| CallError::ShuttingDown)
     }
 
+    /// A client of the cluster for the calls only the leader serves and
+    /// the Redis endpoint does not forward itself (membership): it finds
+    /// the leader among the known members and follows redirects.
+    pub async fn cluster_client(&self) -> Result<synod_client::Client, CallError> {
+        let mut endpoints: Vec<std::net::SocketAddr> =
+            self.client_addrs.all().into_values().collect();
+        endpoints.sort();
+        let config = synod_client::ClientConfig {
+            endpoints,
+            tls: self.tls.clone(),
+            timeout: self.deadline,
+        };
+        synod_client::Client::connect(config)
+            .await
+            .map_err(|e| CallError::Internal(e.to_string()))
+    }
+
     /// Serves `request`: a write through the leader's log, a read
     /// linearizably at the leader (or as `consistency` says). Retries on
     /// leader changes, overload and lost connections until the deadline,

@@ -267,6 +267,99 @@ pub(super) async fn status(shared: &RedisShared) -> Reply {
     ])
 }
 
+/// `SYNOD.MEMBERS`: one array per member, from the leader: `id`, `role`
+/// (leader, voter or learner), `peer_addr`, `client_addr`, `commit_index`,
+/// `heard_ms_ago` (-1: never), as field/value pairs.
+pub(super) async fn members(shared: &RedisShared) -> Reply {
+    let members = match shared.backend.cluster_client().await {
+        Ok(client) => client.members().await,
+        Err(error) => return call_error_reply(error),
+    };
+    let members = match members {
+        Ok(members) => members,
+        Err(error) => return client_error_reply(error),
+    };
+    let int = |n: u64| Reply::Integer(n as i64);
+    Reply::Array(
+        members
+            .members
+            .iter()
+            .map(|m| {
+                let role = match (m.voter, m.id == members.leader) {
+                    (true, true) => "leader",
+                    (true, false) => "voter",
+                    (false, _) => "learner",
+                };
+                pairs(vec![
+                    ("id", int(m.id.into())),
+                    ("role", Reply::text(role)),
+                    ("peer_addr", Reply::text(&m.peer_addr)),
+                    ("client_addr", Reply::text(&m.client_addr)),
+                    ("commit_index", int(m.commit_index)),
+                    (
+                        "heard_ms_ago",
+                        Reply::Integer(m.heard_ago.map_or(-1, |d| d.as_millis() as i64)),
+                    ),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// `SYNOD.MEMBER ADD id peer_addr client_addr | PROMOTE id | REMOVE id`:
+/// one membership change at the leader, answered `OK` once it governs
+/// (`ADD` adds a learner; promote it once caught up).
+pub(super) async fn member(shared: &RedisShared, args: &[Vec<u8>]) -> Reply {
+    let text = |i: usize| String::from_utf8_lossy(&args[i]).to_string();
+    let id = |i: usize| -> Result<u32, Reply> {
+        text(i)
+            .parse()
+            .map_err(|_| Reply::err("the node id is not an integer"))
+    };
+    let addr = |i: usize| -> Result<std::net::SocketAddr, Reply> {
+        text(i)
+            .parse()
+            .map_err(|_| Reply::err(format!("{} is not an address of the form ip:port", text(i))))
+    };
+    let sub = text(1).to_ascii_lowercase();
+    let client = match shared.backend.cluster_client().await {
+        Ok(client) => client,
+        Err(error) => return call_error_reply(error),
+    };
+    let result = match (sub.as_str(), args.len()) {
+        ("add", 5) => match (id(2), addr(3), addr(4)) {
+            (Ok(id), Ok(peer), Ok(client_addr)) => client.add_member(id, peer, client_addr).await,
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+        },
+        ("promote", 3) => match id(2) {
+            Ok(id) => client.promote_member(id).await,
+            Err(e) => return e,
+        },
+        ("remove", 3) => match id(2) {
+            Ok(id) => client.remove_member(id).await,
+            Err(e) => return e,
+        },
+        _ => return Reply::err(
+            "syntax error; use SYNOD.MEMBER ADD id peer_addr client_addr | PROMOTE id | REMOVE id",
+        ),
+    };
+    match result {
+        Ok(()) => Reply::ok(),
+        Err(error) => client_error_reply(error),
+    }
+}
+
+/// The Redis reply for a failed membership call.
+fn client_error_reply(error: synod_client::ClientError) -> Reply {
+    match error {
+        synod_client::ClientError::BadRequest(reason) => Reply::err(reason),
+        synod_client::ClientError::Timeout => Reply::Error(format!(
+            "UNCERTAIN {error}; list the members to see where it stands"
+        )),
+        other => Reply::err(other),
+    }
+}
+
 /// `SYNOD.LOCK name [ttl_ms]`: try to take `name` for this connection's
 /// session; the fencing token if granted (or already held), nil if held by
 /// another session.
