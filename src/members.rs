@@ -58,27 +58,24 @@ pub fn routes(
     for (_, m) in membership.entries() {
         for member in m.members() {
             let id = member.id;
-            match member.peer_addr.parse() {
-                Ok(addr) => {
-                    peers.insert(id, addr);
-                }
-                Err(_) => {
-                    if let Some(addr) = known_peers.get(&id) {
-                        peers.insert(id, *addr);
-                    }
-                }
-            }
-            match member.client_addr.parse() {
-                Ok(addr) => {
-                    clients.insert(id, addr);
-                }
-                Err(_) => {
-                    if let Some(addr) = known_clients.get(&id) {
-                        clients.insert(id, *addr);
-                    }
+            for (recorded, known, routes) in [
+                (&member.peer_addr, known_peers, &mut peers),
+                (&member.client_addr, known_clients, &mut clients),
+            ] {
+                let addr = recorded.parse().ok().or_else(|| known.get(&id).copied());
+                if let Some(addr) = addr {
+                    routes.insert(id, addr);
                 }
             }
         }
     }
     Some((peers, clients))
+}
+
+/// A member's address as the log records it: `ip:port` (what the peer
+/// transport dials), normalized; or why `addr` is not one.
+pub fn check_addr(addr: &str) -> Result<String, String> {
+    addr.parse::<SocketAddr>()
+        .map(|a| a.to_string())
+        .map_err(|_| format!("{addr:?} is not an address of the form ip:port"))
 }

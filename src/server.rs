@@ -23,7 +23,7 @@ use synod_paxos::{Change, Envelope, MembershipLog, NodeId};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::NodeConfig;
-use crate::members::{routes, ClientAddrs};
+use crate::members::{check_addr, routes, ClientAddrs};
 use crate::metrics::{error_kind, ClientMetrics, NodeMetrics, PeerLinks};
 use crate::node::{
     spawn_core_with_sessions, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput,
@@ -839,12 +839,4 @@ mod tests {
         );
         drop(other);
     }
-}
-
-/// A member's address as the log records it: `host:port` with an IP
-/// address (what the peer transport dials), normalized.
-fn check_addr(addr: &str) -> Result<String, String> {
-    addr.parse::<SocketAddr>()
-        .map(|a| a.to_string())
-        .map_err(|_| format!("{addr:?} is not an address of the form ip:port"))
 }

@@ -359,6 +359,11 @@ async fn growing_shrinking_and_replacing_nodes_keeps_the_history_linearizable() 
         next
     };
     assert_ne!(next, leader, "the removed leader leads no more");
+    assert_eq!(
+        cluster.serializable_read_error(leader, b"k0").await,
+        Some(synod_net::ErrorCode::NotLeader),
+        "a removed node sends readers to the cluster"
+    );
     cluster.kill(leader);
 
     // Replace a SIGKILLed voter by a fresh node.

@@ -1,27 +1,12 @@
 //! `synod dev --nodes N` as a user runs it, and `synod member` against it.
 
-use std::path::Path;
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::synod_member as member;
 use synod_client::{Client, ClientConfig};
-
-/// Runs `synod member ARGS` against the dev cluster in `dir`.
-fn member(dir: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_synod"))
-        .arg("member")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("synod member runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
 
 /// The voter ids (the leader included) `synod member list` printed.
 fn voters(list: &str) -> Vec<u32> {

@@ -136,6 +136,14 @@ where
     Ok((handle, task))
 }
 
+/// A membership change proposed here, waiting to govern.
+struct WaitingChange {
+    change: Change,
+    respond: oneshot::Sender<Result<(), NodeError>>,
+    /// When its caller is told to look for itself.
+    deadline: Instant,
+}
+
 /// A client waiting for its write's answer, since when (the core's clock).
 struct WriteReply {
     reply: oneshot::Sender<WriteAnswer>,
@@ -159,9 +167,8 @@ struct CoreTask<S> {
     /// Each applied slot's watch events, for waiting watchers.
     applied_events: broadcast::Sender<Arc<AppliedEvents>>,
     metrics: CoreMetrics,
-    /// Membership changes proposed here, waiting to govern, with the time
-    /// they give up.
-    changes: Vec<(Change, oneshot::Sender<Result<(), NodeError>>, Instant)>,
+    /// Membership changes proposed here, waiting to govern.
+    changes: Vec<WaitingChange>,
     /// The members (with addresses) the outbox last routed to.
     routed: Vec<Member>,
 }
@@ -286,7 +293,11 @@ impl<S: Storage> CoreTask<S> {
                     return;
                 }
                 match self.node.propose_change(now, change.clone()) {
-                    Ok(()) => self.changes.push((change, respond, now + CHANGE_DEADLINE)),
+                    Ok(()) => self.changes.push(WaitingChange {
+                        change,
+                        respond,
+                        deadline: now + CHANGE_DEADLINE,
+                    }),
                     Err(ChangeRefused::Unavailable(Unavailable::NotLeader { leader })) => {
                         let _ = respond.send(Err(NodeError::NotLeader { leader }));
                     }
@@ -408,11 +419,12 @@ impl<S: Storage> CoreTask<S> {
         let me = replica.id();
         // Another node leads (not this one running Phase 1 again).
         let led_elsewhere = replica.status().leader.filter(|l| *l != me);
-        for (change, respond, deadline) in std::mem::take(&mut self.changes) {
+        for waiting in std::mem::take(&mut self.changes) {
+            let (change, deadline) = (&waiting.change, waiting.deadline);
             // A leader that handed over (it removed itself) sees its change
             // chosen; the next leader makes it govern.
-            let chosen_here = !leading && change_governs(replica.membership().latest(), &change);
-            let answer = if change_governs(governing, &change) || chosen_here {
+            let chosen_here = !leading && change_governs(replica.membership().latest(), change);
+            let answer = if change_governs(governing, change) || chosen_here {
                 Ok(())
             } else if !leading && led_elsewhere.is_some() {
                 Err(NodeError::SteppedDown {
@@ -424,10 +436,10 @@ impl<S: Storage> CoreTask<S> {
                     CHANGE_DEADLINE.as_secs()
                 )))
             } else {
-                self.changes.push((change, respond, deadline));
+                self.changes.push(waiting);
                 continue;
             };
-            let _ = respond.send(answer);
+            let _ = waiting.respond.send(answer);
         }
     }
 }

@@ -309,7 +309,17 @@ impl Node {
         self.assert_between_rounds();
         let id = self.next_read_id;
         self.next_read_id += 1;
+        let me = self.replica.id();
         match consistency {
+            ReadConsistency::Serializable if self.replica.membership().latest().is_retired(me) => {
+                // A removed node's state falls behind for good: send the
+                // client to the cluster.
+                let leader = self.replica.status().leader.filter(|l| *l != me);
+                self.answers.push(Answer::Read {
+                    id,
+                    answer: Err(NodeError::NotLeader { leader }),
+                });
+            }
             ReadConsistency::Serializable => {
                 let now_ms = now_ms(now);
                 let answer = self.read_now(&request).map(|mut response| {

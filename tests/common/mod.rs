@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use prost::Message as _;
 use synod_net::proto::api::{
-    api_request::Call, api_response, ApiRequest, ApiResponse, NodeStatus, StatusCall,
+    api_request::Call, api_response, ApiRequest, ApiResponse, KvCall, NodeStatus, StatusCall,
 };
 use synod_net::tls::TlsIdentity;
-use synod_net::ClientConnection;
+use synod_net::{ClientConnection, ErrorCode};
 
 /// A cluster of child processes: three founding nodes, and up to
 /// [`MAX_DEV_NODES`](synod::dev::MAX_DEV_NODES) with nodes that join.
@@ -131,19 +131,7 @@ impl ProcessCluster {
     /// Runs `synod member ARGS` against this cluster (its dev files); the
     /// exit status and what it printed.
     pub fn member(&self, args: &[&str]) -> (bool, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_synod"))
-            .arg("member")
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(args)
-            .output()
-            .expect("synod member runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
+        synod_member(&self.dir, args)
     }
 
     /// Kills node `id` with SIGKILL.
@@ -220,6 +208,33 @@ impl ProcessCluster {
             .flatten()
     }
 
+    /// The error code node `id` answers a serializable read of `key`
+    /// with (`None`: it served the read, or did not answer in a second).
+    pub async fn serializable_read_error(&self, id: u32, key: &[u8]) -> Option<ErrorCode> {
+        let request =
+            synod_kvstore::Request::anonymous(synod_kvstore::Op::Get(synod_kvstore::Get {
+                key: key.to_vec(),
+            }));
+        let ask = async {
+            let conn = ClientConnection::connect(self.client_addr(id), &self.tls())
+                .await
+                .ok()?;
+            let call = ApiRequest {
+                call: Some(Call::Kv(KvCall {
+                    request: request.encode_to_vec(),
+                    serializable: true,
+                })),
+            };
+            let response = conn.request(call.encode_to_vec()).await.ok()?;
+            conn.close().await;
+            response.error_code()
+        };
+        tokio::time::timeout(Duration::from_secs(1), ask)
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// The node that is leader now, waiting up to `patience` for one.
     pub async fn leader(&self, patience: Duration) -> Option<u32> {
         let deadline = tokio::time::Instant::now() + patience;
@@ -251,4 +266,22 @@ impl Drop for ProcessCluster {
             self.kill(id);
         }
     }
+}
+
+/// Runs `synod member ARGS` against the dev cluster whose files are in
+/// `dir`; the exit status and what it printed.
+pub fn synod_member(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .arg("member")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("synod member runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
 }
