@@ -14,7 +14,7 @@ use synod_kvstore::{
     LockHolder, Op, OpenSession, Persist, Proclaim, Put, ReleaseLockDelay, Request, Resign, Scan,
     Ttl, Txn, TxnOp, TxnOpKind, Unlock,
 };
-use synod_paxos::{Ballot, Envelope, Message, NodeId, Slot, SlotState, Value};
+use synod_paxos::{Ballot, Change, Envelope, Message, NodeId, Slot, SlotState, Value};
 
 use crate::count;
 
@@ -315,10 +315,23 @@ pub fn slot(u: &mut Unstructured<'_>) -> Result<Slot> {
     }))
 }
 
-/// A slot's value: a no-op or up to three short commands.
+/// A slot's value: a no-op, a membership change, or up to three short
+/// commands.
 pub fn paxos_value(u: &mut Unstructured<'_>) -> Result<Value> {
     if u.ratio(1, 4)? {
         return Ok(Value::Noop);
+    }
+    if u.ratio(1, 8)? {
+        let id = NodeId(u.int_in_range(0..=6)?);
+        return Ok(Value::Reconfigure(match u.int_in_range(0..=2u8)? {
+            0 => Change::AddLearner {
+                id,
+                peer_addr: format!("127.0.0.1:{}", u.int_in_range(1..=9u16)?),
+                client_addr: format!("127.0.0.1:{}", u.int_in_range(10..=19u16)?),
+            },
+            1 => Change::Promote(id),
+            _ => Change::Remove(id),
+        }));
     }
     let mut commands = Vec::new();
     for _ in 0..count(u, 3) {

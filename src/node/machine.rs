@@ -446,10 +446,17 @@ impl Node {
         self.expiry.reset();
         // The installer refuses applied indexes above `Slot::MAX`, and the
         // commit index was checked above.
-        let membership = self.state_machine.membership()?;
+        let mut membership = self.state_machine.membership()?;
         if membership.is_unknown() {
-            tracing::error!(%from, through, "installed a snapshot without a membership; ignoring it");
-            return Ok(());
+            // A snapshot of a node that never recorded a membership (an
+            // older version): keep the one this node follows.
+            if self.replica.membership().is_unknown() {
+                tracing::error!(%from, through, "installed a snapshot without a membership, and none is known here; ignoring it");
+                return Ok(());
+            }
+            membership = self
+                .state_machine
+                .set_founding_membership(self.replica.membership().clone())?;
         }
         let taken = self
             .replica
