@@ -524,6 +524,29 @@ pub static COMMANDS: &[Command] = &[
     ),
     with_example(
         cmd(
+            "SYNOD.MEMBERS",
+            1,
+            "",
+            "The cluster's members, from the leader: id, role (leader, voter, learner), \
+             peer_addr, client_addr, commit_index, heard_ms_ago.",
+            Synod,
+        ),
+        "SYNOD.MEMBERS",
+    ),
+    with_example(
+        cmd(
+            "SYNOD.MEMBER",
+            -3,
+            "ADD id peer_addr client_addr | PROMOTE id | REMOVE id",
+            "One membership change at the leader, OK once it governs. ADD adds a learner (a node \
+             started with --join); PROMOTE makes a caught-up learner a voter; REMOVE removes a \
+             member for good.",
+            Synod,
+        ),
+        "SYNOD.MEMBER PROMOTE 4",
+    ),
+    with_example(
+        cmd(
             "SYNOD.LOCK",
             -2,
             "name [ttl_ms]",
