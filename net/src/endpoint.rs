@@ -208,7 +208,7 @@ impl NodeEndpoint {
             &span,
         );
         NodeNet {
-            peers,
+            peers: peers.clone(),
             inbound,
             requests,
             handle: NetHandle {
@@ -216,6 +216,7 @@ impl NodeEndpoint {
                 local_addr,
                 tasks,
                 counters,
+                peers,
             },
         }
     }
@@ -244,6 +245,15 @@ pub struct NetHandle {
     local_addr: Option<SocketAddr>,
     tasks: JoinSet<()>,
     counters: Arc<ServerCounters>,
+    /// Stopped with the handle: no sender task (and no handle of the
+    /// endpoint) outlives it, whoever still holds a clone of the sender.
+    peers: PeerSender,
+}
+
+impl Drop for NetHandle {
+    fn drop(&mut self) {
+        self.peers.close();
+    }
 }
 
 /// Reads a [`NetHandle`]'s [`ServerStats`]; cheap to clone.
@@ -279,6 +289,7 @@ impl NetHandle {
     /// so the address can be bound again.
     pub async fn shutdown(mut self) {
         self.endpoint.close(CLOSE_SHUTDOWN, b"shutdown");
+        self.peers.close();
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         self.endpoint.wait_idle().await;

@@ -71,6 +71,8 @@ struct PeerQueue {
     bytes: Arc<QueuedBytes>,
     counters: Arc<PeerCounters>,
     addr: SocketAddr,
+    /// Its sender task (set once spawned).
+    task: Option<tokio::task::AbortHandle>,
 }
 
 /// Bytes of the envelopes in one peer's queue, by
@@ -116,7 +118,9 @@ impl QueuedBytes {
 pub struct PeerSender {
     node: NodeId,
     peers: Arc<RwLock<HashMap<NodeId, PeerQueue>>>,
-    spawner: Arc<SenderSpawner>,
+    /// What starting a sender task takes; `None` once the network shut
+    /// down (so that no task, and no handle of the endpoint, outlives it).
+    spawner: Arc<std::sync::Mutex<Option<SenderSpawner>>>,
 }
 
 /// What starting a sender task to a new peer takes.
@@ -154,16 +158,38 @@ impl PeerSender {
     /// those of peers no longer named (their queued envelopes are dropped).
     /// Must be called inside a tokio runtime.
     pub fn set_peers(&self, peers: &HashMap<NodeId, SocketAddr>) {
+        let spawner = self.spawner.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(spawner) = spawner.as_ref() else {
+            return;
+        };
         let mut table = self.peers.write().unwrap_or_else(|e| e.into_inner());
-        table.retain(|id, queue| peers.get(id) == Some(&queue.addr));
+        table.retain(|id, queue| {
+            let keep = peers.get(id) == Some(&queue.addr);
+            if let Some(task) = queue.task.as_ref().filter(|_| !keep) {
+                task.abort();
+            }
+            keep
+        });
         for (peer, addr) in peers {
             if *peer == self.node || table.contains_key(peer) {
                 continue;
             }
             info!(peer = peer.0, %addr, "new peer");
-            let (queue, task) = self.spawner.prepare(*peer, *addr);
-            tokio::spawn(task);
+            let (mut queue, task) = spawner.prepare(*peer, *addr);
+            queue.task = Some(tokio::spawn(task).abort_handle());
             table.insert(*peer, queue);
+        }
+    }
+
+    /// Stops every sender task and starts no more (the network shut down).
+    pub(crate) fn close(&self) {
+        self.spawner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let mut table = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        for task in table.drain().filter_map(|(_, queue)| queue.task) {
+            task.abort();
         }
     }
 
@@ -212,7 +238,7 @@ impl PeerSender {
 
 impl SenderSpawner {
     /// The queue to `peer` at `addr` and the sender task that drains it
-    /// (for the caller to spawn).
+    /// (for the caller to spawn, and to set the queue's `task` to).
     fn prepare(
         &self,
         peer: NodeId,
@@ -239,6 +265,7 @@ impl SenderSpawner {
             bytes,
             counters,
             addr,
+            task: None,
         };
         (queue, task.run(rx).instrument(task_span))
     }
@@ -265,14 +292,14 @@ pub(crate) fn start_senders(
         if peer == node {
             continue;
         }
-        let (queue, task) = spawner.prepare(peer, addr);
-        tasks.spawn(task);
+        let (mut queue, task) = spawner.prepare(peer, addr);
+        queue.task = Some(tasks.spawn(task));
         queues.insert(peer, queue);
     }
     PeerSender {
         node,
         peers: Arc::new(RwLock::new(queues)),
-        spawner: Arc::new(spawner),
+        spawner: Arc::new(std::sync::Mutex::new(Some(spawner))),
     }
 }
 

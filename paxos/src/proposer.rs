@@ -679,7 +679,12 @@ impl Replica {
         }
         // Proposals learned chosen another way are done (their slots'
         // memberships may be forgotten).
-        leader.proposals = leader.proposals.split_off(&commit.next());
+        while let Some(entry) = leader.proposals.first_entry() {
+            if *entry.key() > commit {
+                break;
+            }
+            entry.remove();
+        }
         let mut outcome = FlushOutcome::Proposing;
         loop {
             let slot = leader.next_slot;
