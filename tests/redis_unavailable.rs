@@ -18,8 +18,12 @@ fn error_code(reply: &Value) -> String {
 
 #[test]
 fn a_leader_cut_off_answers_uncertain_for_its_write_and_tryagain_after() {
+    // A long election timeout keeps the leader leading (it steps down once
+    // it has not heard a quorum for that long) while the followers stop.
     let cluster = Cluster::start_with("unavailable", 3, |config| {
         config.timing.redis_deadline_ms = 1_500;
+        config.timing.election_timeout_ms = 8_000;
+        config.timing.lease_ms = 2_000;
     });
     let leader = cluster.leader();
     let mut c = cluster.client(leader);
@@ -32,7 +36,15 @@ fn a_leader_cut_off_answers_uncertain_for_its_write_and_tryagain_after() {
     // The leader proposes the write but hears no quorum.
     let write = c.cmd("INCR un:k");
     assert_eq!(error_code(&write), "UNCERTAIN", "{write:?}");
-    // Reads and writes that find no leader were certainly not applied.
+    // Once it steps down, reads and writes that find no leader were
+    // certainly not applied.
+    for _ in 0..200 {
+        let status = c.cmd("SYNOD.STATUS");
+        if redis_support::field(&status, "role") != Some(&redis_support::bulk("leader")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let read = c.cmd("GET un:k");
     assert_eq!(error_code(&read), "TRYAGAIN", "{read:?}");
     let write = c.cmd("SET un:other 1");

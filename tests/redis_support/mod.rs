@@ -5,6 +5,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -16,6 +18,8 @@ pub struct Cluster {
     pub redis_ports: Vec<u16>,
     /// Flip a node's sender to true to stop it.
     stops: Vec<watch::Sender<bool>>,
+    /// Set once a node's `run_node` returned.
+    stopped: Vec<Arc<AtomicBool>>,
     /// The cluster's directory (certificates, node data).
     pub dir: PathBuf,
     /// The dev port scheme's base (`ClientConfig::from_dev_cluster`).
@@ -107,6 +111,10 @@ impl Cluster {
             .collect();
         let (stops, receivers): (Vec<_>, Vec<_>) =
             (0..nodes).map(|_| watch::channel(false)).unzip();
+        let stopped: Vec<Arc<AtomicBool>> = (0..nodes)
+            .map(|_| Arc::new(AtomicBool::new(false)))
+            .collect();
+        let flags = stopped.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(4)
@@ -115,8 +123,12 @@ impl Cluster {
                 .expect("runtime");
             runtime.block_on(async move {
                 let mut tasks = Vec::new();
-                for (config, stop) in configs.into_iter().zip(receivers) {
-                    tasks.push(tokio::spawn(synod::server::run_node(config, stop)));
+                for ((config, stop), done) in configs.into_iter().zip(receivers).zip(flags) {
+                    tasks.push(tokio::spawn(async move {
+                        let result = synod::server::run_node(config, stop).await;
+                        done.store(true, Ordering::SeqCst);
+                        result
+                    }));
                 }
                 for task in tasks {
                     if let Ok(Err(e)) = task.await {
@@ -128,6 +140,7 @@ impl Cluster {
         let cluster = Cluster {
             redis_ports,
             stops,
+            stopped,
             dir,
             base_port: base,
         };
@@ -185,8 +198,17 @@ impl Cluster {
     }
 
     /// Stops node `id` (1-based).
+    /// Stops node `id` and waits until it has (its core, network and
+    /// endpoints are down), for up to 10 s.
     pub fn stop(&self, id: usize) {
         let _ = self.stops[id - 1].send(true);
+        for _ in 0..1_000 {
+            if self.stopped[id - 1].load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("node {id} did not stop within 10 s");
     }
 }
 
