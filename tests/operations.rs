@@ -191,7 +191,16 @@ fn health_and_readiness_say_why() {
     let leader = cluster.leader();
     for node in 1..=3 {
         let port = metrics_port(&cluster, node);
-        let (code, body) = get(port, "/health");
+        // A follower is healthy once it has heard the leader.
+        let mut health = get(port, "/health");
+        for _ in 0..600 {
+            if health.0 == 200 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            health = get(port, "/health");
+        }
+        let (code, body) = health;
         assert_eq!(code, 200, "node {node}: {body}");
         assert!(body.starts_with(r#"{"health":true,"#), "{body}");
         assert!(body.contains(&format!(r#""leader":{leader}"#)), "{body}");
