@@ -64,8 +64,36 @@ fn dropped_lock_calls_never_leave_the_lock_held() {
                 "attempt {attempt}: a dropped lock left the lock held"
             );
         }
+        // And dropped right after sending, which no answer can beat.
+        if poll_once_then_drop(mutex.try_lock()).await.is_none() {
+            dropped += 1;
+        }
+        assert!(
+            another_session_gets(&client, "dropped").await,
+            "a try_lock dropped once sent left the lock held"
+        );
+        if poll_once_then_drop(mutex.lock()).await.is_none() {
+            dropped += 1;
+        }
+        assert!(
+            another_session_gets(&client, "dropped").await,
+            "a lock dropped once sent left the lock held"
+        );
         assert!(dropped > 0, "some calls were dropped");
     });
+}
+
+/// Polls `future` once and drops it unless it finished: a call given up as
+/// soon as its request may have left.
+async fn poll_once_then_drop<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match future.as_mut().poll(cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 #[test]
