@@ -1,8 +1,8 @@
-//! Compiles `proto/*.proto` with protox (pure Rust, no `protoc` binary) and
-//! generates the prost types into `OUT_DIR`.
+//! Compiles `proto/peer.proto` with protox (pure Rust, no `protoc` binary)
+//! and generates the prost types into `OUT_DIR`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/peer.proto", "proto/client.proto", "proto/api.proto"];
+    let files = ["proto/peer.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

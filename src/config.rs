@@ -159,7 +159,7 @@ pub const MAX_EXACTLY_ONCE_CLIENTS: u64 = 10_000_000;
 impl Default for ExactlyOnce {
     fn default() -> Self {
         ExactlyOnce {
-            clients: synod_kvstore::limits::MAX_DEDUP_CLIENTS,
+            clients: synod_wire::limits::MAX_DEDUP_CLIENTS,
         }
     }
 }
@@ -236,7 +236,7 @@ impl RedisConnections {
 pub const MIN_CHECKPOINT_INTERVAL_MS: u64 = 100;
 /// Most milliseconds between TTL checkpoints (the longest session TTL: a
 /// rarer checkpoint protects nothing).
-pub const MAX_CHECKPOINT_INTERVAL_MS: u64 = synod_kvstore::limits::MAX_SESSION_TTL_MS;
+pub const MAX_CHECKPOINT_INTERVAL_MS: u64 = synod_wire::limits::MAX_SESSION_TTL_MS;
 /// Longest lock-delay in milliseconds (Chubby's bound: one minute).
 pub const MAX_LOCK_DELAY_MS: u64 = 60_000;
 

@@ -11,10 +11,12 @@ use synod::cli::{ClusterFlags, StartFlags};
 use synod::dev;
 use synod::logging::{self, LogFormat};
 use synod_net::certs::{self, CertAuthority};
-use synod_net::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, StatusCall};
 use synod_net::tls::TlsIdentity;
 use synod_net::ClientConnection;
 use synod_paxos::NodeId;
+use synod_wire::proto::api::{
+    api_request::Call, api_response, ApiRequest, ApiResponse, StatusCall,
+};
 use tokio::sync::watch;
 
 /// The node's allocator. glibc's malloc and free were about 18 % of a
@@ -323,7 +325,7 @@ async fn show_status(cluster: &ClusterFlags) -> anyhow::Result<()> {
 async fn node_status(
     addr: SocketAddr,
     tls: &TlsIdentity,
-) -> anyhow::Result<synod_net::proto::api::NodeStatus> {
+) -> anyhow::Result<synod_wire::proto::api::NodeStatus> {
     let conn = ClientConnection::connect(addr, tls).await?;
     let request = ApiRequest {
         call: Some(Call::Status(StatusCall {})),

@@ -9,17 +9,17 @@ use anyhow::Context;
 use prost::Message as _;
 use synod_kvstore::{EventFilter, EventSpace, NodeStore, Request, Snapshot, SnapshotChunk};
 use synod_net::certs::CLIENT_NAME_PREFIX;
-use synod_net::proto::api::{
-    api_request::Call, api_response::Result as ApiResult, member_change_call, ApiRequest,
-    ApiResponse, MemberChangeCall, MemberChangeDone, MemberInfo, Members, NodeStatus as WireStatus,
-    SnapshotSaveCall, WatchCall, WatchCompacted, WatchResult, WatchSpace,
-};
 use synod_net::tls::{Alpn, TlsIdentity, NODE_NAME_PREFIX};
 use synod_net::{
     ClientConnection, ErrorCode, IncomingRequest, NetOptions, NodeEndpoint, PeerSender, Responder,
     ResponseStream,
 };
 use synod_paxos::{Change, Envelope, MembershipLog, NodeId};
+use synod_wire::proto::api::{
+    api_request::Call, api_response::Result as ApiResult, member_change_call, ApiRequest,
+    ApiResponse, MemberChangeCall, MemberChangeDone, MemberInfo, Members, NodeStatus as WireStatus,
+    SnapshotSaveCall, WatchCall, WatchCompacted, WatchResult, WatchSpace,
+};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::NodeConfig;
@@ -315,7 +315,7 @@ async fn stream_snapshot(
     for chunk in snapshot {
         let chunk = chunk?;
         sent.applied_index = chunk.applied_index;
-        let call = Call::SnapshotChunk(synod_net::proto::api::SnapshotChunkCall {
+        let call = Call::SnapshotChunk(synod_wire::proto::api::SnapshotChunkCall {
             chunk: chunk.encode_to_vec(),
         });
         let request = ApiRequest { call: Some(call) }.encode_to_vec();
@@ -447,11 +447,11 @@ impl ClientService {
                 ))
             }
         };
-        if call.key.len() > synod_kvstore::limits::MAX_KEY_BYTES {
+        if call.key.len() > synod_wire::limits::MAX_KEY_BYTES {
             return Err(NodeError::Invalid(
                 synod_kvstore::RequestError::KeyTooLarge {
                     size_bytes: call.key.len(),
-                    limit_bytes: synod_kvstore::limits::MAX_KEY_BYTES,
+                    limit_bytes: synod_wire::limits::MAX_KEY_BYTES,
                 },
             ));
         }

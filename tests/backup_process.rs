@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use common::ProcessCluster;
 use prost::Message as _;
 use synod_client::Client;
-use synod_net::proto::api::{api_request::Call, ApiRequest, SnapshotSaveCall};
 use synod_net::tls::TlsIdentity;
 use synod_net::{ClientConnection, ErrorCode};
+use synod_wire::proto::api::{api_request::Call, ApiRequest, SnapshotSaveCall};
 
 /// A write the cluster acknowledged, and when.
 struct Acked {

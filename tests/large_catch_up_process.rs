@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use common::ProcessCluster;
 use synod_client::{Client, ClientConfig};
-use synod_kvstore::limits::{MAX_SCAN_LIMIT, MAX_TXN_OPS};
 use synod_kvstore::{KeyValue, Op, Outcome, Scan};
-use synod_net::proto::api::NodeStatus;
+use synod_wire::limits::{MAX_SCAN_LIMIT, MAX_TXN_OPS};
+use synod_wire::proto::api::NodeStatus;
 
 /// Keys loaded when `SYNOD_CATCH_UP_KEYS` is not set.
 const DEFAULT_KEYS: u64 = 1_000_000;

@@ -330,7 +330,7 @@ fn times_out_of_range_follow_redis_and_a_far_future_gets_the_longest_ttl() {
     // An absolute time is never out of range: far ahead, the key keeps
     // Synod's longest TTL (2^62 ms); far behind, it is deleted.
     assert_eq!(c.cmd("PEXPIREAT far:k 9223372036854770000"), int(1));
-    let longest = synod_kvstore::limits::MAX_KEY_TTL_MS as i64;
+    let longest = synod_wire::limits::MAX_KEY_TTL_MS as i64;
     let left = pttl(&mut c, "far:k");
     assert!(left > longest - 600_000 && left <= longest, "{left}");
     assert_eq!(c.cmd("PEXPIRE far:k 9000000000000000000"), int(1));

@@ -198,7 +198,7 @@ fn a_command_of_tens_of_thousands_of_arguments_is_served() {
     let sadd: Vec<&str> = sadd.iter().map(String::as_str).collect();
     assert_eq!(c.call(&sadd), int(30_000));
     assert_eq!(c.cmd("SCARD many:s"), int(30_000));
-    let limit = synod_kvstore::limits::MAX_REDIS_ARGS;
+    let limit = synod_wire::limits::MAX_REDIS_ARGS;
     c.send_raw(format!("*{}\r\n", limit + 1).as_bytes());
     assert!(c.read().error().contains("invalid multibulk length"));
     assert!(c.closed());
@@ -453,7 +453,7 @@ fn protocol_errors_are_answered_then_the_connection_closes() {
 #[test]
 fn oversized_requests_are_refused() {
     let mut c = follower();
-    let max_value = synod_kvstore::limits::MAX_VALUE_BYTES;
+    let max_value = synod_wire::limits::MAX_VALUE_BYTES;
     c.send_raw(format!("*2\r\n$3\r\nGET\r\n${}\r\n", max_value + 1).as_bytes());
     assert!(c.read().error().contains("invalid bulk length"));
     assert!(c.closed());

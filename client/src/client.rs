@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message as _;
-use synod_kvstore::{DeleteRange, Get, KeyValue, Op, Outcome, Request, Response, Scan};
-use synod_net::proto::api::api_response::Result as ApiResult;
-use synod_net::proto::api::{api_request::Call, ApiRequest, ApiResponse, KvCall};
 use synod_net::tls::TlsIdentity;
 use synod_net::{ClientConnection, ClientResponse, ErrorCode, Outcome as FrameOutcome};
+use synod_wire::proto::api::api_response::Result as ApiResult;
+use synod_wire::proto::api::{api_request::Call, ApiRequest, ApiResponse, KvCall};
+use synod_wire::{DeleteRange, Get, KeyValue, Op, Outcome, Request, Response, Scan};
 use tokio::time::Instant;
 
 use crate::error::ClientError;
@@ -210,7 +210,7 @@ impl Client {
 
     /// Runs any write op exactly once as `options` say: fenced by a lock's
     /// token (refused with
-    /// [`FencingTokenRejected`](synod_kvstore::ErrorCode::FencingTokenRejected)
+    /// [`FencingTokenRejected`](synod_wire::ErrorCode::FencingTokenRejected)
     /// unless it is the lock's current one), with the keys it writes owned
     /// by a session, within its own timeout.
     pub async fn write_with(
@@ -479,7 +479,7 @@ fn classify(response: ClientResponse) -> Attempt {
 fn is_unknown_client(response: &Response) -> bool {
     response
         .as_error()
-        .is_some_and(|e| e.error_code() == synod_kvstore::ErrorCode::UnknownClient)
+        .is_some_and(|e| e.error_code() == synod_wire::ErrorCode::UnknownClient)
 }
 
 fn command_result(response: Response) -> Result<Response, ClientError> {

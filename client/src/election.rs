@@ -1,7 +1,7 @@
 //! Leader election with a value: campaign, proclaim, resign, leader,
 //! observe (etcd's election API), on the state machine's FIFO queue.
 
-use synod_kvstore::{
+use synod_wire::{
     Campaign, ElectionStatus, EventFilter, Leader, LeaderInfo, LeaderResponse, Op, Outcome,
     Proclaim, Resign,
 };
@@ -124,7 +124,7 @@ impl Election {
     ///
     /// # Errors
     /// [`ClientError::Command`] with
-    /// [`NotElectionLeader`](synod_kvstore::ErrorCode::NotElectionLeader)
+    /// [`NotElectionLeader`](synod_wire::ErrorCode::NotElectionLeader)
     /// if this session does not lead.
     pub async fn proclaim(&self, value: &[u8]) -> Result<(), ClientError> {
         let op = Op::Proclaim(Proclaim {
@@ -140,7 +140,7 @@ impl Election {
     ///
     /// # Errors
     /// [`ClientError::Command`] with
-    /// [`NotCandidate`](synod_kvstore::ErrorCode::NotCandidate) if this
+    /// [`NotCandidate`](synod_wire::ErrorCode::NotCandidate) if this
     /// session neither leads nor waits.
     pub async fn resign(&self) -> Result<(), ClientError> {
         self.client().write(self.resign_op()).await.map(|_| ())

@@ -1,6 +1,6 @@
 //! What can go wrong with a call.
 
-use synod_kvstore::ErrorCode as CommandErrorCode;
+use synod_wire::ErrorCode as CommandErrorCode;
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

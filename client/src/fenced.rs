@@ -1,6 +1,6 @@
 //! Writes fenced by a lock's token.
 
-use synod_kvstore::{CompareAndSwap, Delete, Expected, Incr, Op, Outcome, Put, Response};
+use synod_wire::{CompareAndSwap, Delete, Expected, Incr, Op, Outcome, Put, Response};
 
 use crate::client::{unexpected, Client};
 use crate::error::ClientError;
@@ -12,7 +12,7 @@ use crate::options::WriteOptions;
 /// the same log command, so no write of a holder that lost its lock (by
 /// unlock, session close or expiry) is ever applied after the lock changed
 /// hands. A refused write fails with [`ClientError::Command`] whose code is
-/// [`FencingTokenRejected`](synod_kvstore::ErrorCode::FencingTokenRejected)
+/// [`FencingTokenRejected`](synod_wire::ErrorCode::FencingTokenRejected)
 /// and changes nothing.
 ///
 /// ```no_run

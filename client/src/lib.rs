@@ -66,7 +66,7 @@ pub use members::{Member, Members};
 pub use mutex::{FencingToken, Mutex};
 pub use options::WriteOptions;
 pub use session::Session;
-pub use synod_kvstore::{
+pub use synod_wire::{
     ErrorCode, Event, EventFilter, EventKind, EventSpace, KeyValue, LeaderInfo, LockHolderResponse,
     Op, Response,
 };

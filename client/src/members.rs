@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use synod_net::proto::api::api_response::Result as ApiResult;
-use synod_net::proto::api::{
+use synod_wire::proto::api::api_response::Result as ApiResult;
+use synod_wire::proto::api::{
     api_request::Call, member_change_call, AddMember, MemberChangeCall, MembersCall,
 };
 

@@ -1,7 +1,7 @@
 //! Locks with fencing tokens: a FIFO queue in the state machine, waited on
 //! through the watch of the lock's holder changes.
 
-use synod_kvstore::{
+use synod_wire::{
     EventFilter, LockHolder, LockHolderResponse, LockResponse, LockStatus, Op, Outcome, Unlock,
 };
 
@@ -151,7 +151,7 @@ impl Mutex {
     ///
     /// # Errors
     /// [`ClientError::Command`] with
-    /// [`NotLockHolder`](synod_kvstore::ErrorCode::NotLockHolder) if the
+    /// [`NotLockHolder`](synod_wire::ErrorCode::NotLockHolder) if the
     /// session neither holds nor waits for it (it was lost with the
     /// session, say).
     pub async fn unlock(&self) -> Result<(), ClientError> {
@@ -198,7 +198,7 @@ impl Mutex {
         wait: bool,
         undo: &UndoOnDrop,
     ) -> Result<(LockResponse, u64), ClientError> {
-        let op = Op::Lock(synod_kvstore::Lock {
+        let op = Op::Lock(synod_wire::Lock {
             name: self.name.clone(),
             session: self.session.id(),
             wait,

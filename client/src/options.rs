@@ -14,7 +14,7 @@ use crate::session::Session;
 /// #               token: synod_client::FencingToken) -> Result<(), synod_client::ClientError> {
 /// use std::time::Duration;
 /// use synod_client::{Op, WriteOptions};
-/// use synod_kvstore::Put;
+/// use synod_wire::Put;
 /// let options = WriteOptions::new()
 ///     .fenced(&token)
 ///     .in_session(&session)
@@ -27,7 +27,7 @@ use crate::session::Session;
 pub struct WriteOptions {
     /// Apply only while this is the lock's current token; else the write is
     /// refused with
-    /// [`FencingTokenRejected`](synod_kvstore::ErrorCode::FencingTokenRejected)
+    /// [`FencingTokenRejected`](synod_wire::ErrorCode::FencingTokenRejected)
     /// and changes nothing.
     pub fence: Option<FencingToken>,
     /// The session owning every key the write creates or changes (they are

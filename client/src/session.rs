@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use synod_kvstore::{CloseSession, ErrorCode, KeepAlive, Op, OpenSession, Outcome, Put};
+use synod_wire::{CloseSession, ErrorCode, KeepAlive, Op, OpenSession, Outcome, Put};
 use tokio::sync::{watch, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;

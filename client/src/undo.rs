@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use synod_kvstore::Op;
+use synod_wire::Op;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::client::{Client, InFlight};

@@ -4,10 +4,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use prost::Message as _;
-use synod_kvstore::{Event, EventFilter, EventSpace, Get, Op};
-use synod_net::proto::api::api_request::Call;
-use synod_net::proto::api::api_response::Result as ApiResult;
-use synod_net::proto::api::{WatchCall, WatchSpace};
+use synod_wire::proto::api::api_request::Call;
+use synod_wire::proto::api::api_response::Result as ApiResult;
+use synod_wire::proto::api::{WatchCall, WatchSpace};
+use synod_wire::{Event, EventFilter, EventSpace, Get, Op};
 
 use crate::client::Client;
 use crate::error::ClientError;

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use prost::Message as _;
 use synod_client::{Client, ClientConfig};
-use synod_kvstore::{GetResponse, Outcome, Response};
 use synod_net::certs::CertAuthority;
-use synod_net::proto::api::{api_response, ApiResponse};
 use synod_net::{NetOptions, NodeEndpoint, NodeNet};
 use synod_paxos::NodeId;
+use synod_wire::proto::api::{api_response, ApiResponse};
+use synod_wire::{GetResponse, Outcome, Response};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_calls_share_one_connection() {

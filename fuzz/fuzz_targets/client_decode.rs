@@ -13,9 +13,9 @@ use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 use synod_fuzz::generate;
-use synod_kvstore::limits::MAX_REQUEST_BYTES;
+use synod_wire::limits::MAX_REQUEST_BYTES;
 use synod_kvstore::Request;
-use synod_net::proto::api::{api_request::Call, ApiRequest, KvCall};
+use synod_wire::proto::api::{api_request::Call, ApiRequest, KvCall};
 use synod_net::ClientRequest;
 
 /// Decodes one client frame's body as the client service does; returns the key-value request

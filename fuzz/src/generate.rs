@@ -58,7 +58,7 @@ pub fn key(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
 pub fn value(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
     Ok(match u.int_in_range(0..=63u8)? {
         0..=3 => Vec::new(),
-        4 => vec![b'v'; synod_kvstore::limits::MAX_VALUE_BYTES + 1],
+        4 => vec![b'v'; synod_wire::limits::MAX_VALUE_BYTES + 1],
         _ => bytes(u, 24)?,
     })
 }

@@ -123,7 +123,7 @@ pub(crate) struct SessionRecord {
     pub claims: u64,
 }
 
-/// What `sm_key_expiry` stores for a key with an expiry (see [`crate::expiry_command`]).
+/// What `sm_key_expiry` stores for a key with an expiry (see [`synod_wire::expiry_command`]).
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
 pub(crate) struct ExpiryRecord {
     /// The revision of the command that set this expiry: it names the expiry in

@@ -16,9 +16,10 @@
 use prost::Message;
 use redb::{ReadableTable, ReadableTableMetadata, Table};
 
-use crate::error::{RequestError, StorageError};
-use crate::response::Response;
+use crate::error::StorageError;
 use crate::tables::{decode_record, DedupRecord};
+use synod_wire::response::Response;
+use synod_wire::RequestError;
 
 /// What to do with a request, given the exactly-once table.
 #[derive(Debug)]

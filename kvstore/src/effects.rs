@@ -7,7 +7,7 @@
 //! cheap notification point for live watchers and for the session clock. Nothing here is read
 //! back by the state machine; the durable copy of the events is the watch history.
 
-use crate::watch::Event;
+use crate::Event;
 
 /// The effects of the last applied slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -14,16 +14,18 @@
 use redb::ReadableTable;
 
 use crate::bugs::Bug;
-use crate::command::{Campaign, Proclaim, Resign};
 use crate::coord_tables::{QueueRecord, OWNED_ELECTION};
-use crate::error::{display_name, RequestError, StorageError};
+use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};
 use crate::queue;
-use crate::response::{
+use crate::session;
+use crate::EventKind;
+use synod_wire::command::{Campaign, Proclaim, Resign};
+use synod_wire::error::display_name;
+use synod_wire::response::{
     CampaignResponse, ElectionStatus, LeaderInfo, LeaderResponse, ProclaimResponse, ResignResponse,
 };
-use crate::session;
-use crate::watch::EventKind;
+use synod_wire::RequestError;
 
 const WHAT: (&str, u8) = ("election", OWNED_ELECTION);
 

@@ -18,23 +18,25 @@ use prost::Message;
 use redb::{ReadableTable, Table};
 
 use crate::bugs::Active;
-use crate::command::{
+use crate::coord_tables::CoordTables;
+use crate::effects::SlotEffects;
+use crate::error::StorageError;
+use crate::expiry::{self, TtlMode};
+use crate::range::KeyInterval;
+use crate::tables::{decode_record, get_kv, KvRecord};
+use crate::KIND_STRING;
+use crate::{election, lock, redis, session};
+use crate::{Event, EventKind};
+use synod_wire::command::{
     Compare, CompareAndSwap, CompareOp, CompareTarget, DeleteRange, Expected, Incr, KeyTtl, Op,
     Request, Scan, Txn, TxnOpKind,
 };
-use crate::coord_tables::CoordTables;
-use crate::effects::SlotEffects;
-use crate::error::{RequestError, StorageError};
-use crate::expiry::{self, TtlMode};
-use crate::limits::{MAX_SCAN_LIMIT, MAX_SCAN_RESPONSE_BYTES, MAX_SESSION_KEYS};
-use crate::range::KeyInterval;
-use crate::response::{
+use synod_wire::limits::{MAX_SCAN_LIMIT, MAX_SCAN_RESPONSE_BYTES, MAX_SESSION_KEYS};
+use synod_wire::response::{
     CompareAndSwapResponse, DeleteRangeResponse, DeleteResponse, GetResponse, IncrResponse,
     Outcome, PutResponse, ScanResponse, TxnOpResponse, TxnOutcome, TxnResponse,
 };
-use crate::tables::{decode_record, get_kv, KvRecord, KIND_STRING};
-use crate::watch::{Event, EventKind};
-use crate::{election, lock, redis, session};
+use synod_wire::RequestError;
 
 /// The kv table as opened in a write transaction.
 pub(crate) type KvTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;

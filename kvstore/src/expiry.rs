@@ -2,21 +2,21 @@
 //! deletion, keys deleted by the leader's [`ExpireKeys`], remaining TTLs recorded by
 //! [`CheckpointKeys`]; and reading them ([`Ttl`](crate::Ttl), `list`).
 //!
-//! See [`crate::expiry_command`] for the rules. Invariant: `sm_key_expiry` holds a record only
+//! See [`synod_wire::expiry_command`] for the rules. Invariant: `sm_key_expiry` holds a record only
 //! for a key that exists in `sm_kv` (every deletion goes through the writer's one deletion
 //! bookkeeping, which calls `clear`).
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::command::{CheckpointKeys, Expire, ExpireIf, ExpireKeys, KeyTtl, Persist};
 use crate::coord_tables::{get_record, ExpiryRecord, KEY_EXPIRY};
 use crate::effects::ExpiryEvent;
 use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};
-use crate::response::{
+use crate::tables::decode_record;
+use synod_wire::command::{CheckpointKeys, Expire, ExpireIf, ExpireKeys, KeyTtl, Persist};
+use synod_wire::response::{
     CheckpointKeysResponse, ExpireKeysResponse, ExpireResponse, PersistResponse, TtlResponse,
 };
-use crate::tables::decode_record;
 
 /// A key's expiry as the state machine records it: what a new leader's
 /// [`KeyExpiryClock`](crate::KeyExpiryClock) starts from.

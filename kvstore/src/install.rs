@@ -22,7 +22,6 @@ use synod_paxos::Slot;
 use crate::coord_tables::{coord_table_index, delete_staged, swap_in_staged, COORD_TABLES};
 use crate::error::StorageError;
 use crate::fnv::Fnv;
-use crate::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::snapshot::{
     Entry, SnapshotChunk, SnapshotEntry, MAX_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_ENTRY_BYTES,
     MAX_SNAPSHOT_REVISION, SNAPSHOT_CHUNK_DATA_BYTES, SNAPSHOT_FORMAT,
@@ -31,6 +30,7 @@ use crate::tables::{
     decode_record, get_meta, DedupRecord, KvRecord, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META,
     REVISION,
 };
+use synod_wire::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 const STAGE_META: TableDefinition<&str, u64> = TableDefinition::new("snapshot_install_meta");
 const STAGE_KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("snapshot_install_kv");

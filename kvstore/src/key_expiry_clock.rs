@@ -43,11 +43,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::command::{CheckpointKeys, ExpireKeyEntry, ExpireKeys, KeyCheckpointEntry, Op};
 use crate::effects::ExpiryEvent;
 use crate::expiry::KeyExpiry;
-use crate::limits::{MAX_KEY_EXPIRY_BATCH_BYTES, MAX_KEY_EXPIRY_ENTRIES};
 use crate::SessionClockConfig;
+use synod_wire::command::{CheckpointKeys, ExpireKeyEntry, ExpireKeys, KeyCheckpointEntry, Op};
+use synod_wire::limits::{MAX_KEY_EXPIRY_BATCH_BYTES, MAX_KEY_EXPIRY_ENTRIES};
 
 /// Settings of a [`KeyExpiryClock`]. They only shape what the leader proposes (not how commands
 /// apply), so nodes may differ, though they normally share them.

@@ -21,18 +21,20 @@
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::bugs::{Active, Bug};
-use crate::command::{Fence, Lock, ReleaseLockDelay, Unlock};
 use crate::coord_tables::{QueueRecord, LOCKS, OWNED_LOCK};
 use crate::effects::SessionEvent;
-use crate::error::{display_name, RequestError, StorageError};
+use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};
 use crate::queue;
-use crate::response::{
-    LockHolderResponse, LockResponse, LockStatus, ReleaseLockDelayResponse, UnlockResponse,
-};
 use crate::session;
 use crate::tables::decode_record;
-use crate::watch::EventKind;
+use crate::EventKind;
+use synod_wire::command::{Fence, Lock, ReleaseLockDelay, Unlock};
+use synod_wire::error::display_name;
+use synod_wire::response::{
+    LockHolderResponse, LockResponse, LockStatus, ReleaseLockDelayResponse, UnlockResponse,
+};
+use synod_wire::RequestError;
 
 /// A lock in lock-delay, as the state machine records it: what a new leader's
 /// [`SessionClock`](crate::SessionClock) must schedule a release for.

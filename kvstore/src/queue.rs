@@ -4,10 +4,12 @@ use prost::Message;
 use redb::{ReadableTable, Table};
 
 use crate::coord_tables::{get_record, CoordTables, QueueRecord, Waiter};
-use crate::error::{display_name, RequestError, StorageError};
+use crate::error::StorageError;
 use crate::exec::ExecError;
-use crate::limits::MAX_QUEUE_WAITERS;
 use crate::session;
+use synod_wire::error::display_name;
+use synod_wire::limits::MAX_QUEUE_WAITERS;
+use synod_wire::RequestError;
 
 /// The record of `name` in `table` (`table_name` for errors); an empty one if absent.
 pub(crate) fn load(

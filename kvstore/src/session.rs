@@ -21,27 +21,30 @@
 //! # Ownership
 //! `sm_session_owned` lists what each session owns (ephemeral keys, locks and elections held or
 //! waited for) and its record counts them, so the per-session limits
-//! ([`MAX_SESSION_KEYS`](crate::limits::MAX_SESSION_KEYS),
+//! ([`MAX_SESSION_KEYS`](synod_wire::limits::MAX_SESSION_KEYS),
 //! [`MAX_SESSION_CLAIMS`]) cost O(1) to check and ending a session visits exactly what it owns.
 
 use std::ops::Bound;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use crate::command::{CheckpointSessions, CloseSession, ExpireSession, KeepAlive, OpenSession};
 use crate::coord_tables::{
     owned_key, CoordTables, SessionRecord, OWNED_ELECTION, OWNED_KEY, OWNED_LOCK, SESSIONS,
 };
 use crate::effects::SessionEvent;
-use crate::error::{RequestError, StorageError};
+use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};
-use crate::limits::{MAX_SESSIONS, MAX_SESSION_CLAIMS};
-use crate::response::{
+use crate::tables::decode_record;
+use crate::{election, lock};
+use synod_wire::command::{
+    CheckpointSessions, CloseSession, ExpireSession, KeepAlive, OpenSession,
+};
+use synod_wire::limits::{MAX_SESSIONS, MAX_SESSION_CLAIMS};
+use synod_wire::response::{
     CheckpointSessionsResponse, CloseSessionResponse, ExpireSessionResponse, KeepAliveResponse,
     OpenSessionResponse,
 };
-use crate::tables::decode_record;
-use crate::{election, lock};
+use synod_wire::RequestError;
 
 /// An open session as the state machine records it: what a new leader's
 /// [`SessionClock`](crate::SessionClock) starts from.

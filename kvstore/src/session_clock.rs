@@ -38,11 +38,13 @@
 use std::collections::BTreeMap;
 
 use crate::bugs::Bug;
-use crate::command::{CheckpointEntry, CheckpointSessions, ExpireSession, Op, ReleaseLockDelay};
 use crate::effects::SessionEvent;
-use crate::limits::MAX_CHECKPOINT_ENTRIES;
 use crate::lock::DelayedLock;
 use crate::session::SessionInfo;
+use synod_wire::command::{
+    CheckpointEntry, CheckpointSessions, ExpireSession, Op, ReleaseLockDelay,
+};
+use synod_wire::limits::MAX_CHECKPOINT_ENTRIES;
 
 /// Settings of a [`SessionClock`]. They only shape what the leader proposes (not how commands
 /// apply), so nodes may differ, though they normally share them.

@@ -48,8 +48,8 @@ use redb::{Database, ReadableDatabase, TableHandle};
 use crate::coord_tables::COORD_TABLES;
 use crate::error::StorageError;
 use crate::fnv::Fnv;
-use crate::limits::{MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES};
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
+use synod_wire::limits::{MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES};
 
 /// The snapshot format this code writes and reads.
 pub const SNAPSHOT_FORMAT: u32 = 1;

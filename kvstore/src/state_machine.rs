@@ -8,22 +8,23 @@ use redb::{Database, Durability, ReadableDatabase, Table};
 use synod_paxos::MembershipLog;
 
 use crate::bugs::Active;
-use crate::command::{Op, Request};
 use crate::coord_tables::{create_tables, CoordTables, MEMBERSHIP};
 use crate::dedup::{self, Admission, AppliedAt};
 use crate::effects::SlotEffects;
-use crate::error::{RequestError, StorageError};
+use crate::error::StorageError;
 use crate::exec::{self, ExecError};
 use crate::fnv::Fnv;
 use crate::install::{reset_staging, SnapshotError, SnapshotInstaller};
-use crate::limits::MAX_DEDUP_CLIENTS;
 use crate::membership::{self, decode_membership_command};
-use crate::response::{Outcome, Response};
 use crate::snapshot::{read_entries, Snapshot, SnapshotChunk};
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
-use crate::validate::validate_op;
-use crate::watch::{self, EventFilter, WatchBatch, WatchError};
+use crate::watch::{self, WatchBatch, WatchError};
+use crate::EventFilter;
 use crate::{expiry, lock, session, DelayedLock, KeyExpiry, SessionInfo};
+use synod_wire::command::{Op, Request};
+use synod_wire::limits::MAX_DEDUP_CLIENTS;
+use synod_wire::response::{Outcome, Response};
+use synod_wire::RequestError;
 
 /// Settings of a [`StateMachine`]. Part of the replicated state machine's definition: every node
 /// of a cluster must use the same values, or they would apply the same log differently.
@@ -91,11 +92,11 @@ impl Options {
 /// consume one revision (a session's id and a lock's fencing token are the revision that
 /// created them). Keep-alives and checkpoints only touch TTL bookkeeping and consume none.
 /// Setting, changing or removing a key's expiry ([`Op::Expire`], [`Op::Persist`]) consumes
-/// one (the new expiry's name, see [`crate::expiry_command`]) without changing the key's
+/// one (the new expiry's name, see [`synod_wire::expiry_command`]) without changing the key's
 /// `mod_revision` or `version`.
 ///
 /// # Coordination and watches
-/// Sessions, locks, elections and fenced writes: see [`crate::coord_command`]; their tables are
+/// Sessions, locks, elections and fenced writes: see [`synod_wire::coord_command`]; their tables are
 /// `sm_*` like the rest, so snapshots and [`state_hash`](StateMachine::state_hash) cover them.
 /// Each apply also collects the slot's watch events and session events, handed out by
 /// [`take_effects`](StateMachine::take_effects); the events also go to a bounded history
@@ -465,7 +466,7 @@ impl StateMachine {
         if !op.is_read_only() {
             return Ok(Response::error(revision, &RequestError::NotReadOnly));
         }
-        if let Err(e) = validate_op(op) {
+        if let Err(e) = op.validate() {
             return Ok(Response::error(revision, &e));
         }
         let kv = txn.open_table(KV)?;

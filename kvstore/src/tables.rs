@@ -15,7 +15,7 @@ use prost::Message;
 use redb::{ReadableTable, TableDefinition};
 
 use crate::error::StorageError;
-use crate::response::{KeyValue, Response};
+use synod_wire::response::{KeyValue, Response};
 
 /// User keys to their [`KvRecord`].
 pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_kv");
@@ -61,29 +61,6 @@ pub(crate) struct KvRecord {
     /// A list's index of its first element (see [`crate::redis`]); 0 for other kinds.
     #[prost(uint64, tag = "9")]
     pub list_head: u64,
-}
-
-/// `KvRecord::kind` of a string (every key written by the key-value API).
-pub const KIND_STRING: u32 = 0;
-/// `KvRecord::kind` of a Redis hash.
-pub const KIND_HASH: u32 = 1;
-/// `KvRecord::kind` of a Redis set.
-pub const KIND_SET: u32 = 2;
-/// `KvRecord::kind` of a Redis list.
-pub const KIND_LIST: u32 = 3;
-/// `KvRecord::kind` of a Redis sorted set.
-pub const KIND_ZSET: u32 = 4;
-
-/// The Redis `TYPE` name of a `KvRecord::kind`.
-pub fn kind_name(kind: u32) -> &'static str {
-    match kind {
-        KIND_STRING => "string",
-        KIND_HASH => "hash",
-        KIND_SET => "set",
-        KIND_LIST => "list",
-        KIND_ZSET => "zset",
-        _ => "unknown",
-    }
 }
 
 impl KvRecord {

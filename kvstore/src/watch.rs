@@ -1,14 +1,14 @@
 //! Watch events: every applied change, kept in a bounded history for late subscribers.
 //!
 //! # What becomes an event
-//! Three separate keyspaces ([`EventSpace`]):
-//! - **keys**: every put ([`EventKind::Put`]) and every deletion ([`EventKind::Delete`]) of a
+//! Three separate keyspaces ([`EventSpace`](crate::EventSpace)):
+//! - **keys**: every put ([`EventKind::Put`](crate::EventKind::Put)) and every deletion ([`EventKind::Delete`](crate::EventKind::Delete)) of a
 //!   key, including each key of a delete-range and each ephemeral key deleted with its session;
-//! - **locks**: every change of a lock's holder ([`EventKind::LockHolder`]): a grant (`session`
+//! - **locks**: every change of a lock's holder ([`EventKind::LockHolder`](crate::EventKind::LockHolder)): a grant (`session`
 //!   = the new holder, whose fencing token is the event's revision) or a release (`session` 0);
 //!   queueing and lock-delay's end without a waiter change no holder and make no event;
 //! - **elections**: every change of an election's leader or of its value
-//!   ([`EventKind::ElectionLeader`]): `value` is the leader's value (`None` when no leader is
+//!   ([`EventKind::ElectionLeader`](crate::EventKind::ElectionLeader)): `value` is the leader's value (`None` when no leader is
 //!   left), `session` the leader.
 //!
 //! Lock and election names live in their own keyspaces, so a lock named `a/x` never shows up to
@@ -42,142 +42,14 @@ use redb::{
 
 use crate::coord_tables::{event_key, event_key_revision, WATCH_EVENTS};
 use crate::error::StorageError;
-use crate::limits::{WATCH_HISTORY_BYTES, WATCH_HISTORY_EVENTS};
 use crate::tables::{decode_record, get_meta, META, REVISION};
+use crate::{Event, EventFilter};
+use synod_wire::limits::{WATCH_HISTORY_BYTES, WATCH_HISTORY_EVENTS};
 
 /// `sm_meta` key: the highest revision some of whose events were dropped from the history.
 pub(crate) const WATCH_COMPACTED: &str = "watch_compacted";
 /// `sm_meta` key: the encoded size of the events in the history.
 pub(crate) const WATCH_BYTES: &str = "watch_bytes";
-
-/// One applied change (see the [module docs](self)).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct Event {
-    /// The revision of the command that made the change.
-    #[prost(uint64, tag = "1")]
-    pub revision: u64,
-    /// An [`EventKind`].
-    #[prost(enumeration = "EventKind", tag = "2")]
-    pub kind: i32,
-    /// The key, lock name or election name.
-    #[prost(bytes = "vec", tag = "3")]
-    pub key: Vec<u8>,
-    /// Put and delete: the key's value before, if it existed. Election: the previous leader's
-    /// value, if there was a leader. Lock: `None`.
-    #[prost(bytes = "vec", optional, tag = "4")]
-    pub prev_value: Option<Vec<u8>>,
-    /// Put: the new value. Election: the leader's value, `None` if no leader is left. Delete and
-    /// lock: `None`.
-    #[prost(bytes = "vec", optional, tag = "5")]
-    pub value: Option<Vec<u8>>,
-    /// Put: the session owning the key (0 = persistent). Delete: 0. Lock: the new holder (0 =
-    /// released). Election: the leader (0 = none).
-    #[prost(uint64, tag = "6")]
-    pub session: u64,
-    /// The owner, holder or leader before the change (0 = none).
-    #[prost(uint64, tag = "7")]
-    pub prev_session: u64,
-}
-
-/// What an [`Event`] reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
-#[repr(i32)]
-pub enum EventKind {
-    /// A key was written.
-    Put = 0,
-    /// A key was deleted.
-    Delete = 1,
-    /// A lock's holder changed.
-    LockHolder = 2,
-    /// An election's leader or its value changed.
-    ElectionLeader = 3,
-}
-
-impl Event {
-    /// The kind as an [`EventKind`] (`None` if unknown to this version).
-    pub fn event_kind(&self) -> Option<EventKind> {
-        EventKind::try_from(self.kind).ok()
-    }
-
-    /// The keyspace of this event (`None` if its kind is unknown).
-    pub fn space(&self) -> Option<EventSpace> {
-        Some(match self.event_kind()? {
-            EventKind::Put | EventKind::Delete => EventSpace::Keys,
-            EventKind::LockHolder => EventSpace::Locks,
-            EventKind::ElectionLeader => EventSpace::Elections,
-        })
-    }
-}
-
-/// The keyspace an event belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventSpace {
-    /// User keys: puts and deletes.
-    Keys,
-    /// Lock holders, by lock name.
-    Locks,
-    /// Election leaders, by election name.
-    Elections,
-}
-
-/// Which events a subscriber wants: one keyspace, and one key of it or every key under a prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventFilter {
-    /// The keyspace.
-    pub space: EventSpace,
-    /// The key (or lock or election name), or the prefix if `prefix`.
-    pub key: Vec<u8>,
-    /// Match every key starting with `key` (an empty prefix matches the whole keyspace).
-    pub prefix: bool,
-}
-
-impl EventFilter {
-    /// Changes of one user key.
-    pub fn key(key: impl Into<Vec<u8>>) -> EventFilter {
-        EventFilter {
-            space: EventSpace::Keys,
-            key: key.into(),
-            prefix: false,
-        }
-    }
-
-    /// Changes of every user key starting with `prefix`.
-    pub fn prefix(prefix: impl Into<Vec<u8>>) -> EventFilter {
-        EventFilter {
-            space: EventSpace::Keys,
-            key: prefix.into(),
-            prefix: true,
-        }
-    }
-
-    /// Holder changes of one lock.
-    pub fn lock(name: impl Into<Vec<u8>>) -> EventFilter {
-        EventFilter {
-            space: EventSpace::Locks,
-            key: name.into(),
-            prefix: false,
-        }
-    }
-
-    /// Leader changes of one election (the "observe" of etcd's election API).
-    pub fn election(name: impl Into<Vec<u8>>) -> EventFilter {
-        EventFilter {
-            space: EventSpace::Elections,
-            key: name.into(),
-            prefix: false,
-        }
-    }
-
-    /// Whether `event` is one this filter wants.
-    pub fn matches(&self, event: &Event) -> bool {
-        event.space() == Some(self.space)
-            && if self.prefix {
-                event.key.starts_with(&self.key)
-            } else {
-                event.key == self.key
-            }
-    }
-}
 
 /// An answer of [`StateMachine::events_since`](crate::StateMachine::events_since).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,12 +5,12 @@ mod coord;
 
 use coord::Rng;
 use prost::Message;
-use synod_kvstore::limits::{MAX_NAME_BYTES, MAX_SESSION_TTL_MS};
 use synod_kvstore::{
     Campaign, CheckpointEntry, CheckpointSessions, CloseSession, Delete, ExpireSession, Get,
     KeepAlive, Leader, Lock, LockHolder, Op, OpenSession, Outcome, Proclaim, Put, ReleaseLockDelay,
     Request, Resign, StateMachine, Unlock,
 };
+use synod_wire::limits::{MAX_NAME_BYTES, MAX_SESSION_TTL_MS};
 
 const NAMES: &[&[u8]] = &[b"a", b"b", b"a/x"];
 

@@ -6,10 +6,10 @@ mod coord;
 use std::collections::BTreeMap;
 
 use coord::*;
-use synod_kvstore::limits::MAX_ELECTION_VALUE_BYTES;
 use synod_kvstore::{
     Campaign, ElectionStatus, ErrorCode, EventFilter, EventKind, Op, Outcome, ProclaimResponse,
 };
+use synod_wire::limits::MAX_ELECTION_VALUE_BYTES;
 
 #[test]
 fn the_first_candidate_is_elected_and_the_next_queued() {

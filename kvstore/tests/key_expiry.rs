@@ -5,12 +5,12 @@
 mod coord;
 
 use coord::*;
-use synod_kvstore::limits::{MAX_KEY_EXPIRY_ENTRIES, MAX_KEY_TTL_MS};
 use synod_kvstore::{
     CheckpointKeys, CompareAndSwap, DeleteRange, ErrorCode, Expire, ExpireIf, ExpireKeyEntry,
     ExpireKeys, ExpiryEvent, Get, Incr, KeyCheckpointEntry, KeyExpiry, KeyTtl, Op, Outcome,
     Persist, Put, Request, Response, StateMachine, Ttl, TtlResponse, Txn, TxnOp, TxnOpKind,
 };
+use synod_wire::limits::{MAX_KEY_EXPIRY_ENTRIES, MAX_KEY_TTL_MS};
 
 fn put_op(key: &[u8], value: &[u8]) -> Op {
     Op::Put(Put {

@@ -6,12 +6,12 @@ mod coord;
 
 use coord::Rng;
 use prost::Message;
-use synod_kvstore::limits::MAX_KEY_TTL_MS;
 use synod_kvstore::{
     CheckpointKeys, CloseSession, CompareAndSwap, Delete, DeleteRange, Expire, ExpireKeyEntry,
     ExpireKeys, Get, Incr, KeyCheckpointEntry, KeyTtl, Op, OpenSession, Outcome, Persist, Put,
     Request, StateMachine, Ttl, Txn, TxnOp, TxnOpKind,
 };
+use synod_wire::limits::MAX_KEY_TTL_MS;
 
 const KEYS: &[&[u8]] = &[b"a", b"b", b"c", b"d/1", b"d/2"];
 

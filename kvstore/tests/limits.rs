@@ -4,11 +4,11 @@ mod common;
 
 use common::*;
 use prost::Message;
-use synod_kvstore::limits::{
-    MAX_KEY_BYTES, MAX_REQUEST_BYTES, MAX_SCAN_LIMIT, MAX_TXN_OPS, MAX_VALUE_BYTES,
-};
 use synod_kvstore::{
     Compare, ErrorCode, Expected, Get, Op, Put, Request, RequestError, Txn, TxnOp, TxnOpKind,
+};
+use synod_wire::limits::{
+    MAX_KEY_BYTES, MAX_REQUEST_BYTES, MAX_SCAN_LIMIT, MAX_TXN_OPS, MAX_VALUE_BYTES,
 };
 
 fn refused(op: Op) -> RequestError {

@@ -6,12 +6,12 @@ mod coord;
 use std::collections::{BTreeMap, VecDeque};
 
 use coord::*;
-use synod_kvstore::limits::{MAX_QUEUE_WAITERS, MAX_SESSION_CLAIMS, MAX_SESSION_TTL_MS};
 use synod_kvstore::{
     CompareAndSwap, Delete, DeleteRange, ErrorCode, EventKind, Incr, Lock, LockStatus, Op,
     OpenSession, Outcome, Put, ReleaseLockDelay, Request, SessionClockConfig, Txn, TxnOp,
     TxnOpKind,
 };
+use synod_wire::limits::{MAX_QUEUE_WAITERS, MAX_SESSION_CLAIMS, MAX_SESSION_TTL_MS};
 
 #[test]
 fn a_free_lock_is_granted_with_the_revision_as_token() {

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use common::generate::Clients;
 use common::*;
 use prost::Message;
-use synod_kvstore::limits::MAX_SCAN_LIMIT;
 use synod_kvstore::{
     CompareAndSwapResponse, CompareOp, CompareTarget, DeleteRangeResponse, DeleteResponse,
     Expected, GetResponse, IncrResponse, KeyValue, Op, Outcome, PutResponse, Request, RequestError,
     Response, ScanResponse, StateMachine, TxnOpKind, TxnOpResponse, TxnOutcome, TxnResponse,
 };
+use synod_wire::limits::MAX_SCAN_LIMIT;
 
 /// The specification, written as plainly as possible: a sorted map and a counter.
 #[derive(Default)]

@@ -231,7 +231,7 @@ fn scan_keys_only_leaves_values_empty() {
 #[test]
 fn scan_stops_at_the_response_byte_budget() {
     let mut h = Harness::new();
-    let big = vec![7u8; synod_kvstore::limits::MAX_SCAN_RESPONSE_BYTES / 4];
+    let big = vec![7u8; synod_wire::limits::MAX_SCAN_RESPONSE_BYTES / 4];
     for i in 0..6u8 {
         h.op(put(&[b'k', i], &big));
     }

@@ -295,7 +295,7 @@ fn strings_grow_and_are_read_bit_by_bit() {
     assert_eq!(read(&h, &[b"bitcount", b"b"]), int(1));
     assert_eq!(read(&h, &[b"bitpos", b"b", b"1"]), int(7));
     assert_eq!(run(&mut h, &[b"append", b"b", b"x"]), int(2));
-    let too_far = (synod_kvstore::limits::MAX_VALUE_BYTES as u64 * 8).to_string();
+    let too_far = (synod_wire::limits::MAX_VALUE_BYTES as u64 * 8).to_string();
     assert!(run(&mut h, &[b"setbit", b"b", too_far.as_bytes(), b"1"])
         .as_error()
         .unwrap()

@@ -4,11 +4,11 @@
 mod coord;
 
 use coord::*;
-use synod_kvstore::limits::{MAX_SESSION_KEYS, MAX_SESSION_TTL_MS, MIN_SESSION_TTL_MS};
 use synod_kvstore::{
     CheckpointEntry, CheckpointSessions, ErrorCode, ExpireSession, Op, OpenSession, Outcome, Put,
     Request, SessionClockConfig, StateMachine, Txn, TxnOp, TxnOpKind,
 };
+use synod_wire::limits::{MAX_SESSION_KEYS, MAX_SESSION_TTL_MS, MIN_SESSION_TTL_MS};
 
 // The update fills `bugs` when a workspace test build enables `bug-injection`.
 #[allow(clippy::needless_update)]

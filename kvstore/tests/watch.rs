@@ -4,11 +4,11 @@
 mod coord;
 
 use coord::*;
-use synod_kvstore::limits::{MAX_VALUE_BYTES, WATCH_HISTORY_BYTES, WATCH_HISTORY_EVENTS};
 use synod_kvstore::{
     DeleteRange, Event, EventFilter, EventKind, Op, Put, Request, StateMachine, Txn, TxnOp,
     TxnOpKind, WatchError,
 };
+use synod_wire::limits::{MAX_VALUE_BYTES, WATCH_HISTORY_BYTES, WATCH_HISTORY_EVENTS};
 
 fn all_keys() -> EventFilter {
     EventFilter::prefix(Vec::new())

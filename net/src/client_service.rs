@@ -19,8 +19,6 @@
 //! answered with an error response (request id 0), its stream is stopped,
 //! and the connection keeps serving other streams.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prost::Message as _;
@@ -28,56 +26,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::endpoint::{AcceptContext, NetOptions, STREAM_FRAME_TOO_LARGE, STREAM_MALFORMED};
-use crate::error::{FrameError, NetError, WireError};
+use crate::endpoint::{AcceptContext, STREAM_FRAME_TOO_LARGE, STREAM_MALFORMED};
+use crate::error::FrameError;
 use crate::frame::{read_frame, write_frame, MAX_CLIENT_REQUEST_BYTES, MAX_CLIENT_RESPONSE_BYTES};
-use crate::proto::client::{client_response::Outcome, ClientRequest, ClientResponse, ErrorCode};
-use crate::response_stream::{write_stream, Reply, ResponseFrames, ResponseStream, STREAM_QUEUE};
+use crate::response_stream::{write_stream, Reply, ResponseStream, STREAM_QUEUE};
 use crate::stats::add;
-use crate::tls::{peer_certificates, Alpn, TlsIdentity};
-
-impl ClientResponse {
-    /// A successful response carrying `payload`.
-    pub fn ok(request_id: u64, payload: Vec<u8>) -> ClientResponse {
-        ClientResponse {
-            request_id,
-            outcome: Some(Outcome::Payload(payload)),
-            more: false,
-        }
-    }
-
-    /// A failed response.
-    pub fn error(request_id: u64, code: ErrorCode, message: impl Into<String>) -> ClientResponse {
-        ClientResponse {
-            request_id,
-            outcome: Some(Outcome::Error(crate::proto::client::Error {
-                code: code as i32,
-                message: message.into(),
-                leader_hint: None,
-                outcome_unknown: false,
-            })),
-            more: false,
-        }
-    }
-
-    /// The payload, if this is a successful response.
-    pub fn payload(&self) -> Option<&[u8]> {
-        match &self.outcome {
-            Some(Outcome::Payload(payload)) => Some(payload),
-            _ => None,
-        }
-    }
-
-    /// The error, if this is a failed response (a response with no outcome
-    /// at all counts as an `UNSPECIFIED` error).
-    pub fn error_code(&self) -> Option<ErrorCode> {
-        match &self.outcome {
-            Some(Outcome::Payload(_)) => None,
-            Some(Outcome::Error(error)) => Some(error.code()),
-            None => Some(ErrorCode::Unspecified),
-        }
-    }
-}
+use crate::tls::peer_certificates;
+use synod_wire::proto::client::{ClientRequest, ClientResponse, ErrorCode};
 
 /// A client request waiting for the runtime, with the way to answer it.
 #[derive(Debug)]
@@ -287,134 +242,5 @@ impl StreamContext {
             })),
             _ = send.stopped() => None,
         }
-    }
-}
-
-/// A client's connection to one node. Requests may be issued concurrently
-/// from clones of a shared reference; each uses its own stream.
-#[derive(Debug)]
-pub struct ClientConnection {
-    endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
-    next_request_id: AtomicU64,
-}
-
-impl ClientConnection {
-    /// Connects to the node at `addr`, expecting its certificate to name
-    /// `addr`'s IP address (node certificates name `127.0.0.1`; add others
-    /// at issue time). Must be called inside a tokio runtime.
-    ///
-    /// Under TLS 1.3 a server that refuses our certificate does so after
-    /// this returns: the refusal shows on the first request.
-    pub async fn connect(
-        addr: SocketAddr,
-        tls: &TlsIdentity,
-    ) -> Result<ClientConnection, NetError> {
-        Self::connect_with_name(addr, &addr.ip().to_string(), tls).await
-    }
-
-    /// Connects to the node at `addr`, expecting its certificate to name
-    /// `server_name` (e.g. `node-3` or a host name).
-    pub async fn connect_with_name(
-        addr: SocketAddr,
-        server_name: &str,
-        tls: &TlsIdentity,
-    ) -> Result<ClientConnection, NetError> {
-        let options = NetOptions::default();
-        let config = tls.quic_client_config(Alpn::Client, options.transport(false))?;
-        let local: SocketAddr = if addr.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let endpoint = quinn::Endpoint::client(local).map_err(|source| NetError::Bind {
-            addr: local,
-            source,
-        })?;
-        let conn = endpoint.connect_with(config, addr, server_name)?.await?;
-        Ok(ClientConnection {
-            endpoint,
-            conn,
-            next_request_id: AtomicU64::new(1),
-        })
-    }
-
-    /// Sends `payload` as one request and waits for its response. A
-    /// response with an error outcome is `Ok`; `Err` means the exchange
-    /// itself failed (the request's effect is then unknown).
-    pub async fn request(&self, payload: Vec<u8>) -> Result<ClientResponse, NetError> {
-        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        let request = ClientRequest {
-            request_id,
-            payload,
-        };
-        let result = self.exchange(&request).await;
-        // A refused or lost connection explains more than the stream error.
-        match (result, self.conn.close_reason()) {
-            (Err(_), Some(reason)) => Err(NetError::Connection(reason)),
-            (result, _) => result,
-        }
-    }
-
-    /// Sends `payload` as one request whose answer is a stream of frames
-    /// (see [`Responder::respond_stream`]); read them with
-    /// [`ResponseFrames::next`]. A server that answers with one frame gives
-    /// a stream of that one frame.
-    pub async fn request_stream(&self, payload: Vec<u8>) -> Result<ResponseFrames, NetError> {
-        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        let request = ClientRequest {
-            request_id,
-            payload,
-        };
-        let recv = match self.send_request(&request).await {
-            Ok(recv) => recv,
-            Err(e) => {
-                return Err(match self.conn.close_reason() {
-                    Some(reason) => NetError::Connection(reason),
-                    None => e,
-                })
-            }
-        };
-        Ok(ResponseFrames::new(request_id, recv))
-    }
-
-    /// Opens a stream, writes `request` on it and finishes our side.
-    async fn send_request(&self, request: &ClientRequest) -> Result<quinn::RecvStream, NetError> {
-        let (mut send, recv) = self.conn.open_bi().await?;
-        write_frame(
-            &mut send,
-            &request.encode_to_vec(),
-            MAX_CLIENT_REQUEST_BYTES,
-        )
-        .await?;
-        send.finish().map_err(|err| FrameError::Io(err.into()))?;
-        Ok(recv)
-    }
-
-    async fn exchange(&self, request: &ClientRequest) -> Result<ClientResponse, NetError> {
-        let mut recv = self.send_request(request).await?;
-        let frame = read_frame(&mut recv, MAX_CLIENT_RESPONSE_BYTES)
-            .await?
-            .ok_or(NetError::NoResponse)?;
-        let response = ClientResponse::decode(&frame[..]).map_err(WireError::from)?;
-        // Id 0 answers a request the server could not read at all.
-        if response.request_id != request.request_id && response.request_id != 0 {
-            return Err(NetError::MismatchedResponse {
-                expected: request.request_id,
-                got: response.request_id,
-            });
-        }
-        Ok(response)
-    }
-
-    /// The underlying QUIC connection, for raw stream access.
-    pub fn connection(&self) -> &quinn::Connection {
-        &self.conn
-    }
-
-    /// Closes the connection and waits until the other side was told.
-    pub async fn close(self) {
-        self.conn.close(0u32.into(), b"client closed");
-        self.endpoint.wait_idle().await;
     }
 }

@@ -22,7 +22,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use quinn::VarInt;
 use synod_paxos::{Envelope, NodeId};
@@ -32,6 +31,7 @@ use tracing::{debug, info_span, Instrument};
 
 use crate::client_service::{self, IncomingRequest};
 use crate::error::NetError;
+use crate::options::NetOptions;
 use crate::peer::{self, PeerSender};
 use crate::stats::{add, ServerCounters, ServerStats};
 use crate::tls::{node_id_of_cert, Alpn, TlsIdentity};
@@ -50,88 +50,6 @@ pub const STREAM_FRAME_TOO_LARGE: VarInt = VarInt::from_u32(1);
 /// Stream error code (STOP_SENDING) for a frame that does not decode, or a
 /// stream that ends inside a frame.
 pub const STREAM_MALFORMED: VarInt = VarInt::from_u32(2);
-
-/// Limits and timings of a node's network layer. Every queue is bounded.
-#[derive(Clone, Debug)]
-pub struct NetOptions {
-    /// Envelopes queued per peer before [`PeerSender::send`] drops.
-    pub peer_queue_capacity: usize,
-    /// Bytes queued per peer (by `Message::size_bound_bytes`) before
-    /// [`PeerSender::send`] drops; an envelope is always taken into an empty
-    /// queue. Default 64 MiB: four peer frames of the largest size, and
-    /// about 8 of the core's largest messages (8 MiB).
-    pub peer_queue_max_bytes: usize,
-    /// Most envelopes written in one peer stream.
-    pub peer_batch_max: usize,
-    /// Received envelopes buffered for the runtime; when full, peer streams
-    /// stop being read (QUIC flow control pushes back on the sender, whose
-    /// queue then drops).
-    pub inbound_capacity: usize,
-    /// Client requests buffered for the runtime; when full, new requests are
-    /// answered `OVERLOADED`.
-    pub request_queue_capacity: usize,
-    /// Concurrent client requests (bidirectional streams) per connection.
-    pub max_client_streams: u32,
-    /// First delay before redialing a peer.
-    pub reconnect_initial: Duration,
-    /// Cap of the exponentially growing redial delay.
-    pub reconnect_max: Duration,
-    /// A connection (or handshake) silent this long is dead.
-    pub idle_timeout: Duration,
-    /// Keep-alive interval on idle connections; below `idle_timeout`.
-    pub keep_alive: Duration,
-    /// Flow-control window of one connection: bounds the memory a remote
-    /// side can make us buffer.
-    pub connection_window_bytes: u32,
-    /// The one kind of connection this endpoint accepts, if one (a node
-    /// binds its peer port for [`Alpn::Peer`] and its client port for
-    /// [`Alpn::Client`], so that a client pointed at the peer port fails its
-    /// handshake at once instead of waiting on a queue nobody reads);
-    /// `None` accepts both (a single-port endpoint, as tests use).
-    pub serves: Option<Alpn>,
-}
-
-impl Default for NetOptions {
-    fn default() -> Self {
-        NetOptions {
-            peer_queue_capacity: 4096,
-            peer_queue_max_bytes: 64 << 20,
-            peer_batch_max: 256,
-            inbound_capacity: 4096,
-            request_queue_capacity: 4096,
-            max_client_streams: 1024,
-            reconnect_initial: Duration::from_millis(50),
-            reconnect_max: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(5),
-            keep_alive: Duration::from_secs(1),
-            connection_window_bytes: 64 * 1024 * 1024,
-            serves: None,
-        }
-    }
-}
-
-impl NetOptions {
-    /// QUIC transport settings from these options. `accept_streams` is
-    /// false for the dialing side of a connection, which never accepts
-    /// streams.
-    pub(crate) fn transport(&self, accept_streams: bool) -> Arc<quinn::TransportConfig> {
-        let mut transport = quinn::TransportConfig::default();
-        let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
-            .unwrap_or_else(|_| quinn::IdleTimeout::from(VarInt::from_u32(5_000)));
-        transport
-            .max_idle_timeout(Some(idle))
-            .keep_alive_interval(Some(self.keep_alive))
-            .receive_window(VarInt::from_u32(self.connection_window_bytes));
-        if accept_streams {
-            transport.max_concurrent_bidi_streams(VarInt::from_u32(self.max_client_streams));
-        } else {
-            transport
-                .max_concurrent_bidi_streams(VarInt::from_u32(0))
-                .max_concurrent_uni_streams(VarInt::from_u32(0));
-        }
-        Arc::new(transport)
-    }
-}
 
 /// A bound, not yet serving, node endpoint. Binding first lets a node learn
 /// its address (port 0 picks a free one) before it knows its peers'.

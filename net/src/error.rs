@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+#[cfg(feature = "node")]
 use synod_paxos::NodeId;
 
 /// A peer frame that does not decode into an [`Envelope`](synod_paxos::Envelope).
@@ -74,6 +75,7 @@ pub enum NetError {
     #[error("QUIC crypto configuration: {0}")]
     QuicCrypto(String),
     /// Certificate generation failed.
+    #[cfg(feature = "node")]
     #[error("certificate generation: {0}")]
     CertGen(#[from] rcgen::Error),
     /// A certificate or name argument was not acceptable.
@@ -118,6 +120,7 @@ pub enum NetError {
     #[error("stream closed without a response")]
     NoResponse,
     /// No route to this peer is configured.
+    #[cfg(feature = "node")]
     #[error("unknown peer {0}")]
     UnknownPeer(NodeId),
 }

@@ -14,7 +14,7 @@ pub const PREFIX_BYTES: usize = 4;
 
 /// Largest peer frame (one encoded envelope): 64 MiB, room for an `Accept` carrying the
 /// leader's eight in-flight slots each holding one request of the state machine's largest size
-/// (5 MiB, `synod_kvstore::limits::MAX_REQUEST_BYTES`).
+/// (5 MiB, `synod_wire::limits::MAX_REQUEST_BYTES`).
 pub const MAX_PEER_FRAME_BYTES: u32 = 64 * 1024 * 1024;
 
 /// Largest client request frame: 6 MiB, the state machine's largest request (5 MiB) with room

@@ -14,34 +14,57 @@
 //!   through a non-blocking [`PeerSender`].
 //! - [`ClientConnection`]: the client side of the client service.
 //!
+//! The client side ([`ClientConnection`], [`tls`], [`frame`]) needs no consensus types: built
+//! without the default `node` feature, this crate leaves out the endpoint, the peer transport,
+//! the client service and certificate generation, and with them `synod-paxos` and `rcgen`, so an
+//! application that links the client library compiles neither.
+//!
 //! Every input from the network is untrusted: frames are size-checked
 //! before allocation, decoding never panics, and a bad frame closes only its
 //! own stream.
 #![warn(missing_docs)]
 
+#[cfg(feature = "node")]
 pub mod certs;
+mod client;
+#[cfg(feature = "node")]
 mod client_service;
+#[cfg(feature = "node")]
 mod endpoint;
 pub mod error;
 pub mod frame;
+mod options;
+#[cfg(feature = "node")]
 mod peer;
+#[cfg(feature = "node")]
 pub mod proto;
+#[cfg(feature = "node")]
 pub mod response_stream;
+#[cfg(feature = "node")]
 pub mod stats;
 pub mod tls;
+#[cfg(feature = "node")]
 pub mod wire;
 
-pub use client_service::{ClientConnection, IncomingRequest, Responder};
+pub use client::{ClientConnection, ResponseFrames};
+#[cfg(feature = "node")]
+pub use client_service::{IncomingRequest, Responder};
+#[cfg(feature = "node")]
 pub use endpoint::{
-    NetHandle, NetOptions, NodeEndpoint, NodeNet, ServerStatsReader, CLOSE_NOT_A_NODE,
-    CLOSE_SHUTDOWN, CLOSE_UNKNOWN_ALPN, STREAM_FRAME_TOO_LARGE, STREAM_MALFORMED,
+    NetHandle, NodeEndpoint, NodeNet, ServerStatsReader, CLOSE_NOT_A_NODE, CLOSE_SHUTDOWN,
+    CLOSE_UNKNOWN_ALPN, STREAM_FRAME_TOO_LARGE, STREAM_MALFORMED,
 };
 pub use error::{FrameError, NetError, WireError};
+pub use options::NetOptions;
+#[cfg(feature = "node")]
 pub use peer::{PeerSender, SendError};
-pub use proto::client::{
+#[cfg(feature = "node")]
+pub use response_stream::ResponseStream;
+#[cfg(feature = "node")]
+pub use stats::{PeerStats, ServerStats};
+pub use synod_wire::proto::client::{
     client_response::Outcome, ClientRequest, ClientResponse, Error as ResponseError, ErrorCode,
     LeaderHint,
 };
-pub use response_stream::{ResponseFrames, ResponseStream};
-pub use stats::{PeerStats, ServerStats};
+#[cfg(feature = "node")]
 pub use wire::{decode_peer, encode_peer};

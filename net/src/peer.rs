@@ -40,10 +40,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument, Span};
 
-use crate::endpoint::{AcceptContext, NetOptions, CLOSE_NOT_A_NODE};
+use crate::endpoint::{AcceptContext, CLOSE_NOT_A_NODE};
 use crate::endpoint::{STREAM_FRAME_TOO_LARGE, STREAM_MALFORMED};
 use crate::error::FrameError;
 use crate::frame::{encode_frame_into, read_frame, MAX_PEER_FRAME_BYTES};
+use crate::options::NetOptions;
 use crate::stats::{add, set, PeerCounters, PeerStats};
 use crate::tls::{node_name, peer_node_id};
 use crate::wire::{decode_peer, encode_peer};

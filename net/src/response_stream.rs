@@ -5,10 +5,10 @@
 //! [`ResponseStream`] (from [`Responder::respond_stream`](crate::Responder::respond_stream));
 //! the stream's task writes each as QUIC flow control lets it, so at most [`STREAM_QUEUE`] frames
 //! wait besides what the connection's flow-control window holds in flight, whatever the
-//! client's speed. The client reads them with [`ResponseFrames`]
+//! client's speed. The client reads them with [`ResponseFrames`](crate::ResponseFrames)
 //! (from [`ClientConnection::request_stream`](crate::ClientConnection::request_stream)).
 //!
-//! A client that stops reading (drops its [`ResponseFrames`]) stops the stream: the sender's next
+//! A client that stops reading (drops its [`ResponseFrames`](crate::ResponseFrames)) stops the stream: the sender's next
 //! [`send`](ResponseStream::send_payload) fails, and whatever produced the frames can stop. A
 //! runtime that drops its `ResponseStream` before the last frame makes the client see an
 //! `UNAVAILABLE` error frame, never a stream that merely ends.
@@ -17,9 +17,8 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::error::{NetError, WireError};
-use crate::frame::{read_frame, write_frame, MAX_CLIENT_RESPONSE_BYTES};
-use crate::proto::client::{ClientResponse, ErrorCode};
+use crate::frame::{write_frame, MAX_CLIENT_RESPONSE_BYTES};
+use synod_wire::proto::client::{ClientResponse, ErrorCode};
 
 /// Frames a [`ResponseStream`] may have queued before its sender waits for the client.
 pub const STREAM_QUEUE: usize = 2;
@@ -130,48 +129,5 @@ pub(crate) async fn write_stream(
             let _ = send.finish();
             return;
         }
-    }
-}
-
-/// The client's end of a server stream; see the [module docs](self).
-#[derive(Debug)]
-pub struct ResponseFrames {
-    request_id: u64,
-    recv: quinn::RecvStream,
-    ended: bool,
-}
-
-impl ResponseFrames {
-    pub(crate) fn new(request_id: u64, recv: quinn::RecvStream) -> ResponseFrames {
-        ResponseFrames {
-            request_id,
-            recv,
-            ended: false,
-        }
-    }
-
-    /// The next frame, or `None` after the last one (`more = false`) was returned. An error
-    /// frame is the last one.
-    ///
-    /// # Errors
-    /// The stream failed, ended before its last frame ([`NetError::NoResponse`]), or carried a
-    /// frame that does not decode or answers another request.
-    pub async fn next(&mut self) -> Result<Option<ClientResponse>, NetError> {
-        if self.ended {
-            return Ok(None);
-        }
-        let frame = read_frame(&mut self.recv, MAX_CLIENT_RESPONSE_BYTES)
-            .await?
-            .ok_or(NetError::NoResponse)?;
-        let response = ClientResponse::decode(&frame[..]).map_err(WireError::from)?;
-        // Id 0 answers a request the server could not read at all.
-        if response.request_id != self.request_id && response.request_id != 0 {
-            return Err(NetError::MismatchedResponse {
-                expected: self.request_id,
-                got: response.request_id,
-            });
-        }
-        self.ended = !response.more || response.error_code().is_some();
-        Ok(Some(response))
     }
 }

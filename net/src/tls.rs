@@ -18,6 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
+#[cfg(feature = "node")]
 use synod_paxos::NodeId;
 
 use crate::error::NetError;
@@ -73,6 +74,7 @@ impl Alpn {
 ///
 /// Peers dial each other with this as the TLS server name, and the receiving
 /// side reads it back to learn who is on the other end.
+#[cfg(feature = "node")]
 pub fn node_name(node: NodeId) -> String {
     format!("{NODE_NAME_PREFIX}{}", node.0)
 }
@@ -83,6 +85,7 @@ pub fn node_name(node: NodeId) -> String {
 /// Call only on a certificate that TLS already verified against the CA.
 /// Fails if the certificate does not parse, names no node, or names more
 /// than one.
+#[cfg(feature = "node")]
 pub fn node_id_of_cert(cert: &CertificateDer<'_>) -> Result<NodeId, NetError> {
     let parsed = webpki::EndEntityCert::try_from(cert)
         .map_err(|err| NetError::NotANode(format!("unparsable certificate: {err}")))?;
@@ -109,6 +112,7 @@ pub fn peer_certificates(conn: &quinn::Connection) -> Option<Vec<CertificateDer<
 
 /// The node on the other end of an established connection, from its
 /// verified certificate (see [`node_id_of_cert`]).
+#[cfg(feature = "node")]
 pub fn peer_node_id(conn: &quinn::Connection) -> Result<NodeId, NetError> {
     let chain = peer_certificates(conn)
         .ok_or_else(|| NetError::NotANode("no certificate presented".into()))?;

@@ -70,7 +70,7 @@ pub struct Config {
     /// is either a batch of at most `max_batch_bytes` (1 MiB) in up to
     /// `max_batch_commands` (512) commands, 1 MiB + 512 × 8 B + 64 B, or one
     /// command alone: a client request of at most `MAX_REQUEST_BYTES`
-    /// (4 MiB, `synod_kvstore::limits`) plus its encoding, about 4 MiB +
+    /// (4 MiB, `synod_wire::limits`) plus its encoding, about 4 MiB +
     /// 128 B. Either way a message stays below 8 MiB + 64 B, well inside a
     /// 16 MiB frame.
     pub max_message_bytes: usize,

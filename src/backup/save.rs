@@ -19,11 +19,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use synod_kvstore::{EntryTally, SnapshotChunk};
-use synod_net::proto::api::{
-    api_request::Call, api_response, ApiRequest, ApiResponse, SnapshotSaveCall,
-};
 use synod_net::tls::TlsIdentity;
 use synod_net::{ClientConnection, ErrorCode, NetError, ResponseFrames};
+use synod_wire::proto::api::{
+    api_request::Call, api_response, ApiRequest, ApiResponse, SnapshotSaveCall,
+};
 
 use super::file::{BackupFileError, BackupHeader, BackupWriter};
 

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use synod_kvstore::{Request, Response};
-use synod_net::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, KvCall};
 use synod_net::tls::{node_name, TlsIdentity};
 use synod_net::{ClientConnection, ErrorCode, Outcome};
 use synod_paxos::NodeId;
+use synod_wire::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, KvCall};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 

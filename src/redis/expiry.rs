@@ -14,8 +14,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use synod_kvstore::limits::MAX_KEY_TTL_MS;
 use synod_kvstore::{Expire, ExpireIf, Op, Outcome, Persist, Ttl, TtlResponse};
+use synod_wire::limits::MAX_KEY_TTL_MS;
 
 use super::resp::Reply;
 use super::table::int_arg;

@@ -13,8 +13,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use synod_kvstore::limits::MAX_SCAN_LIMIT;
 use synod_kvstore::{Op, Outcome, Scan, ScanResponse};
+use synod_wire::limits::MAX_SCAN_LIMIT;
 
 use super::resp::{parse_i64, Reply};
 use super::{read, RedisShared};

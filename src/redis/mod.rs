@@ -496,9 +496,9 @@ fn request_error_reply(error: &ErrorResponse) -> Reply {
 }
 
 /// Checks a key argument against Synod's key rules (non-empty, at most
-/// [`MAX_KEY_BYTES`](synod_kvstore::limits::MAX_KEY_BYTES)).
+/// [`MAX_KEY_BYTES`](synod_wire::limits::MAX_KEY_BYTES)).
 fn check_key(key: &[u8]) -> Result<(), Reply> {
-    use synod_kvstore::limits::MAX_KEY_BYTES;
+    use synod_wire::limits::MAX_KEY_BYTES;
     if key.is_empty() {
         return Err(Reply::err("empty keys are not supported by Synod"));
     }

@@ -19,8 +19,8 @@
 //! `*SCAN` cursors, blocking pops, `SYNOD.*`, connection and server
 //! commands): the block is refused with an error naming the command.
 
-use synod_kvstore::limits::MAX_MULTI_COMMANDS;
 use synod_kvstore::{Get, Op, Outcome, RedisCommand, RedisMulti, Ttl, WatchedKey};
+use synod_wire::limits::MAX_MULTI_COMMANDS;
 
 use super::data::{getex_in_state_machine_form, seed, to_reply};
 use super::expiry::{expire_time_kind, ttl_ms};
@@ -118,7 +118,7 @@ fn in_state_machine_form(name: &str, args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, R
         }
         "persist" => Ok(args.to_vec()),
         "hscan" | "sscan" | "zscan" => Err(not_in_block(name)),
-        _ if synod_kvstore::redis::spec(name.as_bytes()).is_some() => Ok(args.to_vec()),
+        _ if synod_wire::redis::spec(name.as_bytes()).is_some() => Ok(args.to_vec()),
         _ => Err(not_in_block(name)),
     }
 }

@@ -14,13 +14,13 @@
 //! protocol error the connection cannot be resynchronised, so the caller
 //! answers `-ERR Protocol error: ...` and closes it, as Redis does.
 
-use synod_kvstore::limits::{MAX_REQUEST_BYTES, MAX_VALUE_BYTES};
+use synod_wire::limits::{MAX_REQUEST_BYTES, MAX_VALUE_BYTES};
 
 /// Largest bulk string (one argument) accepted: a value (1 MiB).
 pub const MAX_BULK_BYTES: usize = MAX_VALUE_BYTES;
 /// Most arguments (the command name included) in one request: what one
 /// state-machine Redis command takes.
-pub const MAX_ARGS: usize = synod_kvstore::limits::MAX_REDIS_ARGS;
+pub const MAX_ARGS: usize = synod_wire::limits::MAX_REDIS_ARGS;
 /// Largest inline command line, in bytes (Redis uses the same 64 KiB).
 pub const MAX_INLINE_BYTES: usize = 64 * 1024;
 /// Largest sum of argument lengths of one request: a whole state-machine

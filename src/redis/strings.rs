@@ -9,11 +9,11 @@
 
 use std::collections::HashMap;
 
-use synod_kvstore::limits::MAX_TXN_OPS;
 use synod_kvstore::{
     Compare, CompareAndSwap, CompareOp, CompareTarget, Delete, Get, Incr, KeyTtl, KeyValue, Op,
     Outcome, Put, Txn, TxnOp, TxnOpKind, TxnOutcome, TxnResponse, KIND_STRING,
 };
+use synod_wire::limits::MAX_TXN_OPS;
 
 use super::expiry::{ttl_ms, Base, Unit};
 use super::resp::Reply;

@@ -2,7 +2,7 @@
 //! dispatch, with Redis's checks in Redis's order: unknown command, wrong
 //! number of arguments, authentication.
 
-use synod_kvstore::redis::{self as sm_redis, CommandSpec};
+use synod_wire::redis::{self as sm_redis, CommandSpec};
 
 use super::resp::{parse_i64, Reply};
 use super::{admin, coord, data, expiry, keyspace, multi, strings, Conn, RedisShared};

@@ -8,11 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use prost::Message as _;
-use synod_net::proto::api::{
-    api_request::Call, api_response, ApiRequest, ApiResponse, KvCall, NodeStatus, StatusCall,
-};
 use synod_net::tls::TlsIdentity;
 use synod_net::{ClientConnection, ErrorCode};
+use synod_wire::proto::api::{
+    api_request::Call, api_response, ApiRequest, ApiResponse, KvCall, NodeStatus, StatusCall,
+};
 
 /// A cluster of child processes: three founding nodes, and up to
 /// [`MAX_DEV_NODES`](synod::dev::MAX_DEV_NODES) with nodes that join.

@@ -9,8 +9,8 @@ use super::store::{Coll, View};
 use super::{
     check_element, check_key, err, scan_elements, syntax, Ctx, RedisReply, ReplyBudget, Res, Rng,
 };
-use crate::limits::{MAX_COLLECTION_ELEMENTS, MAX_VALUE_BYTES};
-use crate::tables::KIND_HASH;
+use crate::KIND_HASH;
+use synod_wire::limits::{MAX_COLLECTION_ELEMENTS, MAX_VALUE_BYTES};
 
 pub(super) fn read<T: ReadableTable<&'static [u8], &'static [u8]>>(
     v: &View<'_, T>,
@@ -112,8 +112,8 @@ pub(super) fn random_indexes(rng: &mut Rng, len: u64, count: i64) -> Vec<u64> {
 }
 
 /// Most picks a random-pick command with a negative count (repetition allowed) makes: as many
-/// as the smallest items fill a reply of [`MAX_REDIS_REPLY_BYTES`](crate::limits::MAX_REDIS_REPLY_BYTES).
-pub(super) const MAX_RANDOM_PICKS: u64 = (crate::limits::MAX_REDIS_REPLY_BYTES / 16) as u64;
+/// as the smallest items fill a reply of [`MAX_REDIS_REPLY_BYTES`](synod_wire::limits::MAX_REDIS_REPLY_BYTES).
+pub(super) const MAX_RANDOM_PICKS: u64 = (synod_wire::limits::MAX_REDIS_REPLY_BYTES / 16) as u64;
 
 /// Refuse a random-pick count whose reply could not be sent (checked before any pick is made).
 pub(super) fn check_pick_count(count: i64) -> Res<i64> {

@@ -8,10 +8,11 @@ use redb::ReadableTable;
 use super::number::parse_int;
 use super::store::{Coll, View};
 use super::{check_key, err, not_integer, syntax, Ctx, RedisReply, Res, Rng};
-use crate::command::{DeleteRange, Expire, ExpireIf, Persist};
 use crate::expiry::{self, TtlMode};
-use crate::limits::MAX_KEY_TTL_MS;
-use crate::tables::{kind_name, KvRecord, KIND_HASH, KIND_LIST, KIND_SET, KIND_STRING, KIND_ZSET};
+use crate::tables::KvRecord;
+use crate::{kind_name, KIND_HASH, KIND_LIST, KIND_SET, KIND_STRING, KIND_ZSET};
+use synod_wire::command::{DeleteRange, Expire, ExpireIf, Persist};
+use synod_wire::limits::MAX_KEY_TTL_MS;
 
 /// Keys `RANDOMKEY` counts before it falls back to a random seek (which is not uniform).
 const RANDOMKEY_EXACT_KEYS: usize = 1024;

@@ -10,8 +10,9 @@ use super::hash::check_length;
 use super::number::{clamp_range, int_arg, parse_int};
 use super::store::{Coll, View};
 use super::{check_key, err, syntax, Ctx, RedisReply, ReplyBudget, Res};
-use crate::limits::MAX_VALUE_BYTES;
-use crate::tables::{KvRecord, KIND_LIST};
+use crate::tables::KvRecord;
+use crate::KIND_LIST;
+use synod_wire::limits::MAX_VALUE_BYTES;
 
 fn index_key(head: u64, i: u64) -> [u8; 8] {
     head.wrapping_add(i).to_be_bytes()

@@ -38,26 +38,7 @@ pub(crate) fn float_arg(bytes: &[u8]) -> Res<f64> {
     parse_float(bytes).map_or_else(|| err("value is not a valid float"), Ok)
 }
 
-/// A score as Redis replies it: the shortest text that reads back as the same double, in the
-/// style of `%g` (exponent form below 1e-4 and from 1e17), `inf` and `-inf`.
-pub(crate) fn format_double(value: f64) -> String {
-    if value.is_infinite() {
-        return if value > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    if value == 0.0 {
-        return if value.is_sign_negative() { "-0" } else { "0" }.into();
-    }
-    let scientific = format!("{value:e}");
-    let (mantissa, exponent) = scientific
-        .split_once('e')
-        .expect("scientific notation has an exponent");
-    let exponent: i32 = exponent.parse().expect("the exponent is an integer");
-    if !(-4..17).contains(&exponent) {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        return format!("{mantissa}e{sign}{:02}", exponent.abs());
-    }
-    format!("{value}")
-}
+pub(crate) use synod_wire::redis::format_double;
 
 /// A float stored by `INCRBYFLOAT`: the shortest decimal text, never in exponent form.
 pub(crate) fn format_stored_float(value: f64) -> String {

@@ -11,7 +11,8 @@ use super::store::{Coll, View};
 use super::{
     check_element, check_key, err, scan_elements, syntax, Ctx, RedisReply, ReplyBudget, Res, Rng,
 };
-use crate::tables::{KvRecord, KIND_SET};
+use crate::tables::KvRecord;
+use crate::KIND_SET;
 
 /// The members of the set `record` (if any), in order, within the reply budget.
 fn members<T: ReadableTable<&'static [u8], &'static [u8]>>(

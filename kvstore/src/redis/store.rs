@@ -7,8 +7,9 @@ use redb::{ReadableTable, Table};
 
 use super::{wrong_type, Ctx, Res};
 use crate::error::StorageError;
-use crate::tables::{get_kv, KvRecord, KIND_STRING};
-use crate::watch::EventKind;
+use crate::tables::{get_kv, KvRecord};
+use crate::EventKind;
+use crate::KIND_STRING;
 
 /// The kv and element tables, readable (in a read or a write transaction).
 pub(crate) struct View<'a, T> {

@@ -11,10 +11,10 @@ use redb::ReadableTable;
 use super::number::{float_arg, format_stored_float, int_arg, parse_float, parse_int};
 use super::store::View;
 use super::{check_key, err, syntax, wrong_type, Ctx, Fail, RedisReply, ReplyBudget, Res};
-use crate::command::Persist;
 use crate::expiry::{self, TtlMode};
-use crate::limits::MAX_VALUE_BYTES;
-use crate::tables::KIND_STRING;
+use crate::KIND_STRING;
+use synod_wire::command::Persist;
+use synod_wire::limits::MAX_VALUE_BYTES;
 
 /// Most cells (length of one string times the other's) `LCS` computes (16 Mi, 64 MiB of
 /// table); longer inputs are refused.
@@ -520,7 +520,7 @@ fn set(
             b"px" if ttl.is_none() && !expired && i + 1 < options.len() => {
                 i += 1;
                 let ms = int_arg(&options[i])?;
-                if ms <= 0 || ms.unsigned_abs() > crate::limits::MAX_KEY_TTL_MS {
+                if ms <= 0 || ms.unsigned_abs() > synod_wire::limits::MAX_KEY_TTL_MS {
                     return err("invalid expire time in 'set' command");
                 }
                 ttl = Some(TtlMode::Set(ms.unsigned_abs()));
@@ -582,7 +582,7 @@ fn getex(
             } else {
                 n
             };
-            if ms <= 0 || ms.unsigned_abs() > crate::limits::MAX_KEY_TTL_MS {
+            if ms <= 0 || ms.unsigned_abs() > synod_wire::limits::MAX_KEY_TTL_MS {
                 return Err(invalid());
             }
             Change::Ttl(ms as u64)

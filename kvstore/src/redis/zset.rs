@@ -17,7 +17,8 @@ use super::{
     check_element, check_key, err, scan_elements, syntax, wrong_type, Ctx, RedisReply, ReplyBudget,
     Res, Rng,
 };
-use crate::tables::{KvRecord, KIND_SET, KIND_ZSET};
+use crate::tables::KvRecord;
+use crate::{KIND_SET, KIND_ZSET};
 
 const MEMBER: u8 = 0;
 const ORDER: u8 = 1;

@@ -87,8 +87,15 @@ impl Request {
     }
 }
 
-/// Check one op (see [`Request::validate`]).
-pub(crate) fn validate_op(op: &Op) -> Result<(), RequestError> {
+impl Op {
+    /// Check this op against the limits: the op's part of [`Request::validate`] (a read served
+    /// outside the log is checked with this alone).
+    pub fn validate(&self) -> Result<(), RequestError> {
+        validate_op(self)
+    }
+}
+
+fn validate_op(op: &Op) -> Result<(), RequestError> {
     match op {
         Op::Put(put) => validate_put(put),
         Op::Get(Get { key }) | Op::Incr(Incr { key, .. }) => check_key(key),

@@ -84,7 +84,7 @@ pub use crate::redis::{RedisCommand, RedisMulti, WatchedKey};
 ///
 /// `client_id == 0` means "no exactly-once": the request bypasses the dedup table (a retry of a
 /// write with client id 0 applies again). Any other client id must number its requests from 1 and
-/// have at most one outstanding at a time; see [`crate::StateMachine`] for the exactly-once rule.
+/// have at most one outstanding at a time; see `synod_kvstore::StateMachine` for the exactly-once rule.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Request {
     /// The client's id; 0 for requests that do not need exactly-once.
@@ -212,8 +212,8 @@ impl Op {
         }
     }
 
-    /// Whether only the leader's [`SessionClock`](crate::SessionClock) or
-    /// [`KeyExpiryClock`](crate::KeyExpiryClock) may propose this op (ExpireSession,
+    /// Whether only the leader's `synod_kvstore::SessionClock` or
+    /// `synod_kvstore::KeyExpiryClock` may propose this op (ExpireSession,
     /// CheckpointSessions, ReleaseLockDelay, ExpireKeys, CheckpointKeys). The state machine
     /// cannot tell who proposed a command, so the client-facing service must refuse these from
     /// clients.

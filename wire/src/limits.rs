@@ -73,7 +73,7 @@ pub const MAX_SCAN_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Most clients the exactly-once table remembers (100 000).
 ///
 /// When a new client would exceed it, the client whose last request was applied longest ago is
-/// forgotten; see [`crate::StateMachine`] for the rule and what a forgotten client sees.
+/// forgotten; see `synod_kvstore::StateMachine` for the rule and what a forgotten client sees.
 pub const MAX_DEDUP_CLIENTS: u64 = 100_000;
 
 /// Shortest session TTL a client may ask for, in milliseconds (1 s).

@@ -23,7 +23,7 @@
 //! ```
 //!
 //! [`ExpireSession`], [`CheckpointSessions`] and [`ReleaseLockDelay`] are proposed by the leader
-//! (see [`SessionClock`](crate::SessionClock)), never by clients: the client-facing service must
+//! (see `synod_kvstore::SessionClock`), never by clients: the client-facing service must
 //! refuse them ([`Op::is_leader_only`](crate::Op::is_leader_only)).
 
 /// A fencing token a write presents: the write applies only if `token` is the current token of

@@ -269,7 +269,7 @@ pub struct KeyValue {
     /// The session owning the key (an ephemeral key, deleted with its session); 0 if none.
     #[prost(uint64, tag = "6")]
     pub session: u64,
-    /// The key's Redis type ([`KIND_STRING`](crate::KIND_STRING), ...). A collection's value
+    /// The key's Redis type ([`KIND_STRING`], ...). A collection's value
     /// is empty here: read its elements with the Redis commands ([`crate::redis`]).
     #[prost(uint32, tag = "7")]
     pub kind: u32,
@@ -404,5 +404,28 @@ impl ErrorResponse {
     /// The code as an [`ErrorCode`] ([`ErrorCode::Unspecified`] if unknown to this version).
     pub fn error_code(&self) -> ErrorCode {
         ErrorCode::try_from(self.code).unwrap_or(ErrorCode::Unspecified)
+    }
+}
+
+/// [`KeyValue::kind`] of a string (every key written by the key-value API).
+pub const KIND_STRING: u32 = 0;
+/// [`KeyValue::kind`] of a Redis hash.
+pub const KIND_HASH: u32 = 1;
+/// [`KeyValue::kind`] of a Redis set.
+pub const KIND_SET: u32 = 2;
+/// [`KeyValue::kind`] of a Redis list.
+pub const KIND_LIST: u32 = 3;
+/// [`KeyValue::kind`] of a Redis sorted set.
+pub const KIND_ZSET: u32 = 4;
+
+/// The Redis `TYPE` name of a [`KeyValue::kind`].
+pub fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        KIND_STRING => "string",
+        KIND_HASH => "hash",
+        KIND_SET => "set",
+        KIND_LIST => "list",
+        KIND_ZSET => "zset",
+        _ => "unknown",
     }
 }
