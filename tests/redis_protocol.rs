@@ -468,6 +468,14 @@ fn oversized_requests_are_refused() {
     let value = vec![b'v'; max_value];
     assert_eq!(c.call_bytes(&[b"SET", b"big:a", &value]), ok());
     assert_eq!(c.call(&["STRLEN", "big:a"]), int(max_value as i64));
+    // So does a request of several large values up to the state machine's request limit: the
+    // forwarding frame is sized from the same limits (`wire/src/limits.rs`).
+    let third = vec![b'w'; (synod_wire::limits::MAX_REQUEST_BYTES - 64 * 1024) / 3];
+    assert_eq!(
+        c.call_bytes(&[b"MSET", b"big:b", &third, b"big:c", &third, b"big:d", &third]),
+        ok()
+    );
+    assert_eq!(c.call(&["STRLEN", "big:d"]), int(third.len() as i64));
     assert!(c
         .call(&["APPEND", "big:a", "x"])
         .error()

@@ -13,6 +13,7 @@
 //! [`crate::expiry`]).
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use prost::Message;
 use redb::{ReadableTable, Table};
@@ -29,9 +30,12 @@ use crate::{election, lock, redis, session};
 use crate::{Event, EventKind};
 use synod_wire::command::{
     Compare, CompareAndSwap, CompareOp, CompareTarget, DeleteRange, Expected, Incr, KeyTtl, Op,
-    Request, Scan, Txn, TxnOpKind,
+    Request, Scan, Txn, TxnOp, TxnOpKind,
 };
-use synod_wire::limits::{MAX_SCAN_LIMIT, MAX_SCAN_RESPONSE_BYTES, MAX_SESSION_KEYS};
+use synod_wire::limits::{
+    MAX_KEY_BYTES, MAX_REPLY_BYTES, MAX_SCAN_LIMIT, MAX_SCAN_RESPONSE_BYTES, MAX_SESSION_KEYS,
+    MAX_VALUE_BYTES,
+};
 use synod_wire::response::{
     CompareAndSwapResponse, DeleteRangeResponse, DeleteResponse, GetResponse, IncrResponse,
     Outcome, PutResponse, ScanResponse, TxnOpResponse, TxnOutcome, TxnResponse,
@@ -370,6 +374,54 @@ impl Writer<'_, '_> {
         Ok(IncrResponse { value })
     }
 
+    /// Refuses `branch` if its answer would carry more than [`MAX_REPLY_BYTES`] of stored data:
+    /// the keys and values its gets return and the previous values its puts and deletes return,
+    /// each as it will be when that op runs (a key written earlier in the branch counts with its
+    /// new value). Checked before the branch writes anything, so a refused transaction changes
+    /// nothing; without it the answer could outgrow its frame after the writes were applied.
+    fn check_txn_reply(&self, branch: &[TxnOp]) -> Result<(), ExecError> {
+        let answers = |op: &TxnOp| match &op.op {
+            Some(TxnOpKind::Get(_)) => true,
+            Some(TxnOpKind::Put(put)) => put.prev_kv,
+            Some(TxnOpKind::Delete(delete)) => delete.prev_kv,
+            None => false,
+        };
+        let worst_case =
+            branch.iter().filter(|op| answers(op)).count() * (MAX_VALUE_BYTES + MAX_KEY_BYTES);
+        if worst_case <= MAX_REPLY_BYTES {
+            return Ok(());
+        }
+        // Value sizes of keys written earlier in the branch (`None`: deleted).
+        let mut written: HashMap<&[u8], Option<usize>> = HashMap::new();
+        let mut total = 0usize;
+        for op in branch {
+            let (key, new_len) = match &op.op {
+                Some(TxnOpKind::Get(get)) => (get.key.as_slice(), None),
+                Some(TxnOpKind::Put(put)) => (put.key.as_slice(), Some(Some(put.value.len()))),
+                Some(TxnOpKind::Delete(delete)) => (delete.key.as_slice(), Some(None)),
+                None => continue,
+            };
+            if answers(op) {
+                let len = match written.get(key) {
+                    Some(len) => *len,
+                    None => get_kv(self.kv, key)?.map(|record| record.value.len()),
+                };
+                total += len.map_or(0, |len| key.len() + len);
+                if total > MAX_REPLY_BYTES {
+                    return Err(RequestError::ResponseTooLarge {
+                        size_bytes: total,
+                        limit_bytes: MAX_REPLY_BYTES,
+                    }
+                    .into());
+                }
+            }
+            if let Some(new_len) = new_len {
+                written.insert(key, new_len);
+            }
+        }
+        Ok(())
+    }
+
     fn txn(&mut self, txn: &Txn) -> Result<TxnResponse, ExecError> {
         let mut succeeded = true;
         for compare in &txn.compares {
@@ -387,6 +439,7 @@ impl Writer<'_, '_> {
             Some(TxnOpKind::Put(put)) => Some(put.key.as_slice()),
             _ => None,
         }))?;
+        self.check_txn_reply(branch)?;
         let mut responses = Vec::with_capacity(branch.len());
         for txn_op in branch {
             let outcome = match &txn_op.op {

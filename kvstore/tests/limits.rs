@@ -8,7 +8,8 @@ use synod_kvstore::{
     Compare, ErrorCode, Expected, Get, Op, Put, Request, RequestError, Txn, TxnOp, TxnOpKind,
 };
 use synod_wire::limits::{
-    MAX_KEY_BYTES, MAX_REQUEST_BYTES, MAX_SCAN_LIMIT, MAX_TXN_OPS, MAX_VALUE_BYTES,
+    MAX_KEY_BYTES, MAX_REQUEST_BYTES, MAX_RESPONSE_FRAME_BYTES, MAX_SCAN_LIMIT, MAX_TXN_OPS,
+    MAX_VALUE_BYTES,
 };
 
 fn refused(op: Op) -> RequestError {
@@ -231,4 +232,88 @@ fn reads_outside_the_log_are_validated_too() {
     let h = Harness::new();
     let r = h.sm.read(&get(b"")).unwrap();
     assert_eq!(error_code(&r), ErrorCode::EmptyKey);
+}
+
+fn txn_get(key: &[u8]) -> TxnOp {
+    TxnOp {
+        op: Some(TxnOpKind::Get(Get { key: key.to_vec() })),
+    }
+}
+
+fn txn_put(key: &[u8], value: &[u8]) -> TxnOp {
+    TxnOp {
+        op: Some(TxnOpKind::Put(Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            prev_kv: false,
+        })),
+    }
+}
+
+/// A transaction whose gets would return more data than an answer may carry is refused before
+/// it writes anything; before this rule its writes applied and its answer (over the 16 MiB
+/// response frame) could not reach the client, which was told the request was bad.
+#[test]
+fn a_txn_whose_answer_would_outgrow_its_frame_is_refused_and_changes_nothing() {
+    let mut h = Harness::new();
+    let big = vec![b'v'; MAX_VALUE_BYTES];
+    for key in [b"a", b"b", b"c", b"d", b"e"] {
+        h.op(put(key, &big));
+    }
+    // A write first, then five reads of 4 MiB each (one of them of the key just written).
+    let txn = Txn {
+        success: vec![
+            txn_put(b"a", &big),
+            txn_get(b"a"),
+            txn_get(b"b"),
+            txn_get(b"c"),
+            txn_get(b"d"),
+            txn_get(b"e"),
+        ],
+        ..Default::default()
+    };
+    let revision = h.get(b"a").expect("a exists").mod_revision;
+    let response = h.op(Op::Txn(txn));
+    assert_eq!(error_code(&response), ErrorCode::ResponseTooLarge);
+    assert!(response.encoded_len() <= MAX_RESPONSE_FRAME_BYTES);
+    assert_eq!(
+        h.get(b"a").expect("a exists").mod_revision,
+        revision,
+        "the refused transaction's put was not applied"
+    );
+
+    // Reads of keys the branch deletes first count nothing: the same transaction with the
+    // reads after deletes fits.
+    let txn = Txn {
+        success: [b"a", b"b", b"c", b"d", b"e"]
+            .iter()
+            .map(|key| TxnOp {
+                op: Some(TxnOpKind::Delete(synod_kvstore::Delete {
+                    key: key.to_vec(),
+                    prev_kv: false,
+                })),
+            })
+            .chain(
+                [b"a", b"b", b"c", b"d", b"e"]
+                    .iter()
+                    .map(|key| txn_get(*key)),
+            )
+            .collect(),
+        ..Default::default()
+    };
+    let response = h.op(Op::Txn(txn));
+    assert!(response.as_error().is_none(), "{response:?}");
+    assert!(h.get(b"a").is_none());
+
+    // Three 4 MiB reads fit within MAX_REPLY_BYTES; the answer fits its frame.
+    for key in [b"a", b"b", b"c"] {
+        h.op(put(key, &big));
+    }
+    let txn = Txn {
+        success: vec![txn_get(b"a"), txn_get(b"b")],
+        ..Default::default()
+    };
+    let response = h.op(Op::Txn(txn));
+    assert!(response.as_error().is_none());
+    assert!(response.encoded_len() <= MAX_RESPONSE_FRAME_BYTES);
 }

@@ -7,6 +7,8 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use synod_wire::limits;
+
 use crate::error::FrameError;
 
 /// Bytes of the length prefix.
@@ -17,12 +19,11 @@ pub const PREFIX_BYTES: usize = 4;
 /// (5 MiB, `synod_wire::limits::MAX_REQUEST_BYTES`).
 pub const MAX_PEER_FRAME_BYTES: u32 = 64 * 1024 * 1024;
 
-/// Largest client request frame: 6 MiB, the state machine's largest request (5 MiB) with room
-/// for the envelope.
-pub const MAX_CLIENT_REQUEST_BYTES: u32 = 6 * 1024 * 1024;
+/// Largest client request frame: [`synod_wire::limits::MAX_REQUEST_FRAME_BYTES`].
+pub const MAX_CLIENT_REQUEST_BYTES: u32 = limits::MAX_REQUEST_FRAME_BYTES as u32;
 
-/// Largest client response frame: 16 MiB (scans may return a lot).
-pub const MAX_CLIENT_RESPONSE_BYTES: u32 = 16 * 1024 * 1024;
+/// Largest client response frame: [`synod_wire::limits::MAX_RESPONSE_FRAME_BYTES`].
+pub const MAX_CLIENT_RESPONSE_BYTES: u32 = limits::MAX_RESPONSE_FRAME_BYTES as u32;
 
 /// Appends one frame holding `payload` to `out`.
 ///

@@ -251,6 +251,18 @@ pub enum RequestError {
     /// too large.
     #[error("bad redis command: {0}")]
     BadRedisCommand(String),
+    /// The command's answer would carry more than
+    /// [`MAX_REPLY_BYTES`](crate::limits::MAX_REPLY_BYTES) of stored data (a transaction whose
+    /// gets return many large values). Refused before anything changed: split the command.
+    #[error(
+        "response too large: {size_bytes} bytes of data, limit {limit_bytes}; split the command"
+    )]
+    ResponseTooLarge {
+        /// Bytes of data the answer would carry (at least; counting stops past the limit).
+        size_bytes: usize,
+        /// The limit.
+        limit_bytes: usize,
+    },
 }
 
 fn fence_message(lock: &str, token: u64, current: Option<u64>) -> String {
@@ -311,6 +323,7 @@ impl RequestError {
             RequestError::ExpiryBatchTooLarge { .. } => ErrorCode::ExpiryBatchTooLarge,
             RequestError::WrongType => ErrorCode::WrongType,
             RequestError::BadRedisCommand(_) => ErrorCode::BadRedisCommand,
+            RequestError::ResponseTooLarge { .. } => ErrorCode::ResponseTooLarge,
         }
     }
 }

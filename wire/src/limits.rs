@@ -1,4 +1,8 @@
-//! Size and count limits on requests and on the state machine's own tables.
+//! Size and count limits: on requests, on answers, on the frames that carry both, and on the
+//! state machine's own tables. This is the one place they are set; the network layer's frame
+//! limits, the Redis endpoint's forwarding and the state machine all read them from here, so a
+//! request one node accepts is never refused by another on its way (checked below at compile
+//! time).
 //!
 //! Every input reaching the state machine is untrusted (it came from a client over the network,
 //! through the log), so every size and count it can influence is bounded here. A request over a
@@ -51,10 +55,30 @@ pub const MAX_ELEMENT_NAME_BYTES: usize = 64 * 1024;
 /// work; an add past it is refused and changes nothing.
 pub const MAX_COLLECTION_ELEMENTS: u64 = 1 << 20;
 
-/// Most bytes of element data one Redis command's reply carries (12 MiB, within the 16 MiB client
-/// response frame). A larger read (`HGETALL` of a huge hash, ...) is refused: page it with the
-/// `*SCAN` commands or ranges instead.
-pub const MAX_REDIS_REPLY_BYTES: usize = 12 * 1024 * 1024;
+/// Most bytes of stored data one command's answer carries (12 MiB): a Redis command's reply
+/// (element data), a transaction's reads (the keys and values its gets return and the previous
+/// values its puts and deletes return). 4 MiB below [`MAX_RESPONSE_FRAME_BYTES`], room for the
+/// response around the data. A command whose answer would be larger is refused before it
+/// changes anything (a Redis read such as `HGETALL` of a huge hash: page it with the `*SCAN`
+/// commands or ranges instead; a transaction: split it).
+pub const MAX_REPLY_BYTES: usize = 12 * 1024 * 1024;
+
+/// Largest client request frame (6 MiB): a request of [`MAX_REQUEST_BYTES`] with 1 MiB of room
+/// for the API call and frame around it. A node that forwards a request (a follower's Redis
+/// endpoint to its leader) sends it in a frame of this size, so whatever the state machine
+/// accepts can be forwarded.
+pub const MAX_REQUEST_FRAME_BYTES: usize = MAX_REQUEST_BYTES + 1024 * 1024;
+
+/// Largest client response frame (16 MiB). Every answer the state machine gives fits: a scan is
+/// cut at [`MAX_SCAN_RESPONSE_BYTES`], a command's data at [`MAX_REPLY_BYTES`], a watch answer at
+/// its own event budget (it pages the rest).
+pub const MAX_RESPONSE_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+// The limits agree: a forwarded request fits its frame, and every bounded answer its frame.
+const _: () = assert!(MAX_REQUEST_BYTES + 64 * 1024 <= MAX_REQUEST_FRAME_BYTES);
+const _: () = assert!(MAX_REPLY_BYTES + 1024 * 1024 <= MAX_RESPONSE_FRAME_BYTES);
+const _: () = assert!(MAX_SCAN_RESPONSE_BYTES + 1024 * 1024 <= MAX_RESPONSE_FRAME_BYTES);
+const _: () = assert!(MAX_VALUE_BYTES + MAX_KEY_BYTES + 1024 * 1024 <= MAX_RESPONSE_FRAME_BYTES);
 
 /// Most entries in each of a transaction's three lists (compares, success ops, failure ops).
 ///

@@ -246,6 +246,8 @@ pub enum ErrorCode {
     WrongType = 33,
     /// [`RequestError::BadRedisCommand`].
     BadRedisCommand = 34,
+    /// [`RequestError::ResponseTooLarge`].
+    ResponseTooLarge = 35,
 }
 
 /// A key with its value and metadata.

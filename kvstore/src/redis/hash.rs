@@ -112,8 +112,8 @@ pub(super) fn random_indexes(rng: &mut Rng, len: u64, count: i64) -> Vec<u64> {
 }
 
 /// Most picks a random-pick command with a negative count (repetition allowed) makes: as many
-/// as the smallest items fill a reply of [`MAX_REDIS_REPLY_BYTES`](synod_wire::limits::MAX_REDIS_REPLY_BYTES).
-pub(super) const MAX_RANDOM_PICKS: u64 = (synod_wire::limits::MAX_REDIS_REPLY_BYTES / 16) as u64;
+/// as the smallest items fill a reply of [`MAX_REPLY_BYTES`](synod_wire::limits::MAX_REPLY_BYTES).
+pub(super) const MAX_RANDOM_PICKS: u64 = (synod_wire::limits::MAX_REPLY_BYTES / 16) as u64;
 
 /// Refuse a random-pick count whose reply could not be sent (checked before any pick is made).
 pub(super) fn check_pick_count(count: i64) -> Res<i64> {

@@ -59,7 +59,7 @@ use redb::ReadableTable;
 
 use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};
-use synod_wire::limits::{MAX_ELEMENT_NAME_BYTES, MAX_KEY_BYTES, MAX_REDIS_REPLY_BYTES};
+use synod_wire::limits::{MAX_ELEMENT_NAME_BYTES, MAX_KEY_BYTES, MAX_REPLY_BYTES};
 
 pub(crate) use store::drop_elements;
 use store::View;
@@ -218,7 +218,7 @@ pub(crate) fn scan_elements<T: ReadableTable<&'static [u8], &'static [u8]>>(
     ]))
 }
 
-/// Counts the element bytes of a reply against [`MAX_REDIS_REPLY_BYTES`].
+/// Counts the element bytes of a reply against [`MAX_REPLY_BYTES`].
 #[derive(Default)]
 pub(crate) struct ReplyBudget {
     used_bytes: usize,
@@ -228,9 +228,9 @@ impl ReplyBudget {
     /// Take `bytes` more; fails once the reply would pass the limit.
     pub fn take(&mut self, bytes: usize) -> Res<()> {
         self.used_bytes += bytes + 16;
-        if self.used_bytes > MAX_REDIS_REPLY_BYTES {
+        if self.used_bytes > MAX_REPLY_BYTES {
             return err(format!(
-                "reply too large: over {MAX_REDIS_REPLY_BYTES} bytes; page it with a SCAN command or a range"
+                "reply too large: over {MAX_REPLY_BYTES} bytes; page it with a SCAN command or a range"
             ));
         }
         Ok(())
@@ -326,7 +326,7 @@ const MAX_CREATED_PER_COMMAND: u64 = 4;
 
 /// Apply the `MULTI` block `multi` in a write transaction: the watched keys' check, then each
 /// command in order with one shared collection-id counter (see [`Ctx::new_collection_id`]). A
-/// reply that would take the block's reply over [`MAX_REDIS_REPLY_BYTES`] is replaced by an error
+/// reply that would take the block's reply over [`MAX_REPLY_BYTES`] is replaced by an error
 /// (the command ran all the same).
 pub(crate) fn execute_multi(
     w: &mut Writer<'_, '_>,
@@ -354,7 +354,7 @@ pub(crate) fn execute_multi(
             run_in_block(&mut ctx, command).map_err(ExecError::Storage)?
         };
         reply_bytes += reply.encoded_len();
-        replies.push(if reply_bytes > MAX_REDIS_REPLY_BYTES {
+        replies.push(if reply_bytes > MAX_REPLY_BYTES {
             RedisReply::err("EXEC reply too large: this command ran but its reply was dropped")
         } else {
             reply
