@@ -27,10 +27,15 @@
 //! - [`Election`]: campaign (wait to lead, with a value), proclaim, resign,
 //!   leader, and [`Observer`], the stream of leaders.
 //! - [`Watcher`]: the events of a key, a prefix, a lock or an election from
-//!   a revision on.
+//!   a revision on, with [`next`](Watcher::next) or as a
+//!   [`Stream`](futures_core::Stream).
 //!
-//! Waiting (for a lock, for leadership, for events) never polls: it is a
-//! long-poll watch call that the node answers when the change is applied.
+//! Waiting (for a lock, for leadership, for events) never polls: a watcher
+//! reads one server stream on which the node sends the events as it applies
+//! them, and reopens it at another node, from where it was, if that node
+//! goes away. [`Mutex::lock`], [`Election::campaign`] and [`Observer`] wait
+//! through a watcher too (a lock's holder, an election's leader), so they
+//! hold one stream each while they wait.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), synod_client::ClientError> {
@@ -54,7 +59,9 @@ mod fenced;
 mod members;
 mod mutex;
 mod options;
+mod range;
 mod session;
+mod txn;
 mod undo;
 mod watch;
 
@@ -65,9 +72,11 @@ pub use fenced::Fenced;
 pub use members::{Member, Members};
 pub use mutex::{FencingToken, Mutex};
 pub use options::WriteOptions;
+pub use range::{Range, RangePage, RangePages};
 pub use session::Session;
 pub use synod_wire::{
-    ErrorCode, Event, EventFilter, EventKind, EventSpace, KeyValue, LeaderInfo, LockHolderResponse,
-    Op, Response,
+    Compare, CompareOp, CompareTarget, ErrorCode, Event, EventFilter, EventKind, EventSpace,
+    KeyValue, LeaderInfo, LockHolderResponse, Op, Response, TxnOp, TxnOpResponse, TxnOutcome,
 };
+pub use txn::{Transaction, TxnResult};
 pub use watch::Watcher;

@@ -99,27 +99,84 @@ impl Session {
                 )))
             }
         };
+        tracing::debug!(session = id, ttl_ms, "session opened");
+        Ok(Session::keep(
+            client,
+            id,
+            Duration::from_millis(ttl_ms),
+            sent_at,
+        ))
+    }
+
+    /// Takes over the session `id` that is still alive (opened by this
+    /// program before a restart, or by another process, and
+    /// [`detach`](Session::detach)ed or simply not closed), and starts
+    /// keeping it alive; its ephemeral keys, locks and elections are this
+    /// session's again. One keep-alive through the log.
+    ///
+    /// # Errors
+    /// [`ClientError::SessionLost`] if the session is gone (expired or
+    /// closed).
+    pub async fn resume(client: &Client, id: u64) -> Result<Session, ClientError> {
+        let sent_at = Instant::now();
+        let response = match client.write(Op::KeepAlive(KeepAlive { session: id })).await {
+            Err(e) if e.command_code() == Some(ErrorCode::SessionNotFound) => {
+                return Err(ClientError::SessionLost { session: id })
+            }
+            result => result?,
+        };
+        let ttl_ms = match response.outcome {
+            Some(Outcome::KeepAlive(kept)) => kept.ttl_ms,
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "keep-alive answered with {other:?}"
+                )))
+            }
+        };
+        tracing::debug!(session = id, ttl_ms, "session resumed");
+        Ok(Session::keep(
+            client,
+            id,
+            Duration::from_millis(ttl_ms),
+            sent_at,
+        ))
+    }
+
+    /// Session `id`, confirmed alive at `confirmed_at`, kept alive from
+    /// now on.
+    fn keep(client: &Client, id: u64, ttl: Duration, confirmed_at: Instant) -> Session {
         let lost = Arc::new(watch::Sender::new(false));
         let keep_alive = tokio::spawn(keep_alive(
             client.clone(),
             id,
-            Duration::from_millis(ttl_ms),
-            sent_at,
+            ttl,
+            confirmed_at,
             lost.clone(),
         ));
-        tracing::debug!(session = id, ttl_ms, "session opened");
-        Ok(Session {
+        Session {
             inner: Arc::new(Inner {
                 client: client.clone(),
                 id,
-                ttl: Duration::from_millis(ttl_ms),
+                ttl,
                 lost,
                 closed: AtomicBool::new(false),
                 keep_alive,
                 lock_gates: std::sync::Mutex::new(HashMap::new()),
                 held: std::sync::Mutex::new(HashMap::new()),
             }),
-        })
+        }
+    }
+
+    /// Stops keeping the session alive without closing it, for this handle
+    /// and every clone (which then count it lost), and returns its id: it
+    /// lives on until its TTL passes, and [`resume`](Session::resume) takes
+    /// it over again, from this process or another. Use it to hand a
+    /// session across a restart, as etcd applications keep a lease id.
+    pub fn detach(self) -> u64 {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.keep_alive.abort();
+        self.inner.lost.send_replace(true);
+        self.inner.id
     }
 
     /// The session's id (the store revision that opened it).
@@ -282,6 +339,23 @@ async fn keep_alive(
                 tracing::debug!(session = id, error = %e, "keep-alive failed; retrying");
                 next_at = Instant::now() + KEEP_ALIVE_RETRY;
             }
+        }
+    }
+}
+
+impl Client {
+    /// Closes session `id`, whoever holds it (etcd's lease revoke): its
+    /// ephemeral keys are deleted, its locks released to their next waiters,
+    /// its elections passed on. Returns whether it was open. A [`Session`]
+    /// that was keeping it alive finds it lost.
+    pub async fn close_session(&self, id: u64) -> Result<bool, ClientError> {
+        match self
+            .write(Op::CloseSession(CloseSession { session: id }))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.command_code() == Some(ErrorCode::SessionNotFound) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }

@@ -402,6 +402,50 @@ pub enum CompareOp {
     Greater = 3,
 }
 
+impl Compare {
+    fn of(key: &[u8], target: CompareTarget, op: CompareOp) -> Compare {
+        Compare {
+            key: key.to_vec(),
+            target: target as i32,
+            op: op as i32,
+            value: Vec::new(),
+            number: 0,
+        }
+    }
+
+    /// `key`'s value `op` `value`, byte-wise (false for an absent key).
+    pub fn value(key: &[u8], op: CompareOp, value: &[u8]) -> Compare {
+        Compare {
+            value: value.to_vec(),
+            ..Compare::of(key, CompareTarget::Value, op)
+        }
+    }
+
+    /// `key`'s version `op` `version` (0: absent).
+    pub fn version(key: &[u8], op: CompareOp, version: u64) -> Compare {
+        Compare {
+            number: version,
+            ..Compare::of(key, CompareTarget::Version, op)
+        }
+    }
+
+    /// `key`'s create revision `op` `revision` (0: absent).
+    pub fn create_revision(key: &[u8], op: CompareOp, revision: u64) -> Compare {
+        Compare {
+            number: revision,
+            ..Compare::of(key, CompareTarget::CreateRevision, op)
+        }
+    }
+
+    /// `key`'s mod revision `op` `revision` (0: absent).
+    pub fn mod_revision(key: &[u8], op: CompareOp, revision: u64) -> Compare {
+        Compare {
+            number: revision,
+            ..Compare::of(key, CompareTarget::ModRevision, op)
+        }
+    }
+}
+
 /// One op of a [`Txn`] branch.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TxnOp {
@@ -422,6 +466,36 @@ pub enum TxnOpKind {
     /// As [`Op::Get`].
     #[prost(message, tag = "3")]
     Get(Get),
+}
+
+impl TxnOp {
+    /// Set `key` to `value`.
+    pub fn put(key: &[u8], value: &[u8]) -> TxnOp {
+        TxnOp {
+            op: Some(TxnOpKind::Put(Put {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                prev_kv: false,
+            })),
+        }
+    }
+
+    /// Delete `key`.
+    pub fn delete(key: &[u8]) -> TxnOp {
+        TxnOp {
+            op: Some(TxnOpKind::Delete(Delete {
+                key: key.to_vec(),
+                prev_kv: false,
+            })),
+        }
+    }
+
+    /// Read `key` (as it is at this point of the branch).
+    pub fn get(key: &[u8]) -> TxnOp {
+        TxnOp {
+            op: Some(TxnOpKind::Get(Get { key: key.to_vec() })),
+        }
+    }
 }
 
 /// Add `delta` to the integer stored under `key`, like Redis `INCRBY`.
