@@ -9,11 +9,15 @@
 //! promise it restarts with (a proposer's messages at ballot b rely on its
 //! own durable promise of b).
 
+use std::collections::BTreeMap;
+
 use prost::Message as _;
-use synod::node::{Answer, AppliedSlot, NodeError, ReadConsistency};
+use synod::node::{Answer, AppliedSlot, Node, NodeError, ReadConsistency};
 use synod_kvstore::membership::{decode_membership_command, membership_command};
-use synod_kvstore::{Get, Op, Request as KvRequest, Snapshot, SnapshotChunk, WalLog};
-use synod_paxos::{Message, NodeId, ReadId, Record, Slot, Storage};
+use synod_kvstore::{
+    Get, Op, Request as KvRequest, SimDisk, SimRedbBackend, Snapshot, SnapshotChunk, WalLog,
+};
+use synod_paxos::{Ballot, Message, NodeId, ReadId, Record, Slot, Storage};
 
 use super::coord::{is_coord, CoordAnswer, CoordReply};
 use super::coord_oracles::{self, ReplicaView};
@@ -503,5 +507,44 @@ fn value_of(commands: &[Vec<u8>]) -> synod_paxos::Value {
             _ => synod_paxos::Value::Commands(commands.to_vec()),
         },
         _ => synod_paxos::Value::Commands(commands.to_vec()),
+    }
+}
+
+/// One simulated machine: its disks survive crashes, the node does not.
+pub(super) struct Machine {
+    /// The acceptor's write-ahead log, while the machine is up...
+    pub(super) log: Option<WalLog<SimDisk>>,
+    /// ...on this disk: what was synced survives a crash, and a crash may
+    /// keep a torn prefix of what was not.
+    pub(super) log_disk: SimDisk,
+    /// The state machine's disk: what was synced survives a crash.
+    pub(super) disk: SimRedbBackend,
+    /// A failed fsync was injected on `disk`: a state machine error then
+    /// stops the node, as it stops `synod start`.
+    pub(super) state_sync_fails: bool,
+    /// The node `synod start` runs, while the machine is up.
+    pub(super) node: Option<Node>,
+    pub(super) incarnation: u64,
+    /// Reads asked of this node: id → (client, attempt tag).
+    pub(super) reads: BTreeMap<ReadId, (usize, u64)>,
+    pub(super) clock_offset_us: u64,
+    pub(super) drift_ppm: i64,
+    /// The ballot the node's leader clocks ran for at the last look.
+    pub(super) leading: Option<Ballot>,
+    /// The coordination state the oracles last saw on this replica.
+    pub(super) view: ReplicaView,
+}
+
+impl Machine {
+    /// The slot the state machine applied through (0 while down).
+    pub(super) fn applied(&self) -> Slot {
+        self.node
+            .as_ref()
+            .map_or(Slot(0), |n| Slot(n.state_machine().applied_index()))
+    }
+
+    /// The state machine's hash (`None` while down or unreadable).
+    pub(super) fn state_hash(&self) -> Option<u64> {
+        self.node.as_ref()?.state_machine().state_hash().ok()
     }
 }

@@ -3,7 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use synod_paxos::Rng;
+use synod_paxos::{Envelope, Message, Rng};
+
+use super::events::Event;
+use super::simulation::Simulation;
+use super::trace::describe;
+use super::workload::Request;
 
 /// How hostile the network and the environment are in one run.
 #[derive(Clone, Copy, Debug)]
@@ -211,5 +216,65 @@ impl Partitions {
     /// Restores every link.
     pub fn heal(&mut self) {
         self.cut.clear();
+    }
+}
+
+/// Delivery: what the simulated network does to each message.
+impl Simulation {
+    pub(super) fn send(&mut self, envelope: Envelope) {
+        if let Message::Prepare { ballot, .. } = envelope.message {
+            self.ballots.insert(ballot.0);
+        }
+        let (from, to) = (envelope.from.0 as usize - 1, envelope.to.0 as usize - 1);
+        if self.partitions.blocks(from, to) {
+            self.note(|| format!("cut    {}", describe(&envelope)));
+            return;
+        }
+        let copies = self.copies();
+        if copies == 0 {
+            self.note(|| format!("lost   {}", describe(&envelope)));
+        }
+        for _ in 0..copies {
+            let delay = self.delay();
+            self.schedule(delay, Event::Deliver(envelope.clone()));
+        }
+    }
+
+    /// How many copies of a message arrive: 0 (lost), 1, or 2 (duplicated).
+    pub(super) fn copies(&mut self) -> usize {
+        if !self.faults_active {
+            return 1;
+        }
+        let mix = self.options.mix;
+        if self.rng.chance(mix.loss_per_mille, 1000) {
+            0
+        } else if self.rng.chance(mix.duplicate_per_mille, 1000) {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Sends a client's request to `node`: lost while faults are active
+    /// (the client's attempt timeout retries it), otherwise delivered after
+    /// a network delay.
+    pub(super) fn send_request(&mut self, node: usize, client: usize, request: Request) {
+        if self.faults_active && self.rng.chance(self.options.mix.loss_per_mille, 1000) {
+            return;
+        }
+        let delay = self.delay();
+        self.schedule(
+            delay,
+            Event::Request {
+                node,
+                client,
+                request,
+            },
+        );
+    }
+
+    pub(super) fn delay(&mut self) -> u64 {
+        let mix = self.options.mix;
+        mix.min_delay_us + self.rng.below(mix.max_delay_us - mix.min_delay_us + 1)
     }
 }
