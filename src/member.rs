@@ -53,11 +53,8 @@ pub enum MemberCommand {
 
 /// Runs `command` against the cluster `cluster` names.
 pub async fn run(cluster: &ClusterFlags, command: MemberCommand) -> anyhow::Result<()> {
-    let config = ClientConfig {
-        endpoints: cluster.node_addrs(),
-        tls: cluster.tls()?,
-        timeout: Duration::from_secs(10),
-    };
+    let config = ClientConfig::from_addrs(cluster.node_addrs(), cluster.tls()?)
+        .timeout(Duration::from_secs(10));
     let client = Client::connect(config).await?;
     match command {
         MemberCommand::List => print_members(&client.members().await?),

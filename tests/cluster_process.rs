@@ -407,7 +407,10 @@ async fn growing_shrinking_and_replacing_nodes_keeps_the_history_linearizable() 
 
     // The members left serve writes, found through any of them.
     let mut config = cluster.client_config();
-    config.endpoints = expected.iter().map(|id| cluster.client_addr(*id)).collect();
+    config.endpoints = expected
+        .iter()
+        .map(|id| cluster.client_addr(*id).into())
+        .collect();
     config.timeout = Duration::from_secs(30);
     let client = Client::connect(config).await.unwrap();
     client

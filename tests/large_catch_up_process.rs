@@ -219,7 +219,7 @@ async fn write_past_compaction(
 /// A client that talks to node `id` alone.
 async fn client_of(cluster: &ProcessCluster, id: u32) -> Client {
     let mut config: ClientConfig = cluster.client_config();
-    config.endpoints = vec![cluster.client_addr(id)];
+    config.endpoints = vec![cluster.client_addr(id).into()];
     config.timeout = Duration::from_secs(30);
     Client::connect(config).await.expect("a client")
 }

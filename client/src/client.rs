@@ -1,7 +1,9 @@
-//! The client: connections, leader tracking, retries, and the key-value
-//! calls.
+//! The client: leader tracking, retries, and the key-value calls.
+//!
+//! Connections are [`crate::connections`]'s; a call goes to the leader
+//! last seen, else round the endpoints, follows redirects, and gives up on
+//! its timeout, or at once when every endpoint refused TLS with it.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -9,43 +11,122 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message as _;
-use synod_net::tls::TlsIdentity;
-use synod_net::{ClientConnection, ClientResponse, ErrorCode, Outcome as FrameOutcome};
+use synod_net::tls::{is_valid_server_name, TlsIdentity};
+use synod_net::{ClientResponse, ErrorCode, Outcome as FrameOutcome};
 use synod_wire::proto::api::api_response::Result as ApiResult;
 use synod_wire::proto::api::{api_request::Call, ApiRequest, ApiResponse, KvCall};
 use synod_wire::{DeleteRange, Get, KeyValue, Op, Outcome, Request, Response, Scan};
 use tokio::time::Instant;
 
-use crate::error::ClientError;
+use crate::connections::{Connections, Failure, Target};
+use crate::endpoint::{Endpoint, IntoEndpoint};
+use crate::error::{ClientError, TlsError};
 use crate::options::WriteOptions;
 
+/// The timeout of a call unless the configuration says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a [`Client`] reaches the cluster.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), synod_client::ClientError> {
+/// use std::path::Path;
+/// use std::time::Duration;
+/// use synod_client::ClientConfig;
+/// let config = ClientConfig::new(
+///     ["db-1.internal:7401", "db-2.internal:7401", "10.0.0.7:7401"],
+///     Path::new("certs/ca.pem"),
+///     Path::new("certs/client-app.pem"),
+///     Path::new("certs/client-app.key"),
+/// )?
+/// .timeout(Duration::from_secs(5));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// Client addresses of the nodes (any subset; the leader is found).
-    pub endpoints: Vec<SocketAddr>,
+    /// Client addresses of the nodes (any subset; the leader is found): IP
+    /// addresses or DNS names, each resolved again whenever it is dialed.
+    pub endpoints: Vec<Endpoint>,
     /// The cluster CA and this client's certificate and key.
     pub tls: TlsIdentity,
     /// How long one call may take, retries included.
     pub timeout: Duration,
+    /// The name every endpoint's certificate must carry; `None`: each
+    /// endpoint's host (its DNS name, or its IP address). A leader reached
+    /// through a redirect is checked against `node-<id>` instead, the name
+    /// every node certificate carries.
+    pub server_name: Option<String>,
 }
 
 impl ClientConfig {
-    /// The nodes at `endpoints`, with the CA and client certificate in PEM
-    /// files, and a 10 s timeout.
+    /// The nodes at `endpoints` (`host:port` text, [`Endpoint`]s or
+    /// [`SocketAddr`]s), with the CA and client certificate in PEM files,
+    /// and a 10 s timeout.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidEndpoint`] for an endpoint that does not parse;
+    /// [`ClientError::Setup`] if a file cannot be read or holds no usable
+    /// certificate or key.
     pub fn new(
-        endpoints: Vec<SocketAddr>,
+        endpoints: impl IntoIterator<Item = impl IntoEndpoint>,
         ca: &Path,
         cert: &Path,
         key: &Path,
     ) -> Result<ClientConfig, ClientError> {
         let tls = TlsIdentity::from_pem_files(ca, cert, key)
             .map_err(|e| ClientError::Setup(e.to_string()))?;
+        ClientConfig::with_identity(endpoints, tls)
+    }
+
+    /// The nodes at `endpoints` (`host:port` text, [`Endpoint`]s or
+    /// [`SocketAddr`]s), with `tls`, and a 10 s timeout.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidEndpoint`] for an endpoint that does not parse.
+    pub fn with_identity(
+        endpoints: impl IntoIterator<Item = impl IntoEndpoint>,
+        tls: TlsIdentity,
+    ) -> Result<ClientConfig, ClientError> {
+        let endpoints = endpoints
+            .into_iter()
+            .map(IntoEndpoint::into_endpoint)
+            .collect::<Result<_, _>>()?;
         Ok(ClientConfig {
             endpoints,
             tls,
-            timeout: Duration::from_secs(10),
+            timeout: DEFAULT_TIMEOUT,
+            server_name: None,
         })
+    }
+
+    /// The nodes at the socket addresses `addrs`, with `tls`, and a 10 s
+    /// timeout. Each node's certificate must name its IP address (unless
+    /// [`server_name`](ClientConfig::server_name) says otherwise).
+    pub fn from_addrs(
+        addrs: impl IntoIterator<Item = SocketAddr>,
+        tls: TlsIdentity,
+    ) -> ClientConfig {
+        ClientConfig {
+            endpoints: addrs.into_iter().map(Endpoint::from).collect(),
+            tls,
+            timeout: DEFAULT_TIMEOUT,
+            server_name: None,
+        }
+    }
+
+    /// With calls taking at most `timeout`, retries included.
+    pub fn timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.timeout = timeout;
+        self
+    }
+
+    /// With `server_name` as the name every endpoint's certificate must
+    /// carry (`None`: each endpoint's host). For example `node-1` to dial
+    /// node 1 by an address its certificate does not name, or a name issued
+    /// to every node (`synod cert node --name`).
+    pub fn server_name(mut self, server_name: Option<String>) -> ClientConfig {
+        self.server_name = server_name;
+        self
     }
 
     /// The cluster `synod dev --data-dir DIR --base-port P` runs.
@@ -54,9 +135,7 @@ impl ClientConfig {
         base_port: u16,
     ) -> Result<ClientConfig, ClientError> {
         let certs = dir.as_ref().join("certs");
-        let endpoints = (0..3)
-            .map(|i| SocketAddr::from(([127, 0, 0, 1], base_port + 10 * i + 1)))
-            .collect();
+        let endpoints = (0..3).map(|i| SocketAddr::from(([127, 0, 0, 1], base_port + 10 * i + 1)));
         ClientConfig::new(
             endpoints,
             &certs.join("ca.pem"),
@@ -68,6 +147,10 @@ impl ClientConfig {
 
 /// A connection to a Synod cluster. Cheap to clone; clones share
 /// connections. Safe to use from many tasks at once.
+///
+/// Dropping the last clone drops the connections (each node sees its
+/// connection close); [`close`](Client::close) does so gracefully and waits
+/// until the nodes were told.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -78,19 +161,16 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("endpoints", &self.inner.config.endpoints)
             .field("leader", &*self.inner.leader.lock().expect("leader lock"))
+            .field("closed", &self.inner.connections.is_closed())
             .finish_non_exhaustive()
     }
 }
 
 struct Inner {
     config: ClientConfig,
-    connections: Mutex<HashMap<SocketAddr, Arc<ClientConnection>>>,
-    /// One gate per node, held while dialing it: many tasks that find no
-    /// connection at once wait for one handshake instead of each making
-    /// their own (256 concurrent mutual-TLS handshakes took a second).
-    dialing: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
-    /// Where the leader was last seen.
-    leader: Mutex<Option<SocketAddr>>,
+    connections: Connections,
+    /// Where the leader was last seen (a [`Target::Leader`]).
+    leader: Mutex<Option<Target>>,
     /// Exactly-once identities not in use by a call: `(client id, next
     /// seq)`. The state machine remembers one request per client id, so
     /// every concurrent write borrows its own id.
@@ -113,15 +193,36 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 impl Client {
     /// A client for the cluster in `config`. Connects lazily; fails only on
     /// a configuration that cannot work.
+    ///
+    /// # Errors
+    /// [`ClientError::Setup`] if there is no endpoint, or a server name
+    /// (the override or an endpoint's host) cannot be one.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         if config.endpoints.is_empty() {
             return Err(ClientError::Setup("no endpoints given".into()));
         }
+        let bad = match &config.server_name {
+            Some(name) => Some(name.clone()).filter(|name| !is_valid_server_name(name)),
+            None => config
+                .endpoints
+                .iter()
+                .map(Endpoint::server_name)
+                .find(|name| !is_valid_server_name(name)),
+        };
+        if let Some(bad) = bad {
+            return Err(ClientError::Setup(format!(
+                "`{bad}` cannot be a TLS server name"
+            )));
+        }
+        let connections = Connections::new(
+            config.endpoints.clone(),
+            config.server_name.clone(),
+            config.tls.clone(),
+        );
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
-                connections: Mutex::new(HashMap::new()),
-                dialing: Mutex::new(HashMap::new()),
+                connections,
                 leader: Mutex::new(None),
                 idle_ids: Mutex::new(Vec::new()),
                 cursor: AtomicUsize::new(0),
@@ -257,7 +358,8 @@ impl Client {
         // A timed-out write may still be applied later under this (id,
         // seq): never reuse the id then; nor one the state machine forgot.
         let reusable = match &result {
-            Err(ClientError::Timeout) => false,
+            // A TLS refusal applied nothing, but costs nothing to be sure of.
+            Err(ClientError::Timeout | ClientError::Closed | ClientError::Tls(_)) => false,
             Ok(response) => !is_unknown_client(response),
             Err(_) => true,
         };
@@ -329,10 +431,35 @@ impl Client {
         }
     }
 
+    /// Closes every connection gracefully and waits until each node was
+    /// told. Calls in flight and every later call, from any clone, fail
+    /// with [`ClientError::Closed`] (a write in flight may or may not have
+    /// been applied). Closing again does nothing.
+    pub async fn close(&self) {
+        self.inner.connections.close().await;
+    }
+
+    /// Whether [`close`](Client::close) was called on this client or a
+    /// clone.
+    pub fn is_closed(&self) -> bool {
+        self.inner.connections.is_closed()
+    }
+
+    /// The configured endpoints, in order.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.inner.config.endpoints
+    }
+
     /// Sends `call` until a node serves it or `timeout` (plus `wait`)
     /// passes: to the known leader first, following redirects, then around
     /// the endpoints. `wait` is how long the node may hold the call before
     /// answering (a long poll); each attempt gets that much longer.
+    ///
+    /// Gives up early with [`ClientError::Tls`] once every endpoint refused
+    /// TLS during this call (or a redirect names a leader that did), unless
+    /// a try may have been applied (then the caller must learn so, from
+    /// [`ClientError::Timeout`]); and with [`ClientError::Closed`] once the
+    /// client is closed.
     pub(crate) async fn call_api(
         &self,
         call: Call,
@@ -341,39 +468,41 @@ impl Client {
     ) -> Result<ApiResult, ClientError> {
         let payload = ApiRequest { call: Some(call) }.encode_to_vec();
         let deadline = Instant::now() + timeout + wait;
-        let endpoints = &self.inner.config.endpoints;
+        let mut tries = Tries::new(self.inner.config.endpoints.len());
         loop {
-            let cursor = self.inner.cursor.load(Ordering::Relaxed);
-            let target = self
-                .inner
-                .leader
-                .lock()
-                .expect("leader lock")
-                .unwrap_or(endpoints[cursor % endpoints.len()]);
+            if self.is_closed() {
+                return Err(ClientError::Closed);
+            }
+            let (cursor, target) = self.next_target();
             let attempt = tokio::time::timeout_at(
                 deadline.min(Instant::now() + ATTEMPT_TIMEOUT + wait),
                 self.attempt(target, payload.clone()),
             )
             .await;
-            match attempt {
+            let failure = match attempt {
                 Ok(Ok(Attempt::Served(response))) => return Ok(response),
                 Ok(Ok(Attempt::Refused(message))) => return Err(ClientError::BadRequest(message)),
-                Ok(Ok(Attempt::Redirect(Some(leader)))) => {
-                    *self.inner.leader.lock().expect("leader lock") = Some(leader);
-                    continue;
-                }
-                Ok(Ok(Attempt::Redirect(None))) | Ok(Err(())) | Err(_) => {
-                    self.forget(target).await;
-                    if endpoints[cursor % endpoints.len()] == target {
-                        let next = cursor.wrapping_add(1);
-                        let _ = self.inner.cursor.compare_exchange(
-                            cursor,
-                            next,
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
+                Ok(Ok(Attempt::Redirect(not_leader))) => {
+                    tries.uncertain |= not_leader.outcome_unknown;
+                    if let Some(leader) = not_leader.leader {
+                        if let Some(refused) = tries.refused_tls(leader) {
+                            return Err(ClientError::Tls(refused.clone()));
+                        }
+                        *self.inner.leader.lock().expect("leader lock") = Some(leader);
+                        continue;
                     }
+                    None
                 }
+                Ok(Ok(Attempt::Unavailable(_))) => {
+                    // It may have dropped the request after proposing it.
+                    tries.uncertain = true;
+                    None
+                }
+                Ok(Err(failure)) => Some(failure),
+                Err(_) => Some(Failure::Unreachable("no answer in time".into())),
+            };
+            if let Some(give_up) = self.failed(&mut tries, cursor, target, failure) {
+                return Err(give_up);
             }
             if Instant::now() + RETRY_PAUSE >= deadline {
                 return Err(ClientError::Timeout);
@@ -382,61 +511,73 @@ impl Client {
         }
     }
 
-    /// One try at one node.
-    async fn attempt(&self, target: SocketAddr, payload: Vec<u8>) -> Result<Attempt, ()> {
-        let connection = self.connection(target).await.map_err(|_| ())?;
-        let response = connection.request(payload).await.map_err(|_| ())?;
-        Ok(classify(response))
+    /// Where the next try goes: the leader last seen, else the endpoint at
+    /// the shared cursor; with the cursor it was chosen at.
+    fn next_target(&self) -> (usize, Target) {
+        let cursor = self.inner.cursor.load(Ordering::Relaxed);
+        let endpoint = Target::Endpoint(cursor % self.inner.config.endpoints.len());
+        let leader = *self.inner.leader.lock().expect("leader lock");
+        (cursor, leader.unwrap_or(endpoint))
     }
 
-    async fn connection(&self, target: SocketAddr) -> Result<Arc<ClientConnection>, ClientError> {
-        if let Some(existing) = self.existing_connection(target) {
-            return Ok(existing);
+    /// Takes note that a try at `target` (chosen at `cursor`) failed, as
+    /// `failure` says (`None`: the node answered it could not serve): the
+    /// next try goes
+    /// elsewhere. Returns the error to give up with, if the call should:
+    /// the client is closed, or every endpoint refused TLS during the call
+    /// and no try may have been applied.
+    fn failed(
+        &self,
+        tries: &mut Tries,
+        cursor: usize,
+        target: Target,
+        failure: Option<Failure>,
+    ) -> Option<ClientError> {
+        self.forget(target);
+        self.move_past(cursor, target);
+        match failure {
+            Some(Failure::Closed) => Some(ClientError::Closed),
+            Some(Failure::Tls(refused)) => tries.tls_refused(target, refused),
+            // Sent, perhaps, and unanswered: it may be applied.
+            Some(Failure::Unreachable(_)) => {
+                tries.uncertain = true;
+                None
+            }
+            None => None,
         }
-        // Dial under this node's gate only: a node that does not answer
-        // must not hold up calls to the others.
-        let gate = self
-            .inner
-            .dialing
-            .lock()
-            .expect("dialing lock")
-            .entry(target)
-            .or_default()
-            .clone();
-        let _dialing = gate.lock().await;
-        if let Some(dialed_meanwhile) = self.existing_connection(target) {
-            return Ok(dialed_meanwhile);
+    }
+
+    /// Moves the shared cursor on from `cursor` if `target` is the endpoint
+    /// there (and no other call moved it meanwhile).
+    fn move_past(&self, cursor: usize, target: Target) {
+        if target == Target::Endpoint(cursor % self.inner.config.endpoints.len()) {
+            let _ = self.inner.cursor.compare_exchange(
+                cursor,
+                cursor.wrapping_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
-        let fresh = Arc::new(
-            ClientConnection::connect(target, &self.inner.config.tls)
-                .await
-                .map_err(|e| ClientError::Setup(e.to_string()))?,
-        );
-        self.inner
-            .connections
-            .lock()
-            .expect("connections lock")
-            .insert(target, fresh.clone());
-        Ok(fresh)
     }
 
-    fn existing_connection(&self, target: SocketAddr) -> Option<Arc<ClientConnection>> {
-        self.inner
-            .connections
-            .lock()
-            .expect("connections lock")
-            .get(&target)
-            .cloned()
+    /// One try at one target: dial it if need be, send `payload`, and say
+    /// what the answer means.
+    pub(crate) async fn attempt(
+        &self,
+        target: Target,
+        payload: Vec<u8>,
+    ) -> Result<Attempt, Failure> {
+        let dialed = self.inner.connections.get(target).await?;
+        match dialed.conn.request(payload).await {
+            Ok(response) => Ok(classify(response)),
+            Err(e) => Err(dialed.failure(&e, self.is_closed())),
+        }
     }
 
-    /// Drops a node that failed us, so the next try reconnects or goes
+    /// Drops a target that failed us, so the next try reconnects or goes
     /// elsewhere.
-    async fn forget(&self, target: SocketAddr) {
-        self.inner
-            .connections
-            .lock()
-            .expect("connections lock")
-            .remove(&target);
+    pub(crate) fn forget(&self, target: Target) {
+        self.inner.connections.forget(target);
         let mut leader = self.inner.leader.lock().expect("leader lock");
         if *leader == Some(target) {
             *leader = None;
@@ -444,17 +585,79 @@ impl Client {
     }
 }
 
+/// What the tries of one call have learned: the targets that refused TLS
+/// (it gives up once every endpoint did, or when a redirect names a leader
+/// that did), and whether some try may have been applied (then it never
+/// gives up that way: a write's caller must learn its effect is unknown).
+struct Tries {
+    /// Per endpoint, whether it refused.
+    tls_endpoints: Vec<bool>,
+    /// Leaders (reached through redirects) that refused, and how.
+    tls_leaders: Vec<(SocketAddr, TlsError)>,
+    /// Some try went unanswered, or was answered "outcome unknown". Never
+    /// unset.
+    uncertain: bool,
+}
+
+impl Tries {
+    fn new(endpoints: usize) -> Tries {
+        Tries {
+            tls_endpoints: vec![false; endpoints],
+            tls_leaders: Vec::new(),
+            uncertain: false,
+        }
+    }
+
+    /// Notes that `target` refused TLS as `refused` says; the error to give
+    /// up with if every endpoint has now and no try may have been applied.
+    fn tls_refused(&mut self, target: Target, refused: TlsError) -> Option<ClientError> {
+        match target {
+            Target::Endpoint(i) => self.tls_endpoints[i] = true,
+            Target::Leader { addr, .. } => self.tls_leaders.push((addr, refused.clone())),
+        }
+        let every = self.tls_endpoints.iter().all(|refused| *refused);
+        (every && !self.uncertain).then_some(ClientError::Tls(refused))
+    }
+
+    /// How `leader` refused TLS during this call, if it did and no try may
+    /// have been applied.
+    fn refused_tls(&self, leader: Target) -> Option<&TlsError> {
+        let Target::Leader { addr, .. } = leader else {
+            return None;
+        };
+        if self.uncertain {
+            return None;
+        }
+        self.tls_leaders
+            .iter()
+            .find(|(refused, _)| *refused == addr)
+            .map(|(_, e)| e)
+    }
+}
+
 /// What one attempt learned.
-enum Attempt {
+pub(crate) enum Attempt {
     /// The node served the call.
     Served(ApiResult),
     /// The request itself is bad; retrying will not help.
     Refused(String),
-    /// Not the leader; the leader's address, if the node knows it.
-    Redirect(Option<SocketAddr>),
+    /// Not the leader.
+    Redirect(NotLeader),
+    /// The node could not serve now (overloaded, shutting down...): why.
+    Unavailable(String),
 }
 
-fn classify(response: ClientResponse) -> Attempt {
+/// A node's "not the leader" answer.
+pub(crate) struct NotLeader {
+    /// The leader (a [`Target::Leader`]), if the node knows it.
+    pub leader: Option<Target>,
+    /// The node stopped leading after proposing the request: it may be
+    /// applied all the same.
+    pub outcome_unknown: bool,
+}
+
+/// What `response` means for the call that got it.
+pub(crate) fn classify(response: ClientResponse) -> Attempt {
     match response.outcome {
         Some(FrameOutcome::Payload(payload)) => match ApiResponse::decode(payload.as_slice()) {
             Ok(ApiResponse {
@@ -463,13 +666,20 @@ fn classify(response: ClientResponse) -> Attempt {
             _ => Attempt::Refused("the node answered something other than a response".into()),
         },
         Some(FrameOutcome::Error(error)) => match error.code() {
-            ErrorCode::NotLeader => {
-                Attempt::Redirect(error.leader_hint.and_then(|hint| hint.address.parse().ok()))
-            }
+            ErrorCode::NotLeader => Attempt::Redirect(NotLeader {
+                leader: error.leader_hint.and_then(|hint| {
+                    let addr = hint.address.parse().ok()?;
+                    Some(Target::Leader {
+                        addr,
+                        node: hint.node_id,
+                    })
+                }),
+                outcome_unknown: error.outcome_unknown,
+            }),
             ErrorCode::BadRequest | ErrorCode::TooLarge => Attempt::Refused(error.message),
-            _ => Attempt::Redirect(None),
+            code => Attempt::Unavailable(format!("{code:?}: {}", error.message)),
         },
-        None => Attempt::Redirect(None),
+        None => Attempt::Unavailable("an empty answer".into()),
     }
 }
 

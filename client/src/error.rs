@@ -1,6 +1,11 @@
 //! What can go wrong with a call.
 
+use std::net::SocketAddr;
+
+use synod_net::tls::TlsFailure;
 use synod_wire::ErrorCode as CommandErrorCode;
+
+use crate::endpoint::InvalidEndpoint;
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -24,6 +29,24 @@ pub enum ClientError {
     /// The client could not be set up (no endpoints, bad certificates).
     #[error("client setup failed: {0}")]
     Setup(String),
+    /// An endpoint is not `host:port` with an IP address or a DNS name.
+    #[error(transparent)]
+    InvalidEndpoint(#[from] InvalidEndpoint),
+    /// Every configured endpoint refused TLS with this client, or this
+    /// client refused theirs, or the leader a redirect named did (the last
+    /// refusal is given): a certificate from another CA, a node certificate
+    /// that does not name the server name dialed, an untrusted CA. Retrying
+    /// does not help; the call was applied nowhere.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A node could not be reached or could not serve (only from
+    /// [`Client::status`](crate::Client::status), which asks each node once).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The client was [closed](crate::Client::close). A write in flight
+    /// when it was may or may not have been applied.
+    #[error("the client is closed")]
+    Closed,
     /// The node answered something this client does not understand.
     #[error("unexpected answer: {0}")]
     Protocol(String),
@@ -58,4 +81,17 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// A TLS handshake with one node that failed: who refused what, with
+/// rustls's reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("TLS with {addr} (as `{server_name}`) failed: {failure}")]
+pub struct TlsError {
+    /// The address dialed.
+    pub addr: SocketAddr,
+    /// The name the node's certificate was expected to carry.
+    pub server_name: String,
+    /// Which side refused, the TLS alert, and rustls's reason.
+    pub failure: TlsFailure,
 }

@@ -18,6 +18,45 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Connections
+//! - Endpoints are `host:port`, the host an IP address or a DNS name
+//!   ([`Endpoint`]; [`ClientConfig::new`] takes text, endpoints or socket
+//!   addresses). A DNS name is resolved whenever it is dialed, every
+//!   address it resolves to tried at once, so a node that moved is found.
+//! - Each node's certificate must name the host it is dialed by, or the
+//!   name [`ClientConfig::server_name`] sets for every endpoint; a leader
+//!   found through a redirect must carry `node-<id>`, as every node
+//!   certificate does.
+//! - A TLS mistake (a client certificate from another CA, a node
+//!   certificate that does not name the host, an untrusted CA) fails the
+//!   call at once with [`ClientError::Tls`] and rustls's reason, once every
+//!   endpoint refused, rather than being retried until the timeout.
+//! - [`Client::status`] asks every endpoint's node for its role, leader,
+//!   commit and applied index and revision; [`Client::close`] closes the
+//!   connections gracefully, after which calls fail with
+//!   [`ClientError::Closed`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), synod_client::ClientError> {
+//! use std::path::Path;
+//! use synod_client::{Client, ClientConfig};
+//! let config = ClientConfig::new(
+//!     ["db-1.internal:7401", "db-2.internal:7401", "db-3.internal:7401"],
+//!     Path::new("certs/ca.pem"),
+//!     Path::new("certs/client-app.pem"),
+//!     Path::new("certs/client-app.key"),
+//! )?;
+//! let client = Client::connect(config).await?;
+//! for node in client.status().await? {
+//!     match node.status {
+//!         Ok(s) => println!("{}: node {} {:?}, leader {:?}", node.endpoint, s.id, s.role, s.leader),
+//!         Err(e) => println!("{}: {e}", node.endpoint),
+//!     }
+//! }
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+//!
 //! # Coordination
 //! - [`Session`]: a TTL kept alive in the background; locks, elections and
 //!   ephemeral keys belong to one and end with it. The cluster's leader
@@ -53,7 +92,9 @@
 #![warn(missing_docs)]
 
 mod client;
+mod connections;
 mod election;
+mod endpoint;
 mod error;
 mod fenced;
 mod members;
@@ -61,19 +102,22 @@ mod mutex;
 mod options;
 mod range;
 mod session;
+mod status;
 mod txn;
 mod undo;
 mod watch;
 
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, DEFAULT_TIMEOUT};
 pub use election::{Election, Observer};
-pub use error::ClientError;
+pub use endpoint::{Endpoint, IntoEndpoint, InvalidEndpoint};
+pub use error::{ClientError, TlsError};
 pub use fenced::Fenced;
 pub use members::{Member, Members};
 pub use mutex::{FencingToken, Mutex};
 pub use options::WriteOptions;
 pub use range::{Range, RangePage, RangePages};
 pub use session::Session;
+pub use status::{EndpointStatus, NodeRole, NodeStatus};
 pub use synod_wire::{
     Compare, CompareOp, CompareTarget, ErrorCode, Event, EventFilter, EventKind, EventSpace,
     KeyValue, LeaderInfo, LockHolderResponse, Op, Response, TxnOp, TxnOpResponse, TxnOutcome,

@@ -48,11 +48,13 @@ async fn concurrent_first_calls_share_one_connection() {
         }
     });
 
-    let client = Client::connect(ClientConfig {
-        endpoints: vec![handle.local_addr().unwrap()],
-        tls: ca.issue_client("app").unwrap().identity(&ca).unwrap(),
-        timeout: Duration::from_secs(10),
-    })
+    let client = Client::connect(
+        ClientConfig::from_addrs(
+            [handle.local_addr().unwrap()],
+            ca.issue_client("app").unwrap().identity(&ca).unwrap(),
+        )
+        .timeout(Duration::from_secs(10)),
+    )
     .await
     .unwrap();
     let mut calls = tokio::task::JoinSet::new();

@@ -43,6 +43,10 @@ impl ClientConnection {
 
     /// Connects to the node at `addr`, expecting its certificate to name
     /// `server_name` (e.g. `node-3` or a host name).
+    ///
+    /// A handshake refused by either side, here or on the first request
+    /// (see [`connect`](ClientConnection::connect)), is told apart from a
+    /// lost or unreachable node by [`TlsFailure::of`](crate::tls::TlsFailure::of).
     pub async fn connect_with_name(
         addr: SocketAddr,
         server_name: &str,
@@ -141,7 +145,8 @@ impl ClientConnection {
     }
 
     /// Closes the connection and waits until the other side was told.
-    pub async fn close(self) {
+    /// Requests still in flight on it fail; later ones fail at once.
+    pub async fn close(&self) {
         self.conn.close(0u32.into(), b"client closed");
         self.endpoint.wait_idle().await;
     }

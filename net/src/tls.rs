@@ -122,6 +122,102 @@ pub fn peer_node_id(conn: &quinn::Connection) -> Result<NodeId, NetError> {
     node_id_of_cert(leaf)
 }
 
+/// Which side of a TLS handshake refused it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlsRefuser {
+    /// This side: it refused the other side's certificate (an untrusted CA,
+    /// a certificate that does not name the server name dialed) or settings.
+    Local,
+    /// The other side: it refused this side's certificate or settings (a
+    /// client certificate from another CA, no common ALPN protocol).
+    Remote,
+}
+
+/// A TLS handshake that failed because one side refused the other's
+/// certificate or settings, read off a QUIC connection error.
+///
+/// Unlike a lost or unreachable peer, this does not go away by retrying:
+/// the certificates, the CA or the server name must change. quinn keeps
+/// rustls's reason as text only, so that is what [`reason`](TlsFailure::reason)
+/// holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFailure {
+    /// Which side refused.
+    pub refused_by: TlsRefuser,
+    /// The TLS alert the refusing side sent (`UnknownCA`, `BadCertificate`,
+    /// ...), if it sent one.
+    pub alert: Option<rustls::AlertDescription>,
+    /// rustls's reason as text, e.g. `invalid peer certificate:
+    /// UnknownIssuer` (for [`TlsRefuser::Remote`], whatever the peer put in
+    /// its close frame; may be empty).
+    pub reason: String,
+}
+
+impl TlsFailure {
+    /// The TLS refusal `err` reports, or `None` for any other failure.
+    ///
+    /// QUIC carries a TLS alert as a transport error code `0x100 + alert`
+    /// (RFC 9001, section 4.8): raised locally as a transport error, or
+    /// received in the peer's `CONNECTION_CLOSE`. A local rustls error
+    /// without an alert becomes quinn's `PROTOCOL_VIOLATION` with a reason
+    /// starting `TLS error:`, which counts too.
+    pub fn of(err: &NetError) -> Option<TlsFailure> {
+        let NetError::Connection(err) = err else {
+            return None;
+        };
+        let alert_of = |code: quinn::TransportErrorCode| {
+            let code = u64::from(code);
+            (0x100..0x200)
+                .contains(&code)
+                .then(|| rustls::AlertDescription::from(code as u8))
+        };
+        match err {
+            quinn::ConnectionError::TransportError(local) => {
+                let alert = alert_of(local.code);
+                let tls_text = local.code == quinn::TransportErrorCode::PROTOCOL_VIOLATION
+                    && local.reason.starts_with("TLS error:");
+                (alert.is_some() || tls_text).then(|| TlsFailure {
+                    refused_by: TlsRefuser::Local,
+                    alert,
+                    reason: local.reason.clone(),
+                })
+            }
+            quinn::ConnectionError::ConnectionClosed(remote) => {
+                alert_of(remote.error_code).map(|alert| TlsFailure {
+                    refused_by: TlsRefuser::Remote,
+                    alert: Some(alert),
+                    reason: String::from_utf8_lossy(&remote.reason).into_owned(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.refused_by {
+            TlsRefuser::Local => "this side refused the peer's certificate or settings",
+            TlsRefuser::Remote => "the peer refused our certificate or settings",
+        })?;
+        if let Some(alert) = self.alert {
+            write!(f, " (TLS alert {alert:?})")?;
+        }
+        if !self.reason.is_empty() {
+            write!(f, ": {}", self.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TlsFailure {}
+
+/// Whether `name` can be dialed as a TLS server name: a DNS name or an IP
+/// address in text.
+pub fn is_valid_server_name(name: &str) -> bool {
+    rustls::pki_types::ServerName::try_from(name).is_ok()
+}
+
 /// The cluster CA, and this node's (or client's) certificate and key.
 ///
 /// Holds the private key in memory; cloning copies the DER bytes.

@@ -129,11 +129,8 @@ impl Backend {
         let mut endpoints: Vec<std::net::SocketAddr> =
             self.client_addrs.all().into_values().collect();
         endpoints.sort();
-        let config = synod_client::ClientConfig {
-            endpoints,
-            tls: self.tls.clone(),
-            timeout: self.deadline,
-        };
+        let config = synod_client::ClientConfig::from_addrs(endpoints, self.tls.clone())
+            .timeout(self.deadline);
         synod_client::Client::connect(config)
             .await
             .map_err(|e| CallError::Internal(e.to_string()))
