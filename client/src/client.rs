@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 use synod_net::tls::{is_valid_server_name, TlsIdentity};
-use synod_net::{ClientResponse, ErrorCode, Outcome as FrameOutcome};
+use synod_net::{ClientResponse, ErrorCode, Outcome as FrameOutcome, ResponseFrames};
 use synod_wire::proto::api::api_response::Result as ApiResult;
 use synod_wire::proto::api::{api_request::Call, ApiRequest, ApiResponse, KvCall};
 use synod_wire::{DeleteRange, Get, KeyValue, Op, Outcome, Request, Response, Scan};
@@ -511,6 +511,51 @@ impl Client {
         }
     }
 
+    /// Sends `call` as a request answered by a server stream, to the known
+    /// leader first, else around the endpoints, until a node takes it or
+    /// `deadline` passes; returns whom it went to and the stream. Gives up
+    /// early as [`call_api`](Client::call_api) does.
+    pub(crate) async fn open_stream(
+        &self,
+        call: Call,
+        deadline: Instant,
+    ) -> Result<(Target, ResponseFrames), ClientError> {
+        let payload = ApiRequest { call: Some(call) }.encode_to_vec();
+        let mut tries = Tries::new(self.inner.config.endpoints.len());
+        loop {
+            if self.is_closed() {
+                return Err(ClientError::Closed);
+            }
+            let (cursor, target) = self.next_target();
+            let opened = tokio::time::timeout_at(
+                deadline.min(Instant::now() + ATTEMPT_TIMEOUT),
+                self.open_at(target, payload.clone()),
+            )
+            .await;
+            let failure = match opened {
+                Ok(Ok(frames)) => return Ok((target, frames)),
+                Ok(Err(failure)) => failure,
+                Err(_) => Failure::Unreachable("no answer in time".into()),
+            };
+            if let Some(give_up) = self.failed(&mut tries, cursor, target, Some(failure)) {
+                return Err(give_up);
+            }
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(ClientError::Timeout);
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Drops `target` after it failed a caller that does not go through
+    /// [`call_api`](Client::call_api) (a broken stream): the next try
+    /// reconnects or goes to the next endpoint.
+    pub(crate) fn pass_over(&self, target: Target) {
+        let cursor = self.inner.cursor.load(Ordering::Relaxed);
+        self.forget(target);
+        self.move_past(cursor, target);
+    }
+
     /// Where the next try goes: the leader last seen, else the endpoint at
     /// the shared cursor; with the cursor it was chosen at.
     fn next_target(&self) -> (usize, Target) {
@@ -558,6 +603,16 @@ impl Client {
                 Ordering::Relaxed,
             );
         }
+    }
+
+    /// Opens a server stream for `payload` at `target`, dialing if need be.
+    async fn open_at(&self, target: Target, payload: Vec<u8>) -> Result<ResponseFrames, Failure> {
+        let dialed = self.inner.connections.get(target).await?;
+        dialed
+            .conn
+            .request_stream(payload)
+            .await
+            .map_err(|e| dialed.failure(&e, self.is_closed()))
     }
 
     /// One try at one target: dial it if need be, send `payload`, and say
