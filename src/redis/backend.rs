@@ -3,20 +3,18 @@
 //! over QUIC, retried across leader changes under the same
 //! `(client_id, seq)` so that a write applies once.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use synod_kvstore::{Request, Response};
-use synod_net::tls::{node_name, TlsIdentity};
-use synod_net::{ClientConnection, ErrorCode, Outcome};
+use synod_net::tls::TlsIdentity;
+use synod_net::{ErrorCode, Outcome};
 use synod_paxos::NodeId;
 use synod_wire::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, KvCall};
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::links::NodeLinks;
 use crate::members::ClientAddrs;
 use crate::node::{NodeError, NodeHandle, NodeStatus, ReadConsistency};
 
@@ -83,7 +81,7 @@ pub struct Backend {
     me: NodeId,
     client_addrs: ClientAddrs,
     tls: TlsIdentity,
-    links: Mutex<HashMap<NodeId, Arc<ClientConnection>>>,
+    links: NodeLinks,
     /// How long one call is retried in all.
     deadline: Duration,
 }
@@ -102,9 +100,9 @@ impl Backend {
         Backend {
             node,
             me,
+            links: NodeLinks::new(client_addrs.clone(), tls.clone()),
             client_addrs,
             tls,
-            links: Mutex::new(HashMap::new()),
             deadline,
         }
     }
@@ -243,7 +241,7 @@ impl Backend {
             })),
         }
         .encode_to_vec();
-        let link = match self.link(to, attempt_deadline(deadline)).await {
+        let link = match self.links.get(to, attempt_deadline(deadline)).await {
             Ok(link) => link,
             Err(reason) => return Attempt::Retry(reason),
         };
@@ -256,7 +254,7 @@ impl Backend {
             }
             Ok(Err(e)) => {
                 *reached = Reached::Maybe;
-                self.links.lock().await.remove(&to);
+                self.links.forget(to);
                 return Attempt::Retry(format!("node {}: {e}", to.0));
             }
             Ok(Ok(response)) => response,
@@ -287,34 +285,6 @@ impl Backend {
             }
             None => Attempt::Fail(CallError::Internal("empty response".into())),
         }
-    }
-
-    /// The cached connection to `to`, opened if missing by `until`. The
-    /// table is not locked while dialing, so a slow dial to one node holds
-    /// up no call to another.
-    async fn link(&self, to: NodeId, until: Instant) -> Result<Arc<ClientConnection>, String> {
-        let cached = match tokio::time::timeout_at(until, self.links.lock()).await {
-            Err(_) => return Err("timed out waiting for the connection table".into()),
-            Ok(links) => links.get(&to).cloned(),
-        };
-        if let Some(link) = cached {
-            if link.connection().close_reason().is_none() {
-                return Ok(link);
-            }
-        }
-        let addr = self
-            .client_addrs
-            .get(to)
-            .ok_or_else(|| format!("node {}'s client address is not configured", to.0))?;
-        let name = node_name(to);
-        let connect = ClientConnection::connect_with_name(addr, &name, &self.tls);
-        let link = match tokio::time::timeout_at(until, connect).await {
-            Err(_) => return Err(format!("connecting to node {} timed out", to.0)),
-            Ok(Err(e)) => return Err(format!("cannot connect to node {}: {e}", to.0)),
-            Ok(Ok(link)) => Arc::new(link),
-        };
-        self.links.lock().await.insert(to, link.clone());
-        Ok(link)
     }
 }
 

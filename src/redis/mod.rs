@@ -24,6 +24,7 @@ mod coord;
 mod data;
 mod expiry;
 mod keyspace;
+mod links;
 mod multi;
 pub mod resp;
 mod strings;
