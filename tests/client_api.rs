@@ -123,5 +123,17 @@ fn transactions_range_pages_and_sessions_by_id() {
         assert!(restarted.close_session(other.id()).await.unwrap());
         assert!(restarted.get(b"worker/b").await.unwrap().is_none());
         other.lost().await;
+
+        // Closing the client ends its sessions' keep-alives at once: the
+        // session counts as lost (it expires after its TTL on the cluster)
+        // instead of keeping on failing for its hour-long TTL.
+        let closing = cluster.rust_client().await;
+        let session = Session::open(&closing, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        closing.close().await;
+        // (Its next keep-alive is 20 minutes away: only the close can end it.)
+        session.lost().await;
+        assert!(session.is_lost());
     });
 }

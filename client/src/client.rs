@@ -439,6 +439,12 @@ impl Client {
         self.inner.connections.close().await;
     }
 
+    /// Resolves once [`close`](Client::close) was called on this client or
+    /// a clone.
+    pub async fn closed(&self) {
+        self.inner.connections.closed().await;
+    }
+
     /// Whether [`close`](Client::close) was called on this client or a
     /// clone.
     pub fn is_closed(&self) -> bool {

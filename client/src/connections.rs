@@ -103,6 +103,9 @@ pub(crate) struct Connections {
     state: Mutex<State>,
     /// One gate per target, held while dialing it.
     dialing: Mutex<HashMap<Target, Arc<tokio::sync::Mutex<()>>>>,
+    /// Turns true when the client is closed, for the tasks that wait on
+    /// their own (sessions' keep-alives).
+    closed_signal: tokio::sync::watch::Sender<bool>,
 }
 
 struct State {
@@ -137,7 +140,15 @@ impl Connections {
                 closed: false,
             }),
             dialing: Mutex::new(HashMap::new()),
+            closed_signal: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Resolves once [`close`](Connections::close) was called.
+    pub async fn closed(&self) {
+        let mut closed = self.closed_signal.subscribe();
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = closed.wait_for(|closed| *closed).await;
     }
 
     /// Whether [`close`](Connections::close) was called.
@@ -238,6 +249,7 @@ impl Connections {
             state.reached.fill(None);
             state.open.drain().map(|(_, (_, conn))| conn).collect()
         };
+        self.closed_signal.send_replace(true);
         let mut closing = JoinSet::new();
         for conn in open {
             closing.spawn(async move { conn.close().await });

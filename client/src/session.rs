@@ -306,7 +306,16 @@ async fn keep_alive(
     let mut confirmed_at = opened_at;
     let mut next_at = opened_at + period;
     loop {
-        tokio::time::sleep_until(next_at).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_at) => {}
+            _ = client.closed() => {
+                // Nothing can keep the session alive any more; it expires
+                // after its TTL on the cluster.
+                tracing::debug!(session = id, "client closed: session lost");
+                lost.send_replace(true);
+                return;
+            }
+        }
         let sent_at = Instant::now();
         let left = (confirmed_at + ttl).saturating_duration_since(sent_at);
         if left.is_zero() {
