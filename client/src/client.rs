@@ -13,6 +13,7 @@ use std::time::Duration;
 use prost::Message as _;
 use synod_net::tls::{is_valid_server_name, TlsIdentity};
 use synod_net::{ClientResponse, ErrorCode, Outcome as FrameOutcome, ResponseFrames};
+use synod_wire::client_ids::CLIENT_LIBRARY;
 use synod_wire::proto::api::api_response::Result as ApiResult;
 use synod_wire::proto::api::{api_request::Call, ApiRequest, ApiResponse, KvCall};
 use synod_wire::{DeleteRange, Get, KeyValue, Op, Outcome, Request, Response, Scan};
@@ -774,21 +775,23 @@ pub(crate) fn unexpected(outcome: Option<Outcome>) -> ClientError {
     ClientError::Protocol(format!("unexpected outcome {outcome:?}"))
 }
 
-/// A new exactly-once id. Every client of the process draws from one
-/// counter, so they never share an id however many each uses (per-client
-/// blocks of 65,536 ran into each other's after a client's timeouts used
-/// up its block); it starts at a point drawn from the wall clock and the
-/// process id, so different processes are unlikely to meet, and stays
-/// below 2^62, so it never meets the Redis endpoint's connection ids (bit 63
-/// set, see `synod::redis::backend::ClientIds`).
+/// A new exactly-once id, in
+/// [`CLIENT_LIBRARY`](synod_wire::client_ids::CLIENT_LIBRARY). Every client
+/// of the process draws from one counter, so they never share an id however
+/// many each uses (per-client blocks of 65,536 ran into each other's after
+/// a client's timeouts used up its block); it starts at a point drawn from
+/// the wall clock and the process id, so different processes are unlikely
+/// to meet.
 fn process_fresh_id() -> u64 {
     static NEXT: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
     let next = NEXT.get_or_init(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let start = (nanos ^ (u64::from(std::process::id()) << 40)) & (u64::MAX >> 2);
-        AtomicU64::new(start.max(1 << 16))
+        let seed = nanos ^ (u64::from(std::process::id()) << 40);
+        // Room for 2^40 ids above the start before the range ends.
+        let span = CLIENT_LIBRARY.end - CLIENT_LIBRARY.start - (1 << 40);
+        AtomicU64::new(CLIENT_LIBRARY.start + seed % span)
     });
     next.fetch_add(1, Ordering::Relaxed)
 }
@@ -806,6 +809,6 @@ mod tests {
         assert_eq!(first.len(), 70_000);
         let second: Vec<u64> = (0..1_000).map(|_| process_fresh_id()).collect();
         assert!(second.iter().all(|id| !first.contains(id)));
-        assert!(second.iter().all(|id| *id != 0 && *id < 1 << 62));
+        assert!(second.iter().all(|id| CLIENT_LIBRARY.contains(id)));
     }
 }

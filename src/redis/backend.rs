@@ -11,6 +11,7 @@ use synod_kvstore::{Request, Response};
 use synod_net::tls::TlsIdentity;
 use synod_net::{ErrorCode, Outcome};
 use synod_paxos::NodeId;
+use synod_wire::client_ids::REDIS_CONNECTIONS;
 use synod_wire::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, KvCall};
 use tokio::time::Instant;
 
@@ -311,8 +312,8 @@ fn decode_kv(bytes: &[u8]) -> Attempt {
 
 /// Hands out the exactly-once client ids of Redis connections.
 ///
-/// Layout: bit 63 set (so they never meet the small ids other clients
-/// pick by hand), bits 62–52 the node id modulo 2048, bits 51–0 a
+/// Layout (within [`REDIS_CONNECTIONS`], see `synod_wire::client_ids`):
+/// bit 63 set, bits 62–52 the node id modulo 2048, bits 51–0 a
 /// counter that starts at the node's start time in microseconds since
 /// 2024-01-01 UTC and never falls behind the clock (each id is
 /// `max(previous + 1, now)`), enough for 142 years. A restarted node
@@ -334,7 +335,7 @@ impl ClientIds {
     /// The allocator of node `node`.
     pub fn new(node: NodeId) -> ClientIds {
         ClientIds {
-            node_bits: (1 << 63) | ((u64::from(node.0) & 0x7FF) << COUNTER_BITS),
+            node_bits: REDIS_CONNECTIONS.start() | ((u64::from(node.0) & 0x7FF) << COUNTER_BITS),
             last: AtomicU64::new(0),
         }
     }
@@ -369,7 +370,9 @@ mod tests {
         let ids = ClientIds::new(NodeId(3));
         let a: Vec<u64> = (0..10_000).map(|_| ids.next()).collect();
         assert!(a.windows(2).all(|w| w[0] < w[1]));
-        assert!(a.iter().all(|id| id >> 63 == 1 && (id >> 52) & 0x7FF == 3));
+        assert!(a
+            .iter()
+            .all(|id| REDIS_CONNECTIONS.contains(id) && (id >> 52) & 0x7FF == 3));
         let other = ClientIds::new(NodeId(4)).next();
         assert!(!a.contains(&other));
     }

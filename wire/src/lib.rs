@@ -10,6 +10,7 @@
 //!   into a checked request or a typed [`RequestError`], never a panic. The coordination
 //!   commands are in [`coord_command`], the key expiry ones in [`expiry_command`].
 //! - [`response`] and [`coord_response`]: what each command answers ([`Response`]).
+//! - [`client_ids`]: who hands out which exactly-once client ids.
 //! - [`limits`]: every size and count bound on requests, frames and the replicated tables; the
 //!   one place they are set.
 //! - [`event`]: watch events ([`Event`]) and what a watcher asks for ([`EventFilter`]).
@@ -19,6 +20,7 @@
 //!   calls).
 #![deny(missing_docs)]
 
+pub mod client_ids;
 pub mod command;
 pub mod coord_command;
 pub mod coord_response;
