@@ -3,6 +3,8 @@
 //! This package holds the `synod` server: its configuration, the node
 //! runtime that drives the consensus core ([`synod_paxos`]) with the
 //! durable store ([`synod_kvstore`]) and the network, and the subcommands.
+#![warn(missing_docs)]
+
 pub mod backup;
 pub mod bench;
 pub mod cli;

@@ -24,6 +24,8 @@
 //! goes down, nothing is accepted above the promise, a chosen slot never
 //! changes, a leader proposes one value per slot, the commit index only
 //! grows.
+#![warn(missing_docs)]
+
 pub mod config;
 mod learner;
 pub mod membership;
