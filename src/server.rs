@@ -27,7 +27,7 @@ use crate::members::{check_addr, routes, ClientAddrs};
 use crate::metrics::{error_kind, ClientMetrics, NodeMetrics, PeerLinks};
 use crate::node::{
     spawn_core_with_sessions, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput,
-    PeerOutbox, ReadConsistency, WatchAnswer, PEER_QUEUE,
+    PeerOutbox, ReadConsistency, WatchAnswer, MAX_WATCH_WAIT, PEER_QUEUE,
 };
 
 /// Events a watch answer holds when the client names no limit.
@@ -376,6 +376,11 @@ impl ClientService {
         };
         self.metrics.api_in_progress().inc();
         let result = match call {
+            Call::Watch(watch) if watch.stream => {
+                // A stream of answers too, which counts itself.
+                self.watch_stream(watch, responder).await;
+                return;
+            }
             Call::SnapshotSave(save) => {
                 // A stream of answers, which it sends (or ends with an
                 // error) itself.
@@ -433,53 +438,103 @@ impl ClientService {
         Ok(response.encode_to_vec())
     }
 
+    /// Answers a long-poll [`WatchCall`]: the next events, waiting up to
+    /// the call's `wait_ms` for some.
     async fn watch(&self, call: WatchCall) -> Result<WatchResult, NodeError> {
-        let space = match WatchSpace::try_from(call.space) {
-            Ok(WatchSpace::Keys) => EventSpace::Keys,
-            Ok(WatchSpace::Locks) => EventSpace::Locks,
-            Ok(WatchSpace::Elections) => EventSpace::Elections,
-            Err(_) => {
-                return Err(NodeError::Invalid(
-                    synod_kvstore::RequestError::InvalidEnum {
-                        field: "watch space",
-                        value: call.space,
-                    },
-                ))
+        let (filter, limit) = watch_filter(&call)?;
+        let wait = std::time::Duration::from_millis(u64::from(call.wait_ms));
+        self.watch_once(&filter, limit, call.from_revision, call.skip, wait)
+            .await
+    }
+
+    /// Answers a streamed [`WatchCall`] (`stream` set): one [`WatchResult`]
+    /// frame per batch of events as this node applies them, each asked of
+    /// the node where the previous one ended, until the client goes away,
+    /// the node shuts down (the stream then ends with an `UNAVAILABLE`
+    /// frame) or the history is compacted past the watcher (a last frame
+    /// with `compacted`). Counts the call once, as `streamed`, when the
+    /// stream opens.
+    ///
+    /// Bounded: the next batch is asked for only once the previous frame is
+    /// queued, and at most [`synod_net::response_stream::STREAM_QUEUE`] frames wait for a
+    /// slow client (plus QUIC's flow-control window). Idle, it waits on the
+    /// applied slots as a long poll does (one history read per
+    /// [`MAX_WATCH_WAIT`]), and stops as soon as the client goes away.
+    async fn watch_stream(&self, call: WatchCall, responder: Responder) {
+        let (filter, limit) = match watch_filter(&call) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                self.metrics.api_in_progress().dec();
+                self.metrics.api_request("watch", error_kind(&error));
+                responder.respond(self.error_response(error));
+                return;
             }
         };
-        if call.key.len() > synod_wire::limits::MAX_KEY_BYTES {
-            return Err(NodeError::Invalid(
-                synod_kvstore::RequestError::KeyTooLarge {
-                    size_bytes: call.key.len(),
-                    limit_bytes: synod_wire::limits::MAX_KEY_BYTES,
-                },
-            ));
+        self.metrics.api_in_progress().dec();
+        self.metrics.api_request("watch", "streamed");
+        let Some(stream) = responder.respond_stream() else {
+            return;
+        };
+        let (mut from_revision, mut skip) = (call.from_revision, call.skip);
+        loop {
+            let answer = tokio::select! {
+                answer = self.watch_once(&filter, limit, from_revision, skip, MAX_WATCH_WAIT) => answer,
+                () = stream.closed() => return,
+            };
+            let result = match answer {
+                Ok(result) => result,
+                Err(error) => {
+                    // Dropping the stream ends it with UNAVAILABLE: the
+                    // watcher goes on at another node.
+                    tracing::debug!(node = self.id.0, %error, "watch stream ended");
+                    return;
+                }
+            };
+            let last = result.compacted.is_some();
+            if !last
+                && result.events.is_empty()
+                && (result.next_revision, result.next_skip) == (from_revision, skip)
+            {
+                // The wait ran out and nothing was looked at: nothing to say.
+                continue;
+            }
+            (from_revision, skip) = (result.next_revision, result.next_skip);
+            let frame = ApiResponse {
+                result: Some(ApiResult::Watch(result)),
+            }
+            .encode_to_vec();
+            if stream.send_payload(frame, !last).await.is_err() || last {
+                return;
+            }
         }
-        let filter = EventFilter {
-            space,
-            key: call.key,
-            prefix: call.prefix,
-        };
-        let limit = match call.limit {
-            0 => DEFAULT_WATCH_EVENTS,
-            n => n as usize,
-        };
-        let wait = std::time::Duration::from_millis(u64::from(call.wait_ms));
+    }
+
+    /// One watch answer: the events matching `filter` from `from_revision`
+    /// on, past the first `skip` of that revision, waiting up to `wait` for
+    /// some; cut to the answer's size bound.
+    async fn watch_once(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        from_revision: u64,
+        skip: u32,
+        wait: std::time::Duration,
+    ) -> Result<WatchResult, NodeError> {
         let answer = self
             .node
-            .watch(call.from_revision, filter, limit, wait)
+            .watch(from_revision, filter.clone(), limit, wait)
             .await?;
         Ok(match answer {
             WatchAnswer::Batch(batch) => {
                 let mut events = batch.events;
                 let skipped = events
                     .iter()
-                    .take(call.skip as usize)
-                    .take_while(|e| e.revision == call.from_revision)
+                    .take(skip as usize)
+                    .take_while(|e| e.revision == from_revision)
                     .count();
                 events.drain(..skipped);
                 let fitted = fit_watch_answer(events, batch.next_revision, MAX_WATCH_ANSWER_BYTES);
-                let next_skip = if fitted.next_revision == call.from_revision {
+                let next_skip = if fitted.next_revision == from_revision {
                     // Still in the revision the call skipped into (or not
                     // past it: nothing new yet).
                     skipped as u32 + fitted.next_skip
@@ -499,7 +554,7 @@ impl ClientService {
                 revision,
             } => WatchResult {
                 events: Vec::new(),
-                next_revision: call.from_revision,
+                next_revision: from_revision,
                 revision,
                 compacted: Some(WatchCompacted {
                     compacted_through,
@@ -700,6 +755,42 @@ fn stream_backup(snapshot: Snapshot, stream: ResponseStream) {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "snapshot saved by a client"
     );
+}
+
+/// What a [`WatchCall`] watches: its filter, checked, and how many events
+/// an answer holds.
+fn watch_filter(call: &WatchCall) -> Result<(EventFilter, usize), NodeError> {
+    let space = match WatchSpace::try_from(call.space) {
+        Ok(WatchSpace::Keys) => EventSpace::Keys,
+        Ok(WatchSpace::Locks) => EventSpace::Locks,
+        Ok(WatchSpace::Elections) => EventSpace::Elections,
+        Err(_) => {
+            return Err(NodeError::Invalid(
+                synod_kvstore::RequestError::InvalidEnum {
+                    field: "watch space",
+                    value: call.space,
+                },
+            ))
+        }
+    };
+    if call.key.len() > synod_wire::limits::MAX_KEY_BYTES {
+        return Err(NodeError::Invalid(
+            synod_kvstore::RequestError::KeyTooLarge {
+                size_bytes: call.key.len(),
+                limit_bytes: synod_wire::limits::MAX_KEY_BYTES,
+            },
+        ));
+    }
+    let filter = EventFilter {
+        space,
+        key: call.key.clone(),
+        prefix: call.prefix,
+    };
+    let limit = match call.limit {
+        0 => DEFAULT_WATCH_EVENTS,
+        n => n as usize,
+    };
+    Ok((filter, limit))
 }
 
 /// A watch answer's events and where the watcher continues.

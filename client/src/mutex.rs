@@ -30,8 +30,8 @@ pub struct FencingToken {
 /// A lock held by at most one [`Session`] at a time, granted in FIFO order.
 ///
 /// [`lock`](Mutex::lock) queues the session and waits for its grant without
-/// polling: it watches the lock's holder changes (a long poll the node
-/// answers when the holder changes). The grant comes with a
+/// polling: it watches the lock's holder changes (a watch stream on which
+/// the node sends each change as it applies it). The grant comes with a
 /// [`FencingToken`]. The lock is released by [`unlock`](Mutex::unlock),
 /// by closing the session (to the next waiter at once), or by the session's
 /// expiry (to the next waiter after the cluster's lock-delay, so a holder

@@ -71,6 +71,12 @@ impl ResponseStream {
             .map_err(|_| ClientGone)
     }
 
+    /// Resolves once the client is gone (it stopped reading, or its connection ended): for a
+    /// producer that waits for something to send, so it stops without waiting for it first.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
     /// Ends the stream with an error frame (from a thread that may block).
     pub fn blocking_send_error(self, code: ErrorCode, message: impl Into<String>) {
         let _ = self
