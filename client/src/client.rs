@@ -423,7 +423,7 @@ impl Client {
             request: request.encode_to_vec(),
             serializable,
         });
-        match self.call_api(call, timeout, Duration::ZERO).await? {
+        match self.call_api(call, timeout).await? {
             ApiResult::Kv(bytes) => Response::decode(bytes.as_slice())
                 .map_err(|e| ClientError::Protocol(format!("undecodable response: {e}"))),
             other => Err(ClientError::Protocol(format!(
@@ -457,10 +457,8 @@ impl Client {
         &self.inner.config.endpoints
     }
 
-    /// Sends `call` until a node serves it or `timeout` (plus `wait`)
-    /// passes: to the known leader first, following redirects, then around
-    /// the endpoints. `wait` is how long the node may hold the call before
-    /// answering (a long poll); each attempt gets that much longer.
+    /// Sends `call` until a node serves it or `timeout` passes: to the known
+    /// leader first, following redirects, then around the endpoints.
     ///
     /// Gives up early with [`ClientError::Tls`] once every endpoint refused
     /// TLS during this call (or a redirect names a leader that did), unless
@@ -471,10 +469,9 @@ impl Client {
         &self,
         call: Call,
         timeout: Duration,
-        wait: Duration,
     ) -> Result<ApiResult, ClientError> {
         let payload = ApiRequest { call: Some(call) }.encode_to_vec();
-        let deadline = Instant::now() + timeout + wait;
+        let deadline = Instant::now() + timeout;
         let mut tries = Tries::new(self.inner.config.endpoints.len());
         loop {
             if self.is_closed() {
@@ -482,7 +479,7 @@ impl Client {
             }
             let (cursor, target) = self.next_target();
             let attempt = tokio::time::timeout_at(
-                deadline.min(Instant::now() + ATTEMPT_TIMEOUT + wait),
+                deadline.min(Instant::now() + ATTEMPT_TIMEOUT),
                 self.attempt(target, payload.clone()),
             )
             .await;

@@ -62,7 +62,7 @@ impl Client {
     pub async fn members(&self) -> Result<Members, ClientError> {
         let timeout = self.timeout();
         match self
-            .call_api(Call::Members(MembersCall {}), timeout, Duration::ZERO)
+            .call_api(Call::Members(MembersCall {}), timeout)
             .await?
         {
             ApiResult::Members(m) => Ok(Members {
@@ -127,7 +127,7 @@ impl Client {
         let call = Call::MemberChange(MemberChangeCall {
             change: Some(change),
         });
-        match self.call_api(call, timeout, Duration::ZERO).await? {
+        match self.call_api(call, timeout).await? {
             ApiResult::MemberChange(_) => Ok(()),
             other => Err(ClientError::Protocol(format!(
                 "a membership change was answered with {other:?}"
