@@ -1,34 +1,25 @@
-//! `synod start`: one node on the network. Wires the node runtime to QUIC:
-//! peers on `peer_addr`, clients on `client_addr`.
+//! The client API service: answers the requests that arrive on a node's
+//! client port (key-value calls, status, membership, watch streams,
+//! snapshot saves) with the node runtime.
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use anyhow::Context;
 use prost::Message as _;
-use synod_kvstore::{EventFilter, EventSpace, NodeStore, Request, Snapshot, SnapshotChunk};
+use synod_kvstore::{EventFilter, EventSpace, Request, Snapshot, SnapshotChunk};
 use synod_net::certs::CLIENT_NAME_PREFIX;
-use synod_net::tls::{Alpn, TlsIdentity, NODE_NAME_PREFIX};
-use synod_net::{
-    ClientConnection, ErrorCode, IncomingRequest, NetOptions, NodeEndpoint, PeerSender, Responder,
-    ResponseStream,
-};
-use synod_paxos::{Change, Envelope, MembershipLog, NodeId};
+use synod_net::tls::NODE_NAME_PREFIX;
+use synod_net::{ErrorCode, IncomingRequest, Responder, ResponseStream};
+use synod_paxos::{Change, NodeId};
 use synod_wire::proto::api::{
     api_request::Call, api_response::Result as ApiResult, member_change_call, ApiRequest,
     ApiResponse, MemberChangeCall, MemberChangeDone, MemberInfo, Members, NodeStatus as WireStatus,
     SnapshotSaveCall, WatchCall, WatchCompacted, WatchResult, WatchSpace,
 };
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
-use crate::config::NodeConfig;
-use crate::members::{check_addr, routes, ClientAddrs};
-use crate::metrics::{error_kind, ClientMetrics, NodeMetrics, PeerLinks};
-use crate::node::{
-    spawn_core_with_sessions, CompactionPolicy, CoreSetup, NodeError, NodeHandle, PeerInput,
-    PeerOutbox, ReadConsistency, WatchAnswer, MAX_WATCH_WAIT, PEER_QUEUE,
-};
+use crate::members::{check_addr, ClientAddrs};
+use crate::metrics::{error_kind, ClientMetrics};
+use crate::node::{NodeError, NodeHandle, PeerInput, ReadConsistency, WatchAnswer, MAX_WATCH_WAIT};
 
 /// Events a watch answer holds when the client names no limit.
 const DEFAULT_WATCH_EVENTS: usize = 1_000;
@@ -42,297 +33,9 @@ const MAX_WATCH_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 /// writes meanwhile), so a few at a time; more are answered OVERLOADED.
 const MAX_CONCURRENT_SNAPSHOT_SAVES: usize = 2;
 
-/// Runs one node until `shutdown` turns true; then stops accepting, lets the
-/// core persist what it has, and returns.
-pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    config.validate()?;
-    let id = NodeId(config.id);
-    let tls = TlsIdentity::from_pem_files(&config.tls.ca, &config.tls.cert, &config.tls.key)
-        .context("cannot load the node's certificates")?;
-    crate::backup::origin::check_start(&config.data_dir, tls.ca_certificates())?;
-    let store = NodeStore::open_with(
-        &config.data_dir,
-        config.exactly_once.state_machine_options(),
-    )
-    .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
-    // Notice a crashed peer within two seconds, so a restarted one is
-    // redialed before its election timer runs out several times.
-    let options = NetOptions {
-        idle_timeout: std::time::Duration::from_secs(2),
-        keep_alive: std::time::Duration::from_millis(500),
-        ..NetOptions::default()
-    };
-    let peer_options = NetOptions {
-        serves: Some(Alpn::Peer),
-        ..options.clone()
-    };
-    let client_options = NetOptions {
-        serves: Some(Alpn::Client),
-        ..options
-    };
-    let peer_endpoint = NodeEndpoint::bind(id, config.peer_addr, &tls, peer_options)?;
-    let client_endpoint = NodeEndpoint::bind(id, config.client_addr, &tls, client_options)?;
-    let redis_listener = match config.redis_addr {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for Redis clients on {addr}"))?,
-        ),
-        None => None,
-    };
-    let metrics_listener = match config.metrics_addr {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for metrics scrapes on {addr}"))?,
-        ),
-        None => None,
-    };
-    let peer_addrs: HashMap<NodeId, SocketAddr> = config
-        .peers
-        .iter()
-        .map(|p| (NodeId(p.id), p.addr))
-        .collect();
-    let mut peer_net = peer_endpoint.start(peer_addrs.clone());
-    let peer_stats = peer_net.handle.stats_reader();
-    let mut client_net = client_endpoint.start(HashMap::new());
-
-    let (inbox_tx, inbox) = mpsc::channel(PEER_QUEUE);
-    let forward = inbox_tx.clone();
-    tokio::spawn(async move {
-        while let Some(envelope) = peer_net.inbound.recv().await {
-            if forward.send(PeerInput::Message(envelope)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let client_addrs = ClientAddrs::new(
-        config
-            .peers
-            .iter()
-            .filter_map(|p| Some((NodeId(p.id), p.client_addr?)))
-            .chain([(NodeId(config.id), config.client_addr)])
-            .collect(),
-    );
-    let metrics = NodeMetrics::default();
-    let peer_links = PeerLinks::new(peer_net.peers.clone());
-    let outbox = NetOutbox {
-        configured_peers: peer_addrs.clone(),
-        peers: peer_net.peers,
-        client_addrs: client_addrs.clone(),
-        tls: tls.clone(),
-        snapshot_streams: SnapshotStreams::default(),
-    };
-    let seed = u64::from(config.id) ^ std::process::id() as u64;
-    let (handle, core) = spawn_core_with_sessions(
-        CoreSetup {
-            paxos: config.paxos_config(seed),
-            log: store.log,
-            state_machine: store.state_machine,
-            outbox: Box::new(outbox),
-            inbox,
-            compaction: CompactionPolicy::default(),
-            shutdown: shutdown.clone(),
-            metrics: metrics.core.clone(),
-            founding: config.founding_members(),
-        },
-        config.sessions.clock_config(),
-    )?;
-    tracing::info!(node = config.id, peers = %config.peer_addr, clients = %config.client_addr, "node started");
-    if let Some(listener) = redis_listener {
-        let backend = crate::redis::backend::Backend::new(
-            handle.clone(),
-            id,
-            client_addrs.clone(),
-            tls.clone(),
-            std::time::Duration::from_millis(config.timing.redis_deadline_ms),
-        );
-        let options = crate::redis::RedisOptions {
-            password: config.redis_password.clone(),
-            idle_timeout: (config.redis.timeout_s > 0)
-                .then(|| std::time::Duration::from_secs(config.redis.timeout_s)),
-            max_clients: config.redis.max_clients,
-        };
-        let addr = crate::redis::spawn(
-            listener,
-            backend,
-            options,
-            metrics.clients.clone(),
-            shutdown.clone(),
-        )?;
-        tracing::info!(node = config.id, redis = %addr, "Redis endpoint listening");
-    }
-    if let Some(listener) = metrics_listener {
-        let endpoint = crate::http::OpsEndpoint {
-            registry: metrics.registry(
-                config.data_dir.clone(),
-                peer_links,
-                crate::metrics::QuicEndpoints {
-                    peer: peer_stats,
-                    client: client_net.handle.stats_reader(),
-                },
-            ),
-            node: handle.clone(),
-            core: metrics.core.clone(),
-        };
-        let addr = crate::http::spawn(listener, endpoint, shutdown.clone())?;
-        tracing::info!(node = config.id, metrics = %addr, "operations endpoint listening (/metrics, /health, /ready)");
-    }
-
-    let service = ClientService {
-        id,
-        node: handle,
-        client_addrs,
-        inbox: inbox_tx,
-        metrics: metrics.clients,
-        snapshot_saves: Arc::new(Semaphore::new(MAX_CONCURRENT_SNAPSHOT_SAVES)),
-    };
-    let mut stop = shutdown.clone();
-    loop {
-        tokio::select! {
-            request = client_net.requests.recv() => match request {
-                Some(request) => service.spawn(request),
-                None => break,
-            },
-            _ = stop.changed() => break,
-        }
-    }
-    // Stop taking requests first, then let the core finish persisting.
-    drop(client_net.requests);
-    let result = core.await.context("the core task failed")?;
-    client_net.handle.shutdown().await;
-    peer_net.handle.shutdown().await;
-    result
-}
-
-/// Sends the core's messages through the QUIC peer transport.
-struct NetOutbox {
-    /// The peer addresses of the configuration file, for members the log
-    /// records without one.
-    configured_peers: HashMap<NodeId, SocketAddr>,
-    peers: PeerSender,
-    client_addrs: ClientAddrs,
-    tls: TlsIdentity,
-    snapshot_streams: SnapshotStreams,
-}
-
-/// The peers a snapshot is being streamed to: at most one stream per peer.
-/// The core offers a lagging peer a fresh snapshot every election timeout;
-/// a transfer that takes longer must not be joined by a second one (each
-/// holds a read transaction, and the peer installs one stream at a time).
-#[derive(Clone, Default)]
-struct SnapshotStreams(Arc<Mutex<HashSet<NodeId>>>);
-
-/// One stream in flight; dropping it ends it.
-struct SnapshotStream {
-    streams: SnapshotStreams,
-    to: NodeId,
-}
-
-impl SnapshotStreams {
-    /// Starts a stream to `to`, unless one is in flight.
-    fn start(&self, to: NodeId) -> Option<SnapshotStream> {
-        let mut streaming = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        streaming.insert(to).then(|| SnapshotStream {
-            streams: self.clone(),
-            to,
-        })
-    }
-}
-
-impl Drop for SnapshotStream {
-    fn drop(&mut self) {
-        let mut streaming = self.streams.0.lock().unwrap_or_else(|e| e.into_inner());
-        streaming.remove(&self.to);
-    }
-}
-
-impl PeerOutbox for NetOutbox {
-    fn members_changed(&mut self, membership: &MembershipLog) {
-        let known_clients = self.client_addrs.all();
-        if let Some((peers, clients)) = routes(membership, &self.configured_peers, &known_clients) {
-            tracing::info!(peers = ?peers.keys().map(|p| p.0).collect::<Vec<_>>(), "routes follow the membership");
-            self.peers.set_peers(&peers);
-            self.client_addrs.set(clients);
-        }
-    }
-
-    fn send(&mut self, envelope: Envelope) {
-        // A full queue drops the message; Paxos retransmits what matters.
-        let _ = self.peers.send(envelope);
-    }
-
-    fn send_snapshot(&mut self, to: NodeId, snapshot: Snapshot) {
-        let Some(addr) = self.client_addrs.get(to) else {
-            tracing::warn!(%to, "cannot send a snapshot: the peer's client address is not configured");
-            return;
-        };
-        let Some(stream) = self.snapshot_streams.start(to) else {
-            tracing::debug!(%to, "a snapshot is already on its way to this peer");
-            return;
-        };
-        let tls = self.tls.clone();
-        tokio::spawn(async move {
-            let _stream = stream;
-            let started = std::time::Instant::now();
-            match stream_snapshot(addr, &tls, snapshot).await {
-                Ok(sent) => tracing::info!(
-                    %to,
-                    applied_index = sent.applied_index,
-                    chunks = sent.chunks,
-                    bytes = sent.bytes,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "snapshot sent"
-                ),
-                Err(e) => {
-                    tracing::warn!(%to, error = %e, "snapshot transfer failed; the peer will ask again")
-                }
-            }
-        });
-    }
-}
-
-/// What a snapshot stream that ran to its end carried.
-#[derive(Debug, Default)]
-struct SentSnapshot {
-    /// The slot the snapshot was taken at.
-    applied_index: u64,
-    /// Chunks sent.
-    chunks: u64,
-    /// Encoded chunk bytes sent.
-    bytes: u64,
-}
-
-/// Streams `snapshot` to the node at `addr`, one request per chunk (so QUIC
-/// flow control paces it).
-async fn stream_snapshot(
-    addr: SocketAddr,
-    tls: &TlsIdentity,
-    snapshot: Snapshot,
-) -> anyhow::Result<SentSnapshot> {
-    let conn = ClientConnection::connect(addr, tls).await?;
-    let mut sent = SentSnapshot::default();
-    for chunk in snapshot {
-        let chunk = chunk?;
-        sent.applied_index = chunk.applied_index;
-        let call = Call::SnapshotChunk(synod_wire::proto::api::SnapshotChunkCall {
-            chunk: chunk.encode_to_vec(),
-        });
-        let request = ApiRequest { call: Some(call) }.encode_to_vec();
-        sent.bytes += request.len() as u64;
-        let response = conn.request(request).await?;
-        if let Some(code) = response.error_code() {
-            anyhow::bail!("peer refused a snapshot chunk: {code:?}");
-        }
-        sent.chunks += 1;
-    }
-    conn.close().await;
-    Ok(sent)
-}
-
 /// Answers client requests with the node runtime.
 #[derive(Clone)]
-struct ClientService {
+pub(super) struct ClientService {
     id: NodeId,
     node: NodeHandle,
     client_addrs: ClientAddrs,
@@ -343,7 +46,27 @@ struct ClientService {
 }
 
 impl ClientService {
-    fn spawn(&self, request: IncomingRequest) {
+    /// The service of node `id`, answering with `node`; `inbox` takes the
+    /// snapshot chunks peers stream to it.
+    pub(super) fn new(
+        id: NodeId,
+        node: NodeHandle,
+        client_addrs: ClientAddrs,
+        inbox: mpsc::Sender<PeerInput>,
+        metrics: ClientMetrics,
+    ) -> ClientService {
+        ClientService {
+            id,
+            node,
+            client_addrs,
+            inbox,
+            metrics,
+            snapshot_saves: Arc::new(Semaphore::new(MAX_CONCURRENT_SNAPSHOT_SAVES)),
+        }
+    }
+
+    /// Serves `request` on its own task.
+    pub(super) fn spawn(&self, request: IncomingRequest) {
         let service = self.clone();
         tokio::spawn(async move { service.serve(request).await });
     }
@@ -915,19 +638,5 @@ mod tests {
             (huge.events.len(), huge.next_revision, huge.next_skip),
             (1, 6, 0)
         );
-    }
-
-    #[test]
-    fn one_snapshot_stream_per_peer_until_it_ends() {
-        let streams = SnapshotStreams::default();
-        let first = streams.start(NodeId(2)).expect("nothing in flight");
-        assert!(streams.start(NodeId(2)).is_none(), "a second stream waits");
-        let other = streams.start(NodeId(3)).expect("another peer has its own");
-        drop(first);
-        assert!(
-            streams.start(NodeId(2)).is_some(),
-            "a new stream once it ended"
-        );
-        drop(other);
     }
 }
