@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use prost::Message as _;
 use synod_net::tls::{is_valid_server_name, TlsIdentity};
-use synod_net::{ClientResponse, ErrorCode, Outcome as FrameOutcome, ResponseFrames};
+use synod_net::{ClientResponse, ResponseFrames};
 use synod_wire::client_ids::CLIENT_LIBRARY;
 use synod_wire::proto::api::api_response::Result as ApiResult;
 use synod_wire::proto::api::{api_request::Call, ApiRequest, ApiResponse, KvCall};
+use synod_wire::proto::Verdict;
+use synod_wire::retry::Backoff;
 use synod_wire::{DeleteRange, Get, KeyValue, Op, Outcome, Request, Response, Scan};
 use tokio::time::Instant;
 
@@ -186,8 +188,6 @@ struct Inner {
 /// wait (see `UndoOnDrop`), which must not overtake it.
 pub(crate) type InFlight = Arc<Mutex<Option<Request>>>;
 
-/// Pause between attempts when no node could serve.
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Longest a single attempt waits for its node.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -473,6 +473,7 @@ impl Client {
         let payload = ApiRequest { call: Some(call) }.encode_to_vec();
         let deadline = Instant::now() + timeout;
         let mut tries = Tries::new(self.inner.config.endpoints.len());
+        let mut backoff = Backoff::new();
         loop {
             if self.is_closed() {
                 return Err(ClientError::Closed);
@@ -508,10 +509,11 @@ impl Client {
             if let Some(give_up) = self.failed(&mut tries, cursor, target, failure) {
                 return Err(give_up);
             }
-            if Instant::now() + RETRY_PAUSE >= deadline {
+            let pause = backoff.pause();
+            if Instant::now() + pause >= deadline {
                 return Err(ClientError::Timeout);
             }
-            tokio::time::sleep(RETRY_PAUSE).await;
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -526,6 +528,7 @@ impl Client {
     ) -> Result<(Target, ResponseFrames), ClientError> {
         let payload = ApiRequest { call: Some(call) }.encode_to_vec();
         let mut tries = Tries::new(self.inner.config.endpoints.len());
+        let mut backoff = Backoff::new();
         loop {
             if self.is_closed() {
                 return Err(ClientError::Closed);
@@ -544,10 +547,11 @@ impl Client {
             if let Some(give_up) = self.failed(&mut tries, cursor, target, Some(failure)) {
                 return Err(give_up);
             }
-            if Instant::now() + RETRY_PAUSE >= deadline {
+            let pause = backoff.pause();
+            if Instant::now() + pause >= deadline {
                 return Err(ClientError::Timeout);
             }
-            tokio::time::sleep(RETRY_PAUSE).await;
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -715,30 +719,32 @@ pub(crate) struct NotLeader {
     pub outcome_unknown: bool,
 }
 
-/// What `response` means for the call that got it.
+/// What `response` means for the call that got it (the wire's one
+/// [`Verdict`], read for this client: a node that failed or could not
+/// serve now is passed over for the next one).
 pub(crate) fn classify(response: ClientResponse) -> Attempt {
-    match response.outcome {
-        Some(FrameOutcome::Payload(payload)) => match ApiResponse::decode(payload.as_slice()) {
+    match response.verdict() {
+        Verdict::Served(payload) => match ApiResponse::decode(payload.as_slice()) {
             Ok(ApiResponse {
                 result: Some(result),
             }) => Attempt::Served(result),
             _ => Attempt::Refused("the node answered something other than a response".into()),
         },
-        Some(FrameOutcome::Error(error)) => match error.code() {
-            ErrorCode::NotLeader => Attempt::Redirect(NotLeader {
-                leader: error.leader_hint.and_then(|hint| {
-                    let addr = hint.address.parse().ok()?;
-                    Some(Target::Leader {
-                        addr,
-                        node: hint.node_id,
-                    })
-                }),
-                outcome_unknown: error.outcome_unknown,
+        Verdict::NotLeader {
+            leader,
+            outcome_unknown,
+        } => Attempt::Redirect(NotLeader {
+            leader: leader.and_then(|hint| {
+                let addr = hint.address.parse().ok()?;
+                Some(Target::Leader {
+                    addr,
+                    node: hint.node_id,
+                })
             }),
-            ErrorCode::BadRequest | ErrorCode::TooLarge => Attempt::Refused(error.message),
-            code => Attempt::Unavailable(format!("{code:?}: {}", error.message)),
-        },
-        None => Attempt::Unavailable("an empty answer".into()),
+            outcome_unknown,
+        }),
+        Verdict::Refused(message) => Attempt::Refused(message),
+        Verdict::Retry { reason, .. } | Verdict::Failed(reason) => Attempt::Unavailable(reason),
     }
 }
 

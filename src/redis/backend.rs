@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 use synod_kvstore::{Request, Response};
 use synod_net::tls::TlsIdentity;
-use synod_net::{ErrorCode, Outcome};
 use synod_paxos::NodeId;
 use synod_wire::client_ids::REDIS_CONNECTIONS;
 use synod_wire::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, KvCall};
+use synod_wire::proto::Verdict;
+use synod_wire::retry::Backoff;
 use tokio::time::Instant;
 
 use super::links::NodeLinks;
@@ -26,10 +27,6 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// told the cluster is unavailable: below the 2 to 3 s timeouts common
 /// Redis clients use, so that they hear the reason rather than time out.
 pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_millis(1_500);
-/// First pause between attempts; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(5);
-/// Longest pause between attempts.
-const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Why a request could not be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -152,7 +149,7 @@ impl Backend {
         let is_write = !request.op.as_ref().is_some_and(|op| op.is_read_only());
         let mut reached = Reached::No;
         let mut target = self.me;
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new();
         let mut redirects_without_pause = 0;
         loop {
             let attempt = if target == self.me {
@@ -186,15 +183,15 @@ impl Backend {
                 }
             };
             redirects_without_pause = 0;
-            if Instant::now() + backoff > deadline {
+            let pause = backoff.pause();
+            if Instant::now() + pause > deadline {
                 return Err(if is_write && reached == Reached::Maybe {
                     CallError::Uncertain(reason)
                 } else {
                     CallError::Unavailable(reason)
                 });
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -260,31 +257,32 @@ impl Backend {
             }
             Ok(Ok(response)) => response,
         };
-        match response.outcome {
-            Some(Outcome::Payload(bytes)) => decode_kv(&bytes),
-            Some(Outcome::Error(error)) => {
-                if error.outcome_unknown || error.code() == ErrorCode::Timeout {
+        match response.verdict() {
+            Verdict::Served(bytes) => decode_kv(&bytes),
+            Verdict::NotLeader {
+                leader,
+                outcome_unknown,
+            } => {
+                if outcome_unknown {
                     *reached = Reached::Maybe;
                 }
-                match error.code() {
-                    ErrorCode::NotLeader => Attempt::Redirect(
-                        error
-                            .leader_hint
-                            .map(|hint| NodeId(hint.node_id))
-                            .filter(|l| l.0 != 0 && *l != to),
-                    ),
-                    ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::Timeout => {
-                        Attempt::Retry(error.message)
-                    }
-                    ErrorCode::BadRequest | ErrorCode::TooLarge => {
-                        Attempt::Fail(CallError::Invalid(error.message))
-                    }
-                    ErrorCode::Internal | ErrorCode::Unspecified => {
-                        Attempt::Fail(CallError::Internal(error.message))
-                    }
-                }
+                Attempt::Redirect(
+                    leader
+                        .map(|hint| NodeId(hint.node_id))
+                        .filter(|leader| *leader != to),
+                )
             }
-            None => Attempt::Fail(CallError::Internal("empty response".into())),
+            Verdict::Retry {
+                reason,
+                outcome_unknown,
+            } => {
+                if outcome_unknown {
+                    *reached = Reached::Maybe;
+                }
+                Attempt::Retry(reason)
+            }
+            Verdict::Refused(message) => Attempt::Fail(CallError::Invalid(message)),
+            Verdict::Failed(message) => Attempt::Fail(CallError::Internal(message)),
         }
     }
 }

@@ -17,7 +17,8 @@
 //! - [`redis`]: Redis commands and replies as they travel in the log, and the table of the
 //!   commands the state machine runs.
 //! - [`proto`]: the client protocol's generated protobuf messages (the QUIC frame and the API
-//!   calls).
+//!   calls), and what an answer means for its call ([`proto::Verdict`]); [`retry`], the one
+//!   backoff policy of the callers that retry.
 #![deny(missing_docs)]
 
 pub mod client_ids;
@@ -31,6 +32,7 @@ pub mod limits;
 pub mod proto;
 pub mod redis;
 pub mod response;
+pub mod retry;
 mod validate;
 
 pub use command::{

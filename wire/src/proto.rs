@@ -61,3 +61,145 @@ impl ClientResponse {
         }
     }
 }
+
+/// What an answer frame means for the call that sent it: one reading of
+/// the [`ErrorCode`]s for every caller (the Rust client, a node forwarding
+/// a Redis command to its leader), each of which then applies its own
+/// retry policy to it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// The node served the call: the payload.
+    Served(Vec<u8>),
+    /// The node is not the leader; `leader` says where the leader is, if
+    /// the node knows.
+    NotLeader {
+        /// The leader's id and client address, when known.
+        leader: Option<client::LeaderHint>,
+        /// The node stopped leading after proposing the request: a write
+        /// may be applied all the same.
+        outcome_unknown: bool,
+    },
+    /// The node could not serve now (overloaded, no quorum, shutting down,
+    /// timed out): try again, there or elsewhere.
+    Retry {
+        /// Why, for people.
+        reason: String,
+        /// A write may be applied all the same (the node proposed it, or
+        /// timed out waiting for it).
+        outcome_unknown: bool,
+    },
+    /// The request itself is bad (undecodable, too large): retrying will
+    /// not help.
+    Refused(String),
+    /// The node failed in a way that is a bug or a broken disk (or sent an
+    /// empty answer). Another node may serve the call.
+    Failed(String),
+}
+
+impl ClientResponse {
+    /// What this answer means for the call (see [`Verdict`]).
+    pub fn verdict(self) -> Verdict {
+        let error = match self.outcome {
+            Some(Outcome::Payload(payload)) => return Verdict::Served(payload),
+            Some(Outcome::Error(error)) => error,
+            None => return Verdict::Failed("an empty answer".into()),
+        };
+        let code = error.code();
+        match code {
+            ErrorCode::NotLeader => Verdict::NotLeader {
+                leader: error.leader_hint.filter(|hint| hint.node_id != 0),
+                outcome_unknown: error.outcome_unknown,
+            },
+            ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::Timeout => Verdict::Retry {
+                reason: format!("{code:?}: {}", error.message),
+                outcome_unknown: error.outcome_unknown || code == ErrorCode::Timeout,
+            },
+            ErrorCode::BadRequest | ErrorCode::TooLarge => Verdict::Refused(error.message),
+            ErrorCode::Internal | ErrorCode::Unspecified => {
+                Verdict::Failed(format!("{code:?}: {}", error.message))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client::{Error, LeaderHint};
+    use super::*;
+
+    fn error(code: ErrorCode, outcome_unknown: bool, hint: Option<LeaderHint>) -> Verdict {
+        ClientResponse {
+            request_id: 1,
+            outcome: Some(Outcome::Error(Error {
+                code: code as i32,
+                message: "m".into(),
+                leader_hint: hint,
+                outcome_unknown,
+            })),
+            more: false,
+        }
+        .verdict()
+    }
+
+    /// Every error code has one meaning for every caller; a new code must
+    /// be given one here.
+    #[test]
+    fn each_error_code_reads_one_way() {
+        assert_eq!(
+            ClientResponse::ok(1, b"p".to_vec()).verdict(),
+            Verdict::Served(b"p".to_vec())
+        );
+        let hint = LeaderHint {
+            node_id: 2,
+            address: "127.0.0.1:7411".into(),
+        };
+        assert_eq!(
+            error(ErrorCode::NotLeader, true, Some(hint.clone())),
+            Verdict::NotLeader {
+                leader: Some(hint),
+                outcome_unknown: true
+            }
+        );
+        // A hint naming no node is no hint.
+        let nobody = LeaderHint {
+            node_id: 0,
+            address: String::new(),
+        };
+        assert_eq!(
+            error(ErrorCode::NotLeader, false, Some(nobody)),
+            Verdict::NotLeader {
+                leader: None,
+                outcome_unknown: false
+            }
+        );
+        for (code, outcome_unknown) in [
+            (ErrorCode::Overloaded, false),
+            (ErrorCode::Unavailable, false),
+            (ErrorCode::Timeout, true),
+        ] {
+            assert!(matches!(
+                error(code, false, None),
+                Verdict::Retry { outcome_unknown: unknown, .. } if unknown == outcome_unknown
+            ));
+        }
+        assert!(matches!(
+            error(ErrorCode::Unavailable, true, None),
+            Verdict::Retry {
+                outcome_unknown: true,
+                ..
+            }
+        ));
+        for code in [ErrorCode::BadRequest, ErrorCode::TooLarge] {
+            assert_eq!(error(code, false, None), Verdict::Refused("m".into()));
+        }
+        for code in [ErrorCode::Internal, ErrorCode::Unspecified] {
+            assert!(matches!(error(code, false, None), Verdict::Failed(_)));
+        }
+        let empty = ClientResponse {
+            request_id: 1,
+            outcome: None,
+            more: false,
+        };
+        assert!(matches!(empty.verdict(), Verdict::Failed(_)));
+    }
+}
