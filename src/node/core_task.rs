@@ -11,6 +11,7 @@ use synod_paxos::{
     Storage, Unavailable,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use super::machine::{Answer, CompactionPolicy, Node, NodeConfig};
 use super::watch::{AppliedEvents, APPLIED_EVENTS_QUEUE};
@@ -100,6 +101,7 @@ where
 {
     let durable = setup.log.load()?;
     let clock = std::time::Instant::now();
+    let config_id = setup.paxos.id.0;
     let config = NodeConfig {
         first_anonymous_seq: first_anonymous_seq(setup.paxos.id, std::time::SystemTime::now()),
         paxos: setup.paxos,
@@ -132,7 +134,13 @@ where
         calls: calls_tx,
         applied_events,
     };
-    let task = tokio::spawn(core.run(calls_rx, setup.inbox, setup.shutdown));
+    // Every line the core logs names its node, also where several nodes
+    // share a process (tests, the simulator's neighbours).
+    let span = tracing::info_span!("core", node = config_id);
+    let task = tokio::spawn(
+        core.run(calls_rx, setup.inbox, setup.shutdown)
+            .instrument(span),
+    );
     Ok((handle, task))
 }
 
