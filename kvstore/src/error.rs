@@ -28,7 +28,7 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     /// The acceptor's write-ahead log refused to open or to write.
     #[error(transparent)]
-    Log(#[from] crate::wal::LogError),
+    Log(#[from] crate::log::LogError),
 }
 
 macro_rules! from_redb {

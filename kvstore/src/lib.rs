@@ -39,6 +39,7 @@ pub mod fnv;
 mod install;
 pub mod key_expiry_clock;
 pub mod lock;
+mod log;
 pub mod membership;
 mod node_store;
 mod queue;
@@ -51,8 +52,6 @@ mod sim_backend;
 pub mod snapshot;
 mod state_machine;
 mod tables;
-mod wal;
-mod wal_disk;
 pub mod watch;
 
 #[cfg(feature = "bug-injection")]
@@ -63,6 +62,9 @@ pub use expiry::KeyExpiry;
 pub use install::{SnapshotError, SnapshotInstaller};
 pub use key_expiry_clock::{KeyExpiryClock, KeyExpiryConfig};
 pub use lock::DelayedLock;
+pub use log::{
+    format as wal_format, FsDisk, LogError, SimDisk, WalDisk, WalLog, WalOptions, WAL_FORMAT,
+};
 pub use node_store::{NodeStore, LOG_DIR, STATE_FILE};
 pub use receive::{SnapshotReceiver, SNAPSHOT_STALL};
 pub use session::SessionInfo;
@@ -70,8 +72,6 @@ pub use session_clock::{SessionClock, SessionClockConfig};
 pub use sim_backend::SimRedbBackend;
 pub use snapshot::{EntryTally, Snapshot, SnapshotChunk, MAX_SNAPSHOT_REVISION};
 pub use state_machine::{AppliedSlot, Options, StateCounts, StateMachine};
-pub use wal::{format as wal_format, LogError, WalLog, WalOptions, WAL_FORMAT};
-pub use wal_disk::{FsDisk, SimDisk, WalDisk};
 pub use watch::{WatchBatch, WatchError};
 
 // The wire types this crate's API takes and answers (`StateMachine::apply` a `Request`, its

@@ -9,9 +9,8 @@ use redb::{Database, StorageBackend};
 use synod_paxos::{DurableState, Slot, Storage};
 
 use crate::error::StorageError;
+use crate::log::{sync_dir, FsDisk, WalDisk, WalLog, WalOptions};
 use crate::state_machine::{Options, StateMachine};
-use crate::wal::{WalLog, WalOptions};
-use crate::wal_disk::{sync_dir, FsDisk, WalDisk};
 
 /// The acceptor log's directory (a [`WalLog`]) in a node's directory.
 pub const LOG_DIR: &str = "log";

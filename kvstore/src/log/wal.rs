@@ -63,10 +63,10 @@ use std::path::{Path, PathBuf};
 
 use synod_paxos::{Ballot, DurableState, Record, RecordRuleError, Slot, Storage, Value};
 
+use super::disk::{FsDisk, WalDisk};
 use crate::bugs::{Active, Bug};
 use crate::error::StorageError;
 use crate::fnv::Fnv;
-use crate::wal_disk::{FsDisk, WalDisk};
 
 /// The log format this code writes and reads; a segment of any other is refused.
 pub const WAL_FORMAT: u32 = 2;
