@@ -36,7 +36,6 @@ pub mod error;
 mod exec;
 pub mod expiry;
 pub mod fnv;
-mod install;
 pub mod key_expiry_clock;
 pub mod lock;
 mod log;
@@ -44,7 +43,6 @@ pub mod membership;
 mod node_store;
 mod queue;
 mod range;
-mod receive;
 pub mod redis;
 pub mod session;
 pub mod session_clock;
@@ -59,18 +57,19 @@ pub use bugs::Bugs;
 pub use effects::{ExpiryEvent, SessionEvent, SlotEffects};
 pub use error::StorageError;
 pub use expiry::KeyExpiry;
-pub use install::{SnapshotError, SnapshotInstaller};
 pub use key_expiry_clock::{KeyExpiryClock, KeyExpiryConfig};
 pub use lock::DelayedLock;
 pub use log::{
     format as wal_format, FsDisk, LogError, SimDisk, WalDisk, WalLog, WalOptions, WAL_FORMAT,
 };
 pub use node_store::{NodeStore, LOG_DIR, STATE_FILE};
-pub use receive::{SnapshotReceiver, SNAPSHOT_STALL};
 pub use session::SessionInfo;
 pub use session_clock::{SessionClock, SessionClockConfig};
 pub use sim_backend::SimRedbBackend;
-pub use snapshot::{EntryTally, Snapshot, SnapshotChunk, MAX_SNAPSHOT_REVISION};
+pub use snapshot::{
+    EntryTally, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller, SnapshotReceiver,
+    MAX_SNAPSHOT_REVISION, SNAPSHOT_STALL,
+};
 pub use state_machine::{AppliedSlot, Options, StateCounts, StateMachine};
 pub use watch::{WatchBatch, WatchError};
 

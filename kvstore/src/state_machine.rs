@@ -14,9 +14,10 @@ use crate::effects::SlotEffects;
 use crate::error::StorageError;
 use crate::exec::{self, ExecError};
 use crate::fnv::Fnv;
-use crate::install::{reset_staging, SnapshotError, SnapshotInstaller};
 use crate::membership::{self, decode_membership_command};
-use crate::snapshot::{read_entries, Snapshot, SnapshotChunk};
+use crate::snapshot::{
+    read_entries, reset_staging, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller,
+};
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
 use crate::watch::{self, WatchBatch, WatchError};
 use crate::EventFilter;

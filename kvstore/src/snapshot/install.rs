@@ -19,13 +19,13 @@ use redb::{
 };
 use synod_paxos::Slot;
 
-use crate::coord_tables::{coord_table_index, delete_staged, swap_in_staged, COORD_TABLES};
-use crate::error::StorageError;
-use crate::fnv::Fnv;
-use crate::snapshot::{
+use super::{
     Entry, SnapshotChunk, SnapshotEntry, MAX_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_ENTRY_BYTES,
     MAX_SNAPSHOT_REVISION, SNAPSHOT_CHUNK_DATA_BYTES, SNAPSHOT_FORMAT,
 };
+use crate::coord_tables::{coord_table_index, delete_staged, swap_in_staged, COORD_TABLES};
+use crate::error::StorageError;
+use crate::fnv::Fnv;
 use crate::tables::{
     decode_record, get_meta, DedupRecord, KvRecord, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META,
     REVISION,

@@ -1,7 +1,11 @@
 //! State-machine snapshots: a consistent point-in-time copy of every `sm_*` table, streamed in
 //! bounded chunks ([`Snapshot`], made by
 //! [`StateMachine::snapshot`](crate::StateMachine::snapshot)) and installed atomically on
-//! another node ([`SnapshotInstaller`](crate::SnapshotInstaller)).
+//! another node ([`SnapshotInstaller`]).
+//!
+//! Here: the format, and reading a snapshot out of the state machine. `install` validates
+//! and stages a received stream and swaps it in ([`SnapshotInstaller`]); `receive` takes one
+//! stream at a time from whichever peers send chunks ([`SnapshotReceiver`]).
 //!
 //! ## Format
 //!
@@ -51,11 +55,18 @@ use crate::fnv::Fnv;
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
 use synod_wire::limits::{MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES};
 
+mod install;
+mod receive;
+
+pub(crate) use install::reset_staging;
+pub use install::{SnapshotError, SnapshotInstaller};
+pub use receive::{SnapshotReceiver, SNAPSHOT_STALL};
+
 /// The snapshot format this code writes and reads.
 pub const SNAPSHOT_FORMAT: u32 = 1;
 
 /// The highest revision a snapshot may carry (2^63 − 1): an installer refuses one above it
-/// ([`SnapshotError::OutOfRange`](crate::SnapshotError::OutOfRange)), so the state machine's
+/// ([`SnapshotError::OutOfRange`]), so the state machine's
 /// revision, which grows by one per write, can never overflow after an install (2^63 writes at
 /// a million a second take 290,000 years). The applied index is bounded likewise by
 /// [`Slot::MAX`](synod_paxos::Slot::MAX).
