@@ -7,7 +7,7 @@
 //! before it writes anything, so a refused command leaves every table as it was.
 //!
 //! Every key a command writes is owned by the request's session (0 = none); ownership changes
-//! are mirrored in `sm_session_owned` (see [`crate::session`]). Every change of a key records a
+//! are mirrored in `sm_session_owned` (see [`crate::coord::session`]). Every change of a key records a
 //! watch [`Event`] in the slot's effects. Every key written gets the expiry the request's
 //! `key_ttl` (or the op's default) says, and every key deleted loses its expiry (see
 //! [`crate::expiry`]).
@@ -19,14 +19,15 @@ use prost::Message;
 use redb::{ReadableTable, Table};
 
 use crate::bugs::Active;
-use crate::coord_tables::CoordTables;
+use crate::coord::tables::CoordTables;
+use crate::coord::{election, lock, session};
 use crate::effects::SlotEffects;
 use crate::error::StorageError;
 use crate::expiry::{self, TtlMode};
 use crate::range::KeyInterval;
+use crate::redis;
 use crate::tables::{decode_record, get_kv, KvRecord};
 use crate::KIND_STRING;
-use crate::{election, lock, redis, session};
 use crate::{Event, EventKind};
 use synod_wire::command::{
     Compare, CompareAndSwap, CompareOp, CompareTarget, DeleteRange, Expected, Incr, KeyTtl, Op,
@@ -506,21 +507,21 @@ pub(crate) fn read_coord(
 ) -> Result<Option<Outcome>, StorageError> {
     Ok(match op {
         Op::LockHolder(h) => Some(Outcome::LockHolder(lock::holder(
-            &txn.open_table(crate::coord_tables::LOCKS)?,
+            &txn.open_table(crate::coord::tables::LOCKS)?,
             &h.name,
         )?)),
         Op::Leader(l) => Some(Outcome::Leader(election::leader(
-            &txn.open_table(crate::coord_tables::ELECTIONS)?,
+            &txn.open_table(crate::coord::tables::ELECTIONS)?,
             &l.election,
         )?)),
         Op::Ttl(t) => Some(Outcome::Ttl(expiry::ttl(
             &txn.open_table(crate::tables::KV)?,
-            &txn.open_table(crate::coord_tables::KEY_EXPIRY)?,
+            &txn.open_table(crate::coord::tables::KEY_EXPIRY)?,
             &t.key,
         )?)),
         Op::Redis(command) => Some(Outcome::Redis(redis::read(
             &txn.open_table(crate::tables::KV)?,
-            &txn.open_table(crate::coord_tables::REDIS_ELEMENTS)?,
+            &txn.open_table(crate::coord::tables::REDIS_ELEMENTS)?,
             command,
         )?)),
         _ => None,

@@ -8,7 +8,7 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::coord_tables::{get_record, ExpiryRecord, KEY_EXPIRY};
+use crate::coord::tables::{get_record, ExpiryRecord, KEY_EXPIRY};
 use crate::effects::ExpiryEvent;
 use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};

@@ -19,8 +19,8 @@
 //! - [`snapshot`]: a consistent snapshot of the state machine streamed in bounded chunks
 //!   ([`Snapshot`]), and its atomic installation on another node ([`SnapshotInstaller`]).
 //! - Coordination ([`coord_command`](synod_wire::coord_command), [`coord_response`](synod_wire::coord_response)): sessions with TTLs and ephemeral keys
-//!   ([`session`]), locks with fencing tokens and lock-delay ([`lock`]), elections
-//!   ([`election`]), fenced writes; [`SessionClock`] ([`session_clock`]), the leader's pure
+//!   ([`coord::session`]), locks with fencing tokens and lock-delay ([`coord::lock`]), elections,
+//!   fenced writes, all in [`coord`]; [`SessionClock`] ([`coord::session_clock`]), the leader's pure
 //!   helper that decides when to expire sessions, end lock-delays and checkpoint TTLs;
 //!   [`watch`], the events of every change and their bounded history.
 //! - Key expiry ([`expiry_command`](synod_wire::expiry_command)): TTLs on keys (Redis `EXPIRE`, `SET .. PX`), applied
@@ -28,24 +28,19 @@
 //!   decides when to delete expired keys and checkpoint their remaining TTLs.
 
 mod bugs;
-mod coord_tables;
+pub mod coord;
 mod dedup;
 mod effects;
-pub mod election;
 pub mod error;
 mod exec;
 pub mod expiry;
 pub mod fnv;
 pub mod key_expiry_clock;
-pub mod lock;
 mod log;
 pub mod membership;
 mod node_store;
-mod queue;
 mod range;
 pub mod redis;
-pub mod session;
-pub mod session_clock;
 mod sim_backend;
 pub mod snapshot;
 mod state_machine;
@@ -54,17 +49,15 @@ pub mod watch;
 
 #[cfg(feature = "bug-injection")]
 pub use bugs::Bugs;
+pub use coord::{DelayedLock, SessionClock, SessionClockConfig, SessionInfo};
 pub use effects::{ExpiryEvent, SessionEvent, SlotEffects};
 pub use error::StorageError;
 pub use expiry::KeyExpiry;
 pub use key_expiry_clock::{KeyExpiryClock, KeyExpiryConfig};
-pub use lock::DelayedLock;
 pub use log::{
     format as wal_format, FsDisk, LogError, SimDisk, WalDisk, WalLog, WalOptions, WAL_FORMAT,
 };
 pub use node_store::{NodeStore, LOG_DIR, STATE_FILE};
-pub use session::SessionInfo;
-pub use session_clock::{SessionClock, SessionClockConfig};
 pub use sim_backend::SimRedbBackend;
 pub use snapshot::{
     EntryTally, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller, SnapshotReceiver,

@@ -8,7 +8,8 @@ use redb::{Database, Durability, ReadableDatabase, Table};
 use synod_paxos::MembershipLog;
 
 use crate::bugs::Active;
-use crate::coord_tables::{create_tables, CoordTables, MEMBERSHIP};
+use crate::coord::tables::{create_tables, CoordTables, MEMBERSHIP};
+use crate::coord::{lock, session};
 use crate::dedup::{self, Admission, AppliedAt};
 use crate::effects::SlotEffects;
 use crate::error::StorageError;
@@ -21,7 +22,7 @@ use crate::snapshot::{
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
 use crate::watch::{self, WatchBatch, WatchError};
 use crate::EventFilter;
-use crate::{expiry, lock, session, DelayedLock, KeyExpiry, SessionInfo};
+use crate::{expiry, DelayedLock, KeyExpiry, SessionInfo};
 use synod_wire::command::{Op, Request};
 use synod_wire::limits::MAX_DEDUP_CLIENTS;
 use synod_wire::response::{Outcome, Response};
@@ -224,8 +225,8 @@ impl StateMachine {
         };
         Ok(StateCounts {
             keys: len(txn.open_table(KV))?,
-            sessions: len(txn.open_table(crate::coord_tables::SESSIONS))?,
-            locks: len(txn.open_table(crate::coord_tables::LOCKS))?,
+            sessions: len(txn.open_table(crate::coord::tables::SESSIONS))?,
+            locks: len(txn.open_table(crate::coord::tables::LOCKS))?,
         })
     }
 

@@ -9,7 +9,7 @@
 //!
 //! Names start with `sm_` so the tables can share one database with the acceptor's. The
 //! coordination tables (sessions, locks, elections, watch history) are in
-//! [`coord_tables`](crate::coord_tables).
+//! [`coord::tables`](crate::coord::tables).
 
 use prost::Message;
 use redb::{ReadableTable, TableDefinition};

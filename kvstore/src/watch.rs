@@ -40,7 +40,7 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction,
 };
 
-use crate::coord_tables::{event_key, event_key_revision, WATCH_EVENTS};
+use crate::coord::tables::{event_key, event_key_revision, WATCH_EVENTS};
 use crate::error::StorageError;
 use crate::tables::{decode_record, get_meta, META, REVISION};
 use crate::{Event, EventFilter};

@@ -23,7 +23,7 @@ use super::{
     Entry, SnapshotChunk, SnapshotEntry, MAX_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_ENTRY_BYTES,
     MAX_SNAPSHOT_REVISION, SNAPSHOT_CHUNK_DATA_BYTES, SNAPSHOT_FORMAT,
 };
-use crate::coord_tables::{coord_table_index, delete_staged, swap_in_staged, COORD_TABLES};
+use crate::coord::tables::{coord_table_index, delete_staged, swap_in_staged, COORD_TABLES};
 use crate::error::StorageError;
 use crate::fnv::Fnv;
 use crate::tables::{

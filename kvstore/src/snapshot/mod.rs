@@ -49,7 +49,7 @@
 use prost::Message;
 use redb::{Database, ReadableDatabase, TableHandle};
 
-use crate::coord_tables::COORD_TABLES;
+use crate::coord::tables::COORD_TABLES;
 use crate::error::StorageError;
 use crate::fnv::Fnv;
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
@@ -525,7 +525,7 @@ mod tests {
     use redb::TableHandle;
 
     use super::SNAPSHOT_TABLES;
-    use crate::coord_tables::COORD_TABLES;
+    use crate::coord::tables::COORD_TABLES;
     use crate::tables::{DEDUP, DEDUP_AGE, KV, META};
 
     #[test]

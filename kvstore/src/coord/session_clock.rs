@@ -37,10 +37,10 @@
 
 use std::collections::BTreeMap;
 
+use super::lock::DelayedLock;
+use super::session::SessionInfo;
 use crate::bugs::Bug;
 use crate::effects::SessionEvent;
-use crate::lock::DelayedLock;
-use crate::session::SessionInfo;
 use synod_wire::command::{
     CheckpointEntry, CheckpointSessions, ExpireSession, Op, ReleaseLockDelay,
 };

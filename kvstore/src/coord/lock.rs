@@ -20,13 +20,13 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+use super::queue;
+use super::session;
+use super::tables::{QueueRecord, LOCKS, OWNED_LOCK};
 use crate::bugs::{Active, Bug};
-use crate::coord_tables::{QueueRecord, LOCKS, OWNED_LOCK};
 use crate::effects::SessionEvent;
 use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};
-use crate::queue;
-use crate::session;
 use crate::tables::decode_record;
 use crate::EventKind;
 use synod_wire::command::{Fence, Lock, ReleaseLockDelay, Unlock};

@@ -13,12 +13,12 @@
 
 use redb::ReadableTable;
 
+use super::queue;
+use super::session;
+use super::tables::{QueueRecord, OWNED_ELECTION};
 use crate::bugs::Bug;
-use crate::coord_tables::{QueueRecord, OWNED_ELECTION};
 use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};
-use crate::queue;
-use crate::session;
 use crate::EventKind;
 use synod_wire::command::{Campaign, Proclaim, Resign};
 use synod_wire::error::display_name;

@@ -3,10 +3,10 @@
 use prost::Message;
 use redb::{ReadableTable, Table};
 
-use crate::coord_tables::{get_record, CoordTables, QueueRecord, Waiter};
+use super::session;
+use super::tables::{get_record, CoordTables, QueueRecord, Waiter};
 use crate::error::StorageError;
 use crate::exec::ExecError;
-use crate::session;
 use synod_wire::error::display_name;
 use synod_wire::limits::MAX_QUEUE_WAITERS;
 use synod_wire::RequestError;

@@ -1,5 +1,9 @@
-//! The coordination tables: sessions, what each session owns, locks, elections, key expiries,
-//! watch history.
+//! The coordination tables (sessions, what each session owns, locks, elections) and, beside
+//! them, the other tables that map bytes to bytes: key expiries, the membership log, the
+//! elements of Redis collections, the watch history. They sit together because snapshots
+//! stream and stage them all one way ([`COORD_TABLES`]) and a command opens them as one
+//! [`CoordTables`]; the rules of each are its own module's (`expiry`, `membership`, `redis`,
+//! `watch`).
 //!
 //! | table | key | value |
 //! |---|---|---|

@@ -15,7 +15,7 @@
 //! - Expire: ends the session only if the keep-alive count matches the leader's, so a keep-alive
 //!   that applied after the leader decided wins.
 //! - Close and expire delete the session's ephemeral keys, release its locks (expiry puts them
-//!   in lock-delay, see [`crate::lock`]), pass its elections on and take it out of every queue,
+//!   in lock-delay, see [`super::lock`]), pass its elections on and take it out of every queue,
 //!   all in one command at one revision.
 //!
 //! # Ownership
@@ -28,14 +28,14 @@ use std::ops::Bound;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use crate::coord_tables::{
+use super::tables::{
     owned_key, CoordTables, SessionRecord, OWNED_ELECTION, OWNED_KEY, OWNED_LOCK, SESSIONS,
 };
+use super::{election, lock};
 use crate::effects::SessionEvent;
 use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};
 use crate::tables::decode_record;
-use crate::{election, lock};
 use synod_wire::command::{
     CheckpointSessions, CloseSession, ExpireSession, KeepAlive, OpenSession,
 };
@@ -224,7 +224,7 @@ fn end(w: &mut Writer<'_, '_>, session: u64, expired: bool) -> Result<(u64, u64)
     w.coord.owned.retain_in::<&[u8], _>(bounds, |_, _| false)?;
     w.coord
         .sessions
-        .remove(crate::coord_tables::session_key(session).as_slice())?;
+        .remove(super::tables::session_key(session).as_slice())?;
     w.changed = true;
     w.effects
         .session_events
