@@ -10,7 +10,7 @@
 //! are mirrored in `sm_session_owned` (see [`crate::coord::session`]). Every change of a key records a
 //! watch [`Event`] in the slot's effects. Every key written gets the expiry the request's
 //! `key_ttl` (or the op's default) says, and every key deleted loses its expiry (see
-//! [`crate::expiry`]).
+//! [`crate::key_expiry`]).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ use crate::coord::tables::CoordTables;
 use crate::coord::{election, lock, session};
 use crate::effects::SlotEffects;
 use crate::error::StorageError;
-use crate::expiry::{self, TtlMode};
+use crate::key_expiry::{self, TtlMode};
 use crate::range::KeyInterval;
 use crate::redis;
 use crate::tables::{decode_record, get_kv, KvRecord};
@@ -229,7 +229,7 @@ impl Writer<'_, '_> {
             }
         }
         self.changed = true;
-        expiry::after_write(self, key, TtlMode::of(self.key_ttl, ttl_default))?;
+        key_expiry::after_write(self, key, TtlMode::of(self.key_ttl, ttl_default))?;
         let prev_value = prev.as_ref().map(|p| p.value.clone());
         self.event(
             EventKind::Put,
@@ -281,7 +281,7 @@ impl Writer<'_, '_> {
         if detach && record.session != 0 {
             session::detach_key(self.coord, record.session, key)?;
         }
-        expiry::clear(self, key)?;
+        key_expiry::clear(self, key)?;
         self.changed = true;
         self.event(
             EventKind::Delete,
@@ -499,7 +499,7 @@ fn compare_holds(
     })
 }
 
-/// Serve a coordination or expiry query (LockHolder, Leader or Ttl) from a read transaction;
+/// Serve a coordination or key expiry query (LockHolder, Leader or Ttl) from a read transaction;
 /// `None` for other ops.
 pub(crate) fn read_coord(
     txn: &redb::ReadTransaction,
@@ -514,7 +514,7 @@ pub(crate) fn read_coord(
             &txn.open_table(crate::coord::tables::ELECTIONS)?,
             &l.election,
         )?)),
-        Op::Ttl(t) => Some(Outcome::Ttl(expiry::ttl(
+        Op::Ttl(t) => Some(Outcome::Ttl(key_expiry::ttl(
             &txn.open_table(crate::tables::KV)?,
             &txn.open_table(crate::coord::tables::KEY_EXPIRY)?,
             &t.key,
@@ -554,7 +554,7 @@ pub(crate) fn execute<'txn>(
     revision: &mut u64,
     bugs: Active,
 ) -> Result<Outcome, ExecError> {
-    let (events_before, session_events_before, expiry_events_before) = (
+    let (events_before, session_events_before, key_expiry_events_before) = (
         effects.events.len(),
         effects.session_events.len(),
         effects.expiry_events.len(),
@@ -594,7 +594,10 @@ pub(crate) fn execute<'txn>(
                 .effects
                 .session_events
                 .truncate(session_events_before);
-            writer.effects.expiry_events.truncate(expiry_events_before);
+            writer
+                .effects
+                .expiry_events
+                .truncate(key_expiry_events_before);
             Err(e)
         }
     }
@@ -630,11 +633,11 @@ impl Writer<'_, '_> {
             Op::Proclaim(p) => Outcome::Proclaim(election::proclaim(self, p)?),
             Op::Resign(r) => Outcome::Resign(election::resign(self, r)?),
             Op::Leader(l) => Outcome::Leader(election::leader(&self.coord.elections, &l.election)?),
-            Op::Expire(e) => Outcome::Expire(expiry::expire(self, e)?),
-            Op::Persist(p) => Outcome::Persist(expiry::persist(self, p)?),
-            Op::Ttl(t) => Outcome::Ttl(expiry::ttl(self.kv, &self.coord.expiry, &t.key)?),
-            Op::ExpireKeys(e) => Outcome::ExpireKeys(expiry::expire_keys(self, e)?),
-            Op::CheckpointKeys(c) => Outcome::CheckpointKeys(expiry::checkpoint(self, c)?),
+            Op::Expire(e) => Outcome::Expire(key_expiry::expire(self, e)?),
+            Op::Persist(p) => Outcome::Persist(key_expiry::persist(self, p)?),
+            Op::Ttl(t) => Outcome::Ttl(key_expiry::ttl(self.kv, &self.coord.key_expiry, &t.key)?),
+            Op::ExpireKeys(e) => Outcome::ExpireKeys(key_expiry::expire_keys(self, e)?),
+            Op::CheckpointKeys(c) => Outcome::CheckpointKeys(key_expiry::checkpoint(self, c)?),
             Op::Redis(command) => Outcome::Redis(redis::execute(self, command)?),
             Op::RedisMulti(multi) => Outcome::Redis(redis::execute_multi(self, multi)?),
         })

@@ -24,7 +24,7 @@
 //!   helper that decides when to expire sessions, end lock-delays and checkpoint TTLs;
 //!   [`watch`], the events of every change and their bounded history.
 //! - Key expiry ([`expiry_command`](synod_wire::expiry_command)): TTLs on keys (Redis `EXPIRE`, `SET .. PX`), applied
-//!   without a clock; [`KeyExpiryClock`] ([`key_expiry_clock`]), the leader's pure helper that
+//!   without a clock; [`KeyExpiryClock`] ([`key_expiry::clock`]), the leader's pure helper that
 //!   decides when to delete expired keys and checkpoint their remaining TTLs.
 
 mod bugs;
@@ -33,9 +33,8 @@ mod dedup;
 mod effects;
 pub mod error;
 mod exec;
-pub mod expiry;
 pub mod fnv;
-pub mod key_expiry_clock;
+pub mod key_expiry;
 mod log;
 pub mod membership;
 mod node_store;
@@ -52,8 +51,7 @@ pub use bugs::Bugs;
 pub use coord::{DelayedLock, SessionClock, SessionClockConfig, SessionInfo};
 pub use effects::{ExpiryEvent, SessionEvent, SlotEffects};
 pub use error::StorageError;
-pub use expiry::KeyExpiry;
-pub use key_expiry_clock::{KeyExpiryClock, KeyExpiryConfig};
+pub use key_expiry::{KeyExpiry, KeyExpiryClock, KeyExpiryConfig};
 pub use log::{
     format as wal_format, FsDisk, LogError, SimDisk, WalDisk, WalLog, WalOptions, WAL_FORMAT,
 };

@@ -15,6 +15,7 @@ use crate::effects::SlotEffects;
 use crate::error::StorageError;
 use crate::exec::{self, ExecError};
 use crate::fnv::Fnv;
+use crate::key_expiry::{self, KeyExpiry};
 use crate::membership::{self, decode_membership_command};
 use crate::snapshot::{
     read_entries, reset_staging, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller,
@@ -22,7 +23,7 @@ use crate::snapshot::{
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
 use crate::watch::{self, WatchBatch, WatchError};
 use crate::EventFilter;
-use crate::{expiry, DelayedLock, KeyExpiry, SessionInfo};
+use crate::{DelayedLock, SessionInfo};
 use synod_wire::command::{Op, Request};
 use synod_wire::limits::MAX_DEDUP_CLIENTS;
 use synod_wire::response::{Outcome, Response};
@@ -282,7 +283,7 @@ impl StateMachine {
     /// [`KeyExpiryClock::become_leader`](crate::KeyExpiryClock::become_leader) starts from.
     /// Reads every key expiry (not the keys without one).
     pub fn key_expiries(&self) -> Result<Vec<KeyExpiry>, StorageError> {
-        expiry::list(&self.db)
+        key_expiry::list(&self.db)
     }
 
     /// The memberships as of the applied slot (unknown until

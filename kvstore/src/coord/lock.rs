@@ -196,7 +196,7 @@ pub(crate) fn release_delay(
 }
 
 /// Session `session` ended (expired if `expired`): release lock `name` if it held it (into
-/// lock-delay on expiry, else to the next waiter), or take it out of the queue. The caller
+/// lock-delay on session expiry, else to the next waiter), or take it out of the queue. The caller
 /// forgets the session's claims.
 pub(crate) fn session_ended(
     w: &mut Writer<'_, '_>,

@@ -14,9 +14,9 @@
 //!   still matches (else a keep-alive applied since, and its full TTL stands).
 //! - Expire: ends the session only if the keep-alive count matches the leader's, so a keep-alive
 //!   that applied after the leader decided wins.
-//! - Close and expire delete the session's ephemeral keys, release its locks (expiry puts them
-//!   in lock-delay, see [`super::lock`]), pass its elections on and take it out of every queue,
-//!   all in one command at one revision.
+//! - Close and expire delete the session's ephemeral keys, release its locks (session expiry
+//!   puts them in lock-delay, see [`super::lock`]), pass its elections on and take it out of
+//!   every queue, all in one command at one revision.
 //!
 //! # Ownership
 //! `sm_session_owned` lists what each session owns (ephemeral keys, locks and elections held or

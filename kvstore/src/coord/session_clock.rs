@@ -32,8 +32,9 @@
 //! expires after at most about `2 × TTL` of cumulated leadership, plus the time without a leader
 //! and commit latency. A term shorter than `C` makes no progress, so `C` should be well below
 //! typical leader lifetimes (default 5 s). A session kept alive is never
-//! expired: each keep-alive restores a full TTL in the state machine, and a checkpoint or an
-//! expiry decided before a keep-alive applied is ignored by apply (keep-alive counts differ).
+//! expired: each keep-alive restores a full TTL in the state machine, and a checkpoint or a
+//! session expiry decided before a keep-alive applied is ignored by apply (keep-alive counts
+//! differ).
 
 use std::collections::BTreeMap;
 
@@ -55,8 +56,8 @@ pub struct SessionClockConfig {
     /// How long a lock lost by session expiry stays unavailable, in ms (default 10 000; 0 ends
     /// the delay at the next poll).
     pub lock_delay_ms: u64,
-    /// How long to wait for a proposed expiry or delay release to apply before proposing it
-    /// again, in ms (at least 1; default 2 000).
+    /// How long to wait for a proposed session expiry or lock-delay release to apply before
+    /// proposing it again, in ms (at least 1; default 2 000).
     pub retry_ms: u64,
     /// Deliberately broken rules (tests only).
     #[cfg(feature = "bug-injection")]
@@ -91,7 +92,7 @@ struct Tracked {
     ttl_ms: u64,
     keepalives: u64,
     deadline_ms: u64,
-    /// When an expiry was last proposed for the current deadline.
+    /// When the session's expiry was last proposed for the current deadline.
     proposed_at_ms: Option<u64>,
 }
 

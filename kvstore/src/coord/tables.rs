@@ -2,13 +2,13 @@
 //! them, the other tables that map bytes to bytes: key expiries, the membership log, the
 //! elements of Redis collections, the watch history. They sit together because snapshots
 //! stream and stage them all one way ([`COORD_TABLES`]) and a command opens them as one
-//! [`CoordTables`]; the rules of each are its own module's (`expiry`, `membership`, `redis`,
+//! [`CoordTables`]; the rules of each are its own module's (`key_expiry`, `membership`, `redis`,
 //! `watch`).
 //!
 //! | table | key | value |
 //! |---|---|---|
 //! | `sm_elections` | election name | [`QueueRecord`]: leader, its value and revision, candidates |
-//! | `sm_key_expiry` | user key | [`ExpiryRecord`]: expiry revision, remaining TTL |
+//! | `sm_key_expiry` | user key | [`KeyExpiryRecord`]: expiry revision, remaining TTL |
 //! | `sm_locks` | lock name | [`QueueRecord`]: holder, token, lock-delay, waiters |
 //! | `sm_membership` | `log` | the cluster's membership log (see [`crate::membership`]) |
 //! | `sm_redis_elements` | collection id (8 bytes BE) ‖ element key | element value (see [`crate::redis`]) |
@@ -30,7 +30,7 @@ use crate::tables::decode_record;
 
 /// Election name to its [`QueueRecord`].
 pub(crate) const ELECTIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_elections");
-/// User key (with an expiry) to its [`ExpiryRecord`].
+/// User key (with an expiry) to its [`KeyExpiryRecord`].
 pub(crate) const KEY_EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_key_expiry");
 /// Lock name to its [`QueueRecord`].
 pub(crate) const LOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_locks");
@@ -129,7 +129,7 @@ pub(crate) struct SessionRecord {
 
 /// What `sm_key_expiry` stores for a key with an expiry (see [`synod_wire::expiry_command`]).
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
-pub(crate) struct ExpiryRecord {
+pub(crate) struct KeyExpiryRecord {
     /// The revision of the command that set this expiry: it names the expiry in
     /// [`ExpireKeys`](crate::ExpireKeys) and [`CheckpointKeys`](crate::CheckpointKeys).
     #[prost(uint64, tag = "1")]
@@ -234,7 +234,7 @@ pub(crate) struct CoordTables<'txn> {
     pub owned: Table<'txn, &'static [u8], &'static [u8]>,
     pub locks: Table<'txn, &'static [u8], &'static [u8]>,
     pub elections: Table<'txn, &'static [u8], &'static [u8]>,
-    pub expiry: Table<'txn, &'static [u8], &'static [u8]>,
+    pub key_expiry: Table<'txn, &'static [u8], &'static [u8]>,
     /// The elements of Redis collections.
     pub elements: Table<'txn, &'static [u8], &'static [u8]>,
     /// The membership log.
@@ -249,7 +249,7 @@ impl<'txn> CoordTables<'txn> {
             owned: txn.open_table(SESSION_OWNED)?,
             locks: txn.open_table(LOCKS)?,
             elections: txn.open_table(ELECTIONS)?,
-            expiry: txn.open_table(KEY_EXPIRY)?,
+            key_expiry: txn.open_table(KEY_EXPIRY)?,
             elements: txn.open_table(REDIS_ELEMENTS)?,
             membership: txn.open_table(MEMBERSHIP)?,
         })
@@ -260,20 +260,25 @@ impl<'txn> CoordTables<'txn> {
         get_record(&self.sessions, "sm_sessions", &session_key(session))
     }
 
-    /// The expiry of `key`, if it has one.
-    pub fn expiry(&self, key: &[u8]) -> Result<Option<ExpiryRecord>, StorageError> {
-        get_record(&self.expiry, "sm_key_expiry", key)
+    /// The key expiry of `key`, if it has one.
+    pub fn key_expiry(&self, key: &[u8]) -> Result<Option<KeyExpiryRecord>, StorageError> {
+        get_record(&self.key_expiry, "sm_key_expiry", key)
     }
 
     /// Store the expiry of `key`.
-    pub fn put_expiry(&mut self, key: &[u8], record: &ExpiryRecord) -> Result<(), StorageError> {
-        self.expiry.insert(key, record.encode_to_vec().as_slice())?;
+    pub fn put_key_expiry(
+        &mut self,
+        key: &[u8],
+        record: &KeyExpiryRecord,
+    ) -> Result<(), StorageError> {
+        self.key_expiry
+            .insert(key, record.encode_to_vec().as_slice())?;
         Ok(())
     }
 
     /// Remove the expiry of `key`; whether it had one.
-    pub fn remove_expiry(&mut self, key: &[u8]) -> Result<bool, StorageError> {
-        Ok(self.expiry.remove(key)?.is_some())
+    pub fn remove_key_expiry(&mut self, key: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.key_expiry.remove(key)?.is_some())
     }
 
     /// Store the record of `session`.

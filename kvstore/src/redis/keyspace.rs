@@ -8,7 +8,7 @@ use redb::ReadableTable;
 use super::number::parse_int;
 use super::store::{Coll, View};
 use super::{check_key, err, not_integer, syntax, Ctx, RedisReply, Res, Rng};
-use crate::expiry::{self, TtlMode};
+use crate::key_expiry::{self, TtlMode};
 use crate::tables::KvRecord;
 use crate::{kind_name, KIND_HASH, KIND_LIST, KIND_SET, KIND_STRING, KIND_ZSET};
 use synod_wire::command::{DeleteRange, Expire, ExpireIf, Persist};
@@ -223,7 +223,7 @@ pub(super) fn write(ctx: &mut Ctx<'_, '_, '_>, name: &str, args: &[Vec<u8>]) -> 
             let persist = Persist {
                 key: args[1].clone(),
             };
-            let removed = expiry::persist(ctx.w, &persist)?.removed;
+            let removed = key_expiry::persist(ctx.w, &persist)?.removed;
             Ok(RedisReply::int(i64::from(removed)))
         }
         "move" => {
@@ -256,7 +256,7 @@ fn pexpire(ctx: &mut Ctx<'_, '_, '_>, args: &[Vec<u8>]) -> Res<RedisReply> {
         condition: condition as i32,
         expiry_revision: 0,
     };
-    let applied = expiry::expire(ctx.w, &expire)?.applied;
+    let applied = key_expiry::expire(ctx.w, &expire)?.applied;
     Ok(RedisReply::int(i64::from(applied)))
 }
 
@@ -274,13 +274,13 @@ fn flush(ctx: &mut Ctx<'_, '_, '_>, args: &[Vec<u8>]) -> Res<RedisReply> {
 
 /// The remaining TTL the state machine recorded for `key`, if it has an expiry.
 fn recorded_ttl(ctx: &Ctx<'_, '_, '_>, key: &[u8]) -> Res<Option<u64>> {
-    Ok(ctx.w.coord.expiry(key)?.map(|r| r.remaining_ms))
+    Ok(ctx.w.coord.key_expiry(key)?.map(|r| r.remaining_ms))
 }
 
 /// Give `key` (just written) the TTL `ttl_ms`, if any.
 fn restore_ttl(ctx: &mut Ctx<'_, '_, '_>, key: &[u8], ttl_ms: Option<u64>) -> Res<()> {
     if let Some(ms) = ttl_ms.filter(|ms| *ms > 0) {
-        expiry::after_write(ctx.w, key, TtlMode::Set(ms))?;
+        key_expiry::after_write(ctx.w, key, TtlMode::Set(ms))?;
     }
     Ok(())
 }

@@ -335,7 +335,7 @@ pub(crate) fn execute_multi(
     for watched in &multi.watched {
         let mod_revision =
             crate::tables::get_kv(&*w.kv, &watched.key)?.map_or(0, |r| r.mod_revision);
-        let expiry_revision = w.coord.expiry(&watched.key)?.map_or(0, |e| e.revision);
+        let expiry_revision = w.coord.key_expiry(&watched.key)?.map_or(0, |e| e.revision);
         if (mod_revision, expiry_revision) != (watched.mod_revision, watched.expiry_revision) {
             return Ok(RedisReply::nil_array());
         }

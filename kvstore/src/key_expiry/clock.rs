@@ -43,8 +43,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::KeyExpiry;
 use crate::effects::ExpiryEvent;
-use crate::expiry::KeyExpiry;
 use crate::SessionClockConfig;
 use synod_wire::command::{CheckpointKeys, ExpireKeyEntry, ExpireKeys, KeyCheckpointEntry, Op};
 use synod_wire::limits::{MAX_KEY_EXPIRY_BATCH_BYTES, MAX_KEY_EXPIRY_ENTRIES};

@@ -5,10 +5,13 @@
 //! See [`synod_wire::expiry_command`] for the rules. Invariant: `sm_key_expiry` holds a record only
 //! for a key that exists in `sm_kv` (every deletion goes through the writer's one deletion
 //! bookkeeping, which calls `clear`).
+//!
+//! Apply never reads a clock: the leader's [`KeyExpiryClock`] ([`clock`]) keeps the deadlines
+//! and proposes the commands that delete expired keys.
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::coord::tables::{get_record, ExpiryRecord, KEY_EXPIRY};
+use crate::coord::tables::{get_record, KeyExpiryRecord, KEY_EXPIRY};
 use crate::effects::ExpiryEvent;
 use crate::error::StorageError;
 use crate::exec::{ExecError, Writer};
@@ -18,8 +21,12 @@ use synod_wire::response::{
     CheckpointKeysResponse, ExpireKeysResponse, ExpireResponse, PersistResponse, TtlResponse,
 };
 
+pub mod clock;
+
+pub use clock::{KeyExpiryClock, KeyExpiryConfig};
+
 /// A key's expiry as the state machine records it: what a new leader's
-/// [`KeyExpiryClock`](crate::KeyExpiryClock) starts from.
+/// [`KeyExpiryClock`] starts from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyExpiry {
     /// The key.
@@ -69,11 +76,11 @@ pub(crate) fn after_write(
 /// A new expiry of `key` (which exists) at this command's revision.
 fn set(w: &mut Writer<'_, '_>, key: &[u8], ttl_ms: u64) -> Result<(), StorageError> {
     debug_assert!(ttl_ms > 0);
-    let record = ExpiryRecord {
+    let record = KeyExpiryRecord {
         revision: w.revision,
         remaining_ms: ttl_ms,
     };
-    w.coord.put_expiry(key, &record)?;
+    w.coord.put_key_expiry(key, &record)?;
     w.changed = true;
     w.effects.expiry_events.push(ExpiryEvent::Set {
         key: key.to_vec(),
@@ -86,7 +93,7 @@ fn set(w: &mut Writer<'_, '_>, key: &[u8], ttl_ms: u64) -> Result<(), StorageErr
 /// Remove the expiry of `key`, if it has one (the key was deleted, or written without keeping
 /// its TTL).
 pub(crate) fn clear(w: &mut Writer<'_, '_>, key: &[u8]) -> Result<(), StorageError> {
-    if w.coord.remove_expiry(key)? {
+    if w.coord.remove_key_expiry(key)? {
         w.effects
             .expiry_events
             .push(ExpiryEvent::Cleared { key: key.to_vec() });
@@ -100,7 +107,7 @@ pub(crate) fn expire(w: &mut Writer<'_, '_>, expire: &Expire) -> Result<ExpireRe
     if w.kv.get(key)?.is_none() {
         return Ok(ExpireResponse { applied: false });
     }
-    let current = w.coord.expiry(key)?;
+    let current = w.coord.key_expiry(key)?;
     let holds = match ExpireIf::try_from(expire.condition) {
         Ok(ExpireIf::Always) => true,
         Ok(ExpireIf::NoExpiry) => current.is_none(),
@@ -126,7 +133,7 @@ pub(crate) fn persist(
     w: &mut Writer<'_, '_>,
     persist: &Persist,
 ) -> Result<PersistResponse, ExecError> {
-    let removed = w.coord.remove_expiry(&persist.key)?;
+    let removed = w.coord.remove_key_expiry(&persist.key)?;
     if removed {
         w.changed = true;
         w.effects.expiry_events.push(ExpiryEvent::Cleared {
@@ -145,7 +152,7 @@ pub(crate) fn expire_keys(
     for entry in &expire.entries {
         let named = w
             .coord
-            .expiry(&entry.key)?
+            .key_expiry(&entry.key)?
             .is_some_and(|r| r.revision == entry.expiry_revision);
         if named && w.remove_key(&entry.key, true)?.is_some() {
             deleted += 1;
@@ -161,14 +168,14 @@ pub(crate) fn checkpoint(
 ) -> Result<CheckpointKeysResponse, ExecError> {
     let mut applied = 0;
     for entry in &checkpoint.entries {
-        let Some(mut record) = w.coord.expiry(&entry.key)? else {
+        let Some(mut record) = w.coord.key_expiry(&entry.key)? else {
             continue;
         };
         if record.revision != entry.expiry_revision {
             continue;
         }
         record.remaining_ms = record.remaining_ms.min(entry.remaining_ms);
-        w.coord.put_expiry(&entry.key, &record)?;
+        w.coord.put_key_expiry(&entry.key, &record)?;
         applied += 1;
     }
     Ok(CheckpointKeysResponse { applied })
@@ -183,7 +190,7 @@ pub(crate) fn ttl(
     if kv.get(key)?.is_none() {
         return Ok(TtlResponse::default());
     }
-    let record: Option<ExpiryRecord> = get_record(expiry, "sm_key_expiry", key)?;
+    let record: Option<KeyExpiryRecord> = get_record(expiry, "sm_key_expiry", key)?;
     Ok(TtlResponse {
         exists: true,
         expiry_revision: record.map_or(0, |r| r.revision),
@@ -200,7 +207,7 @@ pub(crate) fn list(db: &Database) -> Result<Vec<KeyExpiry>, StorageError> {
     let mut keys = Vec::new();
     for row in table.iter()? {
         let (key, value) = row?;
-        let record: ExpiryRecord = decode_record("sm_key_expiry", value.value())?;
+        let record: KeyExpiryRecord = decode_record("sm_key_expiry", value.value())?;
         keys.push(KeyExpiry {
             key: key.value().to_vec(),
             expiry_revision: record.revision,
