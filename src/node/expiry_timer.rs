@@ -2,12 +2,13 @@
 //! [`KeyExpiryClock`] with the core's monotonic clock, and tells the read
 //! path what the clock knows.
 //!
-//! The core task:
-//! 1. calls [`follow_role`](ExpiryTimer::follow_role) and proposes what
-//!    [`due`](ExpiryTimer::due) returns (key expiries, TTL checkpoints) every
-//!    round before taking `Ready`, and also right before proposing a
-//!    client's write, so that the expiry of every key whose deadline passed
-//!    precedes that write in the log;
+//! The node, through [`LeaderDuties`](super::leader_duties::LeaderDuties):
+//! 1. starts it ([`become_leader`](ExpiryTimer::become_leader)) or stops it
+//!    ([`step_down`](ExpiryTimer::step_down)) as its leadership changes, and
+//!    proposes what [`due`](ExpiryTimer::due) returns (key expiries, TTL
+//!    checkpoints) every round before taking `Ready`, and also right before
+//!    proposing a client's write, so that the expiry of every key whose
+//!    deadline passed precedes that write in the log;
 //! 2. [`observe`](ExpiryTimer::observe)s each applied slot's expiry events;
 //! 3. before answering a read as leader, asks
 //!    [`needs_log`](ExpiryTimer::needs_log): a read that would show a key
@@ -24,60 +25,43 @@
 use synod_kvstore::{
     ExpiryEvent, KeyExpiryClock, KeyExpiryConfig, Op, Outcome, Response, StateMachine, StorageError,
 };
-use synod_paxos::Replica;
+use synod_paxos::{Ballot, NodeId};
 
-use super::leadership::{LeadershipChange, LeadershipWatch};
-
-/// The key expiry clock plus the leadership it follows.
+/// The key expiry clock, as the leader drives it.
 pub(super) struct ExpiryTimer {
     clock: KeyExpiryClock,
-    /// The leadership the clock runs for.
-    leadership: LeadershipWatch,
 }
 
 impl ExpiryTimer {
     pub(super) fn new(config: KeyExpiryConfig) -> ExpiryTimer {
         ExpiryTimer {
             clock: KeyExpiryClock::new(config),
-            leadership: LeadershipWatch::default(),
         }
     }
 
-    /// Starts or stops the leader's duties when `replica`'s leadership
-    /// changed since the last call (a new ballot of ours restarts them).
-    pub(super) fn follow_role(
+    /// Starts the leader's duties of `node`, leading with `ballot`: every
+    /// key deadline restarts from its remaining TTL.
+    pub(super) fn become_leader(
         &mut self,
         now_ms: u64,
-        replica: &Replica,
         state_machine: &StateMachine,
+        node: NodeId,
+        ballot: Ballot,
     ) -> Result<(), StorageError> {
-        let node = replica.status().id;
-        match self.leadership.follow(replica) {
-            LeadershipChange::Unchanged => {}
-            LeadershipChange::Started(ballot) => {
-                let expiries = state_machine.key_expiries()?;
-                self.clock.become_leader(now_ms, &expiries);
-                tracing::info!(
-                    %node,
-                    %ballot,
-                    keys = expiries.len(),
-                    "leading: key deadlines restarted from their remaining TTLs"
-                );
-            }
-            LeadershipChange::Ended => {
-                self.clock.step_down();
-                tracing::debug!(%node, "no longer leading: key deadlines dropped");
-            }
-        }
+        let expiries = state_machine.key_expiries()?;
+        self.clock.become_leader(now_ms, &expiries);
+        tracing::info!(
+            %node,
+            %ballot,
+            keys = expiries.len(),
+            "leading: key deadlines restarted from their remaining TTLs"
+        );
         Ok(())
     }
 
-    /// Forgets the leadership seen, so the next
-    /// [`follow_role`](Self::follow_role) rebuilds the deadlines (after the
-    /// state machine was replaced by a snapshot).
-    pub(super) fn reset(&mut self) {
+    /// Stops the leader's duties: the key deadlines are dropped.
+    pub(super) fn step_down(&mut self) {
         self.clock.step_down();
-        self.leadership.forget();
     }
 
     /// Takes in the expiry events of a slot applied at `now_ms`.

@@ -43,6 +43,7 @@ use synod_paxos::{
 };
 
 use super::expiry_timer::ExpiryTimer;
+use super::leader_duties::LeaderDuties;
 use super::leadership::{LeadershipChange, LeadershipWatch};
 use super::session_timer::SessionTimer;
 use super::{
@@ -204,10 +205,10 @@ pub struct Node {
     max_log_bytes: u64,
     /// The leadership seen at the end of the last round (for step-down).
     leadership: LeadershipWatch,
-    /// The leader's session deadlines, lock-delays and checkpoints.
-    sessions: SessionTimer,
-    /// The leader's key deadlines and TTL checkpoints.
-    expiry: ExpiryTimer,
+    /// The leader's session and key deadlines, lock-delays and
+    /// checkpoints, following one leadership watch of their own (at the
+    /// start of a round; `leadership` above follows at its end).
+    duties: LeaderDuties,
     /// The applied index at the last state-machine flush (or start).
     flushed_through: u64,
     /// The snapshot stream being received.
@@ -247,8 +248,10 @@ impl Node {
             compaction: config.compaction,
             max_log_bytes,
             leadership: LeadershipWatch::default(),
-            expiry: ExpiryTimer::new(KeyExpiryConfig::like_sessions(&config.sessions)),
-            sessions: SessionTimer::new(config.sessions),
+            duties: LeaderDuties::new(
+                SessionTimer::new(config.sessions.clone()),
+                ExpiryTimer::new(KeyExpiryConfig::like_sessions(&config.sessions)),
+            ),
             flushed_through: applied.0,
             receiver: SnapshotReceiver::default(),
             waiting: HashMap::new(),
@@ -324,7 +327,7 @@ impl Node {
                 let now_ms = now_ms(now);
                 let answer = self.read_now(&request).map(|mut response| {
                     if let Some(op) = &request.op {
-                        self.expiry.fill_ttl(op, &mut response, now_ms);
+                        self.duties.expiry.fill_ttl(op, &mut response, now_ms);
                     }
                     response
                 });
@@ -442,8 +445,7 @@ impl Node {
         };
         let through = self.state_machine.complete_install(installer)?;
         self.flushed_through = through;
-        self.sessions.reset();
-        self.expiry.reset();
+        self.duties.reset();
         // The installer refuses applied indexes above `Slot::MAX`, and the
         // commit index was checked above.
         let mut membership = self.state_machine.membership()?;
@@ -600,7 +602,7 @@ impl Node {
 
     /// The ballot this node's leader clocks run for, if it leads.
     pub fn leading(&self) -> Option<Ballot> {
-        self.sessions.leading()
+        self.duties.leading()
     }
 
     /// The consensus core, for inspection.
@@ -697,10 +699,10 @@ impl Node {
         let now_ms = now_ms(now);
         let mut answer = self.read_now(&request);
         if let (Ok(response), Some(op)) = (answer.as_mut(), request.op.as_ref()) {
-            if self.expiry.needs_log(op, response, now_ms) {
+            if self.duties.expiry.needs_log(op, response, now_ms) {
                 return self.read_through_log(now, id, op.clone());
             }
-            self.expiry.fill_ttl(op, response, now_ms);
+            self.duties.expiry.fill_ttl(op, response, now_ms);
         }
         self.answers.push(Answer::Read { id, answer });
         Ok(())
@@ -755,9 +757,12 @@ impl Node {
         let now_ms = now_ms(now);
         let mut applied = Vec::with_capacity(slots.len());
         for ((slot, commands), result) in slots.into_iter().zip(results) {
-            self.sessions
+            self.duties
+                .sessions
                 .observe(now_ms, &result.effects.session_events);
-            self.expiry.observe(now_ms, &result.effects.expiry_events);
+            self.duties
+                .expiry
+                .observe(now_ms, &result.effects.expiry_events);
             for (bytes, response) in commands.iter().zip(&result.responses) {
                 let Ok(request) = Request::decode(bytes.as_slice()) else {
                     continue;
@@ -769,7 +774,7 @@ impl Node {
                 let mut response = response.clone();
                 if let Some(op) = &request.op {
                     // A TTL read served through the log.
-                    self.expiry.fill_ttl(op, &mut response, now_ms);
+                    self.duties.expiry.fill_ttl(op, &mut response, now_ms);
                 }
                 self.answer_waiting(key, Ok(response));
             }
@@ -813,9 +818,7 @@ impl Node {
     fn lead_sessions(&mut self, now: Instant) -> Result<(), NodeFailure> {
         self.lead_key_expiry(now)?;
         let now_ms = now_ms(now);
-        self.sessions
-            .follow_role(now_ms, &self.replica, &self.state_machine)?;
-        for op in self.sessions.due(now_ms) {
+        for op in self.duties.sessions.due(now_ms) {
             // Refused (busy, or leadership just lost): the clock proposes
             // expiries and delay ends again after its retry interval, and
             // the next checkpoint is one interval away.
@@ -831,9 +834,9 @@ impl Node {
     /// and before proposing a client's write or a read through the log.
     fn lead_key_expiry(&mut self, now: Instant) -> Result<(), StorageError> {
         let now_ms = now_ms(now);
-        self.expiry
+        self.duties
             .follow_role(now_ms, &self.replica, &self.state_machine)?;
-        for op in self.expiry.due(now_ms) {
+        for op in self.duties.expiry.due(now_ms) {
             // Refused (busy, or leadership just lost): the clock proposes
             // the expiries again after its retry interval.
             if let Err(refused) = self.propose_anonymous(now, op) {

@@ -15,16 +15,17 @@
 //! once the Paxos core releases them (lease or ReadIndex), from the state
 //! right after applying.
 //!
-//! While the node leads, the core also drives the leader's session clock
-//! (session expiry, lock-delay ends, TTL checkpoints; see [`SessionTimer`])
-//! and key expiry clock (deleting keys whose TTL ran out, checkpointing
-//! their remaining TTLs; reads never show a key past its deadline; see
-//! `expiry_timer`),
+//! While the node leads, the core also drives the leader's duties
+//! (`leader_duties`): the session clock (session expiry, lock-delay ends,
+//! TTL checkpoints; `session_timer`) and the key expiry clock (deleting keys
+//! whose TTL ran out, checkpointing their remaining TTLs; reads never show a
+//! key past its deadline; `expiry_timer`),
 //! and every applied slot's watch events go to waiting watchers
 //! ([`NodeHandle::watch`]).
 
 mod core_task;
 mod expiry_timer;
+mod leader_duties;
 mod leadership;
 mod machine;
 mod session_timer;
@@ -40,7 +41,6 @@ pub use core_task::{spawn_core, spawn_core_with_sessions, CoreSetup, PeerInput, 
 pub use machine::{
     Answer, AppliedSlot, CompactionPolicy, Node, NodeConfig, NodeFailure, Round, RoundOutput,
 };
-pub use session_timer::SessionTimer;
 pub use watch::{AppliedEvents, WatchAnswer, MAX_WATCH_WAIT};
 
 /// How many client calls may queue for the core before senders wait.

@@ -2,12 +2,14 @@
 //! [`SessionClock`] with the core's monotonic clock and proposes what it
 //! returns (session expiries, lock-delay releases, TTL checkpoints).
 //!
-//! The core task calls, in this order, every round:
-//! 1. [`follow_role`](SessionTimer::follow_role) before taking `Ready`: on a
-//!    new leadership (a new ballot of ours) the clock restarts every
-//!    deadline from the state machine's listing; on losing it, it forgets
-//!    them. Slots applied after that point are observed; slots applied
-//!    before are in the listing, so nothing is counted twice.
+//! The node, through [`LeaderDuties`](super::leader_duties::LeaderDuties),
+//! calls in this order every round:
+//! 1. [`become_leader`](SessionTimer::become_leader) on a new leadership (a
+//!    new ballot of ours), which restarts every deadline from the state
+//!    machine's listing, or [`step_down`](SessionTimer::step_down) on
+//!    losing it, which forgets them. Slots applied after that point are
+//!    observed; slots applied before are in the listing, so nothing is
+//!    counted twice.
 //! 2. [`due`](SessionTimer::due), and propose each op as an anonymous
 //!    request (client id 0, sequence 0: no waiter is ever registered under
 //!    it, so applying it answers nobody).
@@ -25,17 +27,13 @@
 use synod_kvstore::{
     Op, SessionClock, SessionClockConfig, SessionEvent, StateMachine, StorageError,
 };
-use synod_paxos::{Ballot, Replica};
-
-use super::leadership::{LeadershipChange, LeadershipWatch};
+use synod_paxos::{Ballot, NodeId};
 
 /// The session clock plus what the core needs to drive it cheaply (see the
 /// module docs for the order of calls). Pure: time comes in as `now_ms`
 /// from a monotonic clock.
-pub struct SessionTimer {
+pub(super) struct SessionTimer {
     clock: SessionClock,
-    /// The leadership the clock runs for.
-    leadership: LeadershipWatch,
     /// No poll can return anything before this (ms on the core's clock);
     /// `None`: ask the clock.
     wakeup_ms: Option<u64>,
@@ -43,64 +41,44 @@ pub struct SessionTimer {
 
 impl SessionTimer {
     /// A timer of a node that does not lead yet.
-    pub fn new(config: SessionClockConfig) -> SessionTimer {
+    pub(super) fn new(config: SessionClockConfig) -> SessionTimer {
         SessionTimer {
             clock: SessionClock::new(config),
-            leadership: LeadershipWatch::default(),
             wakeup_ms: None,
         }
     }
 
-    /// Starts or stops the leader's duties when `replica`'s leadership
-    /// changed since the last call. A leadership lost and won again between
-    /// two calls shows as a new ballot and restarts the deadlines too.
-    pub fn follow_role(
+    /// Starts the leader's duties of `node`, leading with `ballot`: every
+    /// deadline restarts from the state machine's listing.
+    pub(super) fn become_leader(
         &mut self,
         now_ms: u64,
-        replica: &Replica,
         state_machine: &StateMachine,
+        node: NodeId,
+        ballot: Ballot,
     ) -> Result<(), StorageError> {
-        let node = replica.status().id;
-        match self.leadership.follow(replica) {
-            LeadershipChange::Unchanged => return Ok(()),
-            LeadershipChange::Started(ballot) => {
-                let sessions = state_machine.sessions()?;
-                let delayed = state_machine.delayed_locks()?;
-                self.clock.become_leader(now_ms, &sessions, &delayed);
-                tracing::info!(
-                    %node,
-                    %ballot,
-                    sessions = sessions.len(),
-                    delayed_locks = delayed.len(),
-                    "leading: session deadlines restarted from their remaining TTLs"
-                );
-            }
-            LeadershipChange::Ended => {
-                self.clock.step_down();
-                tracing::debug!(%node, "no longer leading: session deadlines dropped");
-            }
-        }
+        let sessions = state_machine.sessions()?;
+        let delayed = state_machine.delayed_locks()?;
+        self.clock.become_leader(now_ms, &sessions, &delayed);
+        tracing::info!(
+            %node,
+            %ballot,
+            sessions = sessions.len(),
+            delayed_locks = delayed.len(),
+            "leading: session deadlines restarted from their remaining TTLs"
+        );
         self.wakeup_ms = None;
         Ok(())
     }
 
-    /// The ballot this node leads with, while its session clock runs as
-    /// leader (since the last [`follow_role`](Self::follow_role)).
-    pub fn leading(&self) -> Option<Ballot> {
-        self.leadership.leading()
-    }
-
-    /// Forgets the leadership seen, so the next
-    /// [`follow_role`](Self::follow_role) rebuilds the deadlines from the
-    /// state machine (after the state machine was replaced by a snapshot).
-    pub fn reset(&mut self) {
+    /// Stops the leader's duties: the deadlines are dropped.
+    pub(super) fn step_down(&mut self) {
         self.clock.step_down();
-        self.leadership.forget();
         self.wakeup_ms = None;
     }
 
     /// Takes in the session events of a slot applied at `now_ms`.
-    pub fn observe(&mut self, now_ms: u64, events: &[SessionEvent]) {
+    pub(super) fn observe(&mut self, now_ms: u64, events: &[SessionEvent]) {
         if events.is_empty() || !self.clock.is_leader() {
             return;
         }
@@ -122,7 +100,7 @@ impl SessionTimer {
     }
 
     /// The ops the leader must propose at `now_ms` (empty unless leader).
-    pub fn due(&mut self, now_ms: u64) -> Vec<Op> {
+    pub(super) fn due(&mut self, now_ms: u64) -> Vec<Op> {
         if !self.clock.is_leader() {
             return Vec::new();
         }

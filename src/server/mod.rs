@@ -1,6 +1,6 @@
 //! `synod start`: one node on the network. Wires the node runtime to QUIC:
-//! peers on `peer_addr` (through [`outbox`]), clients on `client_addr`
-//! (served by [`api`]).
+//! peers on `peer_addr` (through `outbox`), clients on `client_addr`
+//! (served by `api`).
 
 mod api;
 mod outbox;
