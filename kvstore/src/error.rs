@@ -1,6 +1,14 @@
 //! A storage failure ([`StorageError`]), fatal to the operation that met it and returned to the
-//! caller. A request the state machine refuses is a [`RequestError`](crate::RequestError),
-//! answered inside a [`Response`](crate::Response).
+//! caller. A request the state machine refuses is a [`RequestError`],
+//! answered inside a [`Response`](crate::Response). Inside the crate, executing a command stops
+//! with either one (`ExecError`).
+//!
+//! One import circle stays on purpose: [`StorageError::Log`] wraps the log's own
+//! [`LogError`](crate::LogError) (file, byte offset) as its source, and the log returns
+//! `StorageError` like every other storage operation, so this module and `log::wal` name each
+//! other's types. Only types cross; no code of one calls the other.
+
+use synod_wire::RequestError;
 
 /// The database failed, or holds a record this code cannot read.
 ///
@@ -49,3 +57,29 @@ from_redb!(
     redb::CommitError,
     redb::SetDurabilityError,
 );
+
+/// Why executing a command stopped: the command is refused (nothing was written, see
+/// `exec::execute`), or storage failed (the caller drops the transaction).
+#[derive(Debug)]
+pub(crate) enum ExecError {
+    Request(RequestError),
+    Storage(StorageError),
+}
+
+impl From<RequestError> for ExecError {
+    fn from(e: RequestError) -> ExecError {
+        ExecError::Request(e)
+    }
+}
+
+impl From<StorageError> for ExecError {
+    fn from(e: StorageError) -> ExecError {
+        ExecError::Storage(e)
+    }
+}
+
+impl From<redb::StorageError> for ExecError {
+    fn from(e: redb::StorageError) -> ExecError {
+        ExecError::Storage(e.into())
+    }
+}

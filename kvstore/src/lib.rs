@@ -35,16 +35,18 @@ pub mod error;
 mod exec;
 pub mod fnv;
 pub mod key_expiry;
+mod kv;
 mod log;
 pub mod membership;
 mod node_store;
 mod range;
-pub mod redis;
+pub(crate) mod redis;
 mod sim_backend;
 pub mod snapshot;
 mod state_machine;
 mod tables;
 pub mod watch;
+mod writer;
 
 #[cfg(feature = "bug-injection")]
 pub use bugs::Bugs;

@@ -12,10 +12,11 @@ use crate::coord::tables::{create_tables, CoordTables, MEMBERSHIP};
 use crate::coord::{lock, session};
 use crate::dedup::{self, Admission, AppliedAt};
 use crate::effects::SlotEffects;
-use crate::error::StorageError;
-use crate::exec::{self, ExecError};
+use crate::error::{ExecError, StorageError};
+use crate::exec;
 use crate::fnv::Fnv;
 use crate::key_expiry::{self, KeyExpiry};
+use crate::kv;
 use crate::membership::{self, decode_membership_command};
 use crate::snapshot::{
     read_entries, reset_staging, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller,
@@ -474,8 +475,8 @@ impl StateMachine {
         }
         let kv = txn.open_table(KV)?;
         let outcome = match op {
-            Op::Get(get) => Outcome::Get(exec::get(&kv, &get.key)?),
-            Op::Scan(scan) => Outcome::Scan(exec::scan(&kv, scan)?),
+            Op::Get(get) => Outcome::Get(kv::get(&kv, &get.key)?),
+            Op::Scan(scan) => Outcome::Scan(kv::scan(&kv, scan)?),
             _ => match exec::read_coord(&txn, op)? {
                 Some(outcome) => outcome,
                 None => return Ok(Response::error(revision, &RequestError::NotReadOnly)),

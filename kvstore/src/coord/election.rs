@@ -13,12 +13,12 @@
 
 use redb::ReadableTable;
 
+use super::owned;
 use super::queue;
-use super::session;
 use super::tables::{QueueRecord, OWNED_ELECTION};
 use crate::bugs::Bug;
-use crate::error::StorageError;
-use crate::exec::{ExecError, Writer};
+use crate::error::{ExecError, StorageError};
+use crate::writer::Writer;
 use crate::EventKind;
 use synod_wire::command::{Campaign, Proclaim, Resign};
 use synod_wire::error::display_name;
@@ -98,7 +98,7 @@ pub(crate) fn campaign(
             record.waiters.is_empty(),
             "a leaderless election has no waiters"
         );
-        session::add_claim(w.coord, session, OWNED_ELECTION, name)?;
+        owned::add_claim(w.coord, session, OWNED_ELECTION, name)?;
         record.holder = session;
         record.holder_revision = w.revision;
         record.holder_value = campaign.value.clone();
@@ -175,7 +175,7 @@ pub(crate) fn resign(w: &mut Writer<'_, '_>, resign: &Resign) -> Result<ResignRe
         }
         .into());
     };
-    session::remove_claim(w.coord, session, OWNED_ELECTION, name)?;
+    owned::remove_claim(w.coord, session, OWNED_ELECTION, name)?;
     queue::store(&mut w.coord.elections, name, &record)?;
     Ok(response)
 }

@@ -20,14 +20,14 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+use super::owned;
 use super::queue;
-use super::session;
 use super::tables::{QueueRecord, LOCKS, OWNED_LOCK};
 use crate::bugs::{Active, Bug};
 use crate::effects::SessionEvent;
-use crate::error::StorageError;
-use crate::exec::{ExecError, Writer};
+use crate::error::{ExecError, StorageError};
 use crate::tables::decode_record;
+use crate::writer::Writer;
 use crate::EventKind;
 use synod_wire::command::{Fence, Lock, ReleaseLockDelay, Unlock};
 use synod_wire::error::display_name;
@@ -107,7 +107,7 @@ pub(crate) fn lock(w: &mut Writer<'_, '_>, lock: &Lock) -> Result<LockResponse, 
             grant_held || record.waiters.is_empty(),
             "a free lock has no waiters"
         );
-        session::add_claim(w.coord, session, OWNED_LOCK, name)?;
+        owned::add_claim(w.coord, session, OWNED_LOCK, name)?;
         record.holder = session;
         record.holder_revision = if w.bugs.has(Bug::SessionIdTokens) {
             session
@@ -166,7 +166,7 @@ pub(crate) fn unlock(w: &mut Writer<'_, '_>, unlock: &Unlock) -> Result<UnlockRe
         }
         .into());
     };
-    session::remove_claim(w.coord, session, OWNED_LOCK, name)?;
+    owned::remove_claim(w.coord, session, OWNED_LOCK, name)?;
     queue::store(&mut w.coord.locks, name, &record)?;
     Ok(response)
 }

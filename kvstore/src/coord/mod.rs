@@ -8,6 +8,7 @@
 
 pub(crate) mod election;
 pub mod lock;
+pub(crate) mod owned;
 mod queue;
 pub mod session;
 pub mod session_clock;

@@ -3,10 +3,9 @@
 use prost::Message;
 use redb::{ReadableTable, Table};
 
-use super::session;
+use super::owned;
 use super::tables::{get_record, CoordTables, QueueRecord, Waiter};
-use crate::error::StorageError;
-use crate::exec::ExecError;
+use crate::error::{ExecError, StorageError};
 use synod_wire::error::display_name;
 use synod_wire::limits::MAX_QUEUE_WAITERS;
 use synod_wire::RequestError;
@@ -52,7 +51,7 @@ pub(crate) fn enqueue(
         }
         .into());
     }
-    session::add_claim(coord, session, kind, name)?;
+    owned::add_claim(coord, session, kind, name)?;
     record.waiters.push(Waiter {
         session,
         value: value.to_vec(),

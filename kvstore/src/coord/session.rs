@@ -18,28 +18,24 @@
 //!   puts them in lock-delay, see [`super::lock`]), pass its elections on and take it out of
 //!   every queue, all in one command at one revision.
 //!
-//! # Ownership
-//! `sm_session_owned` lists what each session owns (ephemeral keys, locks and elections held or
-//! waited for) and its record counts them, so the per-session limits
-//! ([`MAX_SESSION_KEYS`](synod_wire::limits::MAX_SESSION_KEYS),
-//! [`MAX_SESSION_CLAIMS`]) cost O(1) to check and ending a session visits exactly what it owns.
+//! What a session owns is recorded as it changes hands (see `owned`), so ending one visits
+//! exactly what it owns.
 
 use std::ops::Bound;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::tables::{
-    owned_key, CoordTables, SessionRecord, OWNED_ELECTION, OWNED_KEY, OWNED_LOCK, SESSIONS,
-};
+use super::owned::corrupt;
+use super::tables::{owned_key, SessionRecord, OWNED_ELECTION, OWNED_KEY, OWNED_LOCK, SESSIONS};
 use super::{election, lock};
 use crate::effects::SessionEvent;
-use crate::error::StorageError;
-use crate::exec::{ExecError, Writer};
+use crate::error::{ExecError, StorageError};
 use crate::tables::decode_record;
+use crate::writer::Writer;
 use synod_wire::command::{
     CheckpointSessions, CloseSession, ExpireSession, KeepAlive, OpenSession,
 };
-use synod_wire::limits::{MAX_SESSIONS, MAX_SESSION_CLAIMS};
+use synod_wire::limits::MAX_SESSIONS;
 use synod_wire::response::{
     CheckpointSessionsResponse, CloseSessionResponse, ExpireSessionResponse, KeepAliveResponse,
     OpenSessionResponse,
@@ -59,13 +55,6 @@ pub struct SessionInfo {
     pub remaining_ms: u64,
     /// Keep-alives applied so far.
     pub keepalives: u64,
-}
-
-fn corrupt(reason: String) -> StorageError {
-    StorageError::Corrupt {
-        table: "sm_sessions",
-        reason,
-    }
 }
 
 /// Apply an [`OpenSession`].
@@ -230,83 +219,6 @@ fn end(w: &mut Writer<'_, '_>, session: u64, expired: bool) -> Result<(u64, u64)
         .session_events
         .push(SessionEvent::Ended { session, expired });
     Ok((deleted_keys, released))
-}
-
-/// Record that `session` (which exists) owns ephemeral `key`.
-pub(crate) fn attach_key(
-    coord: &mut CoordTables<'_>,
-    session: u64,
-    key: &[u8],
-) -> Result<(), StorageError> {
-    let mut record = coord
-        .session(session)?
-        .ok_or_else(|| corrupt(format!("key attached to missing session {session}")))?;
-    record.keys += 1;
-    coord.put_session(session, &record)?;
-    coord
-        .owned
-        .insert(owned_key(session, OWNED_KEY, key).as_slice(), &b""[..])?;
-    Ok(())
-}
-
-/// Record that `session` no longer owns `key`.
-pub(crate) fn detach_key(
-    coord: &mut CoordTables<'_>,
-    session: u64,
-    key: &[u8],
-) -> Result<(), StorageError> {
-    let mut record = coord
-        .session(session)?
-        .ok_or_else(|| corrupt(format!("key owned by missing session {session}")))?;
-    record.keys = record.keys.saturating_sub(1);
-    coord.put_session(session, &record)?;
-    coord
-        .owned
-        .remove(owned_key(session, OWNED_KEY, key).as_slice())?;
-    Ok(())
-}
-
-/// Record that `session` now holds or waits for `name` of `kind`, within
-/// [`MAX_SESSION_CLAIMS`]. The session must exist (else [`RequestError::SessionNotFound`]).
-pub(crate) fn add_claim(
-    coord: &mut CoordTables<'_>,
-    session: u64,
-    kind: u8,
-    name: &[u8],
-) -> Result<(), ExecError> {
-    let mut record = coord
-        .session(session)?
-        .ok_or(RequestError::SessionNotFound { session })?;
-    if record.claims >= MAX_SESSION_CLAIMS {
-        return Err(RequestError::TooManyClaims {
-            session,
-            limit: MAX_SESSION_CLAIMS,
-        }
-        .into());
-    }
-    record.claims += 1;
-    coord.put_session(session, &record)?;
-    coord
-        .owned
-        .insert(owned_key(session, kind, name).as_slice(), &b""[..])?;
-    Ok(())
-}
-
-/// Record that `session` no longer holds or waits for `name` of `kind`.
-pub(crate) fn remove_claim(
-    coord: &mut CoordTables<'_>,
-    session: u64,
-    kind: u8,
-    name: &[u8],
-) -> Result<(), StorageError> {
-    if let Some(mut record) = coord.session(session)? {
-        record.claims = record.claims.saturating_sub(1);
-        coord.put_session(session, &record)?;
-    }
-    coord
-        .owned
-        .remove(owned_key(session, kind, name).as_slice())?;
-    Ok(())
 }
 
 /// Every open session, by id (see [`StateMachine::sessions`](crate::StateMachine::sessions)).

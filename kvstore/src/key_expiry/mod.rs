@@ -3,8 +3,9 @@
 //! [`CheckpointKeys`]; and reading them ([`Ttl`](crate::Ttl), `list`).
 //!
 //! See [`synod_wire::expiry_command`] for the rules. Invariant: `sm_key_expiry` holds a record only
-//! for a key that exists in `sm_kv` (every deletion goes through the writer's one deletion
-//! bookkeeping, which calls `clear`).
+//! for a key that exists in `sm_kv`. The writer keeps it: every write gives the key the expiry
+//! its request says and every deletion clears it, both in the writer's one bookkeeping of a key
+//! write (`writer`), which this module's commands also go through.
 //!
 //! Apply never reads a clock: the leader's [`KeyExpiryClock`] ([`clock`]) keeps the deadlines
 //! and proposes the commands that delete expired keys.
@@ -13,10 +14,10 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::coord::tables::{get_record, KeyExpiryRecord, KEY_EXPIRY};
 use crate::effects::ExpiryEvent;
-use crate::error::StorageError;
-use crate::exec::{ExecError, Writer};
+use crate::error::{ExecError, StorageError};
 use crate::tables::decode_record;
-use synod_wire::command::{CheckpointKeys, Expire, ExpireIf, ExpireKeys, KeyTtl, Persist};
+use crate::writer::Writer;
+use synod_wire::command::{CheckpointKeys, Expire, ExpireIf, ExpireKeys, Persist};
 use synod_wire::response::{
     CheckpointKeysResponse, ExpireKeysResponse, ExpireResponse, PersistResponse, TtlResponse,
 };
@@ -35,70 +36,6 @@ pub struct KeyExpiry {
     pub expiry_revision: u64,
     /// The TTL a new leader gives the key: the TTL set, or the last checkpointed remaining TTL.
     pub remaining_ms: u64,
-}
-
-/// What a write does to the expiry of a key it writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TtlMode {
-    /// Remove it.
-    Clear,
-    /// Keep it as it is.
-    Keep,
-    /// A new expiry, this many ms from now.
-    Set(u64),
-}
-
-impl TtlMode {
-    /// The mode of a request's `key_ttl`, or `default` without one.
-    pub fn of(key_ttl: Option<KeyTtl>, default: TtlMode) -> TtlMode {
-        match key_ttl {
-            None => default,
-            Some(KeyTtl { keep: true, .. }) => TtlMode::Keep,
-            Some(KeyTtl { ttl_ms: 0, .. }) => TtlMode::Clear,
-            Some(KeyTtl { ttl_ms, .. }) => TtlMode::Set(ttl_ms),
-        }
-    }
-}
-
-/// Give `key`, just written at `w.revision`, the expiry `mode` says.
-pub(crate) fn after_write(
-    w: &mut Writer<'_, '_>,
-    key: &[u8],
-    mode: TtlMode,
-) -> Result<(), StorageError> {
-    match mode {
-        TtlMode::Keep => Ok(()),
-        TtlMode::Clear => clear(w, key),
-        TtlMode::Set(ttl_ms) => set(w, key, ttl_ms),
-    }
-}
-
-/// A new expiry of `key` (which exists) at this command's revision.
-fn set(w: &mut Writer<'_, '_>, key: &[u8], ttl_ms: u64) -> Result<(), StorageError> {
-    debug_assert!(ttl_ms > 0);
-    let record = KeyExpiryRecord {
-        revision: w.revision,
-        remaining_ms: ttl_ms,
-    };
-    w.coord.put_key_expiry(key, &record)?;
-    w.changed = true;
-    w.effects.expiry_events.push(ExpiryEvent::Set {
-        key: key.to_vec(),
-        expiry_revision: record.revision,
-        ttl_ms,
-    });
-    Ok(())
-}
-
-/// Remove the expiry of `key`, if it has one (the key was deleted, or written without keeping
-/// its TTL).
-pub(crate) fn clear(w: &mut Writer<'_, '_>, key: &[u8]) -> Result<(), StorageError> {
-    if w.coord.remove_key_expiry(key)? {
-        w.effects
-            .expiry_events
-            .push(ExpiryEvent::Cleared { key: key.to_vec() });
-    }
-    Ok(())
 }
 
 /// Apply an [`Expire`].
@@ -120,7 +57,7 @@ pub(crate) fn expire(w: &mut Writer<'_, '_>, expire: &Expire) -> Result<ExpireRe
         return Ok(ExpireResponse { applied: false });
     }
     match u64::try_from(expire.ttl_ms) {
-        Ok(ttl_ms) if ttl_ms > 0 => set(w, key, ttl_ms)?,
+        Ok(ttl_ms) if ttl_ms > 0 => w.set_key_expiry(key, ttl_ms)?,
         _ => {
             w.remove_key(key, true)?;
         }

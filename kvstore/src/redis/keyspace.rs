@@ -8,8 +8,9 @@ use redb::ReadableTable;
 use super::number::parse_int;
 use super::store::{Coll, View};
 use super::{check_key, err, not_integer, syntax, Ctx, RedisReply, Res, Rng};
-use crate::key_expiry::{self, TtlMode};
+use crate::key_expiry;
 use crate::tables::KvRecord;
+use crate::writer::TtlMode;
 use crate::{kind_name, KIND_HASH, KIND_LIST, KIND_SET, KIND_STRING, KIND_ZSET};
 use synod_wire::command::{DeleteRange, Expire, ExpireIf, Persist};
 use synod_wire::limits::MAX_KEY_TTL_MS;
@@ -280,7 +281,7 @@ fn recorded_ttl(ctx: &Ctx<'_, '_, '_>, key: &[u8]) -> Res<Option<u64>> {
 /// Give `key` (just written) the TTL `ttl_ms`, if any.
 fn restore_ttl(ctx: &mut Ctx<'_, '_, '_>, key: &[u8], ttl_ms: Option<u64>) -> Res<()> {
     if let Some(ms) = ttl_ms.filter(|ms| *ms > 0) {
-        key_expiry::after_write(ctx.w, key, TtlMode::Set(ms))?;
+        ctx.w.key_expiry_after_write(key, TtlMode::Set(ms))?;
     }
     Ok(())
 }

@@ -45,6 +45,7 @@
 //! (`WRONGTYPE`, syntax errors, ...) are error replies inside a successful response: they change
 //! nothing, as every check is made before the first write.
 
+pub(crate) mod elements;
 mod hash;
 mod keyspace;
 mod list;
@@ -57,11 +58,10 @@ mod zset;
 use prost::Message as _;
 use redb::ReadableTable;
 
-use crate::error::StorageError;
-use crate::exec::{ExecError, Writer};
+use crate::error::{ExecError, StorageError};
+use crate::writer::Writer;
 use synod_wire::limits::{MAX_ELEMENT_NAME_BYTES, MAX_KEY_BYTES, MAX_REPLY_BYTES};
 
-pub(crate) use store::drop_elements;
 use store::View;
 use synod_wire::redis::{spec, CommandSpec, RedisCommand, RedisMulti, RedisReply};
 

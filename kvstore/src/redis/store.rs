@@ -3,10 +3,10 @@
 use std::ops::Bound;
 
 use prost::Message;
-use redb::{ReadableTable, Table};
+use redb::ReadableTable;
 
+use super::elements::{after_collection, drop_elements, element_key};
 use super::{wrong_type, Ctx, Res};
-use crate::error::StorageError;
 use crate::tables::{get_kv, KvRecord};
 use crate::EventKind;
 use crate::KIND_STRING;
@@ -15,22 +15,6 @@ use crate::KIND_STRING;
 pub(crate) struct View<'a, T> {
     pub kv: &'a T,
     pub elements: &'a T,
-}
-
-/// The `sm_redis_elements` key of element `sub` of collection `id`.
-pub(crate) fn element_key(id: u64, sub: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + sub.len());
-    key.extend_from_slice(&id.to_be_bytes());
-    key.extend_from_slice(sub);
-    key
-}
-
-/// The first key after every element of collection `id`.
-fn after_collection(id: u64) -> Vec<u8> {
-    match id.checked_add(1) {
-        Some(next) => next.to_be_bytes().to_vec(),
-        None => vec![0xFF; 9],
-    }
 }
 
 impl<T: ReadableTable<&'static [u8], &'static [u8]>> View<'_, T> {
@@ -124,17 +108,6 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> View<'_, T> {
         })?;
         Ok(out)
     }
-}
-
-/// Remove every element of collection `id` (its key is being deleted or overwritten).
-pub(crate) fn drop_elements(
-    elements: &mut Table<'_, &'static [u8], &'static [u8]>,
-    id: u64,
-) -> Result<(), StorageError> {
-    let low = id.to_be_bytes().to_vec();
-    let high = after_collection(id);
-    elements.retain_in::<&[u8], _>(low.as_slice()..high.as_slice(), |_, _| false)?;
-    Ok(())
 }
 
 /// A collection being changed by one command: its key, its record before the command (if it

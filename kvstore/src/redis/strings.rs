@@ -11,7 +11,8 @@ use redb::ReadableTable;
 use super::number::{float_arg, format_stored_float, int_arg, parse_float, parse_int};
 use super::store::View;
 use super::{check_key, err, syntax, wrong_type, Ctx, Fail, RedisReply, ReplyBudget, Res};
-use crate::key_expiry::{self, TtlMode};
+use crate::key_expiry;
+use crate::writer::TtlMode;
 use crate::KIND_STRING;
 use synod_wire::command::Persist;
 use synod_wire::limits::MAX_VALUE_BYTES;
@@ -594,7 +595,7 @@ fn getex(
     };
     match change {
         Change::None => {}
-        Change::Ttl(ms) => key_expiry::after_write(ctx.w, key, TtlMode::Set(ms))?,
+        Change::Ttl(ms) => ctx.w.key_expiry_after_write(key, TtlMode::Set(ms))?,
         Change::Persist => {
             key_expiry::persist(ctx.w, &Persist { key: key.to_vec() })?;
         }
