@@ -3,35 +3,64 @@
 //! Durable state of a Synod node: the acceptor's write-ahead log and the replicated key-value
 //! state machine on redb.
 //!
-//! - [`command`](synod_wire::command): the requests clients send through the log ([`Request`], [`Op`]), protobuf
-//!   messages written with prost derives; [`Request::decode_validated`] turns untrusted bytes
-//!   into a checked request or a typed [`RequestError`], never a panic.
-//! - [`response`](synod_wire::response): what each command answers ([`Response`]).
-//! - [`limits`](synod_wire::limits): every size and count bound on requests and on the state machine's tables.
-//! - [`StateMachine`]: applies chosen log slots to redb tables, atomically with the applied
-//!   index, deterministically, exactly once per client request; serves reads outside the log.
+//! - [`NodeStore`]: a node's log and state machine together, and the restart and compaction
+//!   rules.
 //! - [`WalLog`]: the acceptor's promise and log in an append-only write-ahead log, the
 //!   `synod_paxos::Storage` of a node; one append and one fsync per `persist`, however many
 //!   records. It runs on a [`WalDisk`]: a real directory ([`FsDisk`]) or a simulated one whose
 //!   crashes and faults a test controls ([`SimDisk`]).
-//! - [`NodeStore`]: a node's log and state machine together, and the restart and compaction
-//!   rules.
+//! - [`StateMachine`]: applies chosen log slots to redb tables, atomically with the applied
+//!   index, deterministically, exactly once per client request; serves reads outside the log.
+//!   What it applies are `synod_wire`'s commands, re-exported here: [`Request`], [`Op`]
+//!   ([`command`](synod_wire::command); [`Request::decode_validated`] turns untrusted bytes into a
+//!   checked request or a typed [`RequestError`], never a panic), answered by a [`Response`]
+//!   ([`response`](synod_wire::response)), within [`limits`](synod_wire::limits).
 //! - [`snapshot`]: a consistent snapshot of the state machine streamed in bounded chunks
-//!   ([`Snapshot`]), and its atomic installation on another node ([`SnapshotInstaller`]).
-//! - Coordination ([`coord_command`](synod_wire::coord_command), [`coord_response`](synod_wire::coord_response)): sessions with TTLs and ephemeral keys
-//!   ([`coord::session`]), locks with fencing tokens and lock-delay ([`coord::lock`]), elections,
-//!   fenced writes, all in [`coord`]; [`SessionClock`] ([`coord::session_clock`]), the leader's pure
-//!   helper that decides when to expire sessions, end lock-delays and checkpoint TTLs;
-//!   [`watch`], the events of every change and their bounded history.
-//! - Key expiry ([`expiry_command`](synod_wire::expiry_command)): TTLs on keys (Redis `EXPIRE`, `SET .. PX`), applied
-//!   without a clock; [`KeyExpiryClock`] ([`key_expiry::clock`]), the leader's pure helper that
-//!   decides when to delete expired keys and checkpoint their remaining TTLs.
+//!   ([`Snapshot`]), its atomic installation on another node ([`SnapshotInstaller`]), and the
+//!   choice of one stream among those peers send ([`SnapshotReceiver`]).
+//! - [`coord`]: sessions with TTLs and ephemeral keys, locks with fencing tokens and lock-delay,
+//!   elections, fenced writes ([`coord_command`](synod_wire::coord_command)); [`SessionClock`],
+//!   the leader's pure helper that decides when to expire sessions, end lock-delays and
+//!   checkpoint TTLs.
+//! - [`key_expiry`]: TTLs on keys (Redis `EXPIRE`, `SET .. PX`), applied without a clock
+//!   ([`expiry_command`](synod_wire::expiry_command)); [`KeyExpiryClock`], the leader's pure
+//!   helper that decides when to delete expired keys and checkpoint their remaining TTLs.
+//! - [`watch`]: the events of every change and their bounded history.
+//!
+//! # Layout
+//! One concern per module, and a folder where a concern has parts:
+//!
+//! | module | what |
+//! |---|---|
+//! | `node_store` | a node's directory: the log and the state machine side by side |
+//! | `log/` | the acceptor's log: `wal` (the segments, frames and opening rules), `disk` (the files under it) |
+//! | `state_machine` | apply a slot in one write transaction; reads, flush, state hash, membership |
+//! | `exec` | one command: its fence, its op handed to the module below, the revision rule |
+//! | `kv` | the key-value commands: get, scan, delete, compare-and-swap, incr, transactions |
+//! | `coord/` | `session`, `owned` (what a session owns), `lock`, `election`, `queue` (their shared record), `tables`, `session_clock` |
+//! | `key_expiry/` | the key expiry commands (`mod.rs`) and the leader's `clock` |
+//! | `redis/` | Redis's data types as state-machine commands; `elements`, the layout of their elements |
+//! | `writer` | one command's writes, with the bookkeeping of every key written or deleted |
+//! | `tables` | `sm_kv`, `sm_meta`, `sm_dedup`: definitions and records |
+//! | `dedup`, `watch`, `membership` | exactly-once, the watch history, the membership log as state |
+//! | `snapshot/` | the stream and its reading (`mod.rs`), `install` (stage, then swap in), `receive` |
+//! | `effects`, `range`, `fnv`, `error`, `bugs`, `sim_backend` | what an apply hands out; key ranges; FNV-1a; errors; deliberately broken rules; the simulator's redb backend |
+//!
+//! Imports go one way: `node_store` → `state_machine` → `exec` → the commands (`kv`, `coord`,
+//! `key_expiry`, `redis`) → `writer` → the tables (`tables`, `coord::tables`) and two
+//! table-level helpers (`coord::owned`, `redis::elements`). A folder may hold modules of two
+//! layers (`coord::lock` uses the writer, which uses `coord::owned`; `snapshot::receive` drives a
+//! `StateMachine`, which uses `snapshot::install`), but no file imports one that imports it back,
+//! except `error` and `log::wal`, which name each other's error types (see `error`).
+//!
+//! Modules are private unless they export something (`coord`, `key_expiry`, `snapshot`, `watch`,
+//! `fnv`, `membership`); the types a node uses are also re-exported here.
 
 mod bugs;
 pub mod coord;
 mod dedup;
 mod effects;
-pub mod error;
+mod error;
 mod exec;
 pub mod fnv;
 pub mod key_expiry;

@@ -255,8 +255,8 @@ pub(crate) fn read_entries(db: &Database) -> Result<(Entries, u64, u64), Storage
             return Err(StorageError::Corrupt {
                 table: "sm_*",
                 reason: format!(
-                    "table {name} is not in the snapshot format; add it to kvstore/src/snapshot.rs \
-                     and the installer"
+                    "table {name} is not in the snapshot format; add it to the stream and the \
+                     installer (kvstore/src/snapshot/)"
                 ),
             });
         }
