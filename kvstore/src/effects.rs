@@ -21,12 +21,12 @@ pub struct SlotEffects {
     pub session_events: Vec<SessionEvent>,
     /// Key expiries set and ended, in apply order, for
     /// [`KeyExpiryClock::observe`](crate::KeyExpiryClock::observe).
-    pub expiry_events: Vec<ExpiryEvent>,
+    pub key_expiry_events: Vec<KeyExpiryEvent>,
 }
 
 /// A change of a key's expiry, which the leader's key expiry clock tracks.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ExpiryEvent {
+pub enum KeyExpiryEvent {
     /// The key got a new expiry: it expires `ttl_ms` from now.
     Set {
         /// The key.

@@ -68,7 +68,7 @@ pub(crate) fn execute<'txn>(
     let (events_before, session_events_before, key_expiry_events_before) = (
         effects.events.len(),
         effects.session_events.len(),
-        effects.expiry_events.len(),
+        effects.key_expiry_events.len(),
     );
     let next_revision = *revision + 1;
     let mut writer = Writer::new(kv, coord, effects, next_revision, request, bugs);
@@ -98,7 +98,7 @@ pub(crate) fn execute<'txn>(
                 .truncate(session_events_before);
             writer
                 .effects
-                .expiry_events
+                .key_expiry_events
                 .truncate(key_expiry_events_before);
             Err(e)
         }

@@ -80,7 +80,7 @@ mod writer;
 #[cfg(feature = "bug-injection")]
 pub use bugs::Bugs;
 pub use coord::{DelayedLock, SessionClock, SessionClockConfig, SessionInfo};
-pub use effects::{ExpiryEvent, SessionEvent, SlotEffects};
+pub use effects::{KeyExpiryEvent, SessionEvent, SlotEffects};
 pub use error::StorageError;
 pub use key_expiry::{KeyExpiry, KeyExpiryClock, KeyExpiryConfig};
 pub use log::{

@@ -23,7 +23,7 @@ use redb::Table;
 use crate::bugs::Active;
 use crate::coord::owned;
 use crate::coord::tables::{CoordTables, KeyExpiryRecord};
-use crate::effects::{ExpiryEvent, SlotEffects};
+use crate::effects::{KeyExpiryEvent, SlotEffects};
 use crate::error::{ExecError, StorageError};
 use crate::range::KeyInterval;
 use crate::redis::elements::drop_elements;
@@ -307,7 +307,7 @@ impl Writer<'_, '_> {
         };
         self.coord.put_key_expiry(key, &record)?;
         self.changed = true;
-        self.effects.expiry_events.push(ExpiryEvent::Set {
+        self.effects.key_expiry_events.push(KeyExpiryEvent::Set {
             key: key.to_vec(),
             expiry_revision: record.revision,
             ttl_ms,
@@ -320,8 +320,8 @@ impl Writer<'_, '_> {
     fn clear_key_expiry(&mut self, key: &[u8]) -> Result<(), StorageError> {
         if self.coord.remove_key_expiry(key)? {
             self.effects
-                .expiry_events
-                .push(ExpiryEvent::Cleared { key: key.to_vec() });
+                .key_expiry_events
+                .push(KeyExpiryEvent::Cleared { key: key.to_vec() });
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ mod coord;
 use coord::*;
 use synod_kvstore::{
     CheckpointKeys, CompareAndSwap, DeleteRange, ErrorCode, Expire, ExpireIf, ExpireKeyEntry,
-    ExpireKeys, ExpiryEvent, Get, Incr, KeyCheckpointEntry, KeyExpiry, KeyTtl, Op, Outcome,
+    ExpireKeys, Get, Incr, KeyCheckpointEntry, KeyExpiry, KeyExpiryEvent, KeyTtl, Op, Outcome,
     Persist, Put, Request, Response, StateMachine, Ttl, TtlResponse, Txn, TxnOp, TxnOpKind,
 };
 use synod_wire::limits::{MAX_KEY_EXPIRY_ENTRIES, MAX_KEY_TTL_MS};
@@ -80,8 +80,8 @@ fn a_put_with_a_ttl_names_its_expiry_by_its_revision() {
         (true, r.revision, 1_500, false)
     );
     assert_eq!(
-        c.sm.take_effects().expiry_events,
-        [ExpiryEvent::Set {
+        c.sm.take_effects().key_expiry_events,
+        [KeyExpiryEvent::Set {
             key: b"k".to_vec(),
             expiry_revision: r.revision,
             ttl_ms: 1_500
@@ -96,12 +96,12 @@ fn a_plain_put_clears_the_ttl_and_keep_keeps_it() {
     let set = put_ttl(&mut c, b"k", b"1", KeyTtl::expire_in(1_000)).revision;
     put_ttl(&mut c, b"k", b"2", KeyTtl::keep());
     assert_eq!(ttl(&c.sm, b"k").expiry_revision, set, "KEEPTTL keeps it");
-    assert!(c.sm.take_effects().expiry_events.is_empty());
+    assert!(c.sm.take_effects().key_expiry_events.is_empty());
     c.put(b"k", b"3", 0);
     assert_eq!(ttl(&c.sm, b"k").expiry_revision, 0, "SET without it clears");
     assert_eq!(
-        c.sm.take_effects().expiry_events,
-        [ExpiryEvent::Cleared { key: b"k".to_vec() }]
+        c.sm.take_effects().key_expiry_events,
+        [KeyExpiryEvent::Cleared { key: b"k".to_vec() }]
     );
     put_ttl(&mut c, b"new", b"1", KeyTtl::keep());
     assert_eq!(ttl(&c.sm, b"new").expiry_revision, 0, "nothing to keep");
@@ -173,8 +173,8 @@ fn expire_sets_an_expiry_without_writing_the_key() {
     let effects = c.sm.take_effects();
     assert!(effects.events.is_empty(), "watchers see no write");
     assert_eq!(
-        effects.expiry_events,
-        [ExpiryEvent::Set {
+        effects.key_expiry_events,
+        [KeyExpiryEvent::Set {
             key: b"k".to_vec(),
             expiry_revision: rev,
             ttl_ms: 2_000
@@ -300,8 +300,8 @@ fn expire_keys_deletes_only_the_expiry_it_names() {
     let effects = c.sm.take_effects();
     assert_eq!(effects.events.len(), 1, "a delete event for a");
     assert_eq!(
-        effects.expiry_events,
-        [ExpiryEvent::Cleared { key: b"a".to_vec() }]
+        effects.key_expiry_events,
+        [KeyExpiryEvent::Cleared { key: b"a".to_vec() }]
     );
     assert_eq!(expire_keys(&mut c, &[(b"a", a)]), 0, "a retry is harmless");
     assert_eq!(c.sm.revision(), rev + 1);

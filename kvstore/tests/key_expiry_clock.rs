@@ -7,7 +7,7 @@ mod coord;
 
 use coord::{Coord, Rng};
 use synod_kvstore::{
-    Expire, ExpireIf, ExpiryEvent, KeyExpiryClock, KeyExpiryConfig, KeyTtl, Op, Persist, Put,
+    Expire, ExpireIf, KeyExpiryClock, KeyExpiryConfig, KeyExpiryEvent, KeyTtl, Op, Persist, Put,
     Request, Response,
 };
 
@@ -61,7 +61,7 @@ impl Driver {
             .collect();
         let responses = self.coord.apply(requests);
         let effects = self.coord.sm.take_effects();
-        self.clock.observe(self.now_ms, &effects.expiry_events);
+        self.clock.observe(self.now_ms, &effects.key_expiry_events);
         for key in before {
             if self.coord.get(&key).is_none() {
                 self.expired.push((self.now_ms, key));
@@ -336,7 +336,7 @@ fn a_clock_that_does_not_lead_proposes_and_tracks_nothing() {
     let mut clock = KeyExpiryClock::new(config());
     clock.observe(
         0,
-        &[ExpiryEvent::Set {
+        &[KeyExpiryEvent::Set {
             key: b"k".to_vec(),
             expiry_revision: 1,
             ttl_ms: 1,

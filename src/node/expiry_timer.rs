@@ -23,7 +23,8 @@
 //! becoming leader reads every key expiry once.
 
 use synod_kvstore::{
-    ExpiryEvent, KeyExpiryClock, KeyExpiryConfig, Op, Outcome, Response, StateMachine, StorageError,
+    KeyExpiryClock, KeyExpiryConfig, KeyExpiryEvent, Op, Outcome, Response, StateMachine,
+    StorageError,
 };
 use synod_paxos::{Ballot, NodeId};
 
@@ -65,7 +66,7 @@ impl ExpiryTimer {
     }
 
     /// Takes in the expiry events of a slot applied at `now_ms`.
-    pub(super) fn observe(&mut self, now_ms: u64, events: &[ExpiryEvent]) {
+    pub(super) fn observe(&mut self, now_ms: u64, events: &[KeyExpiryEvent]) {
         if !events.is_empty() {
             self.clock.observe(now_ms, events);
         }

@@ -762,7 +762,7 @@ impl Node {
                 .observe(now_ms, &result.effects.session_events);
             self.duties
                 .expiry
-                .observe(now_ms, &result.effects.expiry_events);
+                .observe(now_ms, &result.effects.key_expiry_events);
             for (bytes, response) in commands.iter().zip(&result.responses) {
                 let Ok(request) = Request::decode(bytes.as_slice()) else {
                     continue;

@@ -9,7 +9,7 @@
 //!    checkpointed remaining TTL, or the TTL set if none was checkpointed since), so no key
 //!    expires earlier than its writer can expect.
 //! 2. After each applied slot, while leader: [`observe`](KeyExpiryClock::observe)`(now_ms,
-//!    &effects.expiry_events)`. A TTL of `t` set by a write applied at `now_ms` expires at
+//!    &effects.key_expiry_events)`. A TTL of `t` set by a write applied at `now_ms` expires at
 //!    `now_ms + t`: never before its writer got the answer plus `t`.
 //! 3. Whenever [`next_wakeup_ms`](KeyExpiryClock::next_wakeup_ms) passes (or on every tick), and
 //!    before proposing a client's command: [`poll`](KeyExpiryClock::poll)`(now_ms)` and propose
@@ -44,7 +44,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::KeyExpiry;
-use crate::effects::ExpiryEvent;
+use crate::effects::KeyExpiryEvent;
 use crate::SessionClockConfig;
 use synod_wire::command::{CheckpointKeys, ExpireKeyEntry, ExpireKeys, KeyCheckpointEntry, Op};
 use synod_wire::limits::{MAX_KEY_EXPIRY_BATCH_BYTES, MAX_KEY_EXPIRY_ENTRIES};
@@ -170,18 +170,18 @@ impl KeyExpiryClock {
     }
 
     /// Take in the expiry events of slots applied at `now_ms`. Ignored unless leader.
-    pub fn observe(&mut self, now_ms: u64, events: &[ExpiryEvent]) {
+    pub fn observe(&mut self, now_ms: u64, events: &[KeyExpiryEvent]) {
         if !self.leader {
             return;
         }
         for event in events {
             match event {
-                ExpiryEvent::Set {
+                KeyExpiryEvent::Set {
                     key,
                     expiry_revision,
                     ttl_ms,
                 } => self.track(key, *expiry_revision, now_ms.saturating_add(*ttl_ms)),
-                ExpiryEvent::Cleared { key } => self.untrack(key),
+                KeyExpiryEvent::Cleared { key } => self.untrack(key),
             }
         }
     }

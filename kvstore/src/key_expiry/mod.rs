@@ -13,7 +13,7 @@
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::coord::tables::{get_record, KeyExpiryRecord, KEY_EXPIRY};
-use crate::effects::ExpiryEvent;
+use crate::effects::KeyExpiryEvent;
 use crate::error::{ExecError, StorageError};
 use crate::tables::decode_record;
 use crate::writer::Writer;
@@ -73,7 +73,7 @@ pub(crate) fn persist(
     let removed = w.coord.remove_key_expiry(&persist.key)?;
     if removed {
         w.changed = true;
-        w.effects.expiry_events.push(ExpiryEvent::Cleared {
+        w.effects.key_expiry_events.push(KeyExpiryEvent::Cleared {
             key: persist.key.clone(),
         });
     }
