@@ -1,6 +1,6 @@
 //! The Redis data commands the state machine runs itself (strings beyond
 //! GET/SET, keyspace, hashes, sets, lists, sorted sets): see
-//! `synod_kvstore::redis`. This module sends each one as a single
+//! `kvstore/src/redis/`. This module sends each one as a single
 //! state-machine command ([`Op::Redis`]): a read-only one as a
 //! linearizable read (served under the leader's lease), any other as this
 //! connection's next exactly-once write.

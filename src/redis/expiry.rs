@@ -8,7 +8,7 @@
 //! here, on this node's wall clock, when the command arrives. The leader
 //! counts each TTL down on its own monotonic clock from when the write
 //! applied, and proposes the key's deletion when it runs out (see
-//! `synod_kvstore::key_expiry_clock`); `TTL` reports the leader's count.
+//! `synod_kvstore::key_expiry::clock`); `TTL` reports the leader's count.
 //! `GT` and `LT` compare with the TTL just read, then set the new expiry
 //! only if the key's expiry is still the one read (else they read again).
 

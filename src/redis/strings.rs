@@ -245,7 +245,7 @@ pub(super) fn parse_set(args: &[Vec<u8>]) -> Result<SetOptions, Reply> {
     })
 }
 
-/// `SET` in the state machine's form (see `synod_kvstore::redis`): the
+/// `SET` in the state machine's form (see `kvstore/src/redis/`): the
 /// expiry as a TTL (`PX`), `KEEPTTL`, or `EXPIRED` for a time already past.
 pub(super) fn set_in_state_machine_form(args: &[Vec<u8>], options: SetOptions) -> Vec<Vec<u8>> {
     let mut forwarded = vec![b"set".to_vec(), args[1].clone(), args[2].clone()];

@@ -24,7 +24,7 @@
 //! ```
 //!
 //! # Time without a clock
-//! As for sessions (`synod_kvstore::session`), apply never reads a clock. A key's expiry is recorded as
+//! As for sessions (`synod_kvstore::coord::session`), apply never reads a clock. A key's expiry is recorded as
 //! the revision of the command that set it (its *expiry revision*, which names this one expiry:
 //! setting, changing or removing it again gives a new one) and the TTL a new leader must give
 //! it (the TTL set, or the remaining TTL of the last checkpoint). The leader's
@@ -33,7 +33,7 @@
 //! that command applies, and only if its expiry is still the one named, so a key set again,
 //! persisted or given another TTL meanwhile lives on. Now and then the leader records every
 //! key's remaining TTL ([`CheckpointKeys`]) so that frequent leader changes cannot keep a key
-//! alive forever (see `synod_kvstore::key_expiry_clock`).
+//! alive forever (see `synod_kvstore::key_expiry::clock`).
 //!
 //! # Which writes keep a key's TTL
 //! A request's [`KeyTtl`] (`Request::key_ttl`) says what becomes of the expiry of every key it

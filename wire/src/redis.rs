@@ -3,7 +3,7 @@
 //! [`RedisReply`] (the RESP value typed as RESP3 types it), the table of the commands the state
 //! machine runs ([`COMMANDS`], [`spec`]) and their validation against the limits.
 //!
-//! The state machine executes them (`synod_kvstore::redis`); the Redis endpoint encodes replies
+//! The state machine executes them (`kvstore/src/redis/`); the Redis endpoint encodes replies
 //! in RESP2 or RESP3.
 
 use crate::error::RequestError;
