@@ -6,7 +6,7 @@
 //! restored node will not start with the old cluster's CA, and the old cluster's certificates
 //! are strangers to the new cluster. No timing is asserted.
 
-mod common;
+mod process_cluster;
 
 use std::path::Path;
 use std::process::Output;
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::ProcessCluster;
+use process_cluster::ProcessCluster;
 use prost::Message as _;
 use synod_client::Client;
 use synod_net::tls::TlsIdentity;

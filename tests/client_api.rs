@@ -2,11 +2,11 @@
 //! transactions built with `Transaction`, range reads a page at a time, and
 //! sessions taken over by id.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::time::Duration;
 
-use redis_support::Cluster;
+use quic_cluster::Cluster;
 use synod_client::{ClientError, Compare, CompareOp, Session, Transaction, TxnOp};
 
 #[test]

@@ -3,11 +3,11 @@
 //! while retrying) never leaves the lock held for nobody, because its undo
 //! is ordered after its own request.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::time::Duration;
 
-use redis_support::Cluster;
+use quic_cluster::Cluster;
 use synod_client::{Client, Mutex, Session};
 
 /// Whether another session gets `name` within a bound only a lock held

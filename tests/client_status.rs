@@ -3,11 +3,11 @@
 //! follower named by DNS to the leader, `Client::status` reporting every
 //! node (and a stopped one as unreachable), and `close`.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::time::{Duration, Instant};
 
-use redis_support::Cluster;
+use quic_cluster::Cluster;
 use synod_client::{Client, ClientConfig, ClientError, EndpointStatus, NodeRole, NodeStatus};
 
 /// Node `id`'s client endpoint by name: `localhost:<port>`.

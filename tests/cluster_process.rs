@@ -3,14 +3,14 @@
 //! restarted; writes resume under a new leader, the old leader catches up,
 //! and the recorded history is linearizable.
 
-mod common;
+mod process_cluster;
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::ProcessCluster;
+use process_cluster::ProcessCluster;
 use support::linearizability::{check_kv, KvOp, KvOutcome, Operation};
 use synod_client::{Client, ClientError};
 

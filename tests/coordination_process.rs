@@ -4,13 +4,13 @@
 //! campaign neither loses nor duplicates the election; locks are granted
 //! in FIFO order; a watch of compacted history fails clearly.
 
-mod common;
+mod process_cluster;
 
 use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::ProcessCluster;
+use process_cluster::ProcessCluster;
 use synod_client::{
     Client, ClientConfig, ClientError, Election, ErrorCode, EventFilter, FencingToken, Mutex, Op,
     Session,

@@ -1,11 +1,11 @@
 //! `synod dev --nodes N` as a user runs it, and `synod member` against it.
 
-mod common;
+mod process_cluster;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::synod_member as member;
+use process_cluster::synod_member as member;
 use synod_client::{Client, ClientConfig};
 
 /// The voter ids (the leader included) `synod member list` printed.

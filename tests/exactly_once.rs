@@ -3,9 +3,9 @@
 //! so that other clients push it out) moves to a fresh id at its next
 //! write instead of answering every write with an unknown-client error.
 
-mod redis_support;
+mod quic_cluster;
 
-use redis_support::{bulk, int, ok, Cluster};
+use quic_cluster::{bulk, int, ok, Cluster};
 
 fn cluster() -> &'static Cluster {
     static CLUSTER: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();

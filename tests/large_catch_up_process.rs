@@ -24,13 +24,13 @@
 //! the snapshot streams a node ignored or did not start); their logs are
 //! `node<i>.log` in the cluster directory, kept when the test fails.
 
-mod common;
-mod redis_support;
+mod process_cluster;
+mod quic_cluster;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::ProcessCluster;
+use process_cluster::ProcessCluster;
 use synod_client::{Client, ClientConfig};
 use synod_kvstore::{KeyValue, Op, Outcome, Scan};
 use synod_wire::limits::{MAX_SCAN_LIMIT, MAX_TXN_OPS};
@@ -113,7 +113,7 @@ fn load(port: u16, total: u64) {
     let loaders: Vec<_> = (0..LOAD_CONNECTIONS)
         .map(|connection| {
             std::thread::spawn(move || {
-                let mut client = redis_support::Client::connect(port);
+                let mut client = quic_cluster::Client::connect(port);
                 let mut mine: Vec<u64> = (connection..batches)
                     .step_by(LOAD_CONNECTIONS as usize)
                     .collect();
@@ -135,7 +135,7 @@ fn load(port: u16, total: u64) {
                     }
                     for &batch in &round {
                         let reply = client.read();
-                        if reply == redis_support::ok() {
+                        if reply == quic_cluster::ok() {
                             continue;
                         }
                         let tries = attempts.entry(batch).or_default();
@@ -182,7 +182,7 @@ async fn write_past_compaction(
     live: [u32; 2],
     lagging_applied: u64,
 ) -> u64 {
-    let mut client = redis_support::Client::connect(port);
+    let mut client = quic_cluster::Client::connect(port);
     let mut written = 0;
     loop {
         let batch_start = written;
@@ -192,7 +192,7 @@ async fn write_past_compaction(
                 let key = single_write_key(written);
                 let value = single_write_value(written);
                 let reply = client.call(&["SET", &key, &value]);
-                if reply == redis_support::ok() {
+                if reply == quic_cluster::ok() {
                     written += 1;
                 } else {
                     // Busy or a leader change: the same write again.

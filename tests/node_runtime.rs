@@ -2,12 +2,12 @@
 //! instead of QUIC: leader election, writes answered when applied, reads
 //! linearizable or serializable, redirects, and a leader change.
 
-mod in_process;
+mod channel_cluster;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use in_process::{Cluster, ClusterOptions};
+use channel_cluster::{Cluster, ClusterOptions};
 use synod::node::{CompactionPolicy, NodeError, ReadConsistency};
 use synod_kvstore::{Get, Op, Outcome, Put, Request};
 use synod_paxos::NodeId;

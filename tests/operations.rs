@@ -2,14 +2,14 @@
 //! scrape during a write load parses and shows the node's work; `/health`
 //! and `/ready` answer with a status code and a JSON reason.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use redis_support::{ok, Cluster};
+use quic_cluster::{ok, Cluster};
 
 /// One HTTP GET: the status code and the body.
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -70,8 +70,8 @@ fn a_scrape_during_a_write_load_shows_the_nodes_work() {
     let load = {
         let ports = cluster.redis_ports.clone();
         std::thread::spawn(move || {
-            let mut leader_client = redis_support::Client::connect(ports[leader - 1]);
-            let mut follower_client = redis_support::Client::connect(ports[follower - 1]);
+            let mut leader_client = quic_cluster::Client::connect(ports[leader - 1]);
+            let mut follower_client = quic_cluster::Client::connect(ports[follower - 1]);
             for i in 0..200 {
                 assert_eq!(leader_client.cmd(&format!("SET m:{i} v{i}")), ok());
                 assert_eq!(follower_client.cmd(&format!("SET f:{i} v{i}")), ok());

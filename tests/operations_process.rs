@@ -2,12 +2,12 @@
 //! terminal escapes, each line naming its node (as text or JSON), and
 //! `synod status --data-dir` finding a dev cluster on any base port.
 
-mod common;
+mod process_cluster;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::ProcessCluster;
+use process_cluster::ProcessCluster;
 
 /// Waits until the cluster has a leader.
 fn wait_for_leader(cluster: &ProcessCluster) {

@@ -4,11 +4,11 @@
 //! max_clients` caps how many are open, as Redis's `timeout` and
 //! `maxclients` do.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::time::Duration;
 
-use redis_support::{bulk, nil, ok, Client, Cluster, Value};
+use quic_cluster::{bulk, nil, ok, Client, Cluster, Value};
 
 #[test]
 fn the_locks_of_a_connection_silent_past_its_session_ttl_are_released() {

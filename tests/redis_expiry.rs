@@ -5,12 +5,12 @@
 //! No test asserts how fast anything happens: waits poll up to a generous
 //! deadline.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redis_support::{bulk, int, nil, ok, Client, Cluster, Value};
+use quic_cluster::{bulk, int, nil, ok, Client, Cluster, Value};
 
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();

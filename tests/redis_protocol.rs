@@ -4,11 +4,11 @@
 //! Key expiry is in `redis_expiry.rs`, `redis-cli` and `redis-benchmark`
 //! in `redis_tools.rs`.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::sync::OnceLock;
 
-use redis_support::{bulk, field, int, nil, ok, Client, Cluster, Value};
+use quic_cluster::{bulk, field, int, nil, ok, Client, Cluster, Value};
 
 /// One 3-node cluster shared by the tests of this file; each test uses
 /// keys under its own prefix.

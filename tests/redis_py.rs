@@ -5,12 +5,12 @@
 //! else `python3` if it imports `redis`; without either the test is
 //! skipped with a note.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::process::Command;
 use std::sync::OnceLock;
 
-use redis_support::Cluster;
+use quic_cluster::Cluster;
 
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();

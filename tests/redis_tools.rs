@@ -2,12 +2,12 @@
 //! against an in-process 3-node cluster, through a follower. Skipped, with
 //! a note, when the tools are not installed; `.ci/run` installs them.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::process::Command;
 use std::sync::OnceLock;
 
-use redis_support::{bulk, Cluster};
+use quic_cluster::{bulk, Cluster};
 
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();

@@ -4,11 +4,11 @@
 //! command, a changed watched key makes `EXEC` answer nil, and a command
 //! refused while queuing aborts the block.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::sync::OnceLock;
 
-use redis_support::{bulk, int, nil, ok, Client, Cluster, Value};
+use quic_cluster::{bulk, int, nil, ok, Client, Cluster, Value};
 
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();

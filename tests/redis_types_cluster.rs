@@ -6,12 +6,12 @@
 //! `RENAME` of a collection. The semantics of each command are in the state
 //! machine's tests (`kvstore/tests/redis_types.rs`).
 
-mod redis_support;
+mod quic_cluster;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use redis_support::{bulk, int, nil, ok, Client, Cluster, Value};
+use quic_cluster::{bulk, int, nil, ok, Client, Cluster, Value};
 
 /// One 3-node cluster shared by the tests of this file; each test uses
 /// keys under its own prefix.

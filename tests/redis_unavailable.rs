@@ -3,9 +3,9 @@
 //! must not blindly retry it), `TRYAGAIN` only for a command certainly not
 //! applied (which Redis cluster clients retry on their own).
 
-mod redis_support;
+mod quic_cluster;
 
-use redis_support::{ok, Cluster, Value};
+use quic_cluster::{ok, Cluster, Value};
 
 fn error_code(reply: &Value) -> String {
     reply
@@ -40,7 +40,7 @@ fn a_leader_cut_off_answers_uncertain_for_its_write_and_tryagain_after() {
     // certainly not applied.
     for _ in 0..200 {
         let status = c.cmd("SYNOD.STATUS");
-        if redis_support::field(&status, "role") != Some(&redis_support::bulk("leader")) {
+        if quic_cluster::field(&status, "role") != Some(&quic_cluster::bulk("leader")) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

@@ -4,11 +4,11 @@
 //! next waiter after the lock-delay, and a new leader still expires a
 //! session its predecessor was timing. Watches wait for the next event.
 
-mod in_process;
+mod channel_cluster;
 
 use std::time::Duration;
 
-use in_process::{Cluster, ClusterOptions};
+use channel_cluster::{Cluster, ClusterOptions};
 use synod::node::WatchAnswer;
 use synod_kvstore::{
     EventFilter, Get, KeepAlive, Lock, LockHolder, LockStatus, Op, OpenSession, Outcome, Put,

@@ -3,11 +3,11 @@
 //! the 16 MiB response frame) reaches a watcher in several answers instead
 //! of making it ask for the same revision forever.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::time::Duration;
 
-use redis_support::{ok, Cluster, Value};
+use quic_cluster::{ok, Cluster, Value};
 use synod_client::{EventFilter, EventKind};
 
 #[test]

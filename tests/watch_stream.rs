@@ -3,7 +3,7 @@
 //! another node when the serving one stops (every event once, in order),
 //! and a dropped watcher ends the node's stream.
 
-mod redis_support;
+mod quic_cluster;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_core::Stream;
-use redis_support::Cluster;
+use quic_cluster::Cluster;
 use synod_client::{Client, ClientError, Event, EventFilter, Watcher};
 
 /// Node `node`'s samples (`/metrics`), by series.

@@ -1,5 +1,6 @@
-//! In-process Synod clusters for the Redis-protocol tests, and a tiny
-//! blocking RESP2 client.
+//! Synod clusters in this process on real sockets (QUIC between the nodes
+//! and for the Rust client, the Redis endpoint on TCP), for the Redis-protocol
+//! and client tests, and a tiny blocking RESP2 client.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
