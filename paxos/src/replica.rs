@@ -749,6 +749,20 @@ impl Replica {
             // learner, a removed node or a stray node with a cluster
             // certificate must not take acceptors from the leader.
             tracing::debug!(node = %self.config.id, %from, "prepare from a node that does not vote here ignored");
+            // The candidate has every slot before `first_slot` chosen. If
+            // this node has learned less, the membership it judged by may be
+            // out of date (the candidate may have joined in slots it has not
+            // learned, and no leader may be left to bring them: found by the
+            // simulator, seed 40060, partitions, membership changes). So it
+            // catches up from the candidate, and judges its next prepare by
+            // the membership that governs then. Learning chosen values
+            // promises nothing.
+            let candidate_commit = Slot(first_slot.0.saturating_sub(1));
+            if candidate_commit > self.commit {
+                self.known_commit = self.known_commit.max(candidate_commit);
+                self.catch_up_from(now, from);
+                self.maybe_fetch(now);
+            }
             return;
         }
         if !self.votes() {

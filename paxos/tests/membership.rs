@@ -154,3 +154,56 @@ fn a_removed_leader_hands_over_and_its_messages_are_dropped() {
         .any(|(_, v)| *v == Value::Commands(vec![b"x".to_vec()])));
     assert!(delivered.sent.iter().all(|e| e.to != NodeId(1)));
 }
+
+/// A voter that missed the slots in which a node joined ignores that
+/// node's prepare (to it, the node does not vote) but catches up from it:
+/// the prepare says the candidate has every slot before its first one
+/// chosen. Without this, a lagging voter and a new one could be all that
+/// is left of a configuration, neither able to move (the simulator found
+/// it: seed 40060, partitions, membership changes).
+#[test]
+fn a_prepare_from_a_node_this_voter_does_not_know_makes_it_catch_up_from_it() {
+    let mut node = replica(3, 3);
+    let stranger = NodeId(7);
+    node.step(
+        at_ms(1),
+        synod_paxos::Envelope {
+            from: stranger,
+            to: NodeId(3),
+            message: synod_paxos::Message::Prepare {
+                ballot: synod_paxos::Ballot::new(5, stranger),
+                first_slot: Slot(50),
+            },
+        },
+    );
+    let messages = node.ready().messages;
+    assert!(
+        !messages
+            .iter()
+            .any(|e| matches!(e.message, synod_paxos::Message::Promise { .. })),
+        "no promise to a node that does not vote here: {messages:?}"
+    );
+    assert!(
+        messages.iter().any(|e| e.to == stranger
+            && e.message
+                == synod_paxos::Message::Fetch {
+                    first_slot: Slot(1)
+                }),
+        "a fetch from the candidate: {messages:?}"
+    );
+
+    // A prepare that shows nothing new makes no fetch.
+    let mut node = replica(3, 3);
+    node.step(
+        at_ms(1),
+        synod_paxos::Envelope {
+            from: stranger,
+            to: NodeId(3),
+            message: synod_paxos::Message::Prepare {
+                ballot: synod_paxos::Ballot::new(5, stranger),
+                first_slot: Slot(1),
+            },
+        },
+    );
+    assert!(node.ready().messages.is_empty());
+}
