@@ -234,22 +234,6 @@ fn reads_outside_the_log_are_validated_too() {
     assert_eq!(error_code(&r), ErrorCode::EmptyKey);
 }
 
-fn txn_get(key: &[u8]) -> TxnOp {
-    TxnOp {
-        op: Some(TxnOpKind::Get(Get { key: key.to_vec() })),
-    }
-}
-
-fn txn_put(key: &[u8], value: &[u8]) -> TxnOp {
-    TxnOp {
-        op: Some(TxnOpKind::Put(Put {
-            key: key.to_vec(),
-            value: value.to_vec(),
-            prev_kv: false,
-        })),
-    }
-}
-
 /// A transaction whose gets would return more data than an answer may carry is refused before
 /// it writes anything; before this rule its writes applied and its answer (over the 16 MiB
 /// response frame) could not reach the client, which was told the request was bad.
@@ -263,12 +247,12 @@ fn a_txn_whose_answer_would_outgrow_its_frame_is_refused_and_changes_nothing() {
     // A write first, then five reads of 4 MiB each (one of them of the key just written).
     let txn = Txn {
         success: vec![
-            txn_put(b"a", &big),
-            txn_get(b"a"),
-            txn_get(b"b"),
-            txn_get(b"c"),
-            txn_get(b"d"),
-            txn_get(b"e"),
+            TxnOp::put(b"a", &big),
+            TxnOp::get(b"a"),
+            TxnOp::get(b"b"),
+            TxnOp::get(b"c"),
+            TxnOp::get(b"d"),
+            TxnOp::get(b"e"),
         ],
         ..Default::default()
     };
@@ -287,16 +271,11 @@ fn a_txn_whose_answer_would_outgrow_its_frame_is_refused_and_changes_nothing() {
     let txn = Txn {
         success: [b"a", b"b", b"c", b"d", b"e"]
             .iter()
-            .map(|key| TxnOp {
-                op: Some(TxnOpKind::Delete(synod_kvstore::Delete {
-                    key: key.to_vec(),
-                    prev_kv: false,
-                })),
-            })
+            .map(|key| TxnOp::delete(*key))
             .chain(
                 [b"a", b"b", b"c", b"d", b"e"]
                     .iter()
-                    .map(|key| txn_get(*key)),
+                    .map(|key| TxnOp::get(*key)),
             )
             .collect(),
         ..Default::default()
@@ -310,7 +289,7 @@ fn a_txn_whose_answer_would_outgrow_its_frame_is_refused_and_changes_nothing() {
         h.op(put(key, &big));
     }
     let txn = Txn {
-        success: vec![txn_get(b"a"), txn_get(b"b")],
+        success: vec![TxnOp::get(b"a"), TxnOp::get(b"b")],
         ..Default::default()
     };
     let response = h.op(Op::Txn(txn));

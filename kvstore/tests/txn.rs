@@ -4,8 +4,7 @@ mod common;
 
 use common::*;
 use synod_kvstore::{
-    Compare, CompareOp, CompareTarget, Delete, ErrorCode, Get, Op, Outcome, Put, Txn, TxnOp,
-    TxnOpKind, TxnOutcome, TxnResponse,
+    Compare, CompareOp, CompareTarget, ErrorCode, Op, Outcome, Txn, TxnOp, TxnOutcome, TxnResponse,
 };
 
 fn compare(key: &[u8], target: CompareTarget, op: CompareOp) -> Compare {
@@ -18,42 +17,10 @@ fn compare(key: &[u8], target: CompareTarget, op: CompareOp) -> Compare {
     }
 }
 
-fn value_is(key: &[u8], op: CompareOp, value: &[u8]) -> Compare {
-    Compare {
-        value: value.to_vec(),
-        ..compare(key, CompareTarget::Value, op)
-    }
-}
-
 fn number_is(key: &[u8], target: CompareTarget, op: CompareOp, number: u64) -> Compare {
     Compare {
         number,
         ..compare(key, target, op)
-    }
-}
-
-fn tput(key: &[u8], value: &[u8]) -> TxnOp {
-    TxnOp {
-        op: Some(TxnOpKind::Put(Put {
-            key: key.to_vec(),
-            value: value.to_vec(),
-            prev_kv: false,
-        })),
-    }
-}
-
-fn tdel(key: &[u8]) -> TxnOp {
-    TxnOp {
-        op: Some(TxnOpKind::Delete(Delete {
-            key: key.to_vec(),
-            prev_kv: false,
-        })),
-    }
-}
-
-fn tget(key: &[u8]) -> TxnOp {
-    TxnOp {
-        op: Some(TxnOpKind::Get(Get { key: key.to_vec() })),
     }
 }
 
@@ -79,9 +46,9 @@ fn txn_runs_success_when_every_compare_holds() {
     let t = run(
         &mut h,
         txn(
-            vec![value_is(b"a", CompareOp::Equal, b"1")],
-            vec![tput(b"b", b"yes")],
-            vec![tput(b"b", b"no")],
+            vec![Compare::value(b"a", CompareOp::Equal, b"1")],
+            vec![TxnOp::put(b"b", b"yes")],
+            vec![TxnOp::put(b"b", b"no")],
         ),
     );
     assert!(t.succeeded);
@@ -96,11 +63,11 @@ fn txn_runs_failure_when_a_compare_fails() {
         &mut h,
         txn(
             vec![
-                value_is(b"a", CompareOp::Equal, b"1"),
-                value_is(b"a", CompareOp::Greater, b"5"),
+                Compare::value(b"a", CompareOp::Equal, b"1"),
+                Compare::value(b"a", CompareOp::Greater, b"5"),
             ],
-            vec![tput(b"b", b"yes")],
-            vec![tput(b"b", b"no"), tget(b"a")],
+            vec![TxnOp::put(b"b", b"yes")],
+            vec![TxnOp::put(b"b", b"no"), TxnOp::get(b"a")],
         ),
     );
     assert!(!t.succeeded);
@@ -118,7 +85,11 @@ fn txn_writes_share_one_revision() {
     h.op(put(b"a", b"1"));
     let response = h.op(txn(
         vec![],
-        vec![tput(b"x", b"1"), tput(b"y", b"2"), tdel(b"a")],
+        vec![
+            TxnOp::put(b"x", b"1"),
+            TxnOp::put(b"y", b"2"),
+            TxnOp::delete(b"a"),
+        ],
         vec![],
     ));
     assert_eq!(response.revision, 2);
@@ -134,7 +105,11 @@ fn txn_without_effective_writes_keeps_the_revision() {
     h.op(put(b"a", b"1"));
     run(
         &mut h,
-        txn(vec![], vec![tget(b"a"), tdel(b"absent")], vec![]),
+        txn(
+            vec![],
+            vec![TxnOp::get(b"a"), TxnOp::delete(b"absent")],
+            vec![],
+        ),
     );
     assert_eq!(h.sm.revision(), 1);
 }
@@ -144,7 +119,11 @@ fn txn_get_sees_earlier_writes_of_its_branch() {
     let mut h = Harness::new();
     let t = run(
         &mut h,
-        txn(vec![], vec![tput(b"a", b"new"), tget(b"a")], vec![]),
+        txn(
+            vec![],
+            vec![TxnOp::put(b"a", b"new"), TxnOp::get(b"a")],
+            vec![],
+        ),
     );
     let Some(TxnOutcome::Get(g)) = &t.responses[1].outcome else {
         panic!("{t:?}")
@@ -190,7 +169,10 @@ fn compares_on_values_are_bytewise() {
         (CompareOp::Greater, b"m\x00", false),
     ];
     for (op, value, expected) in cases {
-        let t = run(&mut h, txn(vec![value_is(b"a", op, value)], vec![], vec![]));
+        let t = run(
+            &mut h,
+            txn(vec![Compare::value(b"a", op, value)], vec![], vec![]),
+        );
         assert_eq!(t.succeeded, expected, "{op:?} {value:?}");
     }
 }
@@ -208,7 +190,7 @@ fn absent_key_compares_as_zero_and_has_no_value() {
         CompareOp::Less,
         CompareOp::Greater,
     ] {
-        let c = value_is(b"nope", op, b"x");
+        let c = Compare::value(b"nope", op, b"x");
         assert!(
             !run(&mut h, txn(vec![c], vec![], vec![])).succeeded,
             "value {op:?} on an absent key is false"
@@ -219,14 +201,18 @@ fn absent_key_compares_as_zero_and_has_no_value() {
 #[test]
 fn txn_writing_a_key_twice_in_a_branch_is_refused() {
     let mut h = Harness::new();
-    let r = h.op(txn(vec![], vec![tput(b"a", b"1"), tdel(b"a")], vec![]));
+    let r = h.op(txn(
+        vec![],
+        vec![TxnOp::put(b"a", b"1"), TxnOp::delete(b"a")],
+        vec![],
+    ));
     assert_eq!(error_code(&r), ErrorCode::DuplicateTxnKey);
     assert_eq!(h.get(b"a"), None);
     // The same key in different branches, or read twice, is fine.
     let ok = h.op(txn(
         vec![],
-        vec![tput(b"a", b"1"), tget(b"a"), tget(b"a")],
-        vec![tput(b"a", b"2")],
+        vec![TxnOp::put(b"a", b"1"), TxnOp::get(b"a"), TxnOp::get(b"a")],
+        vec![TxnOp::put(b"a", b"2")],
     ));
     assert!(!ok.is_error());
 }
@@ -234,13 +220,13 @@ fn txn_writing_a_key_twice_in_a_branch_is_refused() {
 #[test]
 fn txn_with_unknown_enum_values_is_refused() {
     let mut h = Harness::new();
-    let mut bad_target = value_is(b"a", CompareOp::Equal, b"");
+    let mut bad_target = Compare::value(b"a", CompareOp::Equal, b"");
     bad_target.target = 9;
-    let r = h.op(txn(vec![bad_target], vec![tput(b"x", b"1")], vec![]));
+    let r = h.op(txn(vec![bad_target], vec![TxnOp::put(b"x", b"1")], vec![]));
     assert_eq!(error_code(&r), ErrorCode::InvalidEnum);
-    let mut bad_op = value_is(b"a", CompareOp::Equal, b"");
+    let mut bad_op = Compare::value(b"a", CompareOp::Equal, b"");
     bad_op.op = -1;
-    let r = h.op(txn(vec![bad_op], vec![], vec![tput(b"x", b"1")]));
+    let r = h.op(txn(vec![bad_op], vec![], vec![TxnOp::put(b"x", b"1")]));
     assert_eq!(error_code(&r), ErrorCode::InvalidEnum);
     assert_eq!(h.sm.revision(), 0);
 }
@@ -250,7 +236,7 @@ fn txn_op_without_an_op_is_refused() {
     let mut h = Harness::new();
     let r = h.op(txn(
         vec![],
-        vec![tput(b"x", b"1"), TxnOp { op: None }],
+        vec![TxnOp::put(b"x", b"1"), TxnOp { op: None }],
         vec![],
     ));
     assert_eq!(error_code(&r), ErrorCode::MissingOp);

@@ -163,19 +163,17 @@ fn a_removed_leader_hands_over_and_its_messages_are_dropped() {
 /// it: seed 40060, partitions, membership changes).
 #[test]
 fn a_prepare_from_a_node_this_voter_does_not_know_makes_it_catch_up_from_it() {
-    let mut node = replica(3, 3);
     let stranger = NodeId(7);
-    node.step(
-        at_ms(1),
-        synod_paxos::Envelope {
-            from: stranger,
-            to: NodeId(3),
-            message: synod_paxos::Message::Prepare {
-                ballot: synod_paxos::Ballot::new(5, stranger),
-                first_slot: Slot(50),
-            },
+    let prepare = |first_slot: u64| synod_paxos::Envelope {
+        from: stranger,
+        to: NodeId(3),
+        message: synod_paxos::Message::Prepare {
+            ballot: synod_paxos::Ballot::new(5, stranger),
+            first_slot: Slot(first_slot),
         },
-    );
+    };
+    let mut node = replica(3, 3);
+    node.step(at_ms(1), prepare(50));
     let messages = node.ready().messages;
     assert!(
         !messages
@@ -194,16 +192,6 @@ fn a_prepare_from_a_node_this_voter_does_not_know_makes_it_catch_up_from_it() {
 
     // A prepare that shows nothing new makes no fetch.
     let mut node = replica(3, 3);
-    node.step(
-        at_ms(1),
-        synod_paxos::Envelope {
-            from: stranger,
-            to: NodeId(3),
-            message: synod_paxos::Message::Prepare {
-                ballot: synod_paxos::Ballot::new(5, stranger),
-                first_slot: Slot(1),
-            },
-        },
-    );
+    node.step(at_ms(1), prepare(1));
     assert!(node.ready().messages.is_empty());
 }
