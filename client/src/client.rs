@@ -506,14 +506,8 @@ impl Client {
                 Ok(Err(failure)) => Some(failure),
                 Err(_) => Some(Failure::Unreachable("no answer in time".into())),
             };
-            if let Some(give_up) = self.failed(&mut tries, cursor, target, failure) {
-                return Err(give_up);
-            }
-            let pause = backoff.pause();
-            if Instant::now() + pause >= deadline {
-                return Err(ClientError::Timeout);
-            }
-            tokio::time::sleep(pause).await;
+            self.pause_after(&mut tries, cursor, target, failure, &mut backoff, deadline)
+                .await?;
         }
     }
 
@@ -544,15 +538,40 @@ impl Client {
                 Ok(Err(failure)) => failure,
                 Err(_) => Failure::Unreachable("no answer in time".into()),
             };
-            if let Some(give_up) = self.failed(&mut tries, cursor, target, Some(failure)) {
-                return Err(give_up);
-            }
-            let pause = backoff.pause();
-            if Instant::now() + pause >= deadline {
-                return Err(ClientError::Timeout);
-            }
-            tokio::time::sleep(pause).await;
+            self.pause_after(
+                &mut tries,
+                cursor,
+                target,
+                Some(failure),
+                &mut backoff,
+                deadline,
+            )
+            .await?;
         }
+    }
+
+    /// After a try at `target` went nowhere (`failure`, if it failed):
+    /// gives up as [`failed`](Self::failed) says, or with
+    /// [`ClientError::Timeout`] if the next pause would pass `deadline`;
+    /// else takes that pause.
+    async fn pause_after(
+        &self,
+        tries: &mut Tries,
+        cursor: usize,
+        target: Target,
+        failure: Option<Failure>,
+        backoff: &mut Backoff,
+        deadline: Instant,
+    ) -> Result<(), ClientError> {
+        if let Some(give_up) = self.failed(tries, cursor, target, failure) {
+            return Err(give_up);
+        }
+        let pause = backoff.pause();
+        if Instant::now() + pause >= deadline {
+            return Err(ClientError::Timeout);
+        }
+        tokio::time::sleep(pause).await;
+        Ok(())
     }
 
     /// Drops `target` after it failed a caller that does not go through
