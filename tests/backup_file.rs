@@ -51,7 +51,7 @@ fn source_state(dir: &Path, slots: u64) -> StateMachine {
                 .encode_to_vec(),
             Request::anonymous(put(&format!("anon/{slot}"), &"x".repeat(100))).encode_to_vec(),
         ];
-        sm.apply(slot, &commands).unwrap();
+        sm.apply_slots([(slot, commands.as_slice())]).unwrap();
     }
     sm
 }

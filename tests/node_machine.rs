@@ -40,9 +40,8 @@ fn put(key: &str, value_bytes: usize) -> Vec<u8> {
 fn snapshot(slots: u64, value_bytes: usize) -> Vec<SnapshotChunk> {
     let mut source = StateMachine::in_memory().unwrap();
     for slot in 1..=slots {
-        source
-            .apply(slot, &[put(&format!("k{slot}"), value_bytes)])
-            .unwrap();
+        let commands = [put(&format!("k{slot}"), value_bytes)];
+        source.apply_slots([(slot, &commands[..])]).unwrap();
     }
     source
         .snapshot()

@@ -34,8 +34,8 @@ fn machine_with_slots(u: &mut Unstructured<'_>, max_slots: usize) -> Result<Stat
     for batch in generate::slots(u, max_slots)? {
         let slot = machine.applied_index() + 1;
         machine
-            .apply(slot, &batch)
-            .expect("apply on an in-memory database");
+            .apply_slots([(slot, batch.as_slice())])
+            .expect("apply_slots on an in-memory database");
     }
     Ok(machine)
 }
@@ -150,7 +150,7 @@ fn use_after_install(machine: &mut StateMachine) {
         prev_kv: true,
     }));
     machine
-        .apply(slot, &[put.encode_to_vec()])
+        .apply_slots([(slot, &[put.encode_to_vec()][..])])
         .expect("apply after an install");
     machine.state_hash().expect("hash after an install");
 }

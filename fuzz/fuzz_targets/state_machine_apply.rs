@@ -4,9 +4,9 @@
 //! Commands are mostly generated requests of every op (`synod_fuzz::generate::command`), some
 //! with a byte changed, some raw bytes. Checked besides "never panics": applying never fails
 //! on an in-memory database; applying the slots one per transaction and all in one
-//! transaction gives the same responses, revision and state hash (apply is deterministic);
-//! reads of the result succeed; and the state's snapshot installs into a fresh state machine
-//! with the same state hash.
+//! transaction gives the same responses, effects, revisions and state hash (apply is
+//! deterministic); reads of the result succeed; and the state's snapshot installs into a fresh
+//! state machine with the same state hash.
 #![no_main]
 
 use arbitrary::Unstructured;
@@ -32,29 +32,25 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let mut machine = StateMachine::in_memory().expect("an in-memory state machine");
-    let mut responses = Vec::new();
+    let mut one_by_one = Vec::new();
     for (slot, batch) in numbered() {
-        let slot_responses = machine
-            .apply(slot, batch)
-            .expect("apply on an in-memory database");
+        let mut applied = machine
+            .apply_slots([(slot, batch)])
+            .expect("apply_slots on an in-memory database");
+        assert_eq!(applied.len(), 1, "one result per slot");
         assert_eq!(
-            slot_responses.len(),
+            applied[0].responses.len(),
             batch.len(),
             "one response per command"
         );
-        responses.push(slot_responses);
-        let _ = machine.take_effects();
+        one_by_one.append(&mut applied);
     }
 
     let mut batched = StateMachine::in_memory().expect("an in-memory state machine");
     let applied = batched
         .apply_slots(numbered())
         .expect("apply_slots on an in-memory database");
-    let batched_responses: Vec<_> = applied.into_iter().map(|a| a.responses).collect();
-    assert_eq!(
-        batched_responses, responses,
-        "the same slots answered differently"
-    );
+    assert_eq!(applied, one_by_one, "the same slots applied differently");
     assert_eq!(batched.revision(), machine.revision());
     assert_eq!(batched.applied_index(), machine.applied_index());
     let state_hash = machine.state_hash().expect("hash the state");

@@ -2,17 +2,17 @@
 //! session events the leader's [`SessionClock`](crate::SessionClock) needs and the key expiry
 //! events its [`KeyExpiryClock`](crate::KeyExpiryClock) needs.
 //!
-//! Collected in memory during [`StateMachine::apply`](crate::StateMachine::apply) and handed to
-//! the node runtime by [`StateMachine::take_effects`](crate::StateMachine::take_effects): the
+//! Collected in memory during [`StateMachine::apply_slots`](crate::StateMachine::apply_slots)
+//! and handed to the node runtime in each slot's [`AppliedSlot`](crate::AppliedSlot): the
 //! cheap notification point for live watchers and for the session clock. Nothing here is read
 //! back by the state machine; the durable copy of the events is the watch history.
 
 use crate::Event;
 
-/// The effects of the last applied slot.
+/// The effects of one applied slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlotEffects {
-    /// The slot these effects are of (0 before the first apply).
+    /// The slot these effects are of.
     pub slot: u64,
     /// Every watch event of the slot, in revision order (also appended to the watch history).
     pub events: Vec<Event>,

@@ -1,5 +1,5 @@
 //! The key-value commands: [`get`] and [`scan`] (reads, on any readable table, so the same code
-//! serves `apply` inside the write transaction and `read` in a read transaction), and the writes
+//! serves `apply_slots` inside the write transaction and `read` in a read transaction), and the writes
 //! [`delete`], [`compare_and_swap`], [`incr`] and [`txn`] (a put and a delete-range are a
 //! [`Writer`]'s own). Each write checks everything that can refuse it (the session's key count,
 //! the stored value for incr, a transaction's reply size, ...) before it writes anything.

@@ -95,8 +95,8 @@ pub use snapshot::{
 pub use state_machine::{AppliedSlot, Options, StateCounts, StateMachine};
 pub use watch::{WatchBatch, WatchError};
 
-// The wire types this crate's API takes and answers (`StateMachine::apply` a `Request`, its
-// `Response`, watch `Event`s), re-exported so that a node's code names one crate for the state
+// The wire types this crate's API takes and answers (`StateMachine::apply_slots` encoded `Request`s, their
+// `Response`s, watch `Event`s), re-exported so that a node's code names one crate for the state
 // machine and what it applies. They are defined in `synod-wire`, which the client shares.
 pub use synod_wire::{
     kind_name, Campaign, CampaignResponse, CheckpointEntry, CheckpointKeys, CheckpointKeysResponse,

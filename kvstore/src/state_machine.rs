@@ -65,11 +65,11 @@ impl Options {
 /// The replicated key-value state machine of one node, over a redb database.
 ///
 /// # Applying
-/// [`apply`](StateMachine::apply) applies one chosen log slot (a batch of encoded [`Request`]s)
-/// in one redb write transaction that also records the slot as the applied index and the new
-/// revision, so the tables and the applied index always change together. Apply is a pure function
-/// of the state and the slot's bytes: no clock, no randomness, no iteration over hash maps. Every
-/// node applying the same log holds the same state.
+/// [`apply_slots`](StateMachine::apply_slots) applies chosen log slots (each a batch of encoded
+/// [`Request`]s) in one redb write transaction that also records the last slot as the applied
+/// index and the new revision, so the tables and the applied index always change together. Apply
+/// is a pure function of the state and the slots' bytes: no clock, no randomness, no iteration
+/// over hash maps. Every node applying the same log holds the same state.
 ///
 /// # Durability
 /// Apply commits use [`Durability::None`]: no fsync. The log is durable, and replay from
@@ -102,8 +102,8 @@ impl Options {
 /// # Coordination and watches
 /// Sessions, locks, elections and fenced writes: see [`synod_wire::coord_command`]; their tables are
 /// `sm_*` like the rest, so snapshots and [`state_hash`](StateMachine::state_hash) cover them.
-/// Each apply also collects the slot's watch events and session events, handed out by
-/// [`take_effects`](StateMachine::take_effects); the events also go to a bounded history
+/// Applying a slot also collects its watch events and session events, returned with its
+/// responses in its [`AppliedSlot`]; the events also go to a bounded history
 /// ([`events_since`](StateMachine::events_since), see [`crate::watch`]).
 ///
 /// # Exactly-once
@@ -128,8 +128,6 @@ pub struct StateMachine {
     options: Options,
     applied_index: u64,
     revision: u64,
-    /// What the last applied slot did besides its responses.
-    effects: SlotEffects,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -211,7 +209,6 @@ impl StateMachine {
             options,
             applied_index,
             revision,
-            effects: SlotEffects::default(),
         })
     }
 
@@ -245,14 +242,6 @@ impl StateMachine {
     /// The settings this state machine applies with.
     pub fn options(&self) -> &Options {
         &self.options
-    }
-
-    /// Take what the last [`apply`](StateMachine::apply) did besides its responses: its watch
-    /// events (for live watchers) and session events (for the leader's
-    /// [`SessionClock`](crate::SessionClock)). Each apply replaces them, so call this after every
-    /// apply whose effects matter; a second call returns empty effects. No IO.
-    pub fn take_effects(&mut self) -> SlotEffects {
-        std::mem::take(&mut self.effects)
     }
 
     /// The watch events matching `filter` with revision `from_revision` or later, oldest first,
@@ -341,42 +330,27 @@ impl StateMachine {
         lock::delayed(&self.db)
     }
 
-    /// Apply chosen log slot `slot`, whose value is the batch `commands` (empty for a no-op
-    /// slot), and return one response per command, in order.
+    /// Apply consecutive chosen log slots, each a `(slot, commands)` pair whose commands are the
+    /// slot's batch (empty for a no-op slot), in ONE redb transaction, and return for each slot,
+    /// in order, an [`AppliedSlot`]: one response per command, in order, what else the slot did
+    /// (its watch events for live watchers, its session and key expiry events for the leader's
+    /// [`SessionClock`](crate::SessionClock) and [`KeyExpiryClock`](crate::KeyExpiryClock)), and
+    /// the revision after it. Apply one slot with `apply_slots([(slot, commands)])`; a loaded
+    /// leader passes every slot of a round, since a commit (opening every table, writing their
+    /// roots) costs more than applying a small command.
     ///
-    /// All of it commits in one redb transaction together with `applied_index = slot` and the new
-    /// revision, with [`Durability::None`] (no fsync; see the type docs). A command that does not
-    /// decode or validate gets an error response and the rest of the batch still applies: every
-    /// node does exactly the same.
-    ///
-    /// # Panics
-    /// If `slot != applied_index() + 1`: slots apply strictly in order, once each.
-    ///
-    /// # Errors
-    /// Only storage failures; the slot is then not applied (nothing changed) and `applied_index`
-    /// stays where it was.
-    pub fn apply(
-        &mut self,
-        slot: u64,
-        commands: &[Vec<u8>],
-    ) -> Result<Vec<Response>, StorageError> {
-        let mut applied = self.apply_slots([(slot, commands)])?;
-        let applied = applied.pop().expect("one slot applied");
-        self.effects = applied.effects;
-        Ok(applied.responses)
-    }
-
-    /// Apply several consecutive chosen slots in ONE redb transaction: what
-    /// [`apply`](StateMachine::apply) does for each, at the cost of one commit. A loaded leader
-    /// commits many slots per round, and a commit (opening every table, writing their roots)
-    /// costs more than applying a small command. Returns each slot's responses and effects, in
-    /// order; [`take_effects`](StateMachine::take_effects) is left untouched.
+    /// The slots commit together with `applied_index` = the last slot and the new revision, with
+    /// [`Durability::None`] (no fsync; see the type docs). A command that does not decode or
+    /// validate gets an error response and the rest of the batch still applies: every node does
+    /// exactly the same.
     ///
     /// # Panics
-    /// If the slots do not follow `applied_index()` one by one.
+    /// If the slots do not follow `applied_index()` one by one: slots apply strictly in order,
+    /// once each.
     ///
     /// # Errors
-    /// Only storage failures; then none of the slots is applied.
+    /// Only storage failures; then none of the slots is applied (nothing changed) and
+    /// `applied_index` stays where it was.
     pub fn apply_slots<'a>(
         &mut self,
         slots: impl IntoIterator<Item = (u64, &'a [Vec<u8>])>,

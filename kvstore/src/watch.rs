@@ -23,8 +23,8 @@
 //! on every node, included in snapshots and the state hash), so any node answers late
 //! subscribers the same way: [`StateMachine::events_since`](crate::StateMachine::events_since)
 //! gives the events from a revision on, or [`WatchError::Compacted`] if some were dropped.
-//! Live watchers get each slot's events from
-//! [`StateMachine::take_effects`](crate::StateMachine::take_effects) without reading storage.
+//! Live watchers get each slot's events from its effects, returned by
+//! [`StateMachine::apply_slots`](crate::StateMachine::apply_slots), without reading storage.
 //!
 //! Event schema (prost):
 //!

@@ -1,4 +1,4 @@
-//! `apply_slots` (several slots in one transaction) is exactly `apply` slot by slot: same
+//! `apply_slots` of several slots in one transaction is exactly `apply_slots` slot by slot: same
 //! responses, effects, revisions and final state, with random requests (some invalid, some
 //! replayed) over a small keyspace.
 
@@ -26,8 +26,11 @@ fn applying_slots_together_equals_applying_them_one_by_one() {
         let mut one_by_one = StateMachine::in_memory().unwrap();
         let mut expected = Vec::new();
         for (slot, commands) in &slots {
-            let responses = one_by_one.apply(*slot, commands).unwrap();
-            expected.push((responses, one_by_one.take_effects(), one_by_one.revision()));
+            let a = one_by_one
+                .apply_slots([(*slot, commands.as_slice())])
+                .unwrap()
+                .remove(0);
+            expected.push((a.responses, a.effects, one_by_one.revision()));
         }
 
         let mut together = StateMachine::in_memory().unwrap();

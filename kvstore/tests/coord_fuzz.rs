@@ -133,22 +133,19 @@ fn random_coordination_logs_apply_identically_on_every_replica() {
             let commands: Vec<Vec<u8>> = (0..rng.below(5))
                 .map(|_| request(&mut rng, &opened))
                 .collect();
-            let ra = a.apply(slot, &commands).unwrap();
-            let rb = b.apply(slot, &commands).unwrap();
-            assert_eq!(ra, rb, "seed {seed} slot {slot}");
-            assert_eq!(
-                a.take_effects(),
-                b.take_effects(),
-                "seed {seed} slot {slot}"
-            );
+            let slots = [(slot, commands.as_slice())];
+            // Responses and effects alike.
+            let applied = a.apply_slots(slots).unwrap().remove(0);
+            let from_b = b.apply_slots(slots).unwrap().remove(0);
+            assert_eq!(applied, from_b, "seed {seed} slot {slot}");
             if let Some(c) = restored.as_mut() {
                 assert_eq!(
-                    c.apply(slot, &commands).unwrap(),
-                    ra,
+                    c.apply_slots(slots).unwrap().remove(0).responses,
+                    applied.responses,
                     "seed {seed} slot {slot}"
                 );
             }
-            for response in &ra {
+            for response in &applied.responses {
                 match &response.outcome {
                     Some(Outcome::OpenSession(o)) => opened.push(o.session),
                     Some(Outcome::Lock(l)) if l.token != 0 => grants += 1,

@@ -63,7 +63,7 @@ fn apply(sm: &mut StateMachine, slot: Slot, value: &Value) {
         Value::Noop | Value::Reconfigure(_) => Vec::new(),
         Value::Commands(commands) => commands.clone(),
     };
-    sm.apply(slot.0, &commands).unwrap();
+    sm.apply_slots([(slot.0, commands.as_slice())]).unwrap();
 }
 
 /// Restart the way a node does: the core built from the durable log and the applied index

@@ -15,12 +15,17 @@ fn slot(i: u64) -> Vec<Vec<u8>> {
     ]
 }
 
+/// Apply slot `i` of that log as the next slot.
+fn apply(sm: &mut StateMachine, i: u64) {
+    sm.apply_slots([(i, slot(i).as_slice())]).unwrap();
+}
+
 /// The state hash after each slot `0..=n` on an in-memory reference.
 fn reference_hashes(n: u64) -> Vec<u64> {
     let mut sm = StateMachine::in_memory().unwrap();
     let mut hashes = vec![sm.state_hash().unwrap()];
     for i in 1..=n {
-        sm.apply(i, &slot(i)).unwrap();
+        apply(&mut sm, i);
         hashes.push(sm.state_hash().unwrap());
     }
     hashes
@@ -33,7 +38,7 @@ fn reopening_after_flush_restores_the_applied_state() {
     {
         let mut sm = StateMachine::open(&path.0).unwrap();
         for i in 1..=5 {
-            sm.apply(i, &slot(i)).unwrap();
+            apply(&mut sm, i);
         }
         sm.flush().unwrap();
     }
@@ -52,7 +57,7 @@ fn reopening_continues_at_the_next_slot() {
     {
         let mut sm = StateMachine::open(&path.0).unwrap();
         for i in 1..=3 {
-            sm.apply(i, &slot(i)).unwrap();
+            apply(&mut sm, i);
         }
     }
     let mut sm = StateMachine::open(&path.0).unwrap();
@@ -63,7 +68,7 @@ fn reopening_continues_at_the_next_slot() {
         "tables match the applied index"
     );
     for i in from + 1..=6 {
-        sm.apply(i, &slot(i)).unwrap();
+        apply(&mut sm, i);
     }
     assert_eq!(sm.state_hash().unwrap(), expected[6]);
 }
@@ -75,11 +80,11 @@ fn a_crash_image_holds_exactly_some_applied_prefix_and_replay_completes_it() {
     let expected = reference_hashes(8);
     let mut sm = StateMachine::open(&path.0).unwrap();
     for i in 1..=4 {
-        sm.apply(i, &slot(i)).unwrap();
+        apply(&mut sm, i);
     }
     sm.flush().unwrap();
     for i in 5..=8 {
-        sm.apply(i, &slot(i)).unwrap();
+        apply(&mut sm, i);
     }
     // The file as a crash would leave it: no close, and the last commits not fsynced.
     std::fs::copy(&path.0, &copy.0).unwrap();
@@ -97,7 +102,7 @@ fn a_crash_image_holds_exactly_some_applied_prefix_and_replay_completes_it() {
         "the tables hold exactly slots 1..={from}"
     );
     for i in from + 1..=8 {
-        recovered.apply(i, &slot(i)).unwrap();
+        apply(&mut recovered, i);
     }
     assert_eq!(recovered.state_hash().unwrap(), expected[8]);
 }

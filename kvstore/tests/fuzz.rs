@@ -83,9 +83,11 @@ fn random_and_mutated_commands_never_panic_apply() {
                     _ => clients.request(&mut rng).encode_to_vec(),
                 })
                 .collect();
-            let outcome = catch_unwind(AssertUnwindSafe(|| sm.apply(slot, &batch)));
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                sm.apply_slots([(slot, batch.as_slice())])
+            }));
             let responses = match outcome {
-                Ok(result) => result.unwrap(),
+                Ok(result) => result.unwrap().remove(0).responses,
                 Err(_) => panic!("seed {seed} slot {slot}: apply of {batch:02x?} panicked"),
             };
             assert_eq!(responses.len(), batch.len(), "seed {seed} slot {slot}");

@@ -80,7 +80,7 @@ fn a_put_with_a_ttl_names_its_expiry_by_its_revision() {
         (true, r.revision, 1_500, false)
     );
     assert_eq!(
-        c.sm.take_effects().key_expiry_events,
+        c.effects.key_expiry_events,
         [KeyExpiryEvent::Set {
             key: b"k".to_vec(),
             expiry_revision: r.revision,
@@ -96,11 +96,11 @@ fn a_plain_put_clears_the_ttl_and_keep_keeps_it() {
     let set = put_ttl(&mut c, b"k", b"1", KeyTtl::expire_in(1_000)).revision;
     put_ttl(&mut c, b"k", b"2", KeyTtl::keep());
     assert_eq!(ttl(&c.sm, b"k").expiry_revision, set, "KEEPTTL keeps it");
-    assert!(c.sm.take_effects().key_expiry_events.is_empty());
+    assert!(c.effects.key_expiry_events.is_empty());
     c.put(b"k", b"3", 0);
     assert_eq!(ttl(&c.sm, b"k").expiry_revision, 0, "SET without it clears");
     assert_eq!(
-        c.sm.take_effects().key_expiry_events,
+        c.effects.key_expiry_events,
         [KeyExpiryEvent::Cleared { key: b"k".to_vec() }]
     );
     put_ttl(&mut c, b"new", b"1", KeyTtl::keep());
@@ -164,13 +164,12 @@ fn incr_keeps_the_ttl_while_compare_and_swap_and_transaction_puts_clear_it() {
 fn expire_sets_an_expiry_without_writing_the_key() {
     let mut c = Coord::new();
     c.put(b"k", b"v", 0);
-    c.sm.take_effects();
     let before = c.get(b"k").unwrap();
     assert!(expire(&mut c, b"k", 2_000, ExpireIf::Always, 0));
     let rev = c.sm.revision();
     assert_eq!(rev, before.mod_revision + 1, "it consumes a revision");
     assert_eq!(c.get(b"k").unwrap(), before, "value, version, mod revision");
-    let effects = c.sm.take_effects();
+    let effects = &c.effects;
     assert!(effects.events.is_empty(), "watchers see no write");
     assert_eq!(
         effects.key_expiry_events,
@@ -289,7 +288,6 @@ fn expire_keys_deletes_only_the_expiry_it_names() {
     // Meanwhile, b is set again with a new TTL and p persisted.
     put_ttl(&mut c, b"b", b"2", KeyTtl::expire_in(100));
     persist(&mut c, b"p");
-    c.sm.take_effects();
     let rev = c.sm.revision();
     let deleted = expire_keys(&mut c, &[(b"a", a), (b"b", b), (b"p", p), (b"plain", 0)]);
     assert_eq!(deleted, 1);
@@ -297,7 +295,7 @@ fn expire_keys_deletes_only_the_expiry_it_names() {
     assert_eq!(c.get(b"a"), None);
     assert_eq!(c.get(b"b").unwrap().value, b"2");
     assert!(c.get(b"p").is_some() && c.get(b"plain").is_some());
-    let effects = c.sm.take_effects();
+    let effects = &c.effects;
     assert_eq!(effects.events.len(), 1, "a delete event for a");
     assert_eq!(
         effects.key_expiry_events,

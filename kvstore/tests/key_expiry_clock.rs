@@ -60,7 +60,7 @@ impl Driver {
             .filter(|key| self.coord.get(key).is_some())
             .collect();
         let responses = self.coord.apply(requests);
-        let effects = self.coord.sm.take_effects();
+        let effects = std::mem::take(&mut self.coord.effects);
         self.clock.observe(self.now_ms, &effects.key_expiry_events);
         for key in before {
             if self.coord.get(&key).is_none() {

@@ -154,19 +154,18 @@ fn random_logs_with_key_expiry_apply_identically_on_every_replica() {
             let commands: Vec<Vec<u8>> = (0..rng.below(5))
                 .map(|_| request(&mut rng, &seen, &sessions))
                 .collect();
-            let ra = a.apply(slot, &commands).unwrap();
+            let slots = [(slot, commands.as_slice())];
+            // Responses, effects and revision alike.
+            let applied = a.apply_slots(slots).unwrap();
             assert_eq!(
-                ra,
-                b.apply(slot, &commands).unwrap(),
+                applied,
+                b.apply_slots(slots).unwrap(),
                 "seed {seed} slot {slot}"
             );
-            let effects = a.take_effects();
-            assert_eq!(effects, b.take_effects(), "seed {seed} slot {slot}");
             if let Some(c) = restored.as_mut() {
-                assert_eq!(c.apply(slot, &commands).unwrap(), ra, "seed {seed} {slot}");
-                assert_eq!(c.take_effects(), effects, "seed {seed} slot {slot}");
+                assert_eq!(c.apply_slots(slots).unwrap(), applied, "seed {seed} {slot}");
             }
-            for response in &ra {
+            for response in &applied[0].responses {
                 match &response.outcome {
                     Some(Outcome::OpenSession(o)) => sessions.push(o.session),
                     Some(Outcome::CloseSession(_)) => {

@@ -375,7 +375,10 @@ fn apply(store: &mut NodeStore, slot: Slot, value: &Value) {
         Value::Noop | Value::Reconfigure(_) => Vec::new(),
         Value::Commands(commands) => commands.clone(),
     };
-    store.state_machine.apply(slot.0, &commands).unwrap();
+    store
+        .state_machine
+        .apply_slots([(slot.0, commands.as_slice())])
+        .unwrap();
 }
 
 #[test]

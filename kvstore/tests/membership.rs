@@ -32,8 +32,13 @@ fn a_chosen_change_is_stored_with_its_slot_and_travels_in_snapshots() {
         .set_founding_membership(MembershipLog::default())
         .unwrap();
     assert_eq!(again, founding());
-    sm.apply(1, &[]).unwrap();
-    let responses = sm.apply(2, &[membership_command(&add_learner(4))]).unwrap();
+    sm.apply_slots([(1, &[][..])]).unwrap();
+    let change = [membership_command(&add_learner(4))];
+    let responses = sm
+        .apply_slots([(2, &change[..])])
+        .unwrap()
+        .remove(0)
+        .responses;
     assert_eq!(responses.len(), 1);
     assert!(!responses[0].is_error());
     let stored = sm.membership().unwrap();
@@ -54,10 +59,15 @@ fn an_invalid_change_changes_nothing_and_a_malformed_one_is_refused() {
     let mut sm = StateMachine::in_memory().unwrap();
     sm.set_founding_membership(founding()).unwrap();
     // Node 2 is a voter already.
-    sm.apply(1, &[membership_command(&Change::Promote(NodeId(2)))])
-        .unwrap();
+    let promote = [membership_command(&Change::Promote(NodeId(2)))];
+    sm.apply_slots([(1, &promote[..])]).unwrap();
     assert_eq!(sm.membership().unwrap(), founding());
-    let responses = sm.apply(2, &[vec![0xff, 9, 9]]).unwrap();
+    let malformed = [vec![0xff, 9, 9]];
+    let responses = sm
+        .apply_slots([(2, &malformed[..])])
+        .unwrap()
+        .remove(0)
+        .responses;
     assert!(responses[0].is_error(), "malformed bytes are refused");
     assert_eq!(sm.membership().unwrap(), founding());
 }

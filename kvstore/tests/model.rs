@@ -289,9 +289,9 @@ fn same_slots_give_identical_state_on_two_machines() {
             if rng.one_in(4) {
                 batch.push(rng.bytes(16)); // undecodable commands apply the same way too
             }
-            let a = in_memory.apply(slot, &batch).unwrap();
-            let b = on_file.apply(slot, &batch).unwrap();
-            assert_eq!(a, b, "seed {seed} slot {slot}: responses");
+            let a = in_memory.apply_slots([(slot, batch.as_slice())]).unwrap();
+            let b = on_file.apply_slots([(slot, batch.as_slice())]).unwrap();
+            assert_eq!(a, b, "seed {seed} slot {slot}: responses and effects");
             assert_eq!(
                 in_memory.state_hash().unwrap(),
                 on_file.state_hash().unwrap(),
@@ -317,8 +317,8 @@ fn dedup_eviction_is_deterministic() {
     for slot in 1..=200u64 {
         let batch = encode(&random_slot(&mut rng, &mut clients));
         assert_eq!(
-            a.apply(slot, &batch).unwrap(),
-            b.apply(slot, &batch).unwrap()
+            a.apply_slots([(slot, batch.as_slice())]).unwrap(),
+            b.apply_slots([(slot, batch.as_slice())]).unwrap()
         );
         assert_eq!(
             a.state_hash().unwrap(),

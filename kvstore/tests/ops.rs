@@ -392,5 +392,5 @@ fn no_op_slot_only_advances_the_applied_index() {
 #[should_panic(expected = "strictly in order")]
 fn applying_a_slot_out_of_order_panics() {
     let mut h = Harness::new();
-    h.sm.apply(2, &[]).unwrap();
+    h.sm.apply_slots([(2, &[][..])]).unwrap();
 }

@@ -312,7 +312,7 @@ fn sessions_and_their_keys_travel_in_snapshots() {
     assert_eq!(target.state_hash().unwrap(), c.sm.state_hash().unwrap());
     assert_eq!(target.sessions().unwrap(), c.sm.sessions().unwrap());
     // The installed copy ends the session the same way.
-    let mut installed = Coord { sm: target };
+    let mut installed = Coord::with(target);
     installed.close(s);
     c.close(s);
     assert_eq!(

@@ -53,7 +53,8 @@ impl Request {
     /// a valid lock name. Key expiry: TTLs within [`MAX_KEY_TTL_MS`], a [`KeyTtl`] does not both
     /// keep and set, batches within [`MAX_KEY_EXPIRY_ENTRIES`].
     ///
-    /// Requests built in Rust (not decoded) should be validated too: `apply` does.
+    /// Requests built in Rust (not decoded) should be validated too: the state machine's
+    /// `apply_slots` does.
     pub fn validate(&self) -> Result<(), RequestError> {
         self.validate_header()?;
         if let Some(fence) = &self.fence {

@@ -11,8 +11,8 @@
 //!    so no session expires earlier than its client can expect, and each lock-delay restarts at
 //!    a full `lock_delay_ms`.
 //! 2. After each applied slot, while leader: [`observe`](SessionClock::observe)`(now_ms,
-//!    &effects.session_events)`, the effects from
-//!    [`StateMachine::take_effects`](crate::StateMachine::take_effects).
+//!    &effects.session_events)`, the slot's effects from
+//!    [`StateMachine::apply_slots`](crate::StateMachine::apply_slots).
 //!    Slots applied before `become_leader` must not be observed again (the listing covers them).
 //! 3. Whenever [`next_wakeup_ms`](SessionClock::next_wakeup_ms) passes (or on every tick):
 //!    [`poll`](SessionClock::poll)`(now_ms)` and propose each returned op as

@@ -30,7 +30,11 @@ impl Harness {
     /// Apply raw commands as the next slot.
     pub fn apply_raw(&mut self, commands: &[Vec<u8>]) -> Vec<Response> {
         let slot = self.sm.applied_index() + 1;
-        self.sm.apply(slot, commands).unwrap()
+        self.sm
+            .apply_slots([(slot, commands)])
+            .unwrap()
+            .remove(0)
+            .responses
     }
 
     /// Apply requests as the next slot.

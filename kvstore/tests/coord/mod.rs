@@ -6,7 +6,7 @@ use synod_kvstore::{
     Campaign, CampaignResponse, CloseSession, Delete, ElectionStatus, Event, ExpireSession,
     KeepAlive, Leader, LeaderResponse, Lock, LockHolder, LockHolderResponse, LockResponse,
     LockStatus, Op, OpenSession, Outcome, Proclaim, Put, Request, Resign, Response, SessionClock,
-    SessionClockConfig, SessionEvent, StateMachine, Unlock,
+    SessionClockConfig, SessionEvent, SlotEffects, StateMachine, Unlock,
 };
 
 pub const TTL_MS: u64 = 10_000;
@@ -14,20 +14,33 @@ pub const TTL_MS: u64 = 10_000;
 /// A state machine with helpers for coordination commands, each applied as its own slot.
 pub struct Coord {
     pub sm: StateMachine,
+    /// What the last slot applied by [`Coord::apply`] did besides its responses.
+    pub effects: SlotEffects,
 }
 
 impl Coord {
     pub fn new() -> Coord {
+        Coord::with(StateMachine::in_memory().unwrap())
+    }
+
+    pub fn with(sm: StateMachine) -> Coord {
         Coord {
-            sm: StateMachine::in_memory().unwrap(),
+            sm,
+            effects: SlotEffects::default(),
         }
     }
 
-    /// Apply requests as the next slot.
+    /// Apply requests as the next slot; its effects go to `self.effects`.
     pub fn apply(&mut self, requests: &[Request]) -> Vec<Response> {
         let commands: Vec<Vec<u8>> = requests.iter().map(Message::encode_to_vec).collect();
         let slot = self.sm.applied_index() + 1;
-        self.sm.apply(slot, &commands).unwrap()
+        let applied = self
+            .sm
+            .apply_slots([(slot, commands.as_slice())])
+            .unwrap()
+            .remove(0);
+        self.effects = applied.effects;
+        applied.responses
     }
 
     pub fn request(&mut self, request: Request) -> Response {
@@ -169,8 +182,8 @@ impl Coord {
     }
 
     /// The watch events of the last applied slot.
-    pub fn last_events(&mut self) -> Vec<Event> {
-        self.sm.take_effects().events
+    pub fn last_events(&self) -> Vec<Event> {
+        self.effects.events.clone()
     }
 }
 
@@ -225,7 +238,7 @@ impl Driver {
     }
 
     fn observe(&mut self) {
-        let effects = self.coord.sm.take_effects();
+        let effects = std::mem::take(&mut self.coord.effects);
         self.clock.observe(self.now_ms, &effects.session_events);
         for e in effects.session_events {
             self.history.push((self.now_ms, e));
