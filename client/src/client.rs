@@ -763,7 +763,11 @@ pub(crate) fn classify(response: ClientResponse) -> Attempt {
             outcome_unknown,
         }),
         Verdict::Refused(message) => Attempt::Refused(message),
-        Verdict::Retry { reason, .. } | Verdict::Failed(reason) => Attempt::Unavailable(reason),
+        // Counted as maybe applied whatever the node says of the outcome
+        // (see `call_api`): a node that stops may not know what it dropped.
+        Verdict::Retry { code, reason, .. } | Verdict::Failed { code, reason } => {
+            Attempt::Unavailable(format!("{code:?}: {reason}"))
+        }
     }
 }
 

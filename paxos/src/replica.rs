@@ -749,19 +749,21 @@ impl Replica {
             // learner, a removed node or a stray node with a cluster
             // certificate must not take acceptors from the leader.
             tracing::debug!(node = %self.config.id, %from, "prepare from a node that does not vote here ignored");
-            // The candidate has every slot before `first_slot` chosen. If
-            // this node has learned less, the membership it judged by may be
-            // out of date (the candidate may have joined in slots it has not
-            // learned, and no leader may be left to bring them: found by the
-            // simulator, seed 40060, partitions, membership changes). So it
-            // catches up from the candidate, and judges its next prepare by
-            // the membership that governs then. Learning chosen values
-            // promises nothing.
-            let candidate_commit = Slot(first_slot.0.saturating_sub(1));
-            if candidate_commit > self.commit {
-                self.known_commit = self.known_commit.max(candidate_commit);
-                self.catch_up_from(now, from);
-                self.maybe_fetch(now);
+            // A candidate asks from its first unchosen slot (or further on,
+            // when it resumes a promise in parts), so one that asks past this
+            // node's commit has chosen slots this node has not learned. Then
+            // the membership this node judged by may be out of date (the
+            // candidate may have joined in those slots, and no leader may be
+            // left to bring them: found by the simulator, seed 40060,
+            // partitions, membership changes). So it fetches from the
+            // candidate, at most once per heartbeat interval, and judges its
+            // next prepare by what it learned. Nothing is promised, and
+            // neither the catch-up source nor the known commit moves: the
+            // candidate's retried prepares drive the repeats.
+            if first_slot > self.commit.next() && now >= self.next_fetch_at {
+                self.next_fetch_at = now + self.config.heartbeat_interval;
+                let first_slot = self.commit.next();
+                self.send(from, Message::Fetch { first_slot });
             }
             return;
         }

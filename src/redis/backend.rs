@@ -275,6 +275,7 @@ impl Backend {
             Verdict::Retry {
                 reason,
                 outcome_unknown,
+                ..
             } => {
                 if outcome_unknown {
                     *reached = Reached::Maybe;
@@ -282,7 +283,7 @@ impl Backend {
                 Attempt::Retry(reason)
             }
             Verdict::Refused(message) => Attempt::Fail(CallError::Invalid(message)),
-            Verdict::Failed(message) => Attempt::Fail(CallError::Internal(message)),
+            Verdict::Failed { reason, .. } => Attempt::Fail(CallError::Internal(reason)),
         }
     }
 }

@@ -82,7 +82,9 @@ pub enum Verdict {
     /// The node could not serve now (overloaded, no quorum, shutting down,
     /// timed out): try again, there or elsewhere.
     Retry {
-        /// Why, for people.
+        /// Which of the retryable codes.
+        code: ErrorCode,
+        /// The node's message, for people.
         reason: String,
         /// A write may be applied all the same (the node proposed it, or
         /// timed out waiting for it).
@@ -92,8 +94,13 @@ pub enum Verdict {
     /// not help.
     Refused(String),
     /// The node failed in a way that is a bug or a broken disk (or sent an
-    /// empty answer). Another node may serve the call.
-    Failed(String),
+    /// empty answer). Whether to try another node is the caller's policy.
+    Failed {
+        /// `INTERNAL` or `UNSPECIFIED` (also for an empty answer).
+        code: ErrorCode,
+        /// The node's message, for people.
+        reason: String,
+    },
 }
 
 impl ClientResponse {
@@ -102,7 +109,12 @@ impl ClientResponse {
         let error = match self.outcome {
             Some(Outcome::Payload(payload)) => return Verdict::Served(payload),
             Some(Outcome::Error(error)) => error,
-            None => return Verdict::Failed("an empty answer".into()),
+            None => {
+                return Verdict::Failed {
+                    code: ErrorCode::Unspecified,
+                    reason: "an empty answer".into(),
+                }
+            }
         };
         let code = error.code();
         match code {
@@ -111,13 +123,15 @@ impl ClientResponse {
                 outcome_unknown: error.outcome_unknown,
             },
             ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::Timeout => Verdict::Retry {
-                reason: format!("{code:?}: {}", error.message),
+                code,
+                reason: error.message,
                 outcome_unknown: error.outcome_unknown || code == ErrorCode::Timeout,
             },
             ErrorCode::BadRequest | ErrorCode::TooLarge => Verdict::Refused(error.message),
-            ErrorCode::Internal | ErrorCode::Unspecified => {
-                Verdict::Failed(format!("{code:?}: {}", error.message))
-            }
+            ErrorCode::Internal | ErrorCode::Unspecified => Verdict::Failed {
+                code,
+                reason: error.message,
+            },
         }
     }
 }
@@ -177,10 +191,14 @@ mod tests {
             (ErrorCode::Unavailable, false),
             (ErrorCode::Timeout, true),
         ] {
-            assert!(matches!(
+            assert_eq!(
                 error(code, false, None),
-                Verdict::Retry { outcome_unknown: unknown, .. } if unknown == outcome_unknown
-            ));
+                Verdict::Retry {
+                    code,
+                    reason: "m".into(),
+                    outcome_unknown
+                }
+            );
         }
         assert!(matches!(
             error(ErrorCode::Unavailable, true, None),
@@ -193,13 +211,25 @@ mod tests {
             assert_eq!(error(code, false, None), Verdict::Refused("m".into()));
         }
         for code in [ErrorCode::Internal, ErrorCode::Unspecified] {
-            assert!(matches!(error(code, false, None), Verdict::Failed(_)));
+            assert_eq!(
+                error(code, false, None),
+                Verdict::Failed {
+                    code,
+                    reason: "m".into()
+                }
+            );
         }
         let empty = ClientResponse {
             request_id: 1,
             outcome: None,
             more: false,
         };
-        assert!(matches!(empty.verdict(), Verdict::Failed(_)));
+        assert!(matches!(
+            empty.verdict(),
+            Verdict::Failed {
+                code: ErrorCode::Unspecified,
+                ..
+            }
+        ));
     }
 }
