@@ -18,7 +18,7 @@ use synod_wire::proto::api::api_response::Result as ApiResult;
 use synod_wire::proto::api::{api_request::Call, ApiRequest, ApiResponse, KvCall};
 use synod_wire::proto::Verdict;
 use synod_wire::retry::Backoff;
-use synod_wire::{DeleteRange, Get, KeyValue, Op, Outcome, Request, Response, Scan};
+use synod_wire::{DeleteRange, Get, KeyValue, Op, Outcome, Request, Response};
 use tokio::time::Instant;
 
 use crate::connections::{Connections, Failure, Target};
@@ -268,23 +268,15 @@ impl Client {
         }
     }
 
-    /// Up to `limit` keys starting with `prefix`, in key order, linearizably.
+    /// Up to `limit` keys starting with `prefix` (0: as many as one page
+    /// holds), in key order, linearizably: the first page of
+    /// [`prefix`](Client::prefix).
     pub async fn scan_prefix(
         &self,
         prefix: &[u8],
         limit: u32,
     ) -> Result<Vec<KeyValue>, ClientError> {
-        let op = Op::Scan(Scan {
-            start: Vec::new(),
-            end: Vec::new(),
-            prefix: prefix.to_vec(),
-            limit,
-            keys_only: false,
-        });
-        match self.read(op, false).await?.outcome {
-            Some(Outcome::Scan(s)) => Ok(s.kvs),
-            other => Err(unexpected(other)),
-        }
+        Ok(self.prefix(prefix).limit(limit).page().await?.kvs)
     }
 
     /// Sets `key` to `new` if it holds `expected` (`None`: if it is absent).

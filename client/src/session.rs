@@ -226,14 +226,11 @@ impl Session {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.keep_alive.abort();
         self.inner.lost.send_replace(true);
-        let op = Op::CloseSession(CloseSession {
-            session: self.inner.id,
-        });
-        match self.inner.client.write(op).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.command_code() == Some(ErrorCode::SessionNotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.inner
+            .client
+            .close_session(self.inner.id)
+            .await
+            .map(|_was_open| ())
     }
 
     /// The gate of lock `name` among this session's tasks.
