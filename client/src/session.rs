@@ -279,9 +279,7 @@ impl Drop for Inner {
             let client = self.client.clone();
             let session = self.id;
             runtime.spawn(async move {
-                let _ = client
-                    .write(Op::CloseSession(CloseSession { session }))
-                    .await;
+                let _ = client.close_session(session).await;
             });
         }
     }
@@ -322,9 +320,7 @@ async fn keep_alive(
             );
             lost.send_replace(true);
             // It may still live: end it rather than leave its locks held.
-            let _ = client
-                .write(Op::CloseSession(CloseSession { session: id }))
-                .await;
+            let _ = client.close_session(id).await;
             return;
         }
         let options = WriteOptions::new().timeout(left.min(period.max(KEEP_ALIVE_RETRY)));
