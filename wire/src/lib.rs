@@ -15,7 +15,9 @@
 //!   one place they are set.
 //! - [`event`]: watch events ([`Event`]) and what a watcher asks for ([`EventFilter`]).
 //! - [`redis`]: Redis commands and replies as they travel in the log, and the table of the
-//!   commands the state machine runs.
+//!   commands the state machine runs; [`resp`], the Redis protocol's encoding as a client reads
+//!   it (commands out, one [`resp::Reply`] in, within limits) and the reply frames the node's
+//!   Redis endpoint writes with.
 //! - [`proto`]: the client protocol's generated protobuf messages (the QUIC frame and the API
 //!   calls), and what an answer means for its call ([`proto::Verdict`]); [`retry`], the one
 //!   backoff policy of the callers that retry.
@@ -31,6 +33,7 @@ pub mod expiry_command;
 pub mod limits;
 pub mod proto;
 pub mod redis;
+pub mod resp;
 pub mod response;
 pub mod retry;
 mod validate;
