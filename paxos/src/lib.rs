@@ -26,6 +26,7 @@
 //! grows.
 #![warn(missing_docs)]
 
+mod candidate;
 pub mod config;
 mod learner;
 pub mod membership;
@@ -33,6 +34,7 @@ pub mod message;
 mod peer_input;
 mod proposer;
 pub mod ready;
+mod recovery;
 mod replica;
 pub mod rng;
 pub mod storage;

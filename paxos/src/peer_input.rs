@@ -263,7 +263,7 @@ impl Replica {
         let conflict = |known: Option<&Value>| known.is_some_and(|known| known != value);
         let reported = match &self.role {
             RoleState::Leader(leader) => leader.proposed_value(slot),
-            RoleState::Candidate(candidate) => candidate.chosen_reported.get(&slot),
+            RoleState::Candidate(candidate) => candidate.reported_chosen(slot),
             RoleState::Follower => None,
         };
         if conflict(self.chosen(slot)) || conflict(reported) {

@@ -6,55 +6,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::membership::{Change, Membership};
 use crate::message::{Message, MESSAGE_OVERHEAD_BYTES};
 use crate::ready::ReadId;
+use crate::recovery::{self, ConflictingChosen};
 use crate::replica::{Replica, RoleState, Unavailable};
-use crate::storage::SlotState;
 use crate::time::Instant;
 use crate::types::{Ballot, Command, NodeId, Slot, Value};
 
 /// Heartbeat rounds remembered for lease and ReadIndex acknowledgments.
 const MAX_TRACKED_ROUNDS: usize = 32;
-
-/// A node running Phase 1.
-pub(crate) struct Candidate {
-    pub(crate) ballot: Ballot,
-    pub(crate) first_slot: Slot,
-    /// Complete promises (every chunk received), by acceptor.
-    pub(crate) promises: BTreeMap<NodeId, Vec<(Slot, SlotState)>>,
-    /// Promises still arriving in chunks: the `first_slot` asked for next,
-    /// and the slots so far.
-    pub(crate) partial: BTreeMap<NodeId, (Slot, Vec<(Slot, SlotState)>)>,
-    /// Values reported chosen so far by any promise of this attempt; a
-    /// promise that contradicts one is refused.
-    pub(crate) chosen_reported: BTreeMap<Slot, Value>,
-    /// Acceptors that refused this ballot only because they hold a lease for
-    /// another leader (their promise is not higher): each is one vote
-    /// missing, and the attempt ends early once a quorum is out of reach.
-    pub(crate) refused_by: BTreeSet<NodeId>,
-    /// Whether this node's own acceptor was asked yet. It is asked last,
-    /// once the others' promises make a quorum with it, so a candidate that
-    /// cannot win (cut off from the cluster) never raises its own promise
-    /// and can follow the current leader again when it reconnects, instead
-    /// of rejecting its heartbeats and deposing it.
-    pub(crate) asked_self: bool,
-    /// Give up this attempt (and back off) at this time.
-    pub(crate) deadline: Instant,
-    /// The memberships governing `first_slot ..= first_slot + α − 1`: the
-    /// attempt wins with promises from a quorum of each.
-    pub(crate) window: Vec<Membership>,
-    /// Commands a leader had queued when it ran Phase 1 again (for a new
-    /// membership); they get slots if it wins, go back to the driver if not.
-    pub(crate) carried: VecDeque<Command>,
-}
-
-impl Candidate {
-    /// True if the promises so far, with `extra`, make a quorum of every
-    /// membership of the window.
-    fn wins_with(&self, extra: Option<NodeId>) -> bool {
-        self.window
-            .iter()
-            .all(|m| m.has_quorum(self.promises.keys().chain(extra.as_ref())))
-    }
-}
 
 /// A value proposed in a slot, waiting for a quorum of `Accepted`.
 struct Proposal {
@@ -119,6 +77,42 @@ pub(crate) struct Leader {
 }
 
 impl Leader {
+    /// A leader elected at `ballot` by the complete promises of
+    /// `promised_by`, that proposes `recovered` (see
+    /// [`crate::recovery::Recovery::to_propose`]) first, then `carried`.
+    pub(crate) fn new(
+        now: Instant,
+        ballot: Ballot,
+        promised_by: BTreeSet<NodeId>,
+        carried: VecDeque<Command>,
+        recovered: BTreeMap<Slot, Value>,
+    ) -> Leader {
+        let next_slot = *recovered.keys().next().expect("a recovered slot at least");
+        let recovered_through = *recovered.keys().next_back().expect("a recovered slot at least");
+        let pending_bytes = carried.iter().map(Vec::len).sum();
+        Leader {
+            ballot,
+            next_slot,
+            recovered_through,
+            proposals: BTreeMap::new(),
+            unsent: Vec::new(),
+            pending: carried,
+            pending_bytes,
+            next_heartbeat_at: now,
+            heartbeat_round: 0,
+            rounds: BTreeMap::new(),
+            confirmed_round: 0,
+            lease_until: None,
+            reads: VecDeque::new(),
+            round_wanted: false,
+            quorum_heard_at: now,
+            promised_by,
+            recovered,
+            queued_change: None,
+            peer_commit: BTreeMap::new(),
+        }
+    }
+
     /// True if a membership change is queued, proposed or recovered and not
     /// yet chosen, or the newest membership is one this ballot's promises
     /// hold no quorum of (it is about to run Phase 1 again).
@@ -173,249 +167,45 @@ impl Leader {
 }
 
 impl Replica {
-    /// Begins Phase 1 with a ballot above every one seen.
-    ///
-    /// Once rounds reach [`Ballot::MAX_ROUND`] the node no longer campaigns
-    /// (it logs an error each time it would); it still votes and follows.
-    pub(crate) fn start_phase1(&mut self, now: Instant) {
-        self.start_phase1_carrying(now, VecDeque::new());
-    }
-
-    /// [`start_phase1`](Replica::start_phase1), keeping `carried` commands
-    /// for the slots it will propose if it wins.
-    fn start_phase1_carrying(&mut self, now: Instant, carried: VecDeque<Command>) {
-        if self.max_round_seen >= Ballot::MAX_ROUND {
-            tracing::error!(node = %self.config.id, max_round = Ballot::MAX_ROUND, "ballot rounds exhausted; not campaigning");
-            self.step_down(now);
-            return;
-        }
-        let round = self.max_round_seen + 1;
-        self.max_round_seen = round;
-        let ballot = Ballot::new(round, self.config.id);
-        let first_slot = self.commit.next();
-        tracing::info!(node = %self.config.id, %ballot, slot = %first_slot, "starting phase 1");
-        let window = self.window_memberships();
-        let me = self.config.id;
-        let ask_self_now = window.iter().all(|m| m.has_quorum([&me]));
-        let mut voters: Vec<NodeId> = window.iter().flat_map(|m| m.voters()).collect();
-        voters.sort();
-        voters.dedup();
-        self.role = RoleState::Candidate(Candidate {
-            ballot,
-            first_slot,
-            promises: BTreeMap::new(),
-            partial: BTreeMap::new(),
-            chosen_reported: BTreeMap::new(),
-            refused_by: BTreeSet::new(),
-            asked_self: ask_self_now,
-            deadline: now + self.config.election_timeout,
-            window,
-            carried,
-        });
-        self.leader_hint = None;
-        let prepare = Message::Prepare { ballot, first_slot };
-        for to in voters {
-            if to != self.config.id || ask_self_now {
-                self.send(to, prepare.clone());
-            }
-        }
-    }
-
-    /// One promise, or one chunk of it (see [`Message::Promise`]).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn on_promise(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        ballot: Ballot,
-        compacted_through: Slot,
-        first_slot: Slot,
-        slots: Vec<(Slot, SlotState)>,
-        more_from: Option<Slot>,
-    ) {
-        let RoleState::Candidate(candidate) = &mut self.role else {
-            return;
-        };
-        if candidate.ballot != ballot || candidate.promises.contains_key(&from) {
-            return;
-        }
-        let expected = candidate
-            .partial
-            .get(&from)
-            .map_or(candidate.first_slot, |(next, _)| *next);
-        if first_slot != expected {
-            // A duplicate or a stale chunk.
-            return;
-        }
-        if compacted_through >= first_slot {
-            // The acceptor forgot chosen values we do not have, so we could
-            // not re-propose them. Catch up from it first, then try again.
-            tracing::info!(node = %self.config.id, %from, through = %compacted_through, "behind a compacted log; catching up");
-            self.back_off(now);
-            self.catch_up_from(now, from);
-            self.known_commit = self.known_commit.max(compacted_through);
-            self.next_fetch_at = now;
-            self.maybe_fetch(now);
-            return;
-        }
-        for (slot, state) in &slots {
-            if let SlotState::Chosen(value) = state {
-                candidate
-                    .chosen_reported
-                    .entry(*slot)
-                    .or_insert_with(|| value.clone());
-            }
-        }
-        let mut collected = candidate
-            .partial
-            .remove(&from)
-            .map(|(_, collected)| collected)
-            .unwrap_or_default();
-        collected.extend(slots);
-        if let Some(next) = more_from {
-            candidate.partial.insert(from, (next, collected));
-            self.send(
-                from,
-                Message::Prepare {
-                    ballot,
-                    first_slot: next,
-                },
-            );
-            return;
-        }
-        candidate.refused_by.remove(&from);
-        candidate.promises.insert(from, collected);
-        if candidate.wins_with(None) {
-            self.become_leader(now);
-        } else if !candidate.asked_self && candidate.wins_with(Some(self.config.id)) {
-            candidate.asked_self = true;
-            let prepare = Message::Prepare {
-                ballot,
-                first_slot: candidate.first_slot,
-            };
-            let me = self.config.id;
-            self.send(me, prepare);
-        }
-    }
-
     /// Phase 1 won: re-propose what the promises reported, fill holes with
-    /// no-ops, and start serving.
-    fn become_leader(&mut self, now: Instant) {
+    /// no-ops (see [`crate::recovery`]), and start serving.
+    pub(crate) fn become_leader(&mut self, now: Instant) {
         let RoleState::Candidate(candidate) =
             std::mem::replace(&mut self.role, RoleState::Follower)
         else {
             unreachable!("only a candidate becomes leader");
         };
-        let ballot = candidate.ballot;
-        let promised_by: BTreeSet<NodeId> = candidate.promises.keys().copied().collect();
-        // For each slot: the chosen value if anyone knows it, else the value
-        // accepted at the highest ballot.
-        let mut recovered: BTreeMap<Slot, (Option<Ballot>, Value)> = BTreeMap::new();
-        for (slot, state) in candidate.promises.into_values().flatten() {
-            let entry = match state {
-                SlotState::Chosen(value) => (None, value),
-                SlotState::Accepted { ballot, value } => (Some(ballot), value),
-            };
-            match recovered.get(&slot) {
-                Some((None, chosen)) => {
-                    if entry.0.is_none() && chosen != &entry.1 {
-                        // Promises come from peers: `check_peer_message`
-                        // refuses one that contradicts a value reported
-                        // before, but this node's own promise is not
-                        // checked and may have learned a value since.
-                        tracing::error!(node = %self.config.id, %slot, "promises report two chosen values; not leading");
-                        self.back_off(now);
-                        return;
-                    }
-                }
-                Some((Some(b), _)) if entry.0.is_some_and(|e| e <= *b) => {}
-                _ => {
-                    recovered.insert(slot, entry);
-                }
+        let won = candidate.into_won();
+        let ballot = won.ballot;
+        let promised_by: BTreeSet<NodeId> = won.promises.keys().copied().collect();
+        #[cfg_attr(not(feature = "bug-injection"), allow(unused_mut))]
+        let mut merged = match recovery::merge_promises(won.promises) {
+            Ok(merged) => merged,
+            Err(ConflictingChosen { slot }) => {
+                tracing::error!(node = %self.config.id, %slot, "promises report two chosen values; not leading");
+                self.back_off(now);
+                return;
             }
-        }
+        };
         #[cfg(feature = "bug-injection")]
         if self.config.bugs.ignore_promised_values {
-            for entry in recovered.values_mut() {
-                *entry = (Some(Ballot::ZERO), Value::Noop);
-            }
+            recovery::ignore_values(&mut merged);
         }
-        let last_known = [
-            recovered.keys().next_back().copied(),
-            self.log.keys().next_back().copied(),
-            Some(self.commit),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or_default();
-        let pending_bytes = candidate.carried.iter().map(Vec::len).sum();
-        let mut leader = Leader {
-            ballot,
-            next_slot: candidate.first_slot.max(self.commit.next()),
-            recovered_through: Slot(0),
-            proposals: BTreeMap::new(),
-            unsent: Vec::new(),
-            pending: candidate.carried,
-            pending_bytes,
-            next_heartbeat_at: now,
-            heartbeat_round: 0,
-            rounds: BTreeMap::new(),
-            confirmed_round: 0,
-            lease_until: None,
-            reads: VecDeque::new(),
-            round_wanted: false,
-            quorum_heard_at: now,
-            promised_by,
-            recovered: BTreeMap::new(),
-            queued_change: None,
-            peer_commit: BTreeMap::new(),
-        };
-        // Values known chosen are learned at once; the others are proposed
-        // from `leader.recovered` as the pipeline window allows (a slot more
-        // than α above the commit index may be governed by a membership not
-        // known yet).
-        let mut learned = Vec::new();
-        let mut first_to_propose = None;
-        for slot in (leader.next_slot.0..=last_known.0).map(Slot) {
-            // A value known chosen before the first slot to propose is
-            // learned; after it, it is proposed again (the same value).
-            let value = match (self.chosen(slot), recovered.remove(&slot)) {
-                (Some(_), _) if first_to_propose.is_none() => continue,
-                (None, Some((None, value))) if first_to_propose.is_none() => {
-                    learned.push((slot, value));
-                    continue;
-                }
-                (Some(chosen), _) => chosen.clone(),
-                (None, Some((_, value))) => value,
-                (None, None) => Value::Noop,
-            };
-            first_to_propose.get_or_insert(slot);
-            leader.recovered.insert(slot, value);
-        }
-        leader.next_slot =
-            first_to_propose.unwrap_or(Slot(last_known.0.max(leader.next_slot.0 - 1) + 1));
-        if leader.recovered.is_empty() {
-            // Reads need a value chosen at our own ballot.
-            leader.recovered.insert(leader.next_slot, Value::Noop);
-        }
-        leader.recovered_through = leader
-            .recovered
-            .keys()
-            .next_back()
-            .copied()
-            .expect("a recovered slot at least");
-        tracing::info!(node = %self.config.id, %ballot, through = %leader.recovered_through, "elected leader");
+        let recovery = recovery::plan(won.first_slot, self.commit, &self.log, merged);
+        let recovered_through = recovery.through();
+        let leader = Leader::new(now, ballot, promised_by, won.carried, recovery.to_propose);
+        tracing::info!(node = %self.config.id, %ballot, through = %recovered_through, "elected leader");
         self.role = RoleState::Leader(Box::new(leader));
         self.leader_hint = Some(self.config.id);
         self.failed_attempts = 0;
-        for (slot, value) in learned {
+        for (slot, value) in recovery.learned {
             self.mark_chosen(slot, value);
         }
         self.advance_commit();
         self.leader_flush(now);
         self.send_heartbeat_round(now);
     }
+
 
     pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slots: Vec<Slot>) {
         let RoleState::Leader(leader) = &mut self.role else {
@@ -455,16 +245,7 @@ impl Replica {
         self.observe_ballot(promised);
         let superseded = promised > ballot;
         let give_up = match &mut self.role {
-            RoleState::Candidate(c) if c.ballot == ballot => {
-                if !superseded && !c.promises.contains_key(&from) {
-                    c.refused_by.insert(from);
-                }
-                let out_of_reach = c
-                    .window
-                    .iter()
-                    .any(|m| m.voters().filter(|v| !c.refused_by.contains(v)).count() < m.quorum());
-                superseded || out_of_reach
-            }
+            RoleState::Candidate(c) if c.ballot() == ballot => c.on_reject(from, superseded),
             RoleState::Leader(l) if l.ballot == ballot => superseded,
             _ => false,
         };

@@ -11,7 +11,8 @@ use std::time::Duration;
 use crate::config::{Config, ConfigError};
 use crate::membership::{Change, ChangeError, Member, Membership, MembershipLog, ACTIVATION_DELAY};
 use crate::message::{Envelope, Message, MESSAGE_OVERHEAD_BYTES};
-use crate::proposer::{Candidate, Leader};
+use crate::candidate::{Candidate, PromiseChunk, PromiseOutcome};
+use crate::proposer::Leader;
 use crate::ready::{ReadId, Ready};
 use crate::rng::Rng;
 use crate::storage::{DurableState, Record, SlotState};
@@ -277,7 +278,7 @@ impl Replica {
                 }
             }
             RoleState::Candidate(c) => {
-                if now >= c.deadline {
+                if now >= c.deadline() {
                     self.back_off(now);
                 }
             }
@@ -514,6 +515,13 @@ impl Replica {
         }
     }
 
+    /// Sends each message to its node, in order.
+    fn send_all(&mut self, messages: Vec<(NodeId, Message)>) {
+        for (to, message) in messages {
+            self.send(to, message);
+        }
+    }
+
     /// Sends to every member (voter or learner) of every membership from the
     /// commit index on, this node included.
     pub(crate) fn broadcast(&mut self, message: &Message) {
@@ -618,15 +626,16 @@ impl Replica {
                 first_slot,
                 slots,
                 more_from,
-            } => self.on_promise(
-                now,
-                from,
-                ballot,
-                compacted_through,
-                first_slot,
-                slots,
-                more_from,
-            ),
+            } => {
+                let chunk = PromiseChunk {
+                    ballot,
+                    compacted_through,
+                    first_slot,
+                    slots,
+                    more_from,
+                };
+                self.on_promise(now, from, chunk)
+            }
             Message::Accept {
                 ballot,
                 entries,
@@ -688,20 +697,7 @@ impl Replica {
             "log byte count out of step with the log"
         );
         if let RoleState::Candidate(candidate) = &self.role {
-            assert!(
-                !candidate
-                    .window
-                    .iter()
-                    .all(|m| m.has_quorum(candidate.promises.keys())),
-                "a candidate with a quorum of promises"
-            );
-            assert!(
-                candidate
-                    .promises
-                    .keys()
-                    .all(|p| !candidate.refused_by.contains(p)),
-                "an acceptor counted as promising and refusing"
-            );
+            candidate.check_invariants();
         }
         if let RoleState::Leader(leader) = &self.role {
             assert_eq!(
@@ -934,6 +930,63 @@ impl Replica {
         }
     }
 
+    // ----- candidate ------------------------------------------------------
+
+    /// Begins Phase 1 with a ballot above every one seen.
+    ///
+    /// Once rounds reach [`Ballot::MAX_ROUND`] the node no longer campaigns
+    /// (it logs an error each time it would); it still votes and follows.
+    pub(crate) fn start_phase1(&mut self, now: Instant) {
+        self.start_phase1_carrying(now, VecDeque::new());
+    }
+
+    /// [`start_phase1`](Replica::start_phase1), keeping `carried` commands
+    /// for the slots it will propose if it wins.
+    pub(crate) fn start_phase1_carrying(&mut self, now: Instant, carried: VecDeque<Command>) {
+        if self.max_round_seen >= Ballot::MAX_ROUND {
+            tracing::error!(node = %self.config.id, max_round = Ballot::MAX_ROUND, "ballot rounds exhausted; not campaigning");
+            self.step_down(now);
+            return;
+        }
+        let round = self.max_round_seen + 1;
+        self.max_round_seen = round;
+        let ballot = Ballot::new(round, self.config.id);
+        let first_slot = self.commit.next();
+        tracing::info!(node = %self.config.id, %ballot, slot = %first_slot, "starting phase 1");
+        let (candidate, prepares) = Candidate::start(
+            self.config.id,
+            ballot,
+            first_slot,
+            self.window_memberships(),
+            now + self.config.election_timeout,
+            carried,
+        );
+        self.role = RoleState::Candidate(candidate);
+        self.leader_hint = None;
+        self.send_all(prepares);
+    }
+
+    /// One promise, or one chunk of it (see [`Message::Promise`]).
+    fn on_promise(&mut self, now: Instant, from: NodeId, chunk: PromiseChunk) {
+        let RoleState::Candidate(candidate) = &mut self.role else {
+            return;
+        };
+        match candidate.on_promise(self.config.id, from, chunk) {
+            PromiseOutcome::Nothing => {}
+            PromiseOutcome::Ask(to, prepare) => self.send(to, prepare),
+            PromiseOutcome::Behind { compacted_through } => {
+                // Catch up from the acceptor first, then try again.
+                tracing::info!(node = %self.config.id, %from, through = %compacted_through, "behind a compacted log; catching up");
+                self.back_off(now);
+                self.catch_up_from(now, from);
+                self.known_commit = self.known_commit.max(compacted_through);
+                self.next_fetch_at = now;
+                self.maybe_fetch(now);
+            }
+            PromiseOutcome::Won => self.become_leader(now),
+        }
+    }
+
     // ----- timers ---------------------------------------------------------
 
     /// Leaves any leader or candidate role; pending work is handed back.
@@ -946,7 +999,9 @@ impl Replica {
                     .failed_reads
                     .extend(leader.reads.iter().map(|r| r.id));
             }
-            RoleState::Candidate(candidate) => self.ready.unproposed.extend(candidate.carried),
+            RoleState::Candidate(candidate) => {
+                self.ready.unproposed.extend(candidate.into_carried())
+            }
             RoleState::Follower => {}
         }
         self.election_deadline = now + random_election_timeout(&self.config, &mut self.rng);
