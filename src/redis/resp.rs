@@ -15,6 +15,7 @@
 //! answers `-ERR Protocol error: ...` and closes it, as Redis does.
 
 use synod_wire::limits::{MAX_REQUEST_BYTES, MAX_VALUE_BYTES};
+use synod_wire::resp::{self as wire, write_header, Aggregate};
 
 /// Largest bulk string (one argument) accepted: a value (1 MiB).
 pub const MAX_BULK_BYTES: usize = MAX_VALUE_BYTES;
@@ -495,28 +496,25 @@ impl Reply {
         let mut next = Some(self);
         loop {
             if let Some(reply) = next.take() {
-                let header = |out: &mut Vec<u8>, kind: char, n: usize| {
-                    out.extend_from_slice(format!("{kind}{n}\r\n").as_bytes());
-                };
                 match reply {
                     Reply::Array(items) => {
-                        header(out, '*', items.len());
+                        write_header(out, Aggregate::Array, items.len());
                         stack.push((items.iter(), false, 0));
                     }
                     Reply::Map(items) if resp3 => {
-                        header(out, '%', items.len() / 2);
+                        write_header(out, Aggregate::Map, items.len() / 2);
                         stack.push((items.iter(), false, 0));
                     }
                     Reply::Set(items) if resp3 => {
-                        header(out, '~', items.len());
+                        write_header(out, Aggregate::Set, items.len());
                         stack.push((items.iter(), false, 0));
                     }
                     Reply::Pairs(items) if resp3 => {
-                        header(out, '*', items.len() / 2);
+                        write_header(out, Aggregate::Array, items.len() / 2);
                         stack.push((items.iter(), true, 0));
                     }
                     Reply::Map(items) | Reply::Set(items) | Reply::Pairs(items) => {
-                        header(out, '*', items.len());
+                        write_header(out, Aggregate::Array, items.len());
                         stack.push((items.iter(), false, 0));
                     }
                     _ => encode_scalar(reply, resp3, out),
@@ -541,39 +539,20 @@ impl Reply {
     }
 }
 
-/// Replaces line breaks, which would end a simple string or error early.
-fn one_line(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
-}
-
+/// A scalar's frame, written by `synod_wire::resp`'s writers: the ones
+/// `synod-cli` and the tests' client read back (simple strings, errors and
+/// doubles have their line breaks written as spaces there).
 fn encode_scalar(reply: &Reply, resp3: bool, out: &mut Vec<u8>) {
-    let bulk = |bytes: &[u8], out: &mut Vec<u8>| {
-        out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
-        out.extend_from_slice(bytes);
-        out.extend_from_slice(b"\r\n");
-    };
     match reply {
-        Reply::Simple(text) => {
-            out.push(b'+');
-            out.extend_from_slice(one_line(text).as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        Reply::Error(text) => {
-            out.push(b'-');
-            out.extend_from_slice(one_line(text).as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        Reply::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
-        Reply::Bulk(bytes) => bulk(bytes, out),
-        Reply::Double(text) if resp3 => {
-            out.push(b',');
-            out.extend_from_slice(one_line(text).as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        Reply::Double(text) => bulk(text.as_bytes(), out),
-        Reply::Nil | Reply::NilArray if resp3 => out.extend_from_slice(b"_\r\n"),
-        Reply::Nil => out.extend_from_slice(b"$-1\r\n"),
-        Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
+        Reply::Simple(text) => wire::write_simple(out, text),
+        Reply::Error(text) => wire::write_error(out, text),
+        Reply::Integer(n) => wire::write_integer(out, *n),
+        Reply::Bulk(bytes) => wire::write_bulk(out, bytes),
+        Reply::Double(text) if resp3 => wire::write_double(out, text),
+        Reply::Double(text) => wire::write_bulk(out, text.as_bytes()),
+        Reply::Nil | Reply::NilArray if resp3 => out.extend_from_slice(wire::NULL),
+        Reply::Nil => out.extend_from_slice(wire::NIL),
+        Reply::NilArray => out.extend_from_slice(wire::NIL_ARRAY),
         Reply::Array(_) | Reply::Map(_) | Reply::Set(_) | Reply::Pairs(_) => {
             unreachable!("aggregates are encoded by Reply::encode")
         }
@@ -807,6 +786,61 @@ mod tests {
             "*5\r\n,2.5\r\n%1\r\n$1\r\nf\r\n_\r\n~1\r\n$1\r\nm\r\n\
              *2\r\n*2\r\n$1\r\na\r\n,1\r\n*2\r\n$1\r\nb\r\n,inf\r\n_\r\n"
         );
+    }
+
+    /// The node writes replies and `synod-cli` and the tests read them with
+    /// `synod_wire::resp`: every kind of reply, in both protocols, reads
+    /// back as what it is.
+    #[test]
+    fn every_reply_kind_reads_back_with_the_wire_reader() {
+        use synod_wire::resp::{read_reply, Reply as Read};
+        let text = |t: &str| Read::Bulk(t.as_bytes().to_vec());
+        let reply = Reply::Array(vec![
+            Reply::ok(),
+            Reply::err("bad\r\nthing"),
+            Reply::Integer(i64::MIN),
+            Reply::Bulk(b"a\r\nb".to_vec()),
+            Reply::Nil,
+            Reply::NilArray,
+            Reply::Array(vec![]),
+            Reply::Double("-2.5".into()),
+            Reply::Map(vec![Reply::text("f"), Reply::Nil]),
+            Reply::Set(vec![Reply::text("m")]),
+            Reply::Pairs(vec![Reply::text("a"), Reply::Double("inf".into())]),
+        ]);
+        let common = [
+            Read::Simple("OK".into()),
+            Read::Error("ERR bad  thing".into()),
+            Read::Integer(i64::MIN),
+            Read::Bulk(b"a\r\nb".to_vec()),
+        ];
+        let resp2 = [
+            Read::Nil,
+            Read::NilArray,
+            Read::Array(vec![]),
+            text("-2.5"),
+            Read::Array(vec![text("f"), Read::Nil]),
+            Read::Array(vec![text("m")]),
+            Read::Array(vec![text("a"), text("inf")]),
+        ];
+        let resp3 = [
+            Read::Null,
+            Read::Null,
+            Read::Array(vec![]),
+            Read::Double("-2.5".into()),
+            Read::Map(vec![text("f"), Read::Null]),
+            Read::Set(vec![text("m")]),
+            Read::Array(vec![Read::Array(vec![
+                text("a"),
+                Read::Double("inf".into()),
+            ])]),
+        ];
+        for (protocol, rest) in [(Protocol::Resp2, resp2), (Protocol::Resp3, resp3)] {
+            let mut out = Vec::new();
+            reply.encode(protocol, &mut out);
+            let expected = Read::Array(common.iter().cloned().chain(rest).collect());
+            assert_eq!(read_reply(&mut &out[..]).unwrap(), expected, "{protocol:?}");
+        }
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! Synod clusters in this process on real sockets (QUIC between the nodes
 //! and for the Rust client, the Redis endpoint on TCP), for the Redis-protocol
-//! and client tests, and a tiny blocking RESP2 client.
+//! and client tests, and a tiny blocking RESP2/RESP3 client (the encoding and
+//! reply reader are `synod_wire::resp`'s).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use synod_wire::resp::{self, Reply};
 use tokio::sync::watch;
 
 /// A cluster of nodes running `synod::server::run_node` on a runtime of
@@ -224,7 +226,8 @@ pub fn field<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
         .map(|pair| &pair[1])
 }
 
-/// A RESP2 or RESP3 reply.
+/// A RESP2 or RESP3 reply, as the tests compare it: `synod_wire::resp::Reply`
+/// with the nulls of RESP2 as `None` of the type they stand for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Simple(String),
@@ -240,6 +243,28 @@ pub enum Value {
     Map(Vec<Value>),
     /// RESP3 `~n`.
     Set(Vec<Value>),
+}
+
+impl From<Reply> for Value {
+    /// RESP3's types the node never sends (booleans, big numbers, verbatim
+    /// strings, pushes) panic: a test that meets one has found a bug.
+    fn from(reply: Reply) -> Value {
+        let all = |items: Vec<Reply>| items.into_iter().map(Value::from).collect();
+        match reply {
+            Reply::Simple(text) => Value::Simple(text),
+            Reply::Error(text) => Value::Error(text),
+            Reply::Integer(n) => Value::Int(n),
+            Reply::Bulk(bytes) => Value::Bulk(Some(bytes)),
+            Reply::Nil => Value::Bulk(None),
+            Reply::Array(items) => Value::Array(Some(all(items))),
+            Reply::NilArray => Value::Array(None),
+            Reply::Null => Value::Null,
+            Reply::Double(text) => Value::Double(text),
+            Reply::Map(items) => Value::Map(all(items)),
+            Reply::Set(items) => Value::Set(all(items)),
+            other => panic!("the node sent a reply of a type it never sends: {other:?}"),
+        }
+    }
 }
 
 impl Value {
@@ -320,12 +345,8 @@ impl Client {
 
     /// Sends one command as a RESP array of bulk strings.
     pub fn send(&mut self, args: &[&[u8]]) {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for arg in args {
-            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            out.extend_from_slice(arg);
-            out.extend_from_slice(b"\r\n");
-        }
+        let mut out = Vec::new();
+        resp::encode_command(args, &mut out);
         self.send_raw(&out);
     }
 
@@ -356,50 +377,11 @@ impl Client {
         }
     }
 
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("a reply line");
-        assert!(line.ends_with("\r\n"), "reply line {line:?}");
-        line.truncate(line.len() - 2);
-        line
-    }
-
-    /// Reads one reply.
+    /// Reads one reply, panicking if none comes (or a malformed one).
     pub fn read(&mut self) -> Value {
-        let line = self.line();
-        let (kind, rest) = line.split_at(1);
-        match kind {
-            "+" => Value::Simple(rest.into()),
-            "-" => Value::Error(rest.into()),
-            ":" => Value::Int(rest.parse().expect("integer reply")),
-            "$" => {
-                let len: i64 = rest.parse().expect("bulk length");
-                if len < 0 {
-                    return Value::Bulk(None);
-                }
-                let mut bytes = vec![0; len as usize + 2];
-                self.reader.read_exact(&mut bytes).expect("bulk bytes");
-                bytes.truncate(len as usize);
-                Value::Bulk(Some(bytes))
-            }
-            "*" => {
-                let len: i64 = rest.parse().expect("array length");
-                if len < 0 {
-                    return Value::Array(None);
-                }
-                Value::Array(Some((0..len).map(|_| self.read()).collect()))
-            }
-            "_" => Value::Null,
-            "," => Value::Double(rest.into()),
-            "%" => {
-                let len: usize = rest.parse().expect("map length");
-                Value::Map((0..2 * len).map(|_| self.read()).collect())
-            }
-            "~" => {
-                let len: usize = rest.parse().expect("set length");
-                Value::Set((0..len).map(|_| self.read()).collect())
-            }
-            _ => panic!("not a RESP reply: {line:?}"),
+        match resp::read_reply(&mut self.reader) {
+            Ok(reply) => reply.into(),
+            Err(error) => panic!("no reply: {error}"),
         }
     }
 }

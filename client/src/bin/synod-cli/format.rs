@@ -1,7 +1,10 @@
 //! Replies as `redis-cli` shows them. On a terminal ([`tty`]): `"value"`
 //! quoted with escapes, `(integer) 1`, `(nil)`, `(error) ERR ...`,
 //! `(empty array)` and numbered array items, nested arrays indented under
-//! their number. For scripts ([`raw`]): values as they are, one per line.
+//! their number; RESP3's types (after `HELLO 3`) as `(double) 2.5`,
+//! `(true)`, `(big number) n`, maps, sets and pushes as arrays (a map's keys
+//! and values alternating). For scripts ([`raw`]): values as they are, one
+//! per line.
 
 use std::fmt::Write as _;
 
@@ -56,9 +59,20 @@ pub fn quoted(bytes: &[u8]) -> String {
     out
 }
 
+/// The elements of an aggregate (a map's keys and values alternating), or
+/// `None` for a scalar.
+fn elements(reply: &Reply) -> Option<&[Reply]> {
+    match reply {
+        Reply::Array(items) | Reply::Map(items) | Reply::Set(items) | Reply::Push(items) => {
+            Some(items)
+        }
+        _ => None,
+    }
+}
+
 fn scalar_tty(reply: &Reply, out: &mut String) {
     match reply {
-        Reply::Status(text) => out.push_str(text),
+        Reply::Simple(text) => out.push_str(text),
         Reply::Error(text) => {
             out.push_str("(error) ");
             out.push_str(text);
@@ -67,8 +81,25 @@ fn scalar_tty(reply: &Reply, out: &mut String) {
             let _ = write!(out, "(integer) {n}");
         }
         Reply::Bulk(bytes) => out.push_str(&quoted(bytes)),
-        Reply::Nil => out.push_str("(nil)"),
-        Reply::Array(items) => {
+        Reply::Nil | Reply::NilArray | Reply::Null => out.push_str("(nil)"),
+        Reply::Double(text) => {
+            let _ = write!(out, "(double) {text}");
+        }
+        Reply::Boolean(true) => out.push_str("(true)"),
+        Reply::Boolean(false) => out.push_str("(false)"),
+        Reply::BigNumber(text) => {
+            let _ = write!(out, "(big number) {text}");
+        }
+        Reply::Verbatim { text, .. } => out.push_str(&String::from_utf8_lossy(text)),
+        Reply::Map(items) => {
+            debug_assert!(items.is_empty());
+            out.push_str("(empty map)");
+        }
+        Reply::Set(items) => {
+            debug_assert!(items.is_empty());
+            out.push_str("(empty set)");
+        }
+        Reply::Array(items) | Reply::Push(items) => {
             debug_assert!(items.is_empty());
             out.push_str("(empty array)");
         }
@@ -92,14 +123,14 @@ pub fn tty(reply: &Reply) -> String {
     let mut pending = Some((reply, String::new()));
     loop {
         if let Some((value, prefix)) = pending.take() {
-            match value {
-                Reply::Array(items) if !items.is_empty() => stack.push(Frame {
+            match elements(value) {
+                Some(items) if !items.is_empty() => stack.push(Frame {
                     items,
                     next: 0,
                     prefix,
                     width: items.len().to_string().len(),
                 }),
-                scalar => scalar_tty(scalar, &mut out),
+                _ => scalar_tty(value, &mut out),
             }
         }
         let Some(frame) = stack.last_mut() else {
@@ -129,14 +160,19 @@ pub fn raw(reply: &Reply) -> Vec<u8> {
     let mut pending = Some(reply);
     loop {
         if let Some(value) = pending.take() {
-            match value {
-                Reply::Status(text) | Reply::Error(text) => out.extend_from_slice(text.as_bytes()),
-                Reply::Integer(n) => out.extend_from_slice(n.to_string().as_bytes()),
-                Reply::Bulk(bytes) => out.extend_from_slice(bytes),
-                Reply::Nil => {}
-                Reply::Array(items) => stack.push(items.iter()),
-            }
-            if !matches!(value, Reply::Array(_)) {
+            if let Some(items) = elements(value) {
+                stack.push(items.iter());
+            } else {
+                match value {
+                    Reply::Simple(text)
+                    | Reply::Error(text)
+                    | Reply::Double(text)
+                    | Reply::BigNumber(text) => out.extend_from_slice(text.as_bytes()),
+                    Reply::Integer(n) => out.extend_from_slice(n.to_string().as_bytes()),
+                    Reply::Boolean(b) => out.push(if *b { b'1' } else { b'0' }),
+                    Reply::Bulk(text) | Reply::Verbatim { text, .. } => out.extend_from_slice(text),
+                    _ => {}
+                }
                 out.push(b'\n');
             }
         }
@@ -162,7 +198,7 @@ mod tests {
 
     #[test]
     fn scalars_look_like_redis_cli() {
-        assert_eq!(tty(&Reply::Status("OK".into())), "OK\n");
+        assert_eq!(tty(&Reply::Simple("OK".into())), "OK\n");
         assert_eq!(tty(&Reply::Integer(1)), "(integer) 1\n");
         assert_eq!(tty(&Reply::Nil), "(nil)\n");
         assert_eq!(tty(&bulk("value")), "\"value\"\n");
@@ -171,6 +207,24 @@ mod tests {
             "(error) ERR wrong number of arguments\n"
         );
         assert_eq!(tty(&Reply::Array(Vec::new())), "(empty array)\n");
+        assert_eq!(tty(&Reply::NilArray), "(nil)\n");
+    }
+
+    #[test]
+    fn resp3_types_look_like_redis_cli() {
+        assert_eq!(tty(&Reply::Null), "(nil)\n");
+        assert_eq!(tty(&Reply::Double("2.5".into())), "(double) 2.5\n");
+        assert_eq!(tty(&Reply::Boolean(true)), "(true)\n");
+        assert_eq!(tty(&Reply::BigNumber("12".into())), "(big number) 12\n");
+        assert_eq!(
+            tty(&Reply::Map(vec![bulk("k"), Reply::Integer(1)])),
+            "1) \"k\"\n2) (integer) 1\n"
+        );
+        assert_eq!(tty(&Reply::Set(Vec::new())), "(empty set)\n");
+        assert_eq!(
+            raw(&Reply::Set(vec![bulk("m"), Reply::Double("1.5".into())])),
+            b"m\n1.5\n"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::commands;
 use crate::format;
-use crate::resp::{describe_io, Connection, Reply, RespError};
+use crate::resp::{describe, describe_io, Connection, Reply, RespError};
 
 /// Why the shell has no usable connection.
 #[derive(Debug, Error)]
@@ -27,7 +27,7 @@ pub enum ConnectError {
     #[error("AUTH failed: {0}")]
     Auth(String),
     /// The connection broke while authenticating.
-    #[error("Could not authenticate to Synod at {addr}: {source}")]
+    #[error("Could not authenticate to Synod at {addr}: {}", describe(.source))]
     Lost {
         /// `host:port`.
         addr: String,
@@ -109,7 +109,7 @@ impl Session {
             connection.call(&args)
         });
         match auth {
-            None | Some(Ok(Reply::Status(_))) => {
+            None | Some(Ok(Reply::Simple(_))) => {
                 self.connection = Some(connection);
                 Ok(())
             }
@@ -152,7 +152,7 @@ impl Session {
     /// After a successful `AUTH` typed in the shell, reconnections use the
     /// same credentials.
     fn remember_credentials(&mut self, args: &[Vec<u8>], reply: &Reply) {
-        if !args[0].eq_ignore_ascii_case(b"AUTH") || !matches!(reply, Reply::Status(_)) {
+        if !args[0].eq_ignore_ascii_case(b"AUTH") || !matches!(reply, Reply::Simple(_)) {
             return;
         }
         self.credentials = match args {
@@ -187,7 +187,10 @@ pub enum CallError {
     NotConnected,
     /// The connection broke after the command was sent: it may or may not
     /// have run.
-    #[error("Connection to Synod at {addr} lost: {source} (the command may or may not have run)")]
+    #[error(
+        "Connection to Synod at {addr} lost: {} (the command may or may not have run)",
+        describe(.source)
+    )]
     Lost {
         /// `host:port`.
         addr: String,
