@@ -2,6 +2,21 @@
 //! endpoint plus the shell's own, with the syntax and summary `HELP` shows,
 //! the arity (Redis's convention) and the group. Completion and hints are
 //! built from this table; the server stays the judge of what is valid.
+//!
+//! # One table with the server's
+//! The state machine's Redis commands (hashes, sets, lists, sorted sets and
+//! the rest) come from the table the node runs them by,
+//! [`synod_wire::redis::COMMANDS`]: name, arity, group and key positions,
+//! with a summary pointing to Redis's documentation. [`DOCUMENTED`] holds
+//! help written here: for the commands the endpoint runs itself (`AUTH`,
+//! `SYNOD.*`, the blocking pops, whose table is `src/redis/table.rs` in the
+//! node), for state-machine commands worth more than the derived summary,
+//! and for the shell's own. The tests below fail when the two disagree on a
+//! name or an arity.
+
+use std::sync::OnceLock;
+
+use synod_wire::redis::{self as wire, CommandSpec};
 
 /// What a command is about; `HELP @group` lists one group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +29,14 @@ pub enum Group {
     String,
     /// Keys as a whole: existence, deletion, listing, expiry.
     Keyspace,
+    /// Hash values.
+    Hash,
+    /// List values.
+    List,
+    /// Set values.
+    Set,
+    /// Sorted-set values.
+    SortedSet,
     /// Lists and sorted sets: the blocking pops.
     Blocking,
     /// Transactions: `MULTI` blocks and optimistic locking.
@@ -26,11 +49,15 @@ pub enum Group {
 
 impl Group {
     /// Every group, in the order `HELP` lists them.
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 12] = [
         Group::Connection,
         Group::Server,
         Group::String,
         Group::Keyspace,
+        Group::Hash,
+        Group::List,
+        Group::Set,
+        Group::SortedSet,
         Group::Blocking,
         Group::Transaction,
         Group::Synod,
@@ -44,16 +71,33 @@ impl Group {
             Group::Server => "server",
             Group::String => "string",
             Group::Keyspace => "keyspace",
+            Group::Hash => "hash",
+            Group::List => "list",
+            Group::Set => "set",
+            Group::SortedSet => "sorted-set",
             Group::Blocking => "blocking",
             Group::Transaction => "transactions",
             Group::Synod => "synod",
             Group::Shell => "shell",
         }
     }
+
+    /// The group of a state-machine command.
+    fn of(group: wire::Group) -> Group {
+        match group {
+            wire::Group::Connection => Group::Connection,
+            wire::Group::Keyspace => Group::Keyspace,
+            wire::Group::String => Group::String,
+            wire::Group::Hash => Group::Hash,
+            wire::Group::List => Group::List,
+            wire::Group::Set => Group::Set,
+            wire::Group::SortedSet => Group::SortedSet,
+        }
+    }
 }
 
 /// One command as `HELP` describes it.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Command {
     /// Upper-case name.
     pub name: &'static str,
@@ -84,6 +128,45 @@ impl Command {
             format!("{} {}", self.name, self.args)
         }
     }
+
+    /// A state-machine command that [`DOCUMENTED`] has no help for, as its
+    /// spec tells it: `key` and `arg` words as many as its arity asks, and
+    /// a summary pointing to Redis's documentation. Called once per command
+    /// for the process (see [`commands`]): the strings it leaks are the
+    /// table's, which lives as long.
+    fn from_spec(spec: &CommandSpec) -> Command {
+        let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+        let is_key = |at: i64| {
+            spec.first_key > 0
+                && at >= spec.first_key
+                && (spec.last_key < 0 || at <= spec.last_key)
+                && (at - spec.first_key) % spec.step.max(1) == 0
+        };
+        let required = spec.arity.unsigned_abs().saturating_sub(1) as i64;
+        let mut words: Vec<&str> = (1..=required)
+            .map(|at| if is_key(at) { "key" } else { "arg" })
+            .collect();
+        if spec.arity < 0 {
+            let all_keys = spec.last_key == -1 && spec.step == 1;
+            words.push(if all_keys { "[key ...]" } else { "[arg ...]" });
+        }
+        let how = if spec.read_only {
+            "a read, served by the leader under its lease"
+        } else {
+            "a write, applied through the log"
+        };
+        Command {
+            name: leak(spec.name.to_ascii_uppercase()),
+            arity: spec.arity as i32,
+            args: leak(words.join(" ")),
+            summary: leak(format!(
+                "As in Redis (https://redis.io/commands/{}/); {how}.",
+                spec.name
+            )),
+            example: "",
+            group: Group::of(spec.group),
+        }
+    }
 }
 
 const fn cmd(
@@ -109,8 +192,9 @@ const fn with_example(command: Command, example: &'static str) -> Command {
 
 use Group::{Connection, Keyspace, Server, Shell, Synod};
 
-/// Every command `synod-cli` knows, grouped as `HELP` lists them.
-pub static COMMANDS: &[Command] = &[
+/// The commands whose help is written here (see the module's doc), grouped
+/// as `HELP` lists them.
+pub static DOCUMENTED: &[Command] = &[
     cmd("PING", -1, "[message]", "Answers PONG, or the message.", Connection),
     cmd("ECHO", 2, "message", "Answers the message.", Connection),
     cmd(
@@ -124,7 +208,8 @@ pub static COMMANDS: &[Command] = &[
         "HELLO",
         -1,
         "[protover [AUTH username password] [SETNAME clientname]]",
-        "Handshake: server facts as field/value pairs; only protocol 2 (RESP2).",
+        "Handshake: server facts as field/value pairs; protover 3 switches the connection to \
+         RESP3.",
         Connection,
     ),
     cmd(
@@ -410,7 +495,7 @@ pub static COMMANDS: &[Command] = &[
         "TYPE",
         2,
         "key",
-        "string, or none if absent.",
+        "The type of the value at key (string, hash, list, set, zset), or none if absent.",
         Keyspace,
     ),
     cmd(
@@ -646,9 +731,28 @@ pub static COMMANDS: &[Command] = &[
     cmd("EXIT", 1, "", "Leaves the shell (so do QUIT and ctrl-d).", Shell),
 ];
 
+/// Every command `synod-cli` knows: [`DOCUMENTED`], then the state
+/// machine's commands it does not document, as [`Command::from_spec`] tells
+/// them. Built on first use.
+pub fn commands() -> &'static [Command] {
+    static COMMANDS: OnceLock<Vec<Command>> = OnceLock::new();
+    COMMANDS.get_or_init(|| {
+        let undocumented = wire::COMMANDS.iter().filter(|spec| {
+            !DOCUMENTED
+                .iter()
+                .any(|command| command.name.eq_ignore_ascii_case(spec.name))
+        });
+        DOCUMENTED
+            .iter()
+            .copied()
+            .chain(undocumented.map(Command::from_spec))
+            .collect()
+    })
+}
+
 /// The command named `name` (any case).
 pub fn lookup(name: &str) -> Option<&'static Command> {
-    COMMANDS
+    commands()
         .iter()
         .find(|command| command.name.eq_ignore_ascii_case(name))
 }
@@ -656,7 +760,7 @@ pub fn lookup(name: &str) -> Option<&'static Command> {
 /// The commands whose names start with `prefix` (any case), in table
 /// order.
 pub fn starting_with(prefix: &str) -> impl Iterator<Item = &'static Command> + '_ {
-    COMMANDS.iter().filter(move |command| {
+    commands().iter().filter(move |command| {
         command.name.len() >= prefix.len()
             && command.name[..prefix.len()].eq_ignore_ascii_case(prefix)
     })
@@ -724,7 +828,7 @@ pub fn help(topic: Option<&str>) -> String {
             out.push_str("\n@");
             out.push_str(group.name());
             out.push('\n');
-            list(COMMANDS.iter().filter(|c| c.group == group), &mut out);
+            list(commands().iter().filter(|c| c.group == group), &mut out);
         }
         return out;
     };
@@ -733,7 +837,7 @@ pub fn help(topic: Option<&str>) -> String {
             .iter()
             .find(|g| g.name().eq_ignore_ascii_case(name))
         {
-            Some(group) => list(COMMANDS.iter().filter(|c| c.group == *group), &mut out),
+            Some(group) => list(commands().iter().filter(|c| c.group == *group), &mut out),
             None => {
                 out.push_str(&format!("No group '@{name}'. Groups:"));
                 for group in Group::ALL {
@@ -766,43 +870,109 @@ mod tests {
 
     #[test]
     fn every_command_is_listed_once_in_upper_case() {
-        let mut names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+        let mut names: Vec<&str> = commands().iter().map(|c| c.name).collect();
         assert!(names.iter().all(|n| *n == n.to_uppercase()));
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), COMMANDS.len());
+        assert_eq!(names.len(), commands().len());
     }
 
-    /// The endpoint's own table (`src/redis/table.rs` in the root package)
-    /// is read as text: every command it dispatches must have help here.
-    #[test]
-    fn help_covers_every_command_of_the_endpoint() {
+    /// The shell's own commands, handled by `synod-cli` and never sent: the
+    /// only ones in neither the node's endpoint table nor the state
+    /// machine's.
+    const SHELL_COMMANDS: [&str; 4] = ["HELP", "CONNECT", "CLEAR", "EXIT"];
+
+    /// The endpoint's own table (`src/redis/table.rs` in the root package),
+    /// read as text: each command's name and arity, or `None` outside the
+    /// workspace.
+    fn endpoint_table() -> Option<Vec<(String, i32)>> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../src/redis/table.rs");
         let Ok(table) = std::fs::read_to_string(path) else {
             println!("skipped: {path} is not here (the client crate outside its workspace)");
-            return;
+            return None;
         };
-        let names: Vec<&str> = table
+        let specs: Vec<(String, i32)> = table
             .split("spec(\"")
             .skip(1)
-            .filter_map(|rest| rest.split('"').next())
+            .filter_map(|rest| {
+                let (name, rest) = rest.split_once('"')?;
+                let arity = rest.trim_start_matches([',', ' ']).split(',').next()?;
+                Some((name.to_string(), arity.trim().parse().ok()?))
+            })
             .collect();
-        assert!(names.len() > 30, "found only {names:?} in {path}");
-        let missing: Vec<&&str> = names.iter().filter(|n| lookup(n).is_none()).collect();
+        assert!(specs.len() > 30, "found only {specs:?} in {path}");
+        Some(specs)
+    }
+
+    #[test]
+    fn every_command_of_the_state_machine_has_help_with_its_arity() {
+        for spec in wire::COMMANDS {
+            let command = lookup(spec.name).unwrap_or_else(|| panic!("no HELP for {}", spec.name));
+            assert_eq!(i64::from(command.arity), spec.arity, "{}", spec.name);
+            assert_ne!(command.group, Group::Shell, "{}", spec.name);
+        }
+    }
+
+    #[test]
+    fn help_describes_only_commands_the_node_or_the_shell_runs() {
+        let Some(endpoint) = endpoint_table() else {
+            return;
+        };
+        for command in commands() {
+            let known = endpoint
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(command.name))
+                || wire::spec(command.name.as_bytes()).is_some();
+            let shell = SHELL_COMMANDS.contains(&command.name);
+            assert_eq!(shell, command.group == Group::Shell, "{}", command.name);
+            assert!(
+                known != shell,
+                "{} is run by nobody (or by both)",
+                command.name
+            );
+        }
+    }
+
+    /// Every command the endpoint dispatches itself has help here, with
+    /// its arity.
+    #[test]
+    fn help_covers_every_command_of_the_endpoint() {
+        let Some(endpoint) = endpoint_table() else {
+            return;
+        };
+        let missing: Vec<&str> = endpoint
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| lookup(name).is_none())
+            .collect();
         assert!(missing.is_empty(), "no HELP for {missing:?}");
-        for name in names {
-            assert_ne!(lookup(name).unwrap().group, Group::Shell, "{name}");
+        for (name, arity) in &endpoint {
+            let command = lookup(name).unwrap();
+            assert_ne!(command.group, Group::Shell, "{name}");
+            assert_eq!(command.arity, *arity, "{name}");
         }
     }
 
     #[test]
     fn arity_agrees_with_the_syntax_of_commands_without_arguments() {
-        for command in COMMANDS {
+        for command in commands() {
             assert_eq!(
                 command.args.is_empty(),
                 command.arity == 1 || command.name == "QUIT"
             );
         }
+    }
+
+    #[test]
+    fn state_machine_commands_without_written_help_get_it_from_their_spec() {
+        let hset = lookup("hset").unwrap();
+        assert_eq!(hset.syntax(), "HSET key arg arg [arg ...]");
+        assert_eq!(hset.group, Group::Hash);
+        assert!(hset.summary.contains("redis.io/commands/hset/"), "{hset:?}");
+        assert_eq!(lookup("SINTER").unwrap().args, "key [key ...]");
+        assert_eq!(lookup("RANDOMKEY").unwrap().args, "");
+        let text = help(Some("@sorted-set"));
+        assert!(text.contains("  ZADD key arg arg [arg ...]\n"), "{text}");
     }
 
     #[test]

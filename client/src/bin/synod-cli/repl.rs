@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn command_names_complete_in_the_case_typed() {
         assert_eq!(replacements("DBS"), ["DBSIZE"]);
-        assert_eq!(replacements("incrb"), ["incrby "]);
+        assert_eq!(replacements("decrb"), ["decrby "]);
         assert_eq!(
             replacements("SYNOD.LOCK"),
             ["SYNOD.LOCK ", "SYNOD.LOCKINFO "]
