@@ -237,9 +237,10 @@ impl Candidate {
         if !superseded && !self.promises.contains_key(&from) {
             self.refused_by.insert(from);
         }
-        let out_of_reach = self.window.iter().any(|m| {
-            m.voters().filter(|v| !self.refused_by.contains(v)).count() < m.quorum()
-        });
+        let out_of_reach = self
+            .window
+            .iter()
+            .any(|m| m.voters().filter(|v| !self.refused_by.contains(v)).count() < m.quorum());
         superseded || out_of_reach
     }
 
@@ -248,7 +249,10 @@ impl Candidate {
     /// none from an acceptor counted as refusing, and every acceptor either
     /// complete or still sending chunks, not both.
     pub(crate) fn check_invariants(&self) {
-        assert!(!self.wins_with(None), "a candidate with a quorum of promises");
+        assert!(
+            !self.wins_with(None),
+            "a candidate with a quorum of promises"
+        );
         assert!(
             self.promises.keys().all(|p| !self.refused_by.contains(p)),
             "an acceptor counted as promising and refusing"

@@ -28,11 +28,10 @@
 
 mod candidate;
 pub mod config;
-mod learner;
+mod leader;
 pub mod membership;
 pub mod message;
 mod peer_input;
-mod proposer;
 pub mod ready;
 mod recovery;
 mod replica;

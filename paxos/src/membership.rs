@@ -316,6 +316,30 @@ impl MembershipLog {
         out
     }
 
+    /// The memberships governing the slots a leader may have in flight when
+    /// `first` is the first slot not chosen: `first ..= first +
+    /// ACTIVATION_DELAY − 1`, all known then. A candidate needs promises
+    /// from a quorum of each, a leader's lease an acknowledgment from a
+    /// quorum of each.
+    pub(crate) fn window(&self, first: Slot) -> Vec<Membership> {
+        self.governing_range(first, Slot(first.0 + ACTIVATION_DELAY - 1))
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Every member (voter or learner) of every membership, in order,
+    /// without repeats.
+    pub(crate) fn member_ids(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .entries()
+            .flat_map(|(_, m)| m.members().map(|member| member.id))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Records `change`, chosen in `slot`: applied to the newest membership, it governs from
     /// `slot + delay` (`delay` is [`ACTIVATION_DELAY`]; bug injection shortens it). A change
     /// that cannot be applied changes nothing, deterministically on every node.

@@ -2,10 +2,11 @@
 //!
 //! Everything a peer sends is untrusted: a buggy or hostile node, or a
 //! corrupted frame that still decodes, must not be able to stop this node.
-//! [`Replica::step`](crate::Replica::step) checks each message here first
-//! and drops (and logs) one that breaks a rule, so no peer data ever reaches
-//! the `assert!`s that guard this node's own invariants. The checks only
-//! read state; they cost one pass over the message plus a map lookup per
+//! [`Replica::step`](crate::Replica::step) checks each message with
+//! [`check_peer_message`] first and drops (and logs) one that breaks a rule,
+//! so no peer data ever reaches the `assert!`s that guard this node's own
+//! invariants. The checks are a pure function of the message and of what
+//! the node [`Knows`]; they cost one pass over the message plus a lookup per
 //! slot.
 //!
 //! The rules:
@@ -27,7 +28,6 @@
 use std::fmt;
 
 use crate::message::Message;
-use crate::replica::{Replica, RoleState};
 use crate::storage::SlotState;
 use crate::types::{Ballot, NodeId, Slot, Value};
 
@@ -143,132 +143,126 @@ fn check_slots<'a>(slots: impl Iterator<Item = &'a Slot>) -> Result<(), PeerInpu
     Ok(())
 }
 
-impl Replica {
-    /// The highest slot this node takes from a peer now: `max_slots_ahead`
-    /// above its commit index, and never above `Slot::MAX`.
-    pub(crate) fn slot_horizon(&self) -> Slot {
-        Slot(
-            self.commit
-                .0
-                .saturating_add(self.config.max_slots_ahead)
-                .min(Slot::MAX.0),
-        )
-    }
+/// What this node knows that a peer's message must agree with.
+pub(crate) trait Knows {
+    /// The highest slot this node takes from a peer now.
+    fn slot_horizon(&self) -> Slot;
+    /// The value this node knows is chosen in `slot`.
+    fn known_chosen(&self, slot: Slot) -> Option<&Value>;
+    /// The value this node's role stands by in `slot`: what it proposes
+    /// there as leader, or what a promise of its current candidacy reported
+    /// chosen there.
+    fn vouched_for(&self, slot: Slot) -> Option<&Value>;
+}
 
-    /// Checks `message` from peer `from` against the rules in the module
-    /// docs. Reads state only.
-    pub(crate) fn check_peer_message(
-        &self,
-        from: NodeId,
-        message: &Message,
-    ) -> Result<(), PeerInputError> {
-        match message {
-            Message::Prepare { ballot, first_slot } => {
-                check_own_ballot(from, *ballot)?;
-                check_slot(*first_slot)
+/// Checks `message` from peer `from` against the rules in the module docs,
+/// given what this node `knows`.
+pub(crate) fn check_peer_message(
+    knows: &impl Knows,
+    from: NodeId,
+    message: &Message,
+) -> Result<(), PeerInputError> {
+    match message {
+        Message::Prepare { ballot, first_slot } => {
+            check_own_ballot(from, *ballot)?;
+            check_slot(*first_slot)
+        }
+        Message::Promise {
+            ballot,
+            compacted_through,
+            first_slot,
+            slots,
+            more_from,
+        } => {
+            check_round(*ballot)?;
+            check_slot(*first_slot)?;
+            if *compacted_through > Slot::MAX {
+                return Err(PeerInputError::SlotOutOfRange(*compacted_through));
             }
-            Message::Promise {
-                ballot,
-                compacted_through,
-                first_slot,
-                slots,
-                more_from,
-            } => {
-                check_round(*ballot)?;
-                check_slot(*first_slot)?;
-                if *compacted_through > Slot::MAX {
-                    return Err(PeerInputError::SlotOutOfRange(*compacted_through));
+            check_slots(slots.iter().map(|(slot, _)| slot))?;
+            let horizon = knows.slot_horizon();
+            for (slot, state) in slots {
+                if slot < first_slot {
+                    return Err(PeerInputError::SlotBelowFirst(*slot));
                 }
-                check_slots(slots.iter().map(|(slot, _)| slot))?;
-                let horizon = self.slot_horizon();
-                for (slot, state) in slots {
-                    if slot < first_slot {
-                        return Err(PeerInputError::SlotBelowFirst(*slot));
-                    }
-                    if *slot > horizon {
-                        return Err(PeerInputError::BeyondHorizon(*slot));
-                    }
-                    match state {
-                        SlotState::Accepted { ballot: b, .. } => {
-                            check_round(*b)?;
-                            if b > ballot {
-                                return Err(PeerInputError::AcceptedAbovePromise(*slot));
-                            }
-                        }
-                        SlotState::Chosen(value) => self.check_chosen(*slot, value)?,
-                    }
+                if *slot > horizon {
+                    return Err(PeerInputError::BeyondHorizon(*slot));
                 }
-                if let Some(next) = more_from {
-                    check_slot(*next)?;
-                    let last = slots.last().map_or(*first_slot, |(slot, _)| *slot);
-                    if *next <= last || slots.is_empty() {
-                        return Err(PeerInputError::BadChunk(*next));
-                    }
-                }
-                Ok(())
-            }
-            Message::Accept {
-                ballot,
-                entries,
-                commit,
-            } => {
-                check_own_ballot(from, *ballot)?;
-                check_slots(entries.iter().map(|(slot, _)| slot))?;
-                if *commit > Slot::MAX {
-                    return Err(PeerInputError::SlotOutOfRange(*commit));
-                }
-                for (slot, value) in entries {
-                    if let Some(SlotState::Chosen(chosen)) = self.log.get(slot) {
-                        if chosen != value {
-                            return Err(PeerInputError::ConflictingChosenValue(*slot));
+                match state {
+                    SlotState::Accepted { ballot: b, .. } => {
+                        check_round(*b)?;
+                        if b > ballot {
+                            return Err(PeerInputError::AcceptedAbovePromise(*slot));
                         }
                     }
+                    SlotState::Chosen(value) => check_chosen(knows, *slot, value)?,
                 }
-                Ok(())
             }
-            Message::Accepted { ballot, .. } => check_round(*ballot),
-            Message::HeartbeatAck { ballot, commit, .. } => {
-                check_round(*ballot)?;
-                if *commit > Slot::MAX {
-                    return Err(PeerInputError::SlotOutOfRange(*commit));
+            if let Some(next) = more_from {
+                check_slot(*next)?;
+                let last = slots.last().map_or(*first_slot, |(slot, _)| *slot);
+                if *next <= last || slots.is_empty() {
+                    return Err(PeerInputError::BadChunk(*next));
                 }
-                Ok(())
             }
-            Message::Reject { ballot, promised } => {
-                check_round(*ballot)?;
-                check_round(*promised)
+            Ok(())
+        }
+        Message::Accept {
+            ballot,
+            entries,
+            commit,
+        } => {
+            check_own_ballot(from, *ballot)?;
+            check_slots(entries.iter().map(|(slot, _)| slot))?;
+            if *commit > Slot::MAX {
+                return Err(PeerInputError::SlotOutOfRange(*commit));
             }
-            Message::Heartbeat { ballot, commit, .. } => {
-                check_own_ballot(from, *ballot)?;
-                if *commit > Slot::MAX {
-                    return Err(PeerInputError::SlotOutOfRange(*commit));
+            for (slot, value) in entries {
+                if let Some(chosen) = knows.known_chosen(*slot) {
+                    if chosen != value {
+                        return Err(PeerInputError::ConflictingChosenValue(*slot));
+                    }
                 }
-                Ok(())
             }
-            Message::Fetch { first_slot } => check_slot(*first_slot),
-            Message::Chosen { entries } => {
-                check_slots(entries.iter().map(|(slot, _)| slot))?;
-                for (slot, value) in entries {
-                    self.check_chosen(*slot, value)?;
-                }
-                Ok(())
+            Ok(())
+        }
+        Message::Accepted { ballot, .. } => check_round(*ballot),
+        Message::HeartbeatAck { ballot, commit, .. } => {
+            check_round(*ballot)?;
+            if *commit > Slot::MAX {
+                return Err(PeerInputError::SlotOutOfRange(*commit));
             }
+            Ok(())
+        }
+        Message::Reject { ballot, promised } => {
+            check_round(*ballot)?;
+            check_round(*promised)
+        }
+        Message::Heartbeat { ballot, commit, .. } => {
+            check_own_ballot(from, *ballot)?;
+            if *commit > Slot::MAX {
+                return Err(PeerInputError::SlotOutOfRange(*commit));
+            }
+            Ok(())
+        }
+        Message::Fetch { first_slot } => check_slot(*first_slot),
+        Message::Chosen { entries } => {
+            check_slots(entries.iter().map(|(slot, _)| slot))?;
+            for (slot, value) in entries {
+                check_chosen(knows, *slot, value)?;
+            }
+            Ok(())
         }
     }
+}
 
-    /// A peer claims `value` is chosen in `slot`: it must agree with what
-    /// this node knows chosen, what it proposes as leader and what other
-    /// promises of its current candidacy reported chosen.
-    fn check_chosen(&self, slot: Slot, value: &Value) -> Result<(), PeerInputError> {
-        let conflict = |known: Option<&Value>| known.is_some_and(|known| known != value);
-        let reported = match &self.role {
-            RoleState::Leader(leader) => leader.proposed_value(slot),
-            RoleState::Candidate(candidate) => candidate.reported_chosen(slot),
-            RoleState::Follower => None,
-        };
-        if conflict(self.chosen(slot)) || conflict(reported) {
-            return Err(PeerInputError::ConflictingChosenValue(slot));
-        }
-        Ok(())
+/// A peer claims `value` is chosen in `slot`: it must agree with what this
+/// node knows chosen, what it proposes as leader and what other promises of
+/// its current candidacy reported chosen.
+fn check_chosen(knows: &impl Knows, slot: Slot, value: &Value) -> Result<(), PeerInputError> {
+    let conflict = |known: Option<&Value>| known.is_some_and(|known| known != value);
+    if conflict(knows.known_chosen(slot)) || conflict(knows.vouched_for(slot)) {
+        return Err(PeerInputError::ConflictingChosenValue(slot));
     }
+    Ok(())
 }

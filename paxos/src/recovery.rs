@@ -45,7 +45,9 @@ pub(crate) fn merge_promises(
             }
             (Some(SlotState::Chosen(_)), _) => {}
             (
-                Some(SlotState::Accepted { ballot: highest, .. }),
+                Some(SlotState::Accepted {
+                    ballot: highest, ..
+                }),
                 SlotState::Accepted { ballot, .. },
             ) if ballot <= highest => {}
             _ => {

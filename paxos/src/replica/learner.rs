@@ -1,9 +1,13 @@
 //! The learner side of a replica: which slots are chosen, delivering them in
 //! order, catching up by fetch or snapshot, and compaction.
+//!
+//! An `impl Replica` in a child module of `replica`: the log and the commit
+//! index it keeps are the ones the acceptor writes and the roles' dispatch
+//! reads, so it works on `Replica`'s private fields directly.
 
+use super::Replica;
 use crate::membership::MembershipLog;
 use crate::message::{Message, MESSAGE_OVERHEAD_BYTES};
-use crate::replica::Replica;
 use crate::storage::{Record, SlotState};
 use crate::time::Instant;
 use crate::types::{Ballot, NodeId, Slot, Value};
@@ -70,7 +74,7 @@ impl Replica {
 
     /// The leader of `ballot` says everything through `leader_commit` is
     /// chosen: values we accepted at that same ballot are the chosen ones.
-    pub(crate) fn learn_commit(&mut self, now: Instant, ballot: Ballot, leader_commit: Slot) {
+    pub(super) fn learn_commit(&mut self, now: Instant, ballot: Ballot, leader_commit: Slot) {
         self.known_commit = self.known_commit.max(leader_commit);
         if leader_commit <= self.commit {
             return;
@@ -93,7 +97,7 @@ impl Replica {
     }
 
     /// Records that `value` is chosen in `slot`.
-    pub(crate) fn mark_chosen(&mut self, slot: Slot, value: Value) {
+    pub(super) fn mark_chosen(&mut self, slot: Slot, value: Value) {
         if slot <= self.compacted_through {
             return;
         }
@@ -110,7 +114,7 @@ impl Replica {
 
     /// Moves the commit index over every contiguous chosen slot and hands
     /// them to the driver.
-    pub(crate) fn advance_commit(&mut self) {
+    pub(super) fn advance_commit(&mut self) {
         let before = self.commit;
         while matches!(
             self.log.get(&self.commit.next()),
@@ -126,7 +130,7 @@ impl Replica {
         }
     }
 
-    pub(crate) fn deliver_committed(&mut self) {
+    pub(super) fn deliver_committed(&mut self) {
         while self.delivered < self.commit {
             let slot = self.delivered.next();
             let value = self.chosen(slot).expect("committed slot is chosen").clone();
@@ -148,12 +152,12 @@ impl Replica {
 
     /// Starts catching up from `source`, which holds chosen values this
     /// node lacks.
-    pub(crate) fn catch_up_from(&mut self, now: Instant, source: NodeId) {
+    pub(super) fn catch_up_from(&mut self, now: Instant, source: NodeId) {
         self.catch_up_from = Some(source);
         self.catch_up_progress_at = now;
     }
 
-    pub(crate) fn maybe_fetch(&mut self, now: Instant) {
+    pub(super) fn maybe_fetch(&mut self, now: Instant) {
         if let Some(source) = self.catch_up_from {
             if now >= self.catch_up_progress_at + self.config.election_timeout {
                 // Nothing from it moved the commit index for an election
@@ -173,7 +177,7 @@ impl Replica {
         }
     }
 
-    pub(crate) fn on_fetch(&mut self, now: Instant, from: NodeId, first_slot: Slot) {
+    pub(super) fn on_fetch(&mut self, now: Instant, from: NodeId, first_slot: Slot) {
         // A node that joined after the log began cannot apply it from the
         // start (it does not know the founding membership): it gets a
         // snapshot, which carries the membership.
@@ -217,7 +221,7 @@ impl Replica {
         }
     }
 
-    pub(crate) fn on_chosen(&mut self, now: Instant, from: NodeId, entries: Vec<(Slot, Value)>) {
+    pub(super) fn on_chosen(&mut self, now: Instant, from: NodeId, entries: Vec<(Slot, Value)>) {
         if self.membership.is_unknown() {
             // A joining node waits for a snapshot (see `on_fetch`).
             return;

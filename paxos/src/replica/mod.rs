@@ -1,19 +1,44 @@
-//! The replica: acceptor, proposer and learner of one node, as a state
+//! The replica: one node's acceptor, proposer and learner, as a state
 //! machine driven by `tick`, `step`, `propose` and `read`.
 //!
-//! Leader and candidate logic live in [`crate::proposer`], the learner side
-//! (chosen slots, catch-up, compaction) in [`crate::learner`]; this module
-//! holds the state, the public entry points and the acceptor.
+//! This module holds the state (its invariants are written on [`Replica`]),
+//! the public entry points, the dispatch of each input to the part that
+//! handles it, and the application of what the roles return. The parts:
+//! - the roles own their state and never see the replica:
+//!   [`Candidate`](crate::candidate) runs Phase 1,
+//!   [`Leader`](crate::leader) Phase 2, heartbeats, the lease and reads;
+//!   each method takes what it needs (arguments, or a `leader::Context`
+//!   borrowed from the replica) and returns what happened (messages to
+//!   send, slots chosen, reads released, an outcome that changes the role),
+//!   which the replica applies. [`crate::recovery`] turns a won candidacy's
+//!   promises into the leader's first proposals, a pure function;
+//! - [`crate::peer_input`] checks a peer's message against what the replica
+//!   [`Knows`] before it is handled;
+//! - the acceptor (`acceptor.rs`: promises, accepted values, the lease it
+//!   grants) and the learner (`learner.rs`: chosen values, the commit
+//!   index, delivery, catch-up, compaction) are `impl Replica` blocks in
+//!   child modules, because they own nothing apart: they share the promise,
+//!   the log and the commit index with each other and with the dispatch
+//!   here. Being children, they work on the private fields; nothing outside
+//!   `replica` can.
+//!
+//! Imports point one way: `replica` uses the roles; the roles use only the
+//! types, messages, storage, membership and config modules.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError};
-use crate::membership::{Change, ChangeError, Member, Membership, MembershipLog, ACTIVATION_DELAY};
-use crate::message::{Envelope, Message, MESSAGE_OVERHEAD_BYTES};
+mod acceptor;
+mod learner;
+
 use crate::candidate::{Candidate, PromiseChunk, PromiseOutcome};
-use crate::proposer::Leader;
+use crate::config::{Config, ConfigError};
+use crate::leader::{self, Abdication, FlushOutcome, Leader, QueueFull};
+use crate::membership::{Change, ChangeError, Member, Membership, MembershipLog, ACTIVATION_DELAY};
+use crate::message::{Envelope, Message};
+use crate::peer_input::{self, Knows};
 use crate::ready::{ReadId, Ready};
+use crate::recovery::{self, ConflictingChosen};
 use crate::rng::Rng;
 use crate::storage::{DurableState, Record, SlotState};
 use crate::time::Instant;
@@ -101,7 +126,8 @@ pub struct Status {
     pub compacted_through: Slot,
 }
 
-pub(crate) enum RoleState {
+/// What the node does now, with the state of that role.
+enum RoleState {
     Follower,
     Candidate(Candidate),
     Leader(Box<Leader>),
@@ -109,58 +135,96 @@ pub(crate) enum RoleState {
 
 /// One node's share of Multi-Paxos. See the crate docs for the loop that
 /// drives it.
+///
+/// # Invariants
+///
+/// Between calls (after every input), [`check_invariants`] asserts, in
+/// O(log n):
+/// 1. `compacted_through <= delivered == commit`: everything chosen is
+///    handed to the driver within the step, and only applied slots are
+///    compacted.
+/// 2. `log` holds no slot at or below `compacted_through`.
+/// 3. `commit` is as high as the log allows: slot `commit + 1` is not
+///    chosen in `log` (every path that learns a chosen value advances the
+///    commit index over it).
+/// 4. `promised.round() <= max_round_seen <= Ballot::MAX_ROUND`: a ballot is
+///    observed before it is promised, and no unusable round is taken.
+/// 5. `log_bytes` is zero exactly when `log` is empty (it is the sum of
+///    `Value::size_bound_bytes` over `log`, kept by `put_slot` and
+///    `compact`; the full sum is not re-added each step).
+/// 6. `membership` holds no entry that stopped governing: only its first
+///    entry governs slots at or below `commit + 1`.
+/// 7. `loopback` is empty: messages to self are handled within the call.
+/// 8. A candidate's ballot is its own and at least `promised` (an acceptor
+///    that promises a higher ballot makes its node step down in the same
+///    step); it holds fewer complete promises than a quorum (with a quorum
+///    it leads), none from an acceptor that refused it; it knows no leader
+///    (`leader_hint` is `None`).
+/// 9. A leader's ballot is its own and equals `promised` (its own acceptor
+///    promised it, and a higher promise makes it step down in that step);
+///    `leader_hint` names it and its own acceptor's lease is granted to it;
+///    its next slot is above `commit`, its proposals lie between `commit`
+///    and its next slot, its recovered values from its next slot through
+///    the last recovered slot, and none is left unsent.
+///
+/// [`check_invariants`]: Replica::check_invariants
 pub struct Replica {
-    pub(crate) config: Config,
-    pub(crate) rng: Rng,
-    /// Highest ballot promised (durable).
-    pub(crate) promised: Ballot,
+    config: Config,
+    rng: Rng,
+    /// Highest ballot promised (durable). Never goes down; see 4, 8, 9.
+    promised: Ballot,
     /// Every slot this node holds a value for (durable). Changed only
-    /// through `put_slot` and `compact`, which keep `log_bytes`.
-    pub(crate) log: BTreeMap<Slot, SlotState>,
-    /// Sum of `Value::size_bound_bytes` over `log`.
-    pub(crate) log_bytes: u64,
+    /// through `put_slot` and `compact`, which keep `log_bytes`. See 2, 3.
+    log: BTreeMap<Slot, SlotState>,
+    /// Sum of `Value::size_bound_bytes` over `log`. See 5.
+    log_bytes: u64,
     /// Slots through here are captured by a state-machine snapshot and gone
-    /// from `log` (durable).
-    pub(crate) compacted_through: Slot,
+    /// from `log` (durable). Never goes down; see 1, 2.
+    compacted_through: Slot,
     /// Every slot through here is chosen. Above `compacted_through` the log
     /// marks it chosen, except the slots a restarted node's state machine
     /// had applied (it restarts with `commit` there, and its log may hold
-    /// them only as accepted).
-    pub(crate) commit: Slot,
+    /// them only as accepted). Never goes down; see 1, 3.
+    commit: Slot,
     /// Committed slots through here were handed to the driver to apply.
-    pub(crate) delivered: Slot,
+    /// Equals `commit` between calls; see 1.
+    delivered: Slot,
     /// Highest commit index any leader told us of.
-    pub(crate) known_commit: Slot,
-    /// Highest round of any ballot seen; new ballots go above it.
-    pub(crate) max_round_seen: u32,
+    known_commit: Slot,
+    /// Highest round of any ballot seen; new ballots go above it. See 4.
+    max_round_seen: u32,
     /// The node this acceptor acknowledged as leader most recently...
-    pub(crate) lease_holder: Option<NodeId>,
+    lease_holder: Option<NodeId>,
     /// ...and until when (local clock) it refuses to promise anyone else.
-    pub(crate) lease_granted_until: Instant,
-    pub(crate) role: RoleState,
-    pub(crate) leader_hint: Option<NodeId>,
+    lease_granted_until: Instant,
+    /// See 8, 9.
+    role: RoleState,
+    /// The node believed to lead: `None` while a candidate, this node while
+    /// it leads. See 8, 9.
+    leader_hint: Option<NodeId>,
     /// When a follower starts Phase 1 if no leader shows up.
-    pub(crate) election_deadline: Instant,
+    election_deadline: Instant,
     /// Phase 1 attempts that failed in a row (drives the backoff).
-    pub(crate) failed_attempts: u32,
-    pub(crate) next_fetch_at: Instant,
+    failed_attempts: u32,
+    next_fetch_at: Instant,
     /// A node known to hold chosen values we lack (set when a promise showed
     /// we are behind its compaction point); fetched from before the leader.
     /// Cleared by a snapshot install, or when it sent nothing that moved the
     /// commit index for an election timeout (it may have died), so the node
     /// falls back to fetching from the leader.
-    pub(crate) catch_up_from: Option<NodeId>,
+    catch_up_from: Option<NodeId>,
     /// When `catch_up_from` was set or last moved the commit index.
-    pub(crate) catch_up_progress_at: Instant,
+    catch_up_progress_at: Instant,
     /// When we last asked the driver to send each peer a snapshot.
-    pub(crate) snapshot_offered_at: BTreeMap<NodeId, Instant>,
+    snapshot_offered_at: BTreeMap<NodeId, Instant>,
     /// The memberships governing the slots from `commit + 1` on (see
     /// [`crate::membership`]). Changed only when a change is delivered or a
-    /// snapshot installed.
-    pub(crate) membership: MembershipLog,
+    /// snapshot installed. See 6.
+    membership: MembershipLog,
     /// Messages from this node to itself, handled before the call returns.
+    /// See 7.
     loopback: VecDeque<Message>,
-    pub(crate) ready: Ready,
+    ready: Ready,
 }
 
 impl Replica {
@@ -183,30 +247,7 @@ impl Replica {
         config.validate()?;
         let mut rng = Rng::new(config.rng_seed);
         let election_deadline = now + random_election_timeout(&config, &mut rng);
-        if applied < durable.compacted_through {
-            return Err(ConfigError(format!(
-                "state machine applied through slot {applied} but the log was compacted through {}",
-                durable.compacted_through
-            )));
-        }
-        if !durable.promised.round_in_range() {
-            return Err(ConfigError(format!(
-                "the durable promise {} has a round above the highest usable one ({})",
-                durable.promised,
-                Ballot::MAX_ROUND
-            )));
-        }
-        let last_slot = durable.slots.keys().next_back().copied();
-        if let Some(slot) = [Some(applied), last_slot]
-            .into_iter()
-            .flatten()
-            .find(|slot| *slot > Slot::MAX)
-        {
-            return Err(ConfigError(format!(
-                "slot {slot} is above the highest usable slot ({})",
-                Slot::MAX
-            )));
-        }
+        check_durable_state(&durable, applied)?;
         let membership = if durable.membership.is_unknown() && !config.members.is_empty() {
             MembershipLog::new(Membership::founding(config.members.iter().map(|id| {
                 Member {
@@ -301,7 +342,7 @@ impl Replica {
             tracing::warn!(node = %self.config.id, %from, "message from a removed node dropped");
             return;
         }
-        if let Err(error) = self.check_peer_message(from, &envelope.message) {
+        if let Err(error) = peer_input::check_peer_message(self, from, &envelope.message) {
             let kind = message_kind(&envelope.message);
             if error.is_safety_violation() {
                 tracing::error!(node = %self.config.id, %from, kind, %error, "peer message refused");
@@ -332,18 +373,20 @@ impl Replica {
     /// into an empty queue), and while the log holds more than
     /// `max_log_bytes` (the driver has to compact first).
     pub fn propose(&mut self, now: Instant, command: Command) -> Result<(), Unavailable> {
-        let max_pending = self.config.max_pending_commands;
-        let max_pending_bytes = self.config.max_pending_bytes;
+        let (max_commands, max_bytes) = (
+            self.config.max_pending_commands,
+            self.config.max_pending_bytes,
+        );
         let log_full = self.log_bytes > self.config.max_log_bytes;
         let RoleState::Leader(leader) = &mut self.role else {
             return Err(self.not_leader());
         };
-        let bytes_full = !leader.pending.is_empty()
-            && leader.pending_bytes.saturating_add(command.len()) > max_pending_bytes;
-        if log_full || bytes_full || leader.pending.len() >= max_pending {
+        if log_full {
             return Err(Unavailable::Busy);
         }
-        leader.push_pending(command);
+        leader
+            .queue_command(command, max_commands, max_bytes)
+            .map_err(|QueueFull| Unavailable::Busy)?;
         self.settle(now);
         Ok(())
     }
@@ -384,7 +427,7 @@ impl Replica {
             unreachable!("checked above");
         };
         tracing::info!(node = %self.config.id, %change, "proposing a membership change");
-        leader.queued_change = Some(change);
+        leader.queue_change(change);
         self.settle(now);
         Ok(())
     }
@@ -495,7 +538,7 @@ impl Replica {
         }
     }
 
-    pub(crate) fn not_leader(&self) -> Unavailable {
+    fn not_leader(&self) -> Unavailable {
         Unavailable::NotLeader {
             leader: self.leader_hint.filter(|l| *l != self.config.id),
         }
@@ -503,7 +546,7 @@ impl Replica {
 
     // ----- plumbing -------------------------------------------------------
 
-    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+    fn send(&mut self, to: NodeId, message: Message) {
         if to == self.config.id {
             self.loopback.push_back(message);
         } else {
@@ -515,6 +558,17 @@ impl Replica {
         }
     }
 
+    /// The highest slot this node takes from a peer now: `max_slots_ahead`
+    /// above its commit index, and never above `Slot::MAX`.
+    fn slot_horizon(&self) -> Slot {
+        Slot(
+            self.commit
+                .0
+                .saturating_add(self.config.max_slots_ahead)
+                .min(Slot::MAX.0),
+        )
+    }
+
     /// Sends each message to its node, in order.
     fn send_all(&mut self, messages: Vec<(NodeId, Message)>) {
         for (to, message) in messages {
@@ -522,44 +576,16 @@ impl Replica {
         }
     }
 
-    /// Sends to every member (voter or learner) of every membership from the
-    /// commit index on, this node included.
-    pub(crate) fn broadcast(&mut self, message: &Message) {
-        for to in self.member_ids() {
-            self.send(to, message.clone());
-        }
-    }
-
-    /// Every member of the memberships governing slots from the commit index
-    /// on, in order, without repeats.
-    pub(crate) fn member_ids(&self) -> Vec<NodeId> {
-        let mut ids: Vec<NodeId> = self
-            .membership
-            .entries()
-            .flat_map(|(_, m)| m.members().map(|member| member.id))
-            .collect();
-        ids.sort();
-        ids.dedup();
-        ids
-    }
-
     /// The memberships governing the slots a leader may have in flight
-    /// right now: `commit + 1 ..= commit + ACTIVATION_DELAY`, all known. A
-    /// candidate needs promises from a quorum of each, a leader's lease an
-    /// acknowledgment from a quorum of each.
-    pub(crate) fn window_memberships(&self) -> Vec<Membership> {
-        let first = self.commit.next();
-        self.membership
-            .governing_range(first, Slot(first.0 + ACTIVATION_DELAY - 1))
-            .into_iter()
-            .cloned()
-            .collect()
+    /// right now (see `MembershipLog::window`).
+    fn window_memberships(&self) -> Vec<Membership> {
+        self.membership.window(self.commit.next())
     }
 
     /// True if this node may campaign: it votes in the membership governing
     /// its next slot (the first it would propose in), and no chosen change
     /// removes it.
-    pub(crate) fn may_campaign(&self) -> bool {
+    fn may_campaign(&self) -> bool {
         let me = self.config.id;
         !self.membership.latest().is_retired(me)
             && self.membership.governing(self.commit.next()).is_voter(me)
@@ -576,13 +602,13 @@ impl Replica {
     /// True if this node acts as an acceptor (promises, acknowledges): it
     /// votes in some membership from its commit index on. Learners and
     /// nodes that are not (or no longer) members never do.
-    pub(crate) fn votes(&self) -> bool {
+    fn votes(&self) -> bool {
         let me = self.config.id;
         self.membership.entries().any(|(_, m)| m.is_voter(me))
     }
 
     /// The delay after which a chosen change governs.
-    pub(crate) fn activation_delay(&self) -> u64 {
+    fn activation_delay(&self) -> u64 {
         #[cfg(feature = "bug-injection")]
         if self.config.bugs.reconfigure_at_once {
             return 1;
@@ -590,12 +616,12 @@ impl Replica {
         ACTIVATION_DELAY
     }
 
-    pub(crate) fn persist(&mut self, record: Record) {
+    fn persist(&mut self, record: Record) {
         self.ready.persist.push(record);
     }
 
     /// Puts `state` in the log at `slot`, keeping `log_bytes`.
-    pub(crate) fn put_slot(&mut self, slot: Slot, state: SlotState) {
+    fn put_slot(&mut self, slot: Slot, state: SlotState) {
         let added = state.value().size_bound_bytes() as u64;
         if let Some(old) = self.log.insert(slot, state) {
             self.log_bytes -= old.value().size_bound_bytes() as u64;
@@ -604,7 +630,7 @@ impl Replica {
     }
 
     /// Handles messages to self and flushes batched accepts until quiet.
-    pub(crate) fn settle(&mut self, now: Instant) {
+    fn settle(&mut self, now: Instant) {
         loop {
             self.leader_flush(now);
             match self.loopback.pop_front() {
@@ -658,20 +684,9 @@ impl Replica {
         }
     }
 
-    /// The relations between the fields that every step keeps (checked
-    /// after each, in O(log n)):
-    /// - `compacted_through <= delivered == commit`: everything chosen is
-    ///   handed to the driver within the step, and only applied slots are
-    ///   compacted;
-    /// - `log` holds no slot at or below `compacted_through`;
-    /// - ballot rounds stay usable; `log_bytes` is zero exactly when the log
-    ///   is empty;
-    /// - a candidate holds fewer complete promises than a quorum (with a
-    ///   quorum it leads), none from an acceptor that refused it;
-    /// - a leader's ballot is its own acceptor's promise (an acceptor that
-    ///   promised a higher ballot made its node step down in that step), and
-    ///   its next slot is above the commit index.
+    /// Asserts the invariants listed on [`Replica`], by number.
     fn check_invariants(&self) {
+        // 1.
         assert_eq!(
             self.delivered, self.commit,
             "committed values not delivered"
@@ -680,6 +695,7 @@ impl Replica {
             self.compacted_through <= self.delivered,
             "compacted past the applied slots"
         );
+        // 2.
         assert!(
             self.log
                 .keys()
@@ -687,246 +703,56 @@ impl Replica {
                 .is_none_or(|first| *first > self.compacted_through),
             "a log slot at or below the compaction point"
         );
-
+        // 3.
         assert!(
-            self.promised.round_in_range() && self.max_round_seen <= Ballot::MAX_ROUND,
-            "ballot round above the highest usable one"
+            self.chosen(self.commit.next()).is_none(),
+            "the slot after the commit index is chosen"
         );
+        // 4.
+        assert!(
+            self.promised.round() <= self.max_round_seen
+                && self.max_round_seen <= Ballot::MAX_ROUND,
+            "promised round not observed, or above the highest usable one"
+        );
+        // 5.
         assert!(
             self.log.is_empty() == (self.log_bytes == 0),
             "log byte count out of step with the log"
         );
-        if let RoleState::Candidate(candidate) = &self.role {
-            candidate.check_invariants();
-        }
-        if let RoleState::Leader(leader) = &self.role {
-            assert_eq!(
-                leader.ballot, self.promised,
-                "a leader whose own acceptor promised another ballot"
-            );
-            assert!(
-                leader.next_slot > self.commit,
-                "leader slot counter behind commit"
-            );
-        }
-    }
-
-    // ----- acceptor -------------------------------------------------------
-
-    pub(crate) fn observe_ballot(&mut self, ballot: Ballot) {
-        self.max_round_seen = self.max_round_seen.max(ballot.round());
-    }
-
-    /// Raises the promise (durably) to `ballot`.
-    fn promise(&mut self, ballot: Ballot) {
-        assert!(ballot >= self.promised, "promised ballot would go down");
-        if ballot > self.promised {
-            self.promised = ballot;
-            self.persist(Record::Promised(ballot));
-        }
-    }
-
-    /// True if a lease granted to another node forbids promising `candidate`.
-    fn lease_forbids(&self, now: Instant, candidate: NodeId) -> bool {
-        now < self.lease_granted_until && self.lease_holder != Some(candidate)
-    }
-
-    pub(crate) fn grant_lease(&mut self, now: Instant, leader: NodeId) {
-        self.lease_holder = Some(leader);
-        self.lease_granted_until = now + self.config.lease;
-    }
-
-    fn on_prepare(&mut self, now: Instant, from: NodeId, ballot: Ballot, first_slot: Slot) {
-        self.observe_ballot(ballot);
-        let candidate_votes = self.membership.is_unknown()
-            || self.window_memberships().iter().any(|m| m.is_voter(from));
-        if !candidate_votes {
-            // Only a voter of the slots it would propose in may lead: a
-            // learner, a removed node or a stray node with a cluster
-            // certificate must not take acceptors from the leader.
-            tracing::debug!(node = %self.config.id, %from, "prepare from a node that does not vote here ignored");
-            // A candidate asks from its first unchosen slot (or further on,
-            // when it resumes a promise in parts), so one that asks past this
-            // node's commit has chosen slots this node has not learned. Then
-            // the membership this node judged by may be out of date (the
-            // candidate may have joined in those slots, and no leader may be
-            // left to bring them: found by the simulator, seed 40060,
-            // partitions, membership changes). So it fetches from the
-            // candidate, at most once per heartbeat interval, and judges its
-            // next prepare by what it learned. Nothing is promised, and
-            // neither the catch-up source nor the known commit moves: the
-            // candidate's retried prepares drive the repeats.
-            if first_slot > self.commit.next() && now >= self.next_fetch_at {
-                self.next_fetch_at = now + self.config.heartbeat_interval;
-                let first_slot = self.commit.next();
-                self.send(from, Message::Fetch { first_slot });
-            }
-            return;
-        }
-        if !self.votes() {
-            // Learners and non-members never promise: they count toward no
-            // quorum, and a promise would only hold back the leader they follow.
-            return;
-        }
-        // A candidate that wants slots this acceptor compacted cannot lead
-        // (it could not re-propose them): promising it would only take this
-        // acceptor from candidates that can. It catches up once a leader's
-        // heartbeat reaches it. Refusing is always safe; and the node with
-        // the highest commit index is never refused, since no acceptor
-        // compacts past its own commit.
-        let behind = first_slot <= self.compacted_through;
-        let refused = ballot < self.promised
-            || (ballot > self.promised && (behind || self.lease_forbids(now, ballot.node())));
-        if refused {
-            if behind && ballot > self.promised {
-                tracing::debug!(node = %self.config.id, %from, %first_slot, compacted_through = %self.compacted_through, "prepare from a node behind the compaction point refused");
-            }
-            let promised = self.promised;
-            self.send(from, Message::Reject { ballot, promised });
-            return;
-        }
-        self.promise(ballot);
-        if from != self.config.id {
-            self.step_down(now);
-            self.leader_hint = None;
-        }
-        // Report what fits in one message (at least one slot); the
-        // candidate asks again for the rest (see `Message::Promise`).
-        let budget = self.config.max_message_bytes;
-        let mut size = MESSAGE_OVERHEAD_BYTES;
-        let mut slots = Vec::new();
-        let mut more_from = None;
-        for (slot, state) in self.log.range(first_slot..) {
-            let bytes = state.value().size_bound_bytes();
-            if !slots.is_empty() && size + bytes > budget {
-                more_from = Some(*slot);
-                break;
-            }
-            size += bytes;
-            slots.push((*slot, state.clone()));
-        }
-        let compacted_through = self.compacted_through;
-        self.send(
-            from,
-            Message::Promise {
-                ballot,
-                compacted_through,
-                first_slot,
-                slots,
-                more_from,
-            },
+        // 6.
+        assert!(
+            self.membership
+                .entries()
+                .nth(1)
+                .is_none_or(|(from, _)| from > self.commit.next()),
+            "a membership that governs no slot from the commit index on is kept"
         );
-    }
-
-    /// Accepts `ballot`'s leader as ours: resets the election timer and
-    /// grants it the lease.
-    fn follow(&mut self, now: Instant, ballot: Ballot) {
-        let leader = ballot.node();
-        if leader != self.config.id {
-            self.step_down(now);
-            self.failed_attempts = 0;
-            self.leader_hint = Some(leader);
-        }
-        self.grant_lease(now, leader);
-    }
-
-    fn on_accept(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        ballot: Ballot,
-        entries: Vec<(Slot, Value)>,
-        commit: Slot,
-    ) {
-        self.observe_ballot(ballot);
-        if ballot < self.promised {
-            let promised = self.promised;
-            self.send(from, Message::Reject { ballot, promised });
-            return;
-        }
-        self.promise(ballot);
-        self.follow(now, ballot);
-        let horizon = self.slot_horizon();
-        let mut accepted = Vec::with_capacity(entries.len());
-        for (slot, value) in entries {
-            if slot > horizon {
-                // Too far ahead of what this node knows: it catches up
-                // first, and accepts the slot when the leader retransmits.
-                tracing::debug!(node = %self.config.id, %slot, %horizon, "accept beyond the slot horizon skipped");
-                continue;
+        // 7.
+        assert!(self.loopback.is_empty(), "a message to self left unhandled");
+        let me = self.config.id;
+        match &self.role {
+            RoleState::Follower => {}
+            // 8.
+            RoleState::Candidate(candidate) => {
+                let ballot = candidate.ballot();
+                assert!(
+                    ballot.node() == me && ballot >= self.promised,
+                    "a candidate for a ballot not its own or below its promise"
+                );
+                assert_eq!(self.leader_hint, None, "a candidate that knows a leader");
+                candidate.check_invariants();
             }
-            if slot <= self.compacted_through {
-                // Chosen long ago and captured by our snapshot.
-                accepted.push(slot);
-                continue;
+            // 9.
+            RoleState::Leader(leader) => {
+                assert_eq!(leader.ballot().node(), me, "a leader of another's ballot");
+                assert_eq!(self.leader_hint, Some(me), "a leader that names another");
+                assert_eq!(
+                    self.lease_holder,
+                    Some(me),
+                    "a leader whose own acceptor leases to another"
+                );
+                leader.check_invariants(self.promised, self.commit);
             }
-            match self.log.get(&slot) {
-                Some(SlotState::Chosen(chosen)) => {
-                    // `check_peer_message` refused any other value.
-                    assert_eq!(
-                        chosen, &value,
-                        "safety violation: ballot {ballot} proposed another value for chosen slot {slot}"
-                    );
-                }
-                _ => {
-                    assert!(ballot <= self.promised, "accepting above the promise");
-                    self.put_slot(
-                        slot,
-                        SlotState::Accepted {
-                            ballot,
-                            value: value.clone(),
-                        },
-                    );
-                    self.persist(Record::Accepted {
-                        slot,
-                        ballot,
-                        value,
-                    });
-                }
-            }
-            accepted.push(slot);
-        }
-        if self.votes() {
-            self.send(
-                from,
-                Message::Accepted {
-                    ballot,
-                    slots: accepted,
-                },
-            );
-        }
-        self.learn_commit(now, ballot, commit);
-    }
-
-    fn on_heartbeat(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        ballot: Ballot,
-        commit: Slot,
-        round: u64,
-    ) {
-        self.observe_ballot(ballot);
-        if ballot < self.promised {
-            let promised = self.promised;
-            self.send(from, Message::Reject { ballot, promised });
-            return;
-        }
-        self.promise(ballot);
-        self.follow(now, ballot);
-        self.learn_commit(now, ballot, commit);
-        if self.votes() || self.membership.latest().is_member(self.config.id) {
-            // Learners acknowledge too, so the leader knows how far behind
-            // they are; only voters' acknowledgments count for the lease.
-            let commit = self.commit;
-            self.send(
-                from,
-                Message::HeartbeatAck {
-                    ballot,
-                    round,
-                    commit,
-                },
-            );
         }
     }
 
@@ -936,13 +762,13 @@ impl Replica {
     ///
     /// Once rounds reach [`Ballot::MAX_ROUND`] the node no longer campaigns
     /// (it logs an error each time it would); it still votes and follows.
-    pub(crate) fn start_phase1(&mut self, now: Instant) {
+    fn start_phase1(&mut self, now: Instant) {
         self.start_phase1_carrying(now, VecDeque::new());
     }
 
     /// [`start_phase1`](Replica::start_phase1), keeping `carried` commands
     /// for the slots it will propose if it wins.
-    pub(crate) fn start_phase1_carrying(&mut self, now: Instant, carried: VecDeque<Command>) {
+    fn start_phase1_carrying(&mut self, now: Instant, carried: VecDeque<Command>) {
         if self.max_round_seen >= Ballot::MAX_ROUND {
             tracing::error!(node = %self.config.id, max_round = Ballot::MAX_ROUND, "ballot rounds exhausted; not campaigning");
             self.step_down(now);
@@ -987,17 +813,237 @@ impl Replica {
         }
     }
 
+    // ----- leader ---------------------------------------------------------
+
+    /// The leader, if this node leads, and what it reads of the replica.
+    fn leader_and_context(&mut self) -> Option<(&mut Leader, leader::Context<'_>)> {
+        let RoleState::Leader(leader) = &mut self.role else {
+            return None;
+        };
+        let context = leader::Context {
+            config: &self.config,
+            commit: self.commit,
+            membership: &self.membership,
+            log_bytes: self.log_bytes,
+        };
+        Some((leader, context))
+    }
+
+    /// Phase 1 won: re-propose what the promises reported, fill holes with
+    /// no-ops (see [`crate::recovery`]), and start serving.
+    fn become_leader(&mut self, now: Instant) {
+        let RoleState::Candidate(candidate) =
+            std::mem::replace(&mut self.role, RoleState::Follower)
+        else {
+            unreachable!("only a candidate becomes leader");
+        };
+        let won = candidate.into_won();
+        let ballot = won.ballot;
+        let promised_by = won.promises.keys().copied().collect();
+        #[cfg_attr(not(feature = "bug-injection"), allow(unused_mut))]
+        let mut merged = match recovery::merge_promises(won.promises) {
+            Ok(merged) => merged,
+            Err(ConflictingChosen { slot }) => {
+                tracing::error!(node = %self.config.id, %slot, "promises report two chosen values; not leading");
+                self.back_off(now);
+                return;
+            }
+        };
+        #[cfg(feature = "bug-injection")]
+        if self.config.bugs.ignore_promised_values {
+            recovery::ignore_values(&mut merged);
+        }
+        let recovery = recovery::plan(won.first_slot, self.commit, &self.log, merged);
+        let through = recovery.through();
+        let leader = Leader::new(now, ballot, promised_by, won.carried, recovery.to_propose);
+        tracing::info!(node = %self.config.id, %ballot, %through, "elected leader");
+        self.role = RoleState::Leader(Box::new(leader));
+        self.leader_hint = Some(self.config.id);
+        self.failed_attempts = 0;
+        for (slot, value) in recovery.learned {
+            self.mark_chosen(slot, value);
+        }
+        self.advance_commit();
+        self.leader_flush(now);
+        self.send_heartbeat_round(now);
+    }
+
+    fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slots: Vec<Slot>) {
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if leader.ballot() != ballot {
+            return;
+        }
+        let chosen = leader.on_accepted(from, slots, &self.membership);
+        for (slot, value) in chosen {
+            self.mark_chosen(slot, value);
+        }
+        self.advance_commit();
+    }
+
+    /// An acceptor refused `ballot`. If it promised a higher ballot, this
+    /// node has been superseded and steps back. If not, it refused only
+    /// because it holds a lease for another leader: for a candidate that is
+    /// one vote missing (the attempt ends once a quorum is out of reach);
+    /// a leader, already elected by a quorum, ignores it.
+    fn on_reject(&mut self, now: Instant, from: NodeId, ballot: Ballot, promised: Ballot) {
+        self.observe_ballot(promised);
+        let superseded = promised > ballot;
+        let give_up = match &mut self.role {
+            RoleState::Candidate(c) if c.ballot() == ballot => c.on_reject(from, superseded),
+            RoleState::Leader(l) if l.ballot() == ballot => superseded,
+            _ => false,
+        };
+        if give_up {
+            tracing::debug!(node = %self.config.id, %ballot, %promised, %from, "rejected");
+            self.back_off(now);
+            self.leader_hint = None;
+        }
+    }
+
+    fn on_heartbeat_ack(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        ballot: Ballot,
+        round: u64,
+        commit: Slot,
+    ) {
+        let Some((leader, context)) = self.leader_and_context() else {
+            return;
+        };
+        if leader.ballot() != ballot {
+            return;
+        }
+        leader.on_heartbeat_ack(now, from, round, commit, &context);
+        self.release_reads();
+    }
+
+    /// Check-quorum, heartbeats, retransmissions of unacknowledged accepts.
+    fn leader_tick(&mut self, now: Instant) {
+        let Some((leader, context)) = self.leader_and_context() else {
+            return;
+        };
+        let ballot = leader.ballot();
+        if leader.quorum_lost(now, context.config) {
+            tracing::warn!(node = %self.config.id, %ballot, "no quorum heard for an election timeout; stepping down");
+            self.step_down(now);
+            self.leader_hint = None;
+            return;
+        }
+        if leader.heartbeat_due(now) {
+            self.send_heartbeat_round(now);
+        }
+        let Some((leader, context)) = self.leader_and_context() else {
+            return;
+        };
+        let accepts = leader.retransmissions(now, &context);
+        self.send_all(accepts);
+    }
+
+    /// Starts a heartbeat round (a leader's own acceptor grants it the
+    /// lease at once).
+    fn send_heartbeat_round(&mut self, now: Instant) {
+        let Some((leader, context)) = self.leader_and_context() else {
+            return;
+        };
+        let heartbeats = leader.start_heartbeat_round(now, &context);
+        self.grant_lease(now, self.config.id);
+        self.send_all(heartbeats);
+        self.release_reads();
+    }
+
+    /// True if the leader may answer a read from local state right now
+    /// (see `Leader::may_read_locally`).
+    fn may_read_locally(&self, now: Instant) -> bool {
+        let RoleState::Leader(leader) = &self.role else {
+            return false;
+        };
+        leader.may_read_locally(now, self.commit, &self.config)
+    }
+
+    /// Holds a read until a heartbeat round sent after now is acknowledged.
+    fn queue_read_index(&mut self, id: ReadId) -> Result<(), Unavailable> {
+        let (max, commit) = (self.config.max_pending_reads, self.commit);
+        let RoleState::Leader(leader) = &mut self.role else {
+            return Err(self.not_leader());
+        };
+        leader
+            .queue_read(id, commit, max)
+            .map_err(|QueueFull| Unavailable::Busy)
+    }
+
+    /// Releases waiting reads whose heartbeat round a quorum acknowledged
+    /// and whose read index is committed.
+    fn release_reads(&mut self) {
+        if let RoleState::Leader(leader) = &mut self.role {
+            let released = leader.release_reads(self.commit);
+            self.ready.reads.extend(released);
+        }
+    }
+
+    /// Fills the pipeline window and sends the new proposals; starts a
+    /// wanted heartbeat round; hands leadership over, or runs Phase 1 again,
+    /// when the membership of the next slot asks for it.
+    fn leader_flush(&mut self, now: Instant) {
+        let Some((leader, context)) = self.leader_and_context() else {
+            return;
+        };
+        let flush = leader.flush(now, &context);
+        self.send_all(flush.accepts);
+        if flush.round_wanted {
+            self.send_heartbeat_round(now);
+        }
+        match flush.outcome {
+            FlushOutcome::Proposing => {}
+            FlushOutcome::NoLongerVoter => {
+                // Removed: every slot of the old membership is proposed;
+                // once they are all chosen (so every voter can learn them
+                // from the commit index this node announced), a voter of
+                // the new membership takes over.
+                if self.commit.next() >= self.membership.latest_from() {
+                    tracing::info!(node = %self.config.id, "no longer a voter; handing over leadership");
+                    self.send_heartbeat_round(now);
+                    self.step_down(now);
+                    self.leader_hint = None;
+                }
+            }
+            FlushOutcome::NeedsPromises => self.rerun_phase1(now),
+        }
+    }
+
+    /// A new membership governs the next slot and this ballot's promises
+    /// hold no quorum of it: run Phase 1 again, keeping the queued commands.
+    fn rerun_phase1(&mut self, now: Instant) {
+        let RoleState::Leader(leader) = std::mem::replace(&mut self.role, RoleState::Follower)
+        else {
+            unreachable!("only a leader runs phase 1 again");
+        };
+        tracing::info!(node = %self.config.id, ballot = %leader.ballot(), "new membership; running phase 1 again");
+        let Abdication {
+            mut pending,
+            reads,
+            queued_change,
+        } = leader.abdicate();
+        self.ready.failed_reads.extend(reads);
+        if let Some(change) = queued_change {
+            tracing::warn!(node = %self.config.id, %change, "membership change dropped by a new phase 1");
+        }
+        pending.shrink_to_fit();
+        self.start_phase1_carrying(now, pending);
+    }
+
     // ----- timers ---------------------------------------------------------
 
     /// Leaves any leader or candidate role; pending work is handed back.
-    pub(crate) fn step_down(&mut self, now: Instant) {
+    fn step_down(&mut self, now: Instant) {
         match std::mem::replace(&mut self.role, RoleState::Follower) {
             RoleState::Leader(leader) => {
-                tracing::info!(node = %self.config.id, ballot = %leader.ballot, "stepping down");
-                self.ready.unproposed.extend(leader.pending);
-                self.ready
-                    .failed_reads
-                    .extend(leader.reads.iter().map(|r| r.id));
+                tracing::info!(node = %self.config.id, ballot = %leader.ballot(), "stepping down");
+                let Abdication { pending, reads, .. } = leader.abdicate();
+                self.ready.unproposed.extend(pending);
+                self.ready.failed_reads.extend(reads);
             }
             RoleState::Candidate(candidate) => {
                 self.ready.unproposed.extend(candidate.into_carried())
@@ -1009,7 +1055,7 @@ impl Replica {
 
     /// A Phase 1 attempt failed: step back for a randomized, exponentially
     /// growing, capped time.
-    pub(crate) fn back_off(&mut self, now: Instant) {
+    fn back_off(&mut self, now: Instant) {
         self.step_down(now);
         self.failed_attempts = self.failed_attempts.saturating_add(1);
         let exponent = self.failed_attempts.min(20) - 1;
@@ -1022,6 +1068,55 @@ impl Replica {
         self.election_deadline = now + delay;
         tracing::debug!(node = %self.config.id, attempts = self.failed_attempts, ?delay, "backing off");
     }
+}
+
+impl Knows for Replica {
+    fn slot_horizon(&self) -> Slot {
+        Replica::slot_horizon(self)
+    }
+
+    fn known_chosen(&self, slot: Slot) -> Option<&Value> {
+        self.chosen(slot)
+    }
+
+    fn vouched_for(&self, slot: Slot) -> Option<&Value> {
+        match &self.role {
+            RoleState::Leader(leader) => leader.proposed_value(slot),
+            RoleState::Candidate(candidate) => candidate.reported_chosen(slot),
+            RoleState::Follower => None,
+        }
+    }
+}
+
+/// Refuses durable state a replica cannot start from: compacted past what
+/// the state machine applied, or holding a round or slot above the highest
+/// usable one.
+fn check_durable_state(durable: &DurableState, applied: Slot) -> Result<(), ConfigError> {
+    if applied < durable.compacted_through {
+        return Err(ConfigError(format!(
+            "state machine applied through slot {applied} but the log was compacted through {}",
+            durable.compacted_through
+        )));
+    }
+    if !durable.promised.round_in_range() {
+        return Err(ConfigError(format!(
+            "the durable promise {} has a round above the highest usable one ({})",
+            durable.promised,
+            Ballot::MAX_ROUND
+        )));
+    }
+    let last_slot = durable.slots.keys().next_back().copied();
+    if let Some(slot) = [Some(applied), last_slot]
+        .into_iter()
+        .flatten()
+        .find(|slot| *slot > Slot::MAX)
+    {
+        return Err(ConfigError(format!(
+            "slot {slot} is above the highest usable slot ({})",
+            Slot::MAX
+        )));
+    }
+    Ok(())
 }
 
 /// The message's kind, for logs.
