@@ -40,25 +40,26 @@ fn only_segment(dir: &Path) -> PathBuf {
     files.pop().unwrap()
 }
 
-fn file_len(path: &Path) -> usize {
-    std::fs::metadata(path).unwrap().len() as usize
+/// Where the frames of segment `path` end (its reserved room follows).
+fn frames_end(path: &Path) -> usize {
+    common::wal_frames_len(&std::fs::read(path).unwrap()) as usize
 }
 
 /// A log with three synced frames after its header; returns the segment and where each of the
-/// three frames starts, and the file's length.
+/// three frames starts, and where the last one ends.
 fn three_synced_frames(dir: &Path) -> (PathBuf, [usize; 4]) {
     let mut log = WalLog::open(dir).unwrap();
     let segment = only_segment(dir);
     let mut starts = [0; 4];
-    starts[0] = file_len(&segment);
+    starts[0] = frames_end(&segment);
     log.persist(&[Record::Promised(Ballot(1)), accepted(1, 1, cmds("first"))])
         .unwrap();
-    starts[1] = file_len(&segment);
+    starts[1] = frames_end(&segment);
     log.persist(&[accepted(2, 1, cmds("second, a longer value"))])
         .unwrap();
-    starts[2] = file_len(&segment);
+    starts[2] = frames_end(&segment);
     log.persist(&[accepted(3, 1, cmds("third"))]).unwrap();
-    starts[3] = file_len(&segment);
+    starts[3] = frames_end(&segment);
     (segment, starts)
 }
 

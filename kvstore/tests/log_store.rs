@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{put, Rng, TempPath};
+use common::{put, wal_frames_len as frames_len, Rng, TempPath};
 use prost::Message;
 use synod_kvstore::{LogError, NodeStore, Request, StorageError, WalLog, WalOptions};
 use synod_paxos::{
@@ -32,9 +32,11 @@ fn cmds(parts: &[&[u8]]) -> Value {
 }
 
 /// A fresh log in a temp directory (removed with the returned path).
+/// A new log with 1 MiB segments: room enough for every test here, and small to read back
+/// (each `load` reads the segments whole, their reserved room too).
 fn fresh_log(name: &str) -> (TempPath, WalLog) {
     let dir = TempPath::new(name);
-    let log = WalLog::open(&dir.0).unwrap();
+    let log = WalLog::open_with(&dir.0, WalOptions::with_segment_bytes(1 << 20)).unwrap();
     (dir, log)
 }
 
@@ -221,7 +223,9 @@ fn a_torn_frame_at_the_end_is_cut_off_and_the_log_goes_on() {
                 .unwrap();
         }
         let file = segments(&path.0).pop().unwrap();
-        let len = std::fs::metadata(&file).unwrap().len();
+        // A file system that could not reserve room: the file ends where its frames do, and a
+        // crash cut the last one short.
+        let len = frames_len(&std::fs::read(&file).unwrap());
         let torn = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
         torn.set_len(len - cut).unwrap();
         drop(torn);
@@ -249,8 +253,32 @@ fn a_torn_frame_at_the_end_is_cut_off_and_the_log_goes_on() {
 }
 
 #[test]
-fn garbage_or_zeros_after_the_last_frame_are_cut_off() {
-    for tail in [vec![0u8; 4096], vec![0xa5; 37]] {
+fn a_segment_is_created_with_its_room_reserved_and_reopens_without_a_cut() {
+    let path = TempPath::new("log-reserved");
+    let options = WalOptions::with_segment_bytes(1 << 20);
+    {
+        let mut log = WalLog::open_with(&path.0, options).unwrap();
+        log.persist(&[Record::Promised(Ballot(3)), chosen(1, Value::Noop)])
+            .unwrap();
+    }
+    let file = segments(&path.0).pop().unwrap();
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 1 << 20);
+    let mut log = WalLog::open_with(&path.0, options).unwrap();
+    assert_eq!(log.load().unwrap().slots.len(), 1);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        1 << 20,
+        "the zeros of the reserved room are not a torn tail"
+    );
+    log.persist(&[chosen(2, Value::Noop)]).unwrap();
+    drop(log);
+    let log = WalLog::open_with(&path.0, options).unwrap();
+    assert_eq!(log.load().unwrap().slots.len(), 2, "written into the room");
+}
+
+#[test]
+fn garbage_after_the_last_frame_is_cut_off_and_zeros_are_room() {
+    for (tail, cut) in [(vec![0u8; 4096], false), (vec![0xa5; 37], true)] {
         let path = TempPath::new("log-tail");
         {
             let mut log = WalLog::open(&path.0).unwrap();
@@ -259,13 +287,46 @@ fn garbage_or_zeros_after_the_last_frame_are_cut_off() {
         }
         let file = segments(&path.0).pop().unwrap();
         let mut bytes = std::fs::read(&file).unwrap();
-        let before = bytes.len();
+        let before = frames_len(&bytes) as usize;
+        // On a file system that reserves no room, the tail grows the file.
+        bytes.truncate(before);
         bytes.extend_from_slice(&tail);
         std::fs::write(&file, &bytes).unwrap();
-        let log = WalLog::open(&path.0).unwrap();
+        let mut log = WalLog::open(&path.0).unwrap();
         assert_eq!(log.load().unwrap().slots.len(), 1);
-        assert_eq!(std::fs::metadata(&file).unwrap().len(), before as u64);
+        let expected_len = if cut { before } else { bytes.len() };
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), expected_len as u64);
+        log.persist(&[chosen(2, Value::Noop)]).unwrap();
+        drop(log);
+        let log = WalLog::open(&path.0).unwrap();
+        assert_eq!(log.load().unwrap().slots.len(), 2, "tail {cut}");
     }
+}
+
+#[test]
+fn garbage_written_into_the_reserved_room_is_cut_off_and_the_log_goes_on() {
+    let path = TempPath::new("log-room-garbage");
+    {
+        let mut log = WalLog::open(&path.0).unwrap();
+        log.persist(&[Record::Promised(Ballot(3)), chosen(1, Value::Noop)])
+            .unwrap();
+    }
+    let file = segments(&path.0).pop().unwrap();
+    let before = frames_len(&std::fs::read(&file).unwrap());
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.write_all_at(&[0xa5; 37], before).unwrap();
+    }
+    let mut log = WalLog::open(&path.0).unwrap();
+    assert_eq!(log.load().unwrap().slots.len(), 1);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), before);
+    log.persist(&[chosen(2, Value::Noop)]).unwrap();
+    drop(log);
+    assert_eq!(
+        WalLog::open(&path.0).unwrap().load().unwrap().slots.len(),
+        2
+    );
 }
 
 #[test]

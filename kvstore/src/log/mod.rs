@@ -10,4 +10,4 @@ mod wal;
 
 pub(crate) use disk::sync_dir;
 pub use disk::{FsDisk, SimDisk, WalDisk};
-pub use wal::{format, LogError, WalLog, WalOptions, WAL_FORMAT};
+pub use wal::{format, LogError, WalLog, WalOptions, WAL_FORMAT, WAL_RESERVE_STEP_BYTES};

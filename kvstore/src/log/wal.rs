@@ -36,6 +36,11 @@
 //! the compaction point, so the segments before it are never needed for those. A crash while
 //! creating one leaves no segment, or the whole one.
 //!
+//! Frames are written into room reserved at the end of the segment ahead of them
+//! ([`WalDisk::reserve`], [`WAL_RESERVE_STEP_BYTES`] at a time, up to the segment's size): a sync
+//! then flushes the data alone, not a new file length too, except once per step. The frames of
+//! a segment end where only zeros follow (no frame is all zeros).
+//!
 //! # Opening: torn tails and corruption
 //! One frame per call makes a call all-or-none. A crash can leave a torn frame at the end of
 //! the last segment, which was never synced, so never reported to anyone; [`WalLog::open`] cuts
@@ -63,10 +68,15 @@ use std::path::{Path, PathBuf};
 
 use synod_paxos::{Ballot, DurableState, Record, RecordRuleError, Slot, Storage, Value};
 
-use super::disk::{FsDisk, WalDisk};
+use super::disk::{FsDisk, WalDisk, SECTOR_BYTES};
 use crate::bugs::{Active, Bug};
 use crate::error::StorageError;
 use crate::fnv::Fnv;
+
+/// Room is reserved at the end of the segment being written this many bytes at a time (see the
+/// module docs): few enough syncs also make a new length durable, little to read past the last
+/// frame when the log opens.
+pub const WAL_RESERVE_STEP_BYTES: u64 = 1 << 20;
 
 /// The log format this code writes and reads; a segment of any other is refused.
 pub const WAL_FORMAT: u32 = 2;
@@ -207,8 +217,10 @@ struct Segment {
 pub struct WalLog<D: WalDisk = FsDisk> {
     disk: D,
     options: WalOptions,
-    /// Size in bytes of the last segment, the one appended to.
+    /// Bytes of the last segment, the one written to, that its frames take.
     file_bytes: u64,
+    /// The length of the last segment's file: from `file_bytes` on, reserved room (zeros).
+    reserved_bytes: u64,
     /// Every segment, oldest first, consecutive; never empty.
     segments: Vec<Segment>,
     promised: Ballot,
@@ -272,7 +284,7 @@ impl<D: WalDisk> WalLog<D> {
         }
         let replay = replay(&disk, &numbers, options.active_bugs())?;
         let last = *numbers.last().expect("at least one segment");
-        if let Some(torn) = replay.torn_tail {
+        if let Some(torn) = &replay.torn_tail {
             tracing::warn!(
                 segment = %disk.path_of(&segment_name(last)).display(),
                 kept = torn.valid_bytes,
@@ -283,10 +295,15 @@ impl<D: WalDisk> WalLog<D> {
             disk.truncate(&segment_name(last), torn.valid_bytes)
                 .map_err(io_error(&disk, "truncate", last))?;
         }
+        let reserved_bytes = match replay.torn_tail {
+            Some(torn) => torn.valid_bytes,
+            None => replay.last_file_bytes,
+        };
         Ok(WalLog {
             disk,
             options,
             file_bytes: replay.last_valid_bytes,
+            reserved_bytes,
             segments: replay.segments,
             promised: replay.state.promised,
             compacted_through: replay.state.compacted_through,
@@ -346,9 +363,10 @@ impl<D: WalDisk> WalLog<D> {
         let number = self.current();
         self.scratch.clear();
         let max_slot = encode_frame(records, number, self.file_bytes, &mut self.scratch);
+        self.reserve_room(self.file_bytes + self.scratch.len() as u64);
         self.disk
-            .append(&segment_name(number), &self.scratch)
-            .map_err(io_error(&self.disk, "append to", number))?;
+            .write_at(&segment_name(number), self.file_bytes, &self.scratch)
+            .map_err(io_error(&self.disk, "write to", number))?;
         let sync = records.iter().any(Record::must_sync);
         if sync {
             self.disk
@@ -367,6 +385,24 @@ impl<D: WalDisk> WalLog<D> {
         Ok(())
     }
 
+    /// Reserves room in the current segment through byte `end` and on to the next
+    /// [`WAL_RESERVE_STEP_BYTES`] boundary (not past the segment's size, unless `end` is), if it
+    /// has less. A best effort: without it, writes grow the file.
+    fn reserve_room(&mut self, end: u64) {
+        if end <= self.reserved_bytes {
+            return;
+        }
+        let target = end
+            .next_multiple_of(WAL_RESERVE_STEP_BYTES)
+            .min(self.options.segment_bytes.max(end));
+        let number = self.current();
+        if let Err(error) = self.disk.reserve(&segment_name(number), target) {
+            tracing::debug!(segment = number, %error, "could not reserve room in the log");
+        }
+        // Not retried before the next step either way.
+        self.reserved_bytes = target;
+    }
+
     /// Closes the current segment (synced) and creates the next one, durably.
     fn rotate(&mut self) -> Result<(), StorageError> {
         let number = self.current();
@@ -381,6 +417,7 @@ impl<D: WalDisk> WalLog<D> {
             max_slot: Slot(0),
         });
         self.file_bytes = bytes.len() as u64;
+        self.reserved_bytes = self.file_bytes;
         Ok(())
     }
 
@@ -507,6 +544,8 @@ struct Replay {
     segments: Vec<Segment>,
     /// Bytes of the last segment up to its last whole frame.
     last_valid_bytes: u64,
+    /// The length of the last segment's file.
+    last_file_bytes: u64,
     /// The torn frame at the end of the last segment, if any.
     torn_tail: Option<TornTail>,
 }
@@ -517,6 +556,7 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
     let mut state = DurableState::default();
     let mut segments = Vec::with_capacity(numbers.len());
     let mut last_valid_bytes = 0;
+    let mut last_file_bytes = 0;
     let mut torn_tail = None;
     for pair in numbers.windows(2) {
         if pair[1] != pair[0] + 1 {
@@ -538,10 +578,12 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
             offset: at as u64,
             reason,
         };
-        if bytes.len() == at {
+        // Room reserved at creation and never written reads as zeros; no frame is all zeros.
+        let zeros_from = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+        if zeros_from <= at {
             return Err(corrupt(at, "the segment ends before its first frame".into()).into());
         }
-        while at < bytes.len() {
+        while at < zeros_from {
             match decode_frame(&bytes, at, number) {
                 Ok((records, used)) => {
                     for record in records {
@@ -571,7 +613,7 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
                     return Err(corrupt(at, format!("{error} (the segment's first frame)")).into());
                 }
                 Err(error) => {
-                    if let Some(next) = next_valid_frame(&bytes, at + 1, number) {
+                    if let Some(next) = next_valid_frame(&bytes[..zeros_from], at + 1, number) {
                         return Err(corrupt(
                             at,
                             format!(
@@ -599,6 +641,7 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
         }
         if is_last {
             last_valid_bytes = at as u64;
+            last_file_bytes = bytes.len() as u64;
         }
         segments.push(Segment { number, max_slot });
     }
@@ -606,11 +649,13 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
         state,
         segments,
         last_valid_bytes,
+        last_file_bytes,
         torn_tail,
     })
 }
 
-/// The first offset at or after `from` where a valid frame of segment `number` starts.
+/// The first offset at or after `from` where a valid frame of segment `number` starts (pass
+/// `bytes` without their zero tail: no frame starts there).
 fn next_valid_frame(bytes: &[u8], from: usize, number: u64) -> Option<usize> {
     (from..bytes.len().saturating_sub(FRAME_HEADER_BYTES - 1))
         .find(|&at| decode_frame(bytes, at, number).is_ok())
@@ -801,7 +846,6 @@ fn read_u64(bytes: &[u8]) -> u64 {
 /// So a flipped bit anywhere in a synced frame (or several in its payload) refuses the start;
 /// several flipped bits in the header of the last frame would be cut as a torn write.
 fn is_torn_write(bytes: &[u8], at: usize, number: u64, error: &FrameError) -> bool {
-    const SECTOR_BYTES: usize = 512;
     let zeros_from = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
     match error {
         FrameError::HeaderCut { .. } | FrameError::PayloadCut { .. } => true,

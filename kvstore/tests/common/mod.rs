@@ -11,6 +11,21 @@ use synod_kvstore::{
     Put, Request, Response, Scan, StateMachine,
 };
 
+/// How many bytes of `bytes`, a whole write-ahead log segment, its header and frames take (the
+/// rest is reserved room, zeros): frames follow the 28-byte header, each a 24-byte header
+/// starting with its payload's length, then the payload (see `WalLog`'s docs).
+pub fn wal_frames_len(bytes: &[u8]) -> u64 {
+    let mut at = 28;
+    while let Some(len) = bytes.get(at..at + 8) {
+        let len = u64::from_le_bytes(len.try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        at += 24 + len;
+    }
+    at as u64
+}
+
 /// A state machine plus the next slot to apply.
 pub struct Harness {
     pub sm: StateMachine,
