@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod candidate;
+mod catch_up;
 pub mod config;
 mod leader;
 pub mod membership;

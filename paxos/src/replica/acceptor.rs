@@ -65,8 +65,7 @@ impl Replica {
             // next prepare by what it learned. Nothing is promised, and
             // neither the catch-up source nor the known commit moves: the
             // candidate's retried prepares drive the repeats.
-            if first_slot > self.commit.next() && now >= self.next_fetch_at {
-                self.next_fetch_at = now + self.config.heartbeat_interval;
+            if first_slot > self.commit.next() && self.catch_up.take_fetch_turn(now, &self.config) {
                 let first_slot = self.commit.next();
                 self.send(from, Message::Fetch { first_slot });
             }

@@ -1,5 +1,6 @@
 //! The learner side of a replica: which slots are chosen, delivering them in
-//! order, catching up by fetch or snapshot, and compaction.
+//! order, catching up by fetch or snapshot (whom from and how often is
+//! [`crate::catch_up`]'s), and compaction.
 //!
 //! An `impl Replica` in a child module of `replica`: the log and the commit
 //! index it keeps are the ones the acceptor writes and the roles' dispatch
@@ -57,11 +58,11 @@ impl Replica {
         self.membership.forget_before(through.next());
         self.commit = through;
         self.delivered = through;
-        self.known_commit = self.known_commit.max(through);
+        self.catch_up.learn_commit(through);
         self.compact(through);
-        self.catch_up_from = None;
+        self.catch_up.forget_source();
         self.advance_commit();
-        self.next_fetch_at = now;
+        self.catch_up.fetch_now(now);
         self.maybe_fetch(now);
         self.settle(now);
         true
@@ -75,7 +76,7 @@ impl Replica {
     /// The leader of `ballot` says everything through `leader_commit` is
     /// chosen: values we accepted at that same ballot are the chosen ones.
     pub(super) fn learn_commit(&mut self, now: Instant, ballot: Ballot, leader_commit: Slot) {
-        self.known_commit = self.known_commit.max(leader_commit);
+        self.catch_up.learn_commit(leader_commit);
         if leader_commit <= self.commit {
             return;
         }
@@ -150,30 +151,12 @@ impl Replica {
         }
     }
 
-    /// Starts catching up from `source`, which holds chosen values this
-    /// node lacks.
-    pub(super) fn catch_up_from(&mut self, now: Instant, source: NodeId) {
-        self.catch_up_from = Some(source);
-        self.catch_up_progress_at = now;
-    }
-
+    /// Sends the fetch that catching up asks for now, if any (see
+    /// [`crate::catch_up`]).
     pub(super) fn maybe_fetch(&mut self, now: Instant) {
-        if let Some(source) = self.catch_up_from {
-            if now >= self.catch_up_progress_at + self.config.election_timeout {
-                // Nothing from it moved the commit index for an election
-                // timeout: it may be down. Fall back to the leader.
-                tracing::info!(node = %self.config.id, %source, "catch-up source silent; fetching from the leader");
-                self.catch_up_from = None;
-            }
-        }
-        let Some(source) = self.catch_up_from.or(self.leader_hint) else {
-            return;
-        };
-        if source != self.config.id && self.known_commit > self.commit && now >= self.next_fetch_at
-        {
-            self.next_fetch_at = now + self.config.heartbeat_interval;
-            let first_slot = self.commit.next();
-            self.send(source, Message::Fetch { first_slot });
+        let (me, commit, leader) = (self.config.id, self.commit, self.leader_hint);
+        if let Some((to, fetch)) = self.catch_up.fetch(now, me, commit, leader, &self.config) {
+            self.send(to, fetch);
         }
     }
 
@@ -185,12 +168,8 @@ impl Replica {
         if first_slot <= self.compacted_through || joiner_from_start {
             // The values are gone; the driver sends our snapshot instead, at
             // most once per election timeout per peer.
-            let due = self
-                .snapshot_offered_at
-                .get(&from)
-                .is_none_or(|at| now >= *at + self.config.election_timeout);
-            if due {
-                self.snapshot_offered_at.insert(from, now);
+            let interval = self.config.election_timeout;
+            if self.catch_up.offer_snapshot(now, from, interval) {
                 self.ready.snapshots_to_send.push(from);
             }
             return;
@@ -235,10 +214,10 @@ impl Replica {
         }
         let before = self.commit;
         self.advance_commit();
-        if self.commit > before && self.catch_up_from == Some(from) {
-            self.catch_up_progress_at = now;
+        if self.commit > before {
+            self.catch_up.progressed(now, from);
         }
-        self.next_fetch_at = now;
+        self.catch_up.fetch_now(now);
         self.maybe_fetch(now);
     }
 }

@@ -13,7 +13,8 @@
 //!   which the replica applies. [`crate::recovery`] turns a won candidacy's
 //!   promises into the leader's first proposals, a pure function;
 //! - [`crate::peer_input`] checks a peer's message against what the replica
-//!   [`Knows`] before it is handled;
+//!   [`Knows`] before it is handled; [`crate::catch_up`] decides whom to
+//!   fetch missing chosen values from, and when;
 //! - the acceptor (`acceptor.rs`: promises, accepted values, the lease it
 //!   grants) and the learner (`learner.rs`: chosen values, the commit
 //!   index, delivery, catch-up, compaction) are `impl Replica` blocks in
@@ -32,6 +33,7 @@ mod acceptor;
 mod learner;
 
 use crate::candidate::{Candidate, PromiseChunk, PromiseOutcome};
+use crate::catch_up::CatchUp;
 use crate::config::{Config, ConfigError};
 use crate::leader::{self, Abdication, FlushOutcome, Leader, QueueFull};
 use crate::membership::{Change, ChangeError, Member, Membership, MembershipLog, ACTIVATION_DELAY};
@@ -189,11 +191,10 @@ pub struct Replica {
     /// Committed slots through here were handed to the driver to apply.
     /// Equals `commit` between calls; see 1.
     delivered: Slot,
-    /// Highest commit index any leader told us of.
-    known_commit: Slot,
     /// Highest round of any ballot seen; new ballots go above it. See 4.
     max_round_seen: u32,
-    /// The node this acceptor acknowledged as leader most recently...
+    /// The node this acceptor acknowledged as leader most recently (see
+    /// 9)...
     lease_holder: Option<NodeId>,
     /// ...and until when (local clock) it refuses to promise anyone else.
     lease_granted_until: Instant,
@@ -206,17 +207,9 @@ pub struct Replica {
     election_deadline: Instant,
     /// Phase 1 attempts that failed in a row (drives the backoff).
     failed_attempts: u32,
-    next_fetch_at: Instant,
-    /// A node known to hold chosen values we lack (set when a promise showed
-    /// we are behind its compaction point); fetched from before the leader.
-    /// Cleared by a snapshot install, or when it sent nothing that moved the
-    /// commit index for an election timeout (it may have died), so the node
-    /// falls back to fetching from the leader.
-    catch_up_from: Option<NodeId>,
-    /// When `catch_up_from` was set or last moved the commit index.
-    catch_up_progress_at: Instant,
-    /// When we last asked the driver to send each peer a snapshot.
-    snapshot_offered_at: BTreeMap<NodeId, Instant>,
+    /// Whom to fetch missing chosen values from, and when; when to offer a
+    /// peer a snapshot.
+    catch_up: CatchUp,
     /// The memberships governing the slots from `commit + 1` on (see
     /// [`crate::membership`]). Changed only when a change is delivered or a
     /// snapshot installed. See 6.
@@ -224,6 +217,7 @@ pub struct Replica {
     /// Messages from this node to itself, handled before the call returns.
     /// See 7.
     loopback: VecDeque<Message>,
+    /// What the driver must do, gathered since the last `ready()`.
     ready: Ready,
 }
 
@@ -273,7 +267,6 @@ impl Replica {
             compacted_through: durable.compacted_through,
             commit: applied,
             delivered: applied,
-            known_commit: Slot(0),
             max_round_seen: durable.promised.round(),
             lease_holder: None,
             lease_granted_until: if durable.promised == Ballot::ZERO {
@@ -285,10 +278,7 @@ impl Replica {
             leader_hint: None,
             election_deadline,
             failed_attempts: 0,
-            next_fetch_at: now,
-            catch_up_from: None,
-            catch_up_progress_at: now,
-            snapshot_offered_at: BTreeMap::new(),
+            catch_up: CatchUp::new(now),
             membership,
             loopback: VecDeque::new(),
             ready: Ready::default(),
@@ -804,9 +794,9 @@ impl Replica {
                 // Catch up from the acceptor first, then try again.
                 tracing::info!(node = %self.config.id, %from, through = %compacted_through, "behind a compacted log; catching up");
                 self.back_off(now);
-                self.catch_up_from(now, from);
-                self.known_commit = self.known_commit.max(compacted_through);
-                self.next_fetch_at = now;
+                self.catch_up.start_from(now, from);
+                self.catch_up.learn_commit(compacted_through);
+                self.catch_up.fetch_now(now);
                 self.maybe_fetch(now);
             }
             PromiseOutcome::Won => self.become_leader(now),
