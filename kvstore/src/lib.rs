@@ -6,8 +6,8 @@
 //! - [`NodeStore`]: a node's log and state machine together, and the restart and compaction
 //!   rules.
 //! - [`WalLog`]: the acceptor's promise and log in an append-only write-ahead log, the
-//!   `synod_paxos::Storage` of a node; one append and one fsync per `persist`, however many
-//!   records. It runs on a [`WalDisk`]: a real directory ([`FsDisk`]) or a simulated one whose
+//!   `synod_paxos::Storage` of a node; one write and one `fdatasync` per `persist`, however
+//!   many records, into room reserved ahead of the frames. It runs on a [`WalDisk`]: a real directory ([`FsDisk`]) or a simulated one whose
 //!   crashes and faults a test controls ([`SimDisk`]).
 //! - [`StateMachine`]: applies chosen log slots to redb tables, atomically with the applied
 //!   index, deterministically, exactly once per client request; serves reads outside the log.
