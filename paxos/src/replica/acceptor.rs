@@ -128,6 +128,21 @@ impl Replica {
         }
     }
 
+    /// A leader's message at `ballot` (Accept or Heartbeat) arrived: refuses
+    /// it if below the promise (telling `from`, and returns false), else
+    /// promises `ballot` and follows its leader.
+    fn admit_leader(&mut self, now: Instant, from: NodeId, ballot: Ballot) -> bool {
+        self.observe_ballot(ballot);
+        if ballot < self.promised {
+            let promised = self.promised;
+            self.send(from, Message::Reject { ballot, promised });
+            return false;
+        }
+        self.promise(ballot);
+        self.follow(now, ballot);
+        true
+    }
+
     /// Accepts `ballot`'s leader as ours: resets the election timer and
     /// grants it the lease.
     fn follow(&mut self, now: Instant, ballot: Ballot) {
@@ -148,14 +163,9 @@ impl Replica {
         entries: Vec<(Slot, Value)>,
         commit: Slot,
     ) {
-        self.observe_ballot(ballot);
-        if ballot < self.promised {
-            let promised = self.promised;
-            self.send(from, Message::Reject { ballot, promised });
+        if !self.admit_leader(now, from, ballot) {
             return;
         }
-        self.promise(ballot);
-        self.follow(now, ballot);
         let horizon = self.slot_horizon();
         let mut accepted = Vec::with_capacity(entries.len());
         for (slot, value) in entries {
@@ -216,14 +226,9 @@ impl Replica {
         commit: Slot,
         round: u64,
     ) {
-        self.observe_ballot(ballot);
-        if ballot < self.promised {
-            let promised = self.promised;
-            self.send(from, Message::Reject { ballot, promised });
+        if !self.admit_leader(now, from, ballot) {
             return;
         }
-        self.promise(ballot);
-        self.follow(now, ballot);
         self.learn_commit(now, ballot, commit);
         if self.votes() || self.membership.latest().is_member(self.config.id) {
             // Learners acknowledge too, so the leader knows how far behind
