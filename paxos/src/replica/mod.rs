@@ -140,7 +140,7 @@ enum RoleState {
 ///
 /// # Invariants
 ///
-/// Between calls (after every input), [`check_invariants`] asserts, in
+/// Between calls (after every input), `check_invariants` asserts, in
 /// O(log n):
 /// 1. `compacted_through <= delivered == commit`: everything chosen is
 ///    handed to the driver within the step, and only applied slots are
@@ -168,8 +168,6 @@ enum RoleState {
 ///    its next slot is above `commit`, its proposals lie between `commit`
 ///    and its next slot, its recovered values from its next slot through
 ///    the last recovered slot, and none is left unsent.
-///
-/// [`check_invariants`]: Replica::check_invariants
 pub struct Replica {
     config: Config,
     rng: Rng,
