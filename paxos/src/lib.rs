@@ -23,7 +23,22 @@
 //! Safety invariants are asserted where they could break: a promise never
 //! goes down, nothing is accepted above the promise, a chosen slot never
 //! changes, a leader proposes one value per slot, the commit index only
-//! grows.
+//! grows; the state's invariants are numbered on `Replica` and checked after
+//! every input.
+//!
+//! # Layout, by role
+//! | module | what |
+//! |---|---|
+//! | `replica/` | the state, the public entry points, dispatch to the roles; `acceptor.rs` and `learner.rs` work on the log the roles share |
+//! | `candidate` | Phase 1: prepares, promises, winning |
+//! | `recovery` | what a new leader learns and re-proposes from the promises (pure functions) |
+//! | `leader` | Phase 2: batching, the in-flight window, heartbeats, lease reads |
+//! | `catch_up` | fetching chosen values this node lacks |
+//! | `peer_input` | what a peer's message may claim, checked before it is handled |
+//! | [`membership`] | voters and learners, chosen in the log |
+//!
+//! Each role takes what it needs and returns what happened; the replica
+//! applies it.
 #![warn(missing_docs)]
 
 mod candidate;
