@@ -1,10 +1,12 @@
 //! Redis commands and replies as they travel in the log and back: [`RedisCommand`] (a client's
 //! arguments and the random seed every replica draws from), [`RedisMulti`] (a `MULTI` block),
-//! [`RedisReply`] (the RESP value typed as RESP3 types it), the table of the commands the state
-//! machine runs ([`COMMANDS`], [`spec`]) and their validation against the limits.
+//! [`RedisReply`] (the RESP value typed as RESP3 types it), their validation against the limits,
+//! and the two command tables: the commands the state machine runs ([`COMMANDS`], [`spec`]) and
+//! those the node's Redis endpoint runs itself ([`ENDPOINT_COMMANDS`], [`endpoint_spec`]). The
+//! node dispatches by them and answers `COMMAND` from them; `synod-cli` builds its help from them.
 //!
-//! The state machine executes them (`kvstore/src/redis/`); the Redis endpoint encodes replies
-//! in RESP2 or RESP3.
+//! The state machine executes the commands in the log (`kvstore/src/redis/`); the Redis endpoint
+//! encodes replies in RESP2 or RESP3.
 
 use crate::error::RequestError;
 use crate::limits::{MAX_KEY_BYTES, MAX_MULTI_COMMANDS, MAX_REDIS_ARGS};
@@ -438,6 +440,149 @@ pub fn spec(name: &[u8]) -> Option<&'static CommandSpec> {
         .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
+impl CommandSpec {
+    /// The Redis flags `COMMAND` reports for it: those of a fast read or of a write.
+    pub fn flags(&self) -> &'static [&'static str] {
+        if self.read_only {
+            READ
+        } else {
+            WRITE
+        }
+    }
+}
+
+/// One command the Redis endpoint runs itself, as `COMMAND` describes it. The node dispatches
+/// them (`src/redis/table.rs`); `synod-cli` writes its help for them.
+#[derive(Debug)]
+pub struct EndpointSpec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis arity: `n` exactly n arguments (the name included), `-n` at least n.
+    pub arity: i64,
+    /// Redis command flags.
+    pub flags: &'static [&'static str],
+    /// Position of the first key argument (0 = none).
+    pub first_key: i64,
+    /// Position of the last key argument (-1 = the last argument).
+    pub last_key: i64,
+    /// Step between key arguments.
+    pub step: i64,
+}
+
+impl EndpointSpec {
+    /// Whether it waits for data (the blocking pops).
+    pub fn is_blocking(&self) -> bool {
+        self.flags == BLOCKING
+    }
+
+    /// Whether a connection may run it before `AUTH`.
+    pub fn runs_before_auth(&self) -> bool {
+        self.flags.contains(&"no-auth")
+    }
+}
+
+const fn e(
+    name: &'static str,
+    arity: i64,
+    flags: &'static [&'static str],
+    keys: (i64, i64, i64),
+) -> EndpointSpec {
+    EndpointSpec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+    }
+}
+
+const PAIRS: (i64, i64, i64) = (1, -1, 2);
+const READ: &[&str] = &["readonly", "fast"];
+const WRITE: &[&str] = &["write", "denyoom"];
+const WRITE_FAST: &[&str] = &["write", "denyoom", "fast"];
+const CONN: &[&str] = &["fast", "no-auth", "loading", "stale"];
+const ADMIN: &[&str] = &["loading", "stale"];
+const BLOCKING: &[&str] = &["write", "blocking"];
+const TRANSACTION: &[&str] = &["noscript", "loading", "stale", "fast"];
+
+/// Every command the Redis endpoint runs itself: the connection's and the node's, its own
+/// `SET`, `GET`, `INCR`, key expiry and the rest (the state machine runs them only inside
+/// `MULTI` blocks), `SYNOD.*`, the blocking pops and the transaction commands.
+pub static ENDPOINT_COMMANDS: &[EndpointSpec] = &[
+    e("ping", -1, &["fast"], NOKEY),
+    e("echo", 2, &["fast"], NOKEY),
+    e("auth", -2, CONN, NOKEY),
+    e("hello", -1, CONN, NOKEY),
+    e("quit", -1, CONN, NOKEY),
+    e("select", 2, &["fast", "loading", "stale"], NOKEY),
+    e("command", -1, ADMIN, NOKEY),
+    e("info", -1, ADMIN, NOKEY),
+    e("config", -2, ADMIN, NOKEY),
+    e("client", -2, ADMIN, NOKEY),
+    e("dbsize", 1, &["readonly"], NOKEY),
+    e("time", 1, &["random", "fast", "loading", "stale"], NOKEY),
+    e("get", 2, READ, K1),
+    e("set", -3, WRITE, K1),
+    e("setnx", 3, WRITE_FAST, K1),
+    e("mget", -2, READ, KALL),
+    e("mset", -3, WRITE, PAIRS),
+    e("msetnx", -3, WRITE, PAIRS),
+    e("del", -2, &["write"], KALL),
+    e("unlink", -2, &["write", "fast"], KALL),
+    e("exists", -2, READ, KALL),
+    e("incr", 2, WRITE_FAST, K1),
+    e("incrby", 3, WRITE_FAST, K1),
+    e("decr", 2, WRITE_FAST, K1),
+    e("decrby", 3, WRITE_FAST, K1),
+    e("keys", 2, &["readonly"], NOKEY),
+    e("scan", -2, &["readonly"], NOKEY),
+    e("ttl", 2, READ, K1),
+    e("pttl", 2, READ, K1),
+    e("persist", 2, &["write", "fast"], K1),
+    e("expire", -3, &["write", "fast"], K1),
+    e("pexpire", -3, &["write", "fast"], K1),
+    e("expireat", -3, &["write", "fast"], K1),
+    e("pexpireat", -3, &["write", "fast"], K1),
+    e("expiretime", 2, READ, K1),
+    e("pexpiretime", 2, READ, K1),
+    e("synod.cas", 4, WRITE, K1),
+    e("synod.setfenced", 5, WRITE, (3, 3, 1)),
+    e("synod.status", 1, &["fast", "loading", "stale"], NOKEY),
+    e("synod.members", 1, &["admin"], NOKEY),
+    e("synod.member", -3, &["admin"], NOKEY),
+    e("synod.lock", -2, &["write"], NOKEY),
+    e("synod.unlock", 2, &["write"], NOKEY),
+    e("synod.lockinfo", 2, &["readonly"], NOKEY),
+    e("synod.campaign", -3, &["write"], NOKEY),
+    e("synod.proclaim", 3, &["write"], NOKEY),
+    e("synod.resign", 2, &["write"], NOKEY),
+    e("synod.leader", 2, &["readonly"], NOKEY),
+    e("synod.session", 1, &["fast"], NOKEY),
+    e("setex", 4, WRITE, K1),
+    e("psetex", 4, WRITE, K1),
+    e("blpop", -3, BLOCKING, (1, -2, 1)),
+    e("brpop", -3, BLOCKING, (1, -2, 1)),
+    e("brpoplpush", 4, BLOCKING, K2),
+    e("blmove", 6, BLOCKING, K2),
+    e("blmpop", -5, BLOCKING, NOKEY),
+    e("bzpopmin", -3, BLOCKING, (1, -2, 1)),
+    e("bzpopmax", -3, BLOCKING, (1, -2, 1)),
+    e("bzmpop", -5, BLOCKING, NOKEY),
+    e("multi", 1, TRANSACTION, NOKEY),
+    e("exec", 1, TRANSACTION, NOKEY),
+    e("discard", 1, TRANSACTION, NOKEY),
+    e("watch", -2, TRANSACTION, KALL),
+    e("unwatch", 1, TRANSACTION, NOKEY),
+];
+
+/// The spec of the command `name` (any case), if the Redis endpoint runs it itself.
+pub fn endpoint_spec(name: &[u8]) -> Option<&'static EndpointSpec> {
+    ENDPOINT_COMMANDS
+        .iter()
+        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// Validation of a [`RedisMulti`]: each command as [`validate`] checks it, at most
 /// [`MAX_MULTI_COMMANDS`] of them, and watched keys that are keys.
 pub fn validate_multi(multi: &RedisMulti) -> Result<(), RequestError> {
@@ -490,4 +635,43 @@ pub fn format_double(value: f64) -> String {
         return format!("{mantissa}e{sign}{:02}", exponent.abs());
     }
     format!("{value}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_table_lists_every_command_once_in_lower_case() {
+        for names in [
+            COMMANDS.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ENDPOINT_COMMANDS.iter().map(|s| s.name).collect(),
+        ] {
+            assert!(names.iter().all(|n| *n == n.to_lowercase()), "{names:?}");
+            let mut unique = names.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), names.len(), "{names:?}");
+        }
+        assert!(endpoint_spec(b"GeT").is_some());
+        assert!(endpoint_spec(b"hset").is_none());
+        assert!(spec(b"HsEt").is_some());
+    }
+
+    #[test]
+    fn only_the_blocking_pops_block_and_only_connection_commands_run_before_auth() {
+        let blocking: Vec<&str> = ENDPOINT_COMMANDS
+            .iter()
+            .filter(|s| s.is_blocking())
+            .map(|s| s.name)
+            .collect();
+        assert!(blocking.iter().all(|n| n.starts_with('b')), "{blocking:?}");
+        assert_eq!(blocking.len(), 8);
+        let before_auth: Vec<&str> = ENDPOINT_COMMANDS
+            .iter()
+            .filter(|s| s.runs_before_auth())
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(before_auth, ["auth", "hello", "quit"]);
+    }
 }

@@ -4,15 +4,17 @@
 //! built from this table; the server stays the judge of what is valid.
 //!
 //! # One table with the server's
-//! The state machine's Redis commands (hashes, sets, lists, sorted sets and
-//! the rest) come from the table the node runs them by,
-//! [`synod_wire::redis::COMMANDS`]: name, arity, group and key positions,
-//! with a summary pointing to Redis's documentation. [`DOCUMENTED`] holds
-//! help written here: for the commands the endpoint runs itself (`AUTH`,
-//! `SYNOD.*`, the blocking pops, whose table is `src/redis/table.rs` in the
-//! node), for state-machine commands worth more than the derived summary,
-//! and for the shell's own. The tests below fail when the two disagree on a
-//! name or an arity.
+//! Every name and arity comes from the tables the node runs commands by, in
+//! `synod-wire`: [`synod_wire::redis::ENDPOINT_COMMANDS`] for the commands
+//! the Redis endpoint runs itself (`AUTH`, `SET`, `SYNOD.*`, the blocking
+//! pops, ...) and [`synod_wire::redis::COMMANDS`] for the state machine's
+//! (hashes, sets, lists, sorted sets and the rest: name, arity, group and
+//! key positions, with a summary pointing to Redis's documentation).
+//! [`DOCUMENTED`] holds only the help written here: syntax, summary and
+//! example for the endpoint's commands, for state-machine commands worth
+//! more than the derived summary, and for the shell's own, whose arities
+//! are [`SHELL_ARITIES`]. The tests below fail when help is missing for a
+//! command of the node, or written for one nobody runs.
 
 use std::sync::OnceLock;
 
@@ -169,16 +171,64 @@ impl Command {
     }
 }
 
+/// Help written here for one command: all of [`Command`] but the arity,
+/// which comes from the node's tables (or, for the shell's own commands,
+/// from [`SHELL_ARITIES`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    /// Upper-case name.
+    pub name: &'static str,
+    /// The arguments' syntax, after the name.
+    pub args: &'static str,
+    /// One line on what it does and answers.
+    pub summary: &'static str,
+    /// An example line, or "".
+    pub example: &'static str,
+    /// Its group.
+    pub group: Group,
+}
+
+impl Written {
+    /// The command, its arity from the endpoint's table, the state
+    /// machine's or the shell's.
+    ///
+    /// # Panics
+    /// If no table has it (a test runs every entry through here).
+    fn command(&self) -> Command {
+        let name = self.name.as_bytes();
+        let arity = wire::endpoint_spec(name)
+            .map(|spec| spec.arity)
+            .or_else(|| wire::spec(name).map(|spec| spec.arity))
+            .or_else(|| {
+                SHELL_ARITIES
+                    .iter()
+                    .find(|(shell, _)| *shell == self.name)
+                    .map(|(_, arity)| i64::from(*arity))
+            })
+            .unwrap_or_else(|| panic!("{} is in no command table", self.name));
+        Command {
+            name: self.name,
+            arity: arity as i32,
+            args: self.args,
+            summary: self.summary,
+            example: self.example,
+            group: self.group,
+        }
+    }
+}
+
+/// The shell's own commands, handled by `synod-cli` and never sent, with
+/// their arities: the only commands in neither of the node's tables.
+const SHELL_ARITIES: [(&str, i32); 4] = [("HELP", -1), ("CONNECT", -2), ("CLEAR", 1), ("EXIT", 1)];
+
 const fn cmd(
     name: &'static str,
-    arity: i32,
     args: &'static str,
     summary: &'static str,
     group: Group,
-) -> Command {
-    Command {
+) -> Written {
+    Written {
         name,
-        arity,
         args,
         summary,
         example: "",
@@ -186,27 +236,25 @@ const fn cmd(
     }
 }
 
-const fn with_example(command: Command, example: &'static str) -> Command {
-    Command { example, ..command }
+const fn with_example(written: Written, example: &'static str) -> Written {
+    Written { example, ..written }
 }
 
 use Group::{Connection, Keyspace, Server, Shell, Synod};
 
 /// The commands whose help is written here (see the module's doc), grouped
 /// as `HELP` lists them.
-pub static DOCUMENTED: &[Command] = &[
-    cmd("PING", -1, "[message]", "Answers PONG, or the message.", Connection),
-    cmd("ECHO", 2, "message", "Answers the message.", Connection),
+pub static DOCUMENTED: &[Written] = &[
+    cmd("PING", "[message]", "Answers PONG, or the message.", Connection),
+    cmd("ECHO", "message", "Answers the message.", Connection),
     cmd(
         "AUTH",
-        -2,
         "[username] password",
         "Authenticates the connection (the only user is `default`).",
         Connection,
     ),
     cmd(
         "HELLO",
-        -1,
         "[protover [AUTH username password] [SETNAME clientname]]",
         "Handshake: server facts as field/value pairs; protover 3 switches the connection to \
          RESP3.",
@@ -214,28 +262,24 @@ pub static DOCUMENTED: &[Command] = &[
     ),
     cmd(
         "SELECT",
-        2,
         "index",
         "Selects a database; only database 0 exists.",
         Connection,
     ),
     cmd(
         "CLIENT",
-        -2,
         "ID | GETNAME | SETNAME name | SETINFO attr value",
         "This connection's id and name.",
         Connection,
     ),
     cmd(
         "QUIT",
-        -1,
         "",
         "Closes the connection; the shell leaves too.",
         Connection,
     ),
     cmd(
         "INFO",
-        -1,
         "[section ...]",
         "Node facts: sections server, clients, replication and synod (role, leader, ballot, \
          commit and applied index, revision).",
@@ -243,42 +287,36 @@ pub static DOCUMENTED: &[Command] = &[
     ),
     cmd(
         "COMMAND",
-        -1,
         "[COUNT | LIST | INFO command ...]",
         "Describes the endpoint's commands: name, arity, flags, key positions.",
         Server,
     ),
     cmd(
         "CONFIG",
-        -2,
         "GET parameter ...",
         "Reads settings (what redis-benchmark asks for); other subcommands are refused.",
         Server,
     ),
     cmd(
         "TIME",
-        1,
         "",
         "The node's wall clock: [Unix seconds, microseconds].",
         Server,
     ),
     cmd(
         "DBSIZE",
-        1,
         "",
         "The number of keys (counted page by page, not one snapshot).",
         Server,
     ),
     cmd(
         "GET",
-        2,
         "key",
         "The value of key, or nil; a linearizable read.",
         Group::String,
     ),
     cmd(
         "SET",
-        -3,
         "key value [NX | XX] [GET] [EX seconds | PX milliseconds | KEEPTTL]",
         "Sets key to value; NX only if absent, XX only if present, GET answers the old value. \
              EX/PX give it a time to live (EXAT/PXAT, a Unix expiry time, work too), KEEPTTL \
@@ -287,21 +325,18 @@ pub static DOCUMENTED: &[Command] = &[
     ),
     cmd(
         "SETEX",
-        4,
         "key seconds value",
         "Sets key to value with a time to live in seconds (SET key value EX seconds).",
         Group::String,
     ),
     cmd(
         "PSETEX",
-        4,
         "key milliseconds value",
         "Sets key to value with a time to live in milliseconds (SET key value PX ms).",
         Group::String,
     ),
     cmd(
         "BLPOP",
-        -3,
         "key [key ...] timeout",
         "Pops the first element of the first non-empty list, waiting up to timeout seconds \
              (0: forever); answers [key, element] or nil.",
@@ -309,49 +344,42 @@ pub static DOCUMENTED: &[Command] = &[
     ),
     cmd(
         "BRPOP",
-        -3,
         "key [key ...] timeout",
         "Like BLPOP, from the end of the list.",
         Group::Blocking,
     ),
     cmd(
         "BRPOPLPUSH",
-        4,
         "source destination timeout",
         "Moves the last element of source to the head of destination, waiting for one.",
         Group::Blocking,
     ),
     cmd(
         "BLMOVE",
-        6,
         "source destination LEFT | RIGHT LEFT | RIGHT timeout",
         "Moves an element from one end of source to one end of destination, waiting for one.",
         Group::Blocking,
     ),
     cmd(
         "BLMPOP",
-        -5,
         "timeout numkeys key [key ...] LEFT | RIGHT [COUNT count]",
         "Pops up to count elements from the first non-empty list, waiting for one.",
         Group::Blocking,
     ),
     cmd(
         "BZPOPMIN",
-        -3,
         "key [key ...] timeout",
         "Pops the lowest-scored member of the first non-empty sorted set, waiting for one.",
         Group::Blocking,
     ),
     cmd(
         "BZPOPMAX",
-        -3,
         "key [key ...] timeout",
         "Pops the highest-scored member of the first non-empty sorted set, waiting for one.",
         Group::Blocking,
     ),
     cmd(
         "BZMPOP",
-        -5,
         "timeout numkeys key [key ...] MIN | MAX [COUNT count]",
         "Pops up to count lowest or highest members of the first non-empty sorted set, \
              waiting for one.",
@@ -359,14 +387,12 @@ pub static DOCUMENTED: &[Command] = &[
     ),
     cmd(
         "MULTI",
-        1,
         "",
         "Starts a transaction: the commands that follow are queued (QUEUED) until EXEC.",
         Group::Transaction,
     ),
     cmd(
         "EXEC",
-        1,
         "",
         "Runs the queued commands as one atomic write and answers their replies; nil if a \
              WATCHed key changed, EXECABORT if a command was refused while queuing.",
@@ -374,147 +400,126 @@ pub static DOCUMENTED: &[Command] = &[
     ),
     cmd(
         "DISCARD",
-        1,
         "",
         "Drops the queued commands and the watched keys.",
         Group::Transaction,
     ),
     cmd(
         "WATCH",
-        -2,
         "key [key ...]",
         "The next EXEC runs only if none of these keys changed meanwhile.",
         Group::Transaction,
     ),
     cmd(
         "UNWATCH",
-        1,
         "",
         "Forgets the watched keys.",
         Group::Transaction,
     ),
     cmd(
         "GETSET",
-        3,
         "key value",
         "Sets key to value and answers the old value, or nil.",
         Group::String,
     ),
     cmd(
         "SETNX",
-        3,
         "key value",
         "Sets key only if it is absent: 1 if set, else 0.",
         Group::String,
     ),
     cmd(
         "MGET",
-        -2,
         "key [key ...]",
         "The values of the keys (nil for absent ones).",
         Group::String,
     ),
     cmd(
         "MSET",
-        -3,
         "key value [key value ...]",
         "Sets several keys in one transaction.",
         Group::String,
     ),
     cmd(
         "MSETNX",
-        -3,
         "key value [key value ...]",
         "Sets several keys only if none exists: 1 if set, else 0.",
         Group::String,
     ),
     cmd(
         "INCR",
-        2,
         "key",
         "Adds 1 to the integer at key (absent = 0); answers the new value.",
         Group::String,
     ),
     cmd(
         "INCRBY",
-        3,
         "key increment",
         "Adds increment to the integer at key; answers the new value.",
         Group::String,
     ),
     cmd(
         "DECR",
-        2,
         "key",
         "Subtracts 1 from the integer at key; answers the new value.",
         Group::String,
     ),
     cmd(
         "DECRBY",
-        3,
         "key decrement",
         "Subtracts decrement from the integer at key; answers the new value.",
         Group::String,
     ),
     cmd(
         "APPEND",
-        3,
         "key value",
         "Appends value to the value at key; answers the new length.",
         Group::String,
     ),
     cmd(
         "STRLEN",
-        2,
         "key",
         "The length of the value at key (0 if absent).",
         Group::String,
     ),
     cmd(
         "DEL",
-        -2,
         "key [key ...]",
         "Deletes the keys; answers how many existed.",
         Keyspace,
     ),
     cmd(
         "UNLINK",
-        -2,
         "key [key ...]",
         "Same as DEL.",
         Keyspace,
     ),
     cmd(
         "EXISTS",
-        -2,
         "key [key ...]",
         "How many of the keys exist (a key named twice counts twice).",
         Keyspace,
     ),
     cmd(
         "TYPE",
-        2,
         "key",
         "The type of the value at key (string, hash, list, set, zset), or none if absent.",
         Keyspace,
     ),
     cmd(
         "KEYS",
-        2,
         "pattern",
         "The keys matching a glob pattern (* ? [abc] [^a-z] \\x); large answers are refused: use SCAN.",
         Keyspace,
     ),
     cmd(
         "SCAN",
-        -2,
         "cursor [MATCH pattern] [COUNT count] [TYPE type]",
         "One page of keys from cursor (start with 0): the next cursor (0 at the end) and the keys.",
         Keyspace,
     ),
     cmd(
         "EXPIRE",
-        -3,
         "key seconds [NX | XX | GT | LT]",
         "Gives key a time to live in seconds (0 or less deletes it): 1 if set, 0 if the key is \
              absent or the condition fails. The leader deletes the key when it runs out.",
@@ -522,56 +527,48 @@ pub static DOCUMENTED: &[Command] = &[
     ),
     cmd(
         "PEXPIRE",
-        -3,
         "key milliseconds [NX | XX | GT | LT]",
         "Gives key a time to live in milliseconds, as EXPIRE.",
         Keyspace,
     ),
     cmd(
         "EXPIREAT",
-        -3,
         "key unix-seconds [NX | XX | GT | LT]",
         "Makes key expire at a Unix time in seconds, as EXPIRE.",
         Keyspace,
     ),
     cmd(
         "PEXPIREAT",
-        -3,
         "key unix-milliseconds [NX | XX | GT | LT]",
         "Makes key expire at a Unix time in milliseconds, as EXPIRE.",
         Keyspace,
     ),
     cmd(
         "EXPIRETIME",
-        2,
         "key",
         "The Unix time in seconds key expires at: -1 if it has no expiry, -2 if it is absent.",
         Keyspace,
     ),
     cmd(
         "PEXPIRETIME",
-        2,
         "key",
         "The Unix time in milliseconds key expires at: -1 if it has no expiry, -2 if absent.",
         Keyspace,
     ),
     cmd(
         "TTL",
-        2,
         "key",
         "Seconds left to live: -1 if the key has no expiry, -2 if it is absent.",
         Keyspace,
     ),
     cmd(
         "PTTL",
-        2,
         "key",
         "Milliseconds left to live: -1 if the key has no expiry, -2 if it is absent.",
         Keyspace,
     ),
     cmd(
         "PERSIST",
-        2,
         "key",
         "Removes the key's time to live: 1 if it had one, else 0.",
         Keyspace,
@@ -579,7 +576,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.CAS",
-            4,
             "key expected new",
             "Compare-and-swap: sets key to new only if it holds expected; 1 if swapped, else 0.",
             Synod,
@@ -589,7 +585,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.SETFENCED",
-            5,
             "lock token key value",
             "SET key value only while token is the current fencing token of lock; else a FENCED error.",
             Synod,
@@ -599,7 +594,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.STATUS",
-            1,
             "",
             "This node's view: node_id, role, leader_id, ballot, commit_index, applied_index, \
              revision, compacted_through.",
@@ -610,7 +604,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.MEMBERS",
-            1,
             "",
             "The cluster's members, from the leader: id, role (leader, voter, learner), \
              peer_addr, client_addr, commit_index, heard_ms_ago.",
@@ -621,7 +614,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.MEMBER",
-            -3,
             "ADD id peer_addr client_addr | PROMOTE id | REMOVE id",
             "One membership change at the leader, OK once it governs. ADD adds a learner (a node \
              started with --join); PROMOTE makes a caught-up learner a voter; REMOVE removes a \
@@ -633,7 +625,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.LOCK",
-            -2,
             "name [ttl_ms]",
             "Tries to take lock name for this connection's session (opened with ttl_ms, default \
              10000): the fencing token, or nil if another session holds it.",
@@ -644,7 +635,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.UNLOCK",
-            2,
             "name",
             "Releases lock name: 1 if this connection held it, else 0.",
             Synod,
@@ -654,7 +644,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.LOCKINFO",
-            2,
             "name",
             "Lock name's holder session, fencing token and number of waiters.",
             Synod,
@@ -664,7 +653,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.CAMPAIGN",
-            -3,
             "election value [ttl_ms]",
             "Runs for leader of election with value: status elected and revision, or status \
              queued and position.",
@@ -675,7 +663,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.PROCLAIM",
-            3,
             "election value",
             "The leader (this connection) announces a new value; answers its revision.",
             Synod,
@@ -685,7 +672,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.RESIGN",
-            2,
             "election",
             "Leaves election: 1 if this connection led it, 0 if it was only queued or absent.",
             Synod,
@@ -695,7 +681,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.LEADER",
-            2,
             "election",
             "The leader of election: value, session and revision, or nil.",
             Synod,
@@ -705,7 +690,6 @@ pub static DOCUMENTED: &[Command] = &[
     with_example(
         cmd(
             "SYNOD.SESSION",
-            1,
             "",
             "This connection's session id (opened by SYNOD.LOCK or SYNOD.CAMPAIGN), or nil.",
             Synod,
@@ -714,7 +698,6 @@ pub static DOCUMENTED: &[Command] = &[
     ),
     cmd(
         "HELP",
-        -1,
         "[command | @group | prefix]",
         "Lists the commands, or describes one (HELP GET), a group (HELP @synod) or those \
          starting with a prefix (HELP SYNOD.).",
@@ -722,16 +705,16 @@ pub static DOCUMENTED: &[Command] = &[
     ),
     cmd(
         "CONNECT",
-        -2,
         "host [port]",
         "Connects the shell to another node (same password).",
         Shell,
     ),
-    cmd("CLEAR", 1, "", "Clears the screen.", Shell),
-    cmd("EXIT", 1, "", "Leaves the shell (so do QUIT and ctrl-d).", Shell),
+    cmd("CLEAR", "", "Clears the screen.", Shell),
+    cmd("EXIT", "", "Leaves the shell (so do QUIT and ctrl-d).", Shell),
 ];
 
-/// Every command `synod-cli` knows: [`DOCUMENTED`], then the state
+/// Every command `synod-cli` knows: [`DOCUMENTED`] with the arities of the
+/// node's tables, then the state
 /// machine's commands it does not document, as [`Command::from_spec`] tells
 /// them. Built on first use.
 pub fn commands() -> &'static [Command] {
@@ -744,7 +727,7 @@ pub fn commands() -> &'static [Command] {
         });
         DOCUMENTED
             .iter()
-            .copied()
+            .map(Written::command)
             .chain(undocumented.map(Command::from_spec))
             .collect()
     })
@@ -877,33 +860,6 @@ mod tests {
         assert_eq!(names.len(), commands().len());
     }
 
-    /// The shell's own commands, handled by `synod-cli` and never sent: the
-    /// only ones in neither the node's endpoint table nor the state
-    /// machine's.
-    const SHELL_COMMANDS: [&str; 4] = ["HELP", "CONNECT", "CLEAR", "EXIT"];
-
-    /// The endpoint's own table (`src/redis/table.rs` in the root package),
-    /// read as text: each command's name and arity, or `None` outside the
-    /// workspace.
-    fn endpoint_table() -> Option<Vec<(String, i32)>> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../src/redis/table.rs");
-        let Ok(table) = std::fs::read_to_string(path) else {
-            println!("skipped: {path} is not here (the client crate outside its workspace)");
-            return None;
-        };
-        let specs: Vec<(String, i32)> = table
-            .split("spec(\"")
-            .skip(1)
-            .filter_map(|rest| {
-                let (name, rest) = rest.split_once('"')?;
-                let arity = rest.trim_start_matches([',', ' ']).split(',').next()?;
-                Some((name.to_string(), arity.trim().parse().ok()?))
-            })
-            .collect();
-        assert!(specs.len() > 30, "found only {specs:?} in {path}");
-        Some(specs)
-    }
-
     #[test]
     fn every_command_of_the_state_machine_has_help_with_its_arity() {
         for spec in wire::COMMANDS {
@@ -915,15 +871,10 @@ mod tests {
 
     #[test]
     fn help_describes_only_commands_the_node_or_the_shell_runs() {
-        let Some(endpoint) = endpoint_table() else {
-            return;
-        };
         for command in commands() {
-            let known = endpoint
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case(command.name))
-                || wire::spec(command.name.as_bytes()).is_some();
-            let shell = SHELL_COMMANDS.contains(&command.name);
+            let name = command.name.as_bytes();
+            let known = wire::endpoint_spec(name).is_some() || wire::spec(name).is_some();
+            let shell = SHELL_ARITIES.iter().any(|(n, _)| *n == command.name);
             assert_eq!(shell, command.group == Group::Shell, "{}", command.name);
             assert!(
                 known != shell,
@@ -937,19 +888,16 @@ mod tests {
     /// its arity.
     #[test]
     fn help_covers_every_command_of_the_endpoint() {
-        let Some(endpoint) = endpoint_table() else {
-            return;
-        };
-        let missing: Vec<&str> = endpoint
+        let missing: Vec<&str> = wire::ENDPOINT_COMMANDS
             .iter()
-            .map(|(name, _)| name.as_str())
+            .map(|spec| spec.name)
             .filter(|name| lookup(name).is_none())
             .collect();
         assert!(missing.is_empty(), "no HELP for {missing:?}");
-        for (name, arity) in &endpoint {
-            let command = lookup(name).unwrap();
-            assert_ne!(command.group, Group::Shell, "{name}");
-            assert_eq!(command.arity, *arity, "{name}");
+        for spec in wire::ENDPOINT_COMMANDS {
+            let command = lookup(spec.name).unwrap();
+            assert_ne!(command.group, Group::Shell, "{}", spec.name);
+            assert_eq!(i64::from(command.arity), spec.arity, "{}", spec.name);
         }
     }
 
