@@ -1,4 +1,8 @@
 //! Identifiers and values the core agrees on: nodes, ballots, slots, commands.
+//!
+//! This module and [`crate::membership`] name each other's types and nothing else: a
+//! [`Value::Reconfigure`] carries a membership [`Change`](crate::membership::Change), which is
+//! made of node ids and slots from here.
 
 use std::fmt;
 
