@@ -31,8 +31,7 @@ use synod_kvstore::{Op, Outcome, RedisCommand, RedisReply, ReplyKind};
 
 use super::expiry::{ttl_ms, Base, Unit};
 use super::keyspace::Glob;
-use super::resp::Reply;
-use super::table::int_arg;
+use super::resp::{int_arg, Reply};
 use super::{read, write, Conn, RedisShared};
 
 /// First pause of a blocking pop between attempts.

@@ -17,8 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use synod_kvstore::{Expire, ExpireIf, Op, Outcome, Persist, Ttl, TtlResponse};
 use synod_wire::limits::MAX_KEY_TTL_MS;
 
-use super::resp::Reply;
-use super::table::int_arg;
+use super::resp::{int_arg, Reply};
 use super::{check_key, read, write, Conn, RedisShared};
 
 /// Most read-then-set rounds of `EXPIRE .. GT|LT` under concurrent changes

@@ -12,11 +12,17 @@
 //! runs them; pipelined requests are answered in one write.
 //!
 //! Modules: [`resp`] (the wire format and its limits), [`backend`] (local
-//! or forwarded requests), `table` (the command table and dispatch),
+//! or forwarded requests), `table` (dispatch, by the command tables of
+//! `synod_wire::redis`),
 //! `strings`, `expiry` and `keyspace` (the key-value commands), `multi`
 //! (transactions), `admin`
 //! (connection and server commands) and `coord` (Synod's own `SYNOD.*`
 //! commands: compare-and-swap, locks, elections, status).
+//!
+//! `Conn` and `RedisShared` here hold state whose rules belong to two of
+//! those modules (`coord`'s per-connection session, `keyspace`'s cursor
+//! table), while those modules call the request helpers here (`read`,
+//! `write`, ...): state here, behaviour there, so they import each other.
 
 mod admin;
 pub mod backend;

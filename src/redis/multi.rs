@@ -24,9 +24,8 @@ use synod_wire::limits::MAX_MULTI_COMMANDS;
 
 use super::data::{getex_in_state_machine_form, seed, to_reply};
 use super::expiry::{expire_time_kind, ttl_ms};
-use super::resp::Reply;
+use super::resp::{int_arg, Reply};
 use super::strings::{parse_set, set_in_state_machine_form, setex_ttl_ms};
-use super::table::int_arg;
 use super::{check_key, read, write, Conn, RedisShared};
 
 /// Most keys one connection watches at once.

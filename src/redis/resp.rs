@@ -309,6 +309,11 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
     text.parse().ok()
 }
 
+/// An integer argument as [`parse_i64`] reads it, or Redis's error reply.
+pub(super) fn int_arg(arg: &[u8]) -> Result<i64, Reply> {
+    parse_i64(arg).ok_or_else(|| Reply::err("value is not an integer or out of range"))
+}
+
 fn hex_digit(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }

@@ -16,8 +16,7 @@ use synod_kvstore::{
 use synod_wire::limits::MAX_TXN_OPS;
 
 use super::expiry::{ttl_ms, Base, Unit};
-use super::resp::Reply;
-use super::table::int_arg;
+use super::resp::{int_arg, Reply};
 use super::{check_key, data, read, write, write_with_ttl, Conn, RedisShared};
 
 /// Runs the string command `name` (lower case, arity already checked).

@@ -7,7 +7,7 @@
 
 use synod_wire::redis::{self as sm_redis, CommandSpec, EndpointSpec};
 
-use super::resp::{parse_i64, Reply};
+use super::resp::Reply;
 use super::{admin, coord, data, expiry, keyspace, multi, strings, Conn, RedisShared};
 
 /// Whether `name` (any case) waits for data (see [`data::blocking`]).
@@ -183,11 +183,6 @@ fn entry(name: &str, arity: i64, flags: &[&str], keys: (i64, i64, i64)) -> Reply
         Reply::Integer(keys.1),
         Reply::Integer(keys.2),
     ])
-}
-
-/// Parses an integer argument with Redis's error.
-pub(super) fn int_arg(arg: &[u8]) -> Result<i64, Reply> {
-    parse_i64(arg).ok_or_else(|| Reply::err("value is not an integer or out of range"))
 }
 
 #[cfg(test)]

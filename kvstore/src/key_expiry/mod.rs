@@ -8,7 +8,9 @@
 //! write (`writer`), which this module's commands also go through.
 //!
 //! Apply never reads a clock: the leader's [`KeyExpiryClock`] ([`clock`]) keeps the deadlines
-//! and proposes the commands that delete expired keys.
+//! and proposes the commands that delete expired keys. It starts from the [`KeyExpiry`] records
+//! read here, and this module only re-exports it: the two imports both ways are the record and
+//! its one reader.
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 

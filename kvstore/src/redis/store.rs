@@ -1,4 +1,8 @@
 //! Reading and writing collection headers (in `sm_kv`) and elements (in `sm_redis_elements`).
+//!
+//! It takes the parent's command context (`Ctx`, `Res`, `wrong_type`) as every command module
+//! does, and the parent hands its `View` to them: the storage layer of the Redis commands, split
+//! out of `redis/mod.rs` for length, so the imports go both ways.
 
 use std::ops::Bound;
 

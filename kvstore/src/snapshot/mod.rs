@@ -5,7 +5,9 @@
 //!
 //! Here: the format, and reading a snapshot out of the state machine. `install` validates
 //! and stages a received stream and swaps it in ([`SnapshotInstaller`]); `receive` takes one
-//! stream at a time from whichever peers send chunks ([`SnapshotReceiver`]).
+//! stream at a time from whichever peers send chunks ([`SnapshotReceiver`]). Those two read the
+//! format from here and this module only re-exports what they define, so the imports both ways
+//! are one format and its two readers, not a knot.
 //!
 //! ## Format
 //!
