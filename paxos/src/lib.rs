@@ -36,7 +36,11 @@
 //! | `catch_up` | fetching chosen values this node lacks |
 //! | `peer_input` | what a peer's message may claim, checked before it is handled |
 //! | [`membership`] | voters and learners, chosen in the log |
+//! | [`ready`], [`message`], [`storage`] | the output and the order to handle it; the messages; the log's storage contract |
+//! | [`config`], [`types`], [`time`], [`rng`] | bounds and timeouts; slots, ballots and ids; the time and the seeded randomness the driver feeds in |
 //!
+//! The proposer of the Paxos papers is two roles here, `candidate` (Phase 1)
+//! and `leader` (Phase 2); a rejection is [`Message::Reject`].
 //! Each role takes what it needs and returns what happened; the replica
 //! applies it.
 #![warn(missing_docs)]

@@ -14,8 +14,9 @@
 //! - [`limits`]: every size and count bound on requests, frames and the replicated tables; the
 //!   one place they are set.
 //! - [`event`]: watch events ([`Event`]) and what a watcher asks for ([`EventFilter`]).
-//! - [`redis`]: Redis commands and replies as they travel in the log, and the table of the
-//!   commands the state machine runs; [`resp`], the Redis protocol's encoding as a client reads
+//! - [`redis`]: Redis commands and replies as they travel in the log, and the two command tables:
+//!   the state machine's and the Redis endpoint's own (both read by the node and `synod-cli`);
+//!   [`resp`], the Redis protocol's encoding as a client reads
 //!   it (commands out, one [`resp::Reply`] in, within limits) and the reply frames the node's
 //!   Redis endpoint writes with.
 //! - [`proto`]: the client protocol's generated protobuf messages (the QUIC frame and the API
