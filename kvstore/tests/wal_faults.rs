@@ -368,7 +368,7 @@ fn the_injected_bug_cuts_synced_frames_after_a_damaged_one() {
     log.persist(&[Record::Promised(Ballot(1)), accepted(1, 1, "first")])
         .unwrap();
     let name = "00000000000000000000.wal";
-    let damaged_at = disk.file_bytes(name).unwrap().len() as u64 + 30;
+    let damaged_at = disk.written_bytes(name).unwrap() + 30;
     log.persist(&[accepted(2, 1, "second, damaged")]).unwrap();
     log.persist(&[accepted(3, 1, "third, valid")]).unwrap();
     drop(log);
