@@ -3,18 +3,17 @@
 //!
 //! The write-ahead log needs little from a file system: list a directory, read a file whole,
 //! create a file atomically, reserve room at its end, write after what was synced, sync, cut a
-//! file short, remove one.
+//! file short, remove one. Behind this trait the simulator runs the real log code on a disk
+//! that loses unsynced writes, tears the last one, flips bits, fails fsyncs and fills up.
 //!
 //! # Why reserve room
 //! `fdatasync` after an append must also make the file's new length durable, a journal commit
-//! on ext4; after a write inside space the file already has (allocated when it was created),
-//! it flushes the data alone. On this project's test machine that makes a 200-byte write and
+//! on ext4; after a write inside space the file already has (allocated ahead by `reserve`), it
+//! flushes the data alone. On this project's test machine that makes a 200-byte write and
 //! its sync about a third faster (p50 125 → 84 µs alone, 190 → 133 µs with three processes
 //! syncing at once), and that sync is on the critical path of every write on every node. The
 //! log reserves room a step at a time rather than a whole segment at once, because it reads its
-//! segments whole when it opens, and reading reserved room costs as much as reading data. Behind this trait the
-//! simulator runs the real log code on a disk that loses unsynced writes, tears the last one,
-//! flips bits, fails fsyncs and fills up.
+//! segments whole when it opens, and reading reserved room costs as much as reading data.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -81,8 +80,8 @@ pub trait WalDisk: std::fmt::Debug {
 /// `sync` is `fdatasync` of the file; `create` writes `<name>.tmp`, syncs it, renames it to
 /// `name` and syncs the directory; `reserve` is `fallocate` (Linux; elsewhere it reserves
 /// nothing); `write_at` is `pwrite`; `truncate` is `set_len` and `fsync`; `remove` syncs the
-/// directory after unlinking. [`open`](Self::open) removes
-/// temporaries a crash left behind. The file being written stays open between calls.
+/// directory after unlinking. [`open`](Self::open) removes temporaries a crash left behind. The
+/// file being written stays open between calls.
 #[derive(Debug)]
 pub struct FsDisk {
     dir: PathBuf,

@@ -578,7 +578,8 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
             offset: at as u64,
             reason,
         };
-        // Room reserved at creation and never written reads as zeros; no frame is all zeros.
+        // Room reserved ahead of the frames and never written reads as zeros; no frame is all
+        // zeros.
         let zeros_from = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
         if zeros_from <= at {
             return Err(corrupt(at, "the segment ends before its first frame".into()).into());
@@ -623,7 +624,7 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
                         )
                         .into());
                     }
-                    if !is_torn_write(&bytes, at, number, &error) {
+                    if !is_torn_write(&bytes, zeros_from, at, number, &error) {
                         return Err(corrupt(
                             at,
                             format!("{error} in the last frame, which is whole: not a torn write"),
@@ -834,8 +835,9 @@ fn read_u64(bytes: &[u8]) -> u64 {
 }
 
 /// Whether the bad frame at byte `at` of the last segment `number`, after which no valid frame
-/// follows, is a torn write (never synced, so cut off) rather than corruption. A torn write is
-/// an append a crash cut short, or one whose blocks reached the disk only in part:
+/// follows, is a torn write (never synced, so cut off) rather than corruption; `bytes` are zeros
+/// from `zeros_from` on. A torn write is a write a crash cut short, or one whose blocks reached
+/// the disk only in part:
 /// - the file ends inside the frame's header, or after a valid header inside its payload;
 /// - the header is not one: zeros (an extended but unwritten region) or stale bytes of a reused
 ///   block; but a header one bit away from a valid one is a valid header whose bit flipped,
@@ -845,8 +847,13 @@ fn read_u64(bytes: &[u8]) -> u64 {
 ///
 /// So a flipped bit anywhere in a synced frame (or several in its payload) refuses the start;
 /// several flipped bits in the header of the last frame would be cut as a torn write.
-fn is_torn_write(bytes: &[u8], at: usize, number: u64, error: &FrameError) -> bool {
-    let zeros_from = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+fn is_torn_write(
+    bytes: &[u8],
+    zeros_from: usize,
+    at: usize,
+    number: u64,
+    error: &FrameError,
+) -> bool {
     match error {
         FrameError::HeaderCut { .. } | FrameError::PayloadCut { .. } => true,
         FrameError::HeaderHash => zeros_from <= at || !header_one_bit_from_valid(bytes, at, number),
