@@ -278,6 +278,18 @@ mod tests {
         }))
     }
 
+    /// Node `me` of three starts Phase 1 at `ballot` from slot 1; returns it and its prepares.
+    fn start_of_three(me: NodeId, ballot: Ballot) -> (Candidate, Vec<(NodeId, Message)>) {
+        Candidate::start(
+            me,
+            ballot,
+            Slot(1),
+            vec![membership(&[1, 2, 3])],
+            Instant::from_micros(0),
+            VecDeque::new(),
+        )
+    }
+
     fn chunk(ballot: Ballot, slots: Vec<(Slot, SlotState)>) -> PromiseChunk {
         PromiseChunk {
             ballot,
@@ -292,14 +304,7 @@ mod tests {
     fn asks_its_own_acceptor_last_and_wins_with_it() {
         let me = NodeId(1);
         let ballot = Ballot::new(1, me);
-        let (mut candidate, prepares) = Candidate::start(
-            me,
-            ballot,
-            Slot(1),
-            vec![membership(&[1, 2, 3])],
-            Instant::from_micros(0),
-            VecDeque::new(),
-        );
+        let (mut candidate, prepares) = start_of_three(me, ballot);
         let to: Vec<NodeId> = prepares.iter().map(|(to, _)| *to).collect();
         assert_eq!(to, vec![NodeId(2), NodeId(3)], "not its own acceptor yet");
         let outcome = candidate.on_promise(me, NodeId(2), chunk(ballot, vec![]));
@@ -327,14 +332,7 @@ mod tests {
     #[test]
     fn gives_up_once_a_quorum_is_out_of_reach() {
         let me = NodeId(1);
-        let (mut candidate, _) = Candidate::start(
-            me,
-            Ballot::new(1, me),
-            Slot(1),
-            vec![membership(&[1, 2, 3])],
-            Instant::from_micros(0),
-            VecDeque::new(),
-        );
+        let (mut candidate, _) = start_of_three(me, Ballot::new(1, me));
         assert!(!candidate.on_reject(NodeId(2), false));
         assert!(candidate.on_reject(NodeId(3), false));
         assert!(candidate.on_reject(NodeId(2), true), "superseded");
@@ -344,14 +342,7 @@ mod tests {
     fn a_promise_from_behind_the_compaction_point_does_not_count() {
         let me = NodeId(1);
         let ballot = Ballot::new(1, me);
-        let (mut candidate, _) = Candidate::start(
-            me,
-            ballot,
-            Slot(1),
-            vec![membership(&[1, 2, 3])],
-            Instant::from_micros(0),
-            VecDeque::new(),
-        );
+        let (mut candidate, _) = start_of_three(me, ballot);
         let mut behind = chunk(ballot, vec![]);
         behind.compacted_through = Slot(5);
         assert_eq!(
