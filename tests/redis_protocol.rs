@@ -731,3 +731,120 @@ fn info_counts_the_clients_waiting_in_a_blocking_pop() {
     }
     assert!(released, "an answered BLPOP is no longer counted");
 }
+
+/// `KvBatchCall`s node `node` served.
+fn kv_batches(cluster: &Cluster, node: usize) -> f64 {
+    cluster
+        .metrics(node)
+        .iter()
+        .filter(|(series, _)| series.starts_with(r#"synod_api_requests_total{command="kv_batch""#))
+        .map(|(_, value)| value)
+        .sum()
+}
+
+/// Commands that reach a follower together travel to the leader together, in batches
+/// (`src/redis/forward.rs`): each connection still gets its own answers, in its order, and
+/// every write applies once.
+#[test]
+fn commands_forwarded_at_once_travel_in_batches_and_keep_their_own_answers() {
+    const CONNECTIONS: usize = 24;
+    const ROUNDS: usize = 30;
+    let cluster = cluster();
+    let (leader, follower) = (cluster.leader(), cluster.follower());
+    let batches_before = kv_batches(cluster, leader);
+    let connections: Vec<_> = (0..CONNECTIONS)
+        .map(|t| {
+            let mut c = cluster.client(follower);
+            std::thread::spawn(move || {
+                let mut counted = Vec::new();
+                for round in 0..ROUNDS {
+                    let key = format!("fwdbatch:{t}");
+                    counted.push(c.cmd("INCR fwdbatch:shared").int().expect("a count"));
+                    assert_eq!(c.call(&["SET", &key, &round.to_string()]), ok());
+                    assert_eq!(c.call(&["GET", &key]), bulk(&round.to_string()));
+                }
+                counted
+            })
+        })
+        .collect();
+    let mut counted: Vec<i64> = connections
+        .into_iter()
+        .flat_map(|c| c.join().expect("a connection's thread"))
+        .collect();
+    counted.sort_unstable();
+    let calls = CONNECTIONS * ROUNDS;
+    assert_eq!(
+        counted,
+        (1..=calls as i64).collect::<Vec<_>>(),
+        "every INCR applied once and answered its own count"
+    );
+    let batches = kv_batches(cluster, leader) - batches_before;
+    assert!(batches > 0.0, "forwarded calls travel in batches");
+    assert!(
+        batches < (3 * calls) as f64,
+        "{batches} batches for {} calls: some carried several",
+        3 * calls
+    );
+}
+
+/// A batch whose answers would not fit in one response frame carries the first ones; the
+/// follower sends the others alone (`KvBatchResult`), so large answers asked for at once all
+/// arrive whole.
+#[test]
+fn a_batch_answers_what_fits_and_the_rest_goes_alone() {
+    use prost::Message as _;
+    use synod_wire::proto::api::{
+        api_request::Call, api_response, ApiRequest, ApiResponse, KvBatchCall, KvCall,
+    };
+    let cluster = cluster();
+    let (leader, follower) = (cluster.leader(), cluster.follower());
+    let value = vec![b'v'; synod_wire::limits::MAX_VALUE_BYTES];
+    let mut c = cluster.client(leader);
+    assert_eq!(c.call_bytes(&[b"SET", b"fwdbig:a", &value]), ok());
+    // At the leader's client service: five answers of 4 MiB do not fit in 15 MiB.
+    let get = synod_kvstore::Request::anonymous(synod_kvstore::Op::Get(synod_kvstore::Get {
+        key: b"fwdbig:a".to_vec(),
+    }));
+    let call = KvCall {
+        request: get.encode_to_vec(),
+        serializable: false,
+    };
+    let batch = ApiRequest {
+        call: Some(Call::KvBatch(KvBatchCall {
+            calls: vec![call; 5],
+        })),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answers = runtime.block_on(async {
+        let conn = synod_net::ClientConnection::connect(
+            synod::dev::dev_addrs(cluster.base_port, leader as u32).client,
+            &cluster.tls(),
+        )
+        .await
+        .expect("a connection to the leader");
+        let response = conn
+            .request(batch.encode_to_vec())
+            .await
+            .expect("an answer");
+        match ApiResponse::decode(response.payload().expect("served"))
+            .expect("decodes")
+            .result
+        {
+            Some(api_response::Result::KvBatch(batch)) => batch.answers,
+            other => panic!("not a batch's answer: {other:?}"),
+        }
+    });
+    assert_eq!(answers.len(), 3, "the answers that fit, in order");
+    // Through a follower, four connections asking at once all get the value whole.
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = cluster.client(follower);
+            std::thread::spawn(move || c.call(&["STRLEN", "fwdbig:a"]) == int(4 << 20) && {
+                matches!(c.call(&["GET", "fwdbig:a"]), Value::Bulk(Some(v)) if v.len() == 4 << 20)
+            })
+        })
+        .collect();
+    for reader in readers {
+        assert!(reader.join().unwrap(), "a whole value");
+    }
+}

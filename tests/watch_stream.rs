@@ -5,9 +5,6 @@
 
 mod quic_cluster;
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -15,31 +12,10 @@ use futures_core::Stream;
 use quic_cluster::Cluster;
 use synod_client::{Client, ClientError, Event, EventFilter, Watcher};
 
-/// Node `node`'s samples (`/metrics`), by series.
-fn scrape(cluster: &Cluster, node: usize) -> BTreeMap<String, f64> {
-    let port = synod::dev::dev_addrs(cluster.base_port, node as u32)
-        .metrics
-        .port();
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("a response");
-    let (_, body) = response.split_once("\r\n\r\n").expect("head and body");
-    body.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
 /// Watch calls node `node` served, whatever their result.
 fn watch_calls(cluster: &Cluster, node: usize) -> f64 {
-    scrape(cluster, node)
+    cluster
+        .metrics(node)
         .iter()
         .filter(|(series, _)| series.starts_with(r#"synod_api_requests_total{command="watch""#))
         .map(|(_, value)| value)
@@ -51,7 +27,8 @@ fn waiting_watchers(cluster: &Cluster, nodes: &[usize]) -> f64 {
     nodes
         .iter()
         .map(|node| {
-            scrape(cluster, *node)
+            cluster
+                .metrics(*node)
                 .get("synod_watchers")
                 .copied()
                 .unwrap_or(0.0)

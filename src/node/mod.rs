@@ -207,6 +207,17 @@ pub struct NodeHandle {
     applied_events: broadcast::Sender<Arc<AppliedEvents>>,
 }
 
+/// The answer to come of a request handed to the core with
+/// [`NodeHandle::submit`].
+pub struct PendingAnswer(oneshot::Receiver<Result<Response, NodeError>>);
+
+impl PendingAnswer {
+    /// Waits for the answer.
+    pub async fn answer(self) -> Result<Response, NodeError> {
+        self.0.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+}
+
 impl NodeHandle {
     /// Serves one key-value request: writes go through the log (leader
     /// only), reads as `consistency` says. Waits for the answer.
@@ -215,19 +226,30 @@ impl NodeHandle {
         request: Request,
         consistency: ReadConsistency,
     ) -> Result<Response, NodeError> {
-        if request.op.as_ref().is_some_and(|op| op.is_read_only()) {
-            let (respond, answer) = oneshot::channel();
-            self.call(CoreCall::Read {
+        self.submit(request, consistency).await?.answer().await
+    }
+
+    /// Hands one key-value request to the core (as [`request`](NodeHandle::request)
+    /// does) without waiting for its answer: requests submitted one after
+    /// another reach the core in that order, and their answers can be
+    /// awaited together.
+    pub async fn submit(
+        &self,
+        request: Request,
+        consistency: ReadConsistency,
+    ) -> Result<PendingAnswer, NodeError> {
+        let (respond, answer) = oneshot::channel();
+        let call = if request.op.as_ref().is_some_and(|op| op.is_read_only()) {
+            CoreCall::Read {
                 request,
                 consistency,
                 respond,
-            })
-            .await?;
-            return answer.await.map_err(|_| NodeError::ShuttingDown)?;
-        }
-        let (respond, answer) = oneshot::channel();
-        self.call(CoreCall::Write { request, respond }).await?;
-        answer.await.map_err(|_| NodeError::ShuttingDown)?
+            }
+        } else {
+            CoreCall::Write { request, respond }
+        };
+        self.call(call).await?;
+        Ok(PendingAnswer(answer))
     }
 
     /// The node's role, ballot, commit and applied index.

@@ -4,11 +4,13 @@
 //! `(client_id, seq)` so that a write applies once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use synod_kvstore::{Request, Response};
 use synod_net::tls::TlsIdentity;
+use synod_net::ClientResponse;
 use synod_paxos::NodeId;
 use synod_wire::client_ids::REDIS_CONNECTIONS;
 use synod_wire::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, KvCall};
@@ -16,13 +18,14 @@ use synod_wire::proto::Verdict;
 use synod_wire::retry::Backoff;
 use tokio::time::Instant;
 
+use super::forward::{batchable, Batchers, Unanswered};
 use super::links::NodeLinks;
 use crate::members::ClientAddrs;
 use crate::node::{NodeError, NodeHandle, NodeStatus, ReadConsistency};
 
 /// How long one attempt (local or forwarded) may take before it is
 /// abandoned and the request retried (within the call's deadline).
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request is retried in all, by default, before the caller is
 /// told the cluster is unavailable: below the 2 to 3 s timeouts common
 /// Redis clients use, so that they hear the reason rather than time out.
@@ -79,7 +82,9 @@ pub struct Backend {
     me: NodeId,
     client_addrs: ClientAddrs,
     tls: TlsIdentity,
-    links: NodeLinks,
+    links: Arc<NodeLinks>,
+    /// Batches the calls forwarded to each node.
+    batchers: Batchers,
     /// How long one call is retried in all.
     deadline: Duration,
 }
@@ -95,10 +100,12 @@ impl Backend {
         tls: TlsIdentity,
         deadline: Duration,
     ) -> Backend {
+        let links = Arc::new(NodeLinks::new(client_addrs.clone(), tls.clone()));
         Backend {
             node,
             me,
-            links: NodeLinks::new(client_addrs.clone(), tls.clone()),
+            batchers: Batchers::new(links.clone()),
+            links,
             client_addrs,
             tls,
             deadline,
@@ -232,30 +239,28 @@ impl Backend {
         deadline: Instant,
         reached: &mut Reached,
     ) -> Attempt {
-        let payload = ApiRequest {
-            call: Some(Call::Kv(KvCall {
-                request: request.encode_to_vec(),
-                serializable: consistency == ReadConsistency::Serializable,
-            })),
-        }
-        .encode_to_vec();
-        let link = match self.links.get(to, attempt_deadline(deadline)).await {
-            Ok(link) => link,
-            Err(reason) => return Attempt::Retry(reason),
+        let until = attempt_deadline(deadline);
+        let call = kv_call(request, consistency);
+        let read_only = request.op.as_ref().is_some_and(|op| op.is_read_only());
+        let answer = if batchable(&call, read_only, request.client_id) {
+            match self.batchers.call(to, call, until).await {
+                Err(Unanswered::SendAlone) => {
+                    self.send_alone(to, kv_call(request, consistency), until)
+                        .await
+                }
+                answer => answer,
+            }
+        } else {
+            self.send_alone(to, call, until).await
         };
-        // From here the request may reach the leader.
-        let sent = tokio::time::timeout_at(attempt_deadline(deadline), link.request(payload));
-        let response = match sent.await {
-            Err(_) => {
+        let response = match answer {
+            Ok(response) => response,
+            Err(Unanswered::NotSent(reason)) => return Attempt::Retry(reason),
+            Err(lost) => {
+                // From the sending on, the request may have reached the leader.
                 *reached = Reached::Maybe;
-                return Attempt::Retry(format!("node {} timed out", to.0));
+                return Attempt::Retry(format!("node {}: {lost}", to.0));
             }
-            Ok(Err(e)) => {
-                *reached = Reached::Maybe;
-                self.links.forget(to);
-                return Attempt::Retry(format!("node {}: {e}", to.0));
-            }
-            Ok(Ok(response)) => response,
         };
         match response.verdict() {
             Verdict::Served(bytes) => decode_kv(&bytes),
@@ -285,6 +290,41 @@ impl Backend {
             Verdict::Refused(message) => Attempt::Fail(CallError::Invalid(message)),
             Verdict::Failed { reason, .. } => Attempt::Fail(CallError::Internal(reason)),
         }
+    }
+
+    /// Forwards `call` to node `to` on a stream of its own, waiting for the
+    /// answer until `until`.
+    async fn send_alone(
+        &self,
+        to: NodeId,
+        call: KvCall,
+        until: Instant,
+    ) -> Result<ClientResponse, Unanswered> {
+        let link = self
+            .links
+            .get(to, until)
+            .await
+            .map_err(Unanswered::NotSent)?;
+        let payload = ApiRequest {
+            call: Some(Call::Kv(call)),
+        }
+        .encode_to_vec();
+        match tokio::time::timeout_at(until, link.request(payload)).await {
+            Err(_) => Err(Unanswered::Lost("timed out".into())),
+            Ok(Err(e)) => {
+                self.links.forget(to);
+                Err(Unanswered::Lost(e.to_string()))
+            }
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+/// `request` as the leader's client service takes it.
+fn kv_call(request: &Request, consistency: ReadConsistency) -> KvCall {
+    KvCall {
+        request: request.encode_to_vec(),
+        serializable: consistency == ReadConsistency::Serializable,
     }
 }
 

@@ -29,6 +29,7 @@ pub mod backend;
 mod coord;
 mod data;
 mod expiry;
+mod forward;
 mod keyspace;
 mod links;
 mod multi;

@@ -10,16 +10,20 @@ use synod_net::certs::CLIENT_NAME_PREFIX;
 use synod_net::tls::NODE_NAME_PREFIX;
 use synod_net::{ErrorCode, IncomingRequest, Responder, ResponseStream};
 use synod_paxos::{Change, NodeId};
+use synod_wire::limits::MAX_KV_BATCH_CALLS;
 use synod_wire::proto::api::{
     api_request::Call, api_response::Result as ApiResult, member_change_call, ApiRequest,
-    ApiResponse, MemberChangeCall, MemberChangeDone, MemberInfo, Members, NodeStatus as WireStatus,
-    SnapshotSaveCall, WatchCall, WatchCompacted, WatchResult, WatchSpace,
+    ApiResponse, KvBatchCall, KvBatchResult, MemberChangeCall, MemberChangeDone, MemberInfo,
+    Members, NodeStatus as WireStatus, SnapshotSaveCall, WatchCall, WatchCompacted, WatchResult,
+    WatchSpace,
 };
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::members::{check_addr, ClientAddrs};
 use crate::metrics::{error_kind, ClientMetrics};
-use crate::node::{NodeError, NodeHandle, PeerInput, ReadConsistency, WatchAnswer, MAX_WATCH_WAIT};
+use crate::node::{
+    NodeError, NodeHandle, PeerInput, PendingAnswer, ReadConsistency, WatchAnswer, MAX_WATCH_WAIT,
+};
 
 /// Events a watch answer holds when the client names no limit.
 const DEFAULT_WATCH_EVENTS: usize = 1_000;
@@ -32,6 +36,10 @@ const MAX_WATCH_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 /// reuse the pages later commits free (the state file grows with the
 /// writes meanwhile), so a few at a time; more are answered OVERLOADED.
 const MAX_CONCURRENT_SNAPSHOT_SAVES: usize = 2;
+
+/// Most encoded answer bytes one [`KvBatchResult`] carries: its frame's
+/// limit less 1 MiB of room for the frame around them.
+const MAX_KV_BATCH_ANSWER_BYTES: usize = synod_wire::limits::MAX_RESPONSE_FRAME_BYTES - 1024 * 1024;
 
 /// Answers client requests with the node runtime.
 #[derive(Clone)]
@@ -90,6 +98,7 @@ impl ClientService {
         };
         let name = match &call {
             Call::Kv(_) => "kv",
+            Call::KvBatch(_) => "kv_batch",
             Call::Status(_) => "status",
             Call::Watch(_) => "watch",
             Call::SnapshotChunk(_) => "snapshot_chunk",
@@ -117,6 +126,7 @@ impl ClientService {
                 .kv(&kv.request, kv.serializable)
                 .await
                 .map(ApiResult::Kv),
+            Call::KvBatch(batch) => self.kv_batch(batch).await.map(ApiResult::KvBatch),
             Call::Status(_) => self.status().await.map(ApiResult::Status),
             Call::Members(_) => self.members().await.map(ApiResult::Members),
             Call::MemberChange(call) => self
@@ -146,6 +156,16 @@ impl ClientService {
     }
 
     async fn kv(&self, bytes: &[u8], serializable: bool) -> Result<Vec<u8>, NodeError> {
+        let response = self.submit_kv(bytes, serializable).await?.answer().await?;
+        Ok(response.encode_to_vec())
+    }
+
+    /// Hands one key-value call to the core; the answer comes later.
+    async fn submit_kv(
+        &self,
+        bytes: &[u8],
+        serializable: bool,
+    ) -> Result<PendingAnswer, NodeError> {
         let request = Request::decode_validated(bytes)?;
         if request.op.as_ref().is_some_and(|op| op.is_leader_only()) {
             return Err(NodeError::Invalid(synod_kvstore::RequestError::Malformed(
@@ -157,8 +177,51 @@ impl ClientService {
         } else {
             ReadConsistency::Linearizable
         };
-        let response = self.node.request(request, consistency).await?;
-        Ok(response.encode_to_vec())
+        self.node.submit(request, consistency).await
+    }
+
+    /// Serves a [`KvBatchCall`]: every call is handed to the core in order
+    /// before any answer is awaited (so that one round of the core takes
+    /// them all), then the answers are gathered in order until they fill
+    /// [`MAX_KV_BATCH_ANSWER_BYTES`]; the caller sends the calls left
+    /// unanswered alone.
+    async fn kv_batch(&self, batch: KvBatchCall) -> Result<KvBatchResult, NodeError> {
+        if batch.calls.len() > MAX_KV_BATCH_CALLS {
+            return Err(NodeError::Invalid(synod_kvstore::RequestError::Malformed(
+                format!(
+                    "a batch of {} calls; at most {MAX_KV_BATCH_CALLS} are served at once",
+                    batch.calls.len()
+                ),
+            )));
+        }
+        let mut pending = Vec::with_capacity(batch.calls.len());
+        for call in &batch.calls {
+            pending.push(self.submit_kv(&call.request, call.serializable).await);
+        }
+        let mut answers = Vec::with_capacity(pending.len());
+        let mut answer_bytes = 0;
+        for submitted in pending {
+            let answer = match submitted {
+                Ok(pending) => pending.answer().await,
+                Err(error) => Err(error),
+            };
+            let response = match answer {
+                Ok(response) => {
+                    let payload = ApiResponse {
+                        result: Some(ApiResult::Kv(response.encode_to_vec())),
+                    };
+                    synod_net::ClientResponse::ok(0, payload.encode_to_vec())
+                }
+                Err(error) => self.error_response(error),
+            };
+            let encoded = response.encode_to_vec();
+            answer_bytes += encoded.len();
+            if answer_bytes > MAX_KV_BATCH_ANSWER_BYTES {
+                break;
+            }
+            answers.push(encoded);
+        }
+        Ok(KvBatchResult { answers })
     }
 
     /// Answers a long-poll [`WatchCall`]: the next events, waiting up to

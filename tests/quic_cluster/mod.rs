@@ -166,11 +166,44 @@ impl Cluster {
         panic!("the cluster never accepted a write");
     }
 
+    /// Node `node`'s samples (`/metrics`), by series.
+    pub fn metrics(&self, node: usize) -> std::collections::BTreeMap<String, f64> {
+        let port = synod::dev::dev_addrs(self.base_port, node as u32)
+            .metrics
+            .port();
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("a response");
+        let (_, body) = response.split_once("\r\n\r\n").expect("head and body");
+        body.lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                Some((series.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// A Rust client (`synod-client`) of the whole cluster.
     pub async fn rust_client(&self) -> synod_client::Client {
         let config = synod_client::ClientConfig::from_dev_cluster(&self.dir, self.base_port)
             .expect("client config");
         synod_client::Client::connect(config).await.expect("client")
+    }
+
+    /// The dev client's identity, for raw client-service requests.
+    pub fn tls(&self) -> synod_net::tls::TlsIdentity {
+        let certs = self.dir.join("certs");
+        synod_net::tls::TlsIdentity::from_pem_files(
+            &certs.join("ca.pem"),
+            &certs.join("client-dev.pem"),
+            &certs.join("client-dev.key"),
+        )
+        .expect("client identity")
     }
 
     /// A client of node `id` (1-based).

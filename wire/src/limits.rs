@@ -74,6 +74,11 @@ pub const MAX_REQUEST_FRAME_BYTES: usize = MAX_REQUEST_BYTES + 1024 * 1024;
 /// its own event budget (it pages the rest).
 pub const MAX_RESPONSE_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
+/// Most key-value calls in one `KvBatchCall` (256): each is one request waiting at the leader's
+/// core, as if it came alone. A follower's Redis endpoint batches the commands it forwards to
+/// the leader under this bound.
+pub const MAX_KV_BATCH_CALLS: usize = 256;
+
 // The limits agree: a forwarded request fits its frame, and every bounded answer its frame.
 const _: () = assert!(MAX_REQUEST_BYTES + 64 * 1024 <= MAX_REQUEST_FRAME_BYTES);
 const _: () = assert!(MAX_REPLY_BYTES + 1024 * 1024 <= MAX_RESPONSE_FRAME_BYTES);
