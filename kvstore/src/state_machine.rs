@@ -22,7 +22,7 @@ use crate::snapshot::{
     read_entries, reset_staging, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller,
 };
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
-use crate::watch::{self, WatchBatch, WatchError};
+use crate::watch::{self, History, WatchBatch, WatchError};
 use crate::EventFilter;
 use crate::{DelayedLock, SessionInfo};
 use synod_wire::command::{Op, Request};
@@ -366,6 +366,7 @@ impl StateMachine {
             let mut age = txn.open_table(DEDUP_AGE)?;
             let mut coord = CoordTables::open(&txn)?;
             let mut meta = txn.open_table(META)?;
+            let mut history = History::new(&txn);
             for (slot, commands) in slots {
                 assert_eq!(
                     slot,
@@ -403,7 +404,7 @@ impl StateMachine {
                     };
                     responses.push(tables.apply_one(at, bytes, &mut revision)?);
                 }
-                watch::record(&txn, &mut meta, &effects.events)?;
+                history.record(&meta, &effects.events)?;
                 applied_index = slot;
                 applied.push(AppliedSlot {
                     responses,
@@ -411,6 +412,7 @@ impl StateMachine {
                     revision,
                 });
             }
+            history.finish(&mut meta)?;
             meta.insert(APPLIED_INDEX, applied_index)?;
             meta.insert(REVISION, revision)?;
         }

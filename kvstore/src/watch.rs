@@ -26,6 +26,10 @@
 //! Live watchers get each slot's events from its effects, returned by
 //! [`StateMachine::apply_slots`](crate::StateMachine::apply_slots), without reading storage.
 //!
+//! Each slot's events are appended, and the history trimmed, after the slot; one
+//! `apply_slots` call opens the table and reads and writes the two meta keys once, for all its
+//! slots (`History`).
+//!
 //! Event schema (prost):
 //!
 //! ```text
@@ -85,75 +89,139 @@ pub enum WatchError {
     Storage(#[from] StorageError),
 }
 
-/// Append one slot's `events` (in revision order) to the history and trim it to its bounds.
+/// The watch history as one write transaction appends to it: the table is opened at the first
+/// slot with events, `watch_compacted` and `watch_bytes` are read then and kept here, and
+/// [`finish`](History::finish) writes them back once. Opening the table and reading and writing
+/// the two meta keys for every slot cost more than appending a small slot's events.
 ///
-/// Events that would be dropped at once are never written; a revision partly over the bounds is
-/// dropped whole. Deterministic: depends only on the events and the stored history.
-pub(crate) fn record(
-    txn: &WriteTransaction,
-    meta: &mut Table<'_, &'static str, u64>,
-    events: &[Event],
-) -> Result<(), StorageError> {
-    if events.is_empty() {
-        return Ok(());
+/// Invariant: while open, `compacted` and `bytes` are what `sm_meta` would hold had every slot
+/// recorded so far written them (what [`record`](History::record) did per slot before), so the
+/// tables end the same.
+pub(crate) struct History<'txn> {
+    txn: &'txn WriteTransaction,
+    open: Option<OpenHistory<'txn>>,
+}
+
+/// The history table and its meta values, once a slot had events.
+struct OpenHistory<'txn> {
+    table: Table<'txn, &'static [u8], &'static [u8]>,
+    /// `watch_compacted` as of the last slot recorded.
+    compacted: u64,
+    /// `watch_bytes` as of the last slot recorded.
+    bytes: u64,
+}
+
+impl<'txn> History<'txn> {
+    /// The history of `txn`, not opened yet.
+    pub fn new(txn: &'txn WriteTransaction) -> History<'txn> {
+        History { txn, open: None }
     }
-    let mut history = txn.open_table(WATCH_EVENTS)?;
-    let mut compacted = get_meta(meta, WATCH_COMPACTED)?;
-    let mut history_bytes = get_meta(meta, WATCH_BYTES)?;
-    let sizes: Vec<u64> = events.iter().map(|e| e.encoded_len() as u64).collect();
-    // The longest suffix of the new events that fits the bounds alone.
-    let mut start = events.len();
-    let mut new_bytes = 0u64;
-    while start > 0
-        && (events.len() - start + 1) as u64 <= WATCH_HISTORY_EVENTS
-        && new_bytes + sizes[start - 1] <= WATCH_HISTORY_BYTES
-    {
-        start -= 1;
-        new_bytes += sizes[start];
-    }
-    if start > 0 {
-        compacted = compacted.max(events[start - 1].revision);
-    }
-    while start < events.len() && events[start].revision <= compacted {
-        new_bytes -= sizes[start];
-        start += 1;
-    }
-    let new_count = (events.len() - start) as u64;
-    // Drop the oldest events until the new ones fit, then the rest of the last revision touched.
-    loop {
-        let over = history.len()? + new_count > WATCH_HISTORY_EVENTS
-            || history_bytes + new_bytes > WATCH_HISTORY_BYTES;
-        let Some((key, value)) = history.first()? else {
-            break;
-        };
-        let revision = event_key_revision(key.value())?;
-        let size = value.value().len() as u64;
-        drop((key, value));
-        if !over && revision > compacted {
-            break;
+
+    /// Append one slot's `events` (in revision order) to the history and trim it to its bounds;
+    /// `meta` is the transaction's `sm_meta`, read at the first slot with events.
+    ///
+    /// Events that would be dropped at once are never written; a revision partly over the bounds
+    /// is dropped whole. Deterministic: depends only on the events and the stored history.
+    pub fn record(
+        &mut self,
+        meta: &Table<'_, &'static str, u64>,
+        events: &[Event],
+    ) -> Result<(), StorageError> {
+        if events.is_empty() {
+            return Ok(());
         }
-        history.pop_first()?;
-        history_bytes = history_bytes.saturating_sub(size);
-        compacted = compacted.max(revision);
-    }
-    let mut index = 0u32;
-    for (i, event) in events.iter().enumerate() {
-        index = match i {
-            0 => 0,
-            _ if events[i - 1].revision == event.revision => index + 1,
-            _ => 0,
+        let open = match &mut self.open {
+            Some(open) => open,
+            None => self.open.insert(OpenHistory {
+                table: self.txn.open_table(WATCH_EVENTS)?,
+                compacted: get_meta(meta, WATCH_COMPACTED)?,
+                bytes: get_meta(meta, WATCH_BYTES)?,
+            }),
         };
-        if i >= start {
-            let bytes = event.encode_to_vec();
-            history.insert(
-                event_key(event.revision, index).as_slice(),
-                bytes.as_slice(),
-            )?;
-        }
+        open.record(events)
     }
-    meta.insert(WATCH_COMPACTED, compacted)?;
-    meta.insert(WATCH_BYTES, history_bytes + new_bytes)?;
-    Ok(())
+
+    /// Write `watch_compacted` and `watch_bytes` to `meta` if some slot had events (as a slot
+    /// with events always wrote them, even unchanged); then close the table.
+    pub fn finish(self, meta: &mut Table<'_, &'static str, u64>) -> Result<(), StorageError> {
+        if let Some(open) = self.open {
+            meta.insert(WATCH_COMPACTED, open.compacted)?;
+            meta.insert(WATCH_BYTES, open.bytes)?;
+        }
+        Ok(())
+    }
+}
+
+impl OpenHistory<'_> {
+    /// [`History::record`] of a non-empty slot.
+    fn record(&mut self, events: &[Event]) -> Result<(), StorageError> {
+        let history = &mut self.table;
+        let mut compacted = self.compacted;
+        let mut history_bytes = self.bytes;
+        let sizes: Vec<u64> = events.iter().map(|e| e.encoded_len() as u64).collect();
+        // The longest suffix of the new events that fits the bounds alone.
+        let mut start = events.len();
+        let mut new_bytes = 0u64;
+        while start > 0
+            && (events.len() - start + 1) as u64 <= WATCH_HISTORY_EVENTS
+            && new_bytes + sizes[start - 1] <= WATCH_HISTORY_BYTES
+        {
+            start -= 1;
+            new_bytes += sizes[start];
+        }
+        if start > 0 {
+            compacted = compacted.max(events[start - 1].revision);
+        }
+        while start < events.len() && events[start].revision <= compacted {
+            new_bytes -= sizes[start];
+            start += 1;
+        }
+        let new_count = (events.len() - start) as u64;
+        // Drop the oldest events until the new ones fit, then the rest of the last revision
+        // touched. Over the bounds, the oldest event goes without a look first.
+        loop {
+            let over = history.len()? + new_count > WATCH_HISTORY_EVENTS
+                || history_bytes + new_bytes > WATCH_HISTORY_BYTES;
+            let (revision, size) = if over {
+                let Some((key, value)) = history.pop_first()? else {
+                    break;
+                };
+                (event_key_revision(key.value())?, value.value().len() as u64)
+            } else {
+                let Some((key, value)) = history.first()? else {
+                    break;
+                };
+                let revision = event_key_revision(key.value())?;
+                let size = value.value().len() as u64;
+                drop((key, value));
+                if revision > compacted {
+                    break;
+                }
+                history.pop_first()?;
+                (revision, size)
+            };
+            history_bytes = history_bytes.saturating_sub(size);
+            compacted = compacted.max(revision);
+        }
+        let mut index = 0u32;
+        for (i, event) in events.iter().enumerate() {
+            index = match i {
+                0 => 0,
+                _ if events[i - 1].revision == event.revision => index + 1,
+                _ => 0,
+            };
+            if i >= start {
+                let bytes = event.encode_to_vec();
+                history.insert(
+                    event_key(event.revision, index).as_slice(),
+                    bytes.as_slice(),
+                )?;
+            }
+        }
+        self.compacted = compacted;
+        self.bytes = history_bytes + new_bytes;
+        Ok(())
+    }
 }
 
 /// The events matching `filter` from `from_revision` on (see

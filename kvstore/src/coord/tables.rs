@@ -228,7 +228,7 @@ pub(crate) fn event_key_revision(key: &[u8]) -> Result<u64, StorageError> {
 }
 
 /// The coordination tables open in a write transaction (the watch history excepted: it is
-/// written once per slot, see [`crate::watch`]).
+/// opened at the first slot with events, see [`crate::watch`]).
 pub(crate) struct CoordTables<'txn> {
     pub sessions: Table<'txn, &'static [u8], &'static [u8]>,
     pub owned: Table<'txn, &'static [u8], &'static [u8]>,
