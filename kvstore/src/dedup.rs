@@ -12,6 +12,9 @@
 //! the table is full first forgets the client whose last request was applied longest ago, i.e.
 //! the smallest (slot, position in batch) of `sm_dedup_age`. The order depends only on the log, so
 //! every node forgets the same clients, and each eviction costs O(log n).
+//!
+//! A request reads its client's record once: [`admit`] hands what [`remember`] needs (where
+//! the client's last request was applied) over in its [`Fresh`] admission.
 
 use prost::Message;
 use redb::{ReadableTable, ReadableTableMetadata, Table};
@@ -24,12 +27,23 @@ use synod_wire::RequestError;
 /// What to do with a request, given the exactly-once table.
 #[derive(Debug)]
 pub(crate) enum Admission {
-    /// Apply it and record its response.
-    Fresh,
+    /// Apply it and record its response ([`remember`] it).
+    Fresh(Fresh),
     /// A retry of the client's last request: answer with the recorded response.
     Replay(Response),
     /// Refuse it (stale sequence, or unknown client).
     Refused(RequestError),
+}
+
+/// A request admitted as fresh: what [`remember`] needs besides its response, so that it does
+/// not read and decode the client's record again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fresh {
+    client_id: u64,
+    seq: u64,
+    /// Where the client's last request was applied, as `sm_dedup` holds it; `None` for a client
+    /// not remembered (a new one).
+    previous: Option<AppliedAt>,
 }
 
 /// Decide what to do with request `seq` of `client_id` (not 0, `seq >= 1`).
@@ -41,14 +55,25 @@ pub(crate) fn admit(
     debug_assert!(client_id != 0 && seq >= 1);
     let Some(guard) = dedup.get(client_id)? else {
         return Ok(if seq == 1 {
-            Admission::Fresh
+            Admission::Fresh(Fresh {
+                client_id,
+                seq,
+                previous: None,
+            })
         } else {
             Admission::Refused(RequestError::UnknownClient { client_id, seq })
         });
     };
     let record: DedupRecord = decode_record("sm_dedup", guard.value())?;
     Ok(match seq.cmp(&record.seq) {
-        std::cmp::Ordering::Greater => Admission::Fresh,
+        std::cmp::Ordering::Greater => Admission::Fresh(Fresh {
+            client_id,
+            seq,
+            previous: Some(AppliedAt {
+                slot: record.slot,
+                position: record.position,
+            }),
+        }),
         std::cmp::Ordering::Less => Admission::Refused(RequestError::StaleSequence {
             client_id,
             seq,
@@ -73,14 +98,13 @@ pub(crate) struct AppliedAt {
     pub position: u64,
 }
 
-/// Record `response` as client `client_id`'s answer to `seq`, applied at `at`, forgetting the
-/// oldest clients first if the table is full.
+/// Record `response` as the answer to the `fresh` request (from [`admit`], with `sm_dedup`
+/// unchanged since), applied at `at`, forgetting the oldest clients first if the table is full.
 pub(crate) fn remember(
     dedup: &mut Table<'_, u64, &'static [u8]>,
     age: &mut Table<'_, (u64, u64), u64>,
     max_clients: u64,
-    client_id: u64,
-    seq: u64,
+    fresh: Fresh,
     at: AppliedAt,
     response: &Response,
 ) -> Result<(), StorageError> {
@@ -88,10 +112,23 @@ pub(crate) fn remember(
         max_clients >= 1,
         "the dedup table must hold at least one client"
     );
-    let previous = match dedup.get(client_id)? {
-        Some(guard) => Some(decode_record::<DedupRecord>("sm_dedup", guard.value())?),
-        None => None,
-    };
+    let Fresh {
+        client_id,
+        seq,
+        previous,
+    } = fresh;
+    debug_assert_eq!(
+        previous,
+        dedup
+            .get(client_id)?
+            .map(|guard| decode_record::<DedupRecord>("sm_dedup", guard.value()))
+            .transpose()?
+            .map(|record| AppliedAt {
+                slot: record.slot,
+                position: record.position
+            }),
+        "admitted against the table as it is"
+    );
     match previous {
         Some(previous) => {
             age.remove((previous.slot, previous.position))?;

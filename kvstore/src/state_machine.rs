@@ -581,10 +581,10 @@ impl WriteTables<'_, '_> {
                 return Ok(Response::error(*revision, &e));
             }
         };
-        let exactly_once = request.client_id != 0;
-        if exactly_once {
+        let mut fresh = None;
+        if request.client_id != 0 {
             match dedup::admit(self.dedup, request.client_id, request.seq)? {
-                Admission::Fresh => {}
+                Admission::Fresh(admitted) => fresh = Some(admitted),
                 Admission::Replay(response) => return Ok(response),
                 Admission::Refused(e) => return Ok(Response::error(*revision, &e)),
             }
@@ -610,13 +610,12 @@ impl WriteTables<'_, '_> {
             Err(ExecError::Request(e)) => Response::error(*revision, &e),
             Err(ExecError::Storage(e)) => return Err(e),
         };
-        if exactly_once {
+        if let Some(fresh) = fresh {
             dedup::remember(
                 self.dedup,
                 self.age,
                 self.max_clients,
-                request.client_id,
-                request.seq,
+                fresh,
                 at,
                 &response,
             )?;
