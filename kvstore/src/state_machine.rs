@@ -611,14 +611,7 @@ impl WriteTables<'_, '_> {
             Err(ExecError::Storage(e)) => return Err(e),
         };
         if let Some(fresh) = fresh {
-            dedup::remember(
-                self.dedup,
-                self.age,
-                self.max_clients,
-                fresh,
-                at,
-                &response,
-            )?;
+            dedup::remember(self.dedup, self.age, self.max_clients, fresh, at, &response)?;
         }
         Ok(response)
     }

@@ -187,6 +187,8 @@ impl Writer<'_, '_> {
             },
         };
         self.kv.insert(key, record.encode_to_vec().as_slice())?;
+        // The record's copy of the value becomes the event's.
+        let value = record.value;
         let prev_session = prev.as_ref().map_or(0, |p| p.session);
         if prev_session != self.session {
             if prev_session != 0 {
@@ -198,16 +200,21 @@ impl Writer<'_, '_> {
         }
         self.changed = true;
         self.key_expiry_after_write(key, TtlMode::of(self.key_ttl, ttl_default))?;
-        let prev_value = prev.as_ref().map(|p| p.value.clone());
+        let response = PutResponse {
+            prev: prev
+                .as_ref()
+                .filter(|_| prev_kv)
+                .map(|p| p.to_key_value(key, true)),
+        };
+        // The previous value moves into the event (the response made its own copy, if any).
+        let prev_value = prev.map(|p| p.value);
         self.event(
             EventKind::Put,
             key,
             (prev_value, prev_session),
-            (Some(value.to_vec()), self.session),
+            (Some(value), self.session),
         );
-        Ok(PutResponse {
-            prev: prev.filter(|_| prev_kv).map(|p| p.to_key_value(key, true)),
-        })
+        Ok(response)
     }
 
     /// Remove `key` and record its deletion; `detach` also drops it from its owner's keys
