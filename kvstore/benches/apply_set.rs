@@ -4,7 +4,8 @@
 //! steady on a busy machine) and the wall time.
 //!
 //! Run: `cargo bench -p synod-kvstore --bench apply_set` (set `SYNOD_BENCH_SETS` to change the
-//! SETs timed per row, 30 000 by default). Each row opens a fresh database in a directory under
+//! SETs timed per row, 30 000 by default; `SYNOD_BENCH_ROWS=1x1,64x16` to run only those rows,
+//! named slots per call `x` SETs per slot, e.g. under `perf record`). Each row opens a fresh database in a directory under
 //! the system temp dir (removed after), applies a warm-up that fills the watch history (so every
 //! event also trims one), then the timed SETs. Measures and prints; asserts nothing about
 //! timings.
@@ -177,9 +178,17 @@ fn main() {
         .unwrap_or(30_000);
     let dir = std::env::temp_dir().join(format!("synod-apply-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create the bench directory");
+    let only = std::env::var("SYNOD_BENCH_ROWS").ok();
     let mut rows = Vec::new();
     for sets_per_slot in SETS_PER_SLOT {
         for slots_per_call in SLOTS_PER_CALL {
+            let name = format!("{slots_per_call}x{sets_per_slot}");
+            if only
+                .as_ref()
+                .is_some_and(|only| !only.split(',').any(|r| r == name))
+            {
+                continue;
+            }
             rows.push(row(&dir, sets, slots_per_call, sets_per_slot));
         }
     }
