@@ -129,6 +129,7 @@ where
         metrics: setup.metrics,
         changes: Vec::new(),
         routed: Vec::new(),
+        seen_membership: MembershipLog::default(),
     };
     let handle = NodeHandle {
         calls: calls_tx,
@@ -179,6 +180,8 @@ struct CoreTask<S> {
     changes: Vec<WaitingChange>,
     /// The members (with addresses) the outbox last routed to.
     routed: Vec<Member>,
+    /// The membership log `routed` was last derived from.
+    seen_membership: MembershipLog,
 }
 
 impl<S: Storage> CoreTask<S> {
@@ -410,11 +413,15 @@ impl<S: Storage> CoreTask<S> {
     /// Routes to the members of a changed membership, and answers the
     /// changes that now govern (or can no longer be followed here).
     fn follow_membership(&mut self, now: Instant) {
-        let members = member_addresses(self.node.replica().membership());
-        if members != self.routed {
-            self.routed = members;
-            self.outbox
-                .members_changed(self.node.replica().membership());
+        let membership = self.node.replica().membership();
+        // Most rounds change nothing: compared in place, no list is built.
+        if *membership != self.seen_membership {
+            self.seen_membership = membership.clone();
+            let members = member_addresses(membership);
+            if members != self.routed {
+                self.routed = members;
+                self.outbox.members_changed(membership);
+            }
         }
         if self.changes.is_empty() {
             return;
