@@ -108,7 +108,7 @@ pub(crate) fn execute<'txn>(
 /// Check `request`'s fence, then execute `op` with the module it belongs to.
 fn run(w: &mut Writer<'_, '_>, request: &Request, op: &Op) -> Result<Outcome, ExecError> {
     if let Some(fence) = &request.fence {
-        lock::check_fence(&w.coord.locks, fence, w.bugs)?;
+        lock::check_fence(w.coord.locks()?, fence, w.bugs)?;
     }
     Ok(match op {
         Op::Put(put) => {
@@ -130,11 +130,11 @@ fn run(w: &mut Writer<'_, '_>, request: &Request, op: &Op) -> Result<Outcome, Ex
         Op::Lock(l) => Outcome::Lock(lock::lock(w, l)?),
         Op::Unlock(u) => Outcome::Unlock(lock::unlock(w, u)?),
         Op::ReleaseLockDelay(r) => Outcome::ReleaseLockDelay(lock::release_delay(w, r)?),
-        Op::LockHolder(h) => Outcome::LockHolder(lock::holder(&w.coord.locks, &h.name)?),
+        Op::LockHolder(h) => Outcome::LockHolder(lock::holder(w.coord.locks()?, &h.name)?),
         Op::Campaign(c) => Outcome::Campaign(election::campaign(w, c)?),
         Op::Proclaim(p) => Outcome::Proclaim(election::proclaim(w, p)?),
         Op::Resign(r) => Outcome::Resign(election::resign(w, r)?),
-        Op::Leader(l) => Outcome::Leader(election::leader(&w.coord.elections, &l.election)?),
+        Op::Leader(l) => Outcome::Leader(election::leader(w.coord.elections()?, &l.election)?),
         Op::Expire(e) => Outcome::Expire(key_expiry::expire(w, e)?),
         Op::Persist(p) => Outcome::Persist(key_expiry::persist(w, p)?),
         Op::Ttl(t) => Outcome::Ttl(key_expiry::ttl(w.kv, &w.coord.key_expiry, &t.key)?),

@@ -391,7 +391,7 @@ impl StateMachine {
                 let mut responses = Vec::with_capacity(commands.len());
                 for (position, bytes) in commands.iter().enumerate() {
                     if let Some(Ok(change)) = decode_membership_command(bytes) {
-                        membership::record(&mut tables.coord.membership, slot, &change)?;
+                        membership::record(tables.coord.membership()?, slot, &change)?;
                         responses.push(Response {
                             revision,
                             outcome: None,

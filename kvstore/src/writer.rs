@@ -126,7 +126,7 @@ impl Writer<'_, '_> {
     /// Refuse the command unless the request's session may own every key in `keys` (distinct):
     /// the session exists and stays within [`MAX_SESSION_KEYS`].
     pub(crate) fn check_owner<'k>(
-        &self,
+        &mut self,
         keys: impl IntoIterator<Item = &'k [u8]>,
     ) -> Result<(), ExecError> {
         if self.session == 0 {

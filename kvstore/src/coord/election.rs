@@ -29,8 +29,8 @@ use synod_wire::RequestError;
 
 const WHAT: (&str, u8) = ("election", OWNED_ELECTION);
 
-fn load(w: &Writer<'_, '_>, name: &[u8]) -> Result<QueueRecord, StorageError> {
-    queue::load(&w.coord.elections, "sm_elections", name)
+fn load(w: &mut Writer<'_, '_>, name: &[u8]) -> Result<QueueRecord, StorageError> {
+    queue::load(w.coord.elections()?, "sm_elections", name)
 }
 
 fn leader_info(record: &QueueRecord) -> Option<LeaderInfo> {
@@ -102,7 +102,7 @@ pub(crate) fn campaign(
         record.holder = session;
         record.holder_revision = w.revision;
         record.holder_value = campaign.value.clone();
-        queue::store(&mut w.coord.elections, name, &record)?;
+        queue::store(w.coord.elections()?, name, &record)?;
         w.changed = true;
         w.event(
             EventKind::ElectionLeader,
@@ -117,7 +117,7 @@ pub(crate) fn campaign(
         });
     }
     let position = queue::enqueue(w.coord, &mut record, WHAT, name, session, &campaign.value)?;
-    queue::store(&mut w.coord.elections, name, &record)?;
+    queue::store(w.coord.elections()?, name, &record)?;
     w.changed = true;
     Ok(CampaignResponse {
         status: ElectionStatus::Queued as i32,
@@ -141,7 +141,7 @@ pub(crate) fn proclaim(
         .into());
     }
     let prev_value = std::mem::replace(&mut record.holder_value, proclaim.value.clone());
-    queue::store(&mut w.coord.elections, name, &record)?;
+    queue::store(w.coord.elections()?, name, &record)?;
     w.changed = true;
     w.event(
         EventKind::ElectionLeader,
@@ -176,7 +176,7 @@ pub(crate) fn resign(w: &mut Writer<'_, '_>, resign: &Resign) -> Result<ResignRe
         .into());
     };
     owned::remove_claim(w.coord, session, OWNED_ELECTION, name)?;
-    queue::store(&mut w.coord.elections, name, &record)?;
+    queue::store(w.coord.elections()?, name, &record)?;
     Ok(response)
 }
 
@@ -203,7 +203,7 @@ pub(crate) fn session_ended(
         }
         .into());
     }
-    queue::store(&mut w.coord.elections, name, &record)?;
+    queue::store(w.coord.elections()?, name, &record)?;
     Ok(())
 }
 

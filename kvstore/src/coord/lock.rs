@@ -48,8 +48,8 @@ pub struct DelayedLock {
 
 const WHAT: (&str, u8) = ("lock", OWNED_LOCK);
 
-fn load(w: &Writer<'_, '_>, name: &[u8]) -> Result<QueueRecord, StorageError> {
-    queue::load(&w.coord.locks, "sm_locks", name)
+fn load(w: &mut Writer<'_, '_>, name: &[u8]) -> Result<QueueRecord, StorageError> {
+    queue::load(w.coord.locks()?, "sm_locks", name)
 }
 
 /// Grant the next waiter of a free, undelayed lock, recording the holder change from
@@ -114,7 +114,7 @@ pub(crate) fn lock(w: &mut Writer<'_, '_>, lock: &Lock) -> Result<LockResponse, 
         } else {
             w.revision
         };
-        queue::store(&mut w.coord.locks, name, &record)?;
+        queue::store(w.coord.locks()?, name, &record)?;
         w.changed = true;
         w.event(EventKind::LockHolder, name, (None, 0), (None, session));
         return Ok(LockResponse {
@@ -133,7 +133,7 @@ pub(crate) fn lock(w: &mut Writer<'_, '_>, lock: &Lock) -> Result<LockResponse, 
         });
     }
     let position = queue::enqueue(w.coord, &mut record, WHAT, name, session, b"")?;
-    queue::store(&mut w.coord.locks, name, &record)?;
+    queue::store(w.coord.locks()?, name, &record)?;
     w.changed = true;
     Ok(LockResponse {
         status: LockStatus::Queued as i32,
@@ -167,7 +167,7 @@ pub(crate) fn unlock(w: &mut Writer<'_, '_>, unlock: &Unlock) -> Result<UnlockRe
         .into());
     };
     owned::remove_claim(w.coord, session, OWNED_LOCK, name)?;
-    queue::store(&mut w.coord.locks, name, &record)?;
+    queue::store(w.coord.locks()?, name, &record)?;
     Ok(response)
 }
 
@@ -184,7 +184,7 @@ pub(crate) fn release_delay(
     record.delayed_revision = 0;
     w.changed = true;
     let holder = grant_next(w, &mut record, name, 0);
-    queue::store(&mut w.coord.locks, name, &record)?;
+    queue::store(w.coord.locks()?, name, &record)?;
     w.effects.session_events.push(SessionEvent::LockDelayEnded {
         name: name.to_vec(),
         delayed_revision: release.delayed_revision,
@@ -229,7 +229,7 @@ pub(crate) fn session_ended(
         .into());
     }
     w.changed = true;
-    queue::store(&mut w.coord.locks, name, &record)?;
+    queue::store(w.coord.locks()?, name, &record)?;
     Ok(())
 }
 

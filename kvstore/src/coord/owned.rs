@@ -33,7 +33,7 @@ pub(crate) fn attach_key(
     record.keys += 1;
     coord.put_session(session, &record)?;
     coord
-        .owned
+        .owned()?
         .insert(owned_key(session, OWNED_KEY, key).as_slice(), &b""[..])?;
     Ok(())
 }
@@ -50,7 +50,7 @@ pub(crate) fn detach_key(
     record.keys = record.keys.saturating_sub(1);
     coord.put_session(session, &record)?;
     coord
-        .owned
+        .owned()?
         .remove(owned_key(session, OWNED_KEY, key).as_slice())?;
     Ok(())
 }
@@ -76,7 +76,7 @@ pub(crate) fn add_claim(
     record.claims += 1;
     coord.put_session(session, &record)?;
     coord
-        .owned
+        .owned()?
         .insert(owned_key(session, kind, name).as_slice(), &b""[..])?;
     Ok(())
 }
@@ -93,7 +93,7 @@ pub(crate) fn remove_claim(
         coord.put_session(session, &record)?;
     }
     coord
-        .owned
+        .owned()?
         .remove(owned_key(session, kind, name).as_slice())?;
     Ok(())
 }

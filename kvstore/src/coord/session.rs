@@ -62,7 +62,7 @@ pub(crate) fn open(
     w: &mut Writer<'_, '_>,
     open: &OpenSession,
 ) -> Result<OpenSessionResponse, ExecError> {
-    if w.coord.sessions.len()? >= MAX_SESSIONS {
+    if w.coord.sessions()?.len()? >= MAX_SESSIONS {
         return Err(RequestError::TooManySessions {
             limit: MAX_SESSIONS,
         }
@@ -183,7 +183,7 @@ fn end(w: &mut Writer<'_, '_>, session: u64, expired: bool) -> Result<(u64, u64)
     };
     let bounds = (Bound::Included(lower.as_slice()), upper_bound);
     let mut owned = Vec::new();
-    for row in w.coord.owned.range::<&[u8]>(bounds)? {
+    for row in w.coord.owned()?.range::<&[u8]>(bounds)? {
         let (key, _) = row?;
         let key = key.value();
         match key.get(8) {
@@ -210,9 +210,11 @@ fn end(w: &mut Writer<'_, '_>, session: u64, expired: bool) -> Result<(u64, u64)
             other => return Err(corrupt(format!("unknown owned kind {other}")).into()),
         }
     }
-    w.coord.owned.retain_in::<&[u8], _>(bounds, |_, _| false)?;
     w.coord
-        .sessions
+        .owned()?
+        .retain_in::<&[u8], _>(bounds, |_, _| false)?;
+    w.coord
+        .sessions()?
         .remove(super::tables::session_key(session).as_slice())?;
     w.changed = true;
     w.effects

@@ -229,37 +229,86 @@ pub(crate) fn event_key_revision(key: &[u8]) -> Result<u64, StorageError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// The coordination tables open in a write transaction (the watch history excepted: it is
-/// opened at the first slot with events, see [`crate::watch`]).
+/// A bytes-to-bytes table open in a write transaction.
+pub(crate) type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
+
+/// The coordination tables of a write transaction (the watch history excepted: it is opened
+/// at the first slot with events, see [`crate::watch`]).
+///
+/// The key expiries and the Redis elements are opened at once: every write asks the first
+/// (see [`remove_key_expiry`](Self::remove_key_expiry)) and Redis reads borrow the second
+/// beside the kv table. The others are opened by their accessor, at the first command that
+/// uses them: a batch of plain writes uses none of them, and each table opened costs a lookup
+/// in redb's table tree, another at the commit, and allocations. A table opened or not holds
+/// the same rows.
 pub(crate) struct CoordTables<'txn> {
-    pub sessions: Table<'txn, &'static [u8], &'static [u8]>,
-    pub owned: Table<'txn, &'static [u8], &'static [u8]>,
-    pub locks: Table<'txn, &'static [u8], &'static [u8]>,
-    pub elections: Table<'txn, &'static [u8], &'static [u8]>,
-    pub key_expiry: Table<'txn, &'static [u8], &'static [u8]>,
+    txn: &'txn WriteTransaction,
+    sessions: Option<BytesTable<'txn>>,
+    owned: Option<BytesTable<'txn>>,
+    locks: Option<BytesTable<'txn>>,
+    elections: Option<BytesTable<'txn>>,
+    membership: Option<BytesTable<'txn>>,
+    /// The key expiries.
+    pub key_expiry: BytesTable<'txn>,
     /// The elements of Redis collections.
-    pub elements: Table<'txn, &'static [u8], &'static [u8]>,
-    /// The membership log.
-    pub membership: Table<'txn, &'static [u8], &'static [u8]>,
+    pub elements: BytesTable<'txn>,
+}
+
+/// The table in `slot`, opened in `txn` if it was not yet.
+fn opened<'s, 'txn>(
+    slot: &'s mut Option<BytesTable<'txn>>,
+    txn: &'txn WriteTransaction,
+    definition: TableDefinition<'static, &'static [u8], &'static [u8]>,
+) -> Result<&'s mut BytesTable<'txn>, StorageError> {
+    Ok(match slot {
+        Some(table) => table,
+        None => slot.insert(txn.open_table(definition)?),
+    })
 }
 
 impl<'txn> CoordTables<'txn> {
-    /// Open them in `txn`.
+    /// The tables of `txn`; opens the key expiries and the Redis elements.
     pub fn open(txn: &'txn WriteTransaction) -> Result<CoordTables<'txn>, StorageError> {
         Ok(CoordTables {
-            sessions: txn.open_table(SESSIONS)?,
-            owned: txn.open_table(SESSION_OWNED)?,
-            locks: txn.open_table(LOCKS)?,
-            elections: txn.open_table(ELECTIONS)?,
+            txn,
+            sessions: None,
+            owned: None,
+            locks: None,
+            elections: None,
+            membership: None,
             key_expiry: txn.open_table(KEY_EXPIRY)?,
             elements: txn.open_table(REDIS_ELEMENTS)?,
-            membership: txn.open_table(MEMBERSHIP)?,
         })
     }
 
+    /// The sessions.
+    pub fn sessions(&mut self) -> Result<&mut BytesTable<'txn>, StorageError> {
+        opened(&mut self.sessions, self.txn, SESSIONS)
+    }
+
+    /// What each session owns.
+    pub fn owned(&mut self) -> Result<&mut BytesTable<'txn>, StorageError> {
+        opened(&mut self.owned, self.txn, SESSION_OWNED)
+    }
+
+    /// The locks.
+    pub fn locks(&mut self) -> Result<&mut BytesTable<'txn>, StorageError> {
+        opened(&mut self.locks, self.txn, LOCKS)
+    }
+
+    /// The elections.
+    pub fn elections(&mut self) -> Result<&mut BytesTable<'txn>, StorageError> {
+        opened(&mut self.elections, self.txn, ELECTIONS)
+    }
+
+    /// The membership log.
+    pub fn membership(&mut self) -> Result<&mut BytesTable<'txn>, StorageError> {
+        opened(&mut self.membership, self.txn, MEMBERSHIP)
+    }
+
     /// The record of `session`, if it is open.
-    pub fn session(&self, session: u64) -> Result<Option<SessionRecord>, StorageError> {
-        get_record(&self.sessions, "sm_sessions", &session_key(session))
+    pub fn session(&mut self, session: u64) -> Result<Option<SessionRecord>, StorageError> {
+        get_record(self.sessions()?, "sm_sessions", &session_key(session))
     }
 
     /// The key expiry of `key`, if it has one.
@@ -294,7 +343,7 @@ impl<'txn> CoordTables<'txn> {
         session: u64,
         record: &SessionRecord,
     ) -> Result<(), StorageError> {
-        self.sessions.insert(
+        self.sessions()?.insert(
             session_key(session).as_slice(),
             record.encode_to_vec().as_slice(),
         )?;
