@@ -93,7 +93,7 @@ pub use snapshot::{
     EntryTally, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller, SnapshotReceiver,
     MAX_SNAPSHOT_REVISION, SNAPSHOT_STALL,
 };
-pub use state_machine::{AppliedSlot, Options, StateCounts, StateMachine};
+pub use state_machine::{AppliedSlot, Options, Reader, StateCounts, StateMachine};
 pub use watch::{WatchBatch, WatchError};
 
 // The wire types this crate's API takes and answers (`StateMachine::apply_slots` encoded `Request`s, their

@@ -441,27 +441,17 @@ impl StateMachine {
     /// applied. Other ops and invalid ones get an error response. Does not write or block on
     /// writers (redb readers see the last commit).
     pub fn read(&self, op: &Op) -> Result<Response, StorageError> {
+        self.reader()?.read(op)
+    }
+
+    /// The committed state as it is now, for serving several reads (each as
+    /// [`read`](StateMachine::read) would) from one redb read transaction:
+    /// a leader answers all the reads one round released with one reader.
+    pub fn reader(&self) -> Result<Reader, StorageError> {
         let txn = self.db.begin_read()?;
         let revision = get_meta(&txn.open_table(META)?, REVISION)?;
-        if !op.is_read_only() {
-            return Ok(Response::error(revision, &RequestError::NotReadOnly));
-        }
-        if let Err(e) = op.validate() {
-            return Ok(Response::error(revision, &e));
-        }
         let kv = txn.open_table(KV)?;
-        let outcome = match op {
-            Op::Get(get) => Outcome::Get(kv::get(&kv, &get.key)?),
-            Op::Scan(scan) => Outcome::Scan(kv::scan(&kv, scan)?),
-            _ => match exec::read_coord(&txn, op)? {
-                Some(outcome) => outcome,
-                None => return Ok(Response::error(revision, &RequestError::NotReadOnly)),
-            },
-        };
-        Ok(Response {
-            revision,
-            outcome: Some(outcome),
-        })
+        Ok(Reader { txn, revision, kv })
     }
 
     /// A 64-bit FNV-1a hash of every state machine table (kv, meta, dedup and its eviction
@@ -626,4 +616,39 @@ pub struct StateCounts {
     pub sessions: u64,
     /// Locks held or in lock-delay.
     pub locks: u64,
+}
+
+/// One moment of the committed state, from which any number of reads are
+/// served (see [`StateMachine::reader`]). Holding it keeps redb from reusing
+/// the pages it reads, so it is dropped once its reads are answered.
+pub struct Reader {
+    txn: redb::ReadTransaction,
+    revision: u64,
+    kv: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl Reader {
+    /// Serves a read-only op as [`StateMachine::read`] does, from this
+    /// reader's moment.
+    pub fn read(&self, op: &Op) -> Result<Response, StorageError> {
+        let revision = self.revision;
+        if !op.is_read_only() {
+            return Ok(Response::error(revision, &RequestError::NotReadOnly));
+        }
+        if let Err(e) = op.validate() {
+            return Ok(Response::error(revision, &e));
+        }
+        let outcome = match op {
+            Op::Get(get) => Outcome::Get(kv::get(&self.kv, &get.key)?),
+            Op::Scan(scan) => Outcome::Scan(kv::scan(&self.kv, scan)?),
+            _ => match exec::read_coord(&self.txn, op)? {
+                Some(outcome) => outcome,
+                None => return Ok(Response::error(revision, &RequestError::NotReadOnly)),
+            },
+        };
+        Ok(Response {
+            revision,
+            outcome: Some(outcome),
+        })
+    }
 }

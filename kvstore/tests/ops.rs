@@ -36,6 +36,26 @@ fn get_through_the_log_answers_like_read() {
 }
 
 #[test]
+fn a_reader_answers_like_read_from_the_moment_it_was_made() {
+    let mut h = Harness::new();
+    h.op(put(b"a", b"1"));
+    let reader = h.sm.reader().unwrap();
+    for op in [get(b"a"), get(b"missing"), put(b"a", b"x")] {
+        assert_eq!(reader.read(&op).unwrap(), h.sm.read(&op).unwrap(), "{op:?}");
+    }
+    // A later apply is not seen by a reader made before it.
+    h.op(put(b"a", b"2"));
+    let then = reader.read(&get(b"a")).unwrap();
+    assert_eq!(then.revision, 1);
+    let Some(Outcome::Get(got)) = then.outcome else {
+        panic!("{then:?}")
+    };
+    assert_eq!(got.kv, Some(kv(b"a", b"1", 1, 1, 1)));
+    drop(reader);
+    assert_eq!(h.get(b"a"), Some(kv(b"a", b"2", 1, 2, 2)));
+}
+
+#[test]
 fn put_overwrites_and_bumps_version_and_mod_revision() {
     let mut h = Harness::new();
     h.op(put(b"a", b"1"));

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use prost::Message as _;
 use synod_kvstore::membership::membership_command;
 use synod_kvstore::{
-    EventFilter, KeyExpiryConfig, Op, Request, RequestError, Response, SessionClockConfig,
+    EventFilter, KeyExpiryConfig, Op, Reader, Request, RequestError, Response, SessionClockConfig,
     SlotEffects, Snapshot, SnapshotChunk, SnapshotError, SnapshotReceiver, StateMachine,
     StorageError, WatchError,
 };
@@ -325,7 +325,7 @@ impl Node {
             }
             ReadConsistency::Serializable => {
                 let now_ms = now_ms(now);
-                let answer = self.read_now(&request).map(|mut response| {
+                let answer = Self::read_now(&self.reader(), &request).map(|mut response| {
                     if let Some(op) = &request.op {
                         self.duties.expiry.fill_ttl(op, &mut response, now_ms);
                     }
@@ -501,9 +501,14 @@ impl Node {
             applied: self.apply(now, ready.committed)?,
             ..RoundOutput::default()
         };
+        // One read transaction serves every read the round released.
+        let mut reader = None;
         for id in ready.reads {
             match self.reads.remove(&id) {
-                Some(PendingRead::Request(request)) => self.answer_read(now, id, request)?,
+                Some(PendingRead::Request(request)) => {
+                    let reader = reader.get_or_insert_with(|| self.reader());
+                    self.answer_read(now, id, request, reader)?;
+                }
                 Some(PendingRead::Snapshot) => {
                     let answer = self.take_snapshot();
                     self.answers.push(Answer::Snapshot { id, answer });
@@ -511,6 +516,8 @@ impl Node {
                 None => {}
             }
         }
+        // Pins the pages it read: gone before anything else is written.
+        drop(reader);
         let leader = self.replica.status().leader;
         for id in ready.failed_reads {
             let answer = NodeError::NotLeader { leader };
@@ -676,12 +683,25 @@ impl Node {
             .map_err(|e| NodeError::Storage(e.to_string()))
     }
 
-    fn read_now(&self, request: &Request) -> Result<Response, NodeError> {
+    /// The committed state as it is now, to serve reads from.
+    fn reader(&self) -> Result<Reader, NodeError> {
+        self.state_machine
+            .reader()
+            .map_err(|e| NodeError::Storage(e.to_string()))
+    }
+
+    /// Serves `request`, a read, from `reader`.
+    fn read_now(
+        reader: &Result<Reader, NodeError>,
+        request: &Request,
+    ) -> Result<Response, NodeError> {
         let op = request
             .op
             .as_ref()
             .ok_or(NodeError::Invalid(RequestError::MissingOp("the request")))?;
-        self.state_machine
+        reader
+            .as_ref()
+            .map_err(Clone::clone)?
             .read(op)
             .map_err(|e| NodeError::Storage(e.to_string()))
     }
@@ -695,9 +715,10 @@ impl Node {
         now: Instant,
         id: ReadId,
         request: Request,
+        reader: &Result<Reader, NodeError>,
     ) -> Result<(), NodeFailure> {
         let now_ms = now_ms(now);
-        let mut answer = self.read_now(&request);
+        let mut answer = Self::read_now(reader, &request);
         if let (Ok(response), Some(op)) = (answer.as_mut(), request.op.as_ref()) {
             if self.duties.expiry.needs_log(op, response, now_ms) {
                 return self.read_through_log(now, id, op.clone());
