@@ -1,6 +1,7 @@
 //! How the Redis endpoint reaches the state machine from any node: the
 //! local core when this node leads, otherwise the leader's client service
-//! over QUIC, retried across leader changes under the same
+//! over QUIC (in batches with the other calls forwarded at the same time,
+//! see `forward`), retried across leader changes under the same
 //! `(client_id, seq)` so that a write applies once.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,14 +5,15 @@
 //! Every node runs one (when `redis_addr` is configured) and accepts every
 //! command: writes and linearizable reads are served by the local core
 //! when this node leads and forwarded to the leader's client service over
-//! QUIC otherwise ([`backend`]). Each connection is one exactly-once
+//! QUIC otherwise ([`backend`]; the commands forwarded at the same time
+//! travel in one batch, `forward`). Each connection is one exactly-once
 //! client: it gets its own client id ([`backend::ClientIds`]) and numbers
 //! its writes from 1, so a write retried across a leader change applies
 //! once. Commands run one at a time per connection, in order, as Redis
 //! runs them; pipelined requests are answered in one write.
 //!
 //! Modules: [`resp`] (the wire format and its limits), [`backend`] (local
-//! or forwarded requests), `table` (dispatch, by the command tables of
+//! or forwarded requests), `forward` (forwarding in batches), `table` (dispatch, by the command tables of
 //! `synod_wire::redis`),
 //! `strings`, `expiry` and `keyspace` (the key-value commands), `multi`
 //! (transactions), `admin`
