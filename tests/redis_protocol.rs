@@ -732,16 +732,6 @@ fn info_counts_the_clients_waiting_in_a_blocking_pop() {
     assert!(released, "an answered BLPOP is no longer counted");
 }
 
-/// `KvBatchCall`s node `node` served.
-fn kv_batches(cluster: &Cluster, node: usize) -> f64 {
-    cluster
-        .metrics(node)
-        .iter()
-        .filter(|(series, _)| series.starts_with(r#"synod_api_requests_total{command="kv_batch""#))
-        .map(|(_, value)| value)
-        .sum()
-}
-
 /// Commands that reach a follower together travel to the leader together, in batches
 /// (`src/redis/forward.rs`): each connection still gets its own answers, in its order, and
 /// every write applies once.
@@ -751,7 +741,7 @@ fn commands_forwarded_at_once_travel_in_batches_and_keep_their_own_answers() {
     const ROUNDS: usize = 30;
     let cluster = cluster();
     let (leader, follower) = (cluster.leader(), cluster.follower());
-    let batches_before = kv_batches(cluster, leader);
+    let batches_before = cluster.api_calls(leader, "kv_batch");
     let connections: Vec<_> = (0..CONNECTIONS)
         .map(|t| {
             let mut c = cluster.client(follower);
@@ -778,7 +768,7 @@ fn commands_forwarded_at_once_travel_in_batches_and_keep_their_own_answers() {
         (1..=calls as i64).collect::<Vec<_>>(),
         "every INCR applied once and answered its own count"
     );
-    let batches = kv_batches(cluster, leader) - batches_before;
+    let batches = cluster.api_calls(leader, "kv_batch") - batches_before;
     assert!(batches > 0.0, "forwarded calls travel in batches");
     assert!(
         batches < (3 * calls) as f64,

@@ -12,16 +12,6 @@ use futures_core::Stream;
 use quic_cluster::Cluster;
 use synod_client::{Client, ClientError, Event, EventFilter, Watcher};
 
-/// Watch calls node `node` served, whatever their result.
-fn watch_calls(cluster: &Cluster, node: usize) -> f64 {
-    cluster
-        .metrics(node)
-        .iter()
-        .filter(|(series, _)| series.starts_with(r#"synod_api_requests_total{command="watch""#))
-        .map(|(_, value)| value)
-        .sum()
-}
-
 /// Watchers waiting for events on the running nodes.
 fn waiting_watchers(cluster: &Cluster, nodes: &[usize]) -> f64 {
     nodes
@@ -81,7 +71,7 @@ fn a_watcher_receives_many_batches_from_one_server_stream() {
             let event = watcher.next().await.expect("the watch goes on");
             assert_eq!((event.key, event.revision), (key.into_bytes(), revision));
         }
-        let served: f64 = (1..=3).map(|node| watch_calls(&cluster, node)).sum();
+        let served: f64 = (1..=3).map(|node| cluster.api_calls(node, "watch")).sum();
         assert_eq!(served, 1.0, "one watch request served the 20 batches");
     });
 }
@@ -102,7 +92,7 @@ fn a_watcher_stream_goes_on_at_another_node_when_its_node_stops() {
             seen.push(next_item(&mut watcher).await.expect("the watch goes on"));
         }
         let serving = (1..=3)
-            .find(|node| watch_calls(&cluster, *node) > 0.0)
+            .find(|node| cluster.api_calls(*node, "watch") > 0.0)
             .expect("a node serves the watcher");
         cluster.stop(serving);
 
@@ -120,7 +110,7 @@ fn a_watcher_stream_goes_on_at_another_node_when_its_node_stops() {
         let survivors: Vec<usize> = (1..=3).filter(|node| *node != serving).collect();
         let served_after: f64 = survivors
             .iter()
-            .map(|node| watch_calls(&cluster, *node))
+            .map(|node| cluster.api_calls(*node, "watch"))
             .sum();
         assert!(served_after >= 1.0, "another node took the stream");
 

@@ -64,6 +64,24 @@ fn remove_dirs_of_finished_runs() {
     }
 }
 
+/// `GET path` on the HTTP server at `port`: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("an HTTP port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {head}"));
+    (code, body.to_string())
+}
+
 impl Cluster {
     /// Starts `nodes` (1 or 3) nodes in a fresh directory named after
     /// `name`; with `password`, every node asks Redis clients for it.
@@ -166,19 +184,16 @@ impl Cluster {
         panic!("the cluster never accepted a write");
     }
 
+    /// Node `node`'s operations port (`/metrics`, `/health`, `/ready`).
+    pub fn metrics_port(&self, node: usize) -> u16 {
+        synod::dev::dev_addrs(self.base_port, node as u32)
+            .metrics
+            .port()
+    }
+
     /// Node `node`'s samples (`/metrics`), by series.
     pub fn metrics(&self, node: usize) -> std::collections::BTreeMap<String, f64> {
-        let port = synod::dev::dev_addrs(self.base_port, node as u32)
-            .metrics
-            .port();
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("a response");
-        let (_, body) = response.split_once("\r\n\r\n").expect("head and body");
+        let (_, body) = http_get(self.metrics_port(node), "/metrics");
         body.lines()
             .filter(|line| !line.starts_with('#') && !line.is_empty())
             .filter_map(|line| {
@@ -186,6 +201,17 @@ impl Cluster {
                 Some((series.to_string(), value.parse().ok()?))
             })
             .collect()
+    }
+
+    /// The client API calls named `command` node `node` served, whatever
+    /// their result.
+    pub fn api_calls(&self, node: usize, command: &str) -> f64 {
+        let series = format!(r#"synod_api_requests_total{{command="{command}""#);
+        self.metrics(node)
+            .iter()
+            .filter(|(name, _)| name.starts_with(&series))
+            .map(|(_, value)| value)
+            .sum()
     }
 
     /// A Rust client (`synod-client`) of the whole cluster.
