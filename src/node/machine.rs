@@ -785,6 +785,11 @@ impl Node {
                 .expiry
                 .observe(now_ms, &result.effects.key_expiry_events);
             for (bytes, response) in commands.iter().zip(&result.responses) {
+                if self.waiting.is_empty() {
+                    // Only a leader has commands waiting: a follower decodes
+                    // nothing here.
+                    break;
+                }
                 let Ok(request) = Request::decode(bytes.as_slice()) else {
                     continue;
                 };
