@@ -11,15 +11,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 use synod_kvstore::{Request, Response};
 use synod_net::tls::TlsIdentity;
-use synod_net::ClientResponse;
 use synod_paxos::NodeId;
 use synod_wire::client_ids::REDIS_CONNECTIONS;
-use synod_wire::proto::api::{api_request::Call, api_response, ApiRequest, ApiResponse, KvCall};
+use synod_wire::proto::api::{api_request::Call, api_response, ApiResponse, KvCall};
 use synod_wire::proto::Verdict;
 use synod_wire::retry::Backoff;
 use tokio::time::Instant;
 
-use super::forward::{batchable, Batchers, Unanswered};
+use super::forward::{batchable, send, Batchers, Unanswered};
 use super::links::NodeLinks;
 use crate::members::ClientAddrs;
 use crate::node::{NodeError, NodeHandle, NodeStatus, ReadConsistency};
@@ -246,13 +245,13 @@ impl Backend {
         let answer = if batchable(&call, read_only, request.client_id) {
             match self.batchers.call(to, call, until).await {
                 Err(Unanswered::SendAlone) => {
-                    self.send_alone(to, kv_call(request, consistency), until)
-                        .await
+                    let alone = Call::Kv(kv_call(request, consistency));
+                    send(&self.links, to, alone, until).await
                 }
                 answer => answer,
             }
         } else {
-            self.send_alone(to, call, until).await
+            send(&self.links, to, Call::Kv(call), until).await
         };
         let response = match answer {
             Ok(response) => response,
@@ -290,33 +289,6 @@ impl Backend {
             }
             Verdict::Refused(message) => Attempt::Fail(CallError::Invalid(message)),
             Verdict::Failed { reason, .. } => Attempt::Fail(CallError::Internal(reason)),
-        }
-    }
-
-    /// Forwards `call` to node `to` on a stream of its own, waiting for the
-    /// answer until `until`.
-    async fn send_alone(
-        &self,
-        to: NodeId,
-        call: KvCall,
-        until: Instant,
-    ) -> Result<ClientResponse, Unanswered> {
-        let link = self
-            .links
-            .get(to, until)
-            .await
-            .map_err(Unanswered::NotSent)?;
-        let payload = ApiRequest {
-            call: Some(Call::Kv(call)),
-        }
-        .encode_to_vec();
-        match tokio::time::timeout_at(until, link.request(payload)).await {
-            Err(_) => Err(Unanswered::Lost("timed out".into())),
-            Ok(Err(e)) => {
-                self.links.forget(to);
-                Err(Unanswered::Lost(e.to_string()))
-            }
-            Ok(Ok(response)) => Ok(response),
         }
     }
 }

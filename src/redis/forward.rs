@@ -168,23 +168,10 @@ async fn exchange(
     let until = Instant::now() + super::backend::ATTEMPT_TIMEOUT;
     let (calls, replies): (Vec<KvCall>, Vec<_>) =
         batch.into_iter().map(|q| (q.call, q.reply)).unzip();
-    let answers = match links.get(to, until).await {
-        Err(reason) => Err(Unanswered::NotSent(reason)),
-        Ok(link) => {
-            let payload = ApiRequest {
-                call: Some(Call::KvBatch(KvBatchCall { calls })),
-            }
-            .encode_to_vec();
-            match tokio::time::timeout_at(until, link.request(payload)).await {
-                Err(_) => Err(Unanswered::Lost("timed out".into())),
-                Ok(Err(e)) => {
-                    links.forget(to);
-                    Err(Unanswered::Lost(e.to_string()))
-                }
-                Ok(Ok(response)) => answers_of(response, replies.len()),
-            }
-        }
-    };
+    let call = Call::KvBatch(KvBatchCall { calls });
+    let answers = send(&links, to, call, until)
+        .await
+        .and_then(|response| answers_of(response, replies.len()));
     match answers {
         Err(unanswered) => {
             for reply in replies {
@@ -197,6 +184,27 @@ async fn exchange(
                 let _ = reply.send(answers.next().unwrap_or(Err(Unanswered::SendAlone)));
             }
         }
+    }
+}
+
+/// Sends `call` to node `to` through `links` and waits for the answer
+/// until `until`; a failed exchange drops the connection (the next call
+/// dials anew). One call, alone or a batch, on a stream of its own.
+pub async fn send(
+    links: &NodeLinks,
+    to: NodeId,
+    call: Call,
+    until: Instant,
+) -> Result<ClientResponse, Unanswered> {
+    let link = links.get(to, until).await.map_err(Unanswered::NotSent)?;
+    let payload = ApiRequest { call: Some(call) }.encode_to_vec();
+    match tokio::time::timeout_at(until, link.request(payload)).await {
+        Err(_) => Err(Unanswered::Lost("timed out".into())),
+        Ok(Err(e)) => {
+            links.forget(to);
+            Err(Unanswered::Lost(e.to_string()))
+        }
+        Ok(Ok(response)) => Ok(response),
     }
 }
 
