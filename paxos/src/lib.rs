@@ -6,18 +6,28 @@
 //! carries out what it asks for:
 //!
 //! ```
-//! use synod_paxos::{Config, DurableState, Instant, NodeId, Replica, Slot};
+//! use synod_paxos::{Config, DurableState, Instant, NodeId, Replica, Slot, Value};
 //!
 //! let config = Config::new(NodeId(1), vec![NodeId(1)]);
 //! let mut replica = Replica::new(config, DurableState::default(), Slot(0), Instant::from_micros(0)).unwrap();
-//! // A single node elects itself once its election timeout passes.
-//! replica.tick(Instant::from_micros(2_000_000));
-//! replica.propose(Instant::from_micros(2_000_000), b"hello".to_vec()).unwrap();
+//! // A single node elects itself once its election timeout passes, and
+//! // leads once its own promise is durable.
+//! let now = Instant::from_micros(2_000_000);
+//! replica.tick(now);
 //! let ready = replica.ready();
-//! // 1. persist ready.persist, 2. send ready.messages, 3. apply ready.committed,
-//! // 4. serve ready.reads.
+//! // (persist ready.persist durably, then:)
+//! replica.persisted(now, ready.seq);
 //! assert!(replica.is_leader());
-//! assert!(!ready.committed.is_empty());
+//! replica.propose(now, b"hello".to_vec()).unwrap();
+//! let ready = replica.ready();
+//! // 1. persist ready.persist (send the early messages meanwhile), apply
+//! // ready.committed and serve ready.reads; 2. once durable, send the rest
+//! // of ready.messages and report it:
+//! replica.persisted(now, ready.seq);
+//! // Its own acceptance, durable now, chooses the value (after the no-op a
+//! // new leader commits first).
+//! let committed = replica.ready().committed;
+//! assert_eq!(committed.last().unwrap().1, Value::Commands(vec![b"hello".to_vec()]));
 //! ```
 //!
 //! Safety invariants are asserted where they could break: a promise never
@@ -65,7 +75,7 @@ pub use config::Bugs;
 pub use config::{Config, ConfigError};
 pub use membership::{Change, ChangeError, Member, Membership, MembershipLog, ACTIVATION_DELAY};
 pub use message::{Envelope, Message};
-pub use ready::{ReadId, Ready};
+pub use ready::{ReadId, Ready, ReadySeq};
 pub use replica::{ChangeRefused, Replica, Role, Status, Unavailable, PROMOTE_MAX_LAG_SLOTS};
 pub use rng::Rng;
 pub use storage::{DurableState, MemStorage, Record, RecordRuleError, SlotState, Storage};

@@ -8,24 +8,36 @@ use crate::types::{Command, NodeId, Slot, Value};
 /// [`Replica::read`](crate::Replica::read).
 pub type ReadId = u64;
 
+/// Numbers the [`Ready`]s of one replica, from 1, in the order taken.
+pub type ReadySeq = u64;
+
 /// The output of the core since the last call to
 /// [`Replica::ready`](crate::Replica::ready).
 ///
-/// The driver must handle it in this order:
-/// 1. make every record of `persist` durable (one fsync for all of them;
-///    see [`Record::must_sync`](crate::Record::must_sync)), and not step the
-///    core again until that is done; the messages that
-///    [`take_early_messages`](Ready::take_early_messages) returns may be
-///    sent before or while it runs;
-/// 2. send the rest of `messages`, only after step 1;
-/// 3. apply `committed` in order;
-/// 4. answer `reads` from the state after step 3, with no wait between
+/// The driver handles it in this order:
+/// 1. start making every record of `persist` durable (one fsync for all of
+///    them; see [`Record::must_sync`](crate::Record::must_sync)), after those
+///    of every earlier `Ready`, and send the messages that
+///    [`take_early_messages`](Ready::take_early_messages) returns;
+/// 2. apply `committed` in order (chosen values are durable at a majority
+///    already; they rely on no record of this node);
+/// 3. answer `reads` from the state after step 2, with no wait between
 ///    taking this `Ready` and answering (a lease read is only valid now);
-/// 5. tell the clients of `failed_reads` and `unproposed` to retry
+/// 4. tell the clients of `failed_reads` and `unproposed` to retry
 ///    elsewhere;
-/// 6. send a state-machine snapshot to each of `snapshots_to_send`.
+/// 5. send a state-machine snapshot to each of `snapshots_to_send`;
+/// 6. once `persist` is durable (and every earlier `Ready`'s), send the
+///    rest of `messages`, then report it with
+///    [`Replica::persisted`](crate::Replica::persisted)`(now, seq)`.
+///
+/// The driver may keep stepping the core and take more `Ready`s while
+/// step 6 waits for the disk: the core asks for nothing that relies on an
+/// undurable record (an acceptor's replies wait in `messages`, its own
+/// proposer hears it only through `persisted`).
 #[derive(Debug, Default)]
 pub struct Ready {
+    /// This `Ready`'s number, for [`Replica::persisted`](crate::Replica::persisted).
+    pub seq: ReadySeq,
     /// Records to make durable before `messages` are sent.
     pub persist: Vec<Record>,
     /// Messages to send once `persist` is durable (except those
@@ -44,8 +56,8 @@ pub struct Ready {
     /// snapshot of the state machine (after applying `committed`); the peer
     /// installs it and calls `Replica::install_snapshot`.
     pub snapshots_to_send: Vec<NodeId>,
-    /// Set by the core when `persist` raises this node's own promise: its
-    /// proposer messages rely on that promise.
+    /// Set by the core while this `Ready` or an earlier one not yet durable
+    /// raises this node's own promise: its proposer messages rely on it.
     pub(crate) promise_pending: bool,
     /// Bug injection: proposer messages go early even then.
     pub(crate) early_despite_promise: bool,
@@ -61,13 +73,14 @@ impl Ready {
     /// at ballot b (Accept, Heartbeat, Prepare) relies on this node's own
     /// `Promised(b)`: were it lost in a crash, the restarted node could
     /// accept a lower ballot's value for a slot it proposed into at b, or
-    /// reuse b for another value. So when `persist` raises the promise, no
-    /// message goes early; otherwise the proposer's messages do.
+    /// reuse b for another value. So while this `Ready`'s `persist`, or an
+    /// earlier one's still in flight, raises the promise, no message goes
+    /// early; otherwise the proposer's messages do.
     ///
-    /// A leader's own acceptance, counted at once, never makes an early
-    /// message claim a slot chosen: another acceptor's acknowledgement of
-    /// the same slot can only arrive in a later `Ready`, after this one's
-    /// records are durable.
+    /// An early message never claims a slot chosen on the strength of an
+    /// undurable acceptance: a leader counts its own acceptor only once the
+    /// driver reports its records durable
+    /// ([`Replica::persisted`](crate::Replica::persisted)).
     pub fn take_early_messages(&mut self) -> Vec<Envelope> {
         if self.promise_pending && !self.early_despite_promise {
             return Vec::new();

@@ -162,9 +162,12 @@ fn the_leader_opens_no_slot_while_the_log_is_over_its_byte_bound() {
     config.max_log_bytes = 10_000;
     let mut leader = with_config(config);
     leader.campaign(at_ms(1));
+    durable_ready(&mut leader, at_ms(1));
     assert!(leader.is_leader());
     let mut proposed = 0;
     while leader.propose(at_ms(2), big(1, 1_000)).is_ok() {
+        // Its own acceptance, durable at once, chooses the slot.
+        durable_ready(&mut leader, at_ms(2));
         proposed += 1;
         assert!(proposed < 100, "never refused");
     }
@@ -178,6 +181,7 @@ fn the_leader_opens_no_slot_while_the_log_is_over_its_byte_bound() {
         leader.propose(at_ms(2), b"x".to_vec()),
         Err(Unavailable::Busy)
     );
+    durable_ready(&mut leader, at_ms(2));
     leader.ready();
     leader.compact(leader.commit_index());
     assert_eq!(leader.log_bytes(), 0);

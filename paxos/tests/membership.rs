@@ -3,7 +3,9 @@
 
 mod harness;
 
-use harness::{at_ms, cluster_led_by_node_1, deliver_all, deliver_where, replica};
+use harness::{
+    at_ms, cluster_led_by_node_1, deliver_all, deliver_where, durable_ready, replica,
+};
 use synod_paxos::{Change, ChangeError, ChangeRefused, NodeId, Slot, Value, ACTIVATION_DELAY};
 
 /// The slot a change was chosen in, from what node 1 applied.
@@ -122,6 +124,7 @@ fn bad_changes_are_refused_and_only_one_runs_at_a_time() {
 fn the_last_voter_cannot_be_removed() {
     let mut node = replica(1, 1);
     node.tick(at_ms(2_000));
+    durable_ready(&mut node, at_ms(2_000));
     assert!(node.is_leader());
     assert_eq!(
         node.propose_change(at_ms(2_000), Change::Remove(NodeId(1))),

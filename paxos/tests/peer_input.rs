@@ -231,6 +231,8 @@ fn promises_reporting_two_chosen_values_for_one_slot_do_not_panic_the_candidate(
         "the contradicting promise does not count"
     );
     candidate.step(at_ms(2), promise(4, vec![]));
+    // With its own promise, durable now, it holds a quorum.
+    durable_ready(&mut candidate, at_ms(2));
     assert!(candidate.is_leader());
     assert_eq!(candidate.chosen(Slot(1)), Some(&commands("x")));
 }

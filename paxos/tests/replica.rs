@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use synod_paxos::{
-    Ballot, Config, DurableState, Envelope, Instant, Message, NodeId, Record, Replica, Slot,
+    Ballot, Config, DurableState, Envelope, Instant, Message, NodeId, Ready, Record, Replica, Slot,
     SlotState, Unavailable, Value,
 };
 
@@ -25,6 +25,14 @@ fn replica(id: u32, n: u32) -> Replica {
     .unwrap()
 }
 
+/// Takes `node`'s output and reports its records durable at once (a disk
+/// that syncs instantly), so its own acceptor's replies reach its proposer.
+fn durable_ready(node: &mut Replica, now: Instant) -> Ready {
+    let ready = node.ready();
+    node.persisted(now, ready.seq);
+    ready
+}
+
 /// Delivers every message among `nodes` until none is left, at `now`;
 /// returns what each node applied and which reads it released.
 fn deliver_all(nodes: &mut [Replica], now: Instant) -> (Vec<Vec<(Slot, Value)>>, Vec<u64>) {
@@ -32,13 +40,15 @@ fn deliver_all(nodes: &mut [Replica], now: Instant) -> (Vec<Vec<(Slot, Value)>>,
     let mut reads = Vec::new();
     loop {
         let mut in_flight = Vec::new();
+        let mut quiet = true;
         for (i, node) in nodes.iter_mut().enumerate() {
-            let ready = node.ready();
+            let ready = durable_ready(node, now);
+            quiet &= ready.is_empty();
             applied[i].extend(ready.committed);
             reads.extend(ready.reads);
             in_flight.extend(ready.messages);
         }
-        if in_flight.is_empty() {
+        if quiet {
             return (applied, reads);
         }
         for envelope in in_flight {
@@ -104,11 +114,21 @@ fn new_leader_reproposes_the_highest_ballot_value_and_fills_holes() {
         replica(2, 3),
         replica(3, 3),
     ];
-    // After the restart lease wait, node 1 campaigns.
+    // After the restart lease wait, node 1 campaigns. Node 3 does not
+    // answer yet, so node 1's own promise completes the quorum: its
+    // report of slot 2 counts.
     let now = at_ms(1000);
     nodes[0].campaign(now);
-    let (applied, _) = deliver_all(&mut nodes, now);
+    let to_two = nodes[0].ready().messages;
+    for envelope in to_two.into_iter().filter(|e| e.to == NodeId(2)) {
+        nodes[1].step(now, envelope);
+    }
+    for envelope in nodes[1].ready().messages {
+        nodes[0].step(now, envelope);
+    }
+    durable_ready(&mut nodes[0], now);
     assert!(nodes[0].is_leader());
+    let (applied, _) = deliver_all(&mut nodes, now);
     assert_eq!(
         applied[0][..2],
         [(Slot(1), Value::Noop), (Slot(2), old)],
@@ -249,11 +269,14 @@ fn durable_state_refuses_a_lower_promise() {
 fn deliver_all_but(nodes: &mut [Replica], now: Instant, cut: u32) {
     loop {
         let mut in_flight = Vec::new();
+        let mut quiet = true;
         for node in nodes.iter_mut() {
-            in_flight.extend(node.ready().messages);
+            let ready = durable_ready(node, now);
+            quiet &= ready.is_empty();
+            in_flight.extend(ready.messages);
         }
         in_flight.retain(|e| e.from != NodeId(cut) && e.to != NodeId(cut));
-        if in_flight.is_empty() {
+        if quiet {
             return;
         }
         for envelope in in_flight {

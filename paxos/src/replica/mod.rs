@@ -39,7 +39,7 @@ use crate::leader::{self, Abdication, FlushOutcome, Leader, QueueFull};
 use crate::membership::{Change, ChangeError, Member, Membership, MembershipLog, ACTIVATION_DELAY};
 use crate::message::{Envelope, Message};
 use crate::peer_input::{self, Knows};
-use crate::ready::{ReadId, Ready};
+use crate::ready::{ReadId, Ready, ReadySeq};
 use crate::recovery::{self, ConflictingChosen};
 use crate::rng::Rng;
 use crate::storage::{DurableState, Record, SlotState};
@@ -157,6 +157,12 @@ enum RoleState {
 /// 6. `membership` holds no entry that stopped governing: only its first
 ///    entry governs slots at or below `commit + 1`.
 /// 7. `loopback` is empty: messages to self are handled within the call.
+///    The replies of this node's own acceptor that report its state
+///    (`Message::reports_acceptor_state`) wait in `own_replies` instead, each
+///    tagged with the `Ready` whose records it relies on, newer than
+///    `durable_ready`: the proposer counts its own acceptor only once that
+///    `Ready` is durable, as it counts a peer only once the peer's reply
+///    (sent after its fsync) arrives.
 /// 8. A candidate's ballot is its own and at least `promised` (an acceptor
 ///    that promises a higher ballot makes its node step down in the same
 ///    step); it holds fewer complete promises than a quorum (with a quorum
@@ -171,7 +177,8 @@ enum RoleState {
 pub struct Replica {
     config: Config,
     rng: Rng,
-    /// Highest ballot promised (durable). Never goes down; see 4, 8, 9.
+    /// Highest ballot promised (durable once the `Ready` that persists it
+    /// is). Never goes down; see 4, 8, 9.
     promised: Ballot,
     /// Every slot this node holds a value for (durable). Changed only
     /// through `put_slot` and `compact`, which keep `log_bytes`. See 2, 3.
@@ -215,8 +222,18 @@ pub struct Replica {
     /// Messages from this node to itself, handled before the call returns.
     /// See 7.
     loopback: VecDeque<Message>,
+    /// Replies of this node's own acceptor, each with the number of the
+    /// `Ready` that persists what it reports, held until the driver says
+    /// that `Ready` is durable. See 7.
+    own_replies: VecDeque<(ReadySeq, Message)>,
     /// What the driver must do, gathered since the last `ready()`.
     ready: Ready,
+    /// The number the `Ready` being gathered will carry.
+    next_ready: ReadySeq,
+    /// Every `Ready` through this one is durable (see [`Replica::persisted`]).
+    durable_ready: ReadySeq,
+    /// The last `Ready` that raised this node's promise.
+    last_promise_ready: ReadySeq,
 }
 
 impl Replica {
@@ -279,7 +296,11 @@ impl Replica {
             catch_up: CatchUp::new(now),
             membership,
             loopback: VecDeque::new(),
+            own_replies: VecDeque::new(),
             ready: Ready::default(),
+            next_ready: 1,
+            durable_ready: 0,
+            last_promise_ready: 0,
             config,
         };
         while matches!(
@@ -467,17 +488,53 @@ impl Replica {
     }
 
     /// Takes everything the driver must do; see [`Ready`] for the order.
+    /// Each `Ready` carries the next number ([`Ready::seq`]); the driver
+    /// reports it durable with [`persisted`](Self::persisted).
     pub fn ready(&mut self) -> Ready {
         let mut ready = std::mem::take(&mut self.ready);
-        ready.promise_pending = ready
+        ready.seq = self.next_ready;
+        self.next_ready += 1;
+        if ready
             .persist
             .iter()
-            .any(|record| matches!(record, Record::Promised(_)));
+            .any(|record| matches!(record, Record::Promised(_)))
+        {
+            self.last_promise_ready = ready.seq;
+        }
+        // Proposer messages rely on this node's promise: they wait while the
+        // `Ready` that raised it (this one or an earlier one) is not durable.
+        ready.promise_pending = self.last_promise_ready > self.durable_ready;
         #[cfg(feature = "bug-injection")]
         {
             ready.early_despite_promise = self.config.bugs.phase2_before_own_promise_durable;
         }
         ready
+    }
+
+    /// The driver made every record of every `Ready` through number `seq`
+    /// durable (in order: a `Ready` is durable only with all before it).
+    /// This node's own acceptor's replies that rely on them now reach its
+    /// proposer, as a peer's would: a leader counts its own acceptance of a
+    /// slot, or its own promise, only from here.
+    ///
+    /// # Panics
+    /// If `seq` names a `Ready` not yet taken, or goes back.
+    pub fn persisted(&mut self, now: Instant, seq: ReadySeq) {
+        assert!(
+            seq < self.next_ready,
+            "Ready {seq} reported durable before it was taken"
+        );
+        assert!(
+            seq >= self.durable_ready,
+            "durable Ready went back from {} to {seq}",
+            self.durable_ready
+        );
+        self.durable_ready = seq;
+        while self.own_replies.front().is_some_and(|(at, _)| *at <= seq) {
+            let (_, message) = self.own_replies.pop_front().expect("front exists");
+            self.loopback.push_back(message);
+        }
+        self.settle(now);
     }
 
     /// Bytes the log holds in slots not yet compacted, by
@@ -536,7 +593,14 @@ impl Replica {
 
     fn send(&mut self, to: NodeId, message: Message) {
         if to == self.config.id {
-            self.loopback.push_back(message);
+            if message.reports_acceptor_state() {
+                // It may report a record of the `Ready` being gathered (or
+                // of one not yet durable): its proposer hears it once that
+                // `Ready` is durable.
+                self.own_replies.push_back((self.next_ready, message));
+            } else {
+                self.loopback.push_back(message);
+            }
         } else {
             self.ready.messages.push(Envelope {
                 from: self.config.id,
@@ -717,6 +781,12 @@ impl Replica {
         );
         // 7.
         assert!(self.loopback.is_empty(), "a message to self left unhandled");
+        assert!(
+            self.own_replies
+                .iter()
+                .all(|(at, _)| *at > self.durable_ready && *at <= self.next_ready),
+            "an own acceptor's reply held past its durable Ready"
+        );
         let me = self.config.id;
         match &self.role {
             RoleState::Follower => {}

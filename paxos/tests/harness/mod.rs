@@ -1,7 +1,7 @@
 //! A hand-driven network of replicas for the focused tests.
 #![allow(dead_code)]
 
-use synod_paxos::{Config, DurableState, Envelope, Instant, NodeId, Replica, Slot, Value};
+use synod_paxos::{Config, DurableState, Envelope, Instant, NodeId, Ready, Replica, Slot, Value};
 
 /// Node ids 1 to `n`.
 pub fn members(n: u32) -> Vec<NodeId> {
@@ -45,12 +45,14 @@ pub fn deliver_where(
     };
     loop {
         let mut in_flight = Vec::new();
+        let mut quiet = true;
         for (i, node) in nodes.iter_mut().enumerate() {
-            let ready = node.ready();
+            let ready = durable_ready(node, now);
+            quiet &= ready.is_empty();
             out.applied[i].extend(ready.committed);
             in_flight.extend(ready.messages);
         }
-        if in_flight.is_empty() {
+        if quiet {
             return out;
         }
         for envelope in in_flight {
@@ -60,6 +62,14 @@ pub fn deliver_where(
             }
         }
     }
+}
+
+/// Takes `node`'s output and reports its records durable at once (a disk
+/// that syncs instantly), so its own acceptor's replies reach its proposer.
+pub fn durable_ready(node: &mut Replica, now: Instant) -> Ready {
+    let ready = node.ready();
+    node.persisted(now, ready.seq);
+    ready
 }
 
 /// Delivers every message among `nodes` at `now` until none is left.
