@@ -178,13 +178,13 @@ impl CoreMetrics {
         );
         r.register_with_unit(
             "fsync",
-            "Time to make one round's log records durable",
+            "Time to make one batch of rounds' log records durable",
             Unit::Seconds,
             self.fsync_seconds.clone(),
         );
         r.register(
             "round_inputs",
-            "Peer messages and client calls taken per round (one fsync covers them)",
+            "Peer messages and client calls taken per round",
             self.round_inputs.clone(),
         );
         r.register(
@@ -272,14 +272,16 @@ impl CoreMetrics {
     }
 
     /// Records one round: the inputs it took (a round of the timer alone
-    /// is not counted) and, if it persisted anything, the fsync's duration.
-    pub fn observe_round(&self, inputs: usize, fsync_seconds: Option<f64>) {
+    /// is not counted).
+    pub fn observe_round(&self, inputs: usize) {
         if inputs > 0 {
             self.round_inputs.observe(inputs as f64);
         }
-        if let Some(seconds) = fsync_seconds {
-            self.fsync_seconds.observe(seconds);
-        }
+    }
+
+    /// Records how long the log took to make one batch of rounds durable.
+    pub fn observe_fsync(&self, seconds: f64) {
+        self.fsync_seconds.observe(seconds);
     }
 
     /// Records the queues' depths and the number of waiting watchers.

@@ -161,6 +161,7 @@ fn settle(node: &mut Node, log: &mut synod_paxos::MemStorage, now: Instant) {
         let round = node.begin_round(now).unwrap();
         log.persist(&round.persist).unwrap();
         node.finish_round(now).unwrap();
+        node.persisted(now, round.seq);
     }
 }
 
@@ -210,8 +211,9 @@ fn a_log_of_large_slots_is_compacted_before_it_reaches_its_byte_bound() {
 fn rounds(node: &mut Node, now: Instant, n: usize) -> Vec<Answer> {
     let mut answers = Vec::new();
     for _ in 0..n {
-        node.begin_round(now).unwrap();
+        let seq = node.begin_round(now).unwrap().seq;
         answers.extend(node.finish_round(now).unwrap().answers);
+        node.persisted(now, seq);
     }
     answers
 }
@@ -267,6 +269,17 @@ fn a_backup_snapshot_is_served_like_a_read_by_the_leader_with_every_acknowledged
     }
     let request = Request::decode(put("backed-up", 3).as_slice()).unwrap();
     let (client_id, seq) = leader.write(at_ms(now), request);
+    let mut answers = Vec::new();
+    while !answers.iter().any(|a| {
+        matches!(
+            a,
+            Answer::Write { client_id: c, seq: s, answer: Ok(_) } if (*c, *s) == (client_id, seq)
+        )
+    }) {
+        now += 1;
+        assert!(now < 10_000, "the write is acknowledged");
+        answers.extend(rounds(&mut leader, at_ms(now), 1));
+    }
     let id = leader.snapshot_for_backup(at_ms(now), ReadConsistency::Linearizable);
     let mut answers = Vec::new();
     for _ in 0..100 {
@@ -280,10 +293,6 @@ fn a_backup_snapshot_is_served_like_a_read_by_the_leader_with_every_acknowledged
             break;
         }
     }
-    assert!(answers.iter().any(|a| matches!(
-        a,
-        Answer::Write { client_id: c, seq: s, answer: Ok(_) } if (*c, *s) == (client_id, seq)
-    )));
     let snapshot = backup_answer(answers, id).unwrap();
     let mut copy = StateMachine::in_memory().unwrap();
     copy.install_snapshot(snapshot.map(Result::unwrap)).unwrap();

@@ -3,9 +3,7 @@
 
 mod harness;
 
-use harness::{
-    at_ms, cluster_led_by_node_1, deliver_all, deliver_where, durable_ready, replica,
-};
+use harness::{at_ms, cluster_led_by_node_1, deliver_all, deliver_where, durable_ready, replica};
 use synod_paxos::{Change, ChangeError, ChangeRefused, NodeId, Slot, Value, ACTIVATION_DELAY};
 
 /// The slot a change was chosen in, from what node 1 applied.

@@ -1,19 +1,20 @@
 //! The tokio driver of a [`Node`]: one task owns the node and carries out
 //! its rounds with real sockets, a real disk and a real clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use synod_kvstore::{Response, SessionClockConfig, Snapshot, SnapshotChunk, StateMachine};
 use synod_paxos::{
     Change, ChangeRefused, Envelope, Instant, Member, Membership, MembershipLog, NodeId, ReadId,
-    Storage, Unavailable,
+    ReadySeq, Storage, Unavailable,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use super::machine::{Answer, CompactionPolicy, Node, NodeConfig};
+use super::log_writer::{Durable, LogWriter, MAX_ROUNDS_IN_FLIGHT};
+use super::machine::{Answer, CompactionPolicy, Node, NodeConfig, RoundOutput};
 use super::watch::{AppliedEvents, APPLIED_EVENTS_QUEUE};
 use super::{
     first_anonymous_seq, CoreCall, NodeError, NodeHandle, WriteAnswer, CLIENT_QUEUE,
@@ -23,8 +24,8 @@ use crate::metrics::{error_kind, CoreMetrics, APPLIED};
 
 /// How often the core's timers are checked.
 const TICK: Duration = Duration::from_millis(5);
-/// Most inputs handled before the core persists and sends (one fsync for
-/// all of them: the group commit).
+/// Most inputs handled in one round (the log's thread groups rounds that
+/// wait for it into one fsync).
 const MAX_INPUTS_PER_ROUND: usize = 1024;
 
 /// Sends peer messages without ever blocking the core (the transport drops
@@ -117,9 +118,11 @@ where
     )?;
     let (calls_tx, calls_rx) = mpsc::channel(CLIENT_QUEUE);
     let (applied_events, _) = broadcast::channel(APPLIED_EVENTS_QUEUE);
+    let (log, durable) = LogWriter::start(setup.log, setup.metrics.clone(), config_id)?;
     let core = CoreTask {
         node,
-        log: setup.log,
+        log,
+        in_flight: VecDeque::new(),
         outbox: setup.outbox,
         clock,
         writes: HashMap::new(),
@@ -139,7 +142,7 @@ where
     // share a process (tests, the simulator's neighbours).
     let span = tracing::info_span!("core", node = config_id);
     let task = tokio::spawn(
-        core.run(calls_rx, setup.inbox, setup.shutdown)
+        core.run(calls_rx, setup.inbox, durable, setup.shutdown)
             .instrument(span),
     );
     Ok((handle, task))
@@ -161,9 +164,23 @@ struct WriteReply {
 type ReadReply = oneshot::Sender<Result<Response, NodeError>>;
 type SnapshotReply = oneshot::Sender<Result<Snapshot, NodeError>>;
 
-struct CoreTask<S> {
+/// A round whose records the log has not yet reported durable.
+struct RoundInFlight {
+    seq: ReadySeq,
+    /// False for a round with nothing to persist: it is durable as soon as
+    /// the rounds before it are.
+    has_records: bool,
+    /// Its messages that wait for its records.
+    send_after_persist: Vec<Envelope>,
+}
+
+struct CoreTask {
     node: Node,
-    log: S,
+    /// The thread that makes rounds durable.
+    log: LogWriter,
+    /// Rounds handed to `log` (or behind them), oldest first; at most
+    /// `MAX_ROUNDS_IN_FLIGHT`.
+    in_flight: VecDeque<RoundInFlight>,
     outbox: Box<dyn PeerOutbox>,
     clock: std::time::Instant,
     /// Clients waiting for their write, by (client id, seq): a retry of a
@@ -184,7 +201,7 @@ struct CoreTask<S> {
     seen_membership: MembershipLog,
 }
 
-impl<S: Storage> CoreTask<S> {
+impl CoreTask {
     fn now(&self) -> Instant {
         Instant::from_micros(self.clock.elapsed().as_micros() as u64)
     }
@@ -193,23 +210,37 @@ impl<S: Storage> CoreTask<S> {
         mut self,
         mut calls: mpsc::Receiver<CoreCall>,
         mut inbox: mpsc::Receiver<PeerInput>,
+        mut durable: Durable,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut inputs = 1;
+            let log_full = self.in_flight.len() >= MAX_ROUNDS_IN_FLIGHT;
             tokio::select! {
-                Some(input) = inbox.recv() => self.on_peer_input(input)?,
-                Some(call) = calls.recv() => self.on_call(call),
-                _ = tick.tick() => {
+                // The disk first: what it made durable releases messages.
+                biased;
+                report = durable.recv() => {
+                    inputs = 0;
+                    self.on_durable(report)?;
+                }
+                Some(input) = inbox.recv(), if !log_full => self.on_peer_input(input)?,
+                Some(call) = calls.recv(), if !log_full => self.on_call(call),
+                _ = tick.tick(), if !log_full => {
                     inputs = 0;
                     self.node.tick(self.now());
                 }
                 _ = shutdown.changed() => break,
             }
-            // Take what else is already queued, so one fsync covers it all.
+            // Take what else is already queued, so one round covers it all.
+            while let Ok(report) = durable.try_recv() {
+                self.on_durable(Some(report))?;
+            }
             for _ in 0..MAX_INPUTS_PER_ROUND {
+                if self.in_flight.len() >= MAX_ROUNDS_IN_FLIGHT {
+                    break;
+                }
                 if let Ok(input) = inbox.try_recv() {
                     self.on_peer_input(input)?;
                 } else if let Ok(call) = calls.try_recv() {
@@ -229,10 +260,40 @@ impl<S: Storage> CoreTask<S> {
         // Stop accepting, finish persisting what the core asked for, answer
         // nobody further.
         self.round(0)?;
+        while !self.in_flight.is_empty() {
+            let report = durable.recv().await;
+            self.on_durable(report)?;
+        }
+        self.log.stop();
         self.node.flush()?;
         let waiting: Vec<WriteReply> = self.writes.drain().flat_map(|(_, r)| r).collect();
         for waiting in waiting {
             let _ = waiting.reply.send(Err(NodeError::ShuttingDown));
+        }
+        Ok(())
+    }
+
+    /// The log made every round through the reported one durable: sends
+    /// their waiting messages and tells the node (with the rounds behind
+    /// them that had nothing to persist).
+    fn on_durable(&mut self, report: Option<anyhow::Result<ReadySeq>>) -> anyhow::Result<()> {
+        let Some(report) = report else {
+            anyhow::bail!("the log's thread stopped");
+        };
+        let through = report?;
+        let mut last = None;
+        while let Some(round) = self.in_flight.front() {
+            if round.seq > through && round.has_records {
+                break;
+            }
+            let round = self.in_flight.pop_front().expect("front exists");
+            for envelope in round.send_after_persist {
+                self.outbox.send(envelope);
+            }
+            last = Some(round.seq);
+        }
+        if let Some(seq) = last {
+            self.node.persisted(self.now(), seq);
         }
         Ok(())
     }
@@ -345,24 +406,51 @@ impl<S: Storage> CoreTask<S> {
     }
 
     /// One round of the node, covering `inputs` peer messages and client
-    /// calls: early sends, persist, later sends, then apply and answer (see
-    /// [`Node`]).
+    /// calls: early sends, records to the log, apply and answer (see
+    /// [`Node`]); the later sends go when the log reports the records
+    /// durable ([`on_durable`](Self::on_durable)). A round with nothing to
+    /// persist and nothing in flight is durable at once, and the node may
+    /// then have more to do (its own acceptor's replies): another round.
     fn round(&mut self, inputs: usize) -> anyhow::Result<()> {
-        let round = self.node.begin_round(self.now())?;
-        for envelope in round.send_now {
-            self.outbox.send(envelope);
+        loop {
+            let round = self.node.begin_round(self.now())?;
+            for envelope in round.send_now {
+                self.outbox.send(envelope);
+            }
+            let durable_now = round.persist.is_empty() && self.in_flight.is_empty();
+            if durable_now {
+                for envelope in round.send_after_persist {
+                    self.outbox.send(envelope);
+                }
+            } else {
+                let has_records = !round.persist.is_empty();
+                if has_records {
+                    self.log.submit(round.seq, round.persist)?;
+                }
+                self.in_flight.push_back(RoundInFlight {
+                    seq: round.seq,
+                    has_records,
+                    send_after_persist: round.send_after_persist,
+                });
+            }
+            let output = self.node.finish_round(self.now())?;
+            self.answer(output);
+            if !durable_now {
+                break;
+            }
+            self.node.persisted(self.now(), round.seq);
+            if !self.node.has_output() {
+                break;
+            }
         }
-        let mut fsync_seconds = None;
-        if !round.persist.is_empty() {
-            let started = std::time::Instant::now();
-            tokio::task::block_in_place(|| self.log.persist(&round.persist))?;
-            fsync_seconds = Some(started.elapsed().as_secs_f64());
-        }
-        self.metrics.observe_round(inputs, fsync_seconds);
-        for envelope in round.send_after_persist {
-            self.outbox.send(envelope);
-        }
-        let output = self.node.finish_round(self.now())?;
+        self.metrics.observe_round(inputs);
+        self.follow_membership(self.now());
+        self.metrics.observe_status(&self.node.status());
+        Ok(())
+    }
+
+    /// Hands a round's output on: watch events, client answers, snapshots.
+    fn answer(&mut self, output: RoundOutput) {
         // One clock reading for every answer of the round.
         let answered_at = self.now();
         for slot in output.applied {
@@ -405,9 +493,6 @@ impl<S: Storage> CoreTask<S> {
             self.metrics.snapshot_sent();
             self.outbox.send_snapshot(peer, snapshot);
         }
-        self.follow_membership(answered_at);
-        self.metrics.observe_status(&self.node.status());
-        Ok(())
     }
 
     /// Routes to the members of a changed membership, and answers the

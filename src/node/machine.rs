@@ -12,21 +12,27 @@
 //! # The driver's loop
 //! 1. Feed inputs: [`step`](Node::step) (a peer message),
 //!    [`snapshot_chunk`](Node::snapshot_chunk), [`tick`](Node::tick),
-//!    [`write`](Node::write), [`read`](Node::read).
+//!    [`write`](Node::write), [`read`](Node::read), and
+//!    [`persisted`](Node::persisted) when the log reports a round durable.
 //! 2. [`begin_round`](Node::begin_round): proposes what the leader's
 //!    clocks say is due and takes the core's output as a [`Round`]: records
 //!    to persist, messages that may leave now, messages that must wait.
-//! 3. Send [`Round::send_now`]; make [`Round::persist`] durable (one fsync);
-//!    send [`Round::send_after_persist`]. No input in between: the core's
-//!    acceptor state must not run ahead of what is durable.
-//! 4. [`finish_round`](Node::finish_round): applies the committed slots,
-//!    serves released reads, installs nothing, compacts when due, and
-//!    returns the [`Answer`]s for clients, the applied slots (for watchers
-//!    and the simulator's oracles) and the snapshots to stream.
+//! 3. Send [`Round::send_now`] and hand [`Round::persist`] to the log, which
+//!    makes rounds durable in order (one fsync may cover several).
+//! 4. [`finish_round`](Node::finish_round), at once: applies the committed
+//!    slots (chosen values rely on no record of this node), serves released
+//!    reads, compacts when due, and returns the [`Answer`]s for clients,
+//!    the applied slots (for watchers and the simulator's oracles) and the
+//!    snapshots to stream.
+//! 5. Whenever the log reports rounds durable through round `seq`: send
+//!    those rounds' [`Round::send_after_persist`], in order, then call
+//!    [`persisted`](Node::persisted)`(now, seq)`.
 //!
-//! A crash may fall anywhere: between the messages sent in step 3 and the
-//! fsync, a restarted node still holds every promise its sent messages
-//! relied on (see `Ready::take_early_messages`).
+//! The core keeps running while its log syncs: it counts this node's own
+//! acceptor only from `persisted` on, and the messages that report acceptor
+//! state wait in `send_after_persist`. A crash may fall anywhere: a restarted
+//! node still holds every promise its sent messages relied on (see
+//! `Ready::take_early_messages`), and everything it applied was chosen.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -39,7 +45,8 @@ use synod_kvstore::{
 };
 use synod_paxos::{
     Ballot, Change, ChangeRefused, ConfigError, DurableState, Envelope, Instant, Member,
-    Membership, MembershipLog, NodeId, ReadId, Ready, Record, Replica, Slot, Unavailable, Value,
+    Membership, MembershipLog, NodeId, ReadId, Ready, ReadySeq, Record, Replica, Slot, Unavailable,
+    Value,
 };
 
 use super::expiry_timer::ExpiryTimer;
@@ -111,6 +118,9 @@ pub enum NodeFailure {
 /// module docs for the order.
 #[derive(Debug, Default)]
 pub struct Round {
+    /// The round's number: report it to [`Node::persisted`] once `persist`
+    /// (and every earlier round's) is durable.
+    pub seq: ReadySeq,
     /// Records to make durable (one fsync for all of them).
     pub persist: Vec<Record>,
     /// Messages that rely on no record of `persist`: they may leave before
@@ -275,6 +285,20 @@ impl Node {
     pub fn step(&mut self, now: Instant, envelope: Envelope) {
         self.assert_between_rounds();
         self.replica.step(now, envelope);
+    }
+
+    /// True if the node has output for a round: what the core asks for, or
+    /// answers waiting.
+    pub fn has_output(&self) -> bool {
+        self.replica.has_output() || !self.answers.is_empty()
+    }
+
+    /// The log made every round through `seq` durable (their
+    /// `send_after_persist` messages are sent): this node's own acceptor
+    /// now counts for what those rounds recorded.
+    pub fn persisted(&mut self, now: Instant, seq: ReadySeq) {
+        self.assert_between_rounds();
+        self.replica.persisted(now, seq);
     }
 
     /// Proposes a client's write; its [`Answer::Write`] comes out of a
@@ -481,6 +505,7 @@ impl Node {
         let mut ready = self.replica.ready();
         let send_now = ready.take_early_messages();
         let round = Round {
+            seq: ready.seq,
             persist: std::mem::take(&mut ready.persist),
             send_now,
             send_after_persist: std::mem::take(&mut ready.messages),
@@ -489,7 +514,7 @@ impl Node {
         Ok(round)
     }
 
-    /// Finishes the round once its records are durable: applies the
+    /// Finishes the round, without waiting for its records: applies the
     /// committed slots, serves the reads the core released, answers what
     /// leadership changes left waiting, compacts when due.
     ///

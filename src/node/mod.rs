@@ -27,6 +27,7 @@ mod core_task;
 mod expiry_timer;
 mod leader_duties;
 mod leadership;
+mod log_writer;
 mod machine;
 mod session_timer;
 mod watch;

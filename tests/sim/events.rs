@@ -17,6 +17,12 @@ pub(super) enum Event {
         incarnation: u64,
     },
     Deliver(Envelope),
+    /// `node`'s log syncs the rounds waiting for it (while it runs
+    /// `incarnation`).
+    LogSync {
+        node: usize,
+        incarnation: u64,
+    },
     Request {
         node: usize,
         client: usize,

@@ -1,15 +1,17 @@
 //! Driving each simulated machine's node: the same `synod::node::Node`
-//! that `synod start` runs, through the same round (early sends, persist,
-//! later sends, finish), with crashes that may fall between the early
-//! sends and the persist. What comes out (applied slots, answers,
-//! snapshots) feeds the oracles and the simulated clients.
+//! that `synod start` runs, through the same round (early sends, records
+//! handed to the log, finish at once; the later sends and `persisted` once
+//! the log syncs), with the log's fsync an event of its own, so that the
+//! node takes inputs while its rounds wait for the disk, and crashes fall
+//! between a round's early sends and its fsync. What comes out (applied
+//! slots, answers, snapshots) feeds the oracles and the simulated clients.
 //!
 //! Oracle of the durability rule, checked at each such crash: every
-//! Accept or Heartbeat the node sent before the crash is covered by the
-//! promise it restarts with (a proposer's messages at ballot b rely on its
-//! own durable promise of b).
+//! Accept or Heartbeat the node sent early is covered by the promise it
+//! restarts with (a proposer's messages at ballot b rely on its own durable
+//! promise of b).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use prost::Message as _;
 use synod::node::{Answer, AppliedSlot, Node, NodeError, ReadConsistency};
@@ -17,7 +19,7 @@ use synod_kvstore::membership::{decode_membership_command, membership_command};
 use synod_kvstore::{
     Get, Op, Request as KvRequest, SimDisk, SimRedbBackend, Snapshot, SnapshotChunk, WalLog,
 };
-use synod_paxos::{Ballot, Message, NodeId, ReadId, Record, Slot, Storage};
+use synod_paxos::{Ballot, Envelope, Message, NodeId, ReadId, ReadySeq, Record, Slot, Storage};
 
 use super::coord::{is_coord, CoordAnswer, CoordReply};
 use super::coord_oracles::{self, ReplicaView};
@@ -28,9 +30,12 @@ use super::{Event, Simulation, SNAPSHOT_CHUNK_BYTES};
 use crate::support::linearizability::KvOutcome;
 
 /// In the crash mixes, the chance (per mille) that a machine crashes
-/// between a round's early messages and its persist (more often when the
-/// round raises the promise: see `FaultMix::promise_crash_per_mille`).
+/// before its log's fsync (more often when the rounds it covers raise the
+/// promise: see `FaultMix::promise_crash_per_mille`).
 const CRASH_MID_ROUND_PER_MILLE: u64 = 2;
+
+/// The simulated time an fsync of the log takes: uniform in this range (µs).
+const LOG_SYNC_US: (u64, u64) = (50, 1_500);
 
 impl Simulation {
     /// The machine loses power: the node is gone, and so is everything
@@ -59,6 +64,8 @@ impl Simulation {
         n.incarnation += 1;
         n.reads.clear();
         n.leading = None;
+        n.in_flight.clear();
+        n.relied_on = None;
     }
 
     /// Flips one bit of what `node`'s (down) log disk synced, in the first
@@ -168,7 +175,7 @@ impl Simulation {
             .begin_round(now)
             .map_err(|e| format!("n{}: {e}", node + 1))?;
         self.follow_terms(node);
-        // The ballot of the proposer messages sent before this round's
+        // The ballot of the proposer messages sent before their round's
         // fsync: they rely on a durable promise of at least that ballot.
         let relies_on = round
             .send_now
@@ -178,48 +185,28 @@ impl Simulation {
                 _ => None,
             })
             .max();
+        let n = &mut self.nodes[node];
+        n.relied_on = n.relied_on.max(relies_on);
         for envelope in round.send_now {
             self.send(envelope);
         }
-        let raises_promise = round
-            .persist
-            .iter()
-            .any(|r| matches!(r, Record::Promised(_)));
-        let crash_per_mille = match (raises_promise, self.options.mix.crashes) {
-            (true, _) => self.options.mix.promise_crash_per_mille,
-            (false, true) => CRASH_MID_ROUND_PER_MILLE,
-            (false, false) => 0,
-        };
-        if !round.persist.is_empty() && self.faults_active && self.rng.chance(crash_per_mille, 1000)
-        {
-            self.note(|| format!("n{} crashes before its fsync", node + 1));
-            self.crash(node);
-            let durable = WalLog::open_on(self.nodes[node].log_disk.clone(), self.wal_options())
-                .and_then(|log| log.load())
-                .map_err(|e| format!("n{} cannot open its log after a crash: {e}", node + 1))?;
-            if let Some(ballot) = relies_on.filter(|b| *b > durable.promised) {
-                return Err(format!(
-                    "n{} sent Phase 2 messages at ballot {ballot} before its own promise of it \
-                     was durable, and crashed with promise {}",
-                    node + 1,
-                    durable.promised
-                ));
+        let n = &mut self.nodes[node];
+        let durable_now = round.persist.is_empty() && n.in_flight.is_empty();
+        if durable_now {
+            for envelope in round.send_after_persist {
+                self.send(envelope);
             }
-            self.restart_later(node);
-            return Ok(());
-        }
-        self.membership_oracle
-            .record_accepts(NodeId(node as u32 + 1), &round.persist);
-        let log = self.nodes[node].log.as_mut().expect("up");
-        if let Err(e) = log.persist(&round.persist) {
-            // A failed fsync or a full disk stops the node (the driver's
-            // `?`): nothing that relied on these records may go out. It
-            // restarts from what its disks synced.
-            self.stop(node, &e);
-            return Ok(());
-        }
-        for envelope in round.send_after_persist {
-            self.send(envelope);
+        } else {
+            if n.in_flight.is_empty() {
+                let incarnation = n.incarnation;
+                let delay = LOG_SYNC_US.0 + self.rng.below(LOG_SYNC_US.1 - LOG_SYNC_US.0);
+                self.schedule(delay, Event::LogSync { node, incarnation });
+            }
+            self.nodes[node].in_flight.push_back(RoundInFlight {
+                seq: round.seq,
+                persist: round.persist,
+                send_after_persist: round.send_after_persist,
+            });
         }
         let running = self.nodes[node].node.as_mut().expect("up");
         let mut revision_before = running.state_machine().revision();
@@ -252,7 +239,74 @@ impl Simulation {
         for (peer, snapshot) in output.snapshots {
             self.send_snapshot(node, peer, snapshot);
         }
+        if durable_now {
+            let running = self.nodes[node].node.as_mut().expect("up");
+            running.persisted(now, round.seq);
+            if running.has_output() {
+                return self.drive(node, None);
+            }
+        }
         Ok(())
+    }
+
+    /// `node`'s log syncs every round waiting for it, with one fsync (the
+    /// group commit of the log's thread), unless the machine crashes first;
+    /// then their later messages go and the node hears they are durable.
+    pub(super) fn on_log_sync(&mut self, node: usize, incarnation: u64) -> Result<(), String> {
+        let n = &mut self.nodes[node];
+        if n.incarnation != incarnation || n.node.is_none() || n.in_flight.is_empty() {
+            return Ok(());
+        }
+        let rounds: Vec<RoundInFlight> = n.in_flight.drain(..).collect();
+        let records: Vec<Record> = rounds.iter().flat_map(|r| r.persist.clone()).collect();
+        let raises_promise = records.iter().any(|r| matches!(r, Record::Promised(_)));
+        let crash_per_mille = match (raises_promise, self.options.mix.crashes) {
+            (true, _) => self.options.mix.promise_crash_per_mille,
+            (false, true) => CRASH_MID_ROUND_PER_MILLE,
+            (false, false) => 0,
+        };
+        if !records.is_empty() && self.faults_active && self.rng.chance(crash_per_mille, 1000) {
+            let relied_on = self.nodes[node].relied_on;
+            self.note(|| format!("n{} crashes before its fsync", node + 1));
+            self.crash(node);
+            let durable = WalLog::open_on(self.nodes[node].log_disk.clone(), self.wal_options())
+                .and_then(|log| log.load())
+                .map_err(|e| format!("n{} cannot open its log after a crash: {e}", node + 1))?;
+            if let Some(ballot) = relied_on.filter(|b| *b > durable.promised) {
+                return Err(format!(
+                    "n{} sent Phase 2 messages at ballot {ballot} before its own promise of it \
+                     was durable, and crashed with promise {}",
+                    node + 1,
+                    durable.promised
+                ));
+            }
+            self.restart_later(node);
+            return Ok(());
+        }
+        self.membership_oracle
+            .record_accepts(NodeId(node as u32 + 1), &records);
+        let log = self.nodes[node].log.as_mut().expect("up");
+        if let Err(e) = log.persist(&records) {
+            // A failed fsync or a full disk stops the node (the driver's
+            // `?`): nothing that relied on these records may go out. It
+            // restarts from what its disks synced.
+            self.stop(node, &e);
+            return Ok(());
+        }
+        let mut last = 0;
+        for round in rounds {
+            for envelope in round.send_after_persist {
+                self.send(envelope);
+            }
+            last = round.seq;
+        }
+        let now = self.local_now(node);
+        self.nodes[node]
+            .node
+            .as_mut()
+            .expect("up")
+            .persisted(now, last);
+        self.drive(node, None)
     }
 
     /// Starts and ends the node's leader terms in the oracles' truth, as
@@ -533,6 +587,18 @@ pub(super) struct Machine {
     pub(super) leading: Option<Ballot>,
     /// The coordination state the oracles last saw on this replica.
     pub(super) view: ReplicaView,
+    /// The node's rounds waiting for its log's next fsync, oldest first.
+    pub(super) in_flight: VecDeque<RoundInFlight>,
+    /// The highest ballot of the proposer messages this incarnation sent
+    /// before their round was durable.
+    pub(super) relied_on: Option<Ballot>,
+}
+
+/// A round whose records wait for the log's fsync.
+pub(super) struct RoundInFlight {
+    seq: ReadySeq,
+    persist: Vec<Record>,
+    send_after_persist: Vec<Envelope>,
 }
 
 impl Machine {

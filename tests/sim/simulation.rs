@@ -1,7 +1,7 @@
 //! The simulation's driver: the cluster's machines, clients and the
 //! oracles' state, the event loop, and what each event does.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use synod::node::{CompactionPolicy, Node, NodeConfig};
 use synod_kvstore::{SimDisk, SimRedbBackend, StateMachine, WalLog, WalOptions};
@@ -65,6 +65,8 @@ impl Simulation {
                 },
                 leading: None,
                 view: ReplicaView::default(),
+                in_flight: VecDeque::new(),
+                relied_on: None,
             })
             .collect();
         let coord = (0..options.coord_clients)
@@ -257,6 +259,7 @@ impl Simulation {
                     self.schedule(delay, Event::Tick { node, incarnation });
                 }
             }
+            Event::LogSync { node, incarnation } => self.on_log_sync(node, incarnation)?,
             Event::Deliver(envelope) => {
                 let node = envelope.to.0 as usize - 1;
                 if self.nodes[node].node.is_some() {

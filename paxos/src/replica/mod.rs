@@ -511,6 +511,11 @@ impl Replica {
         ready
     }
 
+    /// True if the next [`ready`](Self::ready) has something to do.
+    pub fn has_output(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// The driver made every record of every `Ready` through number `seq`
     /// durable (in order: a `Ready` is durable only with all before it).
     /// This node's own acceptor's replies that rely on them now reach its
