@@ -57,6 +57,7 @@ impl Node {
     fn handle_ready(&mut self) {
         let ready = self.replica.ready();
         self.storage.persist(&ready.persist).expect("persist");
+        self.replica.persisted(self.now(), ready.seq);
         for (slot, _) in &ready.committed {
             assert_eq!(
                 *slot,

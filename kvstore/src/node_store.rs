@@ -52,8 +52,10 @@ const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0
 ///
 /// That is `Replica::new(config, log.load()?, Slot(state_machine.applied_index()), now)`. It is
 /// exact because applies commit atomically with the applied index: after a crash the state
-/// machine holds exactly the slots through its (possibly older) applied index, and the log still
-/// holds every chosen slot after it, provided the driver kept the compaction rule.
+/// machine holds exactly the slots through its (possibly older) applied index, and every chosen
+/// slot after it is in this log or, if this node applied it before its own records were durable,
+/// at a majority of the others, from whom the node fetches it again (provided the driver kept the
+/// compaction rule).
 ///
 /// # Compaction rule
 /// Before [`Replica::compact(through)`](synod_paxos::Replica::compact), the driver must

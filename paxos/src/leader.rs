@@ -428,7 +428,9 @@ impl Leader {
             }
             proposal.sent_at = now;
             for member in ctx.membership.governing(*slot).voters() {
-                if !proposal.acks.contains(&member) {
+                // Its own acceptor has the slot: its acknowledgement only
+                // waits for the disk (`Replica::persisted`).
+                if member != ctx.config.id && !proposal.acks.contains(&member) {
                     resend
                         .entry(member)
                         .or_default()

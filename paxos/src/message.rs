@@ -21,10 +21,10 @@ pub struct Envelope {
 impl Message {
     /// True if this message reports acceptor state (a promise, an accepted
     /// value, an acknowledged ballot), so the records of the same `Ready`
-    /// must be durable before it is sent. The proposer's and learner's
-    /// messages may go out before the records are persisted, overlapping the
-    /// leader's own disk write with its followers' — provided the driver does
-    /// not step the core again until that persist completes.
+    /// (and of every earlier one) must be durable before it is sent. The
+    /// proposer's and learner's messages may go out before the records are
+    /// persisted, overlapping the leader's own disk write with its
+    /// followers' (see `Ready::take_early_messages`).
     pub fn reports_acceptor_state(&self) -> bool {
         matches!(
             self,

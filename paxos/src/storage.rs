@@ -2,8 +2,9 @@
 //!
 //! The core never writes storage itself: [`Ready::persist`](crate::Ready)
 //! hands the driver a list of [`Record`]s, and the driver must make them
-//! durable (one fsync for the whole list is enough, and is the point) before
-//! it sends any message of the same `Ready`.
+//! durable (one fsync for the whole list is enough, and is the point), after
+//! those of every earlier `Ready`, before it sends the messages of the same
+//! `Ready` that wait for them and reports it with `Replica::persisted`.
 
 use std::collections::BTreeMap;
 

@@ -219,19 +219,21 @@ impl CoreTask {
             let mut inputs = 1;
             let log_full = self.in_flight.len() >= MAX_ROUNDS_IN_FLIGHT;
             tokio::select! {
-                // The disk first: what it made durable releases messages.
+                // The disk first (what it made durable releases messages),
+                // then shutdown and the timers, which a busy inbox must
+                // not starve; peer input and client calls come after.
                 biased;
                 report = durable.recv() => {
                     inputs = 0;
                     self.on_durable(report)?;
                 }
-                Some(input) = inbox.recv(), if !log_full => self.on_peer_input(input)?,
-                Some(call) = calls.recv(), if !log_full => self.on_call(call),
+                _ = shutdown.changed() => break,
                 _ = tick.tick(), if !log_full => {
                     inputs = 0;
                     self.node.tick(self.now());
                 }
-                _ = shutdown.changed() => break,
+                Some(input) = inbox.recv(), if !log_full => self.on_peer_input(input)?,
+                Some(call) = calls.recv(), if !log_full => self.on_call(call),
             }
             // Take what else is already queued, so one round covers it all.
             while let Ok(report) = durable.try_recv() {

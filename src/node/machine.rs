@@ -58,7 +58,7 @@ use super::{
 };
 
 /// When the state machine is flushed and the log compacted. Applies are
-/// not synced (the log has the slots), so the state machine is flushed
+/// not synced (a chosen slot is durable at a majority's logs), so the state machine is flushed
 /// (one fsync) every `flush_every_slots` applied slots, which also bounds
 /// what redb keeps in memory for its unsynced commits. Once `every_slots`
 /// slots were applied since the last compaction, it is flushed and the log
@@ -175,7 +175,7 @@ pub struct AppliedSlot {
     pub revision: u64,
 }
 
-/// What one round produced, once its records were durable.
+/// What one round produced (without waiting for its records).
 #[derive(Debug, Default)]
 pub struct RoundOutput {
     /// Answers to clients.

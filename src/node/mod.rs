@@ -6,8 +6,9 @@
 //!
 //! ```text
 //! peer inbox ──┐
-//! client calls ┼─> core task: Node inputs ─> round: send early ‖ persist (fsync) ─> send ─> apply ─> answer
-//! tick ────────┘
+//! client calls ┼─> core task: Node inputs ─> round: send early, records ─> apply ─> answer
+//! tick ────────┘                                        │
+//!                    log thread: fsync rounds in order ─┴─> core: send the rest, Node::persisted
 //! ```
 //!
 //! A client task hands its request to the core task with a oneshot for the

@@ -7,7 +7,7 @@
 //! [`BATCHES_IN_FLIGHT`] batches unanswered at once. So batching costs no
 //! waiting: an idle link sends a lone call at once, and the calls that
 //! arrive while the link is busy go together in the next batch (as the
-//! core's rounds take every input waiting into one fsync).
+//! log's thread takes every round waiting into one fsync).
 //!
 //! Which calls may share a batch is [`batchable`]: the leader serves a
 //! batch's calls concurrently and may leave answers out when they do not

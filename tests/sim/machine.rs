@@ -6,9 +6,8 @@
 //! between a round's early sends and its fsync. What comes out (applied
 //! slots, answers, snapshots) feeds the oracles and the simulated clients.
 //!
-//! Oracle of the durability rule, checked at each such crash: every
-//! Accept or Heartbeat the node sent early is covered by the promise it
-//! restarts with (a proposer's messages at ballot b rely on its own durable
+//! Oracle of the durability rule, checked at every crash: every Accept or
+//! Heartbeat the node sent early is covered by the promise it restarts with (a proposer's messages at ballot b rely on its own durable
 //! promise of b).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -39,8 +38,10 @@ const LOG_SYNC_US: (u64, u64) = (50, 1_500);
 
 impl Simulation {
     /// The machine loses power: the node is gone, and so is everything
-    /// its disks had not synced.
-    pub(super) fn crash(&mut self, node: usize) {
+    /// its disks had not synced. Checks the durability rule's oracle: the
+    /// promise the node restarts with covers every proposer message it sent
+    /// before its round was durable.
+    pub(super) fn crash(&mut self, node: usize) -> Result<(), String> {
         self.note(|| format!("crash n{}", node + 1));
         if self.nodes[node].leading.is_some() {
             self.truth.term_ended(node, self.now_us);
@@ -65,7 +66,19 @@ impl Simulation {
         n.reads.clear();
         n.leading = None;
         n.in_flight.clear();
-        n.relied_on = None;
+        let relied_on = n.relied_on.take();
+        let durable = WalLog::open_on(n.log_disk.clone(), self.wal_options())
+            .and_then(|log| log.load())
+            .map_err(|e| format!("n{} cannot open its log after a crash: {e}", node + 1))?;
+        if let Some(ballot) = relied_on.filter(|b| *b > durable.promised) {
+            return Err(format!(
+                "n{} sent Phase 2 messages at ballot {ballot} before its own promise of it \
+                 was durable, and crashed with promise {}",
+                node + 1,
+                durable.promised
+            ));
+        }
+        Ok(())
     }
 
     /// Flips one bit of what `node`'s (down) log disk synced, in the first
@@ -116,10 +129,11 @@ impl Simulation {
 
     /// The node stops on a storage error, as `synod start` does: the
     /// machine goes down and restarts later from what its disks synced.
-    fn stop(&mut self, node: usize, error: &dyn std::fmt::Display) {
+    fn stop(&mut self, node: usize, error: &dyn std::fmt::Display) -> Result<(), String> {
         self.note(|| format!("n{} stops: {error}", node + 1));
-        self.crash(node);
+        self.crash(node)?;
         self.restart_later(node);
+        Ok(())
     }
 
     /// Schedules the restart of a machine that went down.
@@ -213,8 +227,7 @@ impl Simulation {
         let output = match running.finish_round(now) {
             Ok(output) => output,
             Err(e) if self.nodes[node].state_sync_fails => {
-                self.stop(node, &e);
-                return Ok(());
+                return self.stop(node, &e);
             }
             Err(e) => return Err(format!("n{}: {e}", node + 1)),
         };
@@ -266,20 +279,8 @@ impl Simulation {
             (false, false) => 0,
         };
         if !records.is_empty() && self.faults_active && self.rng.chance(crash_per_mille, 1000) {
-            let relied_on = self.nodes[node].relied_on;
             self.note(|| format!("n{} crashes before its fsync", node + 1));
-            self.crash(node);
-            let durable = WalLog::open_on(self.nodes[node].log_disk.clone(), self.wal_options())
-                .and_then(|log| log.load())
-                .map_err(|e| format!("n{} cannot open its log after a crash: {e}", node + 1))?;
-            if let Some(ballot) = relied_on.filter(|b| *b > durable.promised) {
-                return Err(format!(
-                    "n{} sent Phase 2 messages at ballot {ballot} before its own promise of it \
-                     was durable, and crashed with promise {}",
-                    node + 1,
-                    durable.promised
-                ));
-            }
+            self.crash(node)?;
             self.restart_later(node);
             return Ok(());
         }
@@ -290,8 +291,7 @@ impl Simulation {
             // A failed fsync or a full disk stops the node (the driver's
             // `?`): nothing that relied on these records may go out. It
             // restarts from what its disks synced.
-            self.stop(node, &e);
-            return Ok(());
+            return self.stop(node, &e);
         }
         let mut last = 0;
         for round in rounds {
@@ -528,8 +528,7 @@ impl Simulation {
             if !n.state_sync_fails {
                 return Err(format!("n{} cannot install a snapshot: {e}", node + 1));
             }
-            self.stop(node, &e);
-            return Ok(());
+            return self.stop(node, &e);
         }
         let after = running.state_machine().applied_index();
         if after != before {

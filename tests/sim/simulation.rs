@@ -350,7 +350,7 @@ impl Simulation {
                                 self.schedule(delay, Event::DiskFreed(node));
                             }
                             _ => {
-                                self.crash(node);
+                                self.crash(node)?;
                                 let delay = 50_000 + self.rng.below(2_000_000);
                                 self.schedule(delay, Event::Restart(node));
                             }
@@ -403,7 +403,7 @@ impl Simulation {
                     && n.incarnation == incarnation
                     && n.node.as_ref().is_some_and(|n| n.leading() == Some(ballot))
                 {
-                    self.crash(node);
+                    self.crash(node)?;
                     let delay = 100_000 + self.rng.below(500_000);
                     self.schedule(delay, Event::Restart(node));
                 }

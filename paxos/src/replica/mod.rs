@@ -180,7 +180,8 @@ pub struct Replica {
     /// Highest ballot promised (durable once the `Ready` that persists it
     /// is). Never goes down; see 4, 8, 9.
     promised: Ballot,
-    /// Every slot this node holds a value for (durable). Changed only
+    /// Every slot this node holds a value for (durable once the `Ready` that
+    /// persists it is). Changed only
     /// through `put_slot` and `compact`, which keep `log_bytes`. See 2, 3.
     log: BTreeMap<Slot, SlotState>,
     /// Sum of `Value::size_bound_bytes` over `log`. See 5.
@@ -191,7 +192,8 @@ pub struct Replica {
     /// Every slot through here is chosen. Above `compacted_through` the log
     /// marks it chosen, except the slots a restarted node's state machine
     /// had applied (it restarts with `commit` there, and its log may hold
-    /// them only as accepted). Never goes down; see 1, 3.
+    /// them only as accepted, or not at all: a node applies chosen slots
+    /// before its own records are durable). Never goes down; see 1, 3.
     commit: Slot,
     /// Committed slots through here were handed to the driver to apply.
     /// Equals `commit` between calls; see 1.
@@ -240,7 +242,8 @@ impl Replica {
     /// A replica that (re)starts at `now` from its durable state, with its
     /// state machine applied through `applied`. Everything the state machine
     /// applied was chosen, so the commit index starts at least there; chosen
-    /// values above it are delivered again. `applied` must be at least the
+    /// values above it that the log holds are delivered again (the others
+    /// are fetched from peers). `applied` must be at least the
     /// durable compaction point (the driver makes its snapshot durable before
     /// it compacts the log).
     ///
@@ -511,9 +514,14 @@ impl Replica {
         ready
     }
 
-    /// True if the next [`ready`](Self::ready) has something to do.
+    /// True if the next [`ready`](Self::ready) has something to do, or an
+    /// own acceptor's reply waits for it to be taken and reported durable.
     pub fn has_output(&self) -> bool {
         !self.ready.is_empty()
+            || self
+                .own_replies
+                .back()
+                .is_some_and(|(at, _)| *at == self.next_ready)
     }
 
     /// The driver made every record of every `Ready` through number `seq`
