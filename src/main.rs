@@ -201,7 +201,9 @@ fn shutdown_on_signal() -> anyhow::Result<watch::Receiver<bool>> {
 }
 
 /// Starts the three nodes of a dev cluster as child processes and waits;
-/// ctrl-c or SIGTERM stops them all.
+/// ctrl-c or SIGTERM stops them all. A node that exits on its own (it could
+/// not start, or failed) stops the others too, and the command fails naming
+/// it: a dev cluster is all its nodes or nothing.
 fn run_dev(dir: &Path, base_port: u16, nodes: u32, log_format: LogFormat) -> anyhow::Result<()> {
     let configs = dev::prepare(dir, base_port, nodes)?;
     let exe = std::env::current_exe()?;
@@ -236,26 +238,46 @@ fn run_dev(dir: &Path, base_port: u16, nodes: u32, log_format: LogFormat) -> any
         dir.display()
     );
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
+    let exited = runtime.block_on(async {
         let mut stop = shutdown_on_signal()?;
-        let _ = stop.changed().await;
-        anyhow::Ok(())
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return anyhow::Ok(None),
+                _ = tokio::time::sleep(DEV_CHILD_POLL) => {}
+            }
+            for (config, child) in configs.iter().zip(children.iter_mut()) {
+                if let Some(status) = child.try_wait()? {
+                    return Ok(Some((config.id, config.data_dir.clone(), status)));
+                }
+            }
+        }
     })?;
-    for child in &children {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    for child in &mut children {
+        if child.try_wait()?.is_none() {
+            // SAFETY: kill(2) on our own running child's pid has no memory effects.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
         }
     }
     let mut failed = false;
     for mut child in children {
         failed |= !child.wait()?.success();
     }
+    if let Some((id, data_dir, status)) = exited {
+        anyhow::bail!(
+            "node {id} exited ({status}); stopped the others (its log is above, its data in {})",
+            data_dir.display()
+        );
+    }
     if failed {
         anyhow::bail!("a node did not stop cleanly");
     }
     Ok(())
 }
+
+/// How often `synod dev` looks whether a node exited.
+const DEV_CHILD_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn make_cert(dir: &Path, what: CertKind) -> anyhow::Result<()> {
     match what {

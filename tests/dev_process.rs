@@ -84,3 +84,38 @@ async fn a_five_node_dev_cluster_shrinks_to_four() {
         b"4 nodes"
     );
 }
+
+#[test]
+fn a_dev_cluster_whose_node_cannot_start_exits_naming_it() {
+    let dir = std::env::temp_dir().join(format!("synod-dev-busy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // Ports away from the other test's and the ProcessCluster ranges.
+    let base_port = 18_000 + (std::process::id() % 100) as u16 * 30;
+    // Node 2's Redis port is taken: node 2 cannot start.
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", base_port + 12)).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("dev.log");
+    let mut dev = Dev(Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["dev", "--base-port", &base_port.to_string()])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("synod dev starts"));
+    // A bound on waiting, not a timing assertion: before the fix it never exited.
+    let mut status = None;
+    for _ in 0..600 {
+        status = dev.0.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stderr = std::fs::read_to_string(&log_path).unwrap();
+    let status =
+        status.unwrap_or_else(|| panic!("synod dev kept running with node 2 down: {stderr}"));
+    assert!(!status.success(), "synod dev must fail: {stderr}");
+    assert!(stderr.contains("node 2 exited"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
