@@ -39,12 +39,12 @@ impl LogWriter {
     where
         S: Storage + Send + 'static,
     {
-        let (rounds_tx, rounds) = std_mpsc::sync_channel(MAX_ROUNDS_IN_FLIGHT);
+        let (rounds_tx, rounds) =
+            std_mpsc::sync_channel::<(ReadySeq, Vec<Record>)>(MAX_ROUNDS_IN_FLIGHT);
         let (durable_tx, durable) = mpsc::channel(MAX_ROUNDS_IN_FLIGHT);
         let thread = std::thread::Builder::new()
             .name(format!("synod-log-{node}"))
             .spawn(move || {
-                let rounds: std_mpsc::Receiver<(ReadySeq, Vec<Record>)> = rounds;
                 while let Ok((mut last, mut records)) = rounds.recv() {
                     while let Ok((seq, more)) = rounds.try_recv() {
                         records.extend(more);
