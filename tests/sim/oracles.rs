@@ -14,7 +14,7 @@ impl Simulation {
         let newest = self.chosen.keys().next_back().copied().unwrap_or_default();
         let members = self.membership_oracle.final_members();
         for (i, node) in self.nodes.iter().enumerate() {
-            if !members.contains(&NodeId(i as u32 + 1)) {
+            if !members.contains(&NodeId(i as u32 + 1)) || self.left_down.contains(&i) {
                 continue;
             }
             self.membership_oracle.check_node(i, node.node.as_ref())?;
@@ -25,7 +25,11 @@ impl Simulation {
                     node.applied()
                 ));
             }
-            let reference = members.first().map(|id| id.0 as usize - 1).unwrap_or(0);
+            let reference = members
+                .iter()
+                .map(|id| id.0 as usize - 1)
+                .find(|n| !self.left_down.contains(n))
+                .unwrap_or(0);
             if node.state_hash() != self.nodes[reference].state_hash() {
                 return Err(format!(
                     "n{} and n{} applied the same log but hold different states",

@@ -27,6 +27,10 @@ pub(super) struct Simulation {
     pub(super) partitions: Partitions,
     pub(super) faults_active: bool,
     pub(super) heal_at_us: u64,
+    /// The nodes that stay down when the faults heal, in runs that leave
+    /// a minority down: the others, a bare majority, must still make
+    /// progress.
+    pub(super) left_down: BTreeSet<usize>,
     /// Every value chosen, by slot, as first delivered anywhere.
     pub(super) chosen: BTreeMap<Slot, Value>,
     pub(super) acked_writes: BTreeSet<(u64, u64)>,
@@ -89,6 +93,7 @@ impl Simulation {
             clients,
             partitions: Partitions::default(),
             faults_active: true,
+            left_down: BTreeSet::new(),
             chosen: BTreeMap::new(),
             acked_writes: BTreeSet::new(),
             first_write_after_heal_us: None,
@@ -361,7 +366,7 @@ impl Simulation {
                 }
             }
             Event::Restart(node) => {
-                if self.nodes[node].node.is_none() {
+                if self.nodes[node].node.is_none() && !self.left_down.contains(&node) {
                     if self.options.mix.crashes && self.rng.chance(1, 4) {
                         self.flip_a_synced_bit(node)?;
                     }
@@ -413,14 +418,40 @@ impl Simulation {
                 self.note(|| "faults end; network heals, crashed nodes restart".to_string());
                 self.faults_active = false;
                 self.partitions.heal();
+                self.left_down = self.choose_left_down();
+                for node in self.left_down.clone() {
+                    self.note(|| format!("n{} stays down", node + 1));
+                    if self.nodes[node].node.is_some() {
+                        self.crash(node)?;
+                    }
+                }
                 for node in 0..self.nodes.len() {
-                    if self.nodes[node].node.is_none() {
+                    if self.nodes[node].node.is_none() && !self.left_down.contains(&node) {
                         self.start_node(node)?;
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// In half the runs with crashes (and no membership changes), a
+    /// minority of the nodes stays down after the faults heal, the leader
+    /// among them if there is one: a bare majority must then make progress
+    /// on its own, as after `kill -9` of a real leader. A node whose own
+    /// acceptor stopped counting would stall such a majority; with every
+    /// node back, the others would hide it.
+    fn choose_left_down(&mut self) -> BTreeSet<usize> {
+        let nodes = self.options.nodes;
+        let mut down = BTreeSet::new();
+        if !self.options.mix.crashes || self.options.membership_changes || !self.rng.chance(1, 2) {
+            return down;
+        }
+        down.extend((0..nodes).find(|n| self.nodes[*n].leading.is_some()));
+        while down.len() < (nodes - 1) / 2 {
+            down.insert(self.rng.below(nodes as u64) as usize);
+        }
+        down
     }
 
     pub(super) fn into_report(self) -> SimReport {
