@@ -258,12 +258,32 @@ impl ProcessCluster {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Prints the last lines of every node's log, so that a failed test's
+    /// output (all CI keeps) says what the nodes did.
+    fn print_log_tails(&self) {
+        const LINES: usize = 60;
+        for id in 1..=self.nodes.len() as u32 {
+            let Ok(log) = std::fs::read_to_string(self.dir.join(format!("node{id}.log"))) else {
+                continue;
+            };
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LINES)..];
+            eprintln!("---- the last {} lines of node {id}'s log ----", tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
 
 impl Drop for ProcessCluster {
     fn drop(&mut self) {
         for id in 1..=self.nodes.len() as u32 {
             self.kill(id);
+        }
+        if std::thread::panicking() {
+            self.print_log_tails();
         }
     }
 }
