@@ -1,5 +1,6 @@
 //! The sans-IO node's own rules, driven by hand: snapshot streams, the
-//! rounds around a snapshot install, and backup snapshots.
+//! rounds around a snapshot install, backup snapshots, and which rounds
+//! the log has made durable.
 
 use prost::Message as _;
 use synod::node::{Answer, CompactionPolicy, Node, NodeConfig, NodeError, ReadConsistency};
@@ -161,7 +162,7 @@ fn settle(node: &mut Node, log: &mut synod_paxos::MemStorage, now: Instant) {
         let round = node.begin_round(now).unwrap();
         log.persist(&round.persist).unwrap();
         node.finish_round(now).unwrap();
-        node.persisted(now, round.seq);
+        node.log_durable(now, round.seq);
     }
 }
 
@@ -213,7 +214,7 @@ fn rounds(node: &mut Node, now: Instant, n: usize) -> Vec<Answer> {
     for _ in 0..n {
         let seq = node.begin_round(now).unwrap().seq;
         answers.extend(node.finish_round(now).unwrap().answers);
-        node.persisted(now, seq);
+        node.log_durable(now, seq);
     }
     answers
 }
@@ -310,4 +311,77 @@ fn a_backup_snapshot_is_served_like_a_read_by_the_leader_with_every_acknowledged
         Some(vec![7; 3]),
         "the acknowledged write is in the snapshot"
     );
+}
+
+/// An acceptor's replies wait for the records they report, and a round
+/// with nothing to persist waits behind an earlier round that has some:
+/// the log reporting the first round durable releases both, in order.
+#[test]
+fn replies_wait_for_the_log_and_a_round_without_records_waits_behind_one_with() {
+    let mut node = follower();
+    let ballot = Ballot::new(1, NodeId(1));
+    let from_leader = |message| Envelope {
+        from: NodeId(1),
+        to: NodeId(2),
+        message,
+    };
+    node.step(
+        at_ms(10),
+        from_leader(Message::Accept {
+            ballot,
+            entries: vec![(Slot(1), Value::Commands(vec![put("k", 10)]))],
+            commit: Slot(0),
+        }),
+    );
+    let first = node.begin_round(at_ms(10)).unwrap();
+    assert!(!first.persist.is_empty(), "the acceptance is recorded");
+    assert!(first.send.is_empty(), "Accepted waits for the record");
+    node.finish_round(at_ms(10)).unwrap();
+
+    // Same ballot, nothing new to record, but its ack still reports the
+    // promise the first round records.
+    node.step(
+        at_ms(11),
+        from_leader(Message::Heartbeat {
+            ballot,
+            commit: Slot(0),
+            round: 1,
+        }),
+    );
+    let second = node.begin_round(at_ms(11)).unwrap();
+    assert!(second.persist.is_empty());
+    assert!(
+        second.send.is_empty(),
+        "the ack waits behind the first round"
+    );
+    node.finish_round(at_ms(11)).unwrap();
+    assert_eq!(node.rounds_waiting(), 2);
+
+    let released = node.log_durable(at_ms(12), first.seq);
+    let kinds: Vec<&str> = released
+        .iter()
+        .map(|e| match e.message {
+            Message::Accepted { .. } => "accepted",
+            Message::HeartbeatAck { .. } => "heartbeat ack",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["accepted", "heartbeat ack"]);
+    assert!(released.iter().all(|e| e.to == NodeId(1)));
+    assert_eq!(node.rounds_waiting(), 0);
+
+    // With nothing waiting, a round without records is durable at once.
+    node.step(
+        at_ms(13),
+        from_leader(Message::Heartbeat {
+            ballot,
+            commit: Slot(0),
+            round: 2,
+        }),
+    );
+    let third = node.begin_round(at_ms(13)).unwrap();
+    assert!(third.persist.is_empty());
+    assert_eq!(third.send.len(), 1, "the ack goes at once");
+    node.finish_round(at_ms(13)).unwrap();
+    assert_eq!(node.rounds_waiting(), 0);
 }

@@ -1,7 +1,7 @@
 //! The tokio driver of a [`Node`]: one task owns the node and carries out
 //! its rounds with real sockets, a real disk and a real clock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,7 +122,6 @@ where
     let core = CoreTask {
         node,
         log,
-        in_flight: VecDeque::new(),
         outbox: setup.outbox,
         clock,
         writes: HashMap::new(),
@@ -164,23 +163,11 @@ struct WriteReply {
 type ReadReply = oneshot::Sender<Result<Response, NodeError>>;
 type SnapshotReply = oneshot::Sender<Result<Snapshot, NodeError>>;
 
-/// A round whose records the log has not yet reported durable.
-struct RoundInFlight {
-    seq: ReadySeq,
-    /// False for a round with nothing to persist: it is durable as soon as
-    /// the rounds before it are.
-    has_records: bool,
-    /// Its messages that wait for its records.
-    send_after_persist: Vec<Envelope>,
-}
-
 struct CoreTask {
     node: Node,
-    /// The thread that makes rounds durable.
+    /// The thread that makes rounds durable; the node holds at most
+    /// `MAX_ROUNDS_IN_FLIGHT` rounds waiting for it.
     log: LogWriter,
-    /// Rounds handed to `log` (or behind them), oldest first; at most
-    /// `MAX_ROUNDS_IN_FLIGHT`.
-    in_flight: VecDeque<RoundInFlight>,
     outbox: Box<dyn PeerOutbox>,
     clock: std::time::Instant,
     /// Clients waiting for their write, by (client id, seq): a retry of a
@@ -217,7 +204,7 @@ impl CoreTask {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut inputs = 1;
-            let log_full = self.in_flight.len() >= MAX_ROUNDS_IN_FLIGHT;
+            let log_full = self.node.rounds_waiting() >= MAX_ROUNDS_IN_FLIGHT;
             tokio::select! {
                 // The disk first (what it made durable releases messages),
                 // then shutdown and the timers, which a busy inbox must
@@ -240,7 +227,7 @@ impl CoreTask {
                 self.on_durable(Some(report))?;
             }
             for _ in 0..MAX_INPUTS_PER_ROUND {
-                if self.in_flight.len() >= MAX_ROUNDS_IN_FLIGHT {
+                if self.node.rounds_waiting() >= MAX_ROUNDS_IN_FLIGHT {
                     break;
                 }
                 if let Ok(input) = inbox.try_recv() {
@@ -262,7 +249,7 @@ impl CoreTask {
         // Stop accepting, finish persisting what the core asked for, answer
         // nobody further.
         self.round(0)?;
-        while !self.in_flight.is_empty() {
+        while self.node.rounds_waiting() > 0 {
             let report = durable.recv().await;
             self.on_durable(report)?;
         }
@@ -275,27 +262,15 @@ impl CoreTask {
         Ok(())
     }
 
-    /// The log made every round through the reported one durable: sends
-    /// their waiting messages and tells the node (with the rounds behind
-    /// them that had nothing to persist).
+    /// The log made every round through the reported one durable: tells
+    /// the node and sends the messages that waited for them.
     fn on_durable(&mut self, report: Option<anyhow::Result<ReadySeq>>) -> anyhow::Result<()> {
         let Some(report) = report else {
             anyhow::bail!("the log's thread stopped");
         };
         let through = report?;
-        let mut last = None;
-        while let Some(round) = self.in_flight.front() {
-            if round.seq > through && round.has_records {
-                break;
-            }
-            let round = self.in_flight.pop_front().expect("front exists");
-            for envelope in round.send_after_persist {
-                self.outbox.send(envelope);
-            }
-            last = Some(round.seq);
-        }
-        if let Some(seq) = last {
-            self.node.persisted(self.now(), seq);
+        for envelope in self.node.log_durable(self.now(), through) {
+            self.outbox.send(envelope);
         }
         Ok(())
     }
@@ -407,41 +382,23 @@ impl CoreTask {
         let _ = waiting.reply.send(answer);
     }
 
-    /// One round of the node, covering `inputs` peer messages and client
-    /// calls: early sends, records to the log, apply and answer (see
-    /// [`Node`]); the later sends go when the log reports the records
-    /// durable ([`on_durable`](Self::on_durable)). A round with nothing to
-    /// persist and nothing in flight is durable at once, and the node may
-    /// then have more to do (its own acceptor's replies): another round.
+    /// Rounds of the node, covering `inputs` peer messages and client
+    /// calls, until it has nothing more to do: sends, records to the log,
+    /// apply and answer (see [`Node`]); the messages that wait for the
+    /// records go when the log reports them durable
+    /// ([`on_durable`](Self::on_durable)).
     fn round(&mut self, inputs: usize) -> anyhow::Result<()> {
         loop {
             let round = self.node.begin_round(self.now())?;
-            for envelope in round.send_now {
+            for envelope in round.send {
                 self.outbox.send(envelope);
             }
-            let durable_now = round.persist.is_empty() && self.in_flight.is_empty();
-            if durable_now {
-                for envelope in round.send_after_persist {
-                    self.outbox.send(envelope);
-                }
-            } else {
-                let has_records = !round.persist.is_empty();
-                if has_records {
-                    self.log.submit(round.seq, round.persist)?;
-                }
-                self.in_flight.push_back(RoundInFlight {
-                    seq: round.seq,
-                    has_records,
-                    send_after_persist: round.send_after_persist,
-                });
+            if !round.persist.is_empty() {
+                self.log.submit(round.seq, round.persist)?;
             }
             let output = self.node.finish_round(self.now())?;
             self.answer(output);
-            if !durable_now {
-                break;
-            }
-            self.node.persisted(self.now(), round.seq);
-            if !self.node.has_output() {
+            if !self.node.has_output() || self.node.rounds_waiting() >= MAX_ROUNDS_IN_FLIGHT {
                 break;
             }
         }

@@ -12,29 +12,33 @@
 //! # The driver's loop
 //! 1. Feed inputs: [`step`](Node::step) (a peer message),
 //!    [`snapshot_chunk`](Node::snapshot_chunk), [`tick`](Node::tick),
-//!    [`write`](Node::write), [`read`](Node::read), and
-//!    [`persisted`](Node::persisted) when the log reports a round durable.
+//!    [`write`](Node::write), [`read`](Node::read).
 //! 2. [`begin_round`](Node::begin_round): proposes what the leader's
 //!    clocks say is due and takes the core's output as a [`Round`]: records
-//!    to persist, messages that may leave now, messages that must wait.
-//! 3. Send [`Round::send_now`] and hand [`Round::persist`] to the log, which
-//!    makes rounds durable in order (one fsync may cover several).
+//!    to persist and the messages that may leave now.
+//! 3. Send [`Round::send`] and hand [`Round::persist`] (if any) to the log,
+//!    which makes rounds durable in order (one fsync may cover several).
 //! 4. [`finish_round`](Node::finish_round), at once: applies the committed
 //!    slots (chosen values rely on no record of this node), serves released
 //!    reads, compacts when due, and returns the [`Answer`]s for clients,
 //!    the applied slots (for watchers and the simulator's oracles) and the
-//!    snapshots to stream.
-//! 5. Whenever the log reports rounds durable through round `seq`: send
-//!    those rounds' [`Round::send_after_persist`], in order, then call
-//!    [`persisted`](Node::persisted)`(now, seq)`.
+//!    snapshots to stream. While [`has_output`](Node::has_output), run
+//!    another round.
+//! 5. Whenever the log reports rounds durable through round `seq`:
+//!    [`log_durable`](Node::log_durable)`(now, seq)`, send the messages it
+//!    returns, in order, and run a round.
 //!
-//! The core keeps running while its log syncs: it counts this node's own
-//! acceptor only from `persisted` on, and the messages that report acceptor
-//! state wait in `send_after_persist`. A crash may fall anywhere: a restarted
-//! node still holds every promise its sent messages relied on (see
-//! `Ready::take_early_messages`), and everything it applied was chosen.
+//! The node keeps the rounds the log has not reported (at most
+//! [`rounds_waiting`](Node::rounds_waiting), which the driver bounds) with
+//! the messages that wait for them, and decides what is durable: a round
+//! with nothing to persist is durable as soon as every earlier one is, at
+//! once if none waits. It counts its own acceptor only once its records are
+//! durable, and the messages that report acceptor state wait for them too.
+//! A crash may fall anywhere: a restarted node still holds every promise
+//! its sent messages relied on (see `Ready::take_early_messages`), and
+//! everything it applied was chosen.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use prost::Message as _;
 use synod_kvstore::membership::membership_command;
@@ -118,16 +122,26 @@ pub enum NodeFailure {
 /// module docs for the order.
 #[derive(Debug, Default)]
 pub struct Round {
-    /// The round's number: report it to [`Node::persisted`] once `persist`
-    /// (and every earlier round's) is durable.
+    /// The round's number: report it to [`Node::log_durable`] once
+    /// `persist` (and every earlier round's) is durable.
     pub seq: ReadySeq,
-    /// Records to make durable (one fsync for all of them).
+    /// Records to make durable (one fsync for all of them); empty if the
+    /// round has none, and then nothing goes to the log.
     pub persist: Vec<Record>,
-    /// Messages that rely on no record of `persist`: they may leave before
-    /// it is durable.
-    pub send_now: Vec<Envelope>,
-    /// Messages to send only once `persist` is durable.
-    pub send_after_persist: Vec<Envelope>,
+    /// Messages to send now: those that rely on no record still waiting
+    /// for the disk. The others come out of [`Node::log_durable`].
+    pub send: Vec<Envelope>,
+}
+
+/// A round whose records (or an earlier round's) are not yet durable.
+#[derive(Debug)]
+struct WaitingRound {
+    seq: ReadySeq,
+    /// False for a round with nothing to persist: it is durable as soon as
+    /// the rounds before it are.
+    has_records: bool,
+    /// Its messages that wait for its records.
+    messages: Vec<Envelope>,
 }
 
 /// The answer to one client call.
@@ -233,6 +247,11 @@ pub struct Node {
     answers: Vec<Answer>,
     /// The core's output between `begin_round` and `finish_round`.
     round: Option<Ready>,
+    /// Set by `begin_round` for a round durable at once (nothing to
+    /// persist, nothing waiting): `finish_round` reports it to the core.
+    durable_at_once: Option<ReadySeq>,
+    /// Rounds not yet durable, oldest first.
+    waiting_rounds: VecDeque<WaitingRound>,
 }
 
 impl Node {
@@ -270,6 +289,8 @@ impl Node {
             next_anonymous_seq: config.first_anonymous_seq,
             answers: Vec::new(),
             round: None,
+            durable_at_once: None,
+            waiting_rounds: VecDeque::new(),
         })
     }
 
@@ -293,12 +314,35 @@ impl Node {
         self.replica.has_output() || !self.answers.is_empty()
     }
 
-    /// The log made every round through `seq` durable (their
-    /// `send_after_persist` messages are sent): this node's own acceptor
-    /// now counts for what those rounds recorded.
-    pub fn persisted(&mut self, now: Instant, seq: ReadySeq) {
+    /// The log made every round through `seq` durable: returns the messages
+    /// that waited for them (and for the rounds behind them with nothing to
+    /// persist), to send in order; this node's own acceptor now counts for
+    /// what those rounds recorded. Run a round after.
+    ///
+    /// # Panics
+    /// If `seq` names a round not yet begun.
+    pub fn log_durable(&mut self, now: Instant, seq: ReadySeq) -> Vec<Envelope> {
         self.assert_between_rounds();
-        self.replica.persisted(now, seq);
+        let mut messages = Vec::new();
+        let mut last = None;
+        while let Some(round) = self.waiting_rounds.front() {
+            if round.seq > seq && round.has_records {
+                break;
+            }
+            let round = self.waiting_rounds.pop_front().expect("front exists");
+            messages.extend(round.messages);
+            last = Some(round.seq);
+        }
+        if let Some(last) = last {
+            self.replica.persisted(now, last);
+        }
+        messages
+    }
+
+    /// Rounds begun whose records, or an earlier round's, the log has not
+    /// yet reported durable. The driver bounds them (its log's queue).
+    pub fn rounds_waiting(&self) -> usize {
+        self.waiting_rounds.len()
     }
 
     /// Proposes a client's write; its [`Answer::Write`] comes out of a
@@ -503,12 +547,23 @@ impl Node {
         self.assert_between_rounds();
         self.lead_sessions(now)?;
         let mut ready = self.replica.ready();
-        let send_now = ready.take_early_messages();
+        let mut send = ready.take_early_messages();
+        let persist = std::mem::take(&mut ready.persist);
+        let waiting = std::mem::take(&mut ready.messages);
+        if persist.is_empty() && self.waiting_rounds.is_empty() {
+            send.extend(waiting);
+            self.durable_at_once = Some(ready.seq);
+        } else {
+            self.waiting_rounds.push_back(WaitingRound {
+                seq: ready.seq,
+                has_records: !persist.is_empty(),
+                messages: waiting,
+            });
+        }
         let round = Round {
             seq: ready.seq,
-            persist: std::mem::take(&mut ready.persist),
-            send_now,
-            send_after_persist: std::mem::take(&mut ready.messages),
+            persist,
+            send,
         };
         self.round = Some(ready);
         Ok(round)
@@ -516,12 +571,15 @@ impl Node {
 
     /// Finishes the round, without waiting for its records: applies the
     /// committed slots, serves the reads the core released, answers what
-    /// leadership changes left waiting, compacts when due.
+    /// leadership changes left waiting, compacts when due; and, for a round
+    /// durable at once, counts this node's own acceptor for it (then
+    /// [`has_output`](Node::has_output) may say another round is due).
     ///
     /// # Panics
     /// If no round was begun.
     pub fn finish_round(&mut self, now: Instant) -> Result<RoundOutput, NodeFailure> {
         let ready = self.round.take().expect("finish_round without begin_round");
+        let durable_at_once = self.durable_at_once.take();
         let mut output = RoundOutput {
             applied: self.apply(now, ready.committed)?,
             ..RoundOutput::default()
@@ -571,6 +629,9 @@ impl Node {
         }
         self.answer_waiting_on_step_down();
         self.maybe_compact()?;
+        if let Some(seq) = durable_at_once {
+            self.replica.persisted(now, seq);
+        }
         output.answers = std::mem::take(&mut self.answers);
         Ok(output)
     }

@@ -6,9 +6,9 @@
 //!
 //! ```text
 //! peer inbox ──┐
-//! client calls ┼─> core task: Node inputs ─> round: send early, records ─> apply ─> answer
-//! tick ────────┘                                        │
-//!                    log thread: fsync rounds in order ─┴─> core: send the rest, Node::persisted
+//! client calls ┼─> core task: Node inputs ─> round: send, records ─> apply ─> answer
+//! tick ────────┘                                  │
+//!              log thread: fsync rounds in order ─┴─> core: Node::log_durable, send what waited
 //! ```
 //!
 //! A client task hands its request to the core task with a oneshot for the

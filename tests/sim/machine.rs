@@ -1,7 +1,7 @@
 //! Driving each simulated machine's node: the same `synod::node::Node`
-//! that `synod start` runs, through the same round (early sends, records
-//! handed to the log, finish at once; the later sends and `persisted` once
-//! the log syncs), with the log's fsync an event of its own, so that the
+//! that `synod start` runs, through the same rounds (sends, records handed
+//! to the log, finish at once; `Node::log_durable` and the messages it
+//! releases once the log syncs), with the log's fsync an event of its own, so that the
 //! node takes inputs while its rounds wait for the disk, and crashes fall
 //! between a round's early sends and its fsync. What comes out (applied
 //! slots, answers, snapshots) feeds the oracles and the simulated clients.
@@ -10,7 +10,7 @@
 //! Heartbeat the node sent early is covered by the promise it restarts with (a proposer's messages at ballot b rely on its own durable
 //! promise of b).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use prost::Message as _;
 use synod::node::{Answer, AppliedSlot, Node, NodeError, ReadConsistency};
@@ -18,7 +18,7 @@ use synod_kvstore::membership::{decode_membership_command, membership_command};
 use synod_kvstore::{
     Get, Op, Request as KvRequest, SimDisk, SimRedbBackend, Snapshot, SnapshotChunk, WalLog,
 };
-use synod_paxos::{Ballot, Envelope, Message, NodeId, ReadId, ReadySeq, Record, Slot, Storage};
+use synod_paxos::{Ballot, Message, NodeId, ReadId, ReadySeq, Record, Slot, Storage};
 
 use super::coord::{is_coord, CoordAnswer, CoordReply};
 use super::coord_oracles::{self, ReplicaView};
@@ -65,7 +65,7 @@ impl Simulation {
         n.incarnation += 1;
         n.reads.clear();
         n.leading = None;
-        n.in_flight.clear();
+        n.log_queue.clear();
         let relied_on = n.relied_on.take();
         let durable = WalLog::open_on(n.log_disk.clone(), self.wal_options())
             .and_then(|log| log.load())
@@ -192,7 +192,7 @@ impl Simulation {
         // The ballot of the proposer messages sent before their round's
         // fsync: they rely on a durable promise of at least that ballot.
         let relies_on = round
-            .send_now
+            .send
             .iter()
             .filter_map(|e| match e.message {
                 Message::Accept { ballot, .. } | Message::Heartbeat { ballot, .. } => Some(ballot),
@@ -201,26 +201,17 @@ impl Simulation {
             .max();
         let n = &mut self.nodes[node];
         n.relied_on = n.relied_on.max(relies_on);
-        for envelope in round.send_now {
+        for envelope in round.send {
             self.send(envelope);
         }
-        let n = &mut self.nodes[node];
-        let durable_now = round.persist.is_empty() && n.in_flight.is_empty();
-        if durable_now {
-            for envelope in round.send_after_persist {
-                self.send(envelope);
-            }
-        } else {
-            if n.in_flight.is_empty() {
+        if !round.persist.is_empty() {
+            let n = &mut self.nodes[node];
+            if n.log_queue.is_empty() {
                 let incarnation = n.incarnation;
                 let delay = LOG_SYNC_US.0 + self.rng.below(LOG_SYNC_US.1 - LOG_SYNC_US.0);
                 self.schedule(delay, Event::LogSync { node, incarnation });
             }
-            self.nodes[node].in_flight.push_back(RoundInFlight {
-                seq: round.seq,
-                persist: round.persist,
-                send_after_persist: round.send_after_persist,
-            });
+            self.nodes[node].log_queue.push((round.seq, round.persist));
         }
         let running = self.nodes[node].node.as_mut().expect("up");
         let mut revision_before = running.state_machine().revision();
@@ -252,12 +243,12 @@ impl Simulation {
         for (peer, snapshot) in output.snapshots {
             self.send_snapshot(node, peer, snapshot);
         }
-        if durable_now {
-            let running = self.nodes[node].node.as_mut().expect("up");
-            running.persisted(now, round.seq);
-            if running.has_output() {
-                return self.drive(node, None);
-            }
+        if self.nodes[node]
+            .node
+            .as_ref()
+            .is_some_and(|n| n.has_output())
+        {
+            return self.drive(node, None);
         }
         Ok(())
     }
@@ -267,11 +258,12 @@ impl Simulation {
     /// then their later messages go and the node hears they are durable.
     pub(super) fn on_log_sync(&mut self, node: usize, incarnation: u64) -> Result<(), String> {
         let n = &mut self.nodes[node];
-        if n.incarnation != incarnation || n.node.is_none() || n.in_flight.is_empty() {
+        if n.incarnation != incarnation || n.node.is_none() || n.log_queue.is_empty() {
             return Ok(());
         }
-        let rounds: Vec<RoundInFlight> = n.in_flight.drain(..).collect();
-        let records: Vec<Record> = rounds.iter().flat_map(|r| r.persist.clone()).collect();
+        let rounds = std::mem::take(&mut n.log_queue);
+        let last = rounds.last().expect("not empty").0;
+        let records: Vec<Record> = rounds.into_iter().flat_map(|(_, r)| r).collect();
         let raises_promise = records.iter().any(|r| matches!(r, Record::Promised(_)));
         let crash_per_mille = match (raises_promise, self.options.mix.crashes) {
             (true, _) => self.options.mix.promise_crash_per_mille,
@@ -293,19 +285,15 @@ impl Simulation {
             // restarts from what its disks synced.
             return self.stop(node, &e);
         }
-        let mut last = 0;
-        for round in rounds {
-            for envelope in round.send_after_persist {
-                self.send(envelope);
-            }
-            last = round.seq;
-        }
         let now = self.local_now(node);
-        self.nodes[node]
+        let released = self.nodes[node]
             .node
             .as_mut()
             .expect("up")
-            .persisted(now, last);
+            .log_durable(now, last);
+        for envelope in released {
+            self.send(envelope);
+        }
         self.drive(node, None)
     }
 
@@ -587,17 +575,11 @@ pub(super) struct Machine {
     /// The coordination state the oracles last saw on this replica.
     pub(super) view: ReplicaView,
     /// The node's rounds waiting for its log's next fsync, oldest first.
-    pub(super) in_flight: VecDeque<RoundInFlight>,
+    /// The log's queue: each round's records handed to it, not yet synced.
+    pub(super) log_queue: Vec<(ReadySeq, Vec<Record>)>,
     /// The highest ballot of the proposer messages this incarnation sent
     /// before their round was durable.
     pub(super) relied_on: Option<Ballot>,
-}
-
-/// A round whose records wait for the log's fsync.
-pub(super) struct RoundInFlight {
-    seq: ReadySeq,
-    persist: Vec<Record>,
-    send_after_persist: Vec<Envelope>,
 }
 
 impl Machine {

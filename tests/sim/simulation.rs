@@ -1,7 +1,7 @@
 //! The simulation's driver: the cluster's machines, clients and the
 //! oracles' state, the event loop, and what each event does.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use synod::node::{CompactionPolicy, Node, NodeConfig};
 use synod_kvstore::{SimDisk, SimRedbBackend, StateMachine, WalLog, WalOptions};
@@ -69,7 +69,7 @@ impl Simulation {
                 },
                 leading: None,
                 view: ReplicaView::default(),
-                in_flight: VecDeque::new(),
+                log_queue: Vec::new(),
                 relied_on: None,
             })
             .collect();
