@@ -8,6 +8,7 @@
 //! core stops taking input while that many rounds wait for the disk.
 
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -23,6 +24,9 @@ pub(crate) const MAX_ROUNDS_IN_FLIGHT: usize = 64;
 pub(crate) struct LogWriter {
     rounds: Option<std_mpsc::SyncSender<(ReadySeq, Vec<Record>)>>,
     thread: Option<JoinHandle<()>>,
+    /// Why the log failed, once it did: a round handed over afterwards
+    /// fails with the cause, not only with "stopped".
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// Reports from the log's thread: every round through this one is durable,
@@ -42,6 +46,8 @@ impl LogWriter {
         let (rounds_tx, rounds) =
             std_mpsc::sync_channel::<(ReadySeq, Vec<Record>)>(MAX_ROUNDS_IN_FLIGHT);
         let (durable_tx, durable) = mpsc::channel(MAX_ROUNDS_IN_FLIGHT);
+        let failure = Arc::new(Mutex::new(None));
+        let failed_because = Arc::clone(&failure);
         let thread = std::thread::Builder::new()
             .name(format!("synod-log-{node}"))
             .spawn(move || {
@@ -54,6 +60,9 @@ impl LogWriter {
                     let result = log.persist(&records).map(|()| last);
                     metrics.observe_fsync(started.elapsed().as_secs_f64());
                     let failed = result.is_err();
+                    if let Err(e) = &result {
+                        *failed_because.lock().expect("failure lock") = Some(e.to_string());
+                    }
                     if durable_tx
                         .blocking_send(result.map_err(anyhow::Error::from))
                         .is_err()
@@ -66,6 +75,7 @@ impl LogWriter {
         let writer = LogWriter {
             rounds: Some(rounds_tx),
             thread: Some(thread),
+            failure,
         };
         Ok((writer, durable))
     }
@@ -73,11 +83,17 @@ impl LogWriter {
     /// Hands round `seq`'s records to the log, after every earlier round's.
     /// Never blocks while the caller keeps fewer than
     /// [`MAX_ROUNDS_IN_FLIGHT`] rounds unreported.
+    ///
+    /// # Errors
+    /// Once the log failed (with its cause), or its thread is gone.
     pub(crate) fn submit(&self, seq: ReadySeq, records: Vec<Record>) -> anyhow::Result<()> {
         let rounds = self.rounds.as_ref().expect("submit after stop");
-        rounds
-            .send((seq, records))
-            .map_err(|_| anyhow::anyhow!("the log's thread stopped"))
+        rounds.send((seq, records)).map_err(|_| {
+            match self.failure.lock().expect("failure lock").as_deref() {
+                Some(cause) => anyhow::anyhow!("the log failed: {cause}"),
+                None => anyhow::anyhow!("the log's thread stopped"),
+            }
+        })
     }
 
     /// Lets the thread finish the rounds handed to it and waits for it.
@@ -92,5 +108,44 @@ impl LogWriter {
 impl Drop for LogWriter {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log whose disk is full.
+    struct FullDisk;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no space left on device")]
+    struct NoSpace;
+
+    impl Storage for FullDisk {
+        type Error = NoSpace;
+        fn load(&self) -> Result<synod_paxos::DurableState, NoSpace> {
+            Ok(synod_paxos::DurableState::default())
+        }
+        fn persist(&mut self, _: &[Record]) -> Result<(), NoSpace> {
+            Err(NoSpace)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_handed_over_after_the_log_failed_fails_with_the_cause() {
+        let (writer, mut durable) = LogWriter::start(FullDisk, CoreMetrics::new(), 1).unwrap();
+        let record = Record::Promised(synod_paxos::Ballot::new(1, synod_paxos::NodeId(1)));
+        writer.submit(1, vec![record.clone()]).unwrap();
+        let report = durable.recv().await.expect("a report");
+        assert!(report.unwrap_err().to_string().contains("no space left"));
+        // The thread is gone: the next round fails, naming why.
+        let error = loop {
+            match writer.submit(2, vec![record.clone()]) {
+                Ok(()) => tokio::task::yield_now().await,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(error.to_string(), "the log failed: no space left on device");
     }
 }
