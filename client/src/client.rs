@@ -485,6 +485,7 @@ impl Client {
                         if let Some(refused) = tries.refused_tls(leader) {
                             return Err(ClientError::Tls(refused.clone()));
                         }
+                        tracing::debug!(%target, %leader, "redirected to the leader");
                         *self.inner.leader.lock().expect("leader lock") = Some(leader);
                         continue;
                     }
@@ -555,11 +556,13 @@ impl Client {
         backoff: &mut Backoff,
         deadline: Instant,
     ) -> Result<(), ClientError> {
+        tracing::debug!(%target, ?failure, "a try went nowhere");
         if let Some(give_up) = self.failed(tries, cursor, target, failure) {
             return Err(give_up);
         }
         let pause = backoff.pause();
         if Instant::now() + pause >= deadline {
+            tracing::debug!(%target, "out of time");
             return Err(ClientError::Timeout);
         }
         tokio::time::sleep(pause).await;

@@ -55,6 +55,7 @@ impl ProcessCluster {
     /// [`start_in`](ProcessCluster::start_in), giving every node
     /// `global_flags`.
     pub fn start_in_with_flags(dir: PathBuf, global_flags: &[&str]) -> ProcessCluster {
+        client_log::capture();
         // Each cluster of this process gets its own 70 ports (7 nodes);
         // processes are spread over the port space by their id.
         static NEXT_CLUSTER: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
@@ -274,6 +275,7 @@ impl ProcessCluster {
                 eprintln!("{line}");
             }
         }
+        client_log::print_tail(2 * LINES);
     }
 }
 
@@ -304,4 +306,68 @@ pub fn synod_member(dir: &Path, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
+}
+
+/// The client library's debug log in this test process (every test's
+/// clients), kept in memory so that a failed test can print what its calls
+/// tried.
+mod client_log {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    /// Lines kept; older ones are dropped.
+    const KEPT_LINES: usize = 4_000;
+
+    type Lines = Arc<Mutex<VecDeque<String>>>;
+
+    fn lines() -> &'static Lines {
+        static LINES: OnceLock<Lines> = OnceLock::new();
+        LINES.get_or_init(Lines::default)
+    }
+
+    /// One formatted event, appended to the kept lines when dropped.
+    struct Line(Vec<u8>);
+
+    impl std::io::Write for Line {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Drop for Line {
+        fn drop(&mut self) {
+            let text = String::from_utf8_lossy(&self.0).trim_end().to_string();
+            let mut lines = lines().lock().unwrap_or_else(|e| e.into_inner());
+            lines.push_back(text);
+            while lines.len() > KEPT_LINES {
+                lines.pop_front();
+            }
+        }
+    }
+
+    /// Starts keeping the client's debug log, once per process.
+    pub fn capture() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("synod_client=debug"))
+            .with_ansi(false)
+            .with_writer(|| Line(Vec::new()))
+            .try_init();
+    }
+
+    /// Prints the last `count` lines kept.
+    pub fn print_tail(count: usize) {
+        let lines = lines().lock().unwrap_or_else(|e| e.into_inner());
+        let skip = lines.len().saturating_sub(count);
+        eprintln!(
+            "---- the last {} lines of the clients' debug log ----",
+            lines.len() - skip
+        );
+        for line in lines.iter().skip(skip) {
+            eprintln!("{line}");
+        }
+    }
 }
