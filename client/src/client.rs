@@ -182,6 +182,9 @@ struct Inner {
     /// past a node that fails, so concurrent calls do not each wait for
     /// the same dead node.
     cursor: AtomicUsize,
+    /// Per endpoint, until when it is passed over: a try found it
+    /// unreachable. See [`SKIP_UNREACHABLE`].
+    unreachable_until: Mutex<Vec<Option<Instant>>>,
 }
 
 /// The request a write is sending, shared with the undo of an abandoned
@@ -190,6 +193,13 @@ pub(crate) type InFlight = Arc<Mutex<Option<Request>>>;
 
 /// Longest a single attempt waits for its node.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long calls pass over an endpoint a try found unreachable, while
+/// another endpoint is not: a dead node costs one call one
+/// [`ATTEMPT_TIMEOUT`], not every call whose turn around the endpoints
+/// comes to it (as happens while a new leader is elected and followers
+/// answer "leader unknown").
+const SKIP_UNREACHABLE: Duration = Duration::from_secs(5);
 
 impl Client {
     /// A client for the cluster in `config`. Connects lazily; fails only on
@@ -215,6 +225,7 @@ impl Client {
                 "`{bad}` cannot be a TLS server name"
             )));
         }
+        let endpoint_count = config.endpoints.len();
         let connections = Connections::new(
             config.endpoints.clone(),
             config.server_name.clone(),
@@ -227,6 +238,7 @@ impl Client {
                 leader: Mutex::new(None),
                 idle_ids: Mutex::new(Vec::new()),
                 cursor: AtomicUsize::new(0),
+                unreachable_until: Mutex::new(vec![None; endpoint_count]),
             }),
         })
     }
@@ -476,6 +488,9 @@ impl Client {
                 self.attempt(target, payload.clone()),
             )
             .await;
+            if let Ok(Ok(_)) = &attempt {
+                self.answered(target);
+            }
             let failure = match attempt {
                 Ok(Ok(Attempt::Served(response))) => return Ok(response),
                 Ok(Ok(Attempt::Refused(message))) => return Err(ClientError::BadRequest(message)),
@@ -527,7 +542,10 @@ impl Client {
             )
             .await;
             let failure = match opened {
-                Ok(Ok(frames)) => return Ok((target, frames)),
+                Ok(Ok(frames)) => {
+                    self.answered(target);
+                    return Ok((target, frames));
+                }
                 Ok(Err(failure)) => failure,
                 Err(_) => Failure::Unreachable("no answer in time".into()),
             };
@@ -581,10 +599,52 @@ impl Client {
     /// Where the next try goes: the leader last seen, else the endpoint at
     /// the shared cursor; with the cursor it was chosen at.
     fn next_target(&self) -> (usize, Target) {
-        let cursor = self.inner.cursor.load(Ordering::Relaxed);
+        let cursor = self.reachable_cursor();
         let endpoint = Target::Endpoint(cursor % self.inner.config.endpoints.len());
         let leader = *self.inner.leader.lock().expect("leader lock");
         (cursor, leader.unwrap_or(endpoint))
+    }
+
+    /// `target` answered: if it is an endpoint, calls no longer pass it
+    /// over.
+    fn answered(&self, target: Target) {
+        if let Target::Endpoint(i) = target {
+            self.inner
+                .unreachable_until
+                .lock()
+                .expect("unreachable lock")[i] = None;
+        }
+    }
+
+    /// The shared cursor, first moved past the endpoints a try found
+    /// unreachable in the last [`SKIP_UNREACHABLE`], unless every endpoint
+    /// was.
+    fn reachable_cursor(&self) -> usize {
+        let now = Instant::now();
+        let skipped: Vec<bool> = self
+            .inner
+            .unreachable_until
+            .lock()
+            .expect("unreachable lock")
+            .iter()
+            .map(|until| until.is_some_and(|until| now < until))
+            .collect();
+        let mut cursor = self.inner.cursor.load(Ordering::Relaxed);
+        if skipped.iter().all(|s| *s) {
+            return cursor;
+        }
+        while skipped[cursor % skipped.len()] {
+            cursor = match self.inner.cursor.compare_exchange(
+                cursor,
+                cursor.wrapping_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => cursor.wrapping_add(1),
+                Err(moved) => moved,
+            };
+        }
+        cursor
     }
 
     /// Takes note that a try at `target` (chosen at `cursor`) failed, as
@@ -608,6 +668,12 @@ impl Client {
             // Sent, perhaps, and unanswered: it may be applied.
             Some(Failure::Unreachable(_)) => {
                 tries.uncertain = true;
+                if let Target::Endpoint(i) = target {
+                    self.inner
+                        .unreachable_until
+                        .lock()
+                        .expect("unreachable lock")[i] = Some(Instant::now() + SKIP_UNREACHABLE);
+                }
                 None
             }
             None => None,

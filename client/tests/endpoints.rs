@@ -4,10 +4,13 @@
 
 mod fake_node;
 
-use std::net::SocketAddr;
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use fake_node::{absent, client_identity, not_leader, status, FakeNode};
+use fake_node::{absent, client_identity, leader_unknown, not_leader, status, FakeNode};
 use synod_client::{Client, ClientConfig, ClientError, Endpoint, NodeRole, NodeStatus};
 use synod_net::certs::CertAuthority;
 use synod_wire::proto::api::{api_request::Call, NodeStatus as WireStatus};
@@ -201,4 +204,56 @@ async fn malformed_endpoints_and_server_names_are_refused_before_any_dial() {
         Client::connect(none).await,
         Err(ClientError::Setup(_))
     ));
+}
+
+/// The QUIC connection ids `socket` was sent Initial packets for since the
+/// last look: one per dial (a dial's retransmissions share it).
+fn dials_seen(socket: &UdpSocket) -> BTreeSet<Vec<u8>> {
+    let mut seen = BTreeSet::new();
+    let mut packet = [0u8; 2048];
+    while let Ok(len) = socket.recv(&mut packet) {
+        // Long header: flags, version (4 bytes), then the destination
+        // connection id's length and bytes.
+        if len > 6 && packet[0] & 0x80 != 0 {
+            let id_len = packet[5] as usize;
+            seen.insert(packet[6..(6 + id_len).min(len)].to_vec());
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_found_unreachable_is_passed_over_by_the_calls_after() {
+    let ca = CertAuthority::generate("unreachable").unwrap();
+    // A node that died: its port takes packets and answers none.
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
+    dead.set_nonblocking(true).unwrap();
+    // The live node serves, except that it knows no leader at its second
+    // request, which sends that call on around the endpoints.
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    let live = FakeNode::start(&ca, 1, "127.0.0.1", move |_| {
+        match count.fetch_add(1, Ordering::SeqCst) {
+            1 => leader_unknown(),
+            _ => absent(),
+        }
+    });
+    let config = ClientConfig::from_addrs(
+        [dead.local_addr().unwrap(), live.addr],
+        client_identity(&ca),
+    )
+    .timeout(PATIENT);
+    let client = Client::connect(config).await.unwrap();
+
+    // The first call tries the dead node first, waits out its attempt, and
+    // is served by the live one.
+    assert_eq!(client.get(b"key").await.unwrap(), None);
+    assert!(!dials_seen(&dead).is_empty(), "the first call dialed it");
+
+    // The next call goes round: the live node knows no leader, and the
+    // dead node's turn comes; it is passed over, not dialed again.
+    assert_eq!(client.get(b"key").await.unwrap(), None);
+    assert_eq!(live.requests(), 3);
+    let redialed = dials_seen(&dead);
+    assert!(redialed.is_empty(), "dialed again: {redialed:?}");
 }

@@ -130,6 +130,11 @@ pub fn not_leader(leader: u32, addr: SocketAddr) -> ClientResponse {
     redirect(leader, addr, false)
 }
 
+/// `NOT_LEADER` from a node that knows no leader (one is being elected).
+pub fn leader_unknown() -> ClientResponse {
+    ClientResponse::error(0, ErrorCode::NotLeader, "no leader known")
+}
+
 /// `NOT_LEADER` from a node that stopped leading after proposing the
 /// request (it may be applied all the same), naming node `leader` at
 /// `addr`.
