@@ -620,20 +620,18 @@ impl Client {
     /// unreachable in the last [`SKIP_UNREACHABLE`], unless every endpoint
     /// was.
     fn reachable_cursor(&self) -> usize {
-        let now = Instant::now();
-        let skipped: Vec<bool> = self
+        let mut cursor = self.inner.cursor.load(Ordering::Relaxed);
+        let until = self
             .inner
             .unreachable_until
             .lock()
-            .expect("unreachable lock")
-            .iter()
-            .map(|until| until.is_some_and(|until| now < until))
-            .collect();
-        let mut cursor = self.inner.cursor.load(Ordering::Relaxed);
-        if skipped.iter().all(|s| *s) {
+            .expect("unreachable lock");
+        let now = Instant::now();
+        let skipped = |i: usize| until[i % until.len()].is_some_and(|until| now < until);
+        if (0..until.len()).all(skipped) {
             return cursor;
         }
-        while skipped[cursor % skipped.len()] {
+        while skipped(cursor) {
             cursor = match self.inner.cursor.compare_exchange(
                 cursor,
                 cursor.wrapping_add(1),
