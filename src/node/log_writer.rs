@@ -8,7 +8,7 @@
 //! core stops taking input while that many rounds wait for the disk.
 
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -24,9 +24,10 @@ pub(crate) const MAX_ROUNDS_IN_FLIGHT: usize = 64;
 pub(crate) struct LogWriter {
     rounds: Option<std_mpsc::SyncSender<(ReadySeq, Vec<Record>)>>,
     thread: Option<JoinHandle<()>>,
-    /// Why the log failed, once it did: a round handed over afterwards
-    /// fails with the cause, not only with "stopped".
-    failure: Arc<Mutex<Option<String>>>,
+    /// Why the log failed, once it did (its thread then stops): a round
+    /// handed over afterwards fails with the cause, not only with
+    /// "stopped".
+    failure: Arc<OnceLock<String>>,
 }
 
 /// Reports from the log's thread: every round through this one is durable,
@@ -46,7 +47,7 @@ impl LogWriter {
         let (rounds_tx, rounds) =
             std_mpsc::sync_channel::<(ReadySeq, Vec<Record>)>(MAX_ROUNDS_IN_FLIGHT);
         let (durable_tx, durable) = mpsc::channel(MAX_ROUNDS_IN_FLIGHT);
-        let failure = Arc::new(Mutex::new(None));
+        let failure = Arc::new(OnceLock::new());
         let failed_because = Arc::clone(&failure);
         let thread = std::thread::Builder::new()
             .name(format!("synod-log-{node}"))
@@ -61,7 +62,7 @@ impl LogWriter {
                     metrics.observe_fsync(started.elapsed().as_secs_f64());
                     let failed = result.is_err();
                     if let Err(e) = &result {
-                        *failed_because.lock().expect("failure lock") = Some(e.to_string());
+                        let _ = failed_because.set(e.to_string());
                     }
                     if durable_tx
                         .blocking_send(result.map_err(anyhow::Error::from))
@@ -88,12 +89,12 @@ impl LogWriter {
     /// Once the log failed (with its cause), or its thread is gone.
     pub(crate) fn submit(&self, seq: ReadySeq, records: Vec<Record>) -> anyhow::Result<()> {
         let rounds = self.rounds.as_ref().expect("submit after stop");
-        rounds.send((seq, records)).map_err(|_| {
-            match self.failure.lock().expect("failure lock").as_deref() {
+        rounds
+            .send((seq, records))
+            .map_err(|_| match self.failure.get() {
                 Some(cause) => anyhow::anyhow!("the log failed: {cause}"),
                 None => anyhow::anyhow!("the log's thread stopped"),
-            }
-        })
+            })
     }
 
     /// Lets the thread finish the rounds handed to it and waits for it.
