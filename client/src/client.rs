@@ -608,11 +608,17 @@ impl Client {
     /// `target` answered: if it is an endpoint, calls no longer pass it
     /// over.
     fn answered(&self, target: Target) {
+        self.pass_over_until(target, None);
+    }
+
+    /// If `target` is an endpoint, calls pass it over until `until` (none:
+    /// not at all).
+    fn pass_over_until(&self, target: Target, until: Option<Instant>) {
         if let Target::Endpoint(i) = target {
             self.inner
                 .unreachable_until
                 .lock()
-                .expect("unreachable lock")[i] = None;
+                .expect("unreachable lock")[i] = until;
         }
     }
 
@@ -666,12 +672,7 @@ impl Client {
             // Sent, perhaps, and unanswered: it may be applied.
             Some(Failure::Unreachable(_)) => {
                 tries.uncertain = true;
-                if let Target::Endpoint(i) = target {
-                    self.inner
-                        .unreachable_until
-                        .lock()
-                        .expect("unreachable lock")[i] = Some(Instant::now() + SKIP_UNREACHABLE);
-                }
+                self.pass_over_until(target, Some(Instant::now() + SKIP_UNREACHABLE));
                 None
             }
             None => None,
