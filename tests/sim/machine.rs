@@ -3,7 +3,7 @@
 //! to the log, finish at once; `Node::log_durable` and the messages it
 //! releases once the log syncs), with the log's fsync an event of its own, so that the
 //! node takes inputs while its rounds wait for the disk, and crashes fall
-//! between a round's early sends and its fsync. What comes out (applied
+//! between a round's sends and its fsync. What comes out (applied
 //! slots, answers, snapshots) feeds the oracles and the simulated clients.
 //!
 //! Oracle of the durability rule, checked at every crash: every Accept or
@@ -574,7 +574,6 @@ pub(super) struct Machine {
     pub(super) leading: Option<Ballot>,
     /// The coordination state the oracles last saw on this replica.
     pub(super) view: ReplicaView,
-    /// The node's rounds waiting for its log's next fsync, oldest first.
     /// The log's queue: each round's records handed to it, not yet synced.
     pub(super) log_queue: Vec<(ReadySeq, Vec<Record>)>,
     /// The highest ballot of the proposer messages this incarnation sent
