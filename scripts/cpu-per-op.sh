@@ -11,6 +11,7 @@
 # (the machine is shared and noisy; compare only runs made side by side). Needs redis-cli, jq and
 # the loadgen of ../shared/bench/loadgen (built by its build.sh); ports 9600..9623 free.
 set -euo pipefail
+. "$(dirname "$0")/lib/dev-leader.sh"
 bin=$1
 clients=$2
 where=${3:-all}
@@ -21,19 +22,11 @@ lg=${LOADGEN:-${XDG_CACHE_HOME:-$HOME/.cache}/synod-bench/loadgen}
 dir=$(mktemp -d /tmp/synod-cpu-per-op.XXXXXX)
 "$bin" dev --data-dir "$dir" --base-port 9600 >"$dir.log" 2>&1 &
 dev=$!
-trap 'kill $dev; wait $dev 2>/dev/null || true; rm -rf "$dir" "$dir.log"' EXIT
-for _ in $(seq 1 100); do
-  redis-cli -p 9602 SET warm 1 2>/dev/null | grep -q OK && break
-  sleep 0.3
-done
+trap 'kill $dev 2>/dev/null; wait $dev 2>/dev/null || true; rm -rf "$dir" "$dir.log"' EXIT
+leader_port=$(dev_leader_port 9600 "$dir.log")
 sleep 1
 endpoints=127.0.0.1:9602,127.0.0.1:9612,127.0.0.1:9622
-if [ "$where" = leader ]; then
-  for k in 0 1 2; do
-    port=$((9602 + 10 * k))
-    redis-cli -p $port INFO replication | grep -q role:master && endpoints=127.0.0.1:$port
-  done
-fi
+[ "$where" = leader ] && endpoints=127.0.0.1:$leader_port
 pids="$dev $(pgrep -P $dev | tr '\n' ' ')"
 ticks() {
   local sum=0

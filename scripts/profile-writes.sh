@@ -5,6 +5,7 @@
 # the loadgen of ../shared/bench/loadgen, built by its build.sh; ports 9600..9623 free)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/dev-leader.sh
 out=${1:-/tmp/synod-profile}; mkdir -p "$out"
 target=target/profile
 CARGO_TARGET_DIR=$target CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
@@ -15,12 +16,9 @@ lg=${LOADGEN:-${XDG_CACHE_HOME:-$HOME/.cache}/synod-bench/loadgen}
 dir=$out/cluster; rm -rf "$dir"
 "$bin" dev --data-dir "$dir" --base-port 9600 >"$out/dev.log" 2>&1 & dev=$!
 trap 'kill $dev; wait $dev || true' EXIT
-for _ in $(seq 1 100); do redis-cli -p 9602 SET warm 1 2>/dev/null | grep -q OK && break; sleep 0.3; done
+leader_port=$(dev_leader_port 9600 "$out/dev.log")
 sleep 1
-leader=""
-for k in 1 2 3; do
-  redis-cli -p $((9600 + 10 * (k - 1) + 2)) INFO replication | grep -q role:master && leader=$k
-done
+leader=$(((leader_port - 9602) / 10 + 1)) # node number, 1..3
 follower=$((leader % 3 + 1))
 pid_of() { pgrep -f "node$1.toml" | head -1; }
 "$lg" --backend resp --endpoints 127.0.0.1:9602,127.0.0.1:9612,127.0.0.1:9622 \

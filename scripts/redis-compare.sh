@@ -15,6 +15,7 @@
 # the end; only the processes this script started are stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/dev-leader.sh
 
 REQUESTS="${REQUESTS:-20000}"
 CLIENTS="${CLIENTS:-50}"
@@ -55,25 +56,7 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$work/redis" \
   >"$work/redis.log" 2>&1 &
 redis_pid=$!
 
-# The Synod leader's Redis port: the node whose INFO says role:master, once
-# a write went through.
-leader_port=""
-for _ in $(seq 1 300); do
-  for node in 0 1 2; do
-    port=$((BASE_PORT + 10 * node + 2))
-    if redis-cli -p "$port" INFO replication 2>/dev/null | grep -q '^role:master' &&
-      [ "$(redis-cli -p "$port" SET redis-compare:ready 1 2>/dev/null)" = "OK" ]; then
-      leader_port=$port
-      break 2
-    fi
-  done
-  sleep 0.1
-done
-if [ -z "$leader_port" ]; then
-  echo "the Synod cluster did not elect a leader; its log:" >&2
-  cat "$work/synod.log" >&2
-  exit 1
-fi
+leader_port=$(dev_leader_port "$BASE_PORT" "$work/synod.log")
 for _ in $(seq 1 100); do
   redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1 && break
   sleep 0.1
