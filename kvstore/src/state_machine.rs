@@ -1,10 +1,10 @@
 //! The replicated state machine: applies chosen log slots to redb tables.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redb::backends::InMemoryBackend;
-use redb::{Database, Durability, ReadableDatabase, Table};
+use redb::{Database, Durability, ReadableDatabase, Table, WriteTransaction};
 use synod_paxos::MembershipLog;
 
 use crate::bugs::Active;
@@ -22,7 +22,7 @@ use crate::snapshot::{
     read_entries, reset_staging, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller,
 };
 use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
-use crate::watch::{self, History, WatchBatch, WatchError};
+use crate::watch::{History, Undo, WatchBatch, WatchError};
 use crate::EventFilter;
 use crate::{DelayedLock, SessionInfo};
 use synod_wire::command::{Op, Request};
@@ -128,6 +128,10 @@ pub struct StateMachine {
     options: Options,
     applied_index: u64,
     revision: u64,
+    /// The watch history, in memory and stored at durable commits (see [`crate::watch`]). Behind
+    /// a lock because storing it is a write that `&self` reads of the whole state
+    /// ([`snapshot`](StateMachine::snapshot), [`state_hash`](StateMachine::state_hash)) do first.
+    history: Mutex<History>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -203,13 +207,48 @@ impl StateMachine {
             (get_meta(&meta, APPLIED_INDEX)?, get_meta(&meta, REVISION)?)
         };
         txn.commit()?;
+        let history = Mutex::new(History::load(&db, revision)?);
         tracing::debug!(applied_index, revision, "state machine opened");
         Ok(StateMachine {
             db,
             options,
             applied_index,
             revision,
+            history,
         })
+    }
+
+    /// The watch history, locked.
+    fn history(&self) -> MutexGuard<'_, History> {
+        // Every change of the history asserts its invariants before it returns; a panic
+        // between two of them ends the process's use of this state machine anyway.
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Commit `txn` with [`Durability::Immediate`], with the watch history stored in it: every
+    /// durable commit of the state holds the whole history (see [`crate::watch`]).
+    fn commit_durably(&self, mut txn: WriteTransaction) -> Result<(), StorageError> {
+        txn.set_durability(Durability::Immediate)?;
+        let mut history = self.history();
+        let stored = history.store(&txn)?;
+        txn.commit()?;
+        history.stored(stored);
+        Ok(())
+    }
+
+    /// Bring the stored watch history up to date in a commit of its own, without fsync (nothing
+    /// to do if it is): before the state is read whole or the database closed.
+    fn store_history(&self) -> Result<(), StorageError> {
+        let mut history = self.history();
+        if history.is_stored() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let stored = history.store(&txn)?;
+        txn.commit()?;
+        history.stored(stored);
+        Ok(())
     }
 
     /// How many keys, sessions and locks the applied state holds. Cheap:
@@ -258,7 +297,8 @@ impl StateMachine {
         filter: &EventFilter,
         limit: usize,
     ) -> Result<WatchBatch, WatchError> {
-        watch::events_since(&self.db, from_revision, filter, limit)
+        self.history()
+            .events_since(from_revision, filter, limit, self.revision)
     }
 
     /// Every open session with its TTL bookkeeping, by id: what a new leader's
@@ -300,13 +340,12 @@ impl StateMachine {
         if !known.is_unknown() {
             return Ok(known);
         }
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(MEMBERSHIP)?;
             membership::store(&mut table, &founding)?;
         }
-        txn.commit()?;
+        self.commit_durably(txn)?;
         Ok(founding)
     }
 
@@ -314,14 +353,12 @@ impl StateMachine {
     /// cluster's backup must not bring that cluster's members along (the
     /// new cluster's founding membership is stored at its first start).
     pub fn forget_membership(&mut self) -> Result<(), StorageError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(MEMBERSHIP)?;
             table.retain(|_, _| false)?;
         }
-        txn.commit()?;
-        Ok(())
+        self.commit_durably(txn)
     }
 
     /// Every lock in lock-delay, by name: the other input of
@@ -355,18 +392,42 @@ impl StateMachine {
         &mut self,
         slots: impl IntoIterator<Item = (u64, &'a [Vec<u8>])>,
     ) -> Result<Vec<AppliedSlot>, StorageError> {
+        let (applied, applied_index, revision) = {
+            let mut history = self.history();
+            let mut undo = history.begin();
+            let result = self.apply_in_transaction(slots, &mut history, &mut undo);
+            if result.is_err() {
+                history.roll_back(undo);
+            }
+            result?
+        };
+        assert!(revision >= self.revision, "the revision never goes down");
+        self.applied_index = applied_index;
+        self.revision = revision;
+        Ok(applied)
+    }
+
+    /// [`apply_slots`](StateMachine::apply_slots)'s transaction: returns what it applied and
+    /// the applied index and revision after it. Records the slots' watch events in `history`
+    /// (to undo with `undo` if this fails).
+    fn apply_in_transaction<'a>(
+        &self,
+        slots: impl IntoIterator<Item = (u64, &'a [Vec<u8>])>,
+        history: &mut History,
+        undo: &mut Undo,
+    ) -> Result<(Vec<AppliedSlot>, u64, u64), StorageError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         let mut revision = self.revision;
         let mut applied_index = self.applied_index;
         let mut applied = Vec::new();
+        let mut history_changed = false;
         {
             let mut kv = txn.open_table(KV)?;
             let mut dedup = txn.open_table(DEDUP)?;
             let mut age = txn.open_table(DEDUP_AGE)?;
             let mut coord = CoordTables::open(&txn)?;
             let mut meta = txn.open_table(META)?;
-            let mut history = History::new(&txn);
             for (slot, commands) in slots {
                 assert_eq!(
                     slot,
@@ -404,7 +465,7 @@ impl StateMachine {
                     };
                     responses.push(tables.apply_one(at, bytes, &mut revision)?);
                 }
-                history.record(&meta, &effects.events)?;
+                history_changed |= history.record(&effects.events, undo);
                 applied_index = slot;
                 applied.push(AppliedSlot {
                     responses,
@@ -412,24 +473,22 @@ impl StateMachine {
                     revision,
                 });
             }
-            history.finish(&mut meta)?;
+            if history_changed {
+                history.write_meta(&mut meta)?;
+            }
             meta.insert(APPLIED_INDEX, applied_index)?;
             meta.insert(REVISION, revision)?;
         }
         txn.commit()?;
-        assert!(revision >= self.revision, "the revision never goes down");
-        self.applied_index = applied_index;
-        self.revision = revision;
-        Ok(applied)
+        Ok((applied, applied_index, revision))
     }
 
-    /// Make every applied slot durable: one empty `Immediate` commit (one fsync for a file
-    /// database). Blocks while another write transaction on the database is open.
+    /// Make every applied slot durable: one `Immediate` commit (one fsync for a file database)
+    /// that also brings the stored watch history up to date. Blocks while another write
+    /// transaction on the database is open.
     pub fn flush(&mut self) -> Result<(), StorageError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        txn.commit()?;
-        Ok(())
+        let txn = self.db.begin_write()?;
+        self.commit_durably(txn)
     }
 
     /// Serve a read-only op ([`Op::Get`], [`Op::Scan`], [`Op::LockHolder`], [`Op::Leader`] or
@@ -460,6 +519,7 @@ impl StateMachine {
     /// Reads the whole state: O(size of the state). A [`Snapshot`]'s last chunk carries the same
     /// hash of the state it holds.
     pub fn state_hash(&self) -> Result<u64, StorageError> {
+        self.store_history()?;
         let (entries, _, _) = read_entries(&self.db)?;
         let mut hash = Fnv::default();
         for entry in entries {
@@ -475,6 +535,7 @@ impl StateMachine {
     /// For a durable snapshot point (before [`Replica::compact`](synod_paxos::Replica::compact)),
     /// [`flush`](StateMachine::flush) first: the snapshot itself writes nothing.
     pub fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        self.store_history()?;
         Snapshot::new(&self.db)
     }
 
@@ -507,6 +568,7 @@ impl StateMachine {
         tracing::info!(applied_index, revision, "snapshot installed");
         self.applied_index = applied_index;
         self.revision = revision;
+        *self.history() = History::load(&self.db, revision)?;
         Ok(applied_index)
     }
 
@@ -528,6 +590,16 @@ impl StateMachine {
             }
         }
         Err(SnapshotError::Incomplete)
+    }
+}
+
+impl Drop for StateMachine {
+    /// Stores the watch history: redb makes the last apply commit durable when it closes the
+    /// database, and the durable state must hold the whole history (see [`crate::watch`]).
+    fn drop(&mut self) {
+        if let Err(e) = self.store_history() {
+            tracing::warn!(error = %e, "could not store the watch history on close");
+        }
     }
 }
 

@@ -16,19 +16,34 @@
 //! command made them.
 //!
 //! # The history
-//! The table `sm_watch_events` keeps the newest events, at most
-//! [`WATCH_HISTORY_EVENTS`] events and [`WATCH_HISTORY_BYTES`] encoded bytes, dropping the
-//! oldest whole revisions first. `sm_meta` records `watch_compacted` (the highest revision of
-//! which some event was dropped; 0 if none) and `watch_bytes`. It is replicated state (the same
-//! on every node, included in snapshots and the state hash), so any node answers late
+//! The history keeps the newest events, at most [`WATCH_HISTORY_EVENTS`] events and
+//! [`WATCH_HISTORY_BYTES`] encoded bytes, dropping the oldest whole revisions first.
+//! `sm_meta` records `watch_compacted` (the highest revision of which some event was dropped; 0
+//! if none) and `watch_bytes` (the encoded size of the events kept). It is replicated state (the
+//! same on every node, included in snapshots and the state hash), so any node answers late
 //! subscribers the same way: [`StateMachine::events_since`](crate::StateMachine::events_since)
 //! gives the events from a revision on, or [`WatchError::Compacted`] if some were dropped.
 //! Live watchers get each slot's events from its effects, returned by
 //! [`StateMachine::apply_slots`](crate::StateMachine::apply_slots), without reading storage.
 //!
-//! Each slot's events are appended, and the history trimmed, after the slot; one
-//! `apply_slots` call opens the table and reads and writes the two meta keys once, for all its
-//! slots (`History`).
+//! # Where it lives: memory first, the table `sm_watch_events` at durable commits
+//! The whole history is kept in memory ([`History`], bounded as above) and answers
+//! `events_since`. Each applied slot appends its events there and trims the oldest, and the
+//! apply transaction writes only the two meta keys. The table `sm_watch_events` is brought up
+//! to date ([`History::store`]) in every transaction that makes the state durable (a flush, a
+//! membership change) and before the state is read whole (a snapshot, the state hash) or the
+//! database closed. Writing every event to the table at every apply, and trimming it there,
+//! cost about 15% of a put's CPU on a loaded cluster (README, "What the watch history costs a
+//! write"); at a flush, events written and dropped since the last one never reach the table.
+//!
+//! Why this loses nothing: apply commits are not durable by themselves (see
+//! [`StateMachine`](crate::StateMachine)'s durability rules); a crash reverts to the last
+//! durable commit, whose table was complete, and replay from its applied index re-creates the
+//! events after it. The one way an apply commit becomes durable without a durable commit after
+//! it is redb's clean close, so dropping the state machine stores the history first. Should the
+//! table still be found short of the meta keys at open (that store failed), the history is
+//! declared compacted through the current revision ([`History::load`]): late subscribers are
+//! told to re-read, never given a history with a gap.
 //!
 //! Event schema (prost):
 //!
@@ -39,14 +54,14 @@
 //! enum EventKind { PUT = 0; DELETE = 1; LOCK_HOLDER = 2; ELECTION_LEADER = 3; }
 //! ```
 
+use std::collections::VecDeque;
+
 use prost::Message;
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction,
-};
+use redb::{Database, Durability, ReadableDatabase, Table, WriteTransaction};
 
 use crate::coord::tables::{event_key, event_key_revision, WATCH_EVENTS};
 use crate::error::StorageError;
-use crate::tables::{decode_record, get_meta, META, REVISION};
+use crate::tables::{decode_record, get_meta, META};
 use crate::{Event, EventFilter};
 use synod_wire::limits::{WATCH_HISTORY_BYTES, WATCH_HISTORY_EVENTS};
 
@@ -89,76 +104,175 @@ pub enum WatchError {
     Storage(#[from] StorageError),
 }
 
-/// The watch history as one write transaction appends to it: the table is opened at the first
-/// slot with events, `watch_compacted` and `watch_bytes` are read then and kept here, and
-/// [`finish`](History::finish) writes them back once. Opening the table and reading and writing
-/// the two meta keys for every slot cost more than appending a small slot's events.
-///
-/// Invariant: while open, `compacted` and `bytes` are what `sm_meta` would hold had every slot
-/// recorded so far written them (what [`record`](History::record) did per slot before), so the
-/// tables end the same.
-pub(crate) struct History<'txn> {
-    txn: &'txn WriteTransaction,
-    open: Option<OpenHistory<'txn>>,
-}
-
-/// The history table and its meta values, once a slot had events.
-struct OpenHistory<'txn> {
-    table: Table<'txn, &'static [u8], &'static [u8]>,
-    /// `watch_compacted` as of the last slot recorded.
+/// How to undo the [`History::record`]s of an apply transaction that failed.
+#[derive(Debug)]
+pub(crate) struct Undo {
+    /// `compacted` before.
     compacted: u64,
-    /// `watch_bytes` as of the last slot recorded.
+    /// `bytes` before.
     bytes: u64,
+    /// Rows added and still in the history.
+    added: usize,
+    /// Rows that were there before and were dropped, oldest first.
+    dropped: Vec<HistoryRow>,
 }
 
-impl<'txn> History<'txn> {
-    /// The history of `txn`, not opened yet.
-    pub fn new(txn: &'txn WriteTransaction) -> History<'txn> {
-        History { txn, open: None }
-    }
+/// How far a [`History::store`] brought the table (see [`History::stored`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stored {
+    through: Option<(u64, u32)>,
+    compacted: u64,
+}
 
-    /// Append one slot's `events` (in revision order) to the history and trim it to its bounds;
-    /// `meta` is the transaction's `sm_meta`, read at the first slot with events.
+/// One event of the history: its place and its encoding (the table's row).
+#[derive(Debug)]
+struct HistoryRow {
+    /// The event's revision.
+    revision: u64,
+    /// Its position among the events of its revision.
+    index: u32,
+    /// The encoded [`Event`].
+    encoded: Vec<u8>,
+}
+
+impl HistoryRow {
+    /// Where the row sorts: the order of its table key.
+    fn place(&self) -> (u64, u32) {
+        (self.revision, self.index)
+    }
+}
+
+/// The watch history of a state machine, in memory (see the module docs), and how much of it
+/// the table `sm_watch_events` holds.
+///
+/// Invariants: `rows` are in key order, hold at most [`WATCH_HISTORY_EVENTS`] events of
+/// `bytes` ≤ [`WATCH_HISTORY_BYTES`] encoded bytes in all, and every revision in them is above
+/// `compacted`. The table holds exactly the rows up to `stored_through`, plus dropped rows whose
+/// revision is at most `stored_compacted`.
+#[derive(Debug)]
+pub(crate) struct History {
+    rows: VecDeque<HistoryRow>,
+    /// `watch_compacted`.
+    compacted: u64,
+    /// `watch_bytes`: the encoded size of `rows`.
+    bytes: u64,
+    /// The newest row written to the table (`None`: none).
+    stored_through: Option<(u64, u32)>,
+    /// `compacted` when the table was last brought up to date.
+    stored_compacted: u64,
+}
+
+impl History {
+    /// The history stored in `db` (its table and meta keys), as of the last commit, for a state
+    /// machine at store revision `revision`.
     ///
-    /// Events that would be dropped at once are never written; a revision partly over the bounds
-    /// is dropped whole. Deterministic: depends only on the events and the stored history.
-    pub fn record(
-        &mut self,
-        meta: &Table<'_, &'static str, u64>,
-        events: &[Event],
-    ) -> Result<(), StorageError> {
-        if events.is_empty() {
-            return Ok(());
+    /// If the table is short of what the meta keys say (its newest events never reached it; see
+    /// the module docs), the history is declared compacted through `revision` in one `Immediate`
+    /// commit, and a warning logged.
+    pub fn load(db: &Database, revision: u64) -> Result<History, StorageError> {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let compacted = get_meta(&meta, WATCH_COMPACTED)?;
+        let bytes = get_meta(&meta, WATCH_BYTES)?;
+        let table = txn.open_table(WATCH_EVENTS)?;
+        let first_kept = event_key(compacted.saturating_add(1), 0);
+        let mut rows = VecDeque::new();
+        let mut stored_bytes = 0u64;
+        for row in table.range::<&[u8]>(first_kept.as_slice()..)? {
+            let (key, value) = row?;
+            let key = key.value();
+            let index = key
+                .get(8..12)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| StorageError::Corrupt {
+                    table: "sm_watch_events",
+                    reason: format!("key of {} bytes", key.len()),
+                })?;
+            let encoded = value.value().to_vec();
+            stored_bytes += encoded.len() as u64;
+            rows.push_back(HistoryRow {
+                revision: event_key_revision(key)?,
+                index,
+                encoded,
+            });
         }
-        let open = match &mut self.open {
-            Some(open) => open,
-            None => self.open.insert(OpenHistory {
-                table: self.txn.open_table(WATCH_EVENTS)?,
-                compacted: get_meta(meta, WATCH_COMPACTED)?,
-                bytes: get_meta(meta, WATCH_BYTES)?,
-            }),
+        drop((table, meta, txn));
+        let stored_through = rows.back().map(HistoryRow::place);
+        if stored_bytes == bytes {
+            let history = History {
+                rows,
+                compacted,
+                bytes,
+                stored_through,
+                stored_compacted: compacted,
+            };
+            history.assert_bounds();
+            return Ok(history);
+        }
+        tracing::warn!(
+            stored_bytes,
+            expected_bytes = bytes,
+            revision,
+            "the stored watch history misses its newest events (the state machine was not \
+             closed cleanly); declaring it compacted through the current revision"
+        );
+        let mut history = History {
+            rows: VecDeque::new(),
+            compacted: revision.max(compacted),
+            bytes: 0,
+            stored_through,
+            stored_compacted: compacted,
         };
-        open.record(events)
-    }
-
-    /// Write `watch_compacted` and `watch_bytes` to `meta` if some slot had events (as a slot
-    /// with events always wrote them, even unchanged); then close the table.
-    pub fn finish(self, meta: &mut Table<'_, &'static str, u64>) -> Result<(), StorageError> {
-        if let Some(open) = self.open {
-            meta.insert(WATCH_COMPACTED, open.compacted)?;
-            meta.insert(WATCH_BYTES, open.bytes)?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            history.write_meta(&mut meta)?;
         }
-        Ok(())
+        let stored = history.store(&txn)?;
+        txn.commit()?;
+        history.stored(stored);
+        Ok(history)
     }
-}
 
-impl OpenHistory<'_> {
-    /// [`History::record`] of a non-empty slot.
-    fn record(&mut self, events: &[Event]) -> Result<(), StorageError> {
-        let history = &mut self.table;
-        let mut compacted = self.compacted;
-        let mut history_bytes = self.bytes;
+    /// Start recording the slots of one apply transaction: what [`roll_back`](History::roll_back)
+    /// needs to undo them if the transaction fails.
+    pub fn begin(&self) -> Undo {
+        Undo {
+            compacted: self.compacted,
+            bytes: self.bytes,
+            added: 0,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// Undo the [`record`](History::record)s made since `undo` was [`begin`](History::begin)
+    /// (their transaction did not commit).
+    pub fn roll_back(&mut self, undo: Undo) {
+        for _ in 0..undo.added {
+            self.rows.pop_back().expect("an added row is still there");
+        }
+        for row in undo.dropped.into_iter().rev() {
+            self.rows.push_front(row);
+        }
+        self.compacted = undo.compacted;
+        self.bytes = undo.bytes;
+        self.assert_bounds();
+    }
+
+    /// Append one slot's `events` (in revision order) to the history and trim it to its bounds,
+    /// noting in `undo` how to take it back. Returns whether anything changed (the meta keys are
+    /// then to be written).
+    ///
+    /// Events that would be dropped at once are never kept; a revision partly over the bounds
+    /// is dropped whole. Deterministic: depends only on the events and the history.
+    pub fn record(&mut self, events: &[Event], undo: &mut Undo) -> bool {
+        if events.is_empty() {
+            return false;
+        }
         let sizes: Vec<u64> = events.iter().map(|e| e.encoded_len() as u64).collect();
+        let mut compacted = self.compacted;
         // The longest suffix of the new events that fits the bounds alone.
         let mut start = events.len();
         let mut new_bytes = 0u64;
@@ -178,30 +292,22 @@ impl OpenHistory<'_> {
         }
         let new_count = (events.len() - start) as u64;
         // Drop the oldest events until the new ones fit, then the rest of the last revision
-        // touched. Over the bounds, the oldest event goes without a look first.
-        loop {
-            let over = history.len()? + new_count > WATCH_HISTORY_EVENTS
-                || history_bytes + new_bytes > WATCH_HISTORY_BYTES;
-            let (revision, size) = if over {
-                let Some((key, value)) = history.pop_first()? else {
-                    break;
-                };
-                (event_key_revision(key.value())?, value.value().len() as u64)
+        // touched.
+        while let Some(oldest) = self.rows.front() {
+            let over = self.rows.len() as u64 + new_count > WATCH_HISTORY_EVENTS
+                || self.bytes + new_bytes > WATCH_HISTORY_BYTES;
+            if !over && oldest.revision > compacted {
+                break;
+            }
+            compacted = compacted.max(oldest.revision);
+            self.bytes -= oldest.encoded.len() as u64;
+            let added_by_this_transaction = self.rows.len() <= undo.added;
+            let oldest = self.rows.pop_front().expect("the oldest row is there");
+            if added_by_this_transaction {
+                undo.added -= 1;
             } else {
-                let Some((key, value)) = history.first()? else {
-                    break;
-                };
-                let revision = event_key_revision(key.value())?;
-                let size = value.value().len() as u64;
-                drop((key, value));
-                if revision > compacted {
-                    break;
-                }
-                history.pop_first()?;
-                (revision, size)
-            };
-            history_bytes = history_bytes.saturating_sub(size);
-            compacted = compacted.max(revision);
+                undo.dropped.push(oldest);
+            }
         }
         let mut index = 0u32;
         for (i, event) in events.iter().enumerate() {
@@ -211,69 +317,139 @@ impl OpenHistory<'_> {
                 _ => 0,
             };
             if i >= start {
-                let bytes = event.encode_to_vec();
-                history.insert(
-                    event_key(event.revision, index).as_slice(),
-                    bytes.as_slice(),
-                )?;
+                assert!(
+                    self.rows
+                        .back()
+                        .is_none_or(|last| last.place() < (event.revision, index)),
+                    "watch events are recorded in revision order"
+                );
+                self.rows.push_back(HistoryRow {
+                    revision: event.revision,
+                    index,
+                    encoded: event.encode_to_vec(),
+                });
+                undo.added += 1;
             }
         }
         self.compacted = compacted;
-        self.bytes = history_bytes + new_bytes;
+        self.bytes += new_bytes;
+        self.assert_bounds();
+        true
+    }
+
+    /// Write `watch_compacted` and `watch_bytes` to `meta`.
+    pub fn write_meta(&self, meta: &mut Table<'_, &'static str, u64>) -> Result<(), StorageError> {
+        meta.insert(WATCH_COMPACTED, self.compacted)?;
+        meta.insert(WATCH_BYTES, self.bytes)?;
         Ok(())
     }
-}
 
-/// The events matching `filter` from `from_revision` on (see
-/// [`StateMachine::events_since`](crate::StateMachine::events_since)).
-pub(crate) fn events_since(
-    db: &Database,
-    from_revision: u64,
-    filter: &EventFilter,
-    limit: usize,
-) -> Result<WatchBatch, WatchError> {
-    let txn = db.begin_read().map_err(StorageError::from)?;
-    let meta = txn.open_table(META).map_err(StorageError::from)?;
-    let revision = get_meta(&meta, REVISION)?;
-    let compacted = get_meta(&meta, WATCH_COMPACTED)?;
-    if compacted > 0 && from_revision <= compacted {
-        return Err(WatchError::Compacted {
-            from_revision,
-            compacted_through: compacted,
-            revision,
-        });
+    /// Whether the table is behind the history.
+    pub fn is_stored(&self) -> bool {
+        self.stored_compacted == self.compacted
+            && self.stored_through >= self.rows.back().map(HistoryRow::place)
     }
-    let limit = if limit == 0 {
-        WATCH_HISTORY_EVENTS as usize
-    } else {
-        limit
-    };
-    let history = txn.open_table(WATCH_EVENTS).map_err(StorageError::from)?;
-    let start = event_key(from_revision.max(1), 0);
-    let mut events = Vec::new();
-    let mut last_revision = 0;
-    let rows = history
-        .range::<&[u8]>(start.as_slice()..)
-        .map_err(StorageError::from)?;
-    for row in rows {
-        let (key, value) = row.map_err(StorageError::from)?;
-        let event_revision = event_key_revision(key.value())?;
-        if events.len() >= limit && event_revision != last_revision {
-            return Ok(WatchBatch {
-                events,
-                next_revision: event_revision,
+
+    /// Bring the table up to date in `txn`: drop the rows dropped from the history since the
+    /// last store and write the rows added. Costs the rows written and dropped, not the history.
+    /// Once `txn` commits, pass the answer to [`stored`](History::stored).
+    pub fn store(&self, txn: &WriteTransaction) -> Result<Stored, StorageError> {
+        let stored = Stored {
+            through: self
+                .rows
+                .back()
+                .map(HistoryRow::place)
+                .max(self.stored_through),
+            compacted: self.compacted,
+        };
+        if self.is_stored() {
+            return Ok(stored);
+        }
+        assert_eq!(
+            self.bytes,
+            self.rows
+                .iter()
+                .map(|r| r.encoded.len() as u64)
+                .sum::<u64>(),
+            "watch_bytes is the size of the events kept"
+        );
+        let mut table = txn.open_table(WATCH_EVENTS)?;
+        if self.compacted > self.stored_compacted {
+            let last_dropped = event_key(self.compacted, u32::MAX);
+            table.retain_in::<&[u8], _>(..=last_dropped.as_slice(), |_, _| false)?;
+        }
+        let first_new = self
+            .rows
+            .partition_point(|row| Some(row.place()) <= self.stored_through);
+        for row in self.rows.range(first_new..) {
+            table.insert(
+                event_key(row.revision, row.index).as_slice(),
+                row.encoded.as_slice(),
+            )?;
+        }
+        Ok(stored)
+    }
+
+    /// Note that a transaction in which [`store`](History::store) answered `stored` committed.
+    pub fn stored(&mut self, stored: Stored) {
+        self.stored_through = stored.through;
+        self.stored_compacted = stored.compacted;
+    }
+
+    /// The events matching `filter` from `from_revision` on, for a state at store revision
+    /// `revision` (see [`StateMachine::events_since`](crate::StateMachine::events_since)).
+    pub fn events_since(
+        &self,
+        from_revision: u64,
+        filter: &EventFilter,
+        limit: usize,
+        revision: u64,
+    ) -> Result<WatchBatch, WatchError> {
+        if self.compacted > 0 && from_revision <= self.compacted {
+            return Err(WatchError::Compacted {
+                from_revision,
+                compacted_through: self.compacted,
                 revision,
             });
         }
-        last_revision = event_revision;
-        let event: Event = decode_record("sm_watch_events", value.value())?;
-        if filter.matches(&event) {
-            events.push(event);
+        let limit = if limit == 0 {
+            WATCH_HISTORY_EVENTS as usize
+        } else {
+            limit
+        };
+        let first = self
+            .rows
+            .partition_point(|row| row.revision < from_revision);
+        let mut events = Vec::new();
+        let mut last_revision = 0;
+        for row in self.rows.range(first..) {
+            if events.len() >= limit && row.revision != last_revision {
+                return Ok(WatchBatch {
+                    events,
+                    next_revision: row.revision,
+                    revision,
+                });
+            }
+            last_revision = row.revision;
+            let event: Event = decode_record("sm_watch_events", &row.encoded)?;
+            if filter.matches(&event) {
+                events.push(event);
+            }
         }
+        Ok(WatchBatch {
+            events,
+            next_revision: from_revision.max(revision + 1),
+            revision,
+        })
     }
-    Ok(WatchBatch {
-        events,
-        next_revision: from_revision.max(revision + 1),
-        revision,
-    })
+
+    /// The bounds of the type's invariants.
+    fn assert_bounds(&self) {
+        assert!(self.rows.len() as u64 <= WATCH_HISTORY_EVENTS);
+        assert!(self.bytes <= WATCH_HISTORY_BYTES);
+        assert!(self
+            .rows
+            .front()
+            .is_none_or(|oldest| oldest.revision > self.compacted));
+    }
 }
