@@ -37,6 +37,10 @@ pub enum StorageError {
     /// The acceptor's write-ahead log refused to open or to write.
     #[error(transparent)]
     Log(#[from] crate::log::LogError),
+    /// A panic interrupted an apply: the state machine's state in memory is not trusted any more
+    /// (reopen it; the database is as the last commit left it).
+    #[error("a panic interrupted an apply; reopen the state machine")]
+    Interrupted,
 }
 
 macro_rules! from_redb {

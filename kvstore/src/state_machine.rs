@@ -218,18 +218,26 @@ impl StateMachine {
         })
     }
 
-    /// The watch history, locked.
-    fn history(&self) -> MutexGuard<'_, History> {
-        // Every change of the history asserts its invariants before it returns; a panic
-        // between two of them ends the process's use of this state machine anyway.
-        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The watch history, locked. Lock order: a redb write transaction is begun before the
+    /// lock is taken, never while it is held.
+    ///
+    /// # Errors
+    /// [`StorageError::Interrupted`] if a panic interrupted an apply: the history in memory may
+    /// then hold events of slots that never committed, and must not be served or stored.
+    fn history(&self) -> Result<MutexGuard<'_, History>, StorageError> {
+        self.history.lock().map_err(|_| StorageError::Interrupted)
     }
 
     /// Commit `txn` with [`Durability::Immediate`], with the watch history stored in it: every
     /// durable commit of the state holds the whole history (see [`crate::watch`]).
     fn commit_durably(&self, mut txn: WriteTransaction) -> Result<(), StorageError> {
         txn.set_durability(Durability::Immediate)?;
-        let mut history = self.history();
+        self.commit_with_history(txn)
+    }
+
+    /// Store the watch history in `txn`, then commit it.
+    fn commit_with_history(&self, txn: WriteTransaction) -> Result<(), StorageError> {
+        let mut history = self.history()?;
         let stored = history.store(&txn)?;
         txn.commit()?;
         history.stored(stored);
@@ -239,16 +247,12 @@ impl StateMachine {
     /// Bring the stored watch history up to date in a commit of its own, without fsync (nothing
     /// to do if it is): before the state is read whole or the database closed.
     fn store_history(&self) -> Result<(), StorageError> {
-        let mut history = self.history();
-        if history.is_stored() {
+        if self.history()?.is_stored() {
             return Ok(());
         }
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
-        let stored = history.store(&txn)?;
-        txn.commit()?;
-        history.stored(stored);
-        Ok(())
+        self.commit_with_history(txn)
     }
 
     /// How many keys, sessions and locks the applied state holds. Cheap:
@@ -290,14 +294,15 @@ impl StateMachine {
     ///
     /// # Errors
     /// [`WatchError::Compacted`] if events at or after `from_revision` were dropped from the
-    /// history; storage failures. One read transaction; reads at most the whole history.
+    /// history; [`StorageError::Interrupted`] after a panic in an apply. Reads memory only (the
+    /// history is kept there), at most the whole history.
     pub fn events_since(
         &self,
         from_revision: u64,
         filter: &EventFilter,
         limit: usize,
     ) -> Result<WatchBatch, WatchError> {
-        self.history()
+        self.history()?
             .events_since(from_revision, filter, limit, self.revision)
     }
 
@@ -393,9 +398,11 @@ impl StateMachine {
         slots: impl IntoIterator<Item = (u64, &'a [Vec<u8>])>,
     ) -> Result<Vec<AppliedSlot>, StorageError> {
         let (applied, applied_index, revision) = {
-            let mut history = self.history();
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            let mut history = self.history()?;
             let mut undo = history.begin();
-            let result = self.apply_in_transaction(slots, &mut history, &mut undo);
+            let result = self.apply_in_transaction(txn, slots, &mut history, &mut undo);
             if result.is_err() {
                 history.roll_back(undo);
             }
@@ -407,17 +414,16 @@ impl StateMachine {
         Ok(applied)
     }
 
-    /// [`apply_slots`](StateMachine::apply_slots)'s transaction: returns what it applied and
-    /// the applied index and revision after it. Records the slots' watch events in `history`
-    /// (to undo with `undo` if this fails).
+    /// [`apply_slots`](StateMachine::apply_slots)'s transaction `txn`: returns what it applied
+    /// and the applied index and revision after it. Records the slots' watch events in
+    /// `history` (to undo with `undo` if this fails).
     fn apply_in_transaction<'a>(
         &self,
+        txn: WriteTransaction,
         slots: impl IntoIterator<Item = (u64, &'a [Vec<u8>])>,
         history: &mut History,
         undo: &mut Undo,
     ) -> Result<(Vec<AppliedSlot>, u64, u64), StorageError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::None)?;
         let mut revision = self.revision;
         let mut applied_index = self.applied_index;
         let mut applied = Vec::new();
@@ -516,7 +522,8 @@ impl StateMachine {
     /// A 64-bit FNV-1a hash of every state machine table (kv, meta, dedup and its eviction
     /// index) in key order. Equal states hash equal on every node and platform; different states
     /// almost surely differ. For checking replicas against each other; not cryptographic.
-    /// Reads the whole state: O(size of the state). A [`Snapshot`]'s last chunk carries the same
+    /// Reads the whole state: O(size of the state); first stores the watch history in its
+    /// table if it is behind (a write transaction without fsync). A [`Snapshot`]'s last chunk carries the same
     /// hash of the state it holds.
     pub fn state_hash(&self) -> Result<u64, StorageError> {
         self.store_history()?;
@@ -530,10 +537,11 @@ impl StateMachine {
 
     /// A consistent snapshot of every `sm_*` table as of the last applied slot (one redb read
     /// transaction), streamed as bounded chunks; see [`Snapshot`] for the format and costs.
-    /// Takes no lock: applying continues while the snapshot is read.
+    /// Applying continues while the snapshot is read. First stores the watch history in its table
+    /// if it is behind (a write transaction without fsync; see [`crate::watch`]).
     ///
     /// For a durable snapshot point (before [`Replica::compact`](synod_paxos::Replica::compact)),
-    /// [`flush`](StateMachine::flush) first: the snapshot itself writes nothing.
+    /// [`flush`](StateMachine::flush) first: the snapshot itself makes nothing durable.
     pub fn snapshot(&self) -> Result<Snapshot, StorageError> {
         self.store_history()?;
         Snapshot::new(&self.db)
@@ -568,7 +576,14 @@ impl StateMachine {
         tracing::info!(applied_index, revision, "snapshot installed");
         self.applied_index = applied_index;
         self.revision = revision;
-        *self.history() = History::load(&self.db, revision)?;
+        let history = History::load(&self.db, revision).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the installed watch history");
+            History::compacted_through(revision)
+        });
+        *self
+            .history
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = history;
         Ok(applied_index)
     }
 

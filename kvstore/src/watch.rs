@@ -40,11 +40,14 @@
 //! [`StateMachine`](crate::StateMachine)'s durability rules); a crash reverts to the last
 //! durable commit, whose table was complete, and replay from its applied index re-creates the
 //! events after it. The one way an apply commit becomes durable without a durable commit after
-//! it is redb's clean close, so dropping the state machine stores the history first. Should the
-//! table still be found short of the meta keys at open (that store failed), the history is
-//! declared compacted through the current revision ([`History::load`]): late subscribers are
-//! told to re-read, never given a history with a gap.
-//!
+//! it is redb's clean close, so dropping the state machine stores the history first. Should that
+//! store fail while the close succeeds, the table is found short of `watch_bytes` at the next
+//! open, and the history is declared compacted through the current revision
+//! ([`History::load`]): late subscribers of this node are told to re-read, never given a history
+//! with a gap. This node's history (its compaction point, and so its state hash) then differs
+//! from the other replicas' until a snapshot replaces its state: a rare failure (the store and
+//! the close write the same file) traded for never serving a gap.
+
 //! Event schema (prost):
 //!
 //! ```text
@@ -59,7 +62,7 @@ use std::collections::VecDeque;
 use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, Table, WriteTransaction};
 
-use crate::coord::tables::{event_key, event_key_revision, WATCH_EVENTS};
+use crate::coord::tables::{event_key, event_key_place, WATCH_EVENTS};
 use crate::error::StorageError;
 use crate::tables::{decode_record, get_meta, META};
 use crate::{Event, EventFilter};
@@ -147,8 +150,8 @@ impl HistoryRow {
 ///
 /// Invariants: `rows` are in key order, hold at most [`WATCH_HISTORY_EVENTS`] events of
 /// `bytes` ≤ [`WATCH_HISTORY_BYTES`] encoded bytes in all, and every revision in them is above
-/// `compacted`. The table holds exactly the rows up to `stored_through`, plus dropped rows whose
-/// revision is at most `stored_compacted`.
+/// `compacted`. The table holds exactly the rows of `rows` up to `stored_through`, plus the rows
+/// dropped from memory since the last store (revisions in `(stored_compacted, compacted]`).
 #[derive(Debug)]
 pub(crate) struct History {
     rows: VecDeque<HistoryRow>,
@@ -160,15 +163,19 @@ pub(crate) struct History {
     stored_through: Option<(u64, u32)>,
     /// `compacted` when the table was last brought up to date.
     stored_compacted: u64,
+    /// The table's rows are not known (a history that could not be read): the next store
+    /// empties it first.
+    table_unknown: bool,
 }
 
 impl History {
     /// The history stored in `db` (its table and meta keys), as of the last commit, for a state
     /// machine at store revision `revision`.
     ///
-    /// If the table is short of what the meta keys say (its newest events never reached it; see
-    /// the module docs), the history is declared compacted through `revision` in one `Immediate`
-    /// commit, and a warning logged.
+    /// If the table does not hold what the meta keys say (its newest events never reached it,
+    /// see the module docs; or a received snapshot broke the bounds), the history is declared
+    /// compacted through `revision` in one `Immediate` commit that empties the table, and a
+    /// warning is logged. Errors are storage failures only.
     pub fn load(db: &Database, revision: u64) -> Result<History, StorageError> {
         let txn = db.begin_read()?;
         let meta = txn.open_table(META)?;
@@ -178,34 +185,34 @@ impl History {
         let first_kept = event_key(compacted.saturating_add(1), 0);
         let mut rows = VecDeque::new();
         let mut stored_bytes = 0u64;
+        let mut readable = true;
         for row in table.range::<&[u8]>(first_kept.as_slice()..)? {
             let (key, value) = row?;
-            let key = key.value();
-            let index = key
-                .get(8..12)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes)
-                .ok_or_else(|| StorageError::Corrupt {
-                    table: "sm_watch_events",
-                    reason: format!("key of {} bytes", key.len()),
-                })?;
+            let Some((revision, index)) = event_key_place(key.value()) else {
+                readable = false;
+                break;
+            };
             let encoded = value.value().to_vec();
             stored_bytes += encoded.len() as u64;
             rows.push_back(HistoryRow {
-                revision: event_key_revision(key)?,
+                revision,
                 index,
                 encoded,
             });
+            if rows.len() as u64 > WATCH_HISTORY_EVENTS || stored_bytes > WATCH_HISTORY_BYTES {
+                readable = false;
+                break;
+            }
         }
         drop((table, meta, txn));
-        let stored_through = rows.back().map(HistoryRow::place);
-        if stored_bytes == bytes {
+        if readable && stored_bytes == bytes {
             let history = History {
+                stored_through: rows.back().map(HistoryRow::place),
                 rows,
                 compacted,
                 bytes,
-                stored_through,
                 stored_compacted: compacted,
+                table_unknown: false,
             };
             history.assert_bounds();
             return Ok(history);
@@ -214,26 +221,30 @@ impl History {
             stored_bytes,
             expected_bytes = bytes,
             revision,
-            "the stored watch history misses its newest events (the state machine was not \
-             closed cleanly); declaring it compacted through the current revision"
+            "the stored watch history does not hold what its meta keys say (its store at the \
+             last close failed, or a snapshot broke its bounds); declaring it compacted through \
+             the current revision"
         );
-        let mut history = History {
-            rows: VecDeque::new(),
-            compacted: revision.max(compacted),
-            bytes: 0,
-            stored_through,
-            stored_compacted: compacted,
-        };
+        let mut history = History::compacted_through(revision.max(compacted));
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
-        {
-            let mut meta = txn.open_table(META)?;
-            history.write_meta(&mut meta)?;
-        }
         let stored = history.store(&txn)?;
         txn.commit()?;
         history.stored(stored);
         Ok(history)
+    }
+
+    /// An empty history, compacted through `revision`, whose table is to be emptied at the next
+    /// [`store`](History::store): what a history that cannot be read is replaced by.
+    pub fn compacted_through(revision: u64) -> History {
+        History {
+            rows: VecDeque::new(),
+            compacted: revision,
+            bytes: 0,
+            stored_through: None,
+            stored_compacted: 0,
+            table_unknown: true,
+        }
     }
 
     /// Start recording the slots of one apply transaction: what [`roll_back`](History::roll_back)
@@ -344,14 +355,16 @@ impl History {
         Ok(())
     }
 
-    /// Whether the table is behind the history.
+    /// Whether the table holds the history as it is now (nothing to store).
     pub fn is_stored(&self) -> bool {
-        self.stored_compacted == self.compacted
+        !self.table_unknown
+            && self.stored_compacted == self.compacted
             && self.stored_through >= self.rows.back().map(HistoryRow::place)
     }
 
-    /// Bring the table up to date in `txn`: drop the rows dropped from the history since the
-    /// last store and write the rows added. Costs the rows written and dropped, not the history.
+    /// Bring the table and the meta keys up to date in `txn`: drop the rows dropped from the
+    /// history since the last store and write the rows added. Costs the rows written and
+    /// dropped, not the history.
     /// Once `txn` commits, pass the answer to [`stored`](History::stored).
     pub fn store(&self, txn: &WriteTransaction) -> Result<Stored, StorageError> {
         let stored = Stored {
@@ -373,8 +386,11 @@ impl History {
                 .sum::<u64>(),
             "watch_bytes is the size of the events kept"
         );
+        self.write_meta(&mut txn.open_table(META)?)?;
         let mut table = txn.open_table(WATCH_EVENTS)?;
-        if self.compacted > self.stored_compacted {
+        if self.table_unknown {
+            table.retain(|_, _| false)?;
+        } else if self.compacted > self.stored_compacted {
             let last_dropped = event_key(self.compacted, u32::MAX);
             table.retain_in::<&[u8], _>(..=last_dropped.as_slice(), |_, _| false)?;
         }
@@ -394,6 +410,7 @@ impl History {
     pub fn stored(&mut self, stored: Stored) {
         self.stored_through = stored.through;
         self.stored_compacted = stored.compacted;
+        self.table_unknown = false;
     }
 
     /// The events matching `filter` from `from_revision` on, for a state at store revision

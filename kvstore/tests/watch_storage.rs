@@ -223,3 +223,28 @@ fn a_stored_history_missing_its_newest_events_is_declared_compacted() {
     let reopened = StateMachine::from_database(db, Options::default()).unwrap();
     assert_eq!(history(&reopened).unwrap().events.len(), 1);
 }
+
+#[test]
+fn a_stored_history_it_cannot_read_is_declared_compacted_and_emptied() {
+    let db = in_memory_database();
+    let mut h = Harness::with(StateMachine::from_database(db.clone(), Options::default()).unwrap());
+    puts(&mut h, 0, 5, 8);
+    let revision = h.sm.revision();
+    drop(h);
+    // A row whose key is not an event key (as a damaged file or snapshot could hold).
+    let txn = db.begin_write().unwrap();
+    txn.open_table(WATCH_EVENTS)
+        .unwrap()
+        .insert([0xff_u8; 11].as_slice(), b"x".as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    let sm = StateMachine::from_database(db.clone(), Options::default()).unwrap();
+    assert!(matches!(
+        sm.events_since(1, &all_keys(), 0),
+        Err(WatchError::Compacted { compacted_through, .. }) if compacted_through == revision
+    ));
+    drop(sm);
+    let txn = redb::ReadableDatabase::begin_read(&*db).unwrap();
+    let rows = redb::ReadableTableMetadata::len(&txn.open_table(WATCH_EVENTS).unwrap()).unwrap();
+    assert_eq!(rows, 0, "the unreadable table was emptied");
+}

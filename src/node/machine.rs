@@ -466,7 +466,8 @@ impl Node {
     /// core releases it as it would a read (leader only), so it holds every
     /// write acknowledged before this call. Serializable: this node's
     /// applied state now. Costs what [`StateMachine::snapshot`] does (one
-    /// read transaction, held until the snapshot is dropped).
+    /// read transaction, held until the snapshot is dropped, after storing
+    /// the watch history if it is behind).
     pub fn snapshot_for_backup(&mut self, now: Instant, consistency: ReadConsistency) -> ReadId {
         self.assert_between_rounds();
         let id = self.next_read_id;
@@ -599,7 +600,8 @@ impl Node {
                 None => {}
             }
         }
-        // Pins the pages it read: gone before anything else is written.
+        // Pins the pages it read: gone before the next round's writes (a
+        // snapshot taken above may have stored the watch history meanwhile).
         drop(reader);
         let leader = self.replica.status().leader;
         for id in ready.failed_reads {

@@ -217,23 +217,22 @@ pub(crate) fn event_key(revision: u64, index: u32) -> [u8; 12] {
     key
 }
 
-/// The revision of an `sm_watch_events` key.
-pub(crate) fn event_key_revision(key: &[u8]) -> Result<u64, StorageError> {
-    let bytes: [u8; 8] = key
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| StorageError::Corrupt {
-            table: "sm_watch_events",
-            reason: format!("key of {} bytes", key.len()),
-        })?;
-    Ok(u64::from_be_bytes(bytes))
+/// The revision and index of an `sm_watch_events` key ([`event_key`]'s inverse); `None` if
+/// `key` is not 12 bytes long.
+pub(crate) fn event_key_place(key: &[u8]) -> Option<(u64, u32)> {
+    let key: &[u8; 12] = key.try_into().ok()?;
+    let (revision, index) = key.split_at(8);
+    Some((
+        u64::from_be_bytes(revision.try_into().ok()?),
+        u32::from_be_bytes(index.try_into().ok()?),
+    ))
 }
 
 /// A bytes-to-bytes table open in a write transaction.
 pub(crate) type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
 
-/// The coordination tables of a write transaction (the watch history excepted: it is opened
-/// at the first slot with events, see [`crate::watch`]).
+/// The coordination tables of a write transaction (the watch history excepted: it is written
+/// at durable commits only, see [`crate::watch`]).
 ///
 /// The key expiries and the Redis elements are opened at once: every write asks the first
 /// (see [`remove_key_expiry`](Self::remove_key_expiry)) and Redis reads borrow the second
@@ -412,6 +411,7 @@ mod tests {
         let b = owned_key(1, OWNED_ELECTION, b"a");
         let c = owned_key(2, OWNED_KEY, b"a");
         assert!(a < b && b < c);
-        assert_eq!(event_key_revision(&event_key(7, 3)).unwrap(), 7);
+        assert_eq!(event_key_place(&event_key(7, 3)), Some((7, 3)));
+        assert_eq!(event_key_place(&[0; 11]), None);
     }
 }
