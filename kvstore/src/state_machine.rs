@@ -132,6 +132,9 @@ pub struct StateMachine {
     /// a lock because storing it is a write that `&self` reads of the whole state
     /// ([`snapshot`](StateMachine::snapshot), [`state_hash`](StateMachine::state_hash)) do first.
     history: Mutex<History>,
+    /// The reader of the state as last committed, until the state changes (see
+    /// [`reader`](StateMachine::reader)).
+    kept_reader: Mutex<Option<Arc<Reader>>>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -215,6 +218,7 @@ impl StateMachine {
             applied_index,
             revision,
             history,
+            kept_reader: Mutex::new(None),
         })
     }
 
@@ -345,6 +349,7 @@ impl StateMachine {
         if !known.is_unknown() {
             return Ok(known);
         }
+        self.drop_kept_reader();
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(MEMBERSHIP)?;
@@ -358,6 +363,7 @@ impl StateMachine {
     /// cluster's backup must not bring that cluster's members along (the
     /// new cluster's founding membership is stored at its first start).
     pub fn forget_membership(&mut self) -> Result<(), StorageError> {
+        self.drop_kept_reader();
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(MEMBERSHIP)?;
@@ -397,6 +403,7 @@ impl StateMachine {
         &mut self,
         slots: impl IntoIterator<Item = (u64, &'a [Vec<u8>])>,
     ) -> Result<Vec<AppliedSlot>, StorageError> {
+        self.drop_kept_reader();
         let (applied, applied_index, revision) = {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(Durability::None)?;
@@ -512,11 +519,33 @@ impl StateMachine {
     /// The committed state as it is now, for serving several reads (each as
     /// [`read`](StateMachine::read) would) from one redb read transaction:
     /// a leader answers all the reads one round released with one reader.
-    pub fn reader(&self) -> Result<Reader, StorageError> {
+    ///
+    /// The reader is kept and handed out again until the state changes (an apply, a snapshot
+    /// install, a membership write drops it), so a node serving only reads opens one read
+    /// transaction per write, not one per round. Drop the reader before the state changes: it
+    /// pins the pages it reads.
+    pub fn reader(&self) -> Result<Arc<Reader>, StorageError> {
+        let mut kept = self
+            .kept_reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(reader) = &*kept {
+            return Ok(reader.clone());
+        }
         let txn = self.db.begin_read()?;
         let revision = get_meta(&txn.open_table(META)?, REVISION)?;
         let kv = txn.open_table(KV)?;
-        Ok(Reader { txn, revision, kv })
+        let reader = Arc::new(Reader { txn, revision, kv });
+        *kept = Some(reader.clone());
+        Ok(reader)
+    }
+
+    /// Forget the kept reader: the state is about to change.
+    fn drop_kept_reader(&mut self) {
+        *self
+            .kept_reader
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// A 64-bit FNV-1a hash of every state machine table (kv, meta, dedup and its eviction
@@ -572,6 +601,7 @@ impl StateMachine {
     /// meanwhile, [`SnapshotError::Superseded`] if a newer installer started, or a storage
     /// failure. On any error nothing changed.
     pub fn complete_install(&mut self, installer: SnapshotInstaller) -> Result<u64, SnapshotError> {
+        self.drop_kept_reader();
         let (applied_index, revision) = installer.commit(&self.db, self.applied_index)?;
         tracing::info!(applied_index, revision, "snapshot installed");
         self.applied_index = applied_index;
@@ -611,7 +641,9 @@ impl StateMachine {
 impl Drop for StateMachine {
     /// Stores the watch history: redb makes the last apply commit durable when it closes the
     /// database, and the durable state must hold the whole history (see [`crate::watch`]).
+    /// Drops the kept reader first, before the database it reads.
     fn drop(&mut self) {
+        self.drop_kept_reader();
         if let Err(e) = self.store_history() {
             tracing::warn!(error = %e, "could not store the watch history on close");
         }

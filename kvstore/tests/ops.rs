@@ -56,6 +56,24 @@ fn a_reader_answers_like_read_from_the_moment_it_was_made() {
 }
 
 #[test]
+fn the_reader_is_kept_until_an_apply_or_an_install_changes_the_state() {
+    let mut h = Harness::new();
+    h.op(put(b"a", b"1"));
+    let kept = h.sm.reader().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&kept, &h.sm.reader().unwrap()));
+    drop(kept);
+    h.op(put(b"a", b"2"));
+    assert_eq!(h.get(b"a").unwrap().value, b"2");
+    let mut source = Harness::new();
+    for value in [b"3", b"4", b"5"] {
+        source.op(put(b"a", value));
+    }
+    h.sm.install_snapshot(source.sm.snapshot().unwrap().map(Result::unwrap))
+        .unwrap();
+    assert_eq!(h.get(b"a").unwrap().value, b"5");
+}
+
+#[test]
 fn put_overwrites_and_bumps_version_and_mod_revision() {
     let mut h = Harness::new();
     h.op(put(b"a", b"1"));

@@ -39,6 +39,7 @@
 //! everything it applied was chosen.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use prost::Message as _;
 use synod_kvstore::membership::membership_command;
@@ -772,7 +773,7 @@ impl Node {
     }
 
     /// The committed state as it is now, to serve reads from.
-    fn reader(&self) -> Result<Reader, NodeError> {
+    fn reader(&self) -> Result<Arc<Reader>, NodeError> {
         self.state_machine
             .reader()
             .map_err(|e| NodeError::Storage(e.to_string()))
@@ -780,7 +781,7 @@ impl Node {
 
     /// Serves `request`, a read, from `reader`.
     fn read_now(
-        reader: &Result<Reader, NodeError>,
+        reader: &Result<Arc<Reader>, NodeError>,
         request: &Request,
     ) -> Result<Response, NodeError> {
         let op = request
@@ -803,7 +804,7 @@ impl Node {
         now: Instant,
         id: ReadId,
         request: Request,
-        reader: &Result<Reader, NodeError>,
+        reader: &Result<Arc<Reader>, NodeError>,
     ) -> Result<(), NodeFailure> {
         let now_ms = now_ms(now);
         let mut answer = Self::read_now(reader, &request);
