@@ -27,10 +27,10 @@
 //! [`StateMachine::apply_slots`](crate::StateMachine::apply_slots), without reading storage.
 //!
 //! # Where it lives: memory first, the table `sm_watch_events` at durable commits
-//! The whole history is kept in memory ([`History`], bounded as above) and answers
+//! The whole history is kept in memory (`History`, bounded as above) and answers
 //! `events_since`. Each applied slot appends its events there and trims the oldest, and the
 //! apply transaction writes only the two meta keys. The table `sm_watch_events` is brought up
-//! to date ([`History::store`]) in every transaction that makes the state durable (a flush, a
+//! to date (`History::store`) in every transaction that makes the state durable (a flush, a
 //! membership change) and before the state is read whole (a snapshot, the state hash) or the
 //! database closed. Writing every event to the table at every apply, and trimming it there,
 //! cost about 15% of a put's CPU on a loaded cluster (README, "What the watch history costs a
@@ -43,7 +43,7 @@
 //! it is redb's clean close, so dropping the state machine stores the history first. Should that
 //! store fail while the close succeeds, the table is found short of `watch_bytes` at the next
 //! open, and the history is declared compacted through the current revision
-//! ([`History::load`]): late subscribers of this node are told to re-read, never given a history
+//! (`History::load`): late subscribers of this node are told to re-read, never given a history
 //! with a gap. This node's history (its compaction point, and so its state hash) then differs
 //! from the other replicas' until a snapshot replaces its state: a rare failure (the store and
 //! the close write the same file) traded for never serving a gap.
