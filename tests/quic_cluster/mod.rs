@@ -41,6 +41,21 @@ fn ports_free(base: u16) -> bool {
     })
 }
 
+/// A base port for a new cluster of this process: its ports free now, and
+/// apart from every base this process handed out before. The tests of one
+/// binary start clusters in parallel, so a check of free ports alone could
+/// give two of them the same base before either binds it.
+fn pick_base_port(name: &str) -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut base = 21_000 + (std::process::id() % 500) as u16 * 60 + name.len() as u16 * 31 % 60;
+    while handed_out.iter().any(|b| b.abs_diff(base) < 30) || !ports_free(base) {
+        base = 21_000 + (base - 21_000 + 97) % 30_000;
+    }
+    handed_out.push(base);
+    base
+}
+
 /// Removes `synod-redis-<name>-<pid>` directories whose test process is
 /// gone (the shared clusters live until their process exits, so nothing
 /// removes them at the end of a run).
@@ -103,11 +118,7 @@ impl Cluster {
         remove_dirs_of_finished_runs();
         let dir = std::env::temp_dir().join(format!("synod-redis-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut base =
-            21_000 + (std::process::id() % 500) as u16 * 60 + name.len() as u16 * 31 % 60;
-        while !ports_free(base) {
-            base = 21_000 + (base - 21_000 + 97) % 30_000;
-        }
+        let base = pick_base_port(name);
         let mut configs =
             synod::dev::prepare(&dir, base, synod::dev::DEFAULT_DEV_NODES).expect("cluster files");
         configs.truncate(nodes);
