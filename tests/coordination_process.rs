@@ -379,16 +379,11 @@ async fn a_watch_of_compacted_history_fails_clearly_and_a_live_one_sees_new_even
     );
 }
 
-/// Puts `count` keys under `h/` and returns the revision of the first.
-async fn put_history(client: &Client, first: usize, count: usize) -> u64 {
-    let mut first_revision = 0;
-    for i in first..first + count {
-        let revision = client.put(format!("h/{i}").as_bytes(), b"v").await.unwrap();
-        if i == first {
-            first_revision = revision;
-        }
+/// Puts the keys `h/{i}` for each `i` of `keys`, in order.
+async fn put_history(client: &Client, keys: std::ops::Range<usize>) {
+    for i in keys {
+        client.put(format!("h/{i}").as_bytes(), b"v").await.unwrap();
     }
-    first_revision
 }
 
 /// The keys of the events under `h/` from `from_revision` on, once `count`
@@ -406,6 +401,26 @@ async fn history_keys(client: &Client, from_revision: u64, count: usize) -> Vec<
     keys
 }
 
+/// Takes every node down (SIGTERM and a clean exit, or SIGKILL), starts
+/// them again and connects once a leader is back.
+async fn restart_every_node(cluster: &mut ProcessCluster, kill: bool) -> Client {
+    for id in 1..=3 {
+        if kill {
+            cluster.kill(id);
+        } else {
+            assert!(cluster.stop(id), "node {id} stops cleanly");
+        }
+    }
+    for id in 1..=3 {
+        cluster.restart(id);
+    }
+    cluster
+        .leader(Duration::from_secs(20))
+        .await
+        .expect("a leader");
+    connect(cluster.client_config()).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_history_survives_a_clean_restart_and_a_kill_of_every_node() {
     // The history lives in memory and reaches disk at flushes and at a clean
@@ -415,36 +430,20 @@ async fn the_watch_history_survives_a_clean_restart_and_a_kill_of_every_node() {
         .leader(Duration::from_secs(20))
         .await
         .expect("a leader");
-    let client = connect(cluster.client_config()).await;
-    let first = put_history(&client, 0, 30).await;
-    drop(client);
-    for id in 1..=3 {
-        assert!(cluster.stop(id), "node {id} stops cleanly");
+    let mut client = connect(cluster.client_config()).await;
+    let first = client.current_revision().await.unwrap() + 1;
+    for (kill, keys) in [(false, 0..30), (true, 30..60)] {
+        put_history(&client, keys.clone()).await;
+        drop(client);
+        client = restart_every_node(&mut cluster, kill).await;
+        let expected: Vec<Vec<u8>> = (0..keys.end)
+            .map(|i| format!("h/{i}").into_bytes())
+            .collect();
+        assert_eq!(
+            history_keys(&client, first, keys.end).await,
+            expected,
+            "after every node was {}",
+            if kill { "killed" } else { "stopped" }
+        );
     }
-    for id in 1..=3 {
-        cluster.restart(id);
-    }
-    cluster
-        .leader(Duration::from_secs(20))
-        .await
-        .expect("a leader");
-    let client = connect(cluster.client_config()).await;
-    let expected: Vec<Vec<u8>> = (0..30).map(|i| format!("h/{i}").into_bytes()).collect();
-    assert_eq!(history_keys(&client, first, 30).await, expected);
-
-    put_history(&client, 30, 30).await;
-    drop(client);
-    for id in 1..=3 {
-        cluster.kill(id);
-    }
-    for id in 1..=3 {
-        cluster.restart(id);
-    }
-    cluster
-        .leader(Duration::from_secs(20))
-        .await
-        .expect("a leader");
-    let client = connect(cluster.client_config()).await;
-    let expected: Vec<Vec<u8>> = (0..60).map(|i| format!("h/{i}").into_bytes()).collect();
-    assert_eq!(history_keys(&client, first, 60).await, expected);
 }

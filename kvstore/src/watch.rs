@@ -47,7 +47,7 @@
 //! with a gap. This node's history (its compaction point, and so its state hash) then differs
 //! from the other replicas' until a snapshot replaces its state: a rare failure (the store and
 //! the close write the same file) traded for never serving a gap.
-
+//!
 //! Event schema (prost):
 //!
 //! ```text

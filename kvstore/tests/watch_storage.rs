@@ -33,6 +33,11 @@ fn all_keys() -> EventFilter {
     EventFilter::prefix(Vec::new())
 }
 
+/// A state machine on `db`, which the test keeps to reach under it.
+fn open_on(db: &Arc<Database>) -> StateMachine {
+    StateMachine::from_database(db.clone(), Options::default()).unwrap()
+}
+
 fn open(backend: &SimRedbBackend) -> StateMachine {
     StateMachine::open_on_backend(backend.clone(), Options::default()).unwrap()
 }
@@ -113,8 +118,7 @@ fn storing_at_any_moment_gives_the_same_state_and_history() {
     let mut every_slot = Harness::new();
     let mut every_seventh = Harness::new();
     let mut at_the_end = Harness::new();
-    let mut reopened =
-        Harness::with(StateMachine::from_database(db.clone(), Options::default()).unwrap());
+    let mut reopened = Harness::with(open_on(&db));
     let mut first = 0;
     for slot in 0u64..60 {
         // Slots of varied sizes; one holds more events than the history keeps.
@@ -137,8 +141,7 @@ fn storing_at_any_moment_gives_the_same_state_and_history() {
         }
         if slot % 11 == 0 {
             drop(reopened);
-            reopened =
-                Harness::with(StateMachine::from_database(db.clone(), Options::default()).unwrap());
+            reopened = Harness::with(open_on(&db));
         }
     }
     let expected = (history(&every_slot.sm), every_slot.sm.state_hash().unwrap());
@@ -160,7 +163,7 @@ fn storing_at_any_moment_gives_the_same_state_and_history() {
 #[test]
 fn a_failed_apply_leaves_the_history_as_it_was() {
     let db = in_memory_database();
-    let mut h = Harness::with(StateMachine::from_database(db.clone(), Options::default()).unwrap());
+    let mut h = Harness::with(open_on(&db));
     // A full history, so the failed slots would have dropped its oldest events.
     for i in 0..WATCH_HISTORY_EVENTS / 1_000 {
         puts(&mut h, i * 1_000, 1_000, 8);
@@ -201,7 +204,7 @@ fn a_failed_apply_leaves_the_history_as_it_was() {
 #[test]
 fn a_stored_history_missing_its_newest_events_is_declared_compacted() {
     let db = in_memory_database();
-    let mut h = Harness::with(StateMachine::from_database(db.clone(), Options::default()).unwrap());
+    let mut h = Harness::with(open_on(&db));
     puts(&mut h, 0, 20, 8);
     let revision = h.sm.revision();
     drop(h);
@@ -209,7 +212,7 @@ fn a_stored_history_missing_its_newest_events_is_declared_compacted() {
     let txn = db.begin_write().unwrap();
     txn.open_table(WATCH_EVENTS).unwrap().pop_last().unwrap();
     txn.commit().unwrap();
-    let mut h = Harness::with(StateMachine::from_database(db.clone(), Options::default()).unwrap());
+    let mut h = Harness::with(open_on(&db));
     match h.sm.events_since(1, &all_keys(), 0) {
         Err(WatchError::Compacted {
             compacted_through, ..
@@ -220,14 +223,14 @@ fn a_stored_history_missing_its_newest_events_is_declared_compacted() {
     h.op(put(b"after", b"1"));
     assert_eq!(history(&h.sm).unwrap().events.len(), 1);
     drop(h);
-    let reopened = StateMachine::from_database(db, Options::default()).unwrap();
+    let reopened = open_on(&db);
     assert_eq!(history(&reopened).unwrap().events.len(), 1);
 }
 
 #[test]
 fn a_stored_history_it_cannot_read_is_declared_compacted_and_emptied() {
     let db = in_memory_database();
-    let mut h = Harness::with(StateMachine::from_database(db.clone(), Options::default()).unwrap());
+    let mut h = Harness::with(open_on(&db));
     puts(&mut h, 0, 5, 8);
     let revision = h.sm.revision();
     drop(h);
@@ -238,7 +241,7 @@ fn a_stored_history_it_cannot_read_is_declared_compacted_and_emptied() {
         .insert([0xff_u8; 11].as_slice(), b"x".as_slice())
         .unwrap();
     txn.commit().unwrap();
-    let sm = StateMachine::from_database(db.clone(), Options::default()).unwrap();
+    let sm = open_on(&db);
     assert!(matches!(
         sm.events_since(1, &all_keys(), 0),
         Err(WatchError::Compacted { compacted_through, .. }) if compacted_through == revision
