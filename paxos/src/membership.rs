@@ -181,6 +181,24 @@ impl Membership {
         nodes.into_iter().filter(|n| self.is_voter(**n)).count() >= self.quorum()
     }
 
+    /// True if `change` is already in force here: the member added with these very addresses,
+    /// the learner promoted, the member removed. A retried change (its first attempt chosen
+    /// before its caller heard) is in force.
+    pub fn has_made(&self, change: &Change) -> bool {
+        match change {
+            Change::AddLearner {
+                id,
+                peer_addr,
+                client_addr,
+            } => self
+                .members
+                .get(id)
+                .is_some_and(|m| m.peer_addr == *peer_addr && m.client_addr == *client_addr),
+            Change::Promote(id) => self.is_voter(*id),
+            Change::Remove(id) => self.is_retired(*id),
+        }
+    }
+
     /// The membership after `change`, or why it cannot be made.
     pub fn apply(&self, change: &Change) -> Result<Membership, ChangeError> {
         let mut next = self.clone();

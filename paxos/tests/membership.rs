@@ -80,9 +80,10 @@ fn bad_changes_are_refused_and_only_one_runs_at_a_time() {
         refused(leader.propose_change(at_ms(2), add(4, ""))),
         ChangeError::MissingAddress
     );
+    // Promoting a voter asks for what already holds (as a retry would).
     assert_eq!(
-        refused(leader.propose_change(at_ms(2), Change::Promote(NodeId(2)))),
-        ChangeError::AlreadyVoter(NodeId(2))
+        leader.propose_change(at_ms(2), Change::Promote(NodeId(2))),
+        Ok(())
     );
     leader.propose_change(at_ms(2), add(4, "a")).unwrap();
     assert_eq!(
@@ -195,4 +196,45 @@ fn a_prepare_from_a_node_this_voter_does_not_know_makes_it_catch_up_from_it() {
     let mut node = replica(3, 3);
     node.step(at_ms(1), prepare(1));
     assert!(node.ready().messages.is_empty());
+}
+
+#[test]
+fn a_retried_change_already_made_is_accepted_without_a_second_slot() {
+    let mut nodes = cluster_led_by_node_1(3);
+    let add_4 = |peer_addr: &str| Change::AddLearner {
+        id: NodeId(4),
+        peer_addr: peer_addr.to_string(),
+        client_addr: "4-client".to_string(),
+    };
+    nodes[0].propose_change(at_ms(2), add_4("4-peer")).unwrap();
+    deliver_where(&mut nodes, at_ms(2), |e| e.to != NodeId(4));
+    // The caller did not hear and retries: accepted, and nothing is chosen
+    // for it a second time.
+    nodes[0].propose_change(at_ms(3), add_4("4-peer")).unwrap();
+    let delivered = deliver_where(&mut nodes, at_ms(3), |e| e.to != NodeId(4));
+    assert!(!delivered.applied[0]
+        .iter()
+        .any(|(_, v)| matches!(v, Value::Reconfigure(_))));
+    // The same id at other addresses is another node: refused.
+    assert_eq!(
+        nodes[0].propose_change(at_ms(3), add_4("elsewhere")),
+        Err(ChangeRefused::Invalid(ChangeError::IdInUse(NodeId(4))))
+    );
+    // A leader removes itself and hands over; its caller retries at the
+    // next leader, which accepts the removal it already sees made.
+    nodes[0]
+        .propose_change(at_ms(4), Change::Remove(NodeId(1)))
+        .unwrap();
+    deliver_where(&mut nodes, at_ms(4), |e| e.to != NodeId(4));
+    assert!(!nodes[0].is_leader());
+    nodes[1].campaign(at_ms(10_000));
+    deliver_where(&mut nodes, at_ms(10_000), |e| e.to != NodeId(4));
+    assert!(nodes[1].is_leader());
+    nodes[1]
+        .propose_change(at_ms(10_000), Change::Remove(NodeId(1)))
+        .unwrap();
+    let delivered = deliver_where(&mut nodes, at_ms(10_000), |e| e.to != NodeId(4));
+    assert!(!delivered.applied[1]
+        .iter()
+        .any(|(_, v)| matches!(v, Value::Reconfigure(_))));
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use synod_kvstore::{Response, SessionClockConfig, Snapshot, SnapshotChunk, StateMachine};
 use synod_paxos::{
-    Change, ChangeRefused, Envelope, Instant, Member, Membership, MembershipLog, NodeId, ReadId,
-    ReadySeq, Storage, Unavailable,
+    Change, ChangeRefused, Envelope, Instant, Member, MembershipLog, NodeId, ReadId, ReadySeq,
+    Storage, Unavailable,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::Instrument;
@@ -482,8 +482,8 @@ impl CoreTask {
             let (change, deadline) = (&waiting.change, waiting.deadline);
             // A leader that handed over (it removed itself) sees its change
             // chosen; the next leader makes it govern.
-            let chosen_here = !leading && change_governs(replica.membership().latest(), change);
-            let answer = if change_governs(governing, change) || chosen_here {
+            let chosen_here = !leading && replica.membership().latest().has_made(change);
+            let answer = if governing.has_made(change) || chosen_here {
                 Ok(())
             } else if !leading && led_elsewhere.is_some() {
                 Err(NodeError::SteppedDown {
@@ -510,15 +510,6 @@ const MAX_WAITING_CHANGES: usize = 16;
 /// How long a proposed membership change may take to govern before its
 /// caller is told to look.
 const CHANGE_DEADLINE: Duration = Duration::from_secs(10);
-
-/// True if `change` is in force in `membership`.
-fn change_governs(membership: &Membership, change: &Change) -> bool {
-    match change {
-        Change::AddLearner { id, .. } => membership.is_member(*id),
-        Change::Promote(id) => membership.is_voter(*id),
-        Change::Remove(id) => membership.is_retired(*id),
-    }
-}
 
 /// Every member named from the commit index on, with its addresses, in
 /// order: what routing depends on.

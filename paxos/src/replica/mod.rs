@@ -410,12 +410,20 @@ impl Replica {
     /// slot of its own; it governs `ACTIVATION_DELAY` slots later (the
     /// leader fills the slots in between with no-ops when idle). Watch
     /// [`Replica::membership`] to see it take effect.
+    ///
+    /// A change the newest membership already made (a retry whose first
+    /// attempt was chosen, perhaps under an earlier leader) is accepted
+    /// without proposing anything: the caller waits for it to govern as
+    /// for a new one.
     pub fn propose_change(&mut self, now: Instant, change: Change) -> Result<(), ChangeRefused> {
         let commit = self.commit;
         let not_leader = self.not_leader();
         let RoleState::Leader(leader) = &self.role else {
             return Err(ChangeRefused::Unavailable(not_leader));
         };
+        if self.membership.latest().has_made(&change) {
+            return Ok(());
+        }
         if self.membership.latest_from() > commit.next()
             || leader.change_in_flight(self.membership.latest())
         {
