@@ -335,6 +335,16 @@ fn oracles_catch_reads_served_without_a_lease() {
     eprintln!("caught: {caught}");
 }
 
+#[test]
+fn oracles_catch_a_follower_read_served_before_its_read_index() {
+    let bugs = synod_paxos::Bugs {
+        follower_read_before_index: true,
+        ..Default::default()
+    };
+    let caught = first_caught("lossy", bugs).expect("the broken rule went unnoticed");
+    eprintln!("caught: {caught}");
+}
+
 /// Runs seeds with a deliberately broken coordination rule and only
 /// `oracle` on, until it flags one; returns its message.
 fn caught_by(oracle: Oracle, mix_name: &str, bugs: synod_kvstore::Bugs) -> String {

@@ -350,7 +350,7 @@ fn entries(u: &mut Unstructured<'_>) -> Result<Vec<(Slot, Value)>> {
 
 /// Any peer message.
 pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
-    Ok(match u.int_in_range(0..=8u8)? {
+    Ok(match u.int_in_range(0..=10u8)? {
         0 => Message::Prepare {
             ballot: ballot(u)?,
             first_slot: slot(u)?,
@@ -407,6 +407,15 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
         },
         7 => Message::Fetch {
             first_slot: slot(u)?,
+        },
+        8 => Message::ReadIndex {
+            request: number(u)?,
+        },
+        9 => Message::ReadIndexReply {
+            ballot: ballot(u)?,
+            request: number(u)?,
+            index: if u.arbitrary()? { Some(slot(u)?) } else { None },
+            commit: slot(u)?,
         },
         _ => Message::Chosen {
             entries: entries(u)?,

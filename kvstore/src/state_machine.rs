@@ -8,7 +8,7 @@ use redb::{Database, Durability, ReadableDatabase, Table, WriteTransaction};
 use synod_paxos::MembershipLog;
 
 use crate::bugs::Active;
-use crate::coord::tables::{create_tables, CoordTables, MEMBERSHIP};
+use crate::coord::tables::{create_tables, CoordTables, KEY_EXPIRY, MEMBERSHIP};
 use crate::coord::{lock, session};
 use crate::dedup::{self, Admission, AppliedAt};
 use crate::effects::SlotEffects;
@@ -535,7 +535,13 @@ impl StateMachine {
         let txn = self.db.begin_read()?;
         let revision = get_meta(&txn.open_table(META)?, REVISION)?;
         let kv = txn.open_table(KV)?;
-        let reader = Arc::new(Reader { txn, revision, kv });
+        let key_expiry = txn.open_table(KEY_EXPIRY)?;
+        let reader = Arc::new(Reader {
+            txn,
+            revision,
+            kv,
+            key_expiry,
+        });
         *kept = Some(reader.clone());
         Ok(reader)
     }
@@ -744,9 +750,17 @@ pub struct Reader {
     txn: redb::ReadTransaction,
     revision: u64,
     kv: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    key_expiry: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
 
 impl Reader {
+    /// True if `key` has an expiry (a TTL) at this reader's moment. When it
+    /// runs out only the leader's clock says, so a follower leaves a read
+    /// that shows such a key to the leader.
+    pub fn has_expiry(&self, key: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.key_expiry.get(key)?.is_some())
+    }
+
     /// Serves a read-only op as [`StateMachine::read`] does, from this
     /// reader's moment.
     pub fn read(&self, op: &Op) -> Result<Response, StorageError> {

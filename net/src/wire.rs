@@ -90,6 +90,19 @@ fn to_proto(envelope: &Envelope) -> pb::PeerEnvelope {
         Message::Chosen { entries } => PbMessage::Chosen(pb::Chosen {
             entries: entries_to_proto(entries),
         }),
+        Message::ReadIndex { request } => PbMessage::ReadIndex(pb::ReadIndex { request: *request }),
+        Message::ReadIndexReply {
+            ballot,
+            request,
+            index,
+            commit,
+        } => PbMessage::ReadIndexReply(pb::ReadIndexReply {
+            ballot: ballot.0,
+            request: *request,
+            granted: index.is_some(),
+            index: index.map_or(0, |slot| slot.0),
+            commit: commit.0,
+        }),
     };
     pb::PeerEnvelope {
         from: envelope.from.0,
@@ -180,6 +193,13 @@ fn from_proto(wire: pb::PeerEnvelope) -> Result<Envelope, WireError> {
         },
         PbMessage::Chosen(m) => Message::Chosen {
             entries: entries_from_proto(m.entries)?,
+        },
+        PbMessage::ReadIndex(m) => Message::ReadIndex { request: m.request },
+        PbMessage::ReadIndexReply(m) => Message::ReadIndexReply {
+            ballot: Ballot(m.ballot),
+            request: m.request,
+            index: m.granted.then_some(Slot(m.index)),
+            commit: Slot(m.commit),
         },
     };
     Ok(Envelope {

@@ -76,6 +76,21 @@ fn every_variant(rng: &mut Rng) -> Vec<Message> {
         Message::Chosen {
             entries: entries(rng),
         },
+        Message::ReadIndex {
+            request: rng.next_u64(),
+        },
+        Message::ReadIndexReply {
+            ballot,
+            request: rng.next_u64(),
+            index: Some(Slot(rng.next_u64())),
+            commit: Slot(rng.next_u64()),
+        },
+        Message::ReadIndexReply {
+            ballot,
+            request: rng.next_u64(),
+            index: None,
+            commit: Slot(rng.next_u64()),
+        },
     ]
 }
 

@@ -115,6 +115,9 @@ pub struct Bugs {
     /// `ACTIVATION_DELAY` slots later, while slots proposed under the old
     /// membership may still be in flight.
     pub reconfigure_at_once: bool,
+    /// A follower serves its reads as soon as the leader grants a read
+    /// index, without waiting for its own commit index to reach it.
+    pub follower_read_before_index: bool,
 }
 
 /// A configuration that cannot work.

@@ -63,9 +63,23 @@ struct HeartbeatRound {
     acks: BTreeSet<NodeId>,
 }
 
+/// Who waits for a read index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadAsker {
+    /// A read of this node's driver.
+    Local(ReadId),
+    /// A follower's [`Message::ReadIndex`] request.
+    Peer {
+        /// The follower.
+        node: NodeId,
+        /// Its number for the request.
+        request: u64,
+    },
+}
+
 /// A read waiting for a heartbeat round that started after it arrived.
 struct PendingRead {
-    id: ReadId,
+    asker: ReadAsker,
     read_index: Slot,
     round: u64,
 }
@@ -139,7 +153,7 @@ pub(crate) struct Abdication {
     /// Commands that got no slot, in order.
     pub(crate) pending: VecDeque<Command>,
     /// Reads that will never be served by this leadership.
-    pub(crate) reads: Vec<ReadId>,
+    pub(crate) reads: Vec<ReadAsker>,
     /// A membership change that got no slot.
     pub(crate) queued_change: Option<Change>,
 }
@@ -194,7 +208,7 @@ impl Leader {
     pub(crate) fn abdicate(self) -> Abdication {
         Abdication {
             pending: self.pending,
-            reads: self.reads.into_iter().map(|read| read.id).collect(),
+            reads: self.reads.into_iter().map(|read| read.asker).collect(),
             queued_change: self.queued_change,
         }
     }
@@ -534,7 +548,7 @@ impl Leader {
     /// and `commit` is; refused while `max` reads wait.
     pub(crate) fn queue_read(
         &mut self,
-        id: ReadId,
+        asker: ReadAsker,
         commit: Slot,
         max: usize,
     ) -> Result<(), QueueFull> {
@@ -542,7 +556,7 @@ impl Leader {
             return Err(QueueFull);
         }
         self.reads.push_back(PendingRead {
-            id,
+            asker,
             read_index: commit,
             round: self.heartbeat_round + 1,
         });
@@ -551,9 +565,10 @@ impl Leader {
     }
 
     /// Releases, in order, the waiting reads whose heartbeat round a quorum
-    /// acknowledged and whose read index is committed (`commit`); none
-    /// before everything recovered in Phase 1 is chosen.
-    pub(crate) fn release_reads(&mut self, commit: Slot) -> Vec<ReadId> {
+    /// acknowledged and whose read index is committed (`commit`), with
+    /// their read index; none before everything recovered in Phase 1 is
+    /// chosen.
+    pub(crate) fn release_reads(&mut self, commit: Slot) -> Vec<(ReadAsker, Slot)> {
         let mut released = Vec::new();
         if commit < self.recovered_through {
             return released;
@@ -562,7 +577,7 @@ impl Leader {
             if read.round > self.confirmed_round || read.read_index > commit {
                 break;
             }
-            released.push(read.id);
+            released.push((read.asker, read.read_index));
             self.reads.pop_front();
         }
         released

@@ -58,6 +58,7 @@
 mod candidate;
 mod catch_up;
 pub mod config;
+mod follower_reads;
 mod leader;
 pub mod membership;
 pub mod message;

@@ -50,7 +50,9 @@ impl Message {
             | Message::Reject { .. }
             | Message::Heartbeat { .. }
             | Message::HeartbeatAck { .. }
-            | Message::Fetch { .. } => 0,
+            | Message::Fetch { .. }
+            | Message::ReadIndex { .. }
+            | Message::ReadIndexReply { .. } => 0,
         };
         MESSAGE_OVERHEAD_BYTES + slots
     }
@@ -153,5 +155,28 @@ pub enum Message {
     Chosen {
         /// Chosen values, by slot, in slot order.
         entries: Vec<(Slot, Value)>,
+    },
+    /// A follower asks the leader for a read index, to serve the
+    /// linearizable reads it holds (see `follower_reads`).
+    ReadIndex {
+        /// The follower's number for this request, echoed in the reply.
+        request: u64,
+    },
+    /// The leader's answer to a [`Message::ReadIndex`].
+    ReadIndexReply {
+        /// The leader's ballot (the sender's promise if it refuses).
+        ballot: Ballot,
+        /// The request answered.
+        request: u64,
+        /// `Some(index)` once the sender confirmed, after the request
+        /// arrived, that it leads (under its lease or by a heartbeat round):
+        /// every write acknowledged before the request was sent is chosen
+        /// at or below `index`, so the reads are served once the follower
+        /// applied through it. `None` if the sender does not lead, or holds
+        /// too many reads: the follower sends its clients elsewhere.
+        index: Option<Slot>,
+        /// The leader's commit index (at least `index`): values the
+        /// follower accepted at `ballot` through here are chosen.
+        commit: Slot,
     },
 }

@@ -44,9 +44,9 @@ use std::sync::Arc;
 use prost::Message as _;
 use synod_kvstore::membership::membership_command;
 use synod_kvstore::{
-    EventFilter, KeyExpiryConfig, Op, Reader, Request, RequestError, Response, SessionClockConfig,
-    SlotEffects, Snapshot, SnapshotChunk, SnapshotError, SnapshotReceiver, StateMachine,
-    StorageError, WatchError,
+    EventFilter, KeyExpiryConfig, Op, Outcome, Reader, Request, RequestError, Response,
+    SessionClockConfig, SlotEffects, Snapshot, SnapshotChunk, SnapshotError, SnapshotReceiver,
+    StateMachine, StorageError, WatchError,
 };
 use synod_paxos::{
     Ballot, Change, ChangeRefused, ConfigError, DurableState, Envelope, Instant, Member,
@@ -464,7 +464,7 @@ impl Node {
     /// Takes a snapshot of the state machine for a backup; returns the id
     /// its [`Answer::Snapshot`] will carry (from a later
     /// [`finish_round`](Node::finish_round)). Linearizable: taken when the
-    /// core releases it as it would a read (leader only), so it holds every
+    /// core releases it as it would a read (at any node), so it holds every
     /// write acknowledged before this call. Serializable: this node's
     /// applied state now. Costs what [`StateMachine::snapshot`] does (one
     /// read transaction, held until the snapshot is dropped, after storing
@@ -812,7 +812,18 @@ impl Node {
             if self.duties.expiry.needs_log(op, response, now_ms) {
                 return self.read_through_log(now, id, op.clone());
             }
-            self.duties.expiry.fill_ttl(op, response, now_ms);
+            let at_follower = !self.replica.is_leader();
+            match at_follower.then(|| shows_a_ttl(reader, op, response)) {
+                // Whether its TTL ran out only the leader's clock says: the
+                // client asks the leader.
+                Some(Ok(true)) => {
+                    let me = self.replica.id();
+                    let leader = self.replica.status().leader.filter(|l| *l != me);
+                    answer = Err(NodeError::NotLeader { leader });
+                }
+                Some(Err(e)) => answer = Err(e),
+                Some(Ok(false)) | None => self.duties.expiry.fill_ttl(op, response, now_ms),
+            }
         }
         self.answers.push(Answer::Read { id, answer });
         Ok(())
@@ -992,6 +1003,34 @@ fn known_membership(
             })
     });
     state_machine.set_founding_membership(MembershipLog::new(Membership::founding(founding)))
+}
+
+/// True if the answer `response` to the read `op` shows a key with a TTL
+/// (or is a TTL read of one), from `reader`'s moment.
+fn shows_a_ttl(
+    reader: &Result<Arc<Reader>, NodeError>,
+    op: &Op,
+    response: &Response,
+) -> Result<bool, NodeError> {
+    let reader = reader.as_ref().map_err(Clone::clone)?;
+    let has_ttl = |key: &[u8]| {
+        reader
+            .has_expiry(key)
+            .map_err(|e| NodeError::Storage(e.to_string()))
+    };
+    match (op, &response.outcome) {
+        (_, Some(Outcome::Get(get))) => get.kv.as_ref().map_or(Ok(false), |kv| has_ttl(&kv.key)),
+        (_, Some(Outcome::Scan(scan))) => {
+            for kv in &scan.kvs {
+                if has_ttl(&kv.key)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        (Op::Ttl(_), Some(Outcome::Ttl(ttl))) => Ok(ttl.exists && ttl.expiry_revision != 0),
+        _ => Ok(false),
+    }
 }
 
 fn now_ms(now: Instant) -> u64 {

@@ -13,8 +13,9 @@
 //!
 //! A client task hands its request to the core task with a oneshot for the
 //! answer; the node answers writes when their slot is applied and reads
-//! once the Paxos core releases them (lease or ReadIndex), from the state
-//! right after applying.
+//! once the Paxos core releases them (at the leader: lease or ReadIndex; at
+//! a follower: once it applied through the read index the leader granted),
+//! from the state right after applying.
 //!
 //! While the node leads, the core also drives the leader's duties
 //! (`leader_duties`): the session clock (session expiry, lock-delay ends,
@@ -116,7 +117,9 @@ pub struct MembersView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReadConsistency {
     /// Linearizable: by the leader, under its lease or after a ReadIndex
-    /// round.
+    /// round; or by a follower, once it applied through a read index the
+    /// leader granted (a read that shows a key with a TTL is left to the
+    /// leader, whose clock alone says when the TTL runs out).
     #[default]
     Linearizable,
     /// From this node's applied state, possibly stale, any node.

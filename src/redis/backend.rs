@@ -1,8 +1,9 @@
 //! How the Redis endpoint reaches the state machine from any node: the
-//! local core when this node leads, otherwise the leader's client service
-//! over QUIC (in batches with the other calls forwarded at the same time,
-//! see `forward`), retried across leader changes under the same
-//! `(client_id, seq)` so that a write applies once.
+//! local core first (it serves every linearizable read it can, and every
+//! request when this node leads), otherwise the node it names as leader,
+//! through that node's client service over QUIC (in batches with the other
+//! calls forwarded at the same time, see `forward`), retried across leader
+//! changes under the same `(client_id, seq)` so that a write applies once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -140,7 +141,8 @@ impl Backend {
     }
 
     /// Serves `request`: a write through the leader's log, a read
-    /// linearizably at the leader (or as `consistency` says). Retries on
+    /// linearizably at this node if it can (or as `consistency` says),
+    /// else at the leader. Retries on
     /// leader changes, overload and lost connections until the deadline,
     /// always with the same request, so the state machine's exactly-once
     /// table turns retries of a write into one application. A response

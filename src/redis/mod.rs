@@ -3,10 +3,12 @@
 //! `redis-cli`, `redis-benchmark` and Redis client libraries talk to Synod.
 //!
 //! Every node runs one (when `redis_addr` is configured) and accepts every
-//! command: writes and linearizable reads are served by the local core
-//! when this node leads and forwarded to the leader's client service over
-//! QUIC otherwise ([`backend`]; the commands forwarded at the same time
-//! travel in one batch, `forward`). Each connection is one exactly-once
+//! command: linearizable reads are served by the local core at every node
+//! (a follower asks the leader for a read index, and leaves reads of keys
+//! with a TTL to it); writes are served by the local core when this node
+//! leads and forwarded to the leader's client service over QUIC otherwise
+//! ([`backend`]; the commands forwarded at the same time travel in one
+//! batch, `forward`). Each connection is one exactly-once
 //! client: it gets its own client id ([`backend::ClientIds`]) and numbers
 //! its writes from 1, so a write retried across a leader change applies
 //! once. Commands run one at a time per connection, in order, as Redis

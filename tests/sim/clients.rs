@@ -1,7 +1,7 @@
 //! The simulated clients' traffic: requests at the nodes, replies,
 //! retries and redirects.
 
-use super::workload::Reply;
+use super::workload::{Reply, Request};
 use super::{Event, Simulation, AFTER_HEAL_US, ATTEMPT_TIMEOUT_US, PATIENCE_US};
 use crate::support::linearizability::KvOp;
 
@@ -42,8 +42,14 @@ impl Simulation {
         {
             return;
         }
-        let node = c.leader_guess;
         let request = c.request();
+        // Half the reads go first to any node: followers serve them too.
+        let node = match request {
+            Request::Read { .. } if attempt == 0 && self.rng.below(2) == 0 => {
+                self.rng.below(self.nodes.len() as u64) as usize
+            }
+            _ => c.leader_guess,
+        };
         self.send_request(node, client, request);
         self.schedule(
             ATTEMPT_TIMEOUT_US,

@@ -150,6 +150,7 @@ impl Simulation {
         request: Request,
     ) -> Result<(), String> {
         let now = self.local_now(node);
+        let newest_chosen = self.chosen.keys().next_back().copied().unwrap_or_default();
         let n = &mut self.nodes[node];
         let Some(running) = n.node.as_mut() else {
             return Ok(());
@@ -168,7 +169,14 @@ impl Simulation {
             Request::Read { attempt, key, .. } => {
                 let read = KvRequest::anonymous(Op::Get(Get { key }));
                 let id = running.read(now, read, ReadConsistency::Linearizable);
-                n.reads.insert(id, (client, attempt));
+                n.reads.insert(
+                    id,
+                    PendingRead {
+                        client,
+                        attempt,
+                        must_see: newest_chosen,
+                    },
+                );
                 // Answered within the same call means served under the
                 // lease, with no round trip.
                 Some(id)
@@ -431,11 +439,25 @@ impl Simulation {
                 }
             }
             Answer::Read { id, answer } => {
-                let Some((client, tag)) = self.nodes[node].reads.remove(&id) else {
+                let Some(PendingRead {
+                    client,
+                    attempt: tag,
+                    must_see,
+                }) = self.nodes[node].reads.remove(&id)
+                else {
                     return Ok(());
                 };
                 match answer {
                     Ok(response) => {
+                        // Leader or follower, lease or read index: a read
+                        // misses no slot chosen before it arrived.
+                        let applied = self.nodes[node].applied();
+                        if applied < must_see {
+                            return Err(format!(
+                                "stale read at n{}: applied through slot {applied} but slot {must_see} was chosen before the read arrived",
+                                node + 1
+                            ));
+                        }
                         if lease_read == Some(id) {
                             let applied = self.nodes[node].applied();
                             let newest =
@@ -566,8 +588,8 @@ pub(super) struct Machine {
     /// The node `synod start` runs, while the machine is up.
     pub(super) node: Option<Node>,
     pub(super) incarnation: u64,
-    /// Reads asked of this node: id → (client, attempt tag).
-    pub(super) reads: BTreeMap<ReadId, (usize, u64)>,
+    /// Reads asked of this node, by id.
+    pub(super) reads: BTreeMap<ReadId, PendingRead>,
     pub(super) clock_offset_us: u64,
     pub(super) drift_ppm: i64,
     /// The ballot the node's leader clocks ran for at the last look.
@@ -579,6 +601,16 @@ pub(super) struct Machine {
     /// The highest ballot of the proposer messages this incarnation sent
     /// before their round was durable.
     pub(super) relied_on: Option<Ballot>,
+}
+
+/// A read asked of a node, waiting for its answer.
+pub(super) struct PendingRead {
+    pub(super) client: usize,
+    /// The client's attempt tag.
+    pub(super) attempt: u64,
+    /// The newest slot chosen anywhere when the read arrived: the node must
+    /// have applied it before answering.
+    pub(super) must_see: Slot,
 }
 
 impl Machine {

@@ -36,6 +36,13 @@ pub fn describe(envelope: &Envelope) -> String {
         } => format!("HeartbeatAck b={ballot} round {round} commit {commit}"),
         Message::Fetch { first_slot } => format!("Fetch from {first_slot}"),
         Message::Chosen { entries } => format!("Chosen {} entries", entries.len()),
+        Message::ReadIndex { request } => format!("ReadIndex request {request}"),
+        Message::ReadIndexReply {
+            ballot,
+            request,
+            index,
+            commit,
+        } => format!("ReadIndexReply b={ballot} request {request} index {index:?} commit {commit}"),
     };
     format!("{} -> {} {body}", envelope.from, envelope.to)
 }

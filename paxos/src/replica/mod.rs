@@ -35,7 +35,8 @@ mod learner;
 use crate::candidate::{Candidate, PromiseChunk, PromiseOutcome};
 use crate::catch_up::CatchUp;
 use crate::config::{Config, ConfigError};
-use crate::leader::{self, Abdication, FlushOutcome, Leader, QueueFull};
+use crate::follower_reads::FollowerReads;
+use crate::leader::{self, Abdication, FlushOutcome, Leader, QueueFull, ReadAsker};
 use crate::membership::{Change, ChangeError, Member, Membership, MembershipLog, ACTIVATION_DELAY};
 use crate::message::{Envelope, Message};
 use crate::peer_input::{self, Knows};
@@ -174,6 +175,9 @@ enum RoleState {
 ///    its next slot is above `commit`, its proposals lie between `commit`
 ///    and its next slot, its recovered values from its next slot through
 ///    the last recovered slot, and none is left unsent.
+/// 10. The follower reads held are at most `max_pending_reads`, and none
+///     granted an index at or below `commit` is still held (released in
+///     the same step as the commit index reaches it).
 pub struct Replica {
     config: Config,
     rng: Rng,
@@ -236,6 +240,9 @@ pub struct Replica {
     durable_ready: ReadySeq,
     /// The last `Ready` that raised this node's promise.
     last_promise_ready: ReadySeq,
+    /// Linearizable reads taken as a follower, waiting for the leader's
+    /// read index and then for the commit index to reach it.
+    follower_reads: FollowerReads,
 }
 
 impl Replica {
@@ -304,6 +311,7 @@ impl Replica {
             next_ready: 1,
             durable_ready: 0,
             last_promise_ready: 0,
+            follower_reads: FollowerReads::default(),
             config,
         };
         while matches!(
@@ -337,6 +345,7 @@ impl Replica {
             }
             RoleState::Leader(_) => self.leader_tick(now),
         }
+        self.expire_follower_reads(now);
         self.maybe_fetch(now);
         self.settle(now);
     }
@@ -480,19 +489,24 @@ impl Replica {
             .is_retired(self.config.id)
     }
 
-    /// Asks to serve a linearizable read. Under a valid lease the read is
-    /// released in the very next `Ready` (no round trip); otherwise after a
-    /// heartbeat round confirms leadership (ReadIndex). Either way, the read
-    /// must be answered from the state machine right after applying that
-    /// `Ready`'s committed values.
+    /// Asks to serve a linearizable read. At the leader, under a valid
+    /// lease, the read is released in the very next `Ready` (no round
+    /// trip); otherwise after a heartbeat round confirms leadership
+    /// (ReadIndex). A follower that knows the leader asks it for a read
+    /// index (see `follower_reads`) and releases the read once its commit
+    /// index reaches it, or fails it (`Ready::failed_reads`) if the leader
+    /// refuses or does not answer within an election timeout. Either way,
+    /// the read must be answered from the state machine right after
+    /// applying the committed values of the `Ready` that releases it.
     pub fn read(&mut self, now: Instant, id: ReadId) -> Result<(), Unavailable> {
-        if !matches!(self.role, RoleState::Leader(_)) {
-            return Err(self.not_leader());
-        }
-        if self.may_read_locally(now) {
-            self.ready.reads.push(id);
-        } else {
-            self.queue_read_index(id)?;
+        match self.role {
+            RoleState::Leader(_) if self.may_read_locally(now) => self.ready.reads.push(id),
+            RoleState::Leader(_) => self.queue_read_index(ReadAsker::Local(id))?,
+            RoleState::Follower if self.leader_hint.is_some_and(|l| l != self.config.id) => self
+                .follower_reads
+                .queue(now, id, self.config.max_pending_reads)
+                .map_err(|QueueFull| Unavailable::Busy)?,
+            _ => return Err(self.not_leader()),
         }
         self.settle(now);
         Ok(())
@@ -502,6 +516,7 @@ impl Replica {
     /// Each `Ready` carries the next number ([`Ready::seq`]); the driver
     /// reports it durable with [`persisted`](Self::persisted).
     pub fn ready(&mut self) -> Ready {
+        self.ask_read_index();
         let mut ready = std::mem::take(&mut self.ready);
         ready.seq = self.next_ready;
         self.next_ready += 1;
@@ -526,6 +541,7 @@ impl Replica {
     /// own acceptor's reply waits for it to be taken and reported durable.
     pub fn has_output(&self) -> bool {
         !self.ready.is_empty()
+            || self.follower_reads.has_unsent()
             || self
                 .own_replies
                 .back()
@@ -711,6 +727,15 @@ impl Replica {
                 None => break,
             }
         }
+        #[cfg(feature = "bug-injection")]
+        let released = if self.config.bugs.follower_read_before_index {
+            self.follower_reads.release(Slot::MAX)
+        } else {
+            self.follower_reads.release(self.commit)
+        };
+        #[cfg(not(feature = "bug-injection"))]
+        let released = self.follower_reads.release(self.commit);
+        self.ready.reads.extend(released);
         self.check_invariants();
     }
 
@@ -754,11 +779,27 @@ impl Replica {
             } => self.on_heartbeat_ack(now, from, ballot, round, commit),
             Message::Fetch { first_slot } => self.on_fetch(now, from, first_slot),
             Message::Chosen { entries } => self.on_chosen(now, from, entries),
+            Message::ReadIndex { request } => self.on_read_index(now, from, request),
+            Message::ReadIndexReply {
+                ballot,
+                request,
+                index,
+                commit,
+            } => self.on_read_index_reply(now, from, ballot, request, index, commit),
         }
     }
 
     /// Asserts the invariants listed on [`Replica`], by number.
     fn check_invariants(&self) {
+        // 10.
+        assert!(
+            self.follower_reads.held() <= self.config.max_pending_reads,
+            "more follower reads held than allowed"
+        );
+        assert!(
+            !self.follower_reads.releasable(self.commit),
+            "a follower read left held past its index"
+        );
         // 1.
         assert_eq!(
             self.delivered, self.commit,
@@ -1043,23 +1084,107 @@ impl Replica {
     }
 
     /// Holds a read until a heartbeat round sent after now is acknowledged.
-    fn queue_read_index(&mut self, id: ReadId) -> Result<(), Unavailable> {
+    fn queue_read_index(&mut self, asker: ReadAsker) -> Result<(), Unavailable> {
         let (max, commit) = (self.config.max_pending_reads, self.commit);
         let RoleState::Leader(leader) = &mut self.role else {
             return Err(self.not_leader());
         };
         leader
-            .queue_read(id, commit, max)
+            .queue_read(asker, commit, max)
             .map_err(|QueueFull| Unavailable::Busy)
     }
 
     /// Releases waiting reads whose heartbeat round a quorum acknowledged
-    /// and whose read index is committed.
+    /// and whose read index is committed: this node's own to the driver,
+    /// the followers' as the answer to their request.
     fn release_reads(&mut self) {
-        if let RoleState::Leader(leader) = &mut self.role {
-            let released = leader.release_reads(self.commit);
-            self.ready.reads.extend(released);
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        for (asker, read_index) in leader.release_reads(self.commit) {
+            self.answer_read_asker(asker, Some(read_index));
         }
+    }
+
+    /// Serves a released read (`Some(read_index)`) or fails it (`None`).
+    fn answer_read_asker(&mut self, asker: ReadAsker, read_index: Option<Slot>) {
+        match (asker, read_index) {
+            (ReadAsker::Local(id), Some(_)) => self.ready.reads.push(id),
+            (ReadAsker::Local(id), None) => self.ready.failed_reads.push(id),
+            (ReadAsker::Peer { node, request }, index) => {
+                let reply = Message::ReadIndexReply {
+                    ballot: self.promised,
+                    request,
+                    index,
+                    commit: self.commit,
+                };
+                self.send(node, reply);
+            }
+        }
+    }
+
+    /// A follower asks for a read index: granted at once under the lease,
+    /// else after a heartbeat round; refused if this node does not lead or
+    /// holds too many reads.
+    fn on_read_index(&mut self, now: Instant, from: NodeId, request: u64) {
+        let asker = ReadAsker::Peer {
+            node: from,
+            request,
+        };
+        if self.may_read_locally(now) {
+            self.answer_read_asker(asker, Some(self.commit));
+        } else if self.queue_read_index(asker).is_err() {
+            self.answer_read_asker(asker, None);
+        }
+    }
+
+    /// The leader answered a read-index request of this node: learn its
+    /// commit index (as from a heartbeat), then hold the reads until the
+    /// commit index reaches the index granted, or fail them if refused.
+    fn on_read_index_reply(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        ballot: Ballot,
+        request: u64,
+        index: Option<Slot>,
+        commit: Slot,
+    ) {
+        // A leader's state (its proposals above the commit index) moves
+        // only with its own acknowledgments.
+        if index.is_some() && matches!(self.role, RoleState::Follower) {
+            self.learn_commit(now, ballot, commit);
+        }
+        let refused = self.follower_reads.answer(from, request, index);
+        self.ready.failed_reads.extend(refused);
+    }
+
+    /// Sends the leader one read-index request for the reads taken since
+    /// the last one; fails them if no other node is known to lead.
+    fn ask_read_index(&mut self) {
+        if !self.follower_reads.has_unsent() {
+            return;
+        }
+        match self.leader_hint {
+            Some(leader)
+                if leader != self.config.id && matches!(self.role, RoleState::Follower) =>
+            {
+                let request = self.follower_reads.ask(leader);
+                self.send(leader, Message::ReadIndex { request });
+            }
+            _ => {
+                let dropped = self.follower_reads.drop_unsent();
+                self.ready.failed_reads.extend(dropped);
+            }
+        }
+    }
+
+    /// Fails the follower reads not released within an election timeout.
+    fn expire_follower_reads(&mut self, now: Instant) {
+        let expired = self
+            .follower_reads
+            .expire(now, self.config.election_timeout);
+        self.ready.failed_reads.extend(expired);
     }
 
     /// Fills the pipeline window and sends the new proposals; starts a
@@ -1105,7 +1230,9 @@ impl Replica {
             reads,
             queued_change,
         } = leader.abdicate();
-        self.ready.failed_reads.extend(reads);
+        for asker in reads {
+            self.answer_read_asker(asker, None);
+        }
         if let Some(change) = queued_change {
             tracing::warn!(node = %self.config.id, %change, "membership change dropped by a new phase 1");
         }
@@ -1122,7 +1249,9 @@ impl Replica {
                 tracing::info!(node = %self.config.id, ballot = %leader.ballot(), "stepping down");
                 let Abdication { pending, reads, .. } = leader.abdicate();
                 self.ready.unproposed.extend(pending);
-                self.ready.failed_reads.extend(reads);
+                for asker in reads {
+                    self.answer_read_asker(asker, None);
+                }
             }
             RoleState::Candidate(candidate) => {
                 self.ready.unproposed.extend(candidate.into_carried())
@@ -1210,6 +1339,8 @@ fn message_kind(message: &Message) -> &'static str {
         Message::HeartbeatAck { .. } => "heartbeat_ack",
         Message::Fetch { .. } => "fetch",
         Message::Chosen { .. } => "chosen",
+        Message::ReadIndex { .. } => "read_index",
+        Message::ReadIndexReply { .. } => "read_index_reply",
     }
 }
 

@@ -1,7 +1,9 @@
 //! A hand-driven network of replicas for the focused tests.
 #![allow(dead_code)]
 
-use synod_paxos::{Config, DurableState, Envelope, Instant, NodeId, Ready, Replica, Slot, Value};
+use synod_paxos::{
+    Config, DurableState, Envelope, Instant, NodeId, ReadId, Ready, Replica, Slot, Value,
+};
 
 /// Node ids 1 to `n`.
 pub fn members(n: u32) -> Vec<NodeId> {
@@ -30,6 +32,11 @@ pub struct Delivered {
     pub applied: Vec<Vec<(Slot, Value)>>,
     /// Every envelope delivered (or dropped by the filter), in order.
     pub sent: Vec<Envelope>,
+    /// The reads each node released, with its commit index then (what it
+    /// applied before serving them).
+    pub reads: Vec<Vec<(ReadId, Slot)>>,
+    /// The reads each node failed.
+    pub failed_reads: Vec<Vec<ReadId>>,
 }
 
 /// Delivers messages among `nodes` at `now` until none is left, dropping
@@ -42,6 +49,8 @@ pub fn deliver_where(
     let mut out = Delivered {
         applied: vec![Vec::new(); nodes.len()],
         sent: Vec::new(),
+        reads: vec![Vec::new(); nodes.len()],
+        failed_reads: vec![Vec::new(); nodes.len()],
     };
     loop {
         let mut in_flight = Vec::new();
@@ -49,6 +58,9 @@ pub fn deliver_where(
         for (i, node) in nodes.iter_mut().enumerate() {
             let ready = durable_ready(node, now);
             quiet &= ready.is_empty();
+            let commit = node.commit_index();
+            out.reads[i].extend(ready.reads.iter().map(|id| (*id, commit)));
+            out.failed_reads[i].extend(ready.failed_reads);
             out.applied[i].extend(ready.committed);
             in_flight.extend(ready.messages);
         }

@@ -1,0 +1,234 @@
+//! Linearizable reads served by a follower (ReadIndex, asked of the leader).
+//!
+//! A follower holds each linearizable read its driver hands it, and asks the
+//! leader for a read index with one [`Message::ReadIndex`](crate::Message)
+//! for every read taken since its last request (sent with the next `Ready`).
+//! The leader answers once it has confirmed, after the request arrived, that
+//! it still leads: at once under its lease, otherwise after a heartbeat
+//! round, with its commit index then. Every write acknowledged before the
+//! read arrived is chosen at or below that index, so the follower releases
+//! the read once its own commit index reaches the index: its driver applies
+//! every committed slot before serving the reads of a `Ready`.
+//!
+//! The leader then only checks its lease and sends one small message per
+//! batch of reads; it neither reads nor ships values for them.
+//!
+//! A read is failed (the driver sends its client to the leader) when the
+//! leader refuses it, or when no answer released it within the timeout the
+//! replica gives (a lost message, a leader gone). The number of reads held
+//! is bounded.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::leader::QueueFull;
+use crate::ready::ReadId;
+use crate::time::Instant;
+use crate::types::{NodeId, Slot};
+
+/// Reads sent in one request, not yet answered.
+struct Asked {
+    /// The node asked.
+    leader: NodeId,
+    /// When the oldest of them arrived.
+    since: Instant,
+    reads: Vec<ReadId>,
+}
+
+/// Reads granted a read index, waiting for this node's commit index.
+struct Granted {
+    index: Slot,
+    /// When the oldest of them arrived.
+    since: Instant,
+    reads: Vec<ReadId>,
+}
+
+/// The linearizable reads a follower holds.
+#[derive(Default)]
+pub(crate) struct FollowerReads {
+    /// Reads taken since the last request.
+    unsent: Vec<ReadId>,
+    /// When the oldest of `unsent` arrived.
+    unsent_since: Option<Instant>,
+    /// Requests sent, by number.
+    asked: BTreeMap<u64, Asked>,
+    granted: Vec<Granted>,
+    /// The number of the next request.
+    next_request: u64,
+    /// Reads held in all three places.
+    held: usize,
+}
+
+impl FollowerReads {
+    /// Holds read `id`, arrived at `now`, for the next request; refused
+    /// while `max` reads are held.
+    pub(crate) fn queue(&mut self, now: Instant, id: ReadId, max: usize) -> Result<(), QueueFull> {
+        if self.held >= max {
+            return Err(QueueFull);
+        }
+        self.unsent.push(id);
+        self.unsent_since.get_or_insert(now);
+        self.held += 1;
+        Ok(())
+    }
+
+    /// True if reads wait for a request.
+    pub(crate) fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty()
+    }
+
+    /// Moves the reads waiting for a request into a new request to
+    /// `leader`; returns its number.
+    pub(crate) fn ask(&mut self, leader: NodeId) -> u64 {
+        let request = self.next_request;
+        self.next_request += 1;
+        let since = self.unsent_since.take().expect("reads wait");
+        let reads = std::mem::take(&mut self.unsent);
+        self.asked.insert(
+            request,
+            Asked {
+                leader,
+                since,
+                reads,
+            },
+        );
+        request
+    }
+
+    /// Gives up the reads waiting for a request (no leader to ask).
+    pub(crate) fn drop_unsent(&mut self) -> Vec<ReadId> {
+        self.unsent_since = None;
+        self.held -= self.unsent.len();
+        std::mem::take(&mut self.unsent)
+    }
+
+    /// `from` answered `request`: with `Some(index)` its reads wait for the
+    /// commit index to reach `index`; with `None` they are returned, to
+    /// fail. An answer from another node than the one asked, or to no
+    /// request held, changes nothing.
+    pub(crate) fn answer(
+        &mut self,
+        from: NodeId,
+        request: u64,
+        index: Option<Slot>,
+    ) -> Vec<ReadId> {
+        if self.asked.get(&request).is_none_or(|a| a.leader != from) {
+            return Vec::new();
+        }
+        let asked = self.asked.remove(&request).expect("checked above");
+        match index {
+            Some(index) => {
+                self.granted.push(Granted {
+                    index,
+                    since: asked.since,
+                    reads: asked.reads,
+                });
+                Vec::new()
+            }
+            None => {
+                self.held -= asked.reads.len();
+                asked.reads
+            }
+        }
+    }
+
+    /// The granted reads whose index `commit` reached.
+    pub(crate) fn release(&mut self, commit: Slot) -> Vec<ReadId> {
+        self.take_granted(|g| g.index <= commit)
+    }
+
+    /// The reads held for `timeout` or longer at `now`, not released: a
+    /// request or its answer was lost, or the commit index does not reach
+    /// the index granted.
+    pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<ReadId> {
+        let late = |since: Instant| since + timeout <= now;
+        let mut expired = self.take_granted(|g| late(g.since));
+        let unanswered: Vec<u64> = self
+            .asked
+            .iter()
+            .filter(|(_, a)| late(a.since))
+            .map(|(request, _)| *request)
+            .collect();
+        for request in unanswered {
+            let asked = self.asked.remove(&request).expect("listed above");
+            self.held -= asked.reads.len();
+            expired.extend(asked.reads);
+        }
+        if self.unsent_since.is_some_and(late) {
+            expired.extend(self.drop_unsent());
+        }
+        expired
+    }
+
+    /// Reads held.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// True if a granted read's index is at or below `commit`.
+    pub(crate) fn releasable(&self, commit: Slot) -> bool {
+        self.granted.iter().any(|g| g.index <= commit)
+    }
+
+    fn take_granted(&mut self, done: impl Fn(&Granted) -> bool) -> Vec<ReadId> {
+        let mut taken = Vec::new();
+        self.granted.retain_mut(|granted| {
+            if done(granted) {
+                taken.append(&mut granted.reads);
+                false
+            } else {
+                true
+            }
+        });
+        self.held -= taken.len();
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_micros(ms * 1_000)
+    }
+
+    #[test]
+    fn reads_wait_for_the_answer_then_for_the_commit_index() {
+        let mut reads = FollowerReads::default();
+        reads.queue(at(1), 10, 8).unwrap();
+        reads.queue(at(2), 11, 8).unwrap();
+        let request = reads.ask(NodeId(1));
+        assert!(!reads.has_unsent());
+        reads.queue(at(3), 12, 8).unwrap();
+        // An answer from another node is ignored.
+        assert!(reads.answer(NodeId(2), request, Some(Slot(5))).is_empty());
+        assert!(reads.release(Slot(9)).is_empty());
+        assert!(reads.answer(NodeId(1), request, Some(Slot(5))).is_empty());
+        assert!(reads.release(Slot(4)).is_empty());
+        assert_eq!(reads.release(Slot(5)), vec![10, 11]);
+        assert_eq!(reads.held(), 1);
+        let second = reads.ask(NodeId(1));
+        assert_eq!(reads.answer(NodeId(1), second, None), vec![12]);
+        assert_eq!(reads.held(), 0);
+    }
+
+    #[test]
+    fn reads_are_bounded_and_expire() {
+        let mut reads = FollowerReads::default();
+        reads.queue(at(1), 1, 2).unwrap();
+        reads.queue(at(2), 2, 2).unwrap();
+        assert_eq!(reads.queue(at(2), 3, 2), Err(QueueFull));
+        let request = reads.ask(NodeId(1));
+        reads.answer(NodeId(1), request, Some(Slot(7)));
+        reads.queue(at(5), 3, 2).unwrap_err();
+        let timeout = Duration::from_millis(10);
+        assert!(reads.expire(at(10), timeout).is_empty());
+        assert_eq!(reads.expire(at(11), timeout), vec![1, 2]);
+        reads.queue(at(5), 3, 2).unwrap();
+        reads.ask(NodeId(1));
+        reads.queue(at(6), 4, 2).unwrap();
+        assert_eq!(reads.expire(at(16), timeout), vec![3, 4]);
+        assert_eq!(reads.held(), 0);
+    }
+}
