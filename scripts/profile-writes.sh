@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Profiles a `synod dev` cluster under a 256-client put load over the Redis protocol: perf records
+# Profiles a `synod dev` cluster under a 256-client load (puts; WORKLOAD=get-linearizable for gets)
+# over the Redis protocol: perf records
 # the leader and one follower for 12 s and prints each one's top symbols by self time.
 # Usage: scripts/profile-writes.sh [OUT_DIR]   (root or perf_event_paranoid <= 1; Debian linux-perf;
 # the loadgen of ../shared/bench/loadgen, built by its build.sh; ports 9600..9623 free)
@@ -22,7 +23,7 @@ leader=$(((leader_port - 9602) / 10 + 1)) # node number, 1..3
 follower=$((leader % 3 + 1))
 pid_of() { pgrep -f "node$1.toml" | head -1; }
 "$lg" --backend resp --endpoints 127.0.0.1:9602,127.0.0.1:9612,127.0.0.1:9622 \
-  --workload put --clients 256 --duration 25s >"$out/load.json" &
+  --workload "${WORKLOAD:-put}" --clients 256 --duration 25s >"$out/load.json" &
 load=$!
 sleep 5
 perf record -F 499 -g -p "$(pid_of "$leader")" -o "$out/leader.data" -- sleep 12 2>/dev/null &

@@ -11,7 +11,10 @@
 //! every committed slot before serving the reads of a `Ready`.
 //!
 //! The leader then only checks its lease and sends one small message per
-//! batch of reads; it neither reads nor ships values for them.
+//! batch of reads; it neither reads nor ships values for them. At most
+//! [`REQUESTS_IN_FLIGHT`] requests wait for an answer at once: the reads
+//! that arrive meanwhile go together in the next, so a busy follower sends
+//! few large requests rather than one per read.
 //!
 //! A read is failed (the driver sends its client to the leader) when the
 //! leader refuses it, or when no answer released it within the timeout the
@@ -25,6 +28,9 @@ use crate::leader::QueueFull;
 use crate::ready::ReadId;
 use crate::time::Instant;
 use crate::types::{NodeId, Slot};
+
+/// Read-index requests a follower may have unanswered at once.
+pub(crate) const REQUESTS_IN_FLIGHT: usize = 1;
 
 /// Reads sent in one request, not yet answered.
 struct Asked {
@@ -72,9 +78,9 @@ impl FollowerReads {
         Ok(())
     }
 
-    /// True if reads wait for a request.
-    pub(crate) fn has_unsent(&self) -> bool {
-        !self.unsent.is_empty()
+    /// True if reads wait for a request and one may be sent now.
+    pub(crate) fn may_ask(&self) -> bool {
+        !self.unsent.is_empty() && self.asked.len() < REQUESTS_IN_FLIGHT
     }
 
     /// Moves the reads waiting for a request into a new request to
@@ -199,8 +205,9 @@ mod tests {
         reads.queue(at(1), 10, 8).unwrap();
         reads.queue(at(2), 11, 8).unwrap();
         let request = reads.ask(NodeId(1));
-        assert!(!reads.has_unsent());
+        assert!(!reads.may_ask());
         reads.queue(at(3), 12, 8).unwrap();
+        assert!(!reads.may_ask(), "one request in flight at a time");
         // An answer from another node is ignored.
         assert!(reads.answer(NodeId(2), request, Some(Slot(5))).is_empty());
         assert!(reads.release(Slot(9)).is_empty());
@@ -208,6 +215,7 @@ mod tests {
         assert!(reads.release(Slot(4)).is_empty());
         assert_eq!(reads.release(Slot(5)), vec![10, 11]);
         assert_eq!(reads.held(), 1);
+        assert!(reads.may_ask());
         let second = reads.ask(NodeId(1));
         assert_eq!(reads.answer(NodeId(1), second, None), vec![12]);
         assert_eq!(reads.held(), 0);

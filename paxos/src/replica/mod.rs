@@ -541,7 +541,7 @@ impl Replica {
     /// own acceptor's reply waits for it to be taken and reported durable.
     pub fn has_output(&self) -> bool {
         !self.ready.is_empty()
-            || self.follower_reads.has_unsent()
+            || self.follower_reads.may_ask()
             || self
                 .own_replies
                 .back()
@@ -1160,9 +1160,10 @@ impl Replica {
     }
 
     /// Sends the leader one read-index request for the reads taken since
-    /// the last one; fails them if no other node is known to lead.
+    /// the last one, if one may go now; fails them if no other node is
+    /// known to lead.
     fn ask_read_index(&mut self) {
-        if !self.follower_reads.has_unsent() {
+        if !self.follower_reads.may_ask() {
             return;
         }
         match self.leader_hint {
