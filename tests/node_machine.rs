@@ -232,7 +232,7 @@ fn backup_answer(answers: Vec<Answer>, id: ReadId) -> Result<synod_kvstore::Snap
 
 #[test]
 fn a_backup_snapshot_is_served_like_a_read_by_the_leader_with_every_acknowledged_write() {
-    // A follower refuses a linearizable backup and names no leader yet; a
+    // A follower that knows no leader refuses a linearizable backup; a
     // serializable one is its applied state.
     let mut node = follower();
     let id = node.snapshot_for_backup(at_ms(1), ReadConsistency::Linearizable);

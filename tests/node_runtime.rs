@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use channel_cluster::{Cluster, ClusterOptions};
 use synod::node::{CompactionPolicy, NodeError, ReadConsistency};
-use synod_kvstore::{Get, Op, Outcome, Put, Request};
+use synod_kvstore::{Expire, ExpireIf, Get, Op, Outcome, Put, Request};
 use synod_paxos::NodeId;
 
 fn start_cluster(nodes: u32) -> Cluster {
@@ -65,7 +65,7 @@ async fn writes_are_answered_when_applied_and_reads_see_them() {
         .await
         .unwrap();
     assert_eq!(value_of(&read), Some(b"1".to_vec()));
-    // A follower refuses linearizable work and names the leader...
+    // A follower refuses writes and names the leader...
     let follower = &cluster.handles[(l + 1) % 3];
     let refused = follower
         .request(put(9, 2, "a", "2"), ReadConsistency::Linearizable)
@@ -76,7 +76,13 @@ async fn writes_are_answered_when_applied_and_reads_see_them() {
             leader: Some(NodeId(l as u32 + 1))
         }
     );
-    // ...but serves serializable reads once it applied the write.
+    // ...serves a linearizable read, which sees the acknowledged write...
+    let read = follower
+        .request(get("a"), ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(value_of(&read), Some(b"1".to_vec()));
+    // ...and serves serializable reads once it applied the write.
     let mut seen = None;
     for _ in 0..100 {
         let read = follower
@@ -90,6 +96,57 @@ async fn writes_are_answered_when_applied_and_reads_see_them() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(seen, Some(b"1".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_leaves_a_read_of_a_key_with_a_ttl_to_the_leader() {
+    let cluster = start_cluster(3);
+    let l = cluster.leader(None).await;
+    let leader = &cluster.handles[l];
+    let follower = &cluster.handles[(l + 1) % 3];
+    for (seq, key) in [(1, "plain"), (2, "ttl")] {
+        let response = leader
+            .request(put(4, seq, key, "v"), ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert!(!response.is_error(), "{response:?}");
+    }
+    let expire = Request::from_client(
+        4,
+        3,
+        Op::Expire(Expire {
+            key: b"ttl".to_vec(),
+            ttl_ms: 60_000,
+            condition: ExpireIf::Always as i32,
+            expiry_revision: 0,
+        }),
+    );
+    let response = leader
+        .request(expire, ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert!(!response.is_error(), "{response:?}");
+    // Only the leader's clock says when the TTL runs out: the follower
+    // sends the client there, and serves the key without one itself.
+    let refused = follower
+        .request(get("ttl"), ReadConsistency::Linearizable)
+        .await;
+    assert_eq!(
+        refused.unwrap_err(),
+        NodeError::NotLeader {
+            leader: Some(NodeId(l as u32 + 1))
+        }
+    );
+    let plain = follower
+        .request(get("plain"), ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(value_of(&plain), Some(b"v".to_vec()));
+    let at_leader = leader
+        .request(get("ttl"), ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(value_of(&at_leader), Some(b"v".to_vec()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

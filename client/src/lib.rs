@@ -4,8 +4,9 @@
 //! the leader, follows redirects, and retries a write with the same
 //! `(client id, sequence number)` so it is applied once however many times
 //! it is sent. Reads are linearizable by default (served by the leader under
-//! its lease, or after a ReadIndex round); [`Client::get_serializable`] may
-//! read from any node.
+//! its lease or after a ReadIndex round, or by a follower once it applied
+//! through a read index from the leader); [`Client::get_serializable`] may
+//! read from any node's applied state, possibly stale.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), synod_client::ClientError> {

@@ -415,7 +415,6 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
             ballot: ballot(u)?,
             request: number(u)?,
             index: if u.arbitrary()? { Some(slot(u)?) } else { None },
-            commit: slot(u)?,
         },
         _ => Message::Chosen {
             entries: entries(u)?,

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redb::backends::InMemoryBackend;
-use redb::{Database, Durability, ReadableDatabase, Table, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use synod_paxos::MembershipLog;
 
 use crate::bugs::Active;
@@ -759,6 +759,11 @@ impl Reader {
     /// that shows such a key to the leader.
     pub fn has_expiry(&self, key: &[u8]) -> Result<bool, StorageError> {
         Ok(self.key_expiry.get(key)?.is_some())
+    }
+
+    /// True if any key has an expiry at this reader's moment.
+    pub fn has_any_expiry(&self) -> Result<bool, StorageError> {
+        Ok(self.key_expiry.first()?.is_some())
     }
 
     /// Serves a read-only op as [`StateMachine::read`] does, from this

@@ -95,13 +95,11 @@ fn to_proto(envelope: &Envelope) -> pb::PeerEnvelope {
             ballot,
             request,
             index,
-            commit,
         } => PbMessage::ReadIndexReply(pb::ReadIndexReply {
             ballot: ballot.0,
             request: *request,
             granted: index.is_some(),
             index: index.map_or(0, |slot| slot.0),
-            commit: commit.0,
         }),
     };
     pb::PeerEnvelope {
@@ -199,7 +197,6 @@ fn from_proto(wire: pb::PeerEnvelope) -> Result<Envelope, WireError> {
             ballot: Ballot(m.ballot),
             request: m.request,
             index: m.granted.then_some(Slot(m.index)),
-            commit: Slot(m.commit),
         },
     };
     Ok(Envelope {

@@ -83,13 +83,11 @@ fn every_variant(rng: &mut Rng) -> Vec<Message> {
             ballot,
             request: rng.next_u64(),
             index: Some(Slot(rng.next_u64())),
-            commit: Slot(rng.next_u64()),
         },
         Message::ReadIndexReply {
             ballot,
             request: rng.next_u64(),
             index: None,
-            commit: Slot(rng.next_u64()),
         },
     ]
 }

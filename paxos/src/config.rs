@@ -88,7 +88,10 @@ pub struct Config {
     /// Most chosen entries in one catch-up reply (which is also bounded by
     /// `max_message_bytes`).
     pub max_fetch_entries: usize,
-    /// Seed of this replica's random numbers (timeouts, jitter).
+    /// Seed of this replica's random numbers (timeouts, jitter, the first
+    /// read-index request number). Give each start of a node a new one: a
+    /// late answer to a read-index request of an earlier run must not match
+    /// a request of this one.
     pub rng_seed: u64,
     /// Deliberate protocol bugs, for showing that tests catch them.
     #[cfg(feature = "bug-injection")]

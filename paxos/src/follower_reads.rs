@@ -11,17 +11,21 @@
 //! every committed slot before serving the reads of a `Ready`.
 //!
 //! The leader then only checks its lease and sends one small message per
-//! batch of reads; it neither reads nor ships values for them. At most
-//! [`REQUESTS_IN_FLIGHT`] requests wait for an answer at once: the reads
-//! that arrive meanwhile go together in the next, so a busy follower sends
-//! few large requests rather than one per read.
+//! batch of reads; it neither reads nor ships values for them. One request
+//! waits for an answer at a time: the reads that arrive meanwhile go
+//! together in the next, so a busy follower sends few large requests rather
+//! than one per read.
 //!
-//! A read is failed (the driver sends its client to the leader) when the
-//! leader refuses it, or when no answer released it within the timeout the
-//! replica gives (a lost message, a leader gone). The number of reads held
-//! is bounded.
+//! A request that stays unanswered for the replica's resend interval, or
+//! that went to a node no longer believed to lead, is given up and its
+//! reads go in the next request (to the leader believed then): asking
+//! again after the reads arrived keeps them linearizable. A read is failed
+//! (the driver sends its client to the leader) when the leader refuses it,
+//! or when it was not released within the replica's timeout (an election
+//! timeout). Request numbers start at a random point at each start, so a
+//! late answer to an earlier run's request matches none of this run's. The
+//! number of reads held is bounded.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::leader::QueueFull;
@@ -29,14 +33,15 @@ use crate::ready::ReadId;
 use crate::time::Instant;
 use crate::types::{NodeId, Slot};
 
-/// Read-index requests a follower may have unanswered at once.
-pub(crate) const REQUESTS_IN_FLIGHT: usize = 1;
-
-/// Reads sent in one request, not yet answered.
+/// The request waiting for an answer.
 struct Asked {
+    /// Its number.
+    request: u64,
     /// The node asked.
     leader: NodeId,
-    /// When the oldest of them arrived.
+    /// When it was sent.
+    sent_at: Instant,
+    /// When the oldest of its reads arrived.
     since: Instant,
     reads: Vec<ReadId>,
 }
@@ -50,14 +55,12 @@ struct Granted {
 }
 
 /// The linearizable reads a follower holds.
-#[derive(Default)]
 pub(crate) struct FollowerReads {
-    /// Reads taken since the last request.
+    /// Reads taken since the last request (or taken back from it).
     unsent: Vec<ReadId>,
     /// When the oldest of `unsent` arrived.
     unsent_since: Option<Instant>,
-    /// Requests sent, by number.
-    asked: BTreeMap<u64, Asked>,
+    asked: Option<Asked>,
     granted: Vec<Granted>,
     /// The number of the next request.
     next_request: u64,
@@ -66,6 +69,18 @@ pub(crate) struct FollowerReads {
 }
 
 impl FollowerReads {
+    /// No reads held; requests numbered from `first_request`.
+    pub(crate) fn new(first_request: u64) -> FollowerReads {
+        FollowerReads {
+            unsent: Vec::new(),
+            unsent_since: None,
+            asked: None,
+            granted: Vec::new(),
+            next_request: first_request,
+            held: 0,
+        }
+    }
+
     /// Holds read `id`, arrived at `now`, for the next request; refused
     /// while `max` reads are held.
     pub(crate) fn queue(&mut self, now: Instant, id: ReadId, max: usize) -> Result<(), QueueFull> {
@@ -78,26 +93,24 @@ impl FollowerReads {
         Ok(())
     }
 
-    /// True if reads wait for a request and one may be sent now.
+    /// True if reads wait for a request and none is unanswered.
     pub(crate) fn may_ask(&self) -> bool {
-        !self.unsent.is_empty() && self.asked.len() < REQUESTS_IN_FLIGHT
+        !self.unsent.is_empty() && self.asked.is_none()
     }
 
     /// Moves the reads waiting for a request into a new request to
-    /// `leader`; returns its number.
-    pub(crate) fn ask(&mut self, leader: NodeId) -> u64 {
+    /// `leader`, sent at `now`; returns its number.
+    pub(crate) fn ask(&mut self, now: Instant, leader: NodeId) -> u64 {
+        assert!(self.asked.is_none(), "one request at a time");
         let request = self.next_request;
-        self.next_request += 1;
-        let since = self.unsent_since.take().expect("reads wait");
-        let reads = std::mem::take(&mut self.unsent);
-        self.asked.insert(
+        self.next_request = self.next_request.wrapping_add(1);
+        self.asked = Some(Asked {
             request,
-            Asked {
-                leader,
-                since,
-                reads,
-            },
-        );
+            leader,
+            sent_at: now,
+            since: self.unsent_since.take().expect("reads wait"),
+            reads: std::mem::take(&mut self.unsent),
+        });
         request
     }
 
@@ -108,20 +121,51 @@ impl FollowerReads {
         std::mem::take(&mut self.unsent)
     }
 
+    /// True if the unanswered request went to another node than `leader`,
+    /// or was sent `resend_after` or longer before `now`.
+    pub(crate) fn must_ask_again(
+        &self,
+        leader: Option<NodeId>,
+        now: Instant,
+        resend_after: Duration,
+    ) -> bool {
+        self.asked
+            .as_ref()
+            .is_some_and(|a| Some(a.leader) != leader || a.sent_at + resend_after <= now)
+    }
+
+    /// Gives up the unanswered request: its reads go in the next one (a
+    /// late answer to it is ignored).
+    pub(crate) fn take_back_asked(&mut self) {
+        if let Some(asked) = self.asked.take() {
+            let since = self
+                .unsent_since
+                .map_or(asked.since, |s| s.min(asked.since));
+            self.unsent_since = Some(since);
+            let mut reads = asked.reads;
+            reads.append(&mut self.unsent);
+            self.unsent = reads;
+        }
+    }
+
     /// `from` answered `request`: with `Some(index)` its reads wait for the
     /// commit index to reach `index`; with `None` they are returned, to
-    /// fail. An answer from another node than the one asked, or to no
-    /// request held, changes nothing.
+    /// fail. An answer to another request than the one unanswered, or from
+    /// another node than the one asked, changes nothing.
     pub(crate) fn answer(
         &mut self,
         from: NodeId,
         request: u64,
         index: Option<Slot>,
     ) -> Vec<ReadId> {
-        if self.asked.get(&request).is_none_or(|a| a.leader != from) {
+        if !self
+            .asked
+            .as_ref()
+            .is_some_and(|a| a.request == request && a.leader == from)
+        {
             return Vec::new();
         }
-        let asked = self.asked.remove(&request).expect("checked above");
+        let asked = self.asked.take().expect("checked above");
         match index {
             Some(index) => {
                 self.granted.push(Granted {
@@ -143,20 +187,14 @@ impl FollowerReads {
         self.take_granted(|g| g.index <= commit)
     }
 
-    /// The reads held for `timeout` or longer at `now`, not released: a
-    /// request or its answer was lost, or the commit index does not reach
-    /// the index granted.
+    /// The reads held for `timeout` or longer at `now`, not released: the
+    /// leader does not answer, or the commit index does not reach the index
+    /// granted.
     pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<ReadId> {
         let late = |since: Instant| since + timeout <= now;
         let mut expired = self.take_granted(|g| late(g.since));
-        let unanswered: Vec<u64> = self
-            .asked
-            .iter()
-            .filter(|(_, a)| late(a.since))
-            .map(|(request, _)| *request)
-            .collect();
-        for request in unanswered {
-            let asked = self.asked.remove(&request).expect("listed above");
+        if self.asked.as_ref().is_some_and(|a| late(a.since)) {
+            let asked = self.asked.take().expect("checked above");
             self.held -= asked.reads.len();
             expired.extend(asked.reads);
         }
@@ -201,40 +239,61 @@ mod tests {
 
     #[test]
     fn reads_wait_for_the_answer_then_for_the_commit_index() {
-        let mut reads = FollowerReads::default();
+        let mut reads = FollowerReads::new(7);
         reads.queue(at(1), 10, 8).unwrap();
         reads.queue(at(2), 11, 8).unwrap();
-        let request = reads.ask(NodeId(1));
+        let request = reads.ask(at(2), NodeId(1));
         assert!(!reads.may_ask());
         reads.queue(at(3), 12, 8).unwrap();
         assert!(!reads.may_ask(), "one request in flight at a time");
-        // An answer from another node is ignored.
+        // An answer from another node, or to another request, is ignored.
         assert!(reads.answer(NodeId(2), request, Some(Slot(5))).is_empty());
+        assert!(reads
+            .answer(NodeId(1), request + 1, Some(Slot(5)))
+            .is_empty());
         assert!(reads.release(Slot(9)).is_empty());
         assert!(reads.answer(NodeId(1), request, Some(Slot(5))).is_empty());
         assert!(reads.release(Slot(4)).is_empty());
         assert_eq!(reads.release(Slot(5)), vec![10, 11]);
         assert_eq!(reads.held(), 1);
         assert!(reads.may_ask());
-        let second = reads.ask(NodeId(1));
+        let second = reads.ask(at(3), NodeId(1));
         assert_eq!(reads.answer(NodeId(1), second, None), vec![12]);
         assert_eq!(reads.held(), 0);
     }
 
     #[test]
+    fn an_unanswered_request_is_asked_again() {
+        let mut reads = FollowerReads::new(0);
+        reads.queue(at(1), 1, 8).unwrap();
+        let first = reads.ask(at(1), NodeId(1));
+        reads.queue(at(2), 2, 8).unwrap();
+        let resend = Duration::from_millis(10);
+        assert!(!reads.must_ask_again(Some(NodeId(1)), at(10), resend));
+        assert!(reads.must_ask_again(Some(NodeId(1)), at(11), resend));
+        assert!(reads.must_ask_again(Some(NodeId(2)), at(2), resend));
+        reads.take_back_asked();
+        let second = reads.ask(at(11), NodeId(2));
+        // The late answer to the first request is ignored.
+        assert!(reads.answer(NodeId(1), first, Some(Slot(1))).is_empty());
+        assert!(reads.answer(NodeId(2), second, Some(Slot(3))).is_empty());
+        assert_eq!(reads.release(Slot(3)), vec![1, 2]);
+    }
+
+    #[test]
     fn reads_are_bounded_and_expire() {
-        let mut reads = FollowerReads::default();
+        let mut reads = FollowerReads::new(0);
         reads.queue(at(1), 1, 2).unwrap();
         reads.queue(at(2), 2, 2).unwrap();
         assert_eq!(reads.queue(at(2), 3, 2), Err(QueueFull));
-        let request = reads.ask(NodeId(1));
+        let request = reads.ask(at(2), NodeId(1));
         reads.answer(NodeId(1), request, Some(Slot(7)));
         reads.queue(at(5), 3, 2).unwrap_err();
         let timeout = Duration::from_millis(10);
         assert!(reads.expire(at(10), timeout).is_empty());
         assert_eq!(reads.expire(at(11), timeout), vec![1, 2]);
         reads.queue(at(5), 3, 2).unwrap();
-        reads.ask(NodeId(1));
+        reads.ask(at(5), NodeId(1));
         reads.queue(at(6), 4, 2).unwrap();
         assert_eq!(reads.expire(at(16), timeout), vec![3, 4]);
         assert_eq!(reads.held(), 0);

@@ -565,10 +565,9 @@ impl Leader {
     }
 
     /// Releases, in order, the waiting reads whose heartbeat round a quorum
-    /// acknowledged and whose read index is committed (`commit`), with
-    /// their read index; none before everything recovered in Phase 1 is
-    /// chosen.
-    pub(crate) fn release_reads(&mut self, commit: Slot) -> Vec<(ReadAsker, Slot)> {
+    /// acknowledged and whose read index is committed (`commit`); none
+    /// before everything recovered in Phase 1 is chosen.
+    pub(crate) fn release_reads(&mut self, commit: Slot) -> Vec<ReadAsker> {
         let mut released = Vec::new();
         if commit < self.recovered_through {
             return released;
@@ -577,7 +576,7 @@ impl Leader {
             if read.round > self.confirmed_round || read.read_index > commit {
                 break;
             }
-            released.push((read.asker, read.read_index));
+            released.push(read.asker);
             self.reads.pop_front();
         }
         released

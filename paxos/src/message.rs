@@ -168,15 +168,15 @@ pub enum Message {
         ballot: Ballot,
         /// The request answered.
         request: u64,
-        /// `Some(index)` once the sender confirmed, after the request
-        /// arrived, that it leads (under its lease or by a heartbeat round):
-        /// every write acknowledged before the request was sent is chosen
-        /// at or below `index`, so the reads are served once the follower
-        /// applied through it. `None` if the sender does not lead, or holds
-        /// too many reads: the follower sends its clients elsewhere.
+        /// `Some(index)`, the leader's commit index, once the sender
+        /// confirmed after the request arrived that it leads (under its
+        /// lease or by a heartbeat round) and had everything recovered in
+        /// its Phase 1 chosen: every write acknowledged before the request
+        /// arrived is chosen at or below `index`, so the reads are served
+        /// once the follower applied through it (values it accepted at
+        /// `ballot` through `index` are chosen, as a heartbeat's commit
+        /// says). `None` if the sender does not lead, or holds too many
+        /// reads: the follower sends its clients elsewhere.
         index: Option<Slot>,
-        /// The leader's commit index (at least `index`): values the
-        /// follower accepted at `ballot` through here are chosen.
-        commit: Slot,
     },
 }

@@ -19,8 +19,8 @@
 //!   accepted above the promised ballot, none further than
 //!   `Config::max_slots_ahead` above this node's commit index, and names
 //!   where its next chunk starts above all of them;
-//! - a read index granted is at most the commit index sent with it, under
-//!   the sender's own ballot;
+//! - a read index is granted under the sender's own ballot, and is at most
+//!   [`Slot::MAX`];
 //! - a value the peer claims is chosen (in a promise, a fetch reply or an
 //!   accept for a slot this node knows chosen) agrees with every chosen
 //!   value this node knows and with what it proposes as leader. A
@@ -249,23 +249,12 @@ pub(crate) fn check_peer_message(
         }
         Message::Fetch { first_slot } => check_slot(*first_slot),
         Message::ReadIndex { .. } => Ok(()),
-        Message::ReadIndexReply {
-            ballot,
-            index,
-            commit,
-            ..
-        } => {
-            if *commit > Slot::MAX {
-                return Err(PeerInputError::SlotOutOfRange(*commit));
-            }
-            match index {
-                // A grant speaks for the sender's leadership, and its index
-                // is chosen.
-                Some(index) if index > commit => Err(PeerInputError::SlotOutOfRange(*index)),
-                Some(_) => check_own_ballot(from, *ballot),
-                None => check_round(*ballot),
-            }
-        }
+        Message::ReadIndexReply { ballot, index, .. } => match index {
+            // A grant speaks for the sender's leadership.
+            Some(index) if *index > Slot::MAX => Err(PeerInputError::SlotOutOfRange(*index)),
+            Some(_) => check_own_ballot(from, *ballot),
+            None => check_round(*ballot),
+        },
         Message::Chosen { entries } => {
             check_slots(entries.iter().map(|(slot, _)| slot))?;
             for (slot, value) in entries {

@@ -91,30 +91,73 @@ fn a_lost_request_fails_the_read_after_an_election_timeout() {
     );
 }
 
-#[test]
-fn a_node_that_no_longer_leads_refuses_and_the_read_fails() {
-    let mut nodes = cluster_led_by_node_1(3);
-    nodes[2].read(at_ms(2), 4).unwrap();
-    let ready = durable_ready(&mut nodes[2], at_ms(2));
+/// Node 3's read request to node 1, taken from its output, and node 2
+/// elected meanwhile (the leases ran out) by nodes 1 and 2 alone.
+fn a_request_to_a_deposed_leader(nodes: &mut [synod_paxos::Replica]) -> synod_paxos::Envelope {
+    nodes[2].read(at_ms(440), 4).unwrap();
+    let ready = durable_ready(&mut nodes[2], at_ms(440));
     let request = ready
         .messages
         .into_iter()
         .find(|e| matches!(e.message, Message::ReadIndex { .. }))
         .expect("asked");
-    // Node 2 takes over (once the leases ran out) before the request
-    // reaches node 1.
-    let later = at_ms(450);
-    nodes[1].campaign(later);
-    deliver_all(&mut nodes, later);
+    nodes[1].campaign(at_ms(450));
+    deliver_where(nodes, at_ms(450), |e| {
+        e.to != NodeId(3) && e.from != NodeId(3)
+    });
     assert!(nodes[1].is_leader() && !nodes[0].is_leader());
-    nodes[0].step(later, request);
-    let delivered = deliver_all(&mut nodes, later);
+    request
+}
+
+#[test]
+fn a_node_that_no_longer_leads_refuses_and_the_read_fails() {
+    let mut nodes = cluster_led_by_node_1(3);
+    let request = a_request_to_a_deposed_leader(&mut nodes);
+    nodes[0].step(at_ms(450), request);
+    // Node 3 has not heard of node 2's election yet.
+    let delivered = deliver_where(&mut nodes, at_ms(450), |e| e.from != NodeId(2));
     assert!(delivered
         .sent
         .iter()
         .any(|e| matches!(e.message, Message::ReadIndexReply { index: None, .. })));
     assert_eq!(delivered.failed_reads[2], vec![4]);
     assert!(delivered.reads[2].is_empty());
+}
+
+#[test]
+fn a_read_asked_of_a_deposed_leader_is_asked_again_of_the_new_one() {
+    let mut nodes = cluster_led_by_node_1(3);
+    let request = a_request_to_a_deposed_leader(&mut nodes);
+    // Node 3 hears of node 2 first (its heartbeat): it asks node 2, and
+    // ignores node 1's refusal of the first request.
+    nodes[1].tick(at_ms(500));
+    let delivered = deliver_all(&mut nodes, at_ms(500));
+    nodes[0].step(at_ms(500), request);
+    let late = deliver_all(&mut nodes, at_ms(500));
+    let asked_again = delivered
+        .sent
+        .iter()
+        .any(|e| matches!(e.message, Message::ReadIndex { .. }) && e.to == NodeId(2));
+    assert!(asked_again);
+    assert_eq!(delivered.reads[2].len(), 1);
+    assert!(delivered.failed_reads[2].is_empty() && late.failed_reads[2].is_empty());
+}
+
+#[test]
+fn a_lost_answer_is_asked_again_after_the_resend_interval() {
+    let mut nodes = cluster_led_by_node_1(3);
+    nodes[1].read(at_ms(2), 4).unwrap();
+    deliver_where(&mut nodes, at_ms(2), |e| {
+        !matches!(e.message, Message::ReadIndexReply { .. })
+    });
+    // Four heartbeat intervals later (200 ms) the follower asks again, and
+    // the second answer releases the read.
+    nodes[1].tick(at_ms(150));
+    let delivered = deliver_all(&mut nodes, at_ms(150));
+    assert!(delivered.reads[1].is_empty());
+    nodes[1].tick(at_ms(203));
+    let delivered = deliver_all(&mut nodes, at_ms(203));
+    assert_eq!(delivered.reads[1].len(), 1);
 }
 
 #[test]

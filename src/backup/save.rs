@@ -1,9 +1,10 @@
 //! `synod snapshot save`: streams a snapshot from a live node into a backup file.
 //!
 //! The client asks a node with a `SnapshotSaveCall` (client API, QUIC, a client certificate).
-//! By default the snapshot is linearizable: a follower answers NOT_LEADER with the leader's
-//! address and the save follows it, and the leader takes the snapshot once every write
-//! acknowledged before the call is applied. Writes go on meanwhile; the snapshot is one redb
+//! By default the snapshot is linearizable: the node asked takes it once every write acknowledged
+//! before the call is applied (the leader under its lease or after a heartbeat round, a follower
+//! once it applied through a read index the leader granted; one that knows no leader answers
+//! NOT_LEADER and the save tries another). Writes go on meanwhile; the snapshot is one redb
 //! read transaction on the node, streamed chunk by chunk as QUIC flow control lets them (memory:
 //! a few chunks plus the connection's flow-control window on each side, whatever the state's
 //! size).

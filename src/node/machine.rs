@@ -1006,7 +1006,9 @@ fn known_membership(
 }
 
 /// True if the answer `response` to the read `op` shows a key with a TTL
-/// (or is a TTL read of one), from `reader`'s moment.
+/// (or is a TTL read of one), from `reader`'s moment. A Redis-typed read
+/// (`EXISTS`, `HGET`, `LRANGE`, ...) counts as one whenever any key has a
+/// TTL: its keys are not told apart here.
 fn shows_a_ttl(
     reader: &Result<Arc<Reader>, NodeError>,
     op: &Op,
@@ -1029,6 +1031,9 @@ fn shows_a_ttl(
             Ok(false)
         }
         (Op::Ttl(_), Some(Outcome::Ttl(ttl))) => Ok(ttl.exists && ttl.expiry_revision != 0),
+        (Op::Redis(_), _) => reader
+            .has_any_expiry()
+            .map_err(|e| NodeError::Storage(e.to_string())),
         _ => Ok(false),
     }
 }

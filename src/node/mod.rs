@@ -57,7 +57,8 @@ pub const MAX_WAITING_WRITES: usize = 100_000;
 /// Why a request was not served.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NodeError {
-    /// Only the leader serves this; try `leader`.
+    /// This node cannot serve this (only the leader, or for a read a
+    /// follower that knows it); try `leader`.
     #[error("not the leader{}", leader.map(|l| format!("; the leader is node {}", l.0)).unwrap_or_default())]
     NotLeader {
         /// The believed leader.
@@ -184,8 +185,8 @@ pub enum CoreCall {
     /// Take a snapshot of the state machine for a backup (see
     /// [`Node::snapshot_for_backup`]).
     Snapshot {
-        /// Linearizable (leader, every acknowledged write in it) or this
-        /// node's applied state.
+        /// Linearizable (every write acknowledged before the call in it) or
+        /// this node's applied state.
         consistency: ReadConsistency,
         /// Where the snapshot goes.
         respond: oneshot::Sender<Result<Snapshot, NodeError>>,

@@ -2,7 +2,7 @@
 //! GET/SET, keyspace, hashes, sets, lists, sorted sets): see
 //! `kvstore/src/redis/`. This module sends each one as a single
 //! state-machine command ([`Op::Redis`]): a read-only one as a
-//! linearizable read (served under the leader's lease), any other as this
+//! linearizable read (see [`Backend::call`](super::backend::Backend::call)), any other as this
 //! connection's next exactly-once write.
 //!
 //! What the endpoint adds before the command reaches the log: a random

@@ -103,7 +103,13 @@ pub async fn run_node(config: NodeConfig, shutdown: watch::Receiver<bool>) -> an
         client_addrs.clone(),
         tls.clone(),
     );
-    let seed = u64::from(config.id) ^ std::process::id() as u64;
+    // Differs at each start: the core numbers its read-index requests from
+    // it, so a late answer to a previous run's request matches none.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let seed = u64::from(config.id) ^ std::process::id() as u64 ^ started;
     let (handle, core) = spawn_core_with_sessions(
         CoreSetup {
             paxos: config.paxos_config(seed),

@@ -41,8 +41,7 @@ pub fn describe(envelope: &Envelope) -> String {
             ballot,
             request,
             index,
-            commit,
-        } => format!("ReadIndexReply b={ballot} request {request} index {index:?} commit {commit}"),
+        } => format!("ReadIndexReply b={ballot} request {request} index {index:?}"),
     };
     format!("{} -> {} {body}", envelope.from, envelope.to)
 }

@@ -236,7 +236,7 @@ pub struct CommandSpec {
     pub name: &'static str,
     /// Redis arity: `n` exactly n arguments (the name included), `-n` at least n.
     pub arity: i64,
-    /// Whether it only reads (so it is served outside the log, under the leader's lease).
+    /// Whether it only reads (so it is served outside the log, as a linearizable read).
     pub read_only: bool,
     /// Position of the first key argument (0 = none), as `COMMAND` reports it.
     pub first_key: i64,

@@ -243,6 +243,9 @@ pub struct Replica {
     /// Linearizable reads taken as a follower, waiting for the leader's
     /// read index and then for the commit index to reach it.
     follower_reads: FollowerReads,
+    /// The time of the latest input, as its `settle` saw it: when a
+    /// read-index request that `ready` sends counts as sent.
+    settled_at: Instant,
 }
 
 impl Replica {
@@ -266,6 +269,7 @@ impl Replica {
         config.validate()?;
         let mut rng = Rng::new(config.rng_seed);
         let election_deadline = now + random_election_timeout(&config, &mut rng);
+        let follower_reads = FollowerReads::new(rng.next_u64());
         check_durable_state(&durable, applied)?;
         let membership = if durable.membership.is_unknown() && !config.members.is_empty() {
             MembershipLog::new(Membership::founding(config.members.iter().map(|id| {
@@ -311,7 +315,8 @@ impl Replica {
             next_ready: 1,
             durable_ready: 0,
             last_promise_ready: 0,
-            follower_reads: FollowerReads::default(),
+            follower_reads,
+            settled_at: now,
             config,
         };
         while matches!(
@@ -502,10 +507,14 @@ impl Replica {
         match self.role {
             RoleState::Leader(_) if self.may_read_locally(now) => self.ready.reads.push(id),
             RoleState::Leader(_) => self.queue_read_index(ReadAsker::Local(id))?,
-            RoleState::Follower if self.leader_hint.is_some_and(|l| l != self.config.id) => self
-                .follower_reads
-                .queue(now, id, self.config.max_pending_reads)
-                .map_err(|QueueFull| Unavailable::Busy)?,
+            RoleState::Follower
+                if self.leader_hint.is_some_and(|l| l != self.config.id)
+                    && !self.membership.latest().is_retired(self.config.id) =>
+            {
+                self.follower_reads
+                    .queue(now, id, self.config.max_pending_reads)
+                    .map_err(|QueueFull| Unavailable::Busy)?
+            }
             _ => return Err(self.not_leader()),
         }
         self.settle(now);
@@ -516,7 +525,7 @@ impl Replica {
     /// Each `Ready` carries the next number ([`Ready::seq`]); the driver
     /// reports it durable with [`persisted`](Self::persisted).
     pub fn ready(&mut self) -> Ready {
-        self.ask_read_index();
+        self.ask_read_index(self.settled_at);
         let mut ready = std::mem::take(&mut self.ready);
         ready.seq = self.next_ready;
         self.next_ready += 1;
@@ -720,6 +729,7 @@ impl Replica {
 
     /// Handles messages to self and flushes batched accepts until quiet.
     fn settle(&mut self, now: Instant) {
+        self.settled_at = self.settled_at.max(now);
         loop {
             self.leader_flush(now);
             match self.loopback.pop_front() {
@@ -736,6 +746,13 @@ impl Replica {
         #[cfg(not(feature = "bug-injection"))]
         let released = self.follower_reads.release(self.commit);
         self.ready.reads.extend(released);
+        if self
+            .follower_reads
+            .must_ask_again(self.leader_hint, now, self.read_resend_after())
+        {
+            // Another node leads now, or the request or its answer was lost.
+            self.follower_reads.take_back_asked();
+        }
         self.check_invariants();
     }
 
@@ -784,8 +801,7 @@ impl Replica {
                 ballot,
                 request,
                 index,
-                commit,
-            } => self.on_read_index_reply(now, from, ballot, request, index, commit),
+            } => self.on_read_index_reply(now, from, ballot, request, index),
         }
     }
 
@@ -1101,22 +1117,29 @@ impl Replica {
         let RoleState::Leader(leader) = &mut self.role else {
             return;
         };
-        for (asker, read_index) in leader.release_reads(self.commit) {
-            self.answer_read_asker(asker, Some(read_index));
+        for asker in leader.release_reads(self.commit) {
+            self.answer_read_asker(asker, true);
         }
     }
 
-    /// Serves a released read (`Some(read_index)`) or fails it (`None`).
-    fn answer_read_asker(&mut self, asker: ReadAsker, read_index: Option<Slot>) {
-        match (asker, read_index) {
-            (ReadAsker::Local(id), Some(_)) => self.ready.reads.push(id),
-            (ReadAsker::Local(id), None) => self.ready.failed_reads.push(id),
-            (ReadAsker::Peer { node, request }, index) => {
+    /// Serves a released read (`granted`) or fails it. A follower's is
+    /// granted the commit index now, not the one its read arrived at: a new
+    /// leader releases reads only once everything it recovered in Phase 1
+    /// is chosen, and the slots recovered may hold writes acknowledged
+    /// before the read arrived.
+    fn answer_read_asker(&mut self, asker: ReadAsker, granted: bool) {
+        match (asker, granted) {
+            (ReadAsker::Local(id), true) => self.ready.reads.push(id),
+            (ReadAsker::Local(id), false) => self.ready.failed_reads.push(id),
+            (ReadAsker::Peer { node, request }, granted) => {
+                let (ballot, index) = match &self.role {
+                    RoleState::Leader(leader) if granted => (leader.ballot(), Some(self.commit)),
+                    _ => (self.promised, None),
+                };
                 let reply = Message::ReadIndexReply {
-                    ballot: self.promised,
+                    ballot,
                     request,
                     index,
-                    commit: self.commit,
                 };
                 self.send(node, reply);
             }
@@ -1132,9 +1155,9 @@ impl Replica {
             request,
         };
         if self.may_read_locally(now) {
-            self.answer_read_asker(asker, Some(self.commit));
+            self.answer_read_asker(asker, true);
         } else if self.queue_read_index(asker).is_err() {
-            self.answer_read_asker(asker, None);
+            self.answer_read_asker(asker, false);
         }
     }
 
@@ -1148,12 +1171,11 @@ impl Replica {
         ballot: Ballot,
         request: u64,
         index: Option<Slot>,
-        commit: Slot,
     ) {
         // A leader's state (its proposals above the commit index) moves
         // only with its own acknowledgments.
-        if index.is_some() && matches!(self.role, RoleState::Follower) {
-            self.learn_commit(now, ballot, commit);
+        if let (Some(index), RoleState::Follower) = (index, &self.role) {
+            self.learn_commit(now, ballot, index);
         }
         let refused = self.follower_reads.answer(from, request, index);
         self.ready.failed_reads.extend(refused);
@@ -1162,7 +1184,7 @@ impl Replica {
     /// Sends the leader one read-index request for the reads taken since
     /// the last one, if one may go now; fails them if no other node is
     /// known to lead.
-    fn ask_read_index(&mut self) {
+    fn ask_read_index(&mut self, now: Instant) {
         if !self.follower_reads.may_ask() {
             return;
         }
@@ -1170,7 +1192,7 @@ impl Replica {
             Some(leader)
                 if leader != self.config.id && matches!(self.role, RoleState::Follower) =>
             {
-                let request = self.follower_reads.ask(leader);
+                let request = self.follower_reads.ask(now, leader);
                 self.send(leader, Message::ReadIndex { request });
             }
             _ => {
@@ -1178,6 +1200,12 @@ impl Replica {
                 self.ready.failed_reads.extend(dropped);
             }
         }
+    }
+
+    /// How long a follower waits for the answer to a read-index request
+    /// before it asks again.
+    fn read_resend_after(&self) -> Duration {
+        self.config.heartbeat_interval * 4
     }
 
     /// Fails the follower reads not released within an election timeout.
@@ -1232,7 +1260,7 @@ impl Replica {
             queued_change,
         } = leader.abdicate();
         for asker in reads {
-            self.answer_read_asker(asker, None);
+            self.answer_read_asker(asker, false);
         }
         if let Some(change) = queued_change {
             tracing::warn!(node = %self.config.id, %change, "membership change dropped by a new phase 1");
@@ -1251,7 +1279,7 @@ impl Replica {
                 let Abdication { pending, reads, .. } = leader.abdicate();
                 self.ready.unproposed.extend(pending);
                 for asker in reads {
-                    self.answer_read_asker(asker, None);
+                    self.answer_read_asker(asker, false);
                 }
             }
             RoleState::Candidate(candidate) => {
