@@ -140,10 +140,7 @@ impl CatchUp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at_ms(ms: u64) -> Instant {
-        Instant::from_micros(ms * 1000)
-    }
+    use crate::time::at_ms;
 
     #[test]
     fn fetches_from_the_source_until_it_falls_silent_then_from_the_leader() {

@@ -232,10 +232,7 @@ impl FollowerReads {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(ms: u64) -> Instant {
-        Instant::from_micros(ms * 1_000)
-    }
+    use crate::time::at_ms as at;
 
     #[test]
     fn reads_wait_for_the_answer_then_for_the_commit_index() {

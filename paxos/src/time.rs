@@ -33,3 +33,9 @@ impl Add<Duration> for Instant {
         Instant(self.0.saturating_add(micros))
     }
 }
+
+/// `ms` milliseconds after the origin, for the unit tests.
+#[cfg(test)]
+pub(crate) fn at_ms(ms: u64) -> Instant {
+    Instant::from_micros(ms * 1_000)
+}
