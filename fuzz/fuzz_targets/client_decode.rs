@@ -13,10 +13,10 @@ use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 use synod_fuzz::generate;
-use synod_wire::limits::MAX_REQUEST_BYTES;
 use synod_kvstore::Request;
-use synod_wire::proto::api::{api_request::Call, ApiRequest, KvCall};
 use synod_net::ClientRequest;
+use synod_wire::limits::MAX_REQUEST_BYTES;
+use synod_wire::proto::api::{api_request::Call, ApiRequest, KvCall};
 
 /// Decodes one client frame's body as the client service does; returns the key-value request
 /// bytes if it carries a key-value call.

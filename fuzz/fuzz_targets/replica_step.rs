@@ -125,7 +125,9 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             }
             14 => {
                 let through = Slot(node.replica.commit_index().0 + 1 + count(u, 8) as u64);
-                if node.replica.install_snapshot(now, through) {
+                // A snapshot of this cluster carries its memberships.
+                let membership = node.replica.membership().clone();
+                if node.replica.install_snapshot(now, through, membership) {
                     node.applied = through;
                 }
             }
