@@ -64,8 +64,6 @@ pub(crate) struct FollowerReads {
     granted: Vec<Granted>,
     /// The number of the next request.
     next_request: u64,
-    /// Reads held in all three places.
-    held: usize,
 }
 
 impl FollowerReads {
@@ -77,19 +75,17 @@ impl FollowerReads {
             asked: None,
             granted: Vec::new(),
             next_request: first_request,
-            held: 0,
         }
     }
 
     /// Holds read `id`, arrived at `now`, for the next request; refused
     /// while `max` reads are held.
     pub(crate) fn queue(&mut self, now: Instant, id: ReadId, max: usize) -> Result<(), QueueFull> {
-        if self.held >= max {
+        if self.held() >= max {
             return Err(QueueFull);
         }
         self.unsent.push(id);
         self.unsent_since.get_or_insert(now);
-        self.held += 1;
         Ok(())
     }
 
@@ -117,7 +113,6 @@ impl FollowerReads {
     /// Gives up the reads waiting for a request (no leader to ask).
     pub(crate) fn drop_unsent(&mut self) -> Vec<ReadId> {
         self.unsent_since = None;
-        self.held -= self.unsent.len();
         std::mem::take(&mut self.unsent)
     }
 
@@ -175,10 +170,7 @@ impl FollowerReads {
                 });
                 Vec::new()
             }
-            None => {
-                self.held -= asked.reads.len();
-                asked.reads
-            }
+            None => asked.reads,
         }
     }
 
@@ -195,7 +187,6 @@ impl FollowerReads {
         let mut expired = self.take_granted(|g| late(g.since));
         if self.asked.as_ref().is_some_and(|a| late(a.since)) {
             let asked = self.asked.take().expect("checked above");
-            self.held -= asked.reads.len();
             expired.extend(asked.reads);
         }
         if self.unsent_since.is_some_and(late) {
@@ -204,9 +195,11 @@ impl FollowerReads {
         expired
     }
 
-    /// Reads held.
+    /// Reads held, in all three places.
     pub(crate) fn held(&self) -> usize {
-        self.held
+        let asked = self.asked.as_ref().map_or(0, |a| a.reads.len());
+        let granted: usize = self.granted.iter().map(|g| g.reads.len()).sum();
+        self.unsent.len() + asked + granted
     }
 
     /// True if a granted read's index is at or below `commit`.
@@ -224,7 +217,6 @@ impl FollowerReads {
                 true
             }
         });
-        self.held -= taken.len();
         taken
     }
 }

@@ -475,9 +475,8 @@ impl CoreTask {
             .membership()
             .governing(replica.commit_index().next());
         let leading = replica.is_leader();
-        let me = replica.id();
         // Another node leads (not this one running Phase 1 again).
-        let led_elsewhere = replica.status().leader.filter(|l| *l != me);
+        let led_elsewhere = replica.leader_elsewhere();
         for waiting in std::mem::take(&mut self.changes) {
             let (change, deadline) = (&waiting.change, waiting.deadline);
             // A leader that handed over (it removed itself) sees its change

@@ -386,10 +386,11 @@ impl Node {
             ReadConsistency::Serializable if self.replica.membership().latest().is_retired(me) => {
                 // A removed node's state falls behind for good: send the
                 // client to the cluster.
-                let leader = self.replica.status().leader.filter(|l| *l != me);
                 self.answers.push(Answer::Read {
                     id,
-                    answer: Err(NodeError::NotLeader { leader }),
+                    answer: Err(NodeError::NotLeader {
+                        leader: self.replica.leader_elsewhere(),
+                    }),
                 });
             }
             ReadConsistency::Serializable => {
@@ -428,8 +429,9 @@ impl Node {
     pub fn members(&self, now: Instant) -> Result<MembersView, NodeError> {
         let me = self.replica.id();
         if !self.replica.is_leader() {
-            let leader = self.replica.status().leader.filter(|l| *l != me);
-            return Err(NodeError::NotLeader { leader });
+            return Err(NodeError::NotLeader {
+                leader: self.replica.leader_elsewhere(),
+            });
         }
         let commit = self.replica.commit_index();
         let progress = self.replica.peer_commits();
@@ -812,17 +814,23 @@ impl Node {
             if self.duties.expiry.needs_log(op, response, now_ms) {
                 return self.read_through_log(now, id, op.clone());
             }
-            let at_follower = !self.replica.is_leader();
-            match at_follower.then(|| shows_a_ttl(reader, op, response)) {
-                // Whether its TTL ran out only the leader's clock says: the
-                // client asks the leader.
-                Some(Ok(true)) => {
-                    let me = self.replica.id();
-                    let leader = self.replica.status().leader.filter(|l| *l != me);
-                    answer = Err(NodeError::NotLeader { leader });
+            // Whether a TTL ran out only the leader's clock says: a follower
+            // sends such a read's client to the leader.
+            let shows_a_ttl_here = match (self.replica.is_leader(), reader) {
+                (true, _) => Ok(false),
+                (false, Ok(reader)) => {
+                    shows_a_ttl(reader, op, response).map_err(|e| NodeError::Storage(e.to_string()))
                 }
-                Some(Err(e)) => answer = Err(e),
-                Some(Ok(false)) | None => self.duties.expiry.fill_ttl(op, response, now_ms),
+                (false, Err(e)) => Err(e.clone()),
+            };
+            match shows_a_ttl_here {
+                Ok(false) => self.duties.expiry.fill_ttl(op, response, now_ms),
+                Ok(true) => {
+                    answer = Err(NodeError::NotLeader {
+                        leader: self.replica.leader_elsewhere(),
+                    })
+                }
+                Err(e) => answer = Err(e),
             }
         }
         self.answers.push(Answer::Read { id, answer });
@@ -1009,31 +1017,22 @@ fn known_membership(
 /// (or is a TTL read of one), from `reader`'s moment. A Redis-typed read
 /// (`EXISTS`, `HGET`, `LRANGE`, ...) counts as one whenever any key has a
 /// TTL: its keys are not told apart here.
-fn shows_a_ttl(
-    reader: &Result<Arc<Reader>, NodeError>,
-    op: &Op,
-    response: &Response,
-) -> Result<bool, NodeError> {
-    let reader = reader.as_ref().map_err(Clone::clone)?;
-    let has_ttl = |key: &[u8]| {
-        reader
-            .has_expiry(key)
-            .map_err(|e| NodeError::Storage(e.to_string()))
-    };
+fn shows_a_ttl(reader: &Reader, op: &Op, response: &Response) -> Result<bool, StorageError> {
     match (op, &response.outcome) {
-        (_, Some(Outcome::Get(get))) => get.kv.as_ref().map_or(Ok(false), |kv| has_ttl(&kv.key)),
+        (_, Some(Outcome::Get(get))) => match &get.kv {
+            Some(kv) => reader.has_expiry(&kv.key),
+            None => Ok(false),
+        },
         (_, Some(Outcome::Scan(scan))) => {
             for kv in &scan.kvs {
-                if has_ttl(&kv.key)? {
+                if reader.has_expiry(&kv.key)? {
                     return Ok(true);
                 }
             }
             Ok(false)
         }
         (Op::Ttl(_), Some(Outcome::Ttl(ttl))) => Ok(ttl.exists && ttl.expiry_revision != 0),
-        (Op::Redis(_), _) => reader
-            .has_any_expiry()
-            .map_err(|e| NodeError::Storage(e.to_string())),
+        (Op::Redis(_), _) => reader.has_any_expiry(),
         _ => Ok(false),
     }
 }

@@ -508,7 +508,7 @@ impl Replica {
             RoleState::Leader(_) if self.may_read_locally(now) => self.ready.reads.push(id),
             RoleState::Leader(_) => self.queue_read_index(ReadAsker::Local(id))?,
             RoleState::Follower
-                if self.leader_hint.is_some_and(|l| l != self.config.id)
+                if self.leader_elsewhere().is_some()
                     && !self.membership.latest().is_retired(self.config.id) =>
             {
                 self.follower_reads
@@ -629,9 +629,15 @@ impl Replica {
         }
     }
 
+    /// The node believed to lead, if it is another one: where to send a
+    /// client this node cannot serve.
+    pub fn leader_elsewhere(&self) -> Option<NodeId> {
+        self.leader_hint.filter(|l| *l != self.config.id)
+    }
+
     fn not_leader(&self) -> Unavailable {
         Unavailable::NotLeader {
-            leader: self.leader_hint.filter(|l| *l != self.config.id),
+            leader: self.leader_elsewhere(),
         }
     }
 
@@ -705,6 +711,16 @@ impl Replica {
         self.membership.entries().any(|(_, m)| m.is_voter(me))
     }
 
+    /// The follower reads granted an index through here may be served: the
+    /// commit index (the driver applies through it before serving them).
+    fn follower_reads_through(&self) -> Slot {
+        #[cfg(feature = "bug-injection")]
+        if self.config.bugs.follower_read_before_index {
+            return Slot::MAX;
+        }
+        self.commit
+    }
+
     /// The delay after which a chosen change governs.
     fn activation_delay(&self) -> u64 {
         #[cfg(feature = "bug-injection")]
@@ -737,14 +753,7 @@ impl Replica {
                 None => break,
             }
         }
-        #[cfg(feature = "bug-injection")]
-        let released = if self.config.bugs.follower_read_before_index {
-            self.follower_reads.release(Slot::MAX)
-        } else {
-            self.follower_reads.release(self.commit)
-        };
-        #[cfg(not(feature = "bug-injection"))]
-        let released = self.follower_reads.release(self.commit);
+        let released = self.follower_reads.release(self.follower_reads_through());
         self.ready.reads.extend(released);
         if self
             .follower_reads
