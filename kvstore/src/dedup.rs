@@ -10,11 +10,17 @@
 //!
 //! The table holds at most `max_clients` clients. Recording a client that is not remembered while
 //! the table is full first forgets the client whose last request was applied longest ago, i.e.
-//! the smallest (slot, position in batch) of `sm_dedup_age`. The order depends only on the log, so
+//! the smallest (slot, position in batch) of its record. The order depends only on the log, so
 //! every node forgets the same clients, and each eviction costs O(log n).
+//!
+//! That order, [`DedupAges`], is kept in memory and derived from `sm_dedup` when first needed.
+//! (It was once a table of its own, `sm_dedup_age`; keeping it in redb cost two B-tree writes
+//! per command, about as much as the record itself, and it holds nothing the records do not.)
 //!
 //! A request reads its client's record once: [`admit`] hands what [`remember`] needs (where
 //! the client's last request was applied) over in its [`Fresh`] admission.
+
+use std::collections::BTreeMap;
 
 use prost::Message;
 use redb::{ReadableTable, ReadableTableMetadata, Table};
@@ -98,11 +104,53 @@ pub(crate) struct AppliedAt {
     pub position: u64,
 }
 
+/// The eviction order of the exactly-once table: every remembered client by where its last
+/// request was applied, oldest first. A pure function of `sm_dedup` (each record says where),
+/// so every node holds the same one; [`remember`] keeps the two in step.
+#[derive(Debug, Default)]
+pub(crate) struct DedupAges {
+    clients: BTreeMap<AppliedAt, u64>,
+}
+
+impl DedupAges {
+    /// The order of the clients `dedup` remembers (reads every record).
+    ///
+    /// # Errors
+    /// A record that does not decode, or two clients applied at the same place.
+    pub(crate) fn load(
+        dedup: &impl ReadableTable<u64, &'static [u8]>,
+    ) -> Result<DedupAges, StorageError> {
+        let mut clients = BTreeMap::new();
+        for row in dedup.iter()? {
+            let (client, record) = row?;
+            let (client_id, record) = (client.value(), record.value());
+            let record: DedupRecord = decode_record("sm_dedup", record)?;
+            let at = AppliedAt {
+                slot: record.slot,
+                position: record.position,
+            };
+            if let Some(other) = clients.insert(at, client_id) {
+                return Err(StorageError::Corrupt {
+                    table: "sm_dedup",
+                    reason: format!("clients {other} and {client_id} both applied at {at:?}"),
+                });
+            }
+        }
+        Ok(DedupAges { clients })
+    }
+
+    /// The clients remembered, oldest first, with where each one's last request was applied.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (AppliedAt, u64)> + '_ {
+        self.clients.iter().map(|(at, client)| (*at, *client))
+    }
+}
+
 /// Record `response` as the answer to the `fresh` request (from [`admit`], with `sm_dedup`
 /// unchanged since), applied at `at`, forgetting the oldest clients first if the table is full.
+/// `ages` must be the order of `dedup` as it is ([`DedupAges::load`]); it is kept in step.
 pub(crate) fn remember(
     dedup: &mut Table<'_, u64, &'static [u8]>,
-    age: &mut Table<'_, (u64, u64), u64>,
+    ages: &mut DedupAges,
     max_clients: u64,
     fresh: Fresh,
     at: AppliedAt,
@@ -129,16 +177,26 @@ pub(crate) fn remember(
             }),
         "admitted against the table as it is"
     );
+    debug_assert_eq!(
+        ages.clients.len() as u64,
+        dedup.len()?,
+        "one age per remembered client"
+    );
     match previous {
         Some(previous) => {
-            age.remove((previous.slot, previous.position))?;
+            let aged = ages.clients.remove(&previous);
+            assert_eq!(
+                aged,
+                Some(client_id),
+                "a client's age is where it was applied"
+            );
         }
         None => {
             while dedup.len()? >= max_clients {
-                let Some(oldest) = age.pop_first()?.map(|(_, client)| client.value()) else {
+                let Some((_, oldest)) = ages.clients.pop_first() else {
                     return Err(StorageError::Corrupt {
-                        table: "sm_dedup_age",
-                        reason: "fewer entries than sm_dedup".to_string(),
+                        table: "sm_dedup",
+                        reason: "more clients than their eviction order holds".to_string(),
                     });
                 };
                 dedup.remove(oldest)?;
@@ -152,6 +210,7 @@ pub(crate) fn remember(
         response: Some(response.clone()),
     };
     dedup.insert(client_id, record.encode_to_vec().as_slice())?;
-    age.insert((at.slot, at.position), client_id)?;
+    let replaced = ages.clients.insert(at, client_id);
+    assert!(replaced.is_none(), "one request applied at {at:?}");
     Ok(())
 }

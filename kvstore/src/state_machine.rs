@@ -10,7 +10,7 @@ use synod_paxos::MembershipLog;
 use crate::bugs::Active;
 use crate::coord::tables::{create_tables, CoordTables, KEY_EXPIRY, MEMBERSHIP};
 use crate::coord::{lock, session};
-use crate::dedup::{self, Admission, AppliedAt};
+use crate::dedup::{self, Admission, AppliedAt, DedupAges};
 use crate::effects::SlotEffects;
 use crate::error::{ExecError, StorageError};
 use crate::exec;
@@ -21,7 +21,7 @@ use crate::membership::{self, decode_membership_command};
 use crate::snapshot::{
     read_entries, reset_staging, Snapshot, SnapshotChunk, SnapshotError, SnapshotInstaller,
 };
-use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
+use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, KV, META, OLD_DEDUP_AGE, REVISION};
 use crate::watch::{History, Undo, WatchBatch, WatchError};
 use crate::EventFilter;
 use crate::{DelayedLock, SessionInfo};
@@ -132,6 +132,10 @@ pub struct StateMachine {
     /// a lock because storing it is a write that `&self` reads of the whole state
     /// ([`snapshot`](StateMachine::snapshot), [`state_hash`](StateMachine::state_hash)) do first.
     history: Mutex<History>,
+    /// The exactly-once table's eviction order, derived from `sm_dedup` at the first apply
+    /// after the table changed other than by an apply (open, snapshot install) or an apply
+    /// failed (its changes to the order went with its transaction); `None` until then.
+    dedup_ages: Option<DedupAges>,
     /// The reader of the state as last committed, until the state changes (see
     /// [`reader`](StateMachine::reader)).
     kept_reader: Mutex<Option<Arc<Reader>>>,
@@ -203,7 +207,8 @@ impl StateMachine {
         let (applied_index, revision) = {
             txn.open_table(KV)?;
             txn.open_table(DEDUP)?;
-            txn.open_table(DEDUP_AGE)?;
+            // Its rows are derived from sm_dedup now (see `DedupAges`).
+            txn.delete_table(OLD_DEDUP_AGE)?;
             create_tables(&txn)?;
             reset_staging(&txn)?;
             let meta = txn.open_table(META)?;
@@ -218,6 +223,7 @@ impl StateMachine {
             applied_index,
             revision,
             history,
+            dedup_ages: None,
             kept_reader: Mutex::new(None),
         })
     }
@@ -404,17 +410,20 @@ impl StateMachine {
         slots: impl IntoIterator<Item = (u64, &'a [Vec<u8>])>,
     ) -> Result<Vec<AppliedSlot>, StorageError> {
         self.drop_kept_reader();
+        // Taken out while the transaction runs: put back only if it commits.
+        let mut ages = self.dedup_ages.take();
         let (applied, applied_index, revision) = {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(Durability::None)?;
             let mut history = self.history()?;
             let mut undo = history.begin();
-            let result = self.apply_in_transaction(txn, slots, &mut history, &mut undo);
+            let result = self.apply_in_transaction(txn, slots, &mut history, &mut undo, &mut ages);
             if result.is_err() {
                 history.roll_back(undo);
             }
             result?
         };
+        self.dedup_ages = ages;
         assert!(revision >= self.revision, "the revision never goes down");
         self.applied_index = applied_index;
         self.revision = revision;
@@ -423,13 +432,15 @@ impl StateMachine {
 
     /// [`apply_slots`](StateMachine::apply_slots)'s transaction `txn`: returns what it applied
     /// and the applied index and revision after it. Records the slots' watch events in
-    /// `history` (to undo with `undo` if this fails).
+    /// `history` (to undo with `undo` if this fails) and keeps `ages` in step with `sm_dedup`
+    /// (deriving it first if `None`; to drop if this fails).
     fn apply_in_transaction<'a>(
         &self,
         txn: WriteTransaction,
         slots: impl IntoIterator<Item = (u64, &'a [Vec<u8>])>,
         history: &mut History,
         undo: &mut Undo,
+        ages: &mut Option<DedupAges>,
     ) -> Result<(Vec<AppliedSlot>, u64, u64), StorageError> {
         let mut revision = self.revision;
         let mut applied_index = self.applied_index;
@@ -438,7 +449,10 @@ impl StateMachine {
         {
             let mut kv = txn.open_table(KV)?;
             let mut dedup = txn.open_table(DEDUP)?;
-            let mut age = txn.open_table(DEDUP_AGE)?;
+            if ages.is_none() {
+                *ages = Some(DedupAges::load(&dedup)?);
+            }
+            let ages = ages.as_mut().expect("derived above");
             let mut coord = CoordTables::open(&txn)?;
             let mut meta = txn.open_table(META)?;
             for (slot, commands) in slots {
@@ -456,7 +470,7 @@ impl StateMachine {
                 let mut tables = WriteTables {
                     kv: &mut kv,
                     dedup: &mut dedup,
-                    age: &mut age,
+                    ages,
                     coord: &mut coord,
                     effects: &mut effects,
                     max_clients: self.options.max_dedup_clients,
@@ -612,6 +626,7 @@ impl StateMachine {
         tracing::info!(applied_index, revision, "snapshot installed");
         self.applied_index = applied_index;
         self.revision = revision;
+        self.dedup_ages = None;
         let history = History::load(&self.db, revision).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot read the installed watch history");
             History::compacted_through(revision)
@@ -671,7 +686,7 @@ pub struct AppliedSlot {
 struct WriteTables<'t, 'txn> {
     kv: &'t mut Table<'txn, &'static [u8], &'static [u8]>,
     dedup: &'t mut Table<'txn, u64, &'static [u8]>,
-    age: &'t mut Table<'txn, (u64, u64), u64>,
+    ages: &'t mut DedupAges,
     coord: &'t mut CoordTables<'txn>,
     effects: &'t mut SlotEffects,
     max_clients: u64,
@@ -726,7 +741,14 @@ impl WriteTables<'_, '_> {
             Err(ExecError::Storage(e)) => return Err(e),
         };
         if let Some(fresh) = fresh {
-            dedup::remember(self.dedup, self.age, self.max_clients, fresh, at, &response)?;
+            dedup::remember(
+                self.dedup,
+                self.ages,
+                self.max_clients,
+                fresh,
+                at,
+                &response,
+            )?;
         }
         Ok(response)
     }

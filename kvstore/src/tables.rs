@@ -5,7 +5,10 @@
 //! | `sm_kv` | user key | [`KvRecord`] (prost): value, create/mod revision, version, session |
 //! | `sm_meta` | `"applied_index"`, `"revision"` | `u64` |
 //! | `sm_dedup` | client id | [`DedupRecord`] (prost): last seq, where it was applied, response |
-//! | `sm_dedup_age` | (slot, position in batch) of a client's last request | client id |
+//!
+//! The dedup table's eviction order is derived from its records and kept in memory
+//! ([`DedupAges`](crate::dedup::DedupAges)); the table that once held it, `sm_dedup_age`, is
+//! dropped when a state machine opens.
 //!
 //! Names start with `sm_` so the tables can share one database with the acceptor's. The
 //! coordination tables (sessions, locks, elections, watch history) are in
@@ -23,9 +26,11 @@ pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_kv
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("sm_meta");
 /// Client id to its [`DedupRecord`].
 pub(crate) const DEDUP: TableDefinition<u64, &[u8]> = TableDefinition::new("sm_dedup");
-/// (slot, position) of each remembered client's last request to the client id: the eviction
-/// order of the dedup table, oldest first.
-pub(crate) const DEDUP_AGE: TableDefinition<(u64, u64), u64> = TableDefinition::new("sm_dedup_age");
+/// The dedup table's eviction order as earlier versions stored it: (slot, position) of each
+/// remembered client's last request to the client id. Dropped at open; a snapshot still streams
+/// these rows (derived from `sm_dedup`), so nodes of either version install each other's.
+pub(crate) const OLD_DEDUP_AGE: TableDefinition<(u64, u64), u64> =
+    TableDefinition::new("sm_dedup_age");
 
 /// `META` key of the last applied slot.
 pub(crate) const APPLIED_INDEX: &str = "applied_index";

@@ -187,3 +187,141 @@ fn the_table_holds_exactly_the_limit_of_clients() {
     let r = h.client(70, 2, incr(b"n", 1));
     assert_eq!(error_code(&r), ErrorCode::UnknownClient);
 }
+
+// The update fills `bugs` when a workspace test build enables `bug-injection`.
+#[allow(clippy::needless_update)]
+fn small_options(max_dedup_clients: u64) -> Options {
+    Options {
+        max_dedup_clients,
+        ..Default::default()
+    }
+}
+
+/// Clients 1, 3, 2, then 1 again: the oldest remembered is client 3 (slot 2, position 0), then
+/// client 2 (slot 2, position 1), then client 1 (slot 3).
+fn three_clients_applied(h: &mut Harness) {
+    h.client(1, 1, incr(b"n", 1));
+    h.apply(&[
+        Request::from_client(3, 1, incr(b"n", 1)),
+        Request::from_client(2, 1, incr(b"n", 1)),
+    ]);
+    h.client(1, 2, incr(b"n", 1));
+}
+
+/// In a full table of three, a new client forgets client 3, then client 2, in that order.
+fn forgets_client_3_then_2(h: &mut Harness) {
+    h.client(4, 1, incr(b"n", 1));
+    assert_eq!(
+        error_code(&h.client(3, 2, incr(b"n", 1))),
+        ErrorCode::UnknownClient,
+        "the client applied longest ago is forgotten first"
+    );
+    assert!(!h.client(2, 1, incr(b"n", 1)).is_error(), "client 2 kept");
+    h.client(5, 1, incr(b"n", 1));
+    assert_eq!(
+        error_code(&h.client(2, 2, incr(b"n", 1))),
+        ErrorCode::UnknownClient,
+        "then the next oldest"
+    );
+    assert_eq!(h.client(1, 2, incr(b"n", 1)).revision, 4, "client 1 kept");
+}
+
+#[test]
+fn the_eviction_order_is_the_same_after_a_restart() {
+    let path = TempPath::new("dedup-order-restart");
+    let mut h = Harness::with(StateMachine::open_with(&path.0, small_options(3)).unwrap());
+    three_clients_applied(&mut h);
+    drop(h);
+    let mut h = Harness::with(StateMachine::open_with(&path.0, small_options(3)).unwrap());
+    forgets_client_3_then_2(&mut h);
+}
+
+#[test]
+fn an_installed_snapshot_brings_its_eviction_order() {
+    let mut source = small(3);
+    three_clients_applied(&mut source);
+    let mut installed = small(3);
+    // The installing node had clients of its own, in another order: all replaced.
+    installed.client(9, 1, incr(b"n", 1));
+    let chunks = source.sm.snapshot().unwrap().collect::<Result<Vec<_>, _>>();
+    installed.sm.install_snapshot(chunks.unwrap()).unwrap();
+    assert_eq!(
+        installed.sm.state_hash().unwrap(),
+        source.sm.state_hash().unwrap()
+    );
+    forgets_client_3_then_2(&mut installed);
+}
+
+#[test]
+fn a_database_with_the_old_eviction_table_opens_without_it() {
+    use redb::TableDefinition;
+    const OLD: TableDefinition<(u64, u64), u64> = TableDefinition::new("sm_dedup_age");
+    let path = TempPath::new("dedup-old-table");
+    let mut h = Harness::with(StateMachine::open_with(&path.0, small_options(3)).unwrap());
+    three_clients_applied(&mut h);
+    let hash = h.sm.state_hash().unwrap();
+    drop(h);
+    {
+        // The table as an earlier version kept it beside the records.
+        let db = redb::Database::create(&path.0).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut old = txn.open_table(OLD).unwrap();
+            old.insert((2, 0), 3).unwrap();
+            old.insert((2, 1), 2).unwrap();
+            old.insert((3, 0), 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let mut h = Harness::with(StateMachine::open_with(&path.0, small_options(3)).unwrap());
+    assert_eq!(h.sm.state_hash().unwrap(), hash, "the same state");
+    forgets_client_3_then_2(&mut h);
+    drop(h);
+    let db = redb::Database::create(&path.0).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    assert!(
+        matches!(
+            txn.open_table(OLD),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ),
+        "the old table is gone"
+    );
+}
+
+#[test]
+fn a_failed_apply_leaves_the_eviction_order_as_committed() {
+    use redb::TableDefinition;
+    const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_kv");
+    let write_kv = |db: &redb::Database, value: &[u8]| {
+        let txn = db.begin_write().unwrap();
+        txn.open_table(KV)
+            .unwrap()
+            .insert(&b"k"[..], value)
+            .unwrap();
+        txn.commit().unwrap();
+    };
+    let path = TempPath::new("dedup-order-failed-apply");
+    let db = std::sync::Arc::new(redb::Database::create(&path.0).unwrap());
+    let sm = StateMachine::from_database(db.clone(), small_options(3)).unwrap();
+    let mut h = Harness::with(sm);
+    three_clients_applied(&mut h);
+    // A record that does not decode: the batch that writes it fails whole, client 6's request
+    // with it.
+    write_kv(&db, &[0xff; 4]);
+    let slot = h.sm.applied_index() + 1;
+    let batch: Vec<Vec<u8>> = [
+        Request::from_client(6, 1, incr(b"n", 1)),
+        Request::from_client(7, 1, put(b"k", b"v")),
+    ]
+    .iter()
+    .map(prost::Message::encode_to_vec)
+    .collect();
+    assert!(h.sm.apply_slots([(slot, batch.as_slice())]).is_err());
+    write_kv(&db, &[]);
+    // Client 6 was never remembered: the order is still 3, 2, 1.
+    forgets_client_3_then_2(&mut h);
+    assert!(
+        !h.client(6, 1, incr(b"n", 1)).is_error(),
+        "client 6 starts afresh"
+    );
+}

@@ -27,8 +27,7 @@ use crate::coord::tables::{coord_table_index, delete_staged, swap_in_staged, COO
 use crate::error::StorageError;
 use crate::fnv::Fnv;
 use crate::tables::{
-    decode_record, get_meta, DedupRecord, KvRecord, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META,
-    REVISION,
+    decode_record, get_meta, DedupRecord, KvRecord, APPLIED_INDEX, DEDUP, KV, META, REVISION,
 };
 use synod_wire::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
@@ -567,15 +566,14 @@ impl SnapshotInstaller {
         txn.open_table(STAGE_META)?;
         txn.open_table(STAGE_KV)?;
         txn.open_table(STAGE_DEDUP)?;
-        txn.open_table(STAGE_DEDUP_AGE)?;
         txn.delete_table(META)?;
         txn.rename_table(STAGE_META, META)?;
         txn.delete_table(KV)?;
         txn.rename_table(STAGE_KV, KV)?;
         txn.delete_table(DEDUP)?;
         txn.rename_table(STAGE_DEDUP, DEDUP)?;
-        txn.delete_table(DEDUP_AGE)?;
-        txn.rename_table(STAGE_DEDUP_AGE, DEDUP_AGE)?;
+        // Checked against the records above, and derived from them from now on.
+        txn.delete_table(STAGE_DEDUP_AGE)?;
         swap_in_staged(&txn)?;
         reset_staging(&txn)?;
         txn.commit()?;

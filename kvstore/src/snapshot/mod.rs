@@ -28,7 +28,8 @@
 //! }
 //! // The entry stream: SnapshotEntry messages, each prefixed with its length as a varint
 //! // (protobuf's length-delimited framing), table by table in this order, each table in its
-//! // key order: sm_meta, sm_kv, sm_dedup, sm_dedup_age, then the coordination tables
+//! // key order: sm_meta, sm_kv, sm_dedup, sm_dedup_age (rows derived from sm_dedup's records,
+//! // by (slot, position)), then the coordination tables
 //! // sm_elections, sm_key_expiry, sm_locks, sm_membership, sm_redis_elements, sm_session_owned, sm_sessions, sm_watch_events.
 //! message SnapshotEntry { oneof entry { MetaEntry meta = 1; KvEntry kv = 2;
 //!                                       DedupEntry dedup = 3; DedupAgeEntry dedup_age = 4;
@@ -52,9 +53,10 @@ use prost::Message;
 use redb::{Database, ReadableDatabase, TableHandle};
 
 use crate::coord::tables::COORD_TABLES;
+use crate::dedup::DedupAges;
 use crate::error::StorageError;
 use crate::fnv::Fnv;
-use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, DEDUP_AGE, KV, META, REVISION};
+use crate::tables::{get_meta, APPLIED_INDEX, DEDUP, KV, META, REVISION};
 use synod_wire::limits::{MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES};
 
 mod install;
@@ -169,7 +171,8 @@ pub(crate) struct DedupEntry {
     pub record: Vec<u8>,
 }
 
-/// A row of `sm_dedup_age`.
+/// A client's place in the dedup table's eviction order: a row of the table that once held it,
+/// `sm_dedup_age`, now derived from `sm_dedup` (see [`DedupAges`]).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct DedupAgeEntry {
     #[prost(uint64, tag = "1")]
@@ -280,25 +283,24 @@ pub(crate) fn read_entries(db: &Database) -> Result<(Entries, u64, u64), Storage
             record: v.value().to_vec(),
         }))
     });
-    let dedup = txn.open_table(DEDUP)?.range::<u64>(..)?.map(|row| {
+    let dedup_table = txn.open_table(DEDUP)?;
+    // The eviction order, derived from the records (it is no table any more), streamed as the
+    // rows of the table it once was.
+    let age: Vec<_> = DedupAges::load(&dedup_table)?.iter().collect();
+    let dedup = dedup_table.range::<u64>(..)?.map(|row| {
         let (k, v) = row?;
         Ok(Entry::Dedup(DedupEntry {
             client_id: k.value(),
             record: v.value().to_vec(),
         }))
     });
-    let age = txn
-        .open_table(DEDUP_AGE)?
-        .range::<(u64, u64)>(..)?
-        .map(|row| {
-            let (k, v) = row?;
-            let (slot, position) = k.value();
-            Ok(Entry::DedupAge(DedupAgeEntry {
-                slot,
-                position,
-                client_id: v.value(),
-            }))
-        });
+    let age = age.into_iter().map(|(at, client_id)| {
+        Ok(Entry::DedupAge(DedupAgeEntry {
+            slot: at.slot,
+            position: at.position,
+            client_id,
+        }))
+    });
     let mut entries: Entries = Box::new(meta.chain(kv).chain(dedup).chain(age));
     for table in COORD_TABLES {
         let name = table.live.name().to_string();
@@ -528,11 +530,11 @@ mod tests {
 
     use super::SNAPSHOT_TABLES;
     use crate::coord::tables::COORD_TABLES;
-    use crate::tables::{DEDUP, DEDUP_AGE, KV, META};
+    use crate::tables::{DEDUP, KV, META, OLD_DEDUP_AGE};
 
     #[test]
     fn the_stream_names_the_state_machine_tables_in_stream_order() {
-        let mut names = vec![META.name(), KV.name(), DEDUP.name(), DEDUP_AGE.name()];
+        let mut names = vec![META.name(), KV.name(), DEDUP.name(), OLD_DEDUP_AGE.name()];
         names.extend(COORD_TABLES.iter().map(|t| t.live.name()));
         assert_eq!(names, SNAPSHOT_TABLES);
     }
