@@ -136,9 +136,10 @@ fn a_promise_too_large_for_one_message_comes_in_chunks_and_the_leader_recovers_e
 #[test]
 fn proposals_beyond_the_pending_byte_bound_are_refused_busy() {
     let mut nodes = cluster_led_by_node_1(3);
-    let max_pending = Config::new(NodeId(1), members(3)).max_pending_bytes;
-    // Fill the pipeline window (8 slots), then the queue.
-    for i in 0..8 {
+    let config = Config::new(NodeId(1), members(3));
+    let max_pending = config.max_pending_bytes;
+    // Fill the pipeline window, then the queue.
+    for i in 0..config.max_inflight_slots as u8 {
         nodes[0].propose(at_ms(2), big(i, MIB)).unwrap();
     }
     let mut taken = 0;

@@ -209,10 +209,11 @@ fn a_follower_whose_catch_up_source_died_fetches_from_the_leader() {
 #[test]
 fn a_prepare_from_a_node_behind_the_compaction_point_is_refused_without_a_promise() {
     let mut nodes = cluster_led_by_node_1(3);
+    // Each value chosen before the next is proposed: a slot each.
     for i in 0..5u8 {
         nodes[0].propose(at_ms(2), vec![i]).unwrap();
+        deliver_where(&mut nodes, at_ms(2), not_to_or_from(3));
     }
-    deliver_where(&mut nodes, at_ms(2), not_to_or_from(3));
     for ms in (50..=200).step_by(50) {
         nodes[0].tick(at_ms(ms));
         deliver_where(&mut nodes, at_ms(ms), not_to_or_from(3));

@@ -10,8 +10,11 @@ fn at_ms(ms: u64) -> Instant {
 
 fn replica(id: u32) -> Replica {
     let members = (1..=3).map(NodeId).collect();
+    let mut config = Config::new(NodeId(id), members);
+    // A slot for every proposal these tests make: the window is not what they test.
+    config.max_inflight_slots = 8;
     Replica::new(
-        Config::new(NodeId(id), members),
+        config,
         DurableState::default(),
         Slot(0),
         at_ms(0),
