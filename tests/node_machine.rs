@@ -385,3 +385,57 @@ fn replies_wait_for_the_log_and_a_round_without_records_waits_behind_one_with() 
     node.finish_round(at_ms(13)).unwrap();
     assert_eq!(node.rounds_waiting(), 0);
 }
+
+/// The leader's Accept of `slot` (one put of `key`), committing through `commit`.
+fn accept(slot: u64, key: &str, commit: u64) -> Envelope {
+    Envelope {
+        from: NodeId(1),
+        to: NodeId(2),
+        message: Message::Accept {
+            ballot: Ballot::new(1, NodeId(1)),
+            entries: vec![(Slot(slot), Value::Commands(vec![put(key, 10)]))],
+            commit: Slot(commit),
+        },
+    }
+}
+
+/// One round at `now`, its records taken as durable at once.
+fn round(node: &mut Node, now: Instant) -> synod::node::RoundOutput {
+    let round = node.begin_round(now).unwrap();
+    let output = node.finish_round(now).unwrap();
+    node.log_durable(now, round.seq);
+    output
+}
+
+#[test]
+fn a_follower_applies_committed_slots_together_a_few_milliseconds_later() {
+    let mut node = follower();
+    node.step(at_ms(10), accept(1, "k1", 0));
+    round(&mut node, at_ms(10));
+    node.step(at_ms(11), accept(2, "k2", 1));
+    round(&mut node, at_ms(11));
+    assert_eq!(node.replica().commit_index(), Slot(1));
+    assert_eq!(applied(&node), 0, "slot 1 waits for company");
+    node.step(at_ms(12), accept(3, "k3", 2));
+    let output = round(&mut node, at_ms(12));
+    assert!(output.applied.is_empty());
+    assert_eq!(applied(&node), 0);
+    // 4 ms after slot 1 was committed here, a round (a tick's, say) applies
+    // both slots in one transaction.
+    let output = round(&mut node, at_ms(15));
+    let slots: Vec<Slot> = output.applied.iter().map(|a| a.slot).collect();
+    assert_eq!(slots, vec![Slot(1), Slot(2)]);
+    assert_eq!(applied(&node), 2);
+}
+
+#[test]
+fn a_follower_applies_what_it_gathered_before_it_stops() {
+    let mut node = follower();
+    node.step(at_ms(10), accept(1, "k1", 0));
+    round(&mut node, at_ms(10));
+    node.step(at_ms(11), accept(2, "k2", 1));
+    round(&mut node, at_ms(11));
+    assert_eq!(applied(&node), 0);
+    node.flush(at_ms(11)).unwrap();
+    assert_eq!(applied(&node), 1);
+}

@@ -13,13 +13,7 @@ fn replica(id: u32) -> Replica {
     let mut config = Config::new(NodeId(id), members);
     // A slot for every proposal these tests make: the window is not what they test.
     config.max_inflight_slots = 8;
-    Replica::new(
-        config,
-        DurableState::default(),
-        Slot(0),
-        at_ms(0),
-    )
-    .unwrap()
+    Replica::new(config, DurableState::default(), Slot(0), at_ms(0)).unwrap()
 }
 
 /// Node 1 campaigns and nodes 2 and 3 promise; returns node 1 and their

@@ -254,7 +254,7 @@ impl CoreTask {
             self.on_durable(report)?;
         }
         self.log.stop();
-        self.node.flush()?;
+        self.node.flush(self.now())?;
         let waiting: Vec<WriteReply> = self.writes.drain().flat_map(|(_, r)| r).collect();
         for waiting in waiting {
             let _ = waiting.reply.send(Err(NodeError::ShuttingDown));

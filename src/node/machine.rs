@@ -19,7 +19,8 @@
 //! 3. Send [`Round::send`] and hand [`Round::persist`] (if any) to the log,
 //!    which makes rounds durable in order (one fsync may cover several).
 //! 4. [`finish_round`](Node::finish_round), at once: applies the committed
-//!    slots (chosen values rely on no record of this node), serves released
+//!    slots (chosen values rely on no record of this node; a follower lets
+//!    them gather for a few milliseconds, see `deferred_apply`), serves released
 //!    reads, compacts when due, and returns the [`Answer`]s for clients,
 //!    the applied slots (for watchers and the simulator's oracles) and the
 //!    snapshots to stream. While [`has_output`](Node::has_output), run
@@ -54,6 +55,7 @@ use synod_paxos::{
     Value,
 };
 
+use super::deferred_apply::DeferredApply;
 use super::expiry_timer::ExpiryTimer;
 use super::leader_duties::LeaderDuties;
 use super::leadership::{LeadershipChange, LeadershipWatch};
@@ -253,6 +255,8 @@ pub struct Node {
     durable_at_once: Option<ReadySeq>,
     /// Rounds not yet durable, oldest first.
     waiting_rounds: VecDeque<WaitingRound>,
+    /// Committed slots a follower has not applied yet.
+    deferred: DeferredApply,
 }
 
 impl Node {
@@ -292,6 +296,7 @@ impl Node {
             round: None,
             durable_at_once: None,
             waiting_rounds: VecDeque::new(),
+            deferred: DeferredApply::default(),
         })
     }
 
@@ -574,7 +579,9 @@ impl Node {
     }
 
     /// Finishes the round, without waiting for its records: applies the
-    /// committed slots, serves the reads the core released, answers what
+    /// committed slots (a follower that serves nothing this round may keep
+    /// them for a later round, see `deferred_apply`; the driver's ticks run
+    /// that round when nothing else does), serves the reads the core released, answers what
     /// leadership changes left waiting, compacts when due; and, for a round
     /// durable at once, counts this node's own acceptor for it (then
     /// [`has_output`](Node::has_output) may say another round is due).
@@ -582,12 +589,22 @@ impl Node {
     /// # Panics
     /// If no round was begun.
     pub fn finish_round(&mut self, now: Instant) -> Result<RoundOutput, NodeFailure> {
-        let ready = self.round.take().expect("finish_round without begin_round");
+        let mut ready = self.round.take().expect("finish_round without begin_round");
         let durable_at_once = self.durable_at_once.take();
-        let mut output = RoundOutput {
-            applied: self.apply(now, ready.committed)?,
-            ..RoundOutput::default()
-        };
+        self.deferred
+            .gather(now, std::mem::take(&mut ready.committed));
+        // A follower's slots may wait to share a transaction (see
+        // `deferred_apply`), unless what this round serves must see them.
+        let following = !self.replica.is_leader() && self.replica.leader_elsewhere().is_some();
+        let apply_now = !following
+            || !ready.reads.is_empty()
+            || !ready.snapshots_to_send.is_empty()
+            || self.deferred.is_due(now);
+        let mut output = RoundOutput::default();
+        if apply_now {
+            let slots = self.deferred.take();
+            output.applied = self.apply(now, slots)?;
+        }
         // One read transaction serves every read the round released.
         let mut reader = None;
         for id in ready.reads {
@@ -641,8 +658,17 @@ impl Node {
         Ok(output)
     }
 
-    /// Makes every applied slot durable, before the node stops.
-    pub fn flush(&mut self) -> Result<(), NodeFailure> {
+    /// Applies every committed slot and makes the state durable, before the
+    /// node stops.
+    pub fn flush(&mut self, now: Instant) -> Result<(), NodeFailure> {
+        self.assert_between_rounds();
+        let slots = self.deferred.take();
+        self.apply(now, slots)?;
+        self.flush_state_machine()
+    }
+
+    /// Makes every applied slot durable.
+    fn flush_state_machine(&mut self) -> Result<(), NodeFailure> {
         self.state_machine.flush()?;
         self.flushed_through = self.state_machine.applied_index();
         Ok(())
@@ -937,7 +963,7 @@ impl Node {
         if !due_by_slots && !due_by_bytes && !flush_due {
             return Ok(());
         }
-        self.flush()?;
+        self.flush_state_machine()?;
         if due_by_slots {
             self.replica.compact(Slot(applied - policy.keep_slots));
         } else if due_by_bytes {

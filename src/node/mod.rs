@@ -26,6 +26,7 @@
 //! ([`NodeHandle::watch`]).
 
 mod core_task;
+mod deferred_apply;
 mod expiry_timer;
 mod leader_duties;
 mod leadership;
