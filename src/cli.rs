@@ -193,6 +193,7 @@ impl StartFlags {
                 sessions: Sessions::default(),
                 exactly_once: ExactlyOnce::default(),
                 redis: RedisConnections::default(),
+                worker_threads: None,
                 join: false,
             },
         };

@@ -54,6 +54,13 @@ pub struct NodeConfig {
     /// Redis-protocol connection limits.
     #[serde(default)]
     pub redis: RedisConnections,
+    /// Threads of the node's async runtime, from 1 to
+    /// [`MAX_WORKER_THREADS`]; by default one per core. Nodes that share a
+    /// machine do better with a share of its cores each (`synod dev` gives
+    /// each of its nodes the cores divided by the nodes, at least one):
+    /// fewer threads than cores keeps a request's tasks on one thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
     /// True for a node that joins a running cluster (`synod start --join`):
     /// `peers` are only members to reach; it starts empty, waits until a
     /// member adds it (`synod member add`), then catches up by snapshot. A
@@ -152,6 +159,9 @@ pub struct ExactlyOnce {
     /// oldest is forgotten first; its next write moves it to a new id.
     pub clients: u64,
 }
+
+/// Most threads a node's async runtime may be set to run.
+pub const MAX_WORKER_THREADS: usize = 1_024;
 
 /// Most clients the exactly-once table may be set to remember.
 pub const MAX_EXACTLY_ONCE_CLIENTS: u64 = 10_000_000;
@@ -376,6 +386,13 @@ impl NodeConfig {
         self.sessions.validate()?;
         self.exactly_once.validate()?;
         self.redis.validate()?;
+        if let Some(threads) = self.worker_threads {
+            if !(1..=MAX_WORKER_THREADS).contains(&threads) {
+                return invalid(format!(
+                    "worker_threads is {threads}; it must be from 1 to {MAX_WORKER_THREADS}"
+                ));
+            }
+        }
         let deadline = self.timing.redis_deadline_ms;
         if !(MIN_REDIS_DEADLINE_MS..=MAX_REDIS_DEADLINE_MS).contains(&deadline) {
             return Err(ConfigError::Invalid(format!(
@@ -456,6 +473,7 @@ mod tests {
             sessions: Sessions::default(),
             exactly_once: ExactlyOnce::default(),
             redis: RedisConnections::default(),
+            worker_threads: None,
             join: false,
         }
     }
@@ -464,6 +482,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("synod-config-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn worker_threads_out_of_bounds_are_refused() {
+        let dir = temp_dir("workers");
+        let mut config = sample(&dir);
+        for threads in [0, MAX_WORKER_THREADS + 1] {
+            config.worker_threads = Some(threads);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("worker_threads is"), "{err}");
+        }
+        config.worker_threads = Some(1);
+        config.validate().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

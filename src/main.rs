@@ -130,7 +130,14 @@ fn main() -> anyhow::Result<()> {
         Command::Start(flags) => {
             let config = flags.into_config()?;
             logging::init(cli.log_format, Some(config.id));
-            runtime.block_on(async {
+            drop(runtime);
+            let mut node_runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = config.worker_threads {
+                // Out of bounds, the node refuses its configuration at
+                // start (with the reason); until then, stay in them.
+                node_runtime.worker_threads(threads.clamp(1, synod::config::MAX_WORKER_THREADS));
+            }
+            node_runtime.enable_all().build()?.block_on(async {
                 let shutdown = shutdown_on_signal()?;
                 synod::server::run_node(config, shutdown).await
             })

@@ -2,9 +2,8 @@
 //! transactions.
 //!
 //! Every apply is one redb transaction, and a transaction costs more than
-//! the small commands in it (`cargo bench --bench apply`: about 50 µs for a
-//! one-command transaction, 16 µs per command at 8 per transaction and 8
-//! µs at 64). A leader applies what each round commits at once: its clients
+//! the small commands in it (see `cargo bench -p synod-kvstore --bench
+//! apply_set`). A leader applies what each round commits at once: its clients
 //! wait for the answers. A follower answers nobody for its writes, so it
 //! lets committed slots gather for a few milliseconds and applies them
 //! together, unless something must see them first (see
