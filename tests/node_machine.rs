@@ -407,14 +407,21 @@ fn round(node: &mut Node, now: Instant) -> synod::node::RoundOutput {
     output
 }
 
-#[test]
-fn a_follower_applies_committed_slots_together_a_few_milliseconds_later() {
+/// A follower that accepted slots 1 and 2 and learned at 11 ms that slot 1
+/// is chosen.
+fn follower_with_slot_1_committed() -> Node {
     let mut node = follower();
     node.step(at_ms(10), accept(1, "k1", 0));
     round(&mut node, at_ms(10));
     node.step(at_ms(11), accept(2, "k2", 1));
     round(&mut node, at_ms(11));
     assert_eq!(node.replica().commit_index(), Slot(1));
+    node
+}
+
+#[test]
+fn a_follower_applies_committed_slots_together_a_few_milliseconds_later() {
+    let mut node = follower_with_slot_1_committed();
     assert_eq!(applied(&node), 0, "slot 1 waits for company");
     node.step(at_ms(12), accept(3, "k3", 2));
     let output = round(&mut node, at_ms(12));
@@ -430,11 +437,7 @@ fn a_follower_applies_committed_slots_together_a_few_milliseconds_later() {
 
 #[test]
 fn a_follower_applies_what_it_gathered_before_it_stops() {
-    let mut node = follower();
-    node.step(at_ms(10), accept(1, "k1", 0));
-    round(&mut node, at_ms(10));
-    node.step(at_ms(11), accept(2, "k2", 1));
-    round(&mut node, at_ms(11));
+    let mut node = follower_with_slot_1_committed();
     assert_eq!(applied(&node), 0);
     node.flush(at_ms(11)).unwrap();
     assert_eq!(applied(&node), 1);
