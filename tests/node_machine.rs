@@ -442,3 +442,110 @@ fn a_follower_applies_what_it_gathered_before_it_stops() {
     node.flush(at_ms(11)).unwrap();
     assert_eq!(applied(&node), 1);
 }
+
+/// Node `id` of a 3-node cluster, empty.
+fn member(id: u32) -> Node {
+    let config = NodeConfig {
+        paxos: Config::new(NodeId(id), vec![NodeId(1), NodeId(2), NodeId(3)]),
+        compaction: CompactionPolicy::default(),
+        sessions: SessionClockConfig::default(),
+        first_anonymous_seq: 1,
+        founding: Vec::new(),
+    };
+    Node::new(
+        config,
+        DurableState::default(),
+        StateMachine::in_memory().unwrap(),
+        at_ms(0),
+    )
+    .unwrap()
+}
+
+/// Rounds of every node at `now`, each durable at once, delivering the
+/// messages `deliver` lets through until none is left; returns the answers
+/// and the messages held back, in the order sent.
+fn pump(
+    nodes: &mut [Node],
+    now: Instant,
+    deliver: impl Fn(&Envelope) -> bool,
+) -> (Vec<(usize, Answer)>, Vec<Envelope>) {
+    let (mut answers, mut held) = (Vec::new(), Vec::new());
+    for _ in 0..50 {
+        let mut sent = Vec::new();
+        for (i, node) in nodes.iter_mut().enumerate() {
+            let round = node.begin_round(now).unwrap();
+            sent.extend(round.send);
+            let output = node.finish_round(now).unwrap();
+            answers.extend(output.answers.into_iter().map(|a| (i, a)));
+            sent.extend(node.log_durable(now, round.seq));
+        }
+        let (now_sent, later): (Vec<Envelope>, Vec<Envelope>) =
+            sent.into_iter().partition(|e| deliver(e));
+        held.extend(later);
+        if now_sent.is_empty() {
+            break;
+        }
+        for envelope in now_sent {
+            let to = envelope.to.0 as usize - 1;
+            nodes[to].step(now, envelope);
+        }
+    }
+    (answers, held)
+}
+
+/// The answer node 1 gave to write (`client_id`, `seq`), if any.
+fn answer_of(
+    answers: Vec<(usize, Answer)>,
+    client_id: u64,
+    seq: u64,
+) -> Option<Result<synod_kvstore::Response, NodeError>> {
+    answers.into_iter().find_map(|(node, answer)| match answer {
+        Answer::Write {
+            client_id: c,
+            seq: s,
+            answer,
+        } if node == 0 && (c, s) == (client_id, seq) => Some(answer),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_leader_that_steps_down_answers_its_committed_writes_with_their_outcome() {
+    let mut nodes = [member(1), member(2), member(3)];
+    let mut now = 0;
+    while nodes[0].leading().is_none() {
+        now += 10;
+        assert!(now < 10_000, "node 1 is elected");
+        nodes[0].tick(at_ms(now));
+        pump(&mut nodes, at_ms(now), |_| true);
+    }
+    // Slot 1 is the new leader's no-op; node 1 proposes a write in slot 2,
+    // nodes 2 and 3 accept it, and node 1 hears
+    // nothing more (its clock stands still meanwhile: it still leads).
+    let request = Request::decode(put("w", 3).as_slice()).unwrap();
+    let (client_id, seq) = nodes[0].write(at_ms(now), request);
+    let others = |e: &Envelope| e.to != NodeId(1) && e.from != NodeId(1);
+    pump(&mut nodes, at_ms(now), |e| e.to != NodeId(1));
+    // Node 2 takes over and chooses the write again.
+    now += 2_000;
+    let mut to_node_1: Vec<Envelope> = Vec::new();
+    let says_chosen = |e: &Envelope| matches!(e.message, Message::Heartbeat { commit, .. } | Message::Accept { commit, .. } if commit >= Slot(2));
+    while !to_node_1.iter().any(says_chosen) {
+        now += 10;
+        assert!(now < 20_000, "node 2 is elected and sends");
+        nodes[1].tick(at_ms(now));
+        let (_, held) = pump(&mut nodes, at_ms(now), others);
+        to_node_1.extend(held.into_iter().filter(|e| e.to == NodeId(1)));
+    }
+    // Node 1 gets node 2's messages at once: the Accept that carries the
+    // write and one that says it is chosen. In the one round that follows it
+    // no longer leads, and the write is committed.
+    for envelope in to_node_1 {
+        nodes[0].step(at_ms(now), envelope);
+    }
+    assert_eq!(nodes[0].replica().commit_index(), Slot(2));
+    assert_eq!(applied(&nodes[0]), 1, "slot 2 is for the next round");
+    let (answers, _) = pump(&mut nodes, at_ms(now), |_| false);
+    let answer = answer_of(answers, client_id, seq).expect("node 1 answers its write");
+    assert!(answer.is_ok(), "the write was chosen: {answer:?}");
+}

@@ -594,9 +594,12 @@ impl Node {
         self.deferred
             .gather(now, std::mem::take(&mut ready.committed));
         // A follower's slots may wait to share a transaction (see
-        // `deferred_apply`), unless what this round serves must see them.
+        // `deferred_apply`), unless what this round serves must see them:
+        // reads, a snapshot, or writes proposed here (a leader that just
+        // stepped down answers those that committed with their outcome).
         let following = !self.replica.is_leader() && self.replica.leader_elsewhere().is_some();
         let apply_now = !following
+            || !self.waiting.is_empty()
             || !ready.reads.is_empty()
             || !ready.snapshots_to_send.is_empty()
             || self.deferred.is_due(now);

@@ -284,9 +284,6 @@ pub(crate) fn read_entries(db: &Database) -> Result<(Entries, u64, u64), Storage
         }))
     });
     let dedup_table = txn.open_table(DEDUP)?;
-    // The eviction order, derived from the records (it is no table any more), streamed as the
-    // rows of the table it once was.
-    let age: Vec<_> = DedupAges::load(&dedup_table)?.iter().collect();
     let dedup = dedup_table.range::<u64>(..)?.map(|row| {
         let (k, v) = row?;
         Ok(Entry::Dedup(DedupEntry {
@@ -294,12 +291,24 @@ pub(crate) fn read_entries(db: &Database) -> Result<(Entries, u64, u64), Storage
             record: v.value().to_vec(),
         }))
     });
-    let age = age.into_iter().map(|(at, client_id)| {
-        Ok(Entry::DedupAge(DedupAgeEntry {
-            slot: at.slot,
-            position: at.position,
-            client_id,
-        }))
+    // The eviction order, derived from the records (it is no table any more) when the stream
+    // gets there (a snapshot streams off the node's thread), as the rows of the table it once
+    // was.
+    let age = std::iter::once(dedup_table).flat_map(|table| {
+        let rows: Vec<Result<Entry, StorageError>> = match DedupAges::load(&table) {
+            Ok(ages) => ages
+                .iter()
+                .map(|(at, client_id)| {
+                    Ok(Entry::DedupAge(DedupAgeEntry {
+                        slot: at.slot,
+                        position: at.position,
+                        client_id,
+                    }))
+                })
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        rows
     });
     let mut entries: Entries = Box::new(meta.chain(kv).chain(dedup).chain(age));
     for table in COORD_TABLES {
