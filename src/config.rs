@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 /// 16 bits (see the node runtime), so ids must fit them.
 pub const MAX_NODE_ID: u32 = 65_535;
 
+/// Most threads a node's async runtime may be set to run.
+pub const MAX_WORKER_THREADS: usize = 1_024;
+
 /// Everything one `synod` node needs to start.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -159,9 +162,6 @@ pub struct ExactlyOnce {
     /// oldest is forgotten first; its next write moves it to a new id.
     pub clients: u64,
 }
-
-/// Most threads a node's async runtime may be set to run.
-pub const MAX_WORKER_THREADS: usize = 1_024;
 
 /// Most clients the exactly-once table may be set to remember.
 pub const MAX_EXACTLY_ONCE_CLIENTS: u64 = 10_000_000;

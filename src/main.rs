@@ -125,12 +125,13 @@ enum CertKind {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new()?;
+    // Built by the commands that need one (a node builds its own, sized by
+    // its configuration).
+    let runtime = tokio::runtime::Runtime::new;
     match cli.command {
         Command::Start(flags) => {
             let config = flags.into_config()?;
             logging::init(cli.log_format, Some(config.id));
-            drop(runtime);
             let mut node_runtime = tokio::runtime::Builder::new_multi_thread();
             if let Some(threads) = config.worker_threads {
                 // Out of bounds, the node refuses its configuration at
@@ -160,7 +161,7 @@ fn main() -> anyhow::Result<()> {
             workload,
             clients,
             seconds,
-        } => runtime.block_on(async {
+        } => runtime()?.block_on(async {
             logging::init(cli.log_format, None);
             let config = synod_client::ClientConfig::from_dev_cluster(&data_dir, base_port)?;
             println!("| workload | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors |");
@@ -179,15 +180,15 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::Status(cluster) => {
             logging::init(cli.log_format, None);
-            runtime.block_on(show_status(&cluster))
+            runtime()?.block_on(show_status(&cluster))
         }
         Command::Snapshot { what } => {
             logging::init(cli.log_format, None);
-            runtime.block_on(synod::backup::cli::run(what))
+            runtime()?.block_on(synod::backup::cli::run(what))
         }
         Command::Member { cluster, what } => {
             logging::init(cli.log_format, None);
-            runtime.block_on(synod::member::run(&cluster, what))
+            runtime()?.block_on(synod::member::run(&cluster, what))
         }
     }
 }

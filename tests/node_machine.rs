@@ -14,17 +14,27 @@ fn at_ms(ms: u64) -> Instant {
     Instant::from_micros(ms * 1000)
 }
 
-/// Node 2 of a 3-node cluster, empty.
-fn follower() -> Node {
+/// Node `id` of a 3-node cluster, empty.
+fn member(id: u32) -> Node {
     let config = NodeConfig {
-        paxos: Config::new(NodeId(2), vec![NodeId(1), NodeId(2), NodeId(3)]),
+        paxos: Config::new(NodeId(id), vec![NodeId(1), NodeId(2), NodeId(3)]),
         compaction: CompactionPolicy::default(),
         sessions: SessionClockConfig::default(),
         first_anonymous_seq: 1,
         founding: Vec::new(),
     };
-    let state_machine = StateMachine::in_memory().unwrap();
-    Node::new(config, DurableState::default(), state_machine, at_ms(0)).unwrap()
+    Node::new(
+        config,
+        DurableState::default(),
+        StateMachine::in_memory().unwrap(),
+        at_ms(0),
+    )
+    .unwrap()
+}
+
+/// Node 2 of a 3-node cluster, empty.
+fn follower() -> Node {
+    member(2)
 }
 
 fn put(key: &str, value_bytes: usize) -> Vec<u8> {
@@ -210,13 +220,15 @@ fn a_log_of_large_slots_is_compacted_before_it_reaches_its_byte_bound() {
 /// Runs rounds at `now` (the node's records count as persisted) and
 /// returns the answers.
 fn rounds(node: &mut Node, now: Instant, n: usize) -> Vec<Answer> {
-    let mut answers = Vec::new();
-    for _ in 0..n {
-        let seq = node.begin_round(now).unwrap().seq;
-        answers.extend(node.finish_round(now).unwrap().answers);
-        node.log_durable(now, seq);
-    }
-    answers
+    (0..n).flat_map(|_| round(node, now).answers).collect()
+}
+
+/// One round at `now`, its records taken as durable at once.
+fn round(node: &mut Node, now: Instant) -> synod::node::RoundOutput {
+    let round = node.begin_round(now).unwrap();
+    let output = node.finish_round(now).unwrap();
+    node.log_durable(now, round.seq);
+    output
 }
 
 /// The answer to backup snapshot `id` among `answers`.
@@ -399,14 +411,6 @@ fn accept(slot: u64, key: &str, commit: u64) -> Envelope {
     }
 }
 
-/// One round at `now`, its records taken as durable at once.
-fn round(node: &mut Node, now: Instant) -> synod::node::RoundOutput {
-    let round = node.begin_round(now).unwrap();
-    let output = node.finish_round(now).unwrap();
-    node.log_durable(now, round.seq);
-    output
-}
-
 /// A follower that accepted slots 1 and 2 and learned at 11 ms that slot 1
 /// is chosen.
 fn follower_with_slot_1_committed() -> Node {
@@ -441,24 +445,6 @@ fn a_follower_applies_what_it_gathered_before_it_stops() {
     assert_eq!(applied(&node), 0);
     node.flush(at_ms(11)).unwrap();
     assert_eq!(applied(&node), 1);
-}
-
-/// Node `id` of a 3-node cluster, empty.
-fn member(id: u32) -> Node {
-    let config = NodeConfig {
-        paxos: Config::new(NodeId(id), vec![NodeId(1), NodeId(2), NodeId(3)]),
-        compaction: CompactionPolicy::default(),
-        sessions: SessionClockConfig::default(),
-        first_anonymous_seq: 1,
-        founding: Vec::new(),
-    };
-    Node::new(
-        config,
-        DurableState::default(),
-        StateMachine::in_memory().unwrap(),
-        at_ms(0),
-    )
-    .unwrap()
 }
 
 /// Rounds of every node at `now`, each durable at once, delivering the

@@ -5,16 +5,9 @@ mod common;
 use common::*;
 use synod_kvstore::{ErrorCode, Options, Outcome, Request, StateMachine};
 
-// The update fills `bugs` when a workspace test build enables `bug-injection`.
-#[allow(clippy::needless_update)]
+/// An in-memory state machine remembering at most `max_dedup_clients` clients.
 fn small(max_dedup_clients: u64) -> Harness {
-    Harness::with(
-        StateMachine::in_memory_with(Options {
-            max_dedup_clients,
-            ..Default::default()
-        })
-        .unwrap(),
-    )
+    Harness::with(StateMachine::in_memory_with(small_options(max_dedup_clients)).unwrap())
 }
 
 #[test]
@@ -188,6 +181,7 @@ fn the_table_holds_exactly_the_limit_of_clients() {
     assert_eq!(error_code(&r), ErrorCode::UnknownClient);
 }
 
+/// Options remembering at most `max_dedup_clients` clients.
 // The update fills `bugs` when a workspace test build enables `bug-injection`.
 #[allow(clippy::needless_update)]
 fn small_options(max_dedup_clients: u64) -> Options {
