@@ -5,7 +5,10 @@
 use prost::Message as _;
 use synod::node::{Answer, CompactionPolicy, Node, NodeConfig, NodeError, ReadConsistency};
 use synod_kvstore::SNAPSHOT_STALL;
-use synod_kvstore::{Op, Put, Request, SessionClockConfig, SnapshotChunk, StateMachine};
+use synod_kvstore::{
+    Expire, ExpireIf, Op, Outcome, Put, RedisCommand, ReplyKind, Request, SessionClockConfig,
+    SnapshotChunk, StateMachine,
+};
 use synod_paxos::{
     Ballot, Config, DurableState, Envelope, Instant, Message, NodeId, ReadId, Slot, Value,
 };
@@ -242,23 +245,8 @@ fn backup_answer(answers: Vec<Answer>, id: ReadId) -> Result<synod_kvstore::Snap
         .expect("the backup snapshot is answered")
 }
 
-#[test]
-fn a_backup_snapshot_is_served_like_a_read_by_the_leader_with_every_acknowledged_write() {
-    // A follower that knows no leader refuses a linearizable backup; a
-    // serializable one is its applied state.
-    let mut node = follower();
-    let id = node.snapshot_for_backup(at_ms(1), ReadConsistency::Linearizable);
-    let answer = backup_answer(rounds(&mut node, at_ms(1), 1), id);
-    assert!(
-        matches!(answer, Err(NodeError::NotLeader { .. })),
-        "{answer:?}"
-    );
-    feed(&mut node, at_ms(2), 1, &snapshot(5, 10));
-    let id = node.snapshot_for_backup(at_ms(3), ReadConsistency::Serializable);
-    let snapshot = backup_answer(rounds(&mut node, at_ms(3), 1), id).unwrap();
-    assert_eq!(snapshot.applied_index(), 5);
-
-    // A one-node cluster's leader takes it after the writes it acknowledged.
+/// The leader of a one-node cluster, elected, and the time (ms) it took.
+fn one_node_leader() -> (Node, u64) {
     let config = NodeConfig {
         paxos: Config::new(NodeId(1), vec![NodeId(1)]),
         compaction: CompactionPolicy::default(),
@@ -280,19 +268,78 @@ fn a_backup_snapshot_is_served_like_a_read_by_the_leader_with_every_acknowledged
         leader.tick(at_ms(now));
         rounds(&mut leader, at_ms(now), 2);
     }
-    let request = Request::decode(put("backed-up", 3).as_slice()).unwrap();
-    let (client_id, seq) = leader.write(at_ms(now), request);
-    let mut answers = Vec::new();
-    while !answers.iter().any(|a| {
-        matches!(
-            a,
-            Answer::Write { client_id: c, seq: s, answer: Ok(_) } if (*c, *s) == (client_id, seq)
-        )
-    }) {
-        now += 1;
-        assert!(now < 10_000, "the write is acknowledged");
-        answers.extend(rounds(&mut leader, at_ms(now), 1));
+    (leader, now)
+}
+
+/// Proposes `request` at `leader`, a one-node cluster's, and runs a round a
+/// millisecond until it is answered (`now` goes on meanwhile).
+fn write_until_answered(
+    leader: &mut Node,
+    now: &mut u64,
+    request: Request,
+) -> Result<synod_kvstore::Response, NodeError> {
+    let (client_id, seq) = leader.write(at_ms(*now), request);
+    for _ in 0..10_000 {
+        *now += 1;
+        let answer = rounds(leader, at_ms(*now), 1)
+            .into_iter()
+            .find_map(|answer| match answer {
+                Answer::Write {
+                    client_id: c,
+                    seq: s,
+                    answer,
+                } if (c, s) == (client_id, seq) => Some(answer),
+                _ => None,
+            });
+        if let Some(answer) = answer {
+            return answer;
+        }
     }
+    panic!("the write is answered");
+}
+
+/// Reads `request` linearizably at `leader` at `now`, and runs rounds at
+/// `now` (no tick, so no clock moves) until it is answered.
+fn read_at(
+    leader: &mut Node,
+    now: u64,
+    request: Request,
+) -> Result<synod_kvstore::Response, NodeError> {
+    let id = leader.read(at_ms(now), request, ReadConsistency::Linearizable);
+    for _ in 0..100 {
+        let answer = rounds(leader, at_ms(now), 1)
+            .into_iter()
+            .find_map(|answer| match answer {
+                Answer::Read { id: got, answer } if got == id => Some(answer),
+                _ => None,
+            });
+        if let Some(answer) = answer {
+            return answer;
+        }
+    }
+    panic!("the read is answered");
+}
+
+#[test]
+fn a_backup_snapshot_is_served_like_a_read_by_the_leader_with_every_acknowledged_write() {
+    // A follower that knows no leader refuses a linearizable backup; a
+    // serializable one is its applied state.
+    let mut node = follower();
+    let id = node.snapshot_for_backup(at_ms(1), ReadConsistency::Linearizable);
+    let answer = backup_answer(rounds(&mut node, at_ms(1), 1), id);
+    assert!(
+        matches!(answer, Err(NodeError::NotLeader { .. })),
+        "{answer:?}"
+    );
+    feed(&mut node, at_ms(2), 1, &snapshot(5, 10));
+    let id = node.snapshot_for_backup(at_ms(3), ReadConsistency::Serializable);
+    let snapshot = backup_answer(rounds(&mut node, at_ms(3), 1), id).unwrap();
+    assert_eq!(snapshot.applied_index(), 5);
+
+    // A one-node cluster's leader takes it after the writes it acknowledged.
+    let (mut leader, mut now) = one_node_leader();
+    let request = Request::decode(put("backed-up", 3).as_slice()).unwrap();
+    write_until_answered(&mut leader, &mut now, request).unwrap();
     let id = leader.snapshot_for_backup(at_ms(now), ReadConsistency::Linearizable);
     let mut answers = Vec::new();
     for _ in 0..100 {
@@ -534,4 +581,73 @@ fn a_leader_that_steps_down_answers_its_committed_writes_with_their_outcome() {
     let (answers, _) = pump(&mut nodes, at_ms(now), |_| false);
     let answer = answer_of(answers, client_id, seq).expect("node 1 answers its write");
     assert!(answer.is_ok(), "the write was chosen: {answer:?}");
+}
+
+/// The Redis command `args`, as the endpoint sends it.
+fn redis(args: &[&str]) -> Request {
+    Request::anonymous(Op::Redis(RedisCommand {
+        args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        seed: 0,
+    }))
+}
+
+/// The Redis reply of a read's answer.
+fn reply(answer: Result<synod_kvstore::Response, NodeError>) -> ReplyKind {
+    match answer.unwrap().outcome {
+        Some(Outcome::Redis(reply)) => reply.kind.expect("a reply has a kind"),
+        other => panic!("a Redis command answered {other:?}"),
+    }
+}
+
+/// A leader's Redis-typed reads, like its GETs, never show a key whose
+/// deadline passed on its clock, also in the moment before the key's
+/// deletion applies: they go through the log behind it.
+#[test]
+fn a_redis_read_at_the_leader_never_shows_a_key_past_its_deadline() {
+    let (mut leader, mut now) = one_node_leader();
+    for args in [
+        ["sadd", "s1", "m"],
+        ["hset", "h2", "f"],
+        ["hset", "kept", "f"],
+    ] {
+        write_until_answered(
+            &mut leader,
+            &mut now,
+            redis(&[args[0], args[1], args[2], "v"]),
+        )
+        .unwrap();
+    }
+    let expire = |key: &str, ttl_ms| {
+        Request::anonymous(Op::Expire(Expire {
+            key: key.as_bytes().to_vec(),
+            ttl_ms,
+            condition: ExpireIf::Always as i32,
+            expiry_revision: 0,
+        }))
+    };
+    write_until_answered(&mut leader, &mut now, expire("s1", 100)).unwrap();
+    write_until_answered(&mut leader, &mut now, expire("h2", 300)).unwrap();
+    assert_eq!(
+        reply(read_at(&mut leader, now, redis(&["exists", "s1", "h2"]))),
+        ReplyKind::Integer(2),
+        "before their deadlines the keys are there"
+    );
+    // Past a deadline, with the key's deletion not yet applied, reads miss
+    // the key, whether they name it where `COMMAND` says (`EXISTS`) or not
+    // (`SINTERCARD` counts its keys first).
+    now += 200;
+    assert_eq!(
+        reply(read_at(&mut leader, now, redis(&["sintercard", "1", "s1"]))),
+        ReplyKind::Integer(0)
+    );
+    now += 200;
+    assert_eq!(
+        reply(read_at(&mut leader, now, redis(&["exists", "kept", "h2"]))),
+        ReplyKind::Integer(1)
+    );
+    assert_eq!(
+        reply(read_at(&mut leader, now, redis(&["hget", "kept", "f"]))),
+        ReplyKind::Bulk(b"v".to_vec()),
+        "a key without a deadline is read as before"
+    );
 }

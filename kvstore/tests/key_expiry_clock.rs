@@ -128,10 +128,16 @@ fn the_leader_expires_a_key_exactly_at_its_deadline() {
     assert!(d.exists(b"k"), "alive before its TTL");
     assert!(!d.clock.is_expired(b"k", 2_599));
     assert!(d.clock.is_expired(b"k", 2_600));
+    assert!(!d.clock.any_expired(2_599));
+    assert!(d.clock.any_expired(2_600));
     d.advance_to(2_600);
     assert!(!d.exists(b"k"));
     assert_eq!(d.expired_at(b"k"), Some(2_600));
     assert_eq!(d.clock.tracked(), 0, "the deletion untracks it");
+    assert!(
+        !d.clock.any_expired(u64::MAX),
+        "nor is it counted as expired"
+    );
 }
 
 #[test]
@@ -186,6 +192,8 @@ fn expire_and_persist_move_or_drop_the_deadline() {
         expiry_revision: 0,
     }));
     d.op(Op::Persist(Persist { key: b"b".to_vec() }));
+    assert!(d.clock.any_expired(300), "a's deadline moved earlier");
+    assert!(!d.clock.any_expired(299));
     d.run_until(299, 10);
     assert!(d.exists(b"a"));
     d.advance_to(300);

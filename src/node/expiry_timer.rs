@@ -19,7 +19,8 @@
 //!    place); otherwise [`fill_ttl`](ExpiryTimer::fill_ttl) turns a TTL
 //!    read's recorded remaining TTL into the leader's exact one.
 //!
-//! Cost: `due` and the read checks are O(log n) in the keys with a TTL;
+//! Cost: `due` and the read checks are O(log n) in the keys with a TTL (a
+//! Redis-typed read's, once per key it names);
 //! becoming leader reads every key expiry once.
 
 use synod_kvstore::{
@@ -27,6 +28,7 @@ use synod_kvstore::{
     StorageError,
 };
 use synod_paxos::{Ballot, NodeId};
+use synod_wire::redis::spec;
 
 /// The key expiry clock, as the leader drives it.
 pub(super) struct ExpiryTimer {
@@ -92,6 +94,15 @@ impl ExpiryTimer {
             (_, Some(Outcome::Get(get))) => get.kv.as_ref().is_some_and(|kv| expired(&kv.key)),
             (_, Some(Outcome::Scan(scan))) => scan.kvs.iter().any(|kv| expired(&kv.key)),
             (Op::Ttl(t), Some(Outcome::Ttl(ttl))) => ttl.exists && expired(&t.key),
+            // A Redis command's reply does not say which keys it shows: the keys it names, or
+            // any key for a command that names none (`KEYS`, `DBSIZE`, `SINTERCARD`, ...).
+            (Op::Redis(command), _) if self.clock.tracked() > 0 => {
+                let spec = command.args.first().and_then(|name| spec(name));
+                match spec.and_then(|spec| spec.key_args(&command.args)) {
+                    Some(mut keys) => keys.any(expired),
+                    None => self.clock.any_expired(now_ms),
+                }
+            }
             _ => false,
         }
     }

@@ -441,6 +441,29 @@ pub fn spec(name: &[u8]) -> Option<&'static CommandSpec> {
 }
 
 impl CommandSpec {
+    /// The key arguments of `args` (the command name first), by the positions `COMMAND`
+    /// reports; `None` when it reports none (no keys, or keys given by a count argument).
+    pub fn key_args<'a>(&self, args: &'a [Vec<u8>]) -> Option<impl Iterator<Item = &'a [u8]>> {
+        if self.first_key <= 0 || self.step <= 0 {
+            return None;
+        }
+        let count = args.len() as i64;
+        let last = if self.last_key < 0 {
+            count + self.last_key
+        } else {
+            self.last_key.min(count - 1)
+        };
+        let (first, step) = (self.first_key as usize, self.step as usize);
+        let last = usize::try_from(last).ok()?;
+        Some(
+            args.get(first..=last)
+                .unwrap_or_default()
+                .iter()
+                .step_by(step)
+                .map(Vec::as_slice),
+        )
+    }
+
     /// The Redis flags `COMMAND` reports for it: those of a fast read or of a write.
     pub fn flags(&self) -> &'static [&'static str] {
         if self.read_only {
@@ -656,6 +679,24 @@ mod tests {
         assert!(endpoint_spec(b"GeT").is_some());
         assert!(endpoint_spec(b"hset").is_none());
         assert!(spec(b"HsEt").is_some());
+    }
+
+    #[test]
+    fn key_args_follow_the_positions_command_reports() {
+        let args = |words: &str| -> Vec<Vec<u8>> {
+            words.split(' ').map(|w| w.as_bytes().to_vec()).collect()
+        };
+        let keys = |words: &str| -> Option<Vec<String>> {
+            let args = args(words);
+            let name = args[0].clone();
+            let keys = spec(&name).unwrap().key_args(&args)?;
+            Some(keys.map(|k| String::from_utf8_lossy(k).into()).collect())
+        };
+        assert_eq!(keys("hget h f").unwrap(), ["h"]);
+        assert_eq!(keys("exists a b c").unwrap(), ["a", "b", "c"]);
+        assert_eq!(keys("smove src dst m").unwrap(), ["src", "dst"]);
+        assert_eq!(keys("randomkey"), None, "names no key");
+        assert_eq!(keys("sintercard 2 a b"), None, "keys after a count");
     }
 
     #[test]

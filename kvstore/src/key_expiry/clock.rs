@@ -93,6 +93,9 @@ pub struct KeyExpiryClock {
     keys: BTreeMap<Vec<u8>, Tracked>,
     /// `(due_ms, key)` of every tracked key: what to expire next.
     queue: BTreeSet<(u64, Vec<u8>)>,
+    /// How many tracked keys have each deadline: whether any key is past its deadline, for
+    /// reads that do not name the keys they show.
+    deadlines: BTreeMap<u64, usize>,
     next_checkpoint_ms: u64,
 }
 
@@ -112,6 +115,7 @@ impl KeyExpiryClock {
             leader: false,
             keys: BTreeMap::new(),
             queue: BTreeSet::new(),
+            deadlines: BTreeMap::new(),
             next_checkpoint_ms: 0,
         }
     }
@@ -134,6 +138,7 @@ impl KeyExpiryClock {
         self.leader = true;
         self.keys.clear();
         self.queue.clear();
+        self.deadlines.clear();
         for expiry in expiries {
             self.track(
                 &expiry.key,
@@ -150,6 +155,7 @@ impl KeyExpiryClock {
         self.leader = false;
         self.keys.clear();
         self.queue.clear();
+        self.deadlines.clear();
     }
 
     fn track(&mut self, key: &[u8], expiry_revision: u64, deadline_ms: u64) {
@@ -161,11 +167,20 @@ impl KeyExpiryClock {
         };
         self.queue.insert((deadline_ms, key.to_vec()));
         self.keys.insert(key.to_vec(), tracked);
+        *self.deadlines.entry(deadline_ms).or_default() += 1;
+        debug_assert_eq!(self.deadlines.values().sum::<usize>(), self.keys.len());
     }
 
     fn untrack(&mut self, key: &[u8]) {
         if let Some(old) = self.keys.remove(key) {
             self.queue.remove(&(old.due_ms, key.to_vec()));
+            match self.deadlines.get_mut(&old.deadline_ms) {
+                Some(1) => {
+                    self.deadlines.remove(&old.deadline_ms);
+                }
+                Some(count) => *count -= 1,
+                None => unreachable!("every tracked key's deadline is counted"),
+            }
         }
     }
 
@@ -257,6 +272,14 @@ impl KeyExpiryClock {
     /// to be.
     pub fn is_expired(&self, key: &[u8], now_ms: u64) -> bool {
         self.keys.get(key).is_some_and(|t| t.deadline_ms <= now_ms)
+    }
+
+    /// Whether any tracked key's deadline is at or before `now_ms` on this leader's clock (false
+    /// unless leader): some key is as good as gone, though its deletion has not applied.
+    pub fn any_expired(&self, now_ms: u64) -> bool {
+        self.deadlines
+            .first_key_value()
+            .is_some_and(|(deadline_ms, _)| *deadline_ms <= now_ms)
     }
 
     /// The remaining TTL of `key` at `now_ms` on this leader's clock, if it tracks the expiry
