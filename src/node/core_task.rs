@@ -248,6 +248,7 @@ impl CoreTask {
         }
         // Stop accepting, finish persisting what the core asked for, answer
         // nobody further.
+        self.node.stop_holding();
         self.round(0)?;
         while self.node.rounds_waiting() > 0 {
             let report = durable.recv().await;

@@ -32,8 +32,10 @@
 //! The node keeps the rounds the log has not reported (at most
 //! [`rounds_waiting`](Node::rounds_waiting), which the driver bounds) with
 //! the messages that wait for them, and decides what is durable: a round
-//! with nothing to persist is durable as soon as every earlier one is, at
-//! once if none waits. It counts its own acceptor only once its records are
+//! with nothing to persist that must sync (chosen values and compaction
+//! points gate no message, and wait to go to the log with the next records
+//! that do, see `held_records`) is durable as soon as every earlier one is,
+//! at once if none waits. It counts its own acceptor only once its records are
 //! durable, and the messages that report acceptor state wait for them too.
 //! A crash may fall anywhere: a restarted node still holds every promise
 //! its sent messages relied on (see `Ready::take_early_messages`), and
@@ -57,6 +59,7 @@ use synod_paxos::{
 
 use super::deferred_apply::DeferredApply;
 use super::expiry_timer::ExpiryTimer;
+use super::held_records::HeldRecords;
 use super::leader_duties::LeaderDuties;
 use super::leadership::{LeadershipChange, LeadershipWatch};
 use super::session_timer::SessionTimer;
@@ -128,8 +131,9 @@ pub struct Round {
     /// The round's number: report it to [`Node::log_durable`] once
     /// `persist` (and every earlier round's) is durable.
     pub seq: ReadySeq,
-    /// Records to make durable (one fsync for all of them); empty if the
-    /// round has none, and then nothing goes to the log.
+    /// Records to make durable (one fsync for all of them), earlier rounds'
+    /// held-back records first (see `held_records`); empty if the round has
+    /// none to hand over, and then nothing goes to the log.
     pub persist: Vec<Record>,
     /// Messages to send now: those that rely on no record still waiting
     /// for the disk. The others come out of [`Node::log_durable`].
@@ -140,8 +144,8 @@ pub struct Round {
 #[derive(Debug)]
 struct WaitingRound {
     seq: ReadySeq,
-    /// False for a round with nothing to persist: it is durable as soon as
-    /// the rounds before it are.
+    /// False for a round with nothing to persist that must sync: it is
+    /// durable as soon as the rounds before it are.
     has_records: bool,
     /// Its messages that wait for its records.
     messages: Vec<Envelope>,
@@ -251,12 +255,18 @@ pub struct Node {
     /// The core's output between `begin_round` and `finish_round`.
     round: Option<Ready>,
     /// Set by `begin_round` for a round durable at once (nothing to
-    /// persist, nothing waiting): `finish_round` reports it to the core.
+    /// persist that must sync, nothing waiting): `finish_round` reports it to the core.
     durable_at_once: Option<ReadySeq>,
     /// Rounds not yet durable, oldest first.
     waiting_rounds: VecDeque<WaitingRound>,
     /// Committed slots a follower has not applied yet.
     deferred: DeferredApply,
+    /// Records that gate no message, waiting to go to the log with the
+    /// next that must sync.
+    held: HeldRecords,
+    /// Set by [`stop_holding`](Node::stop_holding): every round hands all
+    /// its records to the log.
+    stopping: bool,
 }
 
 impl Node {
@@ -296,6 +306,8 @@ impl Node {
             round: None,
             durable_at_once: None,
             waiting_rounds: VecDeque::new(),
+            held: HeldRecords::default(),
+            stopping: false,
             deferred: DeferredApply::default(),
         })
     }
@@ -557,15 +569,26 @@ impl Node {
         self.lead_sessions(now)?;
         let mut ready = self.replica.ready();
         let mut send = ready.take_early_messages();
-        let persist = std::mem::take(&mut ready.persist);
+        // Records that gate no message may wait for the next round's that
+        // do (see `held_records`); a round without the latter is durable as
+        // soon as the rounds before it are.
+        let made = std::mem::take(&mut ready.persist);
+        let persist = if self.stopping {
+            let mut persist = self.held.take();
+            persist.extend(made);
+            persist
+        } else {
+            self.held.round(now, made)
+        };
+        let must_sync = persist.iter().any(Record::must_sync);
         let waiting = std::mem::take(&mut ready.messages);
-        if persist.is_empty() && self.waiting_rounds.is_empty() {
+        if !must_sync && self.waiting_rounds.is_empty() {
             send.extend(waiting);
             self.durable_at_once = Some(ready.seq);
         } else {
             self.waiting_rounds.push_back(WaitingRound {
                 seq: ready.seq,
-                has_records: !persist.is_empty(),
+                has_records: must_sync,
                 messages: waiting,
             });
         }
@@ -659,6 +682,13 @@ impl Node {
         }
         output.answers = std::mem::take(&mut self.answers);
         Ok(output)
+    }
+
+    /// The driver is stopping: from now on every round hands the log all its
+    /// records, those held back included (see `held_records`), so that the
+    /// last round leaves none unwritten.
+    pub fn stop_holding(&mut self) {
+        self.stopping = true;
     }
 
     /// Applies every committed slot and makes the state durable, before the

@@ -28,6 +28,7 @@
 mod core_task;
 mod deferred_apply;
 mod expiry_timer;
+mod held_records;
 mod leader_duties;
 mod leadership;
 mod log_writer;
