@@ -651,3 +651,97 @@ fn a_redis_read_at_the_leader_never_shows_a_key_past_its_deadline() {
         "a key without a deadline is read as before"
     );
 }
+
+/// The records of rounds run a millisecond apart at `leader` (each taken
+/// as durable at once) until `done` holds for a round's answers.
+fn persisted_until(
+    leader: &mut Node,
+    now: &mut u64,
+    done: impl Fn(&[Answer]) -> bool,
+) -> Vec<synod_paxos::Record> {
+    let mut records = Vec::new();
+    for _ in 0..1_000 {
+        *now += 1;
+        let round = leader.begin_round(at_ms(*now)).unwrap();
+        records.extend(round.persist);
+        let output = leader.finish_round(at_ms(*now)).unwrap();
+        leader.log_durable(at_ms(*now), round.seq);
+        if done(&output.answers) {
+            return records;
+        }
+    }
+    panic!("the rounds never got there");
+}
+
+/// A leader's round that only learns its slot is chosen hands the log
+/// nothing: the chosen record waits for the next record that must sync, a
+/// few milliseconds, or the node stopping.
+#[test]
+fn chosen_records_wait_for_the_next_record_that_must_sync() {
+    use synod_paxos::Record;
+    let (mut leader, mut now) = one_node_leader();
+    let chosen_slots = |records: &[Record]| -> Vec<u64> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Chosen { slot, .. } => Some(slot.0),
+                _ => None,
+            })
+            .collect()
+    };
+    let accepted_slots = |records: &[Record]| -> Vec<u64> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Accepted { slot, .. } => Some(slot.0),
+                _ => None,
+            })
+            .collect()
+    };
+    // Let whatever the election left held go out first.
+    now += 10;
+    persisted_until(&mut leader, &mut now, |_| true);
+    now += 10;
+    persisted_until(&mut leader, &mut now, |_| true);
+
+    let answered = |answers: &[Answer]| answers.iter().any(|a| matches!(a, Answer::Write { .. }));
+    leader.write(at_ms(now), Request::decode(put("a", 3).as_slice()).unwrap());
+    let first = persisted_until(&mut leader, &mut now, answered);
+    let [slot_a] = accepted_slots(&first)[..] else {
+        panic!("one slot accepted: {first:?}");
+    };
+    assert!(
+        chosen_slots(&first).is_empty(),
+        "the chosen record is held: {first:?}"
+    );
+
+    // The next write's records carry it, in front.
+    leader.write(at_ms(now), Request::decode(put("b", 3).as_slice()).unwrap());
+    let second = persisted_until(&mut leader, &mut now, answered);
+    assert_eq!(chosen_slots(&second[..1]), [slot_a], "{second:?}");
+    let [slot_b] = accepted_slots(&second)[..] else {
+        panic!("one slot accepted: {second:?}");
+    };
+
+    // With no more writes, it goes on its own a few milliseconds later.
+    let next = persisted_until(&mut leader, &mut now, |_| true);
+    assert!(chosen_slots(&next).is_empty(), "still held: {next:?}");
+    let mut waited = Vec::new();
+    for _ in 0..10 {
+        waited.extend(persisted_until(&mut leader, &mut now, |_| true));
+        if !chosen_slots(&waited).is_empty() {
+            break;
+        }
+    }
+    assert_eq!(chosen_slots(&waited), [slot_b]);
+
+    // A node that stops hands over what it holds at once.
+    leader.write(at_ms(now), Request::decode(put("c", 3).as_slice()).unwrap());
+    let third = persisted_until(&mut leader, &mut now, answered);
+    let [slot_c] = accepted_slots(&third)[..] else {
+        panic!("one slot accepted: {third:?}");
+    };
+    leader.stop_holding();
+    let last = persisted_until(&mut leader, &mut now, |_| true);
+    assert_eq!(chosen_slots(&last), [slot_c]);
+}
