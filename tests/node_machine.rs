@@ -680,24 +680,20 @@ fn persisted_until(
 fn chosen_records_wait_for_the_next_record_that_must_sync() {
     use synod_paxos::Record;
     let (mut leader, mut now) = one_node_leader();
-    let chosen_slots = |records: &[Record]| -> Vec<u64> {
+    // The slots of `records` that are chosen (`true`) or accepted (`false`).
+    let slots = |records: &[Record], chosen: bool| -> Vec<u64> {
         records
             .iter()
-            .filter_map(|r| match r {
-                Record::Chosen { slot, .. } => Some(slot.0),
+            .filter_map(|r| match (r, chosen) {
+                (Record::Chosen { slot, .. }, true) | (Record::Accepted { slot, .. }, false) => {
+                    Some(slot.0)
+                }
                 _ => None,
             })
             .collect()
     };
-    let accepted_slots = |records: &[Record]| -> Vec<u64> {
-        records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Accepted { slot, .. } => Some(slot.0),
-                _ => None,
-            })
-            .collect()
-    };
+    let chosen_slots = |records: &[Record]| slots(records, true);
+    let accepted_slots = |records: &[Record]| slots(records, false);
     // Let whatever the election left held go out first.
     now += 10;
     persisted_until(&mut leader, &mut now, |_| true);

@@ -32,10 +32,10 @@
 //! The node keeps the rounds the log has not reported (at most
 //! [`rounds_waiting`](Node::rounds_waiting), which the driver bounds) with
 //! the messages that wait for them, and decides what is durable: a round
-//! with nothing to persist that must sync (chosen values and compaction
-//! points gate no message, and wait to go to the log with the next records
-//! that do, see `held_records`) is durable as soon as every earlier one is,
-//! at once if none waits. It counts its own acceptor only once its records are
+//! that hands the log nothing is durable as soon as every earlier one is,
+//! at once if none waits (chosen values and compaction points gate no
+//! message: they wait to go to the log with the next records that do, see
+//! `held_records`). It counts its own acceptor only once its records are
 //! durable, and the messages that report acceptor state wait for them too.
 //! A crash may fall anywhere: a restarted node still holds every promise
 //! its sent messages relied on (see `Ready::take_early_messages`), and
@@ -144,8 +144,8 @@ pub struct Round {
 #[derive(Debug)]
 struct WaitingRound {
     seq: ReadySeq,
-    /// False for a round with nothing to persist that must sync: it is
-    /// durable as soon as the rounds before it are.
+    /// False for a round that handed the log nothing: it is durable as soon
+    /// as the rounds before it are.
     has_records: bool,
     /// Its messages that wait for its records.
     messages: Vec<Envelope>,
@@ -254,8 +254,8 @@ pub struct Node {
     answers: Vec<Answer>,
     /// The core's output between `begin_round` and `finish_round`.
     round: Option<Ready>,
-    /// Set by `begin_round` for a round durable at once (nothing to
-    /// persist that must sync, nothing waiting): `finish_round` reports it to the core.
+    /// Set by `begin_round` for a round durable at once (nothing handed to
+    /// the log, nothing waiting): `finish_round` reports it to the core.
     durable_at_once: Option<ReadySeq>,
     /// Rounds not yet durable, oldest first.
     waiting_rounds: VecDeque<WaitingRound>,
@@ -570,8 +570,8 @@ impl Node {
         let mut ready = self.replica.ready();
         let mut send = ready.take_early_messages();
         // Records that gate no message may wait for the next round's that
-        // do (see `held_records`); a round without the latter is durable as
-        // soon as the rounds before it are.
+        // do (see `held_records`); a round that hands the log nothing is
+        // durable as soon as the rounds before it are.
         let made = std::mem::take(&mut ready.persist);
         let persist = if self.stopping {
             let mut persist = self.held.take();
@@ -580,15 +580,16 @@ impl Node {
         } else {
             self.held.round(now, made)
         };
-        let must_sync = persist.iter().any(Record::must_sync);
+        // Every round handed to the log waits for its report, so the
+        // driver's bound on rounds waiting also bounds the log's queue.
         let waiting = std::mem::take(&mut ready.messages);
-        if !must_sync && self.waiting_rounds.is_empty() {
+        if persist.is_empty() && self.waiting_rounds.is_empty() {
             send.extend(waiting);
             self.durable_at_once = Some(ready.seq);
         } else {
             self.waiting_rounds.push_back(WaitingRound {
                 seq: ready.seq,
-                has_records: must_sync,
+                has_records: !persist.is_empty(),
                 messages: waiting,
             });
         }
