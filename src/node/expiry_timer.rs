@@ -94,8 +94,9 @@ impl ExpiryTimer {
             (_, Some(Outcome::Get(get))) => get.kv.as_ref().is_some_and(|kv| expired(&kv.key)),
             (_, Some(Outcome::Scan(scan))) => scan.kvs.iter().any(|kv| expired(&kv.key)),
             (Op::Ttl(t), Some(Outcome::Ttl(ttl))) => ttl.exists && expired(&t.key),
-            // A Redis command's reply does not say which keys it shows: the keys it names, or
-            // any key for a command that names none (`KEYS`, `DBSIZE`, `SINTERCARD`, ...).
+            // A Redis command's reply does not say which keys it shows: the keys it names where
+            // `COMMAND` says, or any key for one that names them otherwise (`RANDOMKEY`,
+            // `SINTERCARD`, ...).
             (Op::Redis(command), _) if self.clock.tracked() > 0 => {
                 let spec = command.args.first().and_then(|name| spec(name));
                 match spec.and_then(|spec| spec.key_args(&command.args)) {

@@ -10,7 +10,8 @@
 //! round's records that must sync, in the order they came (the log sees the
 //! same sequence of records, only in fewer writes). Held records are handed
 //! over on their own once they are many, large, or a few milliseconds old,
-//! so that an idle node still writes them soon.
+//! so that an idle node still writes them soon, and all at once when the
+//! node stops.
 
 use synod_paxos::{Instant, Record};
 
@@ -28,6 +29,8 @@ const MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 #[derive(Debug, Default)]
 pub(super) struct HeldRecords {
     records: Vec<Record>,
+    /// Set by [`stop`](Self::stop): nothing is held any more.
+    stopped: bool,
     /// Bytes of the chosen values in `records`.
     bytes: usize,
     /// When the oldest record was held.
@@ -39,7 +42,7 @@ impl HeldRecords {
     /// it made: every record held and `persist` after them, or nothing if
     /// `persist` needs no sync and may wait (then it is held).
     pub(super) fn round(&mut self, now: Instant, persist: Vec<Record>) -> Vec<Record> {
-        if persist.iter().any(Record::must_sync) {
+        if self.stopped || persist.iter().any(Record::must_sync) {
             let mut records = self.take();
             records.extend(persist);
             return records;
@@ -68,8 +71,14 @@ impl HeldRecords {
                 .is_some_and(|since| now.saturating_since(since) >= MAX_WAIT)
     }
 
+    /// The node is stopping: from now on every round hands over everything,
+    /// held records first, so that its last round leaves none unwritten.
+    pub(super) fn stop(&mut self) {
+        self.stopped = true;
+    }
+
     /// Takes every record held.
-    pub(super) fn take(&mut self) -> Vec<Record> {
+    fn take(&mut self) -> Vec<Record> {
         self.bytes = 0;
         self.since = None;
         std::mem::take(&mut self.records)
@@ -113,6 +122,18 @@ mod tests {
             vec![chosen(1, 10), Record::Compacted(Slot(1)), accepted(2)]
         );
         assert!(held.take().is_empty());
+    }
+
+    #[test]
+    fn a_stopped_node_holds_nothing() {
+        let mut held = HeldRecords::default();
+        assert!(held.round(at_ms(1), vec![chosen(1, 10)]).is_empty());
+        held.stop();
+        assert_eq!(held.round(at_ms(1), Vec::new()), vec![chosen(1, 10)]);
+        assert_eq!(
+            held.round(at_ms(1), vec![Record::Compacted(Slot(1))]),
+            vec![Record::Compacted(Slot(1))]
+        );
     }
 
     #[test]

@@ -264,9 +264,6 @@ pub struct Node {
     /// Records that gate no message, waiting to go to the log with the
     /// next that must sync.
     held: HeldRecords,
-    /// Set by [`stop_holding`](Node::stop_holding): every round hands all
-    /// its records to the log.
-    stopping: bool,
 }
 
 impl Node {
@@ -307,7 +304,6 @@ impl Node {
             durable_at_once: None,
             waiting_rounds: VecDeque::new(),
             held: HeldRecords::default(),
-            stopping: false,
             deferred: DeferredApply::default(),
         })
     }
@@ -572,14 +568,7 @@ impl Node {
         // Records that gate no message may wait for the next round's that
         // do (see `held_records`); a round that hands the log nothing is
         // durable as soon as the rounds before it are.
-        let made = std::mem::take(&mut ready.persist);
-        let persist = if self.stopping {
-            let mut persist = self.held.take();
-            persist.extend(made);
-            persist
-        } else {
-            self.held.round(now, made)
-        };
+        let persist = self.held.round(now, std::mem::take(&mut ready.persist));
         // Every round handed to the log waits for its report, so the
         // driver's bound on rounds waiting also bounds the log's queue.
         let waiting = std::mem::take(&mut ready.messages);
@@ -689,7 +678,7 @@ impl Node {
     /// records, those held back included (see `held_records`), so that the
     /// last round leaves none unwritten.
     pub fn stop_holding(&mut self) {
-        self.stopping = true;
+        self.held.stop();
     }
 
     /// Applies every committed slot and makes the state durable, before the
