@@ -43,5 +43,5 @@ hz=$(getconf CLK_TCK)
 echo "$result" | jq -r --argjson ticks $((after - before)) --argjson hz "$hz" \
   --arg t0 "$t0" --arg t1 "$t1" '
   ($ticks / $hz) as $cpu | (($t1 | tonumber) - ($t0 | tonumber)) as $wall |
-  "\(.ops_per_s | floor) ops/s  p50 \(.p50_ms) ms  cores \($cpu / $wall * 100 | floor / 100)  " +
+  "\(.ops_per_s | floor) ops/s  p50 \(.p50_ms) ms  p99 \(.p99_ms) ms  cores \($cpu / $wall * 100 | floor / 100)  " +
   "CPU µs/op \($cpu * 1000000 / .ops | floor)"'

@@ -410,6 +410,10 @@ impl NodeConfig {
         members.sort();
         let mut config = synod_paxos::Config::new(synod_paxos::NodeId(self.id), members);
         config.heartbeat_interval = Duration::from_millis(self.timing.heartbeat_ms);
+        // A fifth of the heartbeat interval: 10 ms by default, and always
+        // shorter than the interval, as the core requires.
+        config.accept_fallback =
+            Some(config.heartbeat_interval / 5).filter(|fallback| !fallback.is_zero());
         config.election_timeout = Duration::from_millis(self.timing.election_timeout_ms);
         config.lease = Duration::from_millis(self.timing.lease_ms);
         config.rng_seed = rng_seed;

@@ -153,6 +153,7 @@ fn a_snapshot_installed_in_the_round_that_committed_slots_applies_cleanly() {
                 ballot,
                 entries: vec![(Slot(1), Value::Commands(vec![put("k1", 10)]))],
                 commit: Slot(1),
+                lazy: false,
             },
         },
     );
@@ -390,6 +391,7 @@ fn replies_wait_for_the_log_and_a_round_without_records_waits_behind_one_with() 
             ballot,
             entries: vec![(Slot(1), Value::Commands(vec![put("k", 10)]))],
             commit: Slot(0),
+            lazy: false,
         }),
     );
     let first = node.begin_round(at_ms(10)).unwrap();
@@ -454,6 +456,7 @@ fn accept(slot: u64, key: &str, commit: u64) -> Envelope {
             ballot: Ballot::new(1, NodeId(1)),
             entries: vec![(Slot(slot), Value::Commands(vec![put(key, 10)]))],
             commit: Slot(commit),
+            lazy: false,
         },
     }
 }

@@ -345,6 +345,16 @@ fn oracles_catch_a_follower_read_served_before_its_read_index() {
     eprintln!("caught: {caught}");
 }
 
+#[test]
+fn oracles_catch_a_lazy_accept_counted_as_a_vote() {
+    let bugs = synod_paxos::Bugs {
+        lazy_accept_votes: true,
+        ..Default::default()
+    };
+    let caught = first_caught("crashes", bugs).expect("the broken rule went unnoticed");
+    eprintln!("caught: {caught}");
+}
+
 /// Runs seeds with a deliberately broken coordination rule and only
 /// `oracle` on, until it flags one; returns its message.
 fn caught_by(oracle: Oracle, mix_name: &str, bugs: synod_kvstore::Bugs) -> String {

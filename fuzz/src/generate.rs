@@ -380,6 +380,7 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
             ballot: ballot(u)?,
             entries: entries(u)?,
             commit: slot(u)?,
+            lazy: u.arbitrary()?,
         },
         3 => {
             let mut slots = Vec::new();

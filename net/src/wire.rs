@@ -53,10 +53,12 @@ fn to_proto(envelope: &Envelope) -> pb::PeerEnvelope {
             ballot,
             entries,
             commit,
+            lazy,
         } => PbMessage::Accept(pb::Accept {
             ballot: ballot.0,
             entries: entries_to_proto(entries),
             commit: commit.0,
+            lazy: *lazy,
         }),
         Message::Accepted { ballot, slots } => PbMessage::Accepted(pb::Accepted {
             ballot: ballot.0,
@@ -167,6 +169,7 @@ fn from_proto(wire: pb::PeerEnvelope) -> Result<Envelope, WireError> {
             ballot: Ballot(m.ballot),
             entries: entries_from_proto(m.entries)?,
             commit: Slot(m.commit),
+            lazy: m.lazy,
         },
         PbMessage::Accepted(m) => Message::Accepted {
             ballot: Ballot(m.ballot),

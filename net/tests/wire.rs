@@ -51,6 +51,7 @@ fn every_variant(rng: &mut Rng) -> Vec<Message> {
             ballot,
             entries: entries(rng),
             commit: Slot(rng.next_u64()),
+            lazy: rng.chance(1, 2),
         },
         Message::Accepted {
             ballot,

@@ -53,8 +53,12 @@ pub(crate) struct QueueFull;
 /// A value proposed in a slot, waiting for a quorum of `Accepted`.
 struct Proposal {
     value: Value,
-    acks: BTreeSet<NodeId>,
+    /// The acceptors that accepted it, in the order their answers came.
+    acks: Vec<NodeId>,
     sent_at: Instant,
+    /// The voters asked for a vote (this node included), when not every
+    /// voter was (see `Config::accept_fallback`); `None` once all were.
+    asked: Option<BTreeSet<NodeId>>,
 }
 
 /// One heartbeat round, for lease and ReadIndex.
@@ -124,11 +128,19 @@ pub(crate) struct Leader {
     /// Each peer's commit index, from its latest heartbeat acknowledgment,
     /// and when that came.
     peer_commit: BTreeMap<NodeId, (Slot, Instant)>,
+    /// The followers that answered for the latest slot chosen, in the order
+    /// they answered: new slots are asked of the first of them that make a
+    /// quorum with this node (see `Config::accept_fallback`).
+    fast_followers: Vec<NodeId>,
+    /// When the next new slot is asked of every voter, so that the choice of
+    /// followers follows the fastest.
+    next_probe_at: Instant,
 }
 
 /// What [`Leader::flush`] asks of the replica.
 pub(crate) struct Flush {
-    /// The new proposals' `Accept`s, to every member (this node included).
+    /// The new proposals' `Accept`s, to every member (this node included);
+    /// `lazy` for members not asked to vote.
     pub(crate) accepts: Vec<(NodeId, Message)>,
     /// A read waits for a heartbeat round: start one after the accepts.
     pub(crate) round_wanted: bool,
@@ -196,6 +208,8 @@ impl Leader {
             recovered,
             queued_change: None,
             peer_commit: BTreeMap::new(),
+            fast_followers: Vec::new(),
+            next_probe_at: now,
         }
     }
 
@@ -280,12 +294,16 @@ impl Leader {
         slots: Vec<Slot>,
         membership: &MembershipLog,
     ) -> Vec<(Slot, Value)> {
+        let me = self.ballot.node();
         let mut chosen = Vec::new();
         for slot in slots {
             if let Some(proposal) = self.proposals.get_mut(&slot) {
-                proposal.acks.insert(from);
+                if !proposal.acks.contains(&from) {
+                    proposal.acks.push(from);
+                }
                 if membership.governing(slot).has_quorum(&proposal.acks) {
                     let proposal = self.proposals.remove(&slot).expect("present");
+                    self.fast_followers = proposal.acks.into_iter().filter(|n| *n != me).collect();
                     chosen.push((slot, proposal.value));
                 }
             }
@@ -298,18 +316,32 @@ impl Leader {
     /// new proposal.
     pub(crate) fn flush(&mut self, now: Instant, ctx: &Context) -> Flush {
         self.forget_chosen(ctx.commit);
-        let outcome = self.open_slots(now, ctx);
+        let asked = self.voters_to_ask(now, ctx);
+        let outcome = self.open_slots(now, ctx, &asked);
         let mut accepts = Vec::new();
         if !self.unsent.is_empty() {
             let unsent = std::mem::take(&mut self.unsent);
-            let members = ctx.membership.member_ids();
+            let window = ctx.window();
+            let votes = |to: &NodeId| match &asked {
+                Some(asked) => asked.contains(to),
+                None => window.iter().any(|m| m.is_voter(*to)),
+            };
+            let members: Vec<(NodeId, bool)> = ctx
+                .membership
+                .member_ids()
+                .into_iter()
+                .map(|to| (to, !votes(&to)))
+                .collect();
             for entries in split_by_bytes(unsent, ctx.config.max_message_bytes) {
-                let message = Message::Accept {
-                    ballot: self.ballot,
-                    entries,
-                    commit: ctx.commit,
-                };
-                accepts.extend(members.iter().map(|to| (*to, message.clone())));
+                for (to, lazy) in &members {
+                    let message = Message::Accept {
+                        ballot: self.ballot,
+                        entries: entries.clone(),
+                        commit: ctx.commit,
+                        lazy: *lazy,
+                    };
+                    accepts.push((*to, message));
+                }
             }
         }
         Flush {
@@ -317,6 +349,39 @@ impl Leader {
             round_wanted: self.round_wanted,
             outcome,
         }
+    }
+
+    /// The voters to ask for votes on the slots opened now (this node
+    /// included), or `None` for every voter: thrifty Phase 2 (see
+    /// `Config::accept_fallback`). Every voter is asked when thrift is off,
+    /// when a probe is due, when the slots in flight span more than one
+    /// membership, or when the last quorum's followers no longer make one.
+    fn voters_to_ask(&mut self, now: Instant, ctx: &Context) -> Option<BTreeSet<NodeId>> {
+        let config = ctx.config;
+        config.accept_fallback?;
+        if self.pending.is_empty() && self.recovered.is_empty() {
+            // Nothing to open a slot for (but perhaps a change or no-ops,
+            // asked of everyone): keep a due probe for the next command.
+            return None;
+        }
+        if now >= self.next_probe_at {
+            self.next_probe_at = now + config.heartbeat_interval;
+            return None;
+        }
+        let window = ctx.window();
+        let [membership] = window.as_slice() else {
+            return None;
+        };
+        let mut asked = BTreeSet::from([config.id]);
+        for follower in &self.fast_followers {
+            if membership.has_quorum(&asked) {
+                break;
+            }
+            if membership.is_voter(*follower) {
+                asked.insert(*follower);
+            }
+        }
+        membership.has_quorum(&asked).then_some(asked)
     }
 
     /// Drops what was learned chosen another way than by this leader's
@@ -337,7 +402,12 @@ impl Leader {
 
     /// Proposes in slot after slot while the window has room and something
     /// wants a slot.
-    fn open_slots(&mut self, now: Instant, ctx: &Context) -> FlushOutcome {
+    fn open_slots(
+        &mut self,
+        now: Instant,
+        ctx: &Context,
+        asked: &Option<BTreeSet<NodeId>>,
+    ) -> FlushOutcome {
         let config = ctx.config;
         // A chosen change governs from here; the slots before it are filled
         // with no-ops when no command is waiting, so that it takes effect.
@@ -369,7 +439,7 @@ impl Leader {
             } else {
                 return FlushOutcome::Proposing;
             };
-            self.propose_at(now, slot, value);
+            self.propose_at(now, slot, value, asked.clone());
         }
     }
 
@@ -392,7 +462,13 @@ impl Leader {
         batch
     }
 
-    fn propose_at(&mut self, now: Instant, slot: Slot, value: Value) {
+    fn propose_at(
+        &mut self,
+        now: Instant,
+        slot: Slot,
+        value: Value,
+        asked: Option<BTreeSet<NodeId>>,
+    ) {
         assert!(
             slot >= self.next_slot,
             "slot {slot} proposed twice in one ballot"
@@ -401,8 +477,9 @@ impl Leader {
             slot,
             Proposal {
                 value: value.clone(),
-                acks: BTreeSet::new(),
+                acks: Vec::new(),
                 sent_at: now,
+                asked,
             },
         );
         self.unsent.push((slot, value));
@@ -428,23 +505,33 @@ impl Leader {
 
     /// The `Accept`s to send again: every proposal unacknowledged for a
     /// heartbeat interval, to each voter of its slot that has not
-    /// acknowledged it.
+    /// acknowledged it; and every proposal asked of a quorum only and not
+    /// chosen after `Config::accept_fallback`, to the voters not asked.
     pub(crate) fn retransmissions(
         &mut self,
         now: Instant,
         ctx: &Context,
     ) -> Vec<(NodeId, Message)> {
         let interval = ctx.config.heartbeat_interval;
+        let fallback = ctx.config.accept_fallback;
         let mut resend: BTreeMap<NodeId, Vec<(Slot, Value)>> = BTreeMap::new();
         for (slot, proposal) in self.proposals.iter_mut() {
-            if now < proposal.sent_at + interval {
+            let all_due = now >= proposal.sent_at + interval;
+            let fallback_due = proposal.asked.is_some()
+                && fallback.is_some_and(|after| now >= proposal.sent_at + after);
+            if !all_due && !fallback_due {
                 continue;
             }
-            proposal.sent_at = now;
+            let asked = proposal.asked.take();
+            if all_due {
+                proposal.sent_at = now;
+            }
+            let ask =
+                |member: &NodeId| all_due || asked.as_ref().is_some_and(|a| !a.contains(member));
             for member in ctx.membership.governing(*slot).voters() {
                 // Its own acceptor has the slot: its acknowledgement only
                 // waits for the disk (`Replica::persisted`).
-                if member != ctx.config.id && !proposal.acks.contains(&member) {
+                if member != ctx.config.id && !proposal.acks.contains(&member) && ask(&member) {
                     resend
                         .entry(member)
                         .or_default()
@@ -459,6 +546,7 @@ impl Leader {
                     ballot: self.ballot,
                     entries,
                     commit: ctx.commit,
+                    lazy: false,
                 };
                 messages.push((to, accept));
             }

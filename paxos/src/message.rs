@@ -110,6 +110,14 @@ pub enum Message {
         entries: Vec<(Slot, Value)>,
         /// The leader's commit index.
         commit: Slot,
+        /// The leader does not count this acceptor for these slots (it
+        /// asked a quorum without it, see `Config::accept_fallback`): hold
+        /// the values as accepted, to learn them once chosen, but neither
+        /// make them durable nor answer. An acceptor that never answers has
+        /// cast no vote, so losing them in a crash is safe, and so is
+        /// reporting them in a promise (each is the value the leader of
+        /// `ballot` proposed in its slot).
+        lazy: bool,
     },
     /// Phase 2b: these slots were accepted (and are durable) at `ballot`.
     Accepted {

@@ -213,6 +213,7 @@ pub(crate) fn check_peer_message(
             ballot,
             entries,
             commit,
+            lazy: _,
         } => {
             check_own_ballot(from, *ballot)?;
             check_slots(entries.iter().map(|(slot, _)| slot))?;

@@ -106,6 +106,7 @@ fn an_accept_for_a_slot_past_the_highest_is_refused() {
                 ballot,
                 entries: vec![(Slot(u64::MAX), Value::Noop)],
                 commit: Slot(0),
+                lazy: false,
             },
         ),
     );
@@ -161,6 +162,7 @@ fn a_value_contradicting_a_chosen_one_is_refused_without_a_panic() {
                 ballot: Ballot::new(1, NodeId(1)),
                 entries: vec![(Slot(2), commands("b"))],
                 commit: Slot(2),
+                lazy: false,
             },
         ),
     );

@@ -15,8 +15,10 @@ pub fn describe(envelope: &Envelope) -> String {
             ballot,
             entries,
             commit,
+            lazy,
         } => format!(
-            "Accept b={ballot} slots {:?} commit {commit}",
+            "Accept{} b={ballot} slots {:?} commit {commit}",
+            if *lazy { " (lazy)" } else { "" },
             entries
                 .iter()
                 .map(|(s, v)| format!("{s}:{}", describe_value(v)))

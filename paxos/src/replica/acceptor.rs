@@ -155,6 +155,9 @@ impl Replica {
         self.grant_lease(now, leader);
     }
 
+    /// A leader's `Accept`: holds the values as accepted at `ballot` and,
+    /// unless `lazy`, makes them durable and answers `Accepted` (a lazy
+    /// accept casts no vote, so it needs neither; see `Message::Accept`).
     pub(super) fn on_accept(
         &mut self,
         now: Instant,
@@ -162,6 +165,7 @@ impl Replica {
         ballot: Ballot,
         entries: Vec<(Slot, Value)>,
         commit: Slot,
+        lazy: bool,
     ) {
         if !self.admit_leader(now, from, ballot) {
             return;
@@ -197,16 +201,22 @@ impl Replica {
                             value: value.clone(),
                         },
                     );
-                    self.persist(Record::Accepted {
-                        slot,
-                        ballot,
-                        value,
-                    });
+                    if !lazy {
+                        self.persist(Record::Accepted {
+                            slot,
+                            ballot,
+                            value,
+                        });
+                    }
                 }
             }
             accepted.push(slot);
         }
-        if self.votes() {
+        #[cfg(feature = "bug-injection")]
+        let lazy_votes = self.config.bugs.lazy_accept_votes;
+        #[cfg(not(feature = "bug-injection"))]
+        let lazy_votes = false;
+        if self.votes() && (!lazy || lazy_votes) {
             self.send(
                 from,
                 Message::Accepted {

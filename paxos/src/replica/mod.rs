@@ -790,7 +790,8 @@ impl Replica {
                 ballot,
                 entries,
                 commit,
-            } => self.on_accept(now, from, ballot, entries, commit),
+                lazy,
+            } => self.on_accept(now, from, ballot, entries, commit, lazy),
             Message::Accepted { ballot, slots } => self.on_accepted(from, ballot, slots),
             Message::Reject { ballot, promised } => self.on_reject(now, from, ballot, promised),
             Message::Heartbeat {
