@@ -384,3 +384,38 @@ fn the_injected_bug_cuts_synced_frames_after_a_damaged_one() {
     let log = WalLog::open_on(disk.clone(), buggy).unwrap();
     assert_eq!(log.load().unwrap().slots.len(), 1, "slots 2 and 3 were cut");
 }
+
+/// Records that need no sync are synced once a mebibyte of them waits, so a node that gets
+/// only such records (an acceptor sent lazy accepts) never leaves more than that to a crash.
+#[test]
+fn records_that_need_no_sync_are_synced_every_mebibyte() {
+    let disk = SimDisk::new();
+    let mut log = WalLog::open_on(disk.clone(), WalOptions::with_segment_bytes(64 << 20)).unwrap();
+    log.persist(&[Record::Promised(Ballot(1))]).unwrap();
+    let after_promise = disk.syncs();
+    let text = "x".repeat(1000);
+    let mut written = 0u64;
+    let mut slot = 0;
+    while written < synod_kvstore::WAL_SYNC_UNSYNCED_BYTES * 3 {
+        slot += 1;
+        log.persist(&[chosen(slot, &text)]).unwrap();
+        written += 1000;
+    }
+    let syncs = disk.syncs() - after_promise;
+    assert!(
+        (2..=4).contains(&syncs),
+        "{syncs} syncs for {written} bytes of records that need none"
+    );
+    // A crash loses less than a mebibyte of them (each takes more than 1,000 bytes).
+    let lost = slot - open_after_crash(&disk);
+    assert!(
+        lost < synod_kvstore::WAL_SYNC_UNSYNCED_BYTES / 1000,
+        "{lost} of {slot} records lost"
+    );
+}
+
+/// The slots a log on a crashed copy of `disk` holds.
+fn open_after_crash(disk: &SimDisk) -> u64 {
+    let log = WalLog::open_on(disk.crash(), WalOptions::with_segment_bytes(64 << 20)).unwrap();
+    log.load().unwrap().slots.len() as u64
+}

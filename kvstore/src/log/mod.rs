@@ -10,4 +10,7 @@ mod wal;
 
 pub(crate) use disk::sync_dir;
 pub use disk::{FsDisk, SimDisk, WalDisk};
-pub use wal::{format, LogError, WalLog, WalOptions, WAL_FORMAT, WAL_RESERVE_STEP_BYTES};
+pub use wal::{
+    format, LogError, WalLog, WalOptions, WAL_FORMAT, WAL_RESERVE_STEP_BYTES,
+    WAL_SYNC_UNSYNCED_BYTES,
+};

@@ -58,6 +58,12 @@
 //! created. Once a synced compaction point covers every slot a closed segment mentions, the
 //! segment is deleted: the log's disk use follows compaction.
 //!
+//! Records that need no sync ([`Record::must_sync`]) are synced with the next call that does,
+//! and also by a call whose compaction point frees a closed segment (so that it can be deleted)
+//! or that brings the bytes written since the last sync to [`WAL_SYNC_UNSYNCED_BYTES`]. A node
+//! can go a long time without a record that must sync (an acceptor the leader sends only lazy
+//! accepts): these bound its disk use and how much of its log a power loss can leave torn.
+//!
 //! # Failures
 //! A write, sync, create or remove that fails stops the log: that `persist` and every later one
 //! return an error, since after a failed `fdatasync` the kernel may have dropped the unsynced
@@ -77,6 +83,10 @@ use crate::fnv::Fnv;
 /// module docs): few enough syncs also make a new length durable, little to read past the last
 /// frame when the log opens.
 pub const WAL_RESERVE_STEP_BYTES: u64 = 1 << 20;
+
+/// A call that brings the bytes written since the last sync to this many syncs, though none of
+/// its records must (see the module docs).
+pub const WAL_SYNC_UNSYNCED_BYTES: u64 = 1 << 20;
 
 /// The log format this code writes and reads; a segment of any other is refused.
 pub const WAL_FORMAT: u32 = 2;
@@ -227,6 +237,8 @@ pub struct WalLog<D: WalDisk = FsDisk> {
     compacted_through: Slot,
     /// The compaction point as of the last fsync: only it may delete segments.
     synced_compacted_through: Slot,
+    /// Bytes written since the last fsync.
+    unsynced_bytes: u64,
     scratch: Vec<u8>,
     /// A write, sync, create or remove failed: every later `persist` fails.
     stopped: bool,
@@ -309,6 +321,7 @@ impl<D: WalDisk> WalLog<D> {
             compacted_through: replay.state.compacted_through,
             synced_compacted_through: replay.state.compacted_through,
             scratch: Vec::new(),
+            unsynced_bytes: 0,
             stopped: false,
         })
     }
@@ -367,12 +380,19 @@ impl<D: WalDisk> WalLog<D> {
         self.disk
             .write_at(&segment_name(number), self.file_bytes, &self.scratch)
             .map_err(io_error(&self.disk, "write to", number))?;
-        let sync = records.iter().any(Record::must_sync);
+        let frees_a_segment = compacted_through > self.synced_compacted_through
+            && self.segments.len() > 1
+            && self.segments[0].max_slot <= compacted_through;
+        let unsynced_bytes = self.unsynced_bytes + self.scratch.len() as u64;
+        let sync = records.iter().any(Record::must_sync)
+            || frees_a_segment
+            || unsynced_bytes >= WAL_SYNC_UNSYNCED_BYTES;
         if sync {
             self.disk
                 .sync(&segment_name(number))
                 .map_err(io_error(&self.disk, "sync", number))?;
         }
+        self.unsynced_bytes = if sync { 0 } else { unsynced_bytes };
         self.file_bytes += self.scratch.len() as u64;
         let current = self.segments.last_mut().expect("a current segment");
         current.max_slot = current.max_slot.max(max_slot);
@@ -410,6 +430,7 @@ impl<D: WalDisk> WalLog<D> {
             .sync(&segment_name(number))
             .map_err(io_error(&self.disk, "sync", number))?;
         self.synced_compacted_through = self.compacted_through;
+        self.unsynced_bytes = 0;
         let bytes = new_segment(number + 1, self.promised, self.compacted_through);
         create(&mut self.disk, number + 1, &bytes)?;
         self.segments.push(Segment {
