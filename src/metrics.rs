@@ -73,6 +73,7 @@ pub struct CoreMetrics {
     compacted_through: Gauge<u64, std::sync::atomic::AtomicU64>,
     revision: Gauge<u64, std::sync::atomic::AtomicU64>,
     leader_changes: Counter,
+    accept_fallbacks: Counter,
     writes: Family<KindLabel, Counter>,
     reads: Family<KindLabel, Counter>,
     write_seconds: Histogram,
@@ -100,6 +101,7 @@ impl CoreMetrics {
             compacted_through: Gauge::default(),
             revision: Gauge::default(),
             leader_changes: Counter::default(),
+            accept_fallbacks: Counter::default(),
             writes: Family::default(),
             reads: Family::default(),
             // 50 µs to ~13 s.
@@ -159,6 +161,11 @@ impl CoreMetrics {
             "leader_changes",
             "Times the leader this node follows changed (including to none)",
             self.leader_changes.clone(),
+        );
+        r.register(
+            "accept_fallbacks",
+            "Slots this node, leading, asked of every voter because the followers it asked first had not chosen them in time (thrifty Phase 2's fallback)",
+            self.accept_fallbacks.clone(),
         );
         r.register(
             "writes",
@@ -253,6 +260,12 @@ impl CoreMetrics {
         self.applied_index.set(status.applied_index.0);
         self.compacted_through.set(status.compacted_through.0);
         self.revision.set(status.revision);
+        // The status counts since the node started; the counter follows it.
+        let counted = self.accept_fallbacks.get();
+        if status.accept_fallbacks > counted {
+            self.accept_fallbacks
+                .inc_by(status.accept_fallbacks - counted);
+        }
     }
 
     /// Records a write's answer, `seconds` after it reached the core; the
@@ -559,4 +572,34 @@ pub fn render(registry: &Registry) -> String {
     prometheus_client::encoding::prometheus_text::encode(&mut text, registry)
         .expect("writing to a String cannot fail");
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use synod_paxos::{Ballot, NodeId, Role, Slot};
+
+    use super::*;
+
+    fn status(accept_fallbacks: u64) -> NodeStatus {
+        NodeStatus {
+            id: NodeId(1),
+            role: Role::Leader,
+            ballot: Ballot::new(1, NodeId(1)),
+            leader: Some(NodeId(1)),
+            commit_index: Slot(0),
+            applied_index: Slot(0),
+            revision: 0,
+            compacted_through: Slot(0),
+            accept_fallbacks,
+        }
+    }
+
+    #[test]
+    fn the_fallback_counter_follows_the_status_count() {
+        let metrics = CoreMetrics::new();
+        metrics.observe_status(&status(3));
+        metrics.observe_status(&status(3));
+        metrics.observe_status(&status(5));
+        assert_eq!(metrics.accept_fallbacks.get(), 5);
+    }
 }

@@ -76,6 +76,7 @@ fn a_scrape_during_a_write_load_shows_the_nodes_work() {
         "synod_applied_index",
         "synod_revision",
         "synod_leader_changes_total",
+        "synod_accept_fallbacks_total",
         "synod_writes_total",
         "synod_write_latency_seconds",
         "synod_fsync_seconds",

@@ -135,6 +135,9 @@ pub(crate) struct Leader {
     /// When the next new slot is asked of every voter, so that the choice of
     /// followers follows the fastest.
     next_probe_at: Instant,
+    /// Slots asked of every voter after `Config::accept_fallback`, not yet
+    /// taken by [`Leader::take_fallback_slots`].
+    fallback_slots: u64,
 }
 
 /// What [`Leader::flush`] asks of the replica.
@@ -210,6 +213,7 @@ impl Leader {
             peer_commit: BTreeMap::new(),
             fast_followers: Vec::new(),
             next_probe_at: now,
+            fallback_slots: 0,
         }
     }
 
@@ -523,6 +527,9 @@ impl Leader {
                 continue;
             }
             let asked = proposal.asked.take();
+            if asked.is_some() {
+                self.fallback_slots += 1;
+            }
             if all_due {
                 proposal.sent_at = now;
             }
@@ -552,6 +559,11 @@ impl Leader {
             }
         }
         messages
+    }
+
+    /// The slots asked of every voter after the fallback since the last call.
+    pub(crate) fn take_fallback_slots(&mut self) -> u64 {
+        std::mem::take(&mut self.fallback_slots)
     }
 
     // ----- heartbeats, lease and reads -------------------------------------

@@ -159,6 +159,7 @@ fn a_slot_not_chosen_in_time_is_asked_of_every_voter() {
     nodes[2].step(at_ms(2), lazy);
     deliver(&mut nodes, at_ms(2), |e| e.to != NodeId(2));
     assert_eq!(nodes[0].status().commit_index, Slot(2));
+    assert_eq!(nodes[0].status().accept_fallbacks, 0);
     // Before the fallback nothing more is asked.
     nodes[0].tick(at_ms(11));
     assert!(accepts(&durable_ready(&mut nodes[0], at_ms(11)).messages).is_empty());
@@ -174,6 +175,7 @@ fn a_slot_not_chosen_in_time_is_asked_of_every_voter() {
     }
     deliver(&mut nodes, at_ms(12), |e| e.to != NodeId(2));
     assert_eq!(nodes[0].status().commit_index, Slot(3));
+    assert_eq!(nodes[0].status().accept_fallbacks, 1);
     // Node 3 completed that quorum: the next slot is asked of it.
     let sent = propose(&mut nodes, at_ms(13), b"third");
     assert_eq!(

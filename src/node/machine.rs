@@ -744,6 +744,7 @@ impl Node {
             applied_index: Slot(self.state_machine.applied_index()),
             revision: self.state_machine.revision(),
             compacted_through: status.compacted_through,
+            accept_fallbacks: status.accept_fallbacks,
         }
     }
 

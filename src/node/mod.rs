@@ -148,6 +148,9 @@ pub struct NodeStatus {
     pub revision: u64,
     /// The log was compacted through here.
     pub compacted_through: Slot,
+    /// Slots asked of every voter after thrifty Phase 2's fallback, since
+    /// the node started (see `synod_paxos::Config::accept_fallback`).
+    pub accept_fallbacks: u64,
 }
 
 /// The answer to one write: the state machine's response or why not.

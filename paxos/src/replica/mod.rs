@@ -127,6 +127,10 @@ pub struct Status {
     pub commit_index: Slot,
     /// Log slots up to here are compacted into a snapshot.
     pub compacted_through: Slot,
+    /// Slots this replica, leading, asked of every voter because the
+    /// quorum it asked first had not chosen them within
+    /// `Config::accept_fallback`, since it started.
+    pub accept_fallbacks: u64,
 }
 
 /// What the node does now, with the state of that role.
@@ -246,6 +250,8 @@ pub struct Replica {
     /// The time of the latest input, as its `settle` saw it: when a
     /// read-index request that `ready` sends counts as sent.
     settled_at: Instant,
+    /// See [`Status::accept_fallbacks`].
+    accept_fallbacks: u64,
 }
 
 impl Replica {
@@ -317,6 +323,7 @@ impl Replica {
             last_promise_ready: 0,
             follower_reads,
             settled_at: now,
+            accept_fallbacks: 0,
             config,
         };
         while matches!(
@@ -626,6 +633,7 @@ impl Replica {
             leader: self.leader_hint,
             commit_index: self.commit,
             compacted_through: self.compacted_through,
+            accept_fallbacks: self.accept_fallbacks,
         }
     }
 
@@ -1085,6 +1093,7 @@ impl Replica {
             return;
         };
         let accepts = leader.retransmissions(now, &context);
+        self.accept_fallbacks += leader.take_fallback_slots();
         self.send_all(accepts);
     }
 
