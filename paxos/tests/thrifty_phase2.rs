@@ -2,59 +2,16 @@
 //! of its last quorum for votes, sends the others lazy `Accept`s, and asks
 //! everyone when a slot is not chosen in time.
 
-use synod_paxos::{
-    Config, DurableState, Envelope, Instant, Message, NodeId, Ready, Record, Replica, Slot, Value,
-};
+mod harness;
 
-fn at_ms(ms: u64) -> Instant {
-    Instant::from_micros(ms * 1000)
-}
+use harness::{at_ms, cluster_led_by_node_1, deliver_where as deliver, durable_ready, with_config};
+use synod_paxos::{Config, Envelope, Instant, Message, NodeId, Record, Replica, Slot, Value};
 
-fn replica(id: u32) -> Replica {
-    let members = (1..=3).map(NodeId).collect();
-    Replica::new(
-        Config::new(NodeId(id), members),
-        DurableState::default(),
-        Slot(0),
-        at_ms(0),
-    )
-    .unwrap()
-}
-
-/// Takes `node`'s output and reports its records durable at once.
-fn durable_ready(node: &mut Replica, now: Instant) -> Ready {
-    let ready = node.ready();
-    node.persisted(now, ready.seq);
-    ready
-}
-
-/// Delivers every message among `nodes` until none is left, dropping those
-/// `keep` refuses.
-fn deliver(nodes: &mut [Replica], now: Instant, keep: impl Fn(&Envelope) -> bool) {
-    loop {
-        let mut in_flight = Vec::new();
-        for node in nodes.iter_mut() {
-            in_flight.extend(durable_ready(node, now).messages);
-        }
-        in_flight.retain(&keep);
-        if in_flight.is_empty() {
-            return;
-        }
-        for envelope in in_flight {
-            nodes[envelope.to.0 as usize - 1].step(now, envelope);
-        }
-    }
-}
-
-/// Three nodes with node 1 leading and two slots chosen (its election's
-/// no-op, then a command asked of every
-/// voter: the first slot of a leadership probes), delivered so that node 2
-/// answers before node 3.
+/// Three nodes with node 1 leading and two slots chosen: its election's
+/// no-op, then a command asked of every voter (the first slot of a
+/// leadership probes), delivered so that node 2 answers before node 3.
 fn cluster_with_leader() -> Vec<Replica> {
-    let mut nodes = vec![replica(1), replica(2), replica(3)];
-    nodes[0].campaign(at_ms(1));
-    deliver(&mut nodes, at_ms(1), |_| true);
-    assert_eq!(nodes[0].status().leader, Some(NodeId(1)), "node 1 leads");
+    let mut nodes = cluster_led_by_node_1(3);
     nodes[0].propose(at_ms(1), b"first".to_vec()).unwrap();
     deliver(&mut nodes, at_ms(1), |_| true);
     nodes
@@ -209,12 +166,11 @@ fn a_slot_per_heartbeat_interval_is_asked_of_every_voter() {
 
 #[test]
 fn without_a_fallback_every_voter_is_asked() {
-    let members: Vec<NodeId> = (1..=3).map(NodeId).collect();
     let mut nodes: Vec<Replica> = (1..=3)
         .map(|id| {
-            let mut config = Config::new(NodeId(id), members.clone());
+            let mut config = Config::new(NodeId(id), harness::members(3));
             config.accept_fallback = None;
-            Replica::new(config, DurableState::default(), Slot(0), at_ms(0)).unwrap()
+            with_config(config)
         })
         .collect();
     nodes[0].campaign(at_ms(1));
