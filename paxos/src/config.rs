@@ -46,7 +46,7 @@ pub struct Config {
     /// last chosen slot's quorum first) and sends the other members the
     /// values as `lazy` Accepts, which they hold without syncing or
     /// answering; a slot not chosen after `t` is asked of every voter. One
-    /// slot per heartbeat round is asked of every voter, so the choice
+    /// slot per heartbeat interval is asked of every voter, so the choice
     /// follows whichever followers are fastest. `None`: every voter is
     /// asked for every slot.
     ///
