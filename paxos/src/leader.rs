@@ -38,10 +38,10 @@ pub(crate) struct Context<'a> {
     pub(crate) log_bytes: u64,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
     /// The memberships governing the slots in flight (see
     /// `MembershipLog::window`).
-    fn window(&self) -> Vec<Membership> {
+    fn window(&self) -> Vec<&'a Membership> {
         self.membership.window(self.commit.next())
     }
 }

@@ -339,11 +339,8 @@ impl MembershipLog {
     /// ACTIVATION_DELAY − 1`, all known then. A candidate needs promises
     /// from a quorum of each, a leader's lease an acknowledgment from a
     /// quorum of each.
-    pub(crate) fn window(&self, first: Slot) -> Vec<Membership> {
+    pub(crate) fn window(&self, first: Slot) -> Vec<&Membership> {
         self.governing_range(first, Slot(first.0 + ACTIVATION_DELAY - 1))
-            .into_iter()
-            .cloned()
-            .collect()
     }
 
     /// Every member (voter or learner) of every membership, in order,

@@ -381,8 +381,7 @@ impl<D: WalDisk> WalLog<D> {
             .write_at(&segment_name(number), self.file_bytes, &self.scratch)
             .map_err(io_error(&self.disk, "write to", number))?;
         let frees_a_segment = compacted_through > self.synced_compacted_through
-            && self.segments.len() > 1
-            && self.segments[0].max_slot <= compacted_through;
+            && self.oldest_segment_compacted(compacted_through);
         let unsynced_bytes = self.unsynced_bytes + self.scratch.len() as u64;
         let sync = records.iter().any(Record::must_sync)
             || frees_a_segment
@@ -442,10 +441,15 @@ impl<D: WalDisk> WalLog<D> {
         Ok(())
     }
 
+    /// True if the oldest segment is closed and compaction through `through` covers every slot
+    /// it mentions.
+    fn oldest_segment_compacted(&self, through: Slot) -> bool {
+        self.segments.len() > 1 && self.segments[0].max_slot <= through
+    }
+
     /// Deletes the oldest closed segments whose every slot a synced compaction point covers.
     fn delete_compacted_segments(&mut self) -> Result<(), StorageError> {
-        while self.segments.len() > 1 && self.segments[0].max_slot <= self.synced_compacted_through
-        {
+        while self.oldest_segment_compacted(self.synced_compacted_through) {
             remove(&mut self.disk, self.segments[0].number)?;
             self.segments.remove(0);
         }

@@ -691,7 +691,11 @@ impl Replica {
     /// The memberships governing the slots a leader may have in flight
     /// right now (see `MembershipLog::window`).
     fn window_memberships(&self) -> Vec<Membership> {
-        self.membership.window(self.commit.next())
+        self.membership
+            .window(self.commit.next())
+            .into_iter()
+            .cloned()
+            .collect()
     }
 
     /// True if this node may campaign: it votes in the membership governing
