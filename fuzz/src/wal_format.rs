@@ -8,7 +8,7 @@ pub use synod_kvstore::wal_format::segment_file_name;
 
 /// A new segment `number`: just its header.
 pub fn new_segment(number: u64) -> Vec<u8> {
-    synod_kvstore::wal_format::segment_header(number)
+    synod_kvstore::wal_format::segment_header(number, synod_kvstore::WAL_FORMAT)
 }
 
 /// Appends a frame around `payload` to `segment` (segment `number`'s bytes so far).

@@ -85,7 +85,7 @@ pub use error::StorageError;
 pub use key_expiry::{KeyExpiry, KeyExpiryClock, KeyExpiryConfig};
 pub use log::{
     format as wal_format, FsDisk, LogError, SimDisk, WalDisk, WalLog, WalOptions, WAL_FORMAT,
-    WAL_RESERVE_STEP_BYTES, WAL_SYNC_UNSYNCED_BYTES,
+    WAL_FORMAT_WITHOUT_SYNC_MARKS, WAL_RESERVE_STEP_BYTES, WAL_SYNC_UNSYNCED_BYTES,
 };
 pub use node_store::{NodeStore, LOG_DIR, STATE_FILE};
 pub use sim_backend::SimRedbBackend;

@@ -25,6 +25,9 @@ fn chosen(slot: u64, text: &str) -> Record {
 
 /// The log on `disk`, with segments of 8 KiB: room for the frames of every test here, and
 /// little to copy at each simulated crash.
+/// The first segment's file name.
+const SEGMENT_0: &str = "00000000000000000000.wal";
+
 fn open(disk: &SimDisk) -> Result<WalLog<SimDisk>, StorageError> {
     WalLog::open_on(disk.clone(), WalOptions::with_segment_bytes(8 << 10))
 }
@@ -92,7 +95,6 @@ fn a_torn_write_at_a_crash_is_cut_and_the_log_goes_on() {
         vec![chosen(2, "two"), chosen(3, &long)],
         vec![chosen(4, "four")],
     ];
-    const SEGMENT: &str = "00000000000000000000.wal";
     for (new_disk, kind) in disks() {
         // Where the unsynced bytes start, how many there are, and where each unsynced frame ends
         // in them.
@@ -100,11 +102,11 @@ fn a_torn_write_at_a_crash_is_cut_and_the_log_goes_on() {
             let disk = new_disk();
             let mut log = open(&disk).unwrap();
             log.persist(&synced).unwrap();
-            let start = disk.synced_bytes(SEGMENT).unwrap();
+            let start = disk.synced_bytes(SEGMENT_0).unwrap();
             let mut ends = Vec::new();
             for frame in &unsynced {
                 log.persist(frame).unwrap();
-                ends.push(disk.written_bytes(SEGMENT).unwrap() - start);
+                ends.push(disk.written_bytes(SEGMENT_0).unwrap() - start);
             }
             (start, *ends.last().unwrap(), ends)
         };
@@ -142,6 +144,81 @@ fn a_torn_write_at_a_crash_is_cut_and_the_log_goes_on() {
             );
         }
     }
+}
+
+/// Records that need no sync (chosen values), each frame longer than a sector, written after a
+/// synced frame and never synced themselves.
+fn unsynced_chosen_frames(log: &mut WalLog<SimDisk>) -> Vec<Record> {
+    let frames: Vec<Record> = (1..=6).map(|slot| chosen(slot, &"v".repeat(700))).collect();
+    for frame in &frames {
+        log.persist(std::slice::from_ref(frame)).unwrap();
+    }
+    frames
+}
+
+#[test]
+fn a_power_loss_that_keeps_a_later_unsynced_write_but_not_an_earlier_one_cuts_the_log_there() {
+    let synced: Vec<Record> = std::iter::once(Record::Promised(Ballot(1)))
+        .chain((1..=6).map(|slot| accepted(slot, 1, "synced")))
+        .collect();
+    // A log of synced frames, then unsynced ones; and the unsynced ones.
+    let write = || {
+        let disk = SimDisk::new();
+        let mut log = open(&disk).unwrap();
+        log.persist(&synced).unwrap();
+        (disk.clone(), unsynced_chosen_frames(&mut log))
+    };
+    let mut sectors = 0;
+    write().0.crash_scattered(&mut || {
+        sectors += 1;
+        true
+    });
+    assert!(sectors > 6, "{sectors} unsynced sectors");
+    for lost in 0..sectors {
+        let (disk, unsynced) = write();
+        // The disk wrote back every unsynced sector but one.
+        let mut sector = 0;
+        let disk = disk.crash_scattered(&mut || {
+            sector += 1;
+            sector != lost + 1
+        });
+        let mut log = open(&disk).unwrap_or_else(|e| panic!("sector {lost} lost: {e}"));
+        let loaded = log.load().unwrap();
+        let kept = (0..=unsynced.len())
+            .find(|&k| state_of(synced.iter().chain(&unsynced[..k])) == loaded)
+            .unwrap_or_else(|| panic!("sector {lost} lost: not a prefix: {loaded:?}"));
+        assert!(kept < unsynced.len(), "sector {lost} lost, all kept");
+        // The cut is durable: frames past the hole do not come back after the next crash.
+        log.persist(&[accepted(7, 1, "after")]).unwrap();
+        let log = open(&disk.crash()).unwrap();
+        let expected: Vec<Record> = synced
+            .iter()
+            .chain(&unsynced[..kept])
+            .cloned()
+            .chain([accepted(7, 1, "after")])
+            .collect();
+        assert_eq!(log.load().unwrap(), state_of(&expected), "sector {lost}");
+    }
+}
+
+#[test]
+fn a_damaged_frame_that_a_later_sync_covered_refuses_to_start() {
+    let disk = SimDisk::new();
+    let mut log = open(&disk).unwrap();
+    log.persist(&[Record::Promised(Ballot(1))]).unwrap();
+    let start = disk.synced_bytes(SEGMENT_0).unwrap();
+    log.persist(&[chosen(1, "never synced by itself")]).unwrap();
+    // This frame must sync, and its sync covers the chosen frame before it.
+    log.persist(&[accepted(2, 1, "synced")]).unwrap();
+    drop(log);
+    let disk = disk.crash();
+    disk.flip_bit(SEGMENT_0, start + 40, 3).unwrap();
+    let damaged = snapshot(&disk);
+    match open(&disk) {
+        Err(StorageError::Log(LogError::CorruptFrame { offset, .. })) => assert_eq!(offset, start),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(snapshot(&disk), damaged, "nothing cut");
 }
 
 #[test]
@@ -301,11 +378,11 @@ fn random_records(rng: &mut Rng, promised: &mut u64, next_slot: &mut u64) -> Vec
     records
 }
 
-/// Random batches, tiny segments (rotation and deletion), random torn crashes: after every
-/// restart the log holds exactly the synced records plus some whole prefix of the batches
-/// persisted since the last sync.
+/// Random batches, tiny segments (rotation and deletion), random crashes that tear the last
+/// write or keep any subset of the unsynced sectors: after every restart the log holds exactly
+/// the synced records plus some whole prefix of the batches persisted since the last sync.
 #[test]
-fn random_batches_and_torn_crashes_keep_every_synced_record() {
+fn random_batches_and_crashes_keep_every_synced_record() {
     for (seed, (new_disk, _)) in (0..20u64).zip(disks().into_iter().cycle()) {
         let mut rng = Rng(seed);
         let options = WalOptions::with_segment_bytes(256);
@@ -332,7 +409,11 @@ fn random_batches_and_torn_crashes_keep_every_synced_record() {
                 synced.extend(pending.drain(..).flatten());
             }
             if rng.below(25) == 0 {
-                disk = disk.crash_torn(&mut |n| rng.below(n + 1));
+                disk = if rng.below(2) == 0 {
+                    disk.crash_torn(&mut |n| rng.below(n + 1))
+                } else {
+                    disk.crash_scattered(&mut || rng.below(2) == 0)
+                };
                 log = WalLog::open_on(disk.clone(), options)
                     .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
                 let loaded = log.load().unwrap();

@@ -46,19 +46,22 @@ impl Simulation {
         if self.nodes[node].leading.is_some() {
             self.truth.term_ended(node, self.now_us);
         }
-        // A torn write: each file may keep a prefix of what it had not synced.
+        // What the log's disk kept of what it had not synced: nothing, all, a prefix (a torn
+        // write), or any of its sectors (a volatile cache written back in any order).
         let seed = self.rng.next_u64();
         let mut tear = synod_paxos::Rng::new(seed);
-        let mut keep = |unsynced: u64| match tear.below(3) {
-            0 => 0,
-            1 => tear.below(unsynced + 1),
-            _ => unsynced,
-        };
         let n = &mut self.nodes[node];
         // Kill the disks before the node and its log, so nothing they do on
         // the way down is written.
         n.disk = n.disk.crash();
-        n.log_disk = n.log_disk.crash_torn(&mut keep);
+        n.log_disk = match tear.below(4) {
+            0 => n.log_disk.crash(),
+            1 => n
+                .log_disk
+                .crash_torn(&mut |unsynced| tear.below(unsynced + 1)),
+            2 => n.log_disk.crash_scattered(&mut || tear.below(2) == 0),
+            _ => n.log_disk.crash_torn(&mut |unsynced| unsynced),
+        };
         n.node = None;
         n.log = None;
         n.state_sync_fails = false;

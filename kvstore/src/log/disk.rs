@@ -32,9 +32,10 @@ pub(crate) const SECTOR_BYTES: usize = 512;
 ///
 /// # Contract
 /// - Written bytes become durable only with a [`sync`](Self::sync) of their file that returns
-///   `Ok`; a crash before it may keep any prefix of them (a torn write), or none. A crash never
-///   shortens a file below the length it was created, cut or synced at; room it loses writes
-///   in reads as zeros.
+///   `Ok`; a crash before it may keep any of their sectors and lose the others (a later write
+///   may survive an earlier one), or keep a prefix of them (a torn write), all or none. A crash
+///   never shortens a file below the length it was created, cut or synced at; room it loses
+///   writes in reads as zeros.
 /// - A failed `sync` (or `write_at`) leaves the file's unsynced bytes unknown: the caller must
 ///   not trust them, nor write to the disk again until restarted.
 /// - [`create`](Self::create), [`truncate`](Self::truncate) and [`remove`](Self::remove) are
@@ -231,7 +232,7 @@ struct SimFile {
     bytes: Vec<u8>,
     /// The first `synced` bytes survive a crash as they read now.
     synced: usize,
-    /// Bytes `synced..written` were written since the last sync: a crash keeps a prefix of them.
+    /// Bytes `synced..written` were written since the last sync: a crash keeps some of them.
     written: usize,
     /// A crash leaves the file at least this long (zeros after what survives of the writes).
     durable_len: usize,
@@ -259,6 +260,30 @@ impl SimFile {
         }
         self.bytes.truncate(end);
         self.bytes.resize(self.durable_len.max(end), 0);
+        self.synced = end;
+        self.written = end;
+        self.durable_len = self.bytes.len();
+    }
+
+    /// Forgets each sector-sized piece of the writes since the last sync unless `keep()` says
+    /// so (asked piece by piece, in offset order), as a crash may when the disk wrote back some
+    /// of its cache and not the rest: lost pieces read as zeros, and the file ends at the last
+    /// kept piece or its durable length, whichever is further.
+    fn scatter_unsynced(&mut self, keep: &mut dyn FnMut() -> bool) {
+        let mut end = self.synced;
+        let mut at = self.synced;
+        while at < self.written {
+            let piece_end = (at / SECTOR_BYTES + 1) * SECTOR_BYTES;
+            let piece_end = piece_end.min(self.written);
+            if keep() {
+                end = piece_end;
+            } else {
+                self.bytes[at..piece_end].fill(0);
+            }
+            at = piece_end;
+        }
+        self.bytes.truncate(end.max(self.durable_len));
+        self.bytes.resize(end.max(self.durable_len), 0);
         self.synced = end;
         self.written = end;
         self.durable_len = self.bytes.len();
@@ -301,21 +326,15 @@ impl SimDiskState {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {name}")))
     }
 
-    /// The disk after a power failure that kept `keep(unsynced)` bytes of each file's unsynced
-    /// tail (file by file, in name order).
-    fn survivor(&self, keep: &mut dyn FnMut(u64) -> u64) -> SimDiskState {
+    /// The disk after a power failure that left each file as `lose_unsynced` makes it (file by
+    /// file, in name order).
+    fn survivor(&self, lose_unsynced: &mut dyn FnMut(&mut SimFile)) -> SimDiskState {
         let files = self
             .files
             .iter()
             .map(|(name, file)| {
-                let unsynced = (file.written - file.synced) as u64;
-                let kept = if unsynced == 0 {
-                    0
-                } else {
-                    keep(unsynced).min(unsynced) as usize
-                };
                 let mut survivor = file.clone();
-                survivor.drop_unsynced(kept);
+                lose_unsynced(&mut survivor);
                 (name.clone(), survivor)
             })
             .collect();
@@ -339,7 +358,8 @@ impl SimDiskState {
 ///   dies (every later call through it or its clones fails, so the crashed log writes nothing
 ///   more), and the returned handle is the disk as the restarted machine finds it: the synced
 ///   bytes, plus (`crash_torn`) some prefix of the bytes written since, such as a torn write
-///   (inside a file's reserved room, at a sector boundary), and zeros in the rest of the room.
+///   (inside a file's reserved room, at a sector boundary), and zeros in the rest of the room;
+///   or ([`crash_scattered`](Self::crash_scattered)) any subset of their sectors.
 /// - [`flip_bit`](Self::flip_bit): a bit of synced data rots.
 /// - [`fail_next_syncs`](Self::fail_next_syncs): syncs fail with an I/O error, and a failed sync
 ///   drops the file's unsynced bytes (as Linux may drop dirty pages after a writeback error):
@@ -396,9 +416,31 @@ impl SimDisk {
     /// `&mut |n| rng.below(n + 1)`. Returns the disk the restarted machine finds, and kills this
     /// handle (and its clones).
     pub fn crash_torn(&self, keep: &mut impl FnMut(u64) -> u64) -> SimDisk {
+        self.crash_with(&mut |file| {
+            let unsynced = (file.written - file.synced) as u64;
+            let kept = if unsynced == 0 {
+                0
+            } else {
+                keep(unsynced).min(unsynced) as usize
+            };
+            file.drop_unsynced(kept);
+        })
+    }
+
+    /// A power failure after which the disk holds any subset of the sectors written since the
+    /// last sync, as a disk with a volatile cache may hold: each sector-sized piece of each
+    /// file's unsynced bytes survives if `keep_sector()` says so (asked in file-name order, then
+    /// offset order; pass the simulator's seeded RNG), and lost ones read as zeros. So a later
+    /// write may survive an earlier one. Returns the disk the restarted machine finds, and
+    /// kills this handle (and its clones).
+    pub fn crash_scattered(&self, keep_sector: &mut impl FnMut() -> bool) -> SimDisk {
+        self.crash_with(&mut |file| file.scatter_unsynced(keep_sector))
+    }
+
+    fn crash_with(&self, lose_unsynced: &mut dyn FnMut(&mut SimFile)) -> SimDisk {
         let mut state = self.state();
         state.dead = true;
-        let survivor = state.survivor(keep);
+        let survivor = state.survivor(lose_unsynced);
         SimDisk {
             state: Arc::new(Mutex::new(survivor)),
         }

@@ -11,6 +11,6 @@ mod wal;
 pub(crate) use disk::sync_dir;
 pub use disk::{FsDisk, SimDisk, WalDisk};
 pub use wal::{
-    format, LogError, WalLog, WalOptions, WAL_FORMAT, WAL_RESERVE_STEP_BYTES,
-    WAL_SYNC_UNSYNCED_BYTES,
+    format, LogError, WalLog, WalOptions, WAL_FORMAT, WAL_FORMAT_WITHOUT_SYNC_MARKS,
+    WAL_RESERVE_STEP_BYTES, WAL_SYNC_UNSYNCED_BYTES,
 };

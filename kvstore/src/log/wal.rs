@@ -20,8 +20,8 @@
 //! | 8 | the segment's number, little-endian |
 //! | 8 | FNV-1a 64 of the 20 bytes above (as one length-prefixed field) |
 //! | | then frames, each: |
-//! | 8 | payload length n, little-endian |
-//! | 8 | header hash: FNV-1a 64 of the segment number, the frame's byte offset in the segment and n |
+//! | 8 | payload length n, little-endian, with the top bit set if the call that wrote the frame synced it |
+//! | 8 | header hash: FNV-1a 64 of the segment number, the frame's byte offset in the segment and the field above |
 //! | 8 | payload hash: FNV-1a 64 of the segment number, the offset and the payload |
 //! | n | the records, one after another (see [`encode_record`]) |
 //!
@@ -42,14 +42,21 @@
 //! a segment end where only zeros follow (no frame is all zeros).
 //!
 //! # Opening: torn tails and corruption
-//! One frame per call makes a call all-or-none. A crash can leave a torn frame at the end of
-//! the last segment, which was never synced, so never reported to anyone; [`WalLog::open`] cuts
-//! it off, but only if no valid frame follows it anywhere in the segment and it looks torn, not
-//! damaged (the rule is on `is_torn_write`: cut short, zeros, or stale bytes that are not a
-//! frame header; a whole frame with a bad payload, or a header one bit away from valid, is
-//! damage). A bad frame followed by a valid one is corruption of data that may have been synced
-//! and reported, and so is a bad frame in any other place (an earlier segment, a segment's
-//! first frame, a bad segment header).
+//! One frame per call makes a call all-or-none. A crash can leave the frames written since the
+//! last sync damaged: the last one torn, or any of them missing sectors, since a disk's volatile
+//! cache may write back a later sector and lose an earlier one. None of them was synced, so
+//! none was reported to anyone, and [`WalLog::open`] cuts the last segment at the first bad
+//! frame, with everything after it, if nothing after it was synced: no valid frame after it
+//! says it was written with a sync, and it does not say so itself unless nothing valid follows
+//! it (a call writes only after the previous call's sync returned). A frame with a valid
+//! header that says it was written without a sync is then cut whatever its payload holds; one
+//! without a valid header, or written with a sync and last, must look torn rather than damaged
+//! (the rule is on `is_torn_write`: cut short, zeros, or stale bytes that are not a frame
+//! header; a whole frame with a bad payload, or a header one bit away from valid, is damage).
+//! A bad frame otherwise is corruption of data that may have been synced and reported, and so
+//! is a bad frame in any other place (an earlier segment, a segment's first frame, a bad
+//! segment header). Segments of [`WAL_FORMAT_WITHOUT_SYNC_MARKS`] do not say which frames were
+//! written with a sync: there any valid frame after a bad one makes it corruption.
 //! Corruption refuses the start with [`LogError`] naming the file and the byte offset, and
 //! changes nothing on disk. So do records that break the acceptor's rules
 //! ([`DurableState::try_apply`]) and a segment of another log format.
@@ -88,8 +95,14 @@ pub const WAL_RESERVE_STEP_BYTES: u64 = 1 << 20;
 /// its records must (see the module docs).
 pub const WAL_SYNC_UNSYNCED_BYTES: u64 = 1 << 20;
 
-/// The log format this code writes and reads; a segment of any other is refused.
-pub const WAL_FORMAT: u32 = 2;
+/// The log format this code writes. It also reads [`WAL_FORMAT_WITHOUT_SYNC_MARKS`]; a segment
+/// of any other is refused.
+pub const WAL_FORMAT: u32 = 3;
+/// The format before [`WAL_FORMAT`], read and appended to as it was: its frames do not say
+/// whether a sync followed them, so any of them may have been synced (see the module docs).
+pub const WAL_FORMAT_WITHOUT_SYNC_MARKS: u32 = 2;
+/// The top bit of a frame's length field: the frame was written by a call that synced it.
+const FRAME_SYNCED: u64 = 1 << 63;
 const SEGMENT_MAGIC: [u8; 8] = *b"SYNODWAL";
 /// Segment header: magic, format, segment number, hash.
 const SEGMENT_HEADER_BYTES: usize = 28;
@@ -117,8 +130,8 @@ pub enum LogError {
     },
     /// A segment of a log format this code does not read.
     #[error(
-        "{}: log format {found}; this Synod reads format {WAL_FORMAT} only: start the node \
-         from an empty data directory", .path.display()
+        "{}: log format {found}; this Synod reads formats {WAL_FORMAT_WITHOUT_SYNC_MARKS} and \
+         {WAL_FORMAT} only: start the node from an empty data directory", .path.display()
     )]
     UnsupportedFormat {
         /// The segment file.
@@ -377,15 +390,18 @@ impl<D: WalDisk> WalLog<D> {
         self.scratch.clear();
         let max_slot = encode_frame(records, number, self.file_bytes, &mut self.scratch);
         self.reserve_room(self.file_bytes + self.scratch.len() as u64);
-        self.disk
-            .write_at(&segment_name(number), self.file_bytes, &self.scratch)
-            .map_err(io_error(&self.disk, "write to", number))?;
         let frees_a_segment = compacted_through > self.synced_compacted_through
             && self.oldest_segment_compacted(compacted_through);
         let unsynced_bytes = self.unsynced_bytes + self.scratch.len() as u64;
         let sync = records.iter().any(Record::must_sync)
             || frees_a_segment
             || unsynced_bytes >= WAL_SYNC_UNSYNCED_BYTES;
+        if sync {
+            seal_frame(&mut self.scratch, number, self.file_bytes, true);
+        }
+        self.disk
+            .write_at(&segment_name(number), self.file_bytes, &self.scratch)
+            .map_err(io_error(&self.disk, "write to", number))?;
         if sync {
             self.disk
                 .sync(&segment_name(number))
@@ -488,28 +504,32 @@ impl<D: WalDisk> Storage for WalLog<D> {
 /// The bytes of a new segment `number`: its header and a first frame holding `promised` and
 /// `compacted_through`.
 fn new_segment(number: u64, promised: Ballot, compacted_through: Slot) -> Vec<u8> {
-    let mut bytes = segment_header(number).to_vec();
+    let mut bytes = segment_header(number, WAL_FORMAT).to_vec();
     let header = [
         Record::Promised(promised),
         Record::Compacted(compacted_through),
     ];
     let max_slot = encode_frame(&header, number, SEGMENT_HEADER_BYTES as u64, &mut bytes);
     debug_assert_eq!(max_slot, Slot(0), "a header mentions no slot");
+    // A segment is created synced.
+    let first_frame = &mut bytes[SEGMENT_HEADER_BYTES..];
+    seal_frame(first_frame, number, SEGMENT_HEADER_BYTES as u64, true);
     bytes
 }
 
-fn segment_header(number: u64) -> [u8; SEGMENT_HEADER_BYTES] {
+/// The header of segment `number` in log format `format`.
+fn segment_header(number: u64, format: u32) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut header = [0; SEGMENT_HEADER_BYTES];
     header[..8].copy_from_slice(&SEGMENT_MAGIC);
-    header[8..12].copy_from_slice(&WAL_FORMAT.to_le_bytes());
+    header[8..12].copy_from_slice(&format.to_le_bytes());
     header[12..20].copy_from_slice(&number.to_le_bytes());
     let hash = hash(&[&header[..20]]);
     header[20..].copy_from_slice(&hash.to_le_bytes());
     header
 }
 
-/// Checks the header of segment `number` at the start of `bytes`.
-fn check_segment_header(bytes: &[u8], number: u64, path: PathBuf) -> Result<(), LogError> {
+/// Checks the header of segment `number` at the start of `bytes`; returns its log format.
+fn check_segment_header(bytes: &[u8], number: u64, path: PathBuf) -> Result<u32, LogError> {
     let bad = |reason: String| LogError::BadSegmentHeader {
         path: path.clone(),
         reason,
@@ -526,13 +546,13 @@ fn check_segment_header(bytes: &[u8], number: u64, path: PathBuf) -> Result<(), 
         )));
     }
     let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if format != WAL_FORMAT {
+    if format != WAL_FORMAT && format != WAL_FORMAT_WITHOUT_SYNC_MARKS {
         return Err(LogError::UnsupportedFormat {
             path,
             found: format,
         });
     }
-    if bytes[..SEGMENT_HEADER_BYTES] != segment_header(number) {
+    if bytes[..SEGMENT_HEADER_BYTES] != segment_header(number, format) {
         let found = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
         return Err(bad(if found != number {
             format!("the header names segment {found}")
@@ -540,7 +560,7 @@ fn check_segment_header(bytes: &[u8], number: u64, path: PathBuf) -> Result<(), 
             "segment header hash mismatch".to_string()
         }));
     }
-    Ok(())
+    Ok(format)
 }
 
 /// True if segment 0's bytes are a strict prefix of a new segment 0: its creation by an older
@@ -595,7 +615,8 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
         let bytes = disk
             .read(&segment_name(number))
             .map_err(io_error(disk, "read", number))?;
-        check_segment_header(&bytes, number, path.clone())?;
+        let format = check_segment_header(&bytes, number, path.clone())?;
+        let marks_syncs = format == WAL_FORMAT;
         let mut max_slot = Slot(0);
         let mut at = SEGMENT_HEADER_BYTES;
         let corrupt = |at: usize, reason: String| LogError::CorruptFrame {
@@ -611,7 +632,11 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
         }
         while at < zeros_from {
             match decode_frame(&bytes, at, number) {
-                Ok((records, used)) => {
+                Ok(Frame {
+                    records,
+                    bytes: used,
+                    ..
+                }) => {
                     for record in records {
                         max_slot = max_slot.max(record_slot(&record));
                         state
@@ -639,22 +664,10 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
                     return Err(corrupt(at, format!("{error} (the segment's first frame)")).into());
                 }
                 Err(error) => {
-                    if let Some(next) = next_valid_frame(&bytes[..zeros_from], at + 1, number) {
-                        return Err(corrupt(
-                            at,
-                            format!(
-                                "{error}, and a valid frame follows at byte {next}: not a torn \
-                                 write"
-                            ),
-                        )
-                        .into());
-                    }
-                    if !is_torn_write(&bytes, zeros_from, at, number, &error) {
-                        return Err(corrupt(
-                            at,
-                            format!("{error} in the last frame, which is whole: not a torn write"),
-                        )
-                        .into());
+                    if let Some(damage) =
+                        damage_at_the_end(&bytes, zeros_from, at, number, &error, marks_syncs)
+                    {
+                        return Err(corrupt(at, damage).into());
                     }
                     torn_tail = Some(TornTail {
                         valid_bytes: at as u64,
@@ -680,11 +693,62 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
     })
 }
 
-/// The first offset at or after `from` where a valid frame of segment `number` starts (pass
-/// `bytes` without their zero tail: no frame starts there).
-fn next_valid_frame(bytes: &[u8], from: usize, number: u64) -> Option<usize> {
+/// The first offset at or after `from` where a valid frame of segment `number` starts for which
+/// `wanted` holds (pass `bytes` without their zero tail: no frame starts there).
+fn next_valid_frame(
+    bytes: &[u8],
+    from: usize,
+    number: u64,
+    wanted: impl Fn(&Frame) -> bool,
+) -> Option<usize> {
     (from..bytes.len().saturating_sub(FRAME_HEADER_BYTES - 1))
-        .find(|&at| decode_frame(bytes, at, number).is_ok())
+        .find(|&at| decode_frame(bytes, at, number).is_ok_and(|frame| wanted(&frame)))
+}
+
+/// Why the bad frame at byte `at` of the last segment (`number`, not its first frame) is damage
+/// to data that may have been synced, which refuses the start; `None` if it is a torn write of
+/// data never synced, which is cut off with everything after it. `bytes` are zeros from
+/// `zeros_from` on; `marks_syncs` if the segment's format marks frames written with a sync.
+///
+/// A sync that returned made every byte before it durable, and a call writes only after the
+/// previous call's sync returned. So the frame is damage if a frame written with a sync follows
+/// it (in a format that does not mark them, any valid frame). Otherwise nothing after it was
+/// synced, and a crash may have kept any of those sectors and lost the others (a disk's volatile
+/// cache writes back in any order). Then the frame is torn if its valid header says it was
+/// written without a sync. If its header says it was, it is damage if any valid frame follows
+/// (that frame was written after this one's sync returned), and else [`is_torn_write`] decides;
+/// so it does for a header that is not valid (zeros or stale bytes are torn, a header one bit
+/// from valid is damage). A frame whose hashes match around undecodable records is damage.
+fn damage_at_the_end(
+    bytes: &[u8],
+    zeros_from: usize,
+    at: usize,
+    number: u64,
+    error: &FrameError,
+    marks_syncs: bool,
+) -> Option<String> {
+    let written = &bytes[..zeros_from];
+    if let Some(next) = next_valid_frame(written, at + 1, number, |f| f.synced || !marks_syncs) {
+        return Some(format!(
+            "{error}, and a frame written with a sync follows at byte {next}: not a torn write"
+        ));
+    }
+    let unsynced_header =
+        marks_syncs && frame_header(&bytes[at..], at, number).is_ok_and(|h| !h.synced);
+    let next = next_valid_frame(written, at + 1, number, |_| true);
+    let torn = match error {
+        FrameError::Records(_) => false,
+        FrameError::PayloadCut { .. } | FrameError::PayloadHash { .. } if unsynced_header => true,
+        FrameError::PayloadCut { .. } | FrameError::PayloadHash { .. } if next.is_some() => false,
+        _ => is_torn_write(bytes, zeros_from, at, number, error),
+    };
+    (!torn).then(|| match next {
+        Some(next) => format!(
+            "{error}, and a valid frame follows at byte {next}: not a torn write (a frame \
+             written with a sync, or damaged)"
+        ),
+        None => format!("{error} in the last frame, which is whole: not a torn write"),
+    })
 }
 
 /// The slot a record is about (0 for none).
@@ -706,9 +770,9 @@ pub mod format {
         super::segment_name(number)
     }
 
-    /// Segment `number`'s header, what its file starts with.
-    pub fn segment_header(number: u64) -> Vec<u8> {
-        super::segment_header(number).to_vec()
+    /// Segment `number`'s header in log format `format`, what its file starts with.
+    pub fn segment_header(number: u64, format: u32) -> Vec<u8> {
+        super::segment_header(number, format).to_vec()
     }
 
     /// `records` as one frame's payload.
@@ -734,12 +798,13 @@ pub mod format {
     }
 }
 
-/// The hash of a frame header: segment `number`, byte `offset` and payload length `len`.
-fn frame_header_hash(number: u64, offset: u64, len: u64) -> u64 {
+/// The hash of a frame header: segment `number`, byte `offset` and the length field `field`
+/// (the payload length, and [`FRAME_SYNCED`]).
+fn frame_header_hash(number: u64, offset: u64, field: u64) -> u64 {
     hash(&[
         &number.to_le_bytes(),
         &offset.to_le_bytes(),
-        &len.to_le_bytes(),
+        &field.to_le_bytes(),
     ])
 }
 
@@ -748,8 +813,8 @@ fn frame_payload_hash(number: u64, offset: u64, payload: &[u8]) -> u64 {
     hash(&[&number.to_le_bytes(), &offset.to_le_bytes(), payload])
 }
 
-/// Appends one frame holding `records` to `out`, for segment `number` at byte `offset` of it;
-/// returns the highest slot they mention.
+/// Appends one frame holding `records` to `out`, for segment `number` at byte `offset` of it,
+/// marked as written without a sync (see [`seal_frame`]); returns the highest slot they mention.
 fn encode_frame(records: &[Record], number: u64, offset: u64, out: &mut Vec<u8>) -> Slot {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
@@ -758,14 +823,24 @@ fn encode_frame(records: &[Record], number: u64, offset: u64, out: &mut Vec<u8>)
         max_slot = max_slot.max(record_slot(record));
         encode_record(record, out);
     }
-    let payload = &out[start + FRAME_HEADER_BYTES..];
-    let len = payload.len() as u64;
-    let payload_hash = frame_payload_hash(number, offset, payload);
-    out[start..start + 8].copy_from_slice(&len.to_le_bytes());
-    out[start + 8..start + 16]
-        .copy_from_slice(&frame_header_hash(number, offset, len).to_le_bytes());
-    out[start + 16..start + 24].copy_from_slice(&payload_hash.to_le_bytes());
+    seal_frame(&mut out[start..], number, offset, false);
     max_slot
+}
+
+/// Writes the header of the frame that `frame` holds (header room, then the payload), for
+/// segment `number` at byte `offset` of it; `synced` marks it written by a call that syncs it.
+fn seal_frame(frame: &mut [u8], number: u64, offset: u64, synced: bool) {
+    let payload = &frame[FRAME_HEADER_BYTES..];
+    let len = payload.len() as u64;
+    debug_assert!(
+        len < FRAME_SYNCED,
+        "a frame's length leaves its top bit free"
+    );
+    let payload_hash = frame_payload_hash(number, offset, payload);
+    let field = if synced { len | FRAME_SYNCED } else { len };
+    frame[..8].copy_from_slice(&field.to_le_bytes());
+    frame[8..16].copy_from_slice(&frame_header_hash(number, offset, field).to_le_bytes());
+    frame[16..24].copy_from_slice(&payload_hash.to_le_bytes());
 }
 
 /// Why the bytes at an offset are not a valid frame.
@@ -810,15 +885,29 @@ impl std::fmt::Display for FrameError {
     }
 }
 
-/// Decodes the frame at byte `offset` of segment `number`'s `bytes`: its records and its length
-/// in bytes.
-fn decode_frame(
-    bytes: &[u8],
-    offset: usize,
-    number: u64,
-) -> Result<(Vec<Record>, usize), FrameError> {
+/// A valid frame, decoded.
+#[derive(Debug, PartialEq)]
+struct Frame {
+    records: Vec<Record>,
+    /// Its length in bytes, header included.
+    bytes: usize,
+    /// Written by a call that synced it (always false in a segment of
+    /// [`WAL_FORMAT_WITHOUT_SYNC_MARKS`]).
+    synced: bool,
+}
+
+/// A valid frame header.
+struct FrameHeader {
+    /// The payload's length.
+    len: u64,
+    /// The frame was written by a call that synced it.
+    synced: bool,
+}
+
+/// Decodes the frame at byte `offset` of segment `number`'s `bytes`.
+fn decode_frame(bytes: &[u8], offset: usize, number: u64) -> Result<Frame, FrameError> {
     let frame = bytes.get(offset..).unwrap_or_default();
-    let len = frame_header(frame, offset, number)?;
+    let FrameHeader { len, synced } = frame_header(frame, offset, number)?;
     let stored_payload_hash = read_u64(&frame[16..FRAME_HEADER_BYTES]);
     let rest = &frame[FRAME_HEADER_BYTES..];
     if len > rest.len() as u64 {
@@ -839,20 +928,27 @@ fn decode_frame(
     if records.is_empty() {
         return Err(FrameError::Records("an empty frame".into()));
     }
-    Ok((records, FRAME_HEADER_BYTES + len as usize))
+    Ok(Frame {
+        records,
+        bytes: FRAME_HEADER_BYTES + len as usize,
+        synced,
+    })
 }
 
-/// The payload length of the frame header at the start of `frame` (at byte `offset` of segment
-/// `number`), if the header is whole and its hash (over its first 16 bytes) matches.
-fn frame_header(frame: &[u8], offset: usize, number: u64) -> Result<u64, FrameError> {
+/// The frame header at the start of `frame` (at byte `offset` of segment `number`), if it is
+/// whole and its hash (over its first 16 bytes) matches.
+fn frame_header(frame: &[u8], offset: usize, number: u64) -> Result<FrameHeader, FrameError> {
     if frame.len() < FRAME_HEADER_BYTES {
         return Err(FrameError::HeaderCut { left: frame.len() });
     }
-    let len = read_u64(&frame[..8]);
-    if frame_header_hash(number, offset as u64, len) != read_u64(&frame[8..16]) {
+    let field = read_u64(&frame[..8]);
+    if frame_header_hash(number, offset as u64, field) != read_u64(&frame[8..16]) {
         return Err(FrameError::HeaderHash);
     }
-    Ok(len)
+    Ok(FrameHeader {
+        len: field & !FRAME_SYNCED,
+        synced: field & FRAME_SYNCED != 0,
+    })
 }
 
 fn read_u64(bytes: &[u8]) -> u64 {
@@ -1134,7 +1230,24 @@ mod tests {
         let records = samples();
         let mut bytes = vec![0xee; 5];
         assert_eq!(encode_frame(&records, 3, 5, &mut bytes), Slot(9));
-        assert_eq!(decode_frame(&bytes, 5, 3), Ok((records, bytes.len() - 5)));
+        let bytes_len = bytes.len() - 5;
+        assert_eq!(
+            decode_frame(&bytes, 5, 3),
+            Ok(Frame {
+                records: records.clone(),
+                bytes: bytes_len,
+                synced: false
+            })
+        );
+        seal_frame(&mut bytes[5..], 3, 5, true);
+        assert_eq!(
+            decode_frame(&bytes, 5, 3),
+            Ok(Frame {
+                records,
+                bytes: bytes_len,
+                synced: true
+            })
+        );
     }
 
     #[test]
@@ -1171,7 +1284,12 @@ mod tests {
         let bytes = new_segment(4, Ballot(9), Slot(2));
         check_segment_header(&bytes, 4, PathBuf::new()).unwrap();
         assert!(check_segment_header(&bytes, 5, PathBuf::new()).is_err());
-        let (records, used) = decode_frame(&bytes, SEGMENT_HEADER_BYTES, 4).unwrap();
+        let Frame {
+            records,
+            bytes: used,
+            synced,
+        } = decode_frame(&bytes, SEGMENT_HEADER_BYTES, 4).unwrap();
+        assert!(synced, "a segment is created synced");
         assert_eq!(
             records,
             [Record::Promised(Ballot(9)), Record::Compacted(Slot(2))]
@@ -1319,7 +1437,7 @@ mod tests {
         let mut old_layout = Vec::new();
         encode_frame(&[Record::Promised(Ballot(1))], 0, 0, &mut old_layout);
         let mut wrong_number = new_segment(0, Ballot::ZERO, Slot(0));
-        wrong_number[..SEGMENT_HEADER_BYTES].copy_from_slice(&segment_header(1));
+        wrong_number[..SEGMENT_HEADER_BYTES].copy_from_slice(&segment_header(1, WAL_FORMAT));
         for (what, bytes, expect) in [
             ("format 1", other_format, "log format 1"),
             ("no header", old_layout, "no segment header"),
@@ -1333,6 +1451,67 @@ mod tests {
             assert!(error.to_string().contains(expect), "{what}: {error}");
             assert_eq!(disk.file_bytes(&segment_name(0)).unwrap(), bytes, "{what}");
         }
+    }
+
+    /// A segment 0 in log format `format`: its first frame, a chosen frame whose header a crash
+    /// lost (zeros), then a valid chosen frame written without a sync.
+    fn segment_with_a_hole(format: u32) -> Vec<u8> {
+        let chosen = |slot| Record::Chosen {
+            slot: Slot(slot),
+            value: Value::Commands(vec![b"value".to_vec()]),
+        };
+        let mut bytes = segment_header(0, format).to_vec();
+        let state = [Record::Promised(Ballot(1)), Record::Compacted(Slot(0))];
+        encode_frame(&state, 0, SEGMENT_HEADER_BYTES as u64, &mut bytes);
+        let first_frame = &mut bytes[SEGMENT_HEADER_BYTES..];
+        seal_frame(first_frame, 0, SEGMENT_HEADER_BYTES as u64, true);
+        let hole = bytes.len();
+        encode_frame(&[chosen(1)], 0, hole as u64, &mut bytes);
+        bytes[hole..hole + FRAME_HEADER_BYTES].fill(0);
+        let after = bytes.len() as u64;
+        encode_frame(&[chosen(2)], 0, after, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_hole_before_frames_written_without_a_sync_is_cut_only_where_frames_say_so() {
+        // Format 3 frames say no sync followed the hole: a torn write, cut there.
+        let disk = crate::SimDisk::new();
+        let bytes = segment_with_a_hole(WAL_FORMAT);
+        disk.clone().create(&segment_name(0), &bytes).unwrap();
+        let log = WalLog::open_on(disk.clone(), WalOptions::default()).unwrap();
+        let state = log.load().unwrap();
+        assert_eq!((state.promised, state.slots.len()), (Ballot(1), 0));
+        assert!(disk.file_bytes(&segment_name(0)).unwrap().len() < bytes.len());
+        // Format 2 frames may have been synced by a call that did not say so: damage.
+        let disk = crate::SimDisk::new();
+        let bytes = segment_with_a_hole(WAL_FORMAT_WITHOUT_SYNC_MARKS);
+        disk.clone().create(&segment_name(0), &bytes).unwrap();
+        let error = WalLog::open_on(disk.clone(), WalOptions::default()).unwrap_err();
+        assert!(
+            matches!(&error, StorageError::Log(LogError::CorruptFrame { .. })),
+            "{error}"
+        );
+        assert_eq!(disk.file_bytes(&segment_name(0)).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_log_of_the_previous_format_opens_and_takes_appends() {
+        let mut disk = crate::SimDisk::new();
+        let mut bytes = segment_header(0, WAL_FORMAT_WITHOUT_SYNC_MARKS).to_vec();
+        let state = [Record::Promised(Ballot(1)), Record::Compacted(Slot(0))];
+        encode_frame(&state, 0, SEGMENT_HEADER_BYTES as u64, &mut bytes);
+        let at = bytes.len() as u64;
+        encode_frame(&[accepted(1, 1)], 0, at, &mut bytes);
+        disk.create(&segment_name(0), &bytes).unwrap();
+        let mut log = WalLog::open_on(disk.clone(), WalOptions::default()).unwrap();
+        log.persist(&[accepted(2, 1)]).unwrap();
+        let reopened = WalLog::open_on(disk.crash(), WalOptions::default()).unwrap();
+        let state = reopened.load().unwrap();
+        assert_eq!(
+            state.slots.keys().copied().collect::<Vec<_>>(),
+            [Slot(1), Slot(2)]
+        );
     }
 
     #[test]

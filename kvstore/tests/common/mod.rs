@@ -17,7 +17,8 @@ use synod_kvstore::{
 pub fn wal_frames_len(bytes: &[u8]) -> u64 {
     let mut at = 28;
     while let Some(len) = bytes.get(at..at + 8) {
-        let len = u64::from_le_bytes(len.try_into().unwrap()) as usize;
+        // The length field's top bit marks a frame written with a sync.
+        let len = (u64::from_le_bytes(len.try_into().unwrap()) & !(1 << 63)) as usize;
         if len == 0 {
             break;
         }
