@@ -3,8 +3,9 @@
 //! The first input byte picks the mode. Odd: each segment holds raw bytes (the frame checks
 //! see garbage). Even: each segment is well-framed (correct lengths and hashes, see
 //! `synod_fuzz::wal_format`) around generated records (any ballot, slot and value), sometimes
-//! around raw record bytes, and the last may end in a torn frame; so the fuzzer gets past the
-//! frame checks to the record decoder and the replay.
+//! around raw record bytes, each frame marked as written with or without a sync, and the last
+//! may end in a torn frame; so the fuzzer gets past the frame checks to the record decoder and
+//! the replay.
 //!
 //! Checked besides "never panics": a log that opens reports the state its `load` returns;
 //! opened again, it loads the same state; a record appended then survives a third opening.
@@ -73,7 +74,7 @@ fn framed_segments(
                     records.push(record);
                 }
             }
-            wal_format::frame(&mut segment, number, &payload);
+            wal_format::frame(&mut segment, number, &payload, u.arbitrary()?);
         }
         segments.push(segment);
     }
@@ -84,7 +85,7 @@ fn framed_segments(
             let start = last.len();
             let mut payload = Vec::new();
             wal_format::encode_record(&record(u)?, &mut payload);
-            wal_format::frame(last, number, &payload);
+            wal_format::frame(last, number, &payload, u.arbitrary()?);
             let cut = start + u.choose_index(last.len() - start)?;
             last.truncate(cut);
         }

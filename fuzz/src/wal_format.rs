@@ -11,9 +11,10 @@ pub fn new_segment(number: u64) -> Vec<u8> {
     synod_kvstore::wal_format::segment_header(number, synod_kvstore::WAL_FORMAT)
 }
 
-/// Appends a frame around `payload` to `segment` (segment `number`'s bytes so far).
-pub fn frame(segment: &mut Vec<u8>, number: u64, payload: &[u8]) {
-    synod_kvstore::wal_format::append_frame(segment, number, payload);
+/// Appends a frame around `payload` to `segment` (segment `number`'s bytes so far), marked as
+/// written with a sync if `synced`.
+pub fn frame(segment: &mut Vec<u8>, number: u64, payload: &[u8], synced: bool) {
+    synod_kvstore::wal_format::append_frame(segment, number, payload, synced);
 }
 
 /// Appends one record's encoding to `out`.

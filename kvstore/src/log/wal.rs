@@ -786,15 +786,13 @@ pub mod format {
 
     /// Appends a frame around `payload` (any bytes) to `segment`, the bytes of segment
     /// `number` so far (the frame is bound to that number and to its offset, the current
-    /// length).
-    pub fn append_frame(segment: &mut Vec<u8>, number: u64, payload: &[u8]) {
+    /// length), marked as written with a sync if `synced`.
+    pub fn append_frame(segment: &mut Vec<u8>, number: u64, payload: &[u8], synced: bool) {
         let offset = segment.len() as u64;
-        let len = payload.len() as u64;
-        segment.extend_from_slice(&len.to_le_bytes());
-        segment.extend_from_slice(&super::frame_header_hash(number, offset, len).to_le_bytes());
-        segment
-            .extend_from_slice(&super::frame_payload_hash(number, offset, payload).to_le_bytes());
+        let start = segment.len();
+        segment.extend_from_slice(&[0; super::FRAME_HEADER_BYTES]);
         segment.extend_from_slice(payload);
+        super::seal_frame(&mut segment[start..], number, offset, synced);
     }
 }
 
