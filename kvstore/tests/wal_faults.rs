@@ -23,11 +23,11 @@ fn chosen(slot: u64, text: &str) -> Record {
     }
 }
 
-/// The log on `disk`, with segments of 8 KiB: room for the frames of every test here, and
-/// little to copy at each simulated crash.
 /// The first segment's file name.
 const SEGMENT_0: &str = "00000000000000000000.wal";
 
+/// The log on `disk`, with segments of 8 KiB: room for the frames of every test here, and
+/// little to copy at each simulated crash.
 fn open(disk: &SimDisk) -> Result<WalLog<SimDisk>, StorageError> {
     WalLog::open_on(disk.clone(), WalOptions::with_segment_bytes(8 << 10))
 }
@@ -213,6 +213,28 @@ fn a_damaged_frame_that_a_later_sync_covered_refuses_to_start() {
     drop(log);
     let disk = disk.crash();
     disk.flip_bit(SEGMENT_0, start + 40, 3).unwrap();
+    let damaged = snapshot(&disk);
+    match open(&disk) {
+        Err(StorageError::Log(LogError::CorruptFrame { offset, .. })) => assert_eq!(offset, start),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(snapshot(&disk), damaged, "nothing cut");
+}
+
+#[test]
+fn a_damaged_header_of_a_synced_frame_refuses_to_start_though_only_unsynced_frames_follow() {
+    let disk = SimDisk::new();
+    let mut log = open(&disk).unwrap();
+    log.persist(&[Record::Promised(Ballot(1))]).unwrap();
+    let start = disk.synced_bytes(SEGMENT_0).unwrap();
+    log.persist(&[accepted(1, 1, "synced")]).unwrap();
+    log.persist(&[chosen(1, "synced")]).unwrap();
+    drop(log);
+    // The crash keeps the unsynced chosen frame; then two bits of the synced frame's header rot
+    // (one in its length, one in its hash): not zeros, so not a sector the crash lost.
+    let disk = disk.crash_scattered(&mut || true);
+    disk.flip_bit(SEGMENT_0, start + 1, 2).unwrap();
+    disk.flip_bit(SEGMENT_0, start + 9, 5).unwrap();
     let damaged = snapshot(&disk);
     match open(&disk) {
         Err(StorageError::Log(LogError::CorruptFrame { offset, .. })) => assert_eq!(offset, start),

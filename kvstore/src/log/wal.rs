@@ -46,17 +46,29 @@
 //! last sync damaged: the last one torn, or any of them missing sectors, since a disk's volatile
 //! cache may write back a later sector and lose an earlier one. None of them was synced, so
 //! none was reported to anyone, and [`WalLog::open`] cuts the last segment at the first bad
-//! frame, with everything after it, if nothing after it was synced: no valid frame after it
-//! says it was written with a sync, and it does not say so itself unless nothing valid follows
-//! it (a call writes only after the previous call's sync returned). A frame with a valid
-//! header that says it was written without a sync is then cut whatever its payload holds; one
-//! without a valid header, or written with a sync and last, must look torn rather than damaged
-//! (the rule is on `is_torn_write`: cut short, zeros, or stale bytes that are not a frame
-//! header; a whole frame with a bad payload, or a header one bit away from valid, is damage).
-//! A bad frame otherwise is corruption of data that may have been synced and reported, and so
-//! is a bad frame in any other place (an earlier segment, a segment's first frame, a bad
-//! segment header). Segments of [`WAL_FORMAT_WITHOUT_SYNC_MARKS`] do not say which frames were
-//! written with a sync: there any valid frame after a bad one makes it corruption.
+//! frame, with everything after it, if nothing from there on was synced: no valid frame after
+//! it says it was written with a sync, and it does not say so itself unless nothing valid
+//! follows it (a call writes only after the previous call's sync returned). Then a frame whose
+//! valid header says it was written without a sync is cut whatever its payload holds (unless
+//! its hashes match around undecodable records); a frame whose header is not valid is cut if a
+//! sector's piece of the header reads as zeros (lost) while valid frames follow it; and the
+//! last frame, with nothing valid after it, must look torn rather than damaged (the rule is on
+//! `is_torn_write`: cut short, zeros, or stale bytes that are not a frame header; a whole frame
+//! with a bad payload, or a header one bit away from valid, is damage). Any other bad frame is
+//! corruption of data that may have been synced and reported, and so is a bad frame in any
+//! other place (an earlier segment, a segment's first frame, a bad segment header).
+//!
+//! Two syncs leave no mark, both on frames that hold only records that need no sync: closing a
+//! segment syncs its last frames, and cutting a tail at open syncs the cut. Damage to such a
+//! frame after a crash that left its segment the last is cut rather than refused. And a crash
+//! during the sync of a frame that is marked can keep that frame and lose a sector of the
+//! unsynced frames before it; the start is refused then, since the log cannot tell whether the
+//! sync returned.
+//!
+//! Segments of [`WAL_FORMAT_WITHOUT_SYNC_MARKS`] do not say which frames were written with a
+//! sync, so there any valid frame after a bad one makes it corruption; the log appends to such
+//! a segment without marks (an older version reads it) until it starts the next one.
+//!
 //! Corruption refuses the start with [`LogError`] naming the file and the byte offset, and
 //! changes nothing on disk. So do records that break the acceptor's rules
 //! ([`DurableState::try_apply`]) and a segment of another log format.
@@ -244,6 +256,10 @@ pub struct WalLog<D: WalDisk = FsDisk> {
     file_bytes: u64,
     /// The length of the last segment's file: from `file_bytes` on, reserved room (zeros).
     reserved_bytes: u64,
+    /// The last segment is of [`WAL_FORMAT`], so its frames say whether a sync followed them
+    /// (false for [`WAL_FORMAT_WITHOUT_SYNC_MARKS`], which an older version reads, and would
+    /// misread a marked frame's length as huge).
+    marks_syncs: bool,
     /// Every segment, oldest first, consecutive; never empty.
     segments: Vec<Segment>,
     promised: Ballot,
@@ -315,7 +331,7 @@ impl<D: WalDisk> WalLog<D> {
                 kept = torn.valid_bytes,
                 cut = torn.file_bytes - torn.valid_bytes,
                 reason = %torn.reason,
-                "cutting off a torn frame at the end of the log"
+                "cutting off the log's unsynced tail, from a torn frame on"
             );
             disk.truncate(&segment_name(last), torn.valid_bytes)
                 .map_err(io_error(&disk, "truncate", last))?;
@@ -329,6 +345,7 @@ impl<D: WalDisk> WalLog<D> {
             options,
             file_bytes: replay.last_valid_bytes,
             reserved_bytes,
+            marks_syncs: replay.last_marks_syncs,
             segments: replay.segments,
             promised: replay.state.promised,
             compacted_through: replay.state.compacted_through,
@@ -396,7 +413,7 @@ impl<D: WalDisk> WalLog<D> {
         let sync = records.iter().any(Record::must_sync)
             || frees_a_segment
             || unsynced_bytes >= WAL_SYNC_UNSYNCED_BYTES;
-        if sync {
+        if sync && self.marks_syncs {
             seal_frame(&mut self.scratch, number, self.file_bytes, true);
         }
         self.disk
@@ -454,6 +471,7 @@ impl<D: WalDisk> WalLog<D> {
         });
         self.file_bytes = bytes.len() as u64;
         self.reserved_bytes = self.file_bytes;
+        self.marks_syncs = true;
         Ok(())
     }
 
@@ -591,6 +609,8 @@ struct Replay {
     last_valid_bytes: u64,
     /// The length of the last segment's file.
     last_file_bytes: u64,
+    /// The last segment's format marks frames written with a sync.
+    last_marks_syncs: bool,
     /// The torn frame at the end of the last segment, if any.
     torn_tail: Option<TornTail>,
 }
@@ -602,6 +622,7 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
     let mut segments = Vec::with_capacity(numbers.len());
     let mut last_valid_bytes = 0;
     let mut last_file_bytes = 0;
+    let mut last_marks_syncs = true;
     let mut torn_tail = None;
     for pair in numbers.windows(2) {
         if pair[1] != pair[0] + 1 {
@@ -681,6 +702,7 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
         if is_last {
             last_valid_bytes = at as u64;
             last_file_bytes = bytes.len() as u64;
+            last_marks_syncs = marks_syncs;
         }
         segments.push(Segment { number, max_slot });
     }
@@ -689,20 +711,30 @@ fn replay(disk: &impl WalDisk, numbers: &[u64], bugs: Active) -> Result<Replay, 
         segments,
         last_valid_bytes,
         last_file_bytes,
+        last_marks_syncs,
         torn_tail,
     })
 }
 
-/// The first offset at or after `from` where a valid frame of segment `number` starts for which
-/// `wanted` holds (pass `bytes` without their zero tail: no frame starts there).
-fn next_valid_frame(
+/// The first valid frame of segment `number` at or after `from`, and the first one written with
+/// a sync (any valid frame, unless `marks_syncs`), by offset. Pass `bytes` without their zero
+/// tail: no frame starts there.
+fn frames_after(
     bytes: &[u8],
     from: usize,
     number: u64,
-    wanted: impl Fn(&Frame) -> bool,
-) -> Option<usize> {
-    (from..bytes.len().saturating_sub(FRAME_HEADER_BYTES - 1))
-        .find(|&at| decode_frame(bytes, at, number).is_ok_and(|frame| wanted(&frame)))
+    marks_syncs: bool,
+) -> (Option<usize>, Option<usize>) {
+    let mut first = None;
+    for at in from..bytes.len().saturating_sub(FRAME_HEADER_BYTES - 1) {
+        if let Ok(frame) = decode_frame(bytes, at, number) {
+            first.get_or_insert(at);
+            if frame.synced || !marks_syncs {
+                return (first, Some(at));
+            }
+        }
+    }
+    (first, None)
 }
 
 /// Why the bad frame at byte `at` of the last segment (`number`, not its first frame) is damage
@@ -714,11 +746,14 @@ fn next_valid_frame(
 /// previous call's sync returned. So the frame is damage if a frame written with a sync follows
 /// it (in a format that does not mark them, any valid frame). Otherwise nothing after it was
 /// synced, and a crash may have kept any of those sectors and lost the others (a disk's volatile
-/// cache writes back in any order). Then the frame is torn if its valid header says it was
-/// written without a sync. If its header says it was, it is damage if any valid frame follows
-/// (that frame was written after this one's sync returned), and else [`is_torn_write`] decides;
-/// so it does for a header that is not valid (zeros or stale bytes are torn, a header one bit
-/// from valid is damage). A frame whose hashes match around undecodable records is damage.
+/// cache writes back in any order; a lost sector reads as zeros). Then:
+/// - a valid header that says the frame was written without a sync: torn, whatever its payload
+///   holds, unless its hashes match around undecodable records (damage);
+/// - a valid header that says it was written with a sync: damage if any valid frame follows
+///   (written after that sync returned), else [`is_torn_write`] decides;
+/// - a header that is not valid: torn if a sector's piece of it reads as zeros when a valid
+///   frame follows (anything else there is a header damaged after a sync may have covered it),
+///   else [`is_torn_write`] decides.
 fn damage_at_the_end(
     bytes: &[u8],
     zeros_from: usize,
@@ -727,19 +762,22 @@ fn damage_at_the_end(
     error: &FrameError,
     marks_syncs: bool,
 ) -> Option<String> {
-    let written = &bytes[..zeros_from];
-    if let Some(next) = next_valid_frame(written, at + 1, number, |f| f.synced || !marks_syncs) {
+    let (next, next_synced) = frames_after(&bytes[..zeros_from], at + 1, number, marks_syncs);
+    if let Some(next_synced) = next_synced {
         return Some(format!(
-            "{error}, and a frame written with a sync follows at byte {next}: not a torn write"
+            "{error}, and a frame written with a sync follows at byte {next_synced}: not a torn \
+             write"
         ));
     }
     let unsynced_header =
         marks_syncs && frame_header(&bytes[at..], at, number).is_ok_and(|h| !h.synced);
-    let next = next_valid_frame(written, at + 1, number, |_| true);
     let torn = match error {
         FrameError::Records(_) => false,
         FrameError::PayloadCut { .. } | FrameError::PayloadHash { .. } if unsynced_header => true,
         FrameError::PayloadCut { .. } | FrameError::PayloadHash { .. } if next.is_some() => false,
+        FrameError::HeaderCut { .. } | FrameError::HeaderHash if next.is_some() => {
+            header_lost_a_sector(bytes, at)
+        }
         _ => is_torn_write(bytes, zeros_from, at, number, error),
     };
     (!torn).then(|| match next {
@@ -749,6 +787,21 @@ fn damage_at_the_end(
         ),
         None => format!("{error} in the last frame, which is whole: not a torn write"),
     })
+}
+
+/// True if a piece of the frame header at byte `at` that one sector holds reads as zeros (a
+/// sector a crash lost).
+fn header_lost_a_sector(bytes: &[u8], at: usize) -> bool {
+    let end = (at + FRAME_HEADER_BYTES).min(bytes.len());
+    let mut piece_start = at;
+    while piece_start < end {
+        let piece_end = ((piece_start / SECTOR_BYTES + 1) * SECTOR_BYTES).min(end);
+        if bytes[piece_start..piece_end].iter().all(|b| *b == 0) {
+            return true;
+        }
+        piece_start = piece_end;
+    }
+    false
 }
 
 /// The slot a record is about (0 for none).
@@ -889,7 +942,7 @@ struct Frame {
     records: Vec<Record>,
     /// Its length in bytes, header included.
     bytes: usize,
-    /// Written by a call that synced it (always false in a segment of
+    /// Marked as written by a call that synced it (never in a segment of
     /// [`WAL_FORMAT_WITHOUT_SYNC_MARKS`]).
     synced: bool,
 }
@@ -953,9 +1006,10 @@ fn read_u64(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
 }
 
-/// Whether the bad frame at byte `at` of the last segment `number`, after which no valid frame
-/// follows, is a torn write (never synced, so cut off) rather than corruption; `bytes` are zeros
-/// from `zeros_from` on. A torn write is a write a crash cut short, or one whose blocks reached
+/// Whether the bad frame at byte `at` of the last segment `number` is a torn write (never
+/// synced, so cut off) rather than corruption, judged by the frame alone (see
+/// [`damage_at_the_end`], which asks only when nothing valid follows it); `bytes` are zeros from
+/// `zeros_from` on. A torn write is a write a crash cut short, or one whose blocks reached
 /// the disk only in part:
 /// - the file ends inside the frame's header, or after a valid header inside its payload;
 /// - the header is not one: zeros (an extended but unwritten region) or stale bytes of a reused
@@ -1452,8 +1506,8 @@ mod tests {
     }
 
     /// A segment 0 in log format `format`: its first frame, a chosen frame whose header a crash
-    /// lost (zeros), then a valid chosen frame written without a sync.
-    fn segment_with_a_hole(format: u32) -> Vec<u8> {
+    /// lost (zeros), then a valid chosen frame written without a sync; and where the hole is.
+    fn segment_with_a_hole(format: u32) -> (Vec<u8>, usize) {
         let chosen = |slot| Record::Chosen {
             slot: Slot(slot),
             value: Value::Commands(vec![b"value".to_vec()]),
@@ -1468,22 +1522,22 @@ mod tests {
         bytes[hole..hole + FRAME_HEADER_BYTES].fill(0);
         let after = bytes.len() as u64;
         encode_frame(&[chosen(2)], 0, after, &mut bytes);
-        bytes
+        (bytes, hole)
     }
 
     #[test]
     fn a_hole_before_frames_written_without_a_sync_is_cut_only_where_frames_say_so() {
         // Format 3 frames say no sync followed the hole: a torn write, cut there.
         let disk = crate::SimDisk::new();
-        let bytes = segment_with_a_hole(WAL_FORMAT);
+        let (bytes, hole) = segment_with_a_hole(WAL_FORMAT);
         disk.clone().create(&segment_name(0), &bytes).unwrap();
         let log = WalLog::open_on(disk.clone(), WalOptions::default()).unwrap();
         let state = log.load().unwrap();
         assert_eq!((state.promised, state.slots.len()), (Ballot(1), 0));
-        assert!(disk.file_bytes(&segment_name(0)).unwrap().len() < bytes.len());
+        assert_eq!(disk.file_bytes(&segment_name(0)).unwrap(), bytes[..hole]);
         // Format 2 frames may have been synced by a call that did not say so: damage.
         let disk = crate::SimDisk::new();
-        let bytes = segment_with_a_hole(WAL_FORMAT_WITHOUT_SYNC_MARKS);
+        let (bytes, _) = segment_with_a_hole(WAL_FORMAT_WITHOUT_SYNC_MARKS);
         disk.clone().create(&segment_name(0), &bytes).unwrap();
         let error = WalLog::open_on(disk.clone(), WalOptions::default()).unwrap_err();
         assert!(
@@ -1504,12 +1558,63 @@ mod tests {
         disk.create(&segment_name(0), &bytes).unwrap();
         let mut log = WalLog::open_on(disk.clone(), WalOptions::default()).unwrap();
         log.persist(&[accepted(2, 1)]).unwrap();
+        // An older version reads this segment: the synced frame appended to it is not marked.
+        let appended = decode_frame(&disk.file_bytes(&segment_name(0)).unwrap(), at as usize, 0)
+            .map(|frame| frame.bytes);
+        let appended_at = at as usize + appended.unwrap();
+        let frame = decode_frame(&disk.file_bytes(&segment_name(0)).unwrap(), appended_at, 0);
+        assert!(!frame.unwrap().synced);
         let reopened = WalLog::open_on(disk.crash(), WalOptions::default()).unwrap();
         let state = reopened.load().unwrap();
         assert_eq!(
             state.slots.keys().copied().collect::<Vec<_>>(),
             [Slot(1), Slot(2)]
         );
+    }
+
+    /// Whether each frame of segment `number` (bytes from the disk) was marked as synced.
+    fn marks(disk: &crate::SimDisk, number: u64) -> Vec<bool> {
+        let bytes = disk.file_bytes(&segment_name(number)).unwrap();
+        let mut at = SEGMENT_HEADER_BYTES;
+        let mut marks = Vec::new();
+        while let Ok(frame) = decode_frame(&bytes, at, number) {
+            marks.push(frame.synced);
+            at += frame.bytes;
+        }
+        marks
+    }
+
+    #[test]
+    fn every_frame_a_sync_follows_is_marked_and_no_other() {
+        let chosen = |slot, len| Record::Chosen {
+            slot: Slot(slot),
+            value: Value::Commands(vec![vec![b'v'; len]]),
+        };
+        // Chosen values need no sync, until 1 MiB of them waits.
+        let disk = crate::SimDisk::new();
+        let mut log = WalLog::open_on(disk.clone(), WalOptions::default()).unwrap();
+        log.persist(&[Record::Promised(Ballot(1))]).unwrap();
+        for slot in 1..=5 {
+            log.persist(&[chosen(slot, 300 << 10)]).unwrap();
+        }
+        assert_eq!(
+            marks(&disk, 0),
+            [true, true, false, false, false, true, false],
+            "the segment's first frame, the promise, then the fourth chosen value's call reaches \
+             1 MiB"
+        );
+        // A compaction point that frees a closed segment syncs.
+        let disk = crate::SimDisk::new();
+        let mut log = WalLog::open_on(disk.clone(), WalOptions::with_segment_bytes(200)).unwrap();
+        log.persist(&[Record::Promised(Ballot(1)), accepted(1, 1)])
+            .unwrap();
+        log.persist(&[chosen(1, 100)]).unwrap();
+        log.persist(&[chosen(2, 10)]).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(marks(&disk, 1), [true, false]);
+        log.persist(&[Record::Compacted(Slot(1))]).unwrap();
+        assert_eq!(log.segment_count(), 1, "segment 0 deleted");
+        assert_eq!(marks(&disk, 1), [true, false, true]);
     }
 
     #[test]
