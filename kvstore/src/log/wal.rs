@@ -414,7 +414,7 @@ impl<D: WalDisk> WalLog<D> {
             || frees_a_segment
             || unsynced_bytes >= WAL_SYNC_UNSYNCED_BYTES;
         if sync && self.marks_syncs {
-            seal_frame(&mut self.scratch, number, self.file_bytes, true);
+            mark_synced(&mut self.scratch, number, self.file_bytes);
         }
         self.disk
             .write_at(&segment_name(number), self.file_bytes, &self.scratch)
@@ -531,7 +531,7 @@ fn new_segment(number: u64, promised: Ballot, compacted_through: Slot) -> Vec<u8
     debug_assert_eq!(max_slot, Slot(0), "a header mentions no slot");
     // A segment is created synced.
     let first_frame = &mut bytes[SEGMENT_HEADER_BYTES..];
-    seal_frame(first_frame, number, SEGMENT_HEADER_BYTES as u64, true);
+    mark_synced(first_frame, number, SEGMENT_HEADER_BYTES as u64);
     bytes
 }
 
@@ -892,6 +892,15 @@ fn seal_frame(frame: &mut [u8], number: u64, offset: u64, synced: bool) {
     frame[..8].copy_from_slice(&field.to_le_bytes());
     frame[8..16].copy_from_slice(&frame_header_hash(number, offset, field).to_le_bytes());
     frame[16..24].copy_from_slice(&payload_hash.to_le_bytes());
+}
+
+/// Marks the frame [`seal_frame`] wrote at the start of `frame` (for segment `number` at byte
+/// `offset`) as written by a call that synced it: its length field and header hash change, its
+/// payload hash does not (so the payload is not hashed again).
+fn mark_synced(frame: &mut [u8], number: u64, offset: u64) {
+    let field = read_u64(&frame[..8]) | FRAME_SYNCED;
+    frame[..8].copy_from_slice(&field.to_le_bytes());
+    frame[8..16].copy_from_slice(&frame_header_hash(number, offset, field).to_le_bytes());
 }
 
 /// Why the bytes at an offset are not a valid frame.
