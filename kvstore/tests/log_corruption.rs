@@ -99,6 +99,36 @@ fn a_bad_frame_followed_by_a_valid_one_refuses_to_start_and_truncates_nothing() 
 }
 
 #[test]
+fn a_hole_in_frames_no_sync_covered_is_cut_there_and_the_log_goes_on() {
+    let path = TempPath::new("log-unsynced-hole");
+    let (segment, starts) = three_synced_frames(&path.0);
+    let mut log = WalLog::open(&path.0).unwrap();
+    let expected = log.load().unwrap();
+    // Chosen values need no sync: these three frames sit in the page cache.
+    for slot in 1..=3 {
+        log.persist(&[chosen(slot, cmds("unsynced"))]).unwrap();
+    }
+    drop(log);
+    // A power loss kept the last two but lost the sector holding the first one's header.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[starts[3]..starts[3] + 24].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let mut log = WalLog::open(&path.0).unwrap();
+    assert_eq!(log.load().unwrap(), expected, "cut at the hole");
+    assert_eq!(frames_end(&segment), starts[3]);
+    log.persist(&[accepted(4, 1, cmds("after the cut"))])
+        .unwrap();
+    drop(log);
+    let state = WalLog::open(&path.0).unwrap().load().unwrap();
+    assert_eq!(
+        state.slots.len(),
+        4,
+        "appends after the cut survive a restart"
+    );
+}
+
+#[test]
 fn a_flipped_bit_in_the_last_synced_frame_refuses_to_start() {
     let path = TempPath::new("log-flip-last");
     let (segment, starts) = three_synced_frames(&path.0);

@@ -201,6 +201,17 @@ fn a_power_loss_that_keeps_a_later_unsynced_write_but_not_an_earlier_one_cuts_th
     }
 }
 
+/// The log on `disk` refuses to start, naming the frame at byte `start` of the first segment as
+/// corrupt, and cuts nothing.
+fn assert_refused_at(disk: &SimDisk, start: u64) {
+    let damaged = snapshot(disk);
+    match open(disk) {
+        Err(StorageError::Log(LogError::CorruptFrame { offset, .. })) => assert_eq!(offset, start),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(snapshot(disk), damaged, "nothing cut");
+}
+
 #[test]
 fn a_damaged_frame_that_a_later_sync_covered_refuses_to_start() {
     let disk = SimDisk::new();
@@ -213,12 +224,7 @@ fn a_damaged_frame_that_a_later_sync_covered_refuses_to_start() {
     drop(log);
     let disk = disk.crash();
     disk.flip_bit(SEGMENT_0, start + 40, 3).unwrap();
-    let damaged = snapshot(&disk);
-    match open(&disk) {
-        Err(StorageError::Log(LogError::CorruptFrame { offset, .. })) => assert_eq!(offset, start),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(snapshot(&disk), damaged, "nothing cut");
+    assert_refused_at(&disk, start);
 }
 
 #[test]
@@ -235,12 +241,7 @@ fn a_damaged_header_of_a_synced_frame_refuses_to_start_though_only_unsynced_fram
     let disk = disk.crash_scattered(&mut || true);
     disk.flip_bit(SEGMENT_0, start + 1, 2).unwrap();
     disk.flip_bit(SEGMENT_0, start + 9, 5).unwrap();
-    let damaged = snapshot(&disk);
-    match open(&disk) {
-        Err(StorageError::Log(LogError::CorruptFrame { offset, .. })) => assert_eq!(offset, start),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(snapshot(&disk), damaged, "nothing cut");
+    assert_refused_at(&disk, start);
 }
 
 #[test]
