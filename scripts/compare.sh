@@ -9,6 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/compare.sh OUT}
 mkdir -p "$out"
+# ../shared/bench/etcd-cluster.sh waits for etcd's health with etcdctl, which that script does
+# not install (Debian ships it apart from the server): without it a healthy cluster is reported
+# as "did not become healthy in 30 s".
+command -v etcdctl >/dev/null || { apt-get update -qq &&
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-client >/dev/null; }
 scripts/machine-speed.sh | tee "$out/speed-before.txt"
 ../shared/bench/compare.sh . "$out" >"$out/compare.log" 2>&1
 scripts/machine-speed.sh | tee "$out/speed-after.txt"
